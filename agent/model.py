@@ -1,0 +1,55 @@
+"""The pure data model every part of the agent speaks: Point, Reading, Quality.
+
+A Reading is what a driver produced for one point at one time; a Point is the
+configured description of a value (name, unit, reporting rules). Nothing here does
+I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+
+class Quality(str, enum.Enum):
+    """How far a value can be trusted (names from DESIGN.md)."""
+
+    GOOD = "good"  # read from the device just now, plausible
+    STALE = "stale"  # last good value, but older than the point allows
+    BAD = "bad"  # no usable value; `reason` says why
+    SUBSTITUTED = "substituted"  # a value put in place of a failed one (fallback, manual)
+
+    def __str__(self) -> str:  # "good", not "Quality.GOOD", in logs and JSON
+        return self.value
+
+
+class Reading(NamedTuple):
+    """One value of one point at one time. `t` is wall-clock seconds since the epoch (UTC)."""
+
+    point: str
+    t: float
+    value: Any
+    quality: Quality
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A configured point: what the process image and the reporting rules know of a value.
+
+    `name` is "<device>.<key>" for device points (e.g. "meter1.voltage_l1").
+    `deadband` is an absolute change that must be exceeded before a new value is
+    reported (0 = report every change); `heartbeat_s` forces a report at least that
+    often even without change; `stale_after_s` is the age after which the process
+    image marks the value stale.
+    """
+
+    name: str
+    unit: str = ""
+    source: str = ""  # device or input that produces it
+    deadband: float = 0.0
+    heartbeat_s: float = 300.0
+    stale_after_s: float = 30.0
+    description: str = ""
+    writable: bool = False

@@ -1,0 +1,1 @@
+"""Modbus RTU/TCP: register codec, request planner (pure) and the bus engine."""
