@@ -139,8 +139,18 @@ def encode(point: RegisterPoint, value: Any) -> list[int]:
         if value not in inverse:
             raise DecodeError(f"{point.key}: {value!r} is not one of {sorted(inverse)}")
         value = inverse[value]
-    raw: float | int = (value - point.offset) / point.scale if not isinstance(value, bool) else int(value)
-    if not point.dtype.is_float:
+    if not isinstance(value, (int, float)):
+        raise DecodeError(f"{point.key}: {value!r} is not a number")
+    raw: float | int
+    if isinstance(value, bool):
+        raw = int(value)
+    elif point.scale == 1 and point.offset == 0:
+        raw = value  # exact: no float detour for 64-bit integers
+    else:
+        raw = (value - point.offset) / point.scale
+    if not point.dtype.is_float and isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise DecodeError(f"{point.key}: {value!r} does not fit {point.dtype.value}")
         raw = int(round(raw))
     try:
         packed = struct.pack(">" + _FMT[point.dtype], raw)
@@ -181,7 +191,10 @@ class BlockDecoder:
             for p, off, _, make, _ in self._items:
                 out.append((p, bool(regs[off]), None))
             return out
-        buf = struct.pack(f">{self.count}H", *regs[: self.count])
+        try:
+            buf = struct.pack(f">{self.count}H", *regs[: self.count])
+        except struct.error:
+            raise DecodeError(f"reply holds a value that is not a 16-bit register: {list(regs[: self.count])}") from None
         for p, off, fast, make, needs_check in self._items:
             if fast is not None:
                 (raw,) = fast.unpack_from(buf, off * 2)

@@ -9,6 +9,7 @@ that `cabinet scan` uses to recognize the device. Pure data; no I/O.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -97,7 +98,8 @@ class RegisterPoint:
     byte_order: str = "big"
     word_order: str = "big"
     bit: int | None = None
-    enum: Mapping[int, str] | None = None
+    # Left out of the hash so a point with an enum (a dict) stays hashable.
+    enum: Mapping[int, str] | None = field(default=None, hash=False)
     valid: tuple[float, float] | None = None
     writable: bool = False
     description: str = ""
@@ -124,6 +126,9 @@ class RegisterPoint:
             raise ProfileError(self.key, f"point {self.key!r}: table {self.table.value} is read-only")
         if self.scale == 0:
             raise ProfileError(self.key, f"point {self.key!r}: scale must not be 0", 0, "a non-zero number")
+        if not (math.isfinite(self.scale) and math.isfinite(self.offset)):
+            raise ProfileError(self.key, f"point {self.key!r}: scale and offset must be finite numbers",
+                               (self.scale, self.offset), "finite numbers")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,139 @@
+"""Intesis-style DALI-to-Modbus gateway (HMS Intesis INMBSDAL0640000 and kin).
+
+Owns the gateway's per-ballast holding-register map (domain.md §8.6). For DALI
+line L and short address A the block starts at 7000·L + 100·A:
+  +5   status bits: ballast_fail (b0), lamp_fail (b1), lamp_power_on (b2)
+  +6   actual level, % (read only)
+  +15  arc power level, % 0..100 (read/write): the setpoint
+and the line's broadcast level is 7000·L + 6800 (write to dim every ballast).
+Values are percent, not DALI arc levels. Keys: `a<A>.ballast_fail`,
+`a<A>.lamp_fail`, `a<A>.lamp_power_on`, `a<A>.level`, `a<A>.setpoint`,
+`broadcast.level`.
+
+Options: `line` (0..8: 7000·8 + 6800 is the last line that fits the 16-bit
+address space; real gateways have one or two), `addresses` (short addresses 0..63
+that exist on the line; default [0]), `broadcast` (default true: include
+broadcast.level; set false if a gateway refuses to read it back).
+
+Limits: every ballast owns a block of 100 registers, most of them unused by this
+profile; max_gap is 2 so the planner reads +5..+6 and +15 as two small requests
+per ballast rather than reading through the registers in between.
+
+Probe (line 0, short address 0): holding 5..15 read as ballast 0's block must be
+plausible (status fits 8 bits; levels 0..100 %, power-on and system-failure level
+may be 255 = MASK; min <= max; fade time and rate 0..15): 0.6 if a max level is set
+(a ballast is there), 0.15 if everything is zero (many devices read unused
+registers as 0, so zeros prove little). The line's failure bit fields (holding
+0..3) readable: +0.1; broadcast level (6800) reading back 0..100 or 255: +0.15.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from drivers.profiles import _probe as pr
+from drivers.profiles._options import as_int, fail, resolve
+from drivers.profiles.base import (DataType, DeviceProfile, LineDefaults, Limits, Option, Probe, ProbeRead,
+                                   ProfileSpec, RegisterPoint, Table)
+
+# The gateway's Modbus RTU side is set up by its configuration tool; 9600 8N1 is
+# what this profile documents as a starting point for `cabinet scan`.
+LINE = LineDefaults(baudrate=9600, parity="N", stopbits=1)
+MAX_LINE = 8
+PERCENT = (0.0, 100.0)
+STATUS, LEVEL, SETPOINT, BROADCAST = 5, 6, 15, 6800
+
+OPTIONS = {
+    "line": Option("int", 0, "DALI line of the gateway (register base 7000·line)", min=0, max=MAX_LINE),
+    "addresses": Option("list", [0], "DALI short addresses 0..63 present on the line"),
+    "broadcast": Option("bool", True, "include the writable broadcast level"),
+}
+
+
+def _ballast(line: int, a: int) -> tuple[RegisterPoint, ...]:
+    base = 7000 * line + 100 * a
+    H, k = Table.HOLDING, f"a{a}."
+    return (
+        RegisterPoint(k + "ballast_fail", H, base + STATUS, bit=0, description=f"ballast {a} failure"),
+        RegisterPoint(k + "lamp_fail", H, base + STATUS, bit=1, description=f"ballast {a} lamp failure"),
+        RegisterPoint(k + "lamp_power_on", H, base + STATUS, bit=2, description=f"ballast {a} lamp on"),
+        RegisterPoint(k + "level", H, base + LEVEL, DataType.UINT16, unit="%", valid=PERCENT,
+                      description=f"ballast {a} actual level"),
+        RegisterPoint(k + "setpoint", H, base + SETPOINT, DataType.UINT16, unit="%", valid=PERCENT, writable=True,
+                      description=f"ballast {a} arc power level (dim command)"),
+    )
+
+
+def build(options: Mapping[str, Any]) -> DeviceProfile:
+    opts = resolve(OPTIONS, options)
+    line = opts["line"]
+    addresses: list[int] = []
+    for i, a in enumerate(opts["addresses"]):
+        a = as_int(f"addresses[{i}]", a, 0, 63)
+        if a in addresses:
+            fail(f"addresses[{i}]", a, "listed twice", "each short address once")
+        addresses.append(a)
+    if not addresses and not opts["broadcast"]:
+        fail("addresses", opts["addresses"], "empty and broadcast = false: nothing to poll",
+             "at least one short address 0..63, or broadcast = true")
+    points = tuple(p for a in sorted(addresses) for p in _ballast(line, a))
+    if opts["broadcast"]:
+        points += (RegisterPoint("broadcast.level", Table.HOLDING, 7000 * line + BROADCAST, DataType.UINT16,
+                                 unit="%", valid=PERCENT, writable=True, description="broadcast arc power level"),)
+    return DeviceProfile(
+        name="dali-gateway",
+        points=points,
+        limits=Limits(max_registers=100, max_gap=2),
+        line=LINE,
+        description=f"DALI gateway line {line}, {len(addresses)} ballasts",
+    )
+
+
+PROBE_READS = (
+    ProbeRead(Table.HOLDING, 0, 4),  # line 0 failure bit fields, ECG 0..63
+    ProbeRead(Table.HOLDING, STATUS, 11),  # ballast 0: +5 .. +15
+    ProbeRead(Table.HOLDING, BROADCAST, 1),  # line 0 broadcast level
+)
+
+
+def _level_or_mask(v: int) -> bool:
+    return v <= 100 or v == 255
+
+
+def recognize(results: Sequence[Any]) -> float:
+    fail_bits, block, bcast = pr.padded(results, len(PROBE_READS))
+    b = pr.words(block, 11)
+    if b is None:
+        return 0.0
+    status, level, dtype, phys_min, min_l, max_l, power_on, sys_fail, fade_t, fade_r, arc = b
+    plausible = (
+        status <= 0xFF
+        and level <= 100
+        and dtype <= 255
+        and max(phys_min, min_l, max_l) <= 100
+        and min_l <= max_l
+        and _level_or_mask(power_on)
+        and _level_or_mask(sys_fail)
+        and fade_t <= 15
+        and fade_r <= 15
+        and _level_or_mask(arc)
+    )
+    if not plausible:
+        return 0.0
+    score = 0.6 if max_l > 0 else 0.15
+    if pr.words(fail_bits, 4) is not None:
+        score += 0.1
+    bw = pr.words(bcast, 1)
+    if bw is not None and _level_or_mask(bw[0]):
+        score += 0.15
+    return pr.clamp(score)
+
+
+SPEC = ProfileSpec(
+    name="dali-gateway",
+    description="Intesis-style DALI-to-Modbus gateway: per-ballast status, level, setpoint; broadcast level",
+    build=build,
+    options=OPTIONS,
+    probe=Probe(PROBE_READS, recognize),
+    line=LINE,
+)
