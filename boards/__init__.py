@@ -1,0 +1,1 @@
+"""Hardware profiles and the simulated board."""

@@ -1,0 +1,318 @@
+"""Register stores: the memory of a simulated field device, served by pymodbus.
+
+A `RegisterStore` holds the raw registers and bits of one device, built from its
+`DeviceProfile`. For each table it serves one contiguous span from the lowest to the
+highest point address (holes read as 0, like real meters); addresses outside the span
+and the profile's `limits.forbidden` ranges answer exception 2 (illegal data
+address); a read longer than the device's `limits.max_registers` / `max_bits`
+answers exception 3 (illegal data value). Writes (coil and holding tables only) must
+fall on registers/bits of points marked `writable` (`strict_writes=False`: anywhere
+in the span), else exception 2.
+
+The plant model and scenarios set and get values by point key (`set`, `set_many`,
+`get`, `values`, encoded with `drivers.modbus.codec`; `RegisterStore(profile, values)`
+sets initial values, everything else starts at 0 / False); `on_write(key, value)`
+reports what a master wrote (also by broadcast), once per point whose registers or
+bits changed, with the decoded value; `set` never fires it.
+
+`sim_device(unit, store)` wraps a store into a pymodbus `SimDevice` whose `action=`
+callback serves every access from the store: reads copy from the store into
+pymodbus' live register list, writes go into the store (and fire `on_write`).
+One caveat of pymodbus' bit blocks: the callback sees coil/discrete reads only to
+16-bit granularity, so a read that runs past the end of the bit span within the same
+16 bits is not refused there; the RTU line and TCP endpoint of this package check
+every read exactly (`check_request`) before the request reaches pymodbus.
+
+`sim_device` also installs `quiet_pymodbus_server()`: a filter on pymodbus' logger
+that drops the records of its server modules (the traceback and frame dump it logs
+for every exception response / unknown id), leaving client records and the root
+logger alone.
+
+All calls are thread-safe; `on_write` runs outside the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from drivers.modbus import codec
+from drivers.profiles.base import DeviceProfile, RegisterPoint, Table
+
+from boards.sim.rtu_frames import parse_request
+
+
+class SimError(Exception):
+    """A request the simulated device refuses; `code` is the Modbus exception code."""
+
+    code = 4
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class IllegalAddress(SimError):
+    code = 2  # ExcCodes.ILLEGAL_ADDRESS
+
+
+class IllegalValue(SimError):
+    code = 3  # ExcCodes.ILLEGAL_VALUE
+
+
+@dataclass
+class _Span:
+    table: Table
+    start: int
+    end: int  # exclusive
+    data: list  # list[int] for registers, list[bool] for bits
+    writable: bytearray  # 1 where a writable point covers the address
+
+
+class RegisterStore:
+    """The registers and bits of one simulated device."""
+
+    def __init__(self, profile: DeviceProfile, values: Mapping[str, Any] | None = None,
+                 *, strict_writes: bool = True) -> None:
+        self.profile = profile
+        self.strict_writes = strict_writes
+        self.on_write: Callable[[str, Any], None] | None = None
+        self._lock = threading.RLock()
+        self._points: dict[str, RegisterPoint] = {p.key: p for p in profile.points}
+        self._spans: dict[Table, _Span] = {}
+        self._by_table: dict[Table, list[RegisterPoint]] = {t: [] for t in Table}
+        for p in profile.points:
+            self._by_table[p.table].append(p)
+        for table, pts in self._by_table.items():
+            if not pts:
+                continue
+            start = min(p.address for p in pts)
+            end = max(p.end for p in pts)
+            fill: Any = False if table.is_bits else 0
+            span = _Span(table, start, end, [fill] * (end - start), bytearray(end - start))
+            for p in pts:
+                if p.writable:
+                    span.writable[p.address - start: p.end - start] = b"\x01" * p.width
+            self._spans[table] = span
+        self._forbidden = [(Table(t), a, b) for t, a, b in profile.limits.forbidden]
+        if values:
+            self.set_many(values)
+
+    # ------------------------------------------------------------------ by key
+    def set(self, key: str, value: Any) -> None:
+        """Set a point's value (encoded into its registers); does not fire on_write."""
+        p = self._point(key)
+        with self._lock:
+            span = self._spans[p.table]
+            off = p.address - span.start
+            if p.bit is not None:
+                mask = 1 << p.bit
+                reg = span.data[off]
+                span.data[off] = (reg | mask) if value else (reg & ~mask & 0xFFFF)
+                return
+            regs = codec.encode(p, value)
+            span.data[off: off + p.width] = [bool(r) for r in regs] if p.table.is_bits else regs
+
+    def set_many(self, values: Mapping[str, Any]) -> None:
+        with self._lock:
+            for key, value in values.items():
+                self.set(key, value)
+
+    def get(self, key: str) -> Any:
+        """A point's value, decoded from its registers (scaled, enum label, bit)."""
+        p = self._point(key)
+        with self._lock:
+            span = self._spans[p.table]
+            off = p.address - span.start
+            return codec.decode(p, span.data[off: off + p.width])
+
+    def values(self) -> dict[str, Any]:
+        """All point values by key."""
+        with self._lock:
+            return {k: self.get(k) for k in self._points}
+
+    def span(self, table: Table) -> tuple[int, int] | None:
+        """(first address, end exclusive) served in `table`, or None."""
+        s = self._spans.get(Table(table))
+        return (s.start, s.end) if s else None
+
+    # ------------------------------------------------------------------ wire side
+    def check(self, table: Table, address: int, count: int, *, write: bool = False) -> None:
+        """Raise IllegalAddress / IllegalValue if the device refuses this access."""
+        table = Table(table)
+        if write:
+            if not table.writable:
+                raise IllegalAddress(f"{table.value} table is read-only")
+            if count < 1:
+                raise IllegalValue(f"write of {count} values")
+        elif not 1 <= count <= self.profile.limits.max_count(table):
+            raise IllegalValue(
+                f"read of {count} {table.value}s exceeds the device limit {self.profile.limits.max_count(table)}")
+        span = self._spans.get(table)
+        end = address + count
+        if span is None or address < span.start or end > span.end:
+            raise IllegalAddress(f"{table.value} {address}..{end - 1} outside the served span"
+                                 + (f" {span.start}..{span.end - 1}" if span else " (none)"))
+        for t, a, b in self._forbidden:
+            if t is table and address < b and a < end:
+                raise IllegalAddress(f"{table.value} {address}..{end - 1} touches forbidden {a}..{b - 1}")
+        if write and self.strict_writes:
+            w = span.writable[address - span.start: end - span.start]
+            if w.count(0):
+                bad = address + w.index(0)
+                raise IllegalAddress(f"{table.value} {bad} is not a writable point")
+
+    def read(self, table: Table, address: int, count: int) -> list[int] | list[bool]:
+        table = Table(table)
+        with self._lock:
+            self.check(table, address, count)
+            span = self._spans[table]
+            return list(span.data[address - span.start: address - span.start + count])
+
+    def write(self, table: Table, address: int, values: Sequence[int] | Sequence[bool]) -> None:
+        table = Table(table)
+        values = [bool(v) for v in values] if table.is_bits else [int(v) for v in values]
+        if not table.is_bits and any(not 0 <= v <= 0xFFFF for v in values):
+            raise IllegalValue("register value out of 0..65535")
+        with self._lock:
+            self.check(table, address, len(values), write=True)
+            span = self._spans[table]
+            lo, hi = address, address + len(values)
+            touched = [p for p in self._by_table[table] if p.address < hi and lo < p.end]
+            before = [self._raw(span, p) for p in touched]
+            span.data[lo - span.start: hi - span.start] = values
+            changed = []
+            for p, old in zip(touched, before):
+                new = self._raw(span, p)
+                if p.bit is not None:
+                    if (old[0] >> p.bit) & 1 == (new[0] >> p.bit) & 1:
+                        continue
+                elif new == old:
+                    continue
+                changed.append((p.key, codec.decode(p, new)))
+        cb = self.on_write
+        if cb is not None:
+            for key, value in changed:
+                cb(key, value)
+
+    def words(self, table: Table, first_word: int, nwords: int) -> list[int]:
+        """Bits of a bit table packed 16 per word (bit 0 = lowest address), as pymodbus
+        keeps them; bits outside the span read 0. For the SimDevice callback."""
+        span = self._spans.get(Table(table))
+        out = []
+        with self._lock:
+            for w in range(first_word, first_word + nwords):
+                reg = 0
+                if span is not None:
+                    for i in range(16):
+                        a = w * 16 + i
+                        if span.start <= a < span.end and span.data[a - span.start]:
+                            reg |= 1 << i
+                out.append(reg)
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def _point(self, key: str) -> RegisterPoint:
+        try:
+            return self._points[key]
+        except KeyError:
+            raise KeyError(f"{self.profile.name}: no point {key!r}") from None
+
+    @staticmethod
+    def _raw(span: _Span, p: RegisterPoint) -> list:
+        off = p.address - span.start
+        return span.data[off: off + p.width]
+
+
+_TABLE_OF = {"coil": Table.COIL, "discrete": Table.DISCRETE, "holding": Table.HOLDING, "input": Table.INPUT}
+
+
+def check_request(store: RegisterStore, pdu: bytes | bytearray) -> int | None:
+    """The exception code the device answers to this request PDU without reaching
+    pymodbus (malformed quantity → 3; refused address or count → 2/3), or None to
+    let the request through. Exact also for coil/discrete reads."""
+    req = parse_request(pdu)
+    if req is None:
+        return None
+    if isinstance(req, int):
+        return req
+    try:
+        store.check(_TABLE_OF[req.table], req.address, req.count, write=req.write)
+    except SimError as exc:
+        return exc.code
+    return None
+
+
+# ---------------------------------------------------------------------- pymodbus
+class _ServerNoise(logging.Filter):
+    """Drops pymodbus' own records from its server modules (the error log and frame
+    dump of exception responses and unknown device ids); client-side records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/pymodbus/server/" not in record.pathname.replace("\\", "/")
+
+
+_noise_filter = _ServerNoise()
+
+
+def quiet_pymodbus_server() -> None:
+    """Install that filter on pymodbus' logger (idempotent; the root logger and the
+    logger's level stay as they are)."""
+    logger = logging.getLogger("pymodbus.logging")
+    if _noise_filter not in logger.filters:
+        logger.addFilter(_noise_filter)
+
+
+_FC_TABLE = {1: Table.COIL, 5: Table.COIL, 15: Table.COIL, 2: Table.DISCRETE,
+             3: Table.HOLDING, 6: Table.HOLDING, 16: Table.HOLDING, 22: Table.HOLDING, 23: Table.HOLDING,
+             4: Table.INPUT}
+
+
+def _simdata(store: RegisterStore, table: Table) -> list:
+    from pymodbus.simulator import DataType, SimData
+
+    span = store.span(table)
+    if table.is_bits:
+        if span is None:
+            return [SimData(0, count=16, values=False, datatype=DataType.BITS)]
+        return [SimData(span[0], count=span[1] - span[0], values=False, datatype=DataType.BITS)]
+    if span is None:
+        return [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
+    return [SimData(span[0], count=span[1] - span[0], values=0, datatype=DataType.REGISTERS)]
+
+
+def sim_device(unit: int, store: RegisterStore) -> "Any":
+    """A pymodbus SimDevice for `unit` that serves `store` through its action= callback."""
+    from pymodbus.constants import ExcCodes
+    from pymodbus.simulator import SimDevice
+
+    quiet_pymodbus_server()
+
+    async def action(fc: int, start_address: int, address: int, count: int,
+                     registers: list[int], set_values: list[int] | list[bool] | None) -> Any:
+        table = _FC_TABLE.get(fc)
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        try:
+            if set_values is not None:
+                store.write(table, address, list(set_values))
+                return None
+            if table.is_bits:
+                # pymodbus passes the bit address and the number of 16-bit words.
+                store.check(table, address, 1)
+                first = address // 16
+                registers[first - start_address: first - start_address + count] = store.words(table, first, count)
+            else:
+                registers[address - start_address: address - start_address + count] = store.read(table, address, count)
+        except SimError as exc:
+            try:
+                return ExcCodes(exc.code)
+            except ValueError:
+                return ExcCodes.DEVICE_FAILURE
+        return None
+
+    tables = (Table.COIL, Table.DISCRETE, Table.HOLDING, Table.INPUT)  # pymodbus' non-shared order
+    return SimDevice(id=unit, simdata=tuple(_simdata(store, t) for t in tables), action=action)
