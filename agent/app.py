@@ -1,0 +1,149 @@
+"""The app: wires config, clock, bus engines, pollers, GPS, digital inputs, the
+process image, report-by-exception and the local status API, and runs them.
+
+It never looks at boards: the caller (the `cabinet run` command) resolves where
+each bus, the GPS and the pins are, and passes Endpoints in. Readings flow
+driver -> process image -> report filter -> sinks (the outbox, once it exists).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import agent
+from agent.clock import Clock
+from agent.config import Config
+from agent.config.model import RtuBus, TcpBus
+from agent.image import ProcessImage
+from agent.inputs import GpsPoints, InputPoller
+from agent.model import Reading
+from agent.poller import BusPoller, cancel_all
+from agent.report import ReportFilter
+from agent.status_api import SOCKET_NAME, StatusServer
+from drivers.modbus.engine import BusEngine
+
+log = logging.getLogger("agent.app")
+
+
+@dataclass
+class Endpoints:
+    """Where things are on this machine. `buses`: name -> ("rtu", path) or
+    ("tcp", host, port); missing names keep the config's own port/host."""
+
+    buses: dict[str, tuple] = field(default_factory=dict)
+    gps_port: str | None = None
+    dio: Any = None  # a drivers.dio.DigitalIO, or None when the cabinet has no inputs
+    pins: dict[str, str] = field(default_factory=dict)  # board pin name -> backend pin name
+    dio_error: str | None = None  # why there is no DigitalIO backend
+
+
+class App:
+    def __init__(self, config: Config, *, data_dir: Path, clock: Clock, endpoints: Endpoints | None = None,
+                 sinks: list[Callable[[list[Reading]], None]] | None = None) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.clock = clock
+        self.endpoints = endpoints or Endpoints()
+        self.sinks = list(sinks or [])
+        self.started_mono = clock.monotonic()
+        self.image = ProcessImage(config.points())
+        self.reporter = ReportFilter(config.points())
+        self.engines: dict[str, BusEngine] = {}
+        self.pollers: dict[str, BusPoller] = {}
+        for name, bus in config.buses.items():
+            engine = self._engine(name, bus)
+            self.engines[name] = engine
+            devices = [d for d in config.devices.values() if d.bus == name]
+            self.pollers[name] = BusPoller(engine, devices, clock, self.ingest, bus.backoff)
+        self.inputs = InputPoller(config.inputs.values(), self.endpoints.dio, clock, self.ingest,
+                                  pins=self.endpoints.pins, no_dio_reason=self.endpoints.dio_error) \
+            if config.inputs else None
+        self.gps = GpsPoints(self.endpoints.gps_port or config.gps.port, config.gps, clock, self.ingest) \
+            if config.gps else None
+        for p in self.gps.points if self.gps else ():
+            self.image.add_point(p)
+            self.reporter.add_point(p)
+        self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status)
+        self._tasks: list[asyncio.Task] = []
+
+    def _engine(self, name: str, bus: RtuBus | TcpBus) -> BusEngine:
+        where = self.endpoints.buses.get(name)
+        if isinstance(bus, RtuBus):
+            port = where[1] if where else bus.port
+            return BusEngine.rtu(name, port, baudrate=bus.baudrate, parity=bus.parity, stopbits=bus.stopbits,
+                                 bytesize=bus.bytesize, timeout_ms=bus.timeout_ms, retries=bus.retries,
+                                 inter_frame_ms=bus.inter_frame_ms, rs485=bus.rs485)
+        host, port = (where[1], where[2]) if where else (bus.host, bus.port)
+        return BusEngine.tcp(name, host, port, timeout_ms=bus.timeout_ms, retries=bus.retries,
+                             inter_frame_ms=bus.inter_frame_ms)
+
+    def ingest(self, readings: list[Reading], mono: float) -> None:
+        """Every reading enters here: process image always, sinks when reportable."""
+        self.image.update_many(readings, mono)
+        reported = self.reporter.select(readings, mono)
+        if reported:
+            for sink in self.sinks:
+                sink(reported)
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.status_server.start()
+        for name, poller in self.pollers.items():
+            self._tasks.append(asyncio.create_task(poller.run(), name=f"poll-{name}"))
+        if self.inputs:
+            self._tasks.append(asyncio.create_task(self.inputs.run(), name="inputs"))
+        if self.gps:
+            self._tasks.append(asyncio.create_task(self.gps.run(), name="gps"))
+        log.info("agent %s started: cabinet %s, %d buses, %d devices, %d points", agent.__version__,
+                 self.config.cabinet_id, len(self.engines), len(self.config.devices), len(self.image.points()))
+
+    async def stop(self) -> None:
+        await cancel_all(self._tasks)
+        self._tasks.clear()
+        for engine in self.engines.values():
+            await engine.close()
+        if self.gps:
+            self.gps.close()
+        await self.status_server.close()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        await self.start()
+        try:
+            if stop is None:
+                await asyncio.gather(*self._tasks)
+                await asyncio.Event().wait()
+            else:
+                waiter = asyncio.create_task(stop.wait())
+                await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                for t in self._tasks:
+                    if t.done() and not t.cancelled() and t.exception():
+                        raise t.exception()
+        finally:
+            await self.stop()
+
+    def status(self) -> dict[str, Any]:
+        mono = self.clock.monotonic()
+        buses = []
+        for name, engine in self.engines.items():
+            poller = self.pollers[name]
+            buses.append({**engine.snapshot(), "requests_per_cycle": poller.plan_size,
+                          "devices": poller.snapshot(mono)})
+        return {
+            "cabinet": {"id": self.config.cabinet_id, "name": self.config.cabinet_name},
+            "agent": {"version": agent.__version__, "uptime_s": round(mono - self.started_mono, 3),
+                      "config": self.config.source, "config_sha256": self.config.sha256,
+                      "board": self.config.board, "wall_time": self.clock.now(),
+                      "wall_time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock.now())),
+                      "clock_synced": self.clock.synced},
+            "points": self.image.snapshot(mono),
+            "buses": buses,
+            "inputs": self.inputs.snapshot() if self.inputs else None,
+            "gps": self.gps.snapshot(mono) if self.gps else None,
+            "report": {"offered": self.reporter.offered, "reported": self.reporter.reported},
+        }

@@ -1,0 +1,155 @@
+"""The `cabinet` command table: the one place that sees every command.
+
+    cabinet run [--config FILE] [--data-dir DIR]   run the agent (no config: the simulated cabinet)
+    cabinet status [--json]                         live points and bus health of the running agent
+    cabinet scan (--bus NAME | --port DEV | --host H) probe a bus for devices
+    cabinet sim [--config FILE]                     run the simulated cabinet alone (rigs, tools)
+    cabinet config check FILE                       report every config error; exit 2 if any
+
+Imports are lazy so `cabinet status` starts fast and never loads pymodbus.
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import agent
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("CABINET_DATA_DIR")
+    if env:
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "cabinet-agent"
+
+
+def board_infos():
+    from agent.config import BoardInfo
+    from boards.registry import boards
+
+    return {b.name: BoardInfo(b.name, frozenset(b.ports), frozenset(b.pins)) for b in boards().values()}
+
+
+def load_config(path: str | None):
+    """The config at `path` (or the embedded example); prints every issue and exits 2 on errors."""
+    from agent import config as cfg
+
+    try:
+        return cfg.load(path or cfg.EXAMPLE, board_infos())
+    except cfg.ConfigError as e:
+        for issue in e.issues:
+            print(issue, file=sys.stderr)
+        print(f"{len(e.issues)} error(s) in {path or cfg.EXAMPLE}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.runner import run
+
+    config = load_config(args.config)
+    return run(config, data_dir=Path(args.data_dir or default_data_dir()), log_level=args.log_level,
+               log_format=args.log_format, speed=args.speed)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tools import status
+
+    return status.main(Path(args.data_dir or default_data_dir()), args.json)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from tools.scan_cli import main
+
+    return main(args, load_config, default_data_dir)
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from boards.sim.main import main
+
+    config = load_config(args.config)
+    return main(config, sim_dir=Path(args.data_dir or default_data_dir()) / "sim", speed=args.speed,
+                ready_file=args.ready_file, parent_pid=args.parent_pid, log_level=args.log_level)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from agent import config as cfg
+
+    issues = cfg.check(args.file, board_infos())
+    for issue in issues:
+        print(issue)
+    if issues:
+        print(f"{len(issues)} error(s) in {args.file}")
+        return 2
+    c = cfg.load(args.file, board_infos())
+    print(f"{args.file}: OK - cabinet {c.cabinet_id}, board {c.board}, {len(c.buses)} buses, "
+          f"{len(c.devices)} devices, {len(c.points())} points (sha256 {c.sha256[:12]})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cabinet", description="street-cabinet agent and tools")
+    p.add_argument("--version", action="version", version=f"cabinet-agent {agent.__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser, config: bool = True) -> None:
+        if config:
+            sp.add_argument("--config", help="cabinet config (TOML); default: the simulated example cabinet")
+        sp.add_argument("--data-dir", help=f"state directory (default {default_data_dir()}, or $CABINET_DATA_DIR)")
+
+    r = sub.add_parser("run", help="run the agent")
+    common(r)
+    r.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    r.add_argument("--log-format", choices=("text", "json"))
+    r.add_argument("--speed", type=float, help="simulated board only: run time this many times faster")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("status", help="live points and bus health of the running agent")
+    common(s, config=False)
+    s.add_argument("--json", action="store_true", help="print one snapshot as JSON")
+    s.set_defaults(func=cmd_status)
+
+    sc = sub.add_parser("scan", help="probe a bus for unit ids and recognize profiles")
+    common(sc)
+    sc.add_argument("--bus", help="a bus of the config (uses its settings)")
+    sc.add_argument("--port", help="serial device to scan (RTU)")
+    sc.add_argument("--host", help="Modbus TCP host to scan")
+    sc.add_argument("--tcp-port", type=int, default=502)
+    sc.add_argument("--baudrate", type=int, default=9600)
+    sc.add_argument("--parity", choices=("N", "E", "O"), default="N")
+    sc.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
+    sc.add_argument("--units", default="1-247", help='unit ids, e.g. "1-20,100"')
+    sc.add_argument("--timeout-ms", type=float, default=100.0)
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(func=cmd_scan)
+
+    sm = sub.add_parser("sim", help="run the simulated cabinet alone")
+    common(sm)
+    sm.add_argument("--speed", type=float, help="simulated time runs this many times faster")
+    sm.add_argument("--ready-file", help="write the endpoints as JSON here once serving")
+    sm.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    sm.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    sm.set_defaults(func=cmd_sim)
+
+    c = sub.add_parser("config", help="config tools")
+    csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    cc = csub.add_parser("check", help="validate a config file; exit 2 on errors")
+    cc.add_argument("file")
+    cc.set_defaults(func=cmd_config_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

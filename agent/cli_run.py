@@ -1,0 +1,74 @@
+"""`cabinet run`, part of the command table: resolve the board, start the simulated
+cabinet when the board is "sim", build the app and run it until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+from agent import logs
+from agent.app import App, Endpoints
+from agent.clock import ScaledClock, WallClock
+from agent.config import Config
+from agent.config.model import RtuBus
+
+log = logging.getLogger("agent.run")
+
+
+def run(config: Config, *, data_dir: Path, log_level: str | None = None, log_format: str | None = None,
+        speed: float | None = None) -> int:
+    logs.setup(log_level or config.agent.log_level, log_format or config.agent.log_format)
+    try:
+        return asyncio.run(_main(config, data_dir, speed))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _main(config: Config, data_dir: Path, speed: float | None) -> int:
+    from boards.registry import get as get_board
+
+    board = get_board(config.board)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    child = None
+    if board.name == "sim":
+        from boards.sim.child import SimChild
+        from drivers.dio import FilePinsDIO
+
+        child = await SimChild.start(config.source, data_dir, speed=speed)
+        ep = child.endpoints
+        clk = ep["clock"]
+        clock = ScaledClock(clk["speed"], start=clk["wall"] + (time.time() - clk["real"]) * clk["speed"])
+        endpoints = Endpoints(buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep.get("gps"),
+                              dio=FilePinsDIO(ep["pins"]))
+    else:
+        from drivers.dio import BlinkaDIO
+
+        clock = WallClock()
+        buses = {n: ("rtu", board.ports.get(b.port, b.port)) for n, b in config.buses.items() if isinstance(b, RtuBus)}
+        gps = board.ports.get(config.gps.port, config.gps.port) if config.gps else None
+        dio, dio_error = None, None
+        if config.inputs:
+            try:
+                dio = BlinkaDIO()
+            except Exception as e:  # noqa: BLE001 - no GPIO here: inputs go bad, the rest runs
+                dio_error = str(e)
+                log.error("digital inputs unavailable: %s", e)
+        endpoints = Endpoints(buses=buses, gps_port=gps, dio=dio, pins=dict(board.pins), dio_error=dio_error)
+    app = App(config, data_dir=data_dir, clock=clock, endpoints=endpoints)
+    if child is not None:
+        child.on_exit(stop.set)
+    try:
+        await app.run(stop)
+    finally:
+        if child is not None:
+            await child.stop()
+    if child is not None and child.failed:
+        log.error("the simulated cabinet stopped unexpectedly (exit code %s)", child.returncode)
+        return 1
+    return 0

@@ -1,0 +1,159 @@
+"""Loading and validating the cabinet config (one TOML file per cabinet).
+
+`load(path)` returns a Config or raises ConfigError carrying every issue found;
+`check(path)` returns the issues. Each issue names the file, the section and key,
+the value given and what is allowed. Later issues add sections (uplink, lighting,
+climate, ota); until then an unknown section is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from agent.config.devices import parse_device
+from agent.config.model import Config, Device, Gps, Input, RtuBus, Sim, Site, TcpBus  # noqa: F401
+from agent.config.schema import MISSING, ConfigError, ConfigIssue, Issues, Section
+from agent.config.sections import (parse_agent, parse_bus, parse_cabinet, parse_gps, parse_input,
+                                   parse_named_tables, parse_report, parse_sim, parse_site)
+
+__all__ = ["BoardInfo", "Config", "ConfigError", "ConfigIssue", "check", "load", "loads"]
+
+SECTIONS = ("cabinet", "site", "board", "agent", "report", "buses", "devices", "gps", "inputs", "sim")
+EXAMPLE = Path(__file__).resolve().parent.parent.parent / "boards" / "sim" / "cabinet.toml"
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """What the validator needs to know of a board profile: its port and pin names."""
+
+    name: str
+    ports: frozenset[str]
+    pins: frozenset[str]
+
+
+def loads(text: str | bytes, source: str = "<config>", boards: Mapping[str, BoardInfo] | None = None) -> Config:
+    raw_bytes = text.encode() if isinstance(text, str) else text
+    issues = Issues(source)
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError([ConfigIssue(source, "", "", MISSING, "UTF-8 text", f"not UTF-8: {e}")]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([ConfigIssue(source, "", "", MISSING, "TOML (https://toml.io)", f"TOML syntax error: {e}")]) from None
+    config = _parse(raw, issues, hashlib.sha256(raw_bytes).hexdigest(), boards)
+    if issues.items:
+        raise ConfigError(issues.items)
+    return config
+
+
+def load(path: str | Path, boards: Mapping[str, BoardInfo] | None = None) -> Config:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigError([ConfigIssue(str(p), "", "", MISSING, "a readable file", f"cannot read: {e.strerror}")]) from None
+    return loads(data, str(p), boards)
+
+
+def check(path: str | Path, boards: Mapping[str, BoardInfo] | None = None) -> list[ConfigIssue]:
+    try:
+        load(path, boards)
+    except ConfigError as e:
+        return e.issues
+    return []
+
+
+def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str, BoardInfo] | None) -> Config:
+    top = Section(issues, "", raw)
+    cid, cname, tags = parse_cabinet(issues.section("cabinet", raw.get("cabinet", {})))
+    if "cabinet" not in raw:
+        issues.add("cabinet", "", MISSING, "a [cabinet] table with id", "required section is missing")
+    site_raw = raw.get("site")
+    if site_raw is None:
+        issues.add("site", "", MISSING, "latitude, longitude, elevation, timezone", "required section is missing")
+        site = Site(0.0, 0.0, 0.0, "UTC")
+    else:
+        site = parse_site(issues.section("site", site_raw))
+
+    bsec = issues.section("board", raw.get("board", {}))
+    board_name = bsec.get("profile", _board_field(boards)) or "sim"
+    bsec.finish()
+    info = boards.get(board_name) if boards else None
+    ports = info.ports if info else None
+    pins = info.pins if info else None
+
+    agent = parse_agent(issues.section("agent", raw.get("agent", {})))
+    defaults = parse_report(issues.section("report", raw.get("report", {})))
+
+    buses = {}
+    for name, table in parse_named_tables(issues, "buses", raw.get("buses", MISSING)).items():
+        bus = parse_bus(name, Section(issues, f"buses.{name}", table), ports)
+        if bus is not None:
+            buses[name] = bus
+    all_bus_names = dict.fromkeys(parse_named_tables(Issues(""), "buses", raw.get("buses", MISSING)))
+
+    devices: dict[str, Device] = {}
+    units: dict[tuple[str, int], str] = {}
+    for name, table in parse_named_tables(issues, "devices", raw.get("devices", MISSING)).items():
+        dev = parse_device(name, Section(issues, f"devices.{name}", table), all_bus_names, defaults, agent.stale_factor)
+        if dev is None:
+            continue
+        other = units.get((dev.bus, dev.unit))
+        if other is not None:
+            issues.add(f"devices.{name}", "unit", dev.unit, f"a unit id not used by [devices.{other}] on bus {dev.bus}",
+                       "two devices with one unit id on one bus")
+        units[(dev.bus, dev.unit)] = name
+        devices[name] = dev
+
+    gps = parse_gps(issues.section("gps", raw["gps"]), ports) if "gps" in raw else None
+    inputs: dict[str, Input] = {}
+    for name, table in parse_named_tables(issues, "inputs", raw.get("inputs", MISSING)).items():
+        inputs[name] = parse_input(name, Section(issues, f"inputs.{name}", table), pins, defaults[1])
+    sim = parse_sim(issues.section("sim", raw["sim"])) if "sim" in raw else Sim()
+    _check_sim_refs(issues, sim, devices, raw.get("devices", {}), inputs)
+
+    for key in raw:
+        if key not in SECTIONS:
+            top.error(key, MISSING, ", ".join(SECTIONS), f"unknown section [{key}]")
+    return Config(source=issues.file, sha256=sha, cabinet_id=cid, cabinet_name=cname, tags=tags, site=site,
+                  board=board_name, agent=agent, buses=buses, devices=devices, gps=gps, inputs=inputs, sim=sim, raw=raw)
+
+
+def _board_field(boards: Mapping[str, BoardInfo] | None):
+    from agent.config.schema import F
+
+    return F("str", default="sim", choices=tuple(sorted(boards)) if boards else None,
+             pattern=r"[a-z0-9-]{1,40}", help="a board profile")
+
+
+def _check_sim_refs(issues: Issues, sim: Sim, devices: Mapping[str, Device], raw_devices: Any,
+                    inputs: Mapping[str, Input]) -> None:
+    """References in [sim] must name existing devices/points (disabled devices count)."""
+    def point_ref(key: str, ref: str | None) -> None:
+        if ref is None:
+            return
+        if ref.startswith("pin:"):
+            if ref[4:] not in {i.pin for i in inputs.values()} | set(inputs):
+                issues.add("sim", key, ref, "pin:<name of an [inputs] pin>", "no input uses this pin")
+            return
+        dev, _, pt = ref.partition(".")
+        if dev not in devices:
+            issues.add("sim", key, ref, "<device>.<point> of an enabled device", f"no such device {dev!r}")
+        elif pt not in devices[dev].points:
+            issues.add("sim", key, ref, ", ".join(devices[dev].points), f"device {dev!r} has no point {pt!r}")
+
+    point_ref("fan", sim.fan)
+    point_ref("heater", sim.heater)
+    for k, v in sim.contacts.items():
+        if isinstance(v, str):
+            point_ref(f"contacts.{k}", v)
+    for i, c in enumerate(sim.circuits):
+        point_ref(f"circuits[{i}].relay", c.relay)
+        for attr in ("meter", "dali"):
+            ref = getattr(c, attr)
+            if ref is not None and ref not in devices:
+                issues.add("sim", f"circuits[{i}].{attr}", ref, ", ".join(devices) or "no devices", "no such device")

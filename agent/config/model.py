@@ -1,0 +1,136 @@
+"""The validated cabinet configuration as plain frozen dataclasses (no parsing here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from agent.model import Point
+from drivers.profiles.base import DeviceProfile
+
+
+@dataclass(frozen=True)
+class Site:
+    latitude: float
+    longitude: float
+    elevation: float
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial_s: float = 1.0
+    max_s: float = 60.0
+    factor: float = 2.0
+
+
+@dataclass(frozen=True)
+class RtuBus:
+    name: str
+    port: str  # absolute device path or a port name of the board
+    baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+    timeout_ms: float = 300.0  # the device's answer allowance; wire time is added
+    retries: int = 0
+    inter_frame_ms: float | None = None  # None: 3.5 character times (1.75 ms above 19200 Bd)
+    rs485: bool = False  # kernel RS-485 mode (RTS drives the transceiver)
+    backoff: Backoff = Backoff()
+    kind: str = "rtu"
+
+
+@dataclass(frozen=True)
+class TcpBus:
+    name: str
+    host: str
+    port: int = 502
+    timeout_ms: float = 1000.0
+    retries: int = 0
+    inter_frame_ms: float = 0.0
+    backoff: Backoff = Backoff()
+    kind: str = "tcp"
+
+
+Bus = RtuBus | TcpBus
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    bus: str
+    unit: int
+    profile_name: str
+    profile: DeviceProfile  # built from options, with limit and point overrides applied
+    poll_s: float
+    points: Mapping[str, Point]  # key -> Point (name "<device>.<key>"), enabled points only
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Gps:
+    port: str
+    baudrate: int = 9600
+    stale_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    pin: str
+    invert: bool = False
+    pull: str | None = None
+    poll_s: float = 0.2
+    point: Point = Point("dio.unset")
+
+
+@dataclass(frozen=True)
+class SimCircuit:
+    name: str
+    load_w: float
+    relay: str | None = None  # "<device>.<coil point>"
+    meter: str | None = None  # meter device name
+    dali: str | None = None  # DALI gateway device name
+    phases: int = 1
+
+
+@dataclass(frozen=True)
+class Sim:
+    speed: float = 1.0
+    seed: int = 0
+    start: str = "now"  # ISO 8601 wall time the simulated clock starts at, or "now"
+    circuits: tuple[SimCircuit, ...] = ()
+    fan: str | None = None  # "<device>.<coil point>"
+    heater: str | None = None
+    electronics_w: float = 20.0
+    contacts: Mapping[str, str] = field(default_factory=dict)  # plant contact -> "pin:<name>" or "<device>.<point>"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    log_level: str = "info"
+    log_format: str = "text"
+    stale_factor: float = 3.0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    sha256: str
+    cabinet_id: str
+    cabinet_name: str
+    tags: tuple[str, ...]
+    site: Site
+    board: str
+    agent: AgentSettings
+    buses: Mapping[str, Bus]
+    devices: Mapping[str, Device]
+    gps: Gps | None
+    inputs: Mapping[str, Input]
+    sim: Sim
+    raw: Mapping[str, Any]
+
+    def points(self) -> list[Point]:
+        out = [p for d in self.devices.values() for p in d.points.values()]
+        out += [i.point for i in self.inputs.values()]
+        return out

@@ -1,0 +1,190 @@
+"""The config validator's vocabulary: typed fields, collected errors, unknown-key hints.
+
+Every error is a ConfigIssue naming the file, the section and key, the value given
+and what is allowed, so `cabinet config check` can print them all at once. Pure code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+MISSING = object()
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: str
+    section: str
+    key: str
+    value: Any
+    allowed: str
+    message: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}: [{self.section}]" if self.section else f"{self.file}:"
+        if self.key:
+            where += f" {self.key}"
+        given = "" if self.value is MISSING else f" = {_show(self.value)}"
+        text = f"{where}{given}: {self.message or 'invalid'}"
+        if self.allowed:
+            text += f" (allowed: {self.allowed})"
+        return text
+
+
+class ConfigError(ValueError):
+    """One or more config issues; `issues` has them all."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Issues:
+    """Collects issues for one file; sections hand out `Section` views."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[ConfigIssue] = []
+
+    def add(self, section: str, key: str, value: Any, allowed: str, message: str) -> None:
+        self.items.append(ConfigIssue(self.file, section, key, value, allowed, message))
+
+    def section(self, name: str, data: Any) -> "Section":
+        if not isinstance(data, Mapping):
+            self.add("", name, data, "a table", f"[{name}] must be a table")
+            data = {}
+        return Section(self, name, data)
+
+
+@dataclass
+class F:
+    """A field: type name, bounds, choices, default (MISSING = required)."""
+
+    kind: str  # int, float, number, str, bool, list, table, any
+    default: Any = MISSING
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+    pattern: str | None = None
+    help: str = ""
+    check: Callable[[Any], str | None] | None = None  # returns a message when bad
+    items: str | None = None  # element kind for lists
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return ", ".join(_show(c) for c in self.choices)
+        parts = {"int": "an integer", "float": "a number", "number": "a number", "str": "a string",
+                 "bool": "true or false", "list": "a list", "table": "a table", "any": "a value"}
+        text = parts.get(self.kind, self.kind)
+        if self.min is not None and self.max is not None:
+            text += f" {self.min:g}..{self.max:g}"
+        elif self.min is not None:
+            text += f" >= {self.min:g}"
+        elif self.max is not None:
+            text += f" <= {self.max:g}"
+        if self.help:
+            text += f"; {self.help}"
+        return text
+
+
+def _type_ok(kind: str, v: Any) -> bool:
+    if kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind in ("float", "number"):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if kind == "str":
+        return isinstance(v, str)
+    if kind == "bool":
+        return isinstance(v, bool)
+    if kind == "list":
+        return isinstance(v, list)
+    if kind == "table":
+        return isinstance(v, Mapping)
+    return True
+
+
+@dataclass
+class Section:
+    issues: Issues
+    name: str
+    data: Mapping[str, Any]
+    used: set[str] = field(default_factory=set)
+
+    def get(self, key: str, spec: F) -> Any:
+        """The validated value, the default, or None after recording an issue."""
+        self.used.add(key)
+        if key not in self.data:
+            if spec.default is MISSING:
+                self.issues.add(self.name, key, MISSING, spec.allowed(), "required key is missing")
+                return None
+            return spec.default
+        v = self.data[key]
+        if not _type_ok(spec.kind, v):
+            self.issues.add(self.name, key, v, spec.allowed(), f"must be {spec.allowed()}")
+            return None
+        if spec.kind == "float" and isinstance(v, int):
+            v = float(v)
+        if spec.choices is not None and v not in spec.choices:
+            self.issues.add(self.name, key, v, spec.allowed(), "not one of the allowed values")
+            return None
+        if spec.min is not None and v < spec.min or spec.max is not None and v > spec.max:
+            self.issues.add(self.name, key, v, spec.allowed(), "out of range")
+            return None
+        if spec.pattern is not None and not re.fullmatch(spec.pattern, v):
+            self.issues.add(self.name, key, v, spec.allowed(), "badly formed")
+            return None
+        if spec.kind == "list" and spec.items is not None:
+            for i, item in enumerate(v):
+                if not _type_ok(spec.items, item):
+                    self.issues.add(self.name, f"{key}[{i}]", item, f"a list of {spec.items}", "wrong element type")
+                    return None
+        if spec.check is not None:
+            msg = spec.check(v)
+            if msg:
+                self.issues.add(self.name, key, v, spec.allowed(), msg)
+                return None
+        return v
+
+    def table(self, key: str, required: bool = False) -> Mapping[str, Any]:
+        self.used.add(key)
+        v = self.data.get(key, MISSING)
+        if v is MISSING:
+            if required:
+                self.issues.add(self.name, key, MISSING, "a table", "required table is missing")
+            return {}
+        if not isinstance(v, Mapping):
+            self.issues.add(self.name, key, v, "a table", f"must be a table [{self.name}.{key}]")
+            return {}
+        return v
+
+    def sub(self, key: str, required: bool = False) -> "Section":
+        return Section(self.issues, f"{self.name}.{key}", self.table(key, required))
+
+    def error(self, key: str, value: Any, allowed: str, message: str) -> None:
+        self.issues.add(self.name, key, value, allowed, message)
+
+    def finish(self, also_known: Iterable[str] = ()) -> None:
+        """Report keys nobody asked for, with a 'did you mean' when one is close."""
+        known = set(self.used) | set(also_known)
+        for key in self.data:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
+            self.issues.add(self.name, key, self.data[key], ", ".join(sorted(known)) or "no keys", hint)
+
+
+NAME_RE = r"[A-Za-z][A-Za-z0-9_-]{0,63}"

@@ -1,0 +1,214 @@
+"""Parsers for each config section: raw TOML tables in, model dataclasses out.
+
+Each parser records every problem in the shared Issues and returns its best result,
+so one pass over a file reports all errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import zoneinfo
+from typing import Any, Mapping
+
+from agent.config.model import (AgentSettings, Backoff, Gps, Input, RtuBus, Sim, SimCircuit, Site,
+                                TcpBus)
+from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
+from agent.model import Point
+
+BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+ID_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+
+
+def _tz_check(v: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return "unknown time zone"
+    return None
+
+
+def _port_check(ports: frozenset[str] | None):
+    def check(v: str) -> str | None:
+        if v.startswith("/") or ports is None or v in ports:
+            return None
+        return f"neither an absolute device path nor a port of the board ({', '.join(sorted(ports)) or 'none'})"
+    return check
+
+
+def parse_cabinet(s: Section) -> tuple[str, str, tuple[str, ...]]:
+    cid = s.get("id", F("str", pattern=ID_RE, help="letters, digits, '.', '_' or '-', up to 64"))
+    name = s.get("name", F("str", default=""))
+    tags = s.get("tags", F("list", default=[], items="str"))
+    s.finish()
+    return cid or "", name or "", tuple(tags or ())
+
+
+def parse_site(s: Section) -> Site:
+    lat = s.get("latitude", F("float", min=-90, max=90, help="degrees, north positive"))
+    lon = s.get("longitude", F("float", min=-180, max=180, help="degrees, east positive"))
+    elev = s.get("elevation", F("float", default=0.0, min=-500, max=9000, help="metres"))
+    tz = s.get("timezone", F("str", check=_tz_check, help="an IANA time zone such as Europe/Berlin"))
+    s.finish()
+    return Site(lat or 0.0, lon or 0.0, elev or 0.0, tz or "UTC")
+
+
+def parse_agent(s: Section) -> AgentSettings:
+    a = AgentSettings(
+        log_level=s.get("log_level", F("str", default="info", choices=("debug", "info", "warning", "error"))) or "info",
+        log_format=s.get("log_format", F("str", default="text", choices=("text", "json"))) or "text",
+        stale_factor=s.get("stale_factor", F("float", default=3.0, min=1.5, max=100,
+                                             help="a point is stale after this many poll periods")) or 3.0,
+    )
+    s.finish()
+    return a
+
+
+def parse_report(s: Section) -> tuple[float, float]:
+    deadband = s.get("deadband", F("float", default=0.0, min=0))
+    heartbeat = s.get("heartbeat_s", F("float", default=300.0, min=1, max=86400))
+    s.finish()
+    return deadband or 0.0, heartbeat or 300.0
+
+
+def _backoff(s: Section) -> Backoff:
+    ini = s.get("backoff_initial_s", F("float", default=1.0, min=0.05, max=3600))
+    mx = s.get("backoff_max_s", F("float", default=60.0, min=0.05, max=86400))
+    if ini is not None and mx is not None and mx < ini:
+        s.error("backoff_max_s", mx, f">= backoff_initial_s ({ini:g})", "smaller than backoff_initial_s")
+    return Backoff(ini or 1.0, max(mx or 60.0, ini or 1.0))
+
+
+def parse_bus(name: str, s: Section, ports: frozenset[str] | None) -> RtuBus | TcpBus | None:
+    kind = s.get("type", F("str", choices=("rtu", "tcp")))
+    if kind == "rtu":
+        bus = RtuBus(
+            name=name,
+            port=s.get("port", F("str", check=_port_check(ports))) or "",
+            baudrate=s.get("baudrate", F("int", default=9600, choices=BAUDRATES)) or 9600,
+            parity=s.get("parity", F("str", default="N", choices=("N", "E", "O"))) or "N",
+            stopbits=s.get("stopbits", F("int", default=1, choices=(1, 2))) or 1,
+            bytesize=s.get("bytesize", F("int", default=8, choices=(7, 8))) or 8,
+            timeout_ms=s.get("timeout_ms", F("float", default=300.0, min=10, max=10000,
+                                             help="device answer time; the wire time is added")) or 300.0,
+            retries=s.get("retries", F("int", default=0, min=0, max=5)) or 0,
+            inter_frame_ms=s.get("inter_frame_ms", F("float", default=None, min=0, max=1000,
+                                                     help="default 3.5 character times")),
+            rs485=s.get("rs485", F("bool", default=False)) or False,
+            backoff=_backoff(s),
+        )
+    elif kind == "tcp":
+        bus = TcpBus(
+            name=name,
+            host=s.get("host", F("str", pattern=r"[A-Za-z0-9.:_-]{1,253}", help="host name or IP address")) or "",
+            port=s.get("port", F("int", default=502, min=1, max=65535)) or 502,
+            timeout_ms=s.get("timeout_ms", F("float", default=1000.0, min=10, max=60000)) or 1000.0,
+            retries=s.get("retries", F("int", default=0, min=0, max=5)) or 0,
+            inter_frame_ms=s.get("inter_frame_ms", F("float", default=0.0, min=0, max=1000)) or 0.0,
+            backoff=_backoff(s),
+        )
+    else:
+        bus = None
+    s.finish(also_known=("port", "host", "baudrate", "parity", "stopbits", "bytesize", "rs485") if bus is None else ())
+    return bus
+
+
+def parse_gps(s: Section, ports: frozenset[str] | None) -> Gps | None:
+    enabled = s.get("enabled", F("bool", default=True))
+    gps = Gps(
+        port=s.get("port", F("str", check=_port_check(ports))) or "",
+        baudrate=s.get("baudrate", F("int", default=9600, choices=BAUDRATES)) or 9600,
+        stale_s=s.get("stale_s", F("float", default=5.0, min=1, max=3600)) or 5.0,
+    )
+    s.finish()
+    return gps if enabled else None
+
+
+def parse_input(name: str, s: Section, pins: frozenset[str] | None, heartbeat: float) -> Input:
+    def pin_check(v: str) -> str | None:
+        if pins is None or v in pins:
+            return None
+        return f"not a pin of the board ({', '.join(sorted(pins)) or 'none'})"
+
+    poll = s.get("poll_s", F("float", default=0.2, min=0.01, max=3600)) or 0.2
+    inp = Input(
+        name=name,
+        pin=s.get("pin", F("str", check=pin_check)) or "",
+        invert=s.get("invert", F("bool", default=False)) or False,
+        pull=s.get("pull", F("str", default=None, choices=("up", "down"))),
+        poll_s=poll,
+        point=Point(f"dio.{name}", unit="", source="dio", heartbeat_s=heartbeat, stale_after_s=max(2.0, poll * 5)),
+    )
+    s.finish()
+    return inp
+
+
+def parse_sim(s: Section) -> Sim:
+    def start_check(v: str) -> str | None:
+        if v == "now":
+            return None
+        try:
+            t = dt.datetime.fromisoformat(v)
+        except ValueError:
+            return "not an ISO 8601 date-time"
+        return None if t.tzinfo is not None else "needs a UTC offset, e.g. 2026-06-21T12:00:00+02:00"
+
+    sim = Sim(
+        speed=s.get("speed", F("float", default=1.0, min=0.01, max=10000)) or 1.0,
+        seed=s.get("seed", F("int", default=0)) or 0,
+        start=s.get("start", F("str", default="now", check=start_check)) or "now",
+        fan=s.get("fan", F("str", default=None)),
+        heater=s.get("heater", F("str", default=None)),
+        electronics_w=s.get("electronics_w", F("float", default=20.0, min=0, max=2000)) or 20.0,
+    )
+    contacts = s.get("contacts", F("table", default={})) or {}
+    known_contacts = ("door", "flood", "ups_on_battery", "ups_battery_low", "ups_replace_battery")
+    for k, v in contacts.items():
+        if k not in known_contacts:
+            s.error(f"contacts.{k}", v, ", ".join(known_contacts), "unknown plant contact")
+        elif not isinstance(v, str):
+            s.error(f"contacts.{k}", v, '"pin:<name>" or "<device>.<point>"', "must be a string")
+    circuits = []
+    raw = s.get("circuits", F("list", default=[])) or []
+    names: set[str] = set()
+    for i, c in enumerate(raw):
+        cs = Section(s.issues, f"{s.name}.circuits[{i}]", c if isinstance(c, Mapping) else {})
+        if not isinstance(c, Mapping):
+            s.error(f"circuits[{i}]", c, "a table", "must be a table")
+            continue
+        name = cs.get("name", F("str", pattern=NAME_RE))
+        if name in names:
+            cs.error("name", name, "a unique name", "duplicate circuit")
+        names.add(name)
+        circuits.append(SimCircuit(
+            name=name or f"circuit{i}",
+            load_w=cs.get("load_w", F("float", min=0, max=100000)) or 0.0,
+            relay=cs.get("relay", F("str", default=None)),
+            meter=cs.get("meter", F("str", default=None)),
+            dali=cs.get("dali", F("str", default=None)),
+            phases=cs.get("phases", F("int", default=1, choices=(1, 3))) or 1,
+        ))
+        cs.finish()
+    s.finish()
+    return dataclasses.replace(sim, circuits=tuple(circuits), contacts=dict(contacts))
+
+
+def parse_named_tables(issues: Issues, section: str, data: Any) -> dict[str, Mapping[str, Any]]:
+    """[section.NAME] tables: checks names, returns NAME -> table."""
+    out: dict[str, Mapping[str, Any]] = {}
+    if data is MISSING or data is None:
+        return out
+    if not isinstance(data, Mapping):
+        issues.add("", section, data, "a table of named tables", f"[{section}] must be a table")
+        return out
+    import re
+
+    for name, table in data.items():
+        if not re.fullmatch(NAME_RE, name):
+            issues.add(section, name, MISSING, "a letter, then letters, digits, '_' or '-' (max 64)", "bad name")
+            continue
+        if not isinstance(table, Mapping):
+            issues.add(section, name, table, "a table", f"[{section}.{name}] must be a table")
+            continue
+        out[name] = table
+    return out

@@ -1,0 +1,76 @@
+"""Per-device health and exponential backoff, pure.
+
+A device that stops answering is retried after `initial_s`, then twice as long
+each time up to `max_s` (with a little deterministic jitter), so a dead device
+cannot steal the line from the others. Transitions (ok <-> failing, or a new
+failure reason) are reported so the caller logs once per state change, never per
+failed request. Time is passed in (`now` is monotonic seconds).
+"""
+
+from __future__ import annotations
+
+import random
+
+
+class DeviceHealth:
+    __slots__ = ("initial_s", "max_s", "factor", "jitter", "_rng", "state", "reason", "failures",
+                 "next_try", "since", "successes", "errors")
+
+    def __init__(self, initial_s: float = 1.0, max_s: float = 60.0, factor: float = 2.0,
+                 jitter: float = 0.1, seed: int | str = 0) -> None:
+        if initial_s <= 0 or max_s < initial_s or factor < 1 or not 0 <= jitter < 1:
+            raise ValueError("backoff needs 0 < initial_s <= max_s, factor >= 1, 0 <= jitter < 1")
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.factor = factor
+        self.jitter = jitter
+        self._rng = random.Random(seed)
+        self.state = "unknown"  # unknown | ok | failing
+        self.reason: str | None = None
+        self.failures = 0  # consecutive
+        self.next_try = 0.0
+        self.since = 0.0  # when the current state began
+        self.successes = 0
+        self.errors = 0
+
+    def ready(self, now: float) -> bool:
+        """May the device be polled at `now`?"""
+        return self.state != "failing" or now >= self.next_try
+
+    def delay(self) -> float:
+        """The backoff delay after the current number of consecutive failures."""
+        if self.failures == 0:
+            return 0.0
+        base = min(self.max_s, self.initial_s * self.factor ** (self.failures - 1))
+        return base * (1.0 + self.jitter * (2 * self._rng.random() - 1))
+
+    def success(self, now: float) -> bool:
+        """Record an answer. True when this is a state change (log it)."""
+        self.successes += 1
+        changed = self.state != "ok"
+        if changed:
+            self.since = now
+        self.state, self.reason, self.failures, self.next_try = "ok", None, 0, 0.0
+        return changed
+
+    def failure(self, now: float, reason: str) -> bool:
+        """Record a failed transaction. True when state or reason changed (log it)."""
+        self.errors += 1
+        self.failures += 1
+        changed = self.state != "failing" or reason != self.reason
+        if self.state != "failing":
+            self.since = now
+        self.state, self.reason = "failing", reason
+        self.next_try = now + self.delay()
+        return changed
+
+    def snapshot(self, now: float) -> dict:
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "consecutive_failures": self.failures,
+            "retry_in_s": round(max(0.0, self.next_try - now), 3) if self.state == "failing" else 0.0,
+            "since_s": round(now - self.since, 3),
+            "successes": self.successes,
+            "errors": self.errors,
+        }

@@ -1,0 +1,204 @@
+"""Config loading and validation: every error names file, section, key, value, allowed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import config as cfg
+from agent.cli import board_infos
+from agent.config.model import RtuBus, TcpBus
+
+EXAMPLE = cfg.EXAMPLE
+
+MINIMAL = """
+[cabinet]
+id = "CAB-0042"
+[site]
+latitude = 52.5
+longitude = 13.4
+timezone = "Europe/Berlin"
+[buses.rs485]
+type = "rtu"
+port = "/dev/ttyUSB0"
+[devices.meter]
+bus = "rs485"
+unit = 1
+profile = "sdm120"
+"""
+
+
+def issues_of(text: str, boards=None) -> list[cfg.ConfigIssue]:
+    with pytest.raises(cfg.ConfigError) as e:
+        cfg.loads(text, "cab.toml", boards)
+    return e.value.issues
+
+
+def find(issues, section, key):
+    hits = [i for i in issues if i.section == section and i.key == key]
+    assert hits, f"no issue for [{section}] {key} in:\n" + "\n".join(map(str, issues))
+    return hits[0]
+
+
+def test_example_config_is_valid_and_complete():
+    c = cfg.load(EXAMPLE, board_infos())
+    assert c.cabinet_id == "CAB-SIM-0001"
+    assert c.board == "sim"
+    assert isinstance(c.buses["rs485"], RtuBus) and isinstance(c.buses["dali"], TcpBus)
+    assert {d.profile_name for d in c.devices.values()} >= {"sdm630", "sdm120", "xy-md02", "relay-board", "lux",
+                                                           "dali-gateway"}
+    names = [p.name for p in c.points()]
+    assert len(names) == len(set(names))
+    assert "meter_main.voltage_l1" in names and "dio.door" in names
+    assert c.devices["meter_main"].points["voltage_l1"].deadband == 0.5
+    assert len(c.sha256) == 64
+
+
+def test_minimal_config_defaults():
+    c = cfg.loads(MINIMAL, "cab.toml")
+    bus = c.buses["rs485"]
+    assert (bus.baudrate, bus.parity, bus.stopbits, bus.timeout_ms, bus.retries) == (9600, "N", 1, 300.0, 0)
+    dev = c.devices["meter"]
+    assert dev.poll_s == 5.0 and dev.unit == 1
+    p = dev.points["voltage"]
+    assert p.name == "meter.voltage" and p.unit == "V" and p.heartbeat_s == 300.0
+    assert p.stale_after_s == pytest.approx(15.0)
+
+
+def test_many_errors_reported_at_once_with_file_section_key_value_allowed():
+    text = MINIMAL.replace('id = "CAB-0042"', 'id = "bad id!"').replace("latitude = 52.5", "latitude = 95") \
+        .replace("unit = 1", "unit = 300").replace('timezone = "Europe/Berlin"', 'timezone = "Mars/Olympus"')
+    issues = issues_of(text)
+    assert len(issues) == 4
+    lat = find(issues, "site", "latitude")
+    assert lat.file == "cab.toml" and lat.value == 95 and "-90..90" in lat.allowed
+    text_of = str(find(issues, "devices.meter", "unit"))
+    assert "cab.toml" in text_of and "[devices.meter] unit = 300" in text_of and "1..247" in text_of
+    assert "time zone" in str(find(issues, "site", "timezone"))
+    assert find(issues, "cabinet", "id").value == "bad id!"
+
+
+def test_unknown_key_suggests_the_right_one():
+    issues = issues_of(MINIMAL + "\n[buses.tcp1]\ntype = \"tcp\"\nhost = \"10.0.0.2\"\ntimout_ms = 100\n")
+    i = find(issues, "buses.tcp1", "timout_ms")
+    assert "did you mean 'timeout_ms'" in i.message
+
+
+def test_unknown_section_unknown_bus_unknown_profile_and_point():
+    text = MINIMAL.replace('bus = "rs485"', 'bus = "rs486"') + """
+[lighting]
+x = 1
+[devices.th]
+bus = "rs485"
+unit = 2
+profile = "xy-md03"
+[devices.meter.points.voltag]
+deadband = 1
+"""
+    issues = issues_of(text)
+    assert "unknown section [lighting]" in str(find(issues, "", "lighting"))
+    assert find(issues, "devices.meter", "bus").allowed == "rs485"
+    assert "xy-md02" in find(issues, "devices.th", "profile").allowed
+    assert "did you mean 'voltage'" in find(issues, "devices.meter", "points.voltag").message
+
+
+def test_type_errors_and_duplicate_unit_ids():
+    text = MINIMAL.replace("unit = 1", 'unit = "1"') + """
+[devices.m2]
+bus = "rs485"
+unit = 7
+profile = "sdm120"
+poll_s = "fast"
+[devices.m3]
+bus = "rs485"
+unit = 7
+profile = "sdm120"
+"""
+    issues = issues_of(text)
+    assert "an integer" in find(issues, "devices.meter", "unit").message
+    assert find(issues, "devices.m2", "poll_s").value == "fast"
+    assert "one unit id" in find(issues, "devices.m3", "unit").message
+
+
+def test_profile_options_and_limits_are_validated():
+    text = MINIMAL + """
+[devices.th]
+bus = "rs485"
+unit = 2
+profile = "xy-md02"
+[devices.th.options]
+variant = "x1000"
+[devices.big]
+bus = "rs485"
+unit = 3
+profile = "sdm630"
+[devices.big.limits]
+max_registers = 200
+forbidden = [["holding", 10, 5]]
+"""
+    issues = issues_of(text)
+    assert find(issues, "devices.th.options", "variant").allowed == '"x10", "x100"'
+    assert "1..125" in find(issues, "devices.big.limits", "max_registers").allowed
+    assert find(issues, "devices.big.limits", "forbidden[0]").value == ["holding", 10, 5]
+
+
+def test_point_overrides_scale_for_a_current_transformer():
+    c = cfg.loads(MINIMAL + "[devices.meter.points.current]\nscale = 40.0\nunit = \"A\"\ndeadband = 0.1\n"
+                  "[devices.meter.points.phase_angle]\nenabled = false\n", "cab.toml")
+    dev = c.devices["meter"]
+    assert dev.profile.point("current").scale == 40.0
+    assert dev.points["current"].deadband == 0.1
+    assert "phase_angle" not in dev.points
+    assert all(p.key != "phase_angle" for p in dev.profile.points)
+
+
+def test_board_ports_and_pins_are_checked_against_the_board():
+    text = MINIMAL.replace('port = "/dev/ttyUSB0"', 'port = "rs485-7"') + '[board]\nprofile = "rpi4-rs485"\n' \
+        '[inputs.door]\npin = "D99"\n'
+    issues = issues_of(text, board_infos())
+    assert "rs485-1" in find(issues, "buses.rs485", "port").message
+    assert "not a pin of the board" in find(issues, "inputs.door", "pin").message
+    bad_board = issues_of(MINIMAL + '[board]\nprofile = "rpi5"\n', board_infos())
+    assert "rpi4-rs485" in find(bad_board, "board", "profile").allowed
+
+
+def test_sim_references_must_exist():
+    text = MINIMAL + """
+[sim]
+fan = "meter.relay_9"
+[[sim.circuits]]
+name = "s1"
+load_w = 100
+meter = "nosuch"
+[sim.contacts]
+door = "pin:door"
+smoke = "pin:x"
+"""
+    issues = issues_of(text)
+    assert "no point 'relay_9'" in find(issues, "sim", "fan").message
+    assert find(issues, "sim", "circuits[0].meter").value == "nosuch"
+    assert find(issues, "sim", "contacts.door").message == "no input uses this pin"
+    assert find(issues, "sim", "contacts.smoke")
+
+
+def test_toml_syntax_error_and_unreadable_file(tmp_path: Path):
+    issues = issues_of("[cabinet\nid = 1")
+    assert len(issues) == 1 and "TOML syntax error" in issues[0].message and "line 1" in issues[0].message
+    missing = cfg.check(tmp_path / "nope.toml")
+    assert len(missing) == 1 and "cannot read" in missing[0].message
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert "not UTF-8" in cfg.check(binary)[0].message
+
+
+def test_config_check_command_exit_codes(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL.replace("latitude = 52.5", "latitude = 95").replace("unit = 1", "unit = 0"))
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stdout.count(str(bad)) == 3 and "2 error(s)" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", str(EXAMPLE)], capture_output=True, text=True)
+    assert r.returncode == 0 and "OK" in r.stdout

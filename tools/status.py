@@ -1,0 +1,81 @@
+"""`cabinet status`: ask the running agent for its live points and bus health.
+
+Talks to the agent's read-only status socket in the data dir; prints a table, or
+with --json one snapshot as JSON ({"points": [...], "buses": [...], ...}).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent.status_api import SOCKET_NAME, fetch
+
+
+def _fmt_value(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _dur(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 60:
+        return f"{s:.1f}s"
+    m, s = divmod(int(s), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def render(doc: dict[str, Any]) -> str:
+    cab, ag = doc.get("cabinet", {}), doc.get("agent", {})
+    lines = [f"cabinet {cab.get('id')} ({cab.get('name') or 'unnamed'}) - agent {ag.get('version')}, "
+             f"up {_dur(ag.get('uptime_s'))}, board {ag.get('board')}, clock {ag.get('wall_time_iso')}"]
+    pts = doc.get("points", [])
+    w = max([len(p["name"]) for p in pts] + [5])
+    lines.append(f"{'POINT':<{w}}  {'VALUE':>12}  {'UNIT':<5}  {'QUALITY':<11}  {'AGE':>7}  REASON")
+    for p in pts:
+        lines.append(f"{p['name']:<{w}}  {_fmt_value(p['value']):>12}  {p.get('unit') or '':<5}  "
+                     f"{p['quality']:<11}  {_dur(p.get('age_s')):>7}  {p.get('reason') or ''}")
+    good = sum(1 for p in pts if p["quality"] == "good")
+    lines.append(f"{good}/{len(pts)} points good")
+    lines.append("")
+    for b in doc.get("buses", []):
+        lines.append(f"bus {b['name']} ({b['kind']} {b['target']}): {b['state']}"
+                     + (f" - {b['reason']}" if b.get("reason") else "")
+                     + f"; {b['transactions']} transactions, {b['failures']} failed, "
+                       f"{b['requests_per_cycle']} requests per cycle")
+        for d in b.get("devices", []):
+            lines.append(f"  unit {d['unit']:>3} {d['name']:<16} {d['profile']:<14} {d['state']:<8} "
+                         f"every {d['poll_s']:g}s, {d['requests_per_poll']} req, last {d['last_poll_ms']} ms"
+                         + (f" - {d['reason']}, retry in {d['retry_in_s']}s" if d.get("reason") else ""))
+    gps = doc.get("gps")
+    if gps:
+        lines.append(f"gps {gps['port']}: {'open' if gps['open'] else 'closed'}, time {gps['time_quality']}, "
+                     f"position {'valid' if gps['position_valid'] else 'invalid'}, "
+                     f"{gps['lines_ok']} lines ok, {gps['lines_bad']} bad"
+                     + (f" - {gps['last_error']}" if gps.get("last_error") else ""))
+    return "\n".join(lines)
+
+
+def main(data_dir: Path, as_json: bool) -> int:
+    sock = Path(data_dir) / SOCKET_NAME
+    try:
+        doc = asyncio.run(fetch(sock))
+    except (OSError, asyncio.TimeoutError) as e:
+        print(f"cabinet status: no agent answering at {sock} ({e}); start one with `cabinet run`", file=sys.stderr)
+        return 1
+    if as_json:
+        json.dump(doc, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(render(doc))
+    return 0
