@@ -49,7 +49,7 @@ def load_config(path: str | None):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.runner import run
+    from agent.cli_run import run
 
     config = load_config(args.config)
     return run(config, data_dir=Path(args.data_dir or default_data_dir()), log_level=args.log_level,
@@ -69,10 +69,15 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
+    import time
+
+    from agent.clock import ScaledClock
+    from boards.sim.cabinet import start_time
     from boards.sim.main import main
 
     config = load_config(args.config)
-    return main(config, sim_dir=Path(args.data_dir or default_data_dir()) / "sim", speed=args.speed,
+    clock = ScaledClock(args.speed or config.sim.speed, start=start_time(config.sim.start, time.time()))
+    return main(config, sim_dir=Path(args.data_dir or default_data_dir()) / "sim", clock=clock,
                 ready_file=args.ready_file, parent_pid=args.parent_pid, log_level=args.log_level)
 
 
