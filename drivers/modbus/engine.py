@@ -70,6 +70,7 @@ class BusEngine:
         self.rs485 = rs485
         self._client = client
         self._lock = asyncio.Lock()
+        self._connect_lock = asyncio.Lock()
         self._line_free_at = 0.0
         self._rx = b""
         self._link = DeviceHealth(reconnect_initial_s, reconnect_max_s, seed=name)
@@ -111,17 +112,21 @@ class BusEngine:
 
     async def connect(self) -> bool:
         """Make sure the transport is open; respects the reconnect backoff."""
+        async with self._connect_lock:
+            return await self._connect()
+
+    async def _connect(self) -> bool:
         if self._client.connected:
             return True
         now = self._now()
         if not self._link.ready(now):
             return False
-        if self.state == "up":
-            self.stats["reconnects"] += 1
         ok = await self._client.connect()
         if ok:
             if self.rs485:
                 self._enable_rs485()
+            if self._link.successes:
+                self.stats["reconnects"] += 1
             self._link.success(now)
             self._set_state("up", None)
             return True
