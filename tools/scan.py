@@ -19,6 +19,9 @@ from drivers import profiles
 from drivers.modbus.engine import BusEngine, ModbusFault
 
 
+MIN_CONFIDENCE = 0.2  # below this a device is listed as unknown, with its candidates
+
+
 @dataclass
 class Found:
     unit: int
@@ -74,7 +77,7 @@ async def scan(engine: BusEngine, units: Iterable[int], *, silent_reads: int = 2
                 except Exception:  # noqa: BLE001 - a profile's judge must not end the scan
                     scores.append((spec.name, 0.0))
             scores.sort(key=lambda s: -s[1])
-            best = scores[0] if scores and scores[0][1] >= 0.5 else (None, scores[0][1] if scores else 0.0)
+            best = scores[0] if scores and scores[0][1] >= MIN_CONFIDENCE else (None, scores[0][1] if scores else 0.0)
             found.append(Found(unit, best[0], round(best[1], 2), [(n, round(c, 2)) for n, c in scores if c > 0][:3],
                                sum(1 for v in cache.values() if v is not None)))
         if progress:
