@@ -1,0 +1,36 @@
+"""python -m tools.bench w1|rtu [--json] [--seconds N]: run a benchmark, print its figures."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tools.bench")
+    ap.add_argument("workload", choices=("w1", "rtu"))
+    ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    ap.add_argument("--seconds", type=float, help="measurement time (w1: 60, rtu: 30 per phase)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    if args.workload == "w1":
+        from tools.bench import w1
+
+        result = asyncio.run(w1.run(seconds=args.seconds or 60.0))
+    else:
+        from tools.bench import rtu
+
+        result = asyncio.run(rtu.run(seconds=args.seconds or 30.0))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:>24}: {v}")
+    return 0 if all(result.get("met", {}).values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
