@@ -20,7 +20,7 @@ from agent.clock import Clock
 from agent.config import Config
 from agent.config.model import RtuBus, TcpBus
 from agent.image import ProcessImage
-from agent.inputs import GpsPoints, InputPoller
+from agent.inputs import DioPoller, GpsPoints
 from agent.model import Reading
 from agent.poller import BusPoller, cancel_all
 from agent.report import ReportFilter
@@ -60,9 +60,9 @@ class App:
             self.engines[name] = engine
             devices = [d for d in config.devices.values() if d.bus == name]
             self.pollers[name] = BusPoller(engine, devices, clock, self.ingest, bus.backoff)
-        self.inputs = InputPoller(config.inputs.values(), self.endpoints.dio, clock, self.ingest,
-                                  pins=self.endpoints.pins, no_dio_reason=self.endpoints.dio_error) \
-            if config.inputs else None
+        self.dio = DioPoller(config.inputs.values(), config.outputs.values(), self.endpoints.dio, clock, self.ingest,
+                             pins=self.endpoints.pins, no_dio_reason=self.endpoints.dio_error) \
+            if config.inputs or config.outputs else None
         self.gps = GpsPoints(self.endpoints.gps_port or config.gps.port, config.gps, clock, self.ingest) \
             if config.gps else None
         for p in self.gps.points if self.gps else ():
@@ -95,8 +95,8 @@ class App:
         await self.status_server.start()
         for name, poller in self.pollers.items():
             self._tasks.append(asyncio.create_task(poller.run(), name=f"poll-{name}"))
-        if self.inputs:
-            self._tasks.append(asyncio.create_task(self.inputs.run(), name="inputs"))
+        if self.dio:
+            self._tasks.append(asyncio.create_task(self.dio.run(), name="dio"))
         if self.gps:
             self._tasks.append(asyncio.create_task(self.gps.run(), name="gps"))
         log.info("agent %s started: cabinet %s, %d buses, %d devices, %d points", agent.__version__,
@@ -143,7 +143,7 @@ class App:
                       "clock_synced": self.clock.synced},
             "points": self.image.snapshot(mono),
             "buses": buses,
-            "inputs": self.inputs.snapshot() if self.inputs else None,
+            "dio": self.dio.snapshot() if self.dio else None,
             "gps": self.gps.snapshot(mono) if self.gps else None,
             "report": {"offered": self.reporter.offered, "reported": self.reporter.reported},
         }

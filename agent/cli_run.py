@@ -53,7 +53,7 @@ async def _main(config: Config, data_dir: Path, speed: float | None) -> int:
         buses = {n: ("rtu", board.ports.get(b.port, b.port)) for n, b in config.buses.items() if isinstance(b, RtuBus)}
         gps = board.ports.get(config.gps.port, config.gps.port) if config.gps else None
         dio, dio_error = None, None
-        if config.inputs:
+        if config.inputs or config.outputs:
             try:
                 dio = BlinkaDIO()
             except Exception as e:  # noqa: BLE001 - no GPIO here: inputs go bad, the rest runs

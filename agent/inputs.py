@@ -1,7 +1,8 @@
-"""Digital inputs and the GPS as points.
+"""Digital I/O and the GPS as points.
 
-InputPoller reads each configured contact (door, flood, UPS) through a DigitalIO
-backend on its period. GpsPoints runs the NMEA reader and turns its state into
+DioPoller reads each configured contact (door, flood, UPS) through a DigitalIO
+backend on its period, sets outputs (relays on pins) to their initial state,
+writes them on request with a read-back check, and shows their read-back state. GpsPoints runs the NMEA reader and turns its state into
 points once a second: position (only from a valid fix), fix quality, satellites,
 whether GPS time is valid, and the offset of GPS time against the agent's clock.
 """
@@ -13,7 +14,7 @@ import logging
 from typing import Any, Callable, Iterable
 
 from agent.clock import Clock
-from agent.config.model import Gps, Input
+from agent.config.model import Gps, Input, Output
 from agent.model import Point, Quality, Reading
 from drivers import nmea
 from drivers.gps import GpsReader
@@ -23,46 +24,82 @@ log = logging.getLogger("agent.inputs")
 Sink = Callable[[list[Reading], float], None]
 
 
-class InputPoller:
-    def __init__(self, inputs: Iterable[Input], dio: Any, clock: Clock, sink: Sink, *,
+class DioError(RuntimeError):
+    pass
+
+
+class DioPoller:
+    OUTPUT_READBACK_S = 1.0
+
+    def __init__(self, inputs: Iterable[Input], outputs: Iterable[Output], dio: Any, clock: Clock, sink: Sink, *,
                  pins: dict[str, str] | None = None, no_dio_reason: str | None = None) -> None:
         self.inputs = list(inputs)
-        pins = pins or {}
+        self.outputs = {o.name: o for o in outputs}
         self.dio = dio
         self.clock = clock
         self.sink = sink
         self.errors: dict[str, str] = {}
-        for inp in self.inputs:
+        pins = pins or {}
+        for item in [*self.inputs, *self.outputs.values()]:
             try:
                 if dio is None:
                     raise RuntimeError(no_dio_reason or "this board has no digital I/O backend")
-                dio.setup_input(inp.name, pins.get(inp.pin, inp.pin), pull=inp.pull, invert=inp.invert)
+                if isinstance(item, Output):
+                    dio.setup_output(item.name, pins.get(item.pin, item.pin), initial=item.initial, invert=item.invert)
+                else:
+                    dio.setup_input(item.name, pins.get(item.pin, item.pin), pull=item.pull, invert=item.invert)
             except Exception as e:  # noqa: BLE001 - a bad pin must not stop the agent
-                self.errors[inp.name] = f"pin {inp.pin}: {e}"
-                log.error("input %s: cannot set up pin %s: %s", inp.name, inp.pin, e)
+                self.errors[item.name] = f"pin {item.pin}: {e}"
+                log.error("%s: cannot set up pin %s: %s", item.name, item.pin, e)
 
     async def run(self) -> None:
-        due = {i.name: self.clock.monotonic() for i in self.inputs}
+        now = self.clock.monotonic()
+        due: dict[str, float] = {i.name: now for i in self.inputs}
+        period = {i.name: i.poll_s for i in self.inputs}
+        items: dict[str, Input | Output] = {i.name: i for i in self.inputs}
+        for o in self.outputs.values():
+            due[o.name], period[o.name], items[o.name] = now, self.OUTPUT_READBACK_S, o
+        if not due:
+            return
         while True:
             now = self.clock.monotonic()
-            batch = [i for i in self.inputs if due[i.name] <= now]
+            batch = [n for n, t in due.items() if t <= now]
             if batch:
-                self.sink([self._read(i) for i in batch], now)
-                for i in batch:
-                    due[i.name] = max(due[i.name] + i.poll_s, now)
+                self.sink([self._read(items[n]) for n in batch], now)
+                for n in batch:
+                    due[n] = max(due[n] + period[n], now)
             await self.clock.sleep_until(min(due.values()))
 
-    def _read(self, inp: Input) -> Reading:
+    def _read(self, item: Input | Output) -> Reading:
         t = self.clock.now()
-        if inp.name in self.errors:
-            return Reading(inp.point.name, t, None, Quality.BAD, self.errors[inp.name])
+        if item.name in self.errors:
+            return Reading(item.point.name, t, None, Quality.BAD, self.errors[item.name])
         try:
-            return Reading(inp.point.name, t, bool(self.dio.read(inp.name)), Quality.GOOD)
+            return Reading(item.point.name, t, bool(self.dio.read(item.name)), Quality.GOOD)
         except Exception as e:  # noqa: BLE001
-            return Reading(inp.point.name, t, None, Quality.BAD, f"read failed: {e}")
+            return Reading(item.point.name, t, None, Quality.BAD, f"read failed: {e}")
+
+    def write(self, name: str, value: bool) -> None:
+        """Set an output and check it by reading it back. Raises KeyError, DioError."""
+        out = self.outputs[name]
+        if name in self.errors:
+            raise DioError(f"output {name}: {self.errors[name]}")
+        try:
+            self.dio.write(name, bool(value))
+            back = bool(self.dio.read(name))
+        except Exception as e:  # noqa: BLE001 - report as the output's failure
+            raise DioError(f"output {name} (pin {out.pin}): {e}") from e
+        reading = Reading(out.point.name, self.clock.now(), back, Quality.GOOD)
+        self.sink([reading], self.clock.monotonic())
+        if back != bool(value):
+            raise DioError(f"output {name} (pin {out.pin}): wrote {bool(value)}, reads back {back}")
 
     def snapshot(self) -> dict[str, Any]:
-        return {i.name: {"pin": i.pin, "invert": i.invert, "error": self.errors.get(i.name)} for i in self.inputs}
+        out = {i.name: {"pin": i.pin, "kind": "input", "invert": i.invert, "error": self.errors.get(i.name)}
+               for i in self.inputs}
+        out.update({o.name: {"pin": o.pin, "kind": "output", "invert": o.invert, "error": self.errors.get(o.name)}
+                    for o in self.outputs.values()})
+        return out
 
 
 def gps_points(heartbeat_s: float = 3600.0) -> list[Point]:

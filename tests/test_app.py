@@ -141,3 +141,46 @@ def test_cabinet_run_and_status_json_within_10_seconds(tmp_path: Path):
     assert not (tmp_path / SOCKET_NAME).exists()
     r = subprocess.run([sys.executable, "-m", "agent.cli", "status"], env=env, capture_output=True, text=True)
     assert r.returncode == 1 and "no agent answering" in r.stderr
+
+
+async def test_output_on_a_pin_is_written_verified_and_drives_the_fan(running):
+    app, sim, _ = running
+    assert app.image.get("dio.fan", app.clock.monotonic())[0] is None or \
+        app.image.value("dio.fan", app.clock.monotonic()) is False
+    app.dio.write("fan", True)
+    assert app.image.value("dio.fan", app.clock.monotonic()) is True
+    await wait_until(lambda: sim.plant.fan_on, timeout=5)
+    app.dio.write("fan", False)
+    await wait_until(lambda: not sim.plant.fan_on, timeout=5)
+    with pytest.raises(KeyError):
+        app.dio.write("nosuch", True)
+
+
+async def test_scripted_faults_run_on_the_sim_clock(tmp_path):
+    text = cfg.EXAMPLE.read_text() + """
+[[sim.script]]
+at_s = 0.3
+cmd = "fault"
+device = "lux"
+kind = "exception"
+exception_code = 6
+[[sim.script]]
+at_s = 0.6
+cmd = "set"
+input = "door_open"
+value = true
+[[sim.script]]
+at_s = 0.9
+cmd = "clear"
+device = "lux"
+"""
+    config = cfg.loads(text, "scripted.toml", board_infos())
+    sim = SimCabinet(config, tmp_path / "sim", ScaledClock(1.0))
+    await sim.start()
+    try:
+        await wait_until(lambda: sim.script_done >= 1, timeout=5)
+        assert sim.faults["rs485"].get(30).exception_code == 6
+        await wait_until(lambda: sim.script_done == 3, timeout=5)
+        assert sim.plant.door_open and sim.faults["rs485"].get(30) is None
+    finally:
+        await sim.stop()

@@ -180,7 +180,7 @@ smoke = "pin:x"
     issues = issues_of(text)
     assert "no point 'relay_9'" in find(issues, "sim", "fan").message
     assert find(issues, "sim", "circuits[0].meter").value == "nosuch"
-    assert find(issues, "sim", "contacts.door").message == "no input uses this pin"
+    assert find(issues, "sim", "contacts.door").message == "no [inputs] entry uses this pin"
     assert find(issues, "sim", "contacts.smoke")
 
 
@@ -202,3 +202,43 @@ def test_config_check_command_exit_codes(tmp_path: Path):
     assert r.stdout.count(str(bad)) == 3 and "2 error(s)" in r.stdout
     r = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", str(EXAMPLE)], capture_output=True, text=True)
     assert r.returncode == 0 and "OK" in r.stdout
+
+
+def test_outputs_pins_unique_and_names_distinct_from_inputs():
+    text = MINIMAL + """
+[inputs.door]
+pin = "door"
+[outputs.door]
+pin = "aux_out_1"
+[outputs.fan]
+pin = "door"
+initial = "yes"
+"""
+    issues = issues_of(text, board_infos())
+    assert "an input has this name too" in find(issues, "outputs.door", "").message
+    assert "already used by [inputs.door]" in find(issues, "outputs.fan", "pin").message
+    assert find(issues, "outputs.fan", "initial").value == "yes"
+
+
+def test_sim_script_steps_are_validated():
+    text = MINIMAL + """
+[[sim.script]]
+at_s = -1
+cmd = "fault"
+[[sim.script]]
+at_s = 5
+cmd = "explode"
+[[sim.script]]
+at_s = 5
+cmd = "fault"
+device = "meter"
+[[sim.script]]
+at_s = 5
+cmd = "clear"
+device = "ghost"
+"""
+    issues = issues_of(text)
+    assert find(issues, "sim", "script[0].at_s").value == -1
+    assert "fault" in find(issues, "sim", "script[1].cmd").allowed
+    assert "missing ['kind']" in find(issues, "sim", "script[2]").message
+    assert find(issues, "sim", "script[2].device").value == "ghost"

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from agent.config.devices import parse_device
-from agent.config.model import Config, Device, Gps, Input, RtuBus, Sim, Site, TcpBus  # noqa: F401
+from agent.config.model import Config, Device, Gps, Input, Output, RtuBus, Sim, Site, TcpBus  # noqa: F401
 from agent.config.schema import MISSING, ConfigError, ConfigIssue, Issues, Section
 from agent.config.sections import (parse_agent, parse_bus, parse_cabinet, parse_gps, parse_input,
-                                   parse_named_tables, parse_report, parse_sim, parse_site)
+                                   parse_named_tables, parse_output, parse_report, parse_sim, parse_site)
 
 __all__ = ["BoardInfo", "Config", "ConfigError", "ConfigIssue", "check", "load", "loads"]
 
-SECTIONS = ("cabinet", "site", "board", "agent", "report", "buses", "devices", "gps", "inputs", "sim")
+SECTIONS = ("cabinet", "site", "board", "agent", "report", "buses", "devices", "gps", "inputs", "outputs", "sim")
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "boards" / "sim" / "cabinet.toml"
 
 
@@ -113,14 +113,27 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
     inputs: dict[str, Input] = {}
     for name, table in parse_named_tables(issues, "inputs", raw.get("inputs", MISSING)).items():
         inputs[name] = parse_input(name, Section(issues, f"inputs.{name}", table), pins, defaults[1])
-    sim = parse_sim(issues.section("sim", raw["sim"])) if "sim" in raw else Sim()
-    _check_sim_refs(issues, sim, devices, raw.get("devices", {}), inputs)
+    outputs: dict[str, Output] = {}
+    for name, table in parse_named_tables(issues, "outputs", raw.get("outputs", MISSING)).items():
+        out = parse_output(name, Section(issues, f"outputs.{name}", table), pins, defaults[1])
+        if name in inputs:
+            issues.add(f"outputs.{name}", "", MISSING, "a name not used by [inputs]", "an input has this name too")
+        outputs[name] = out
+    used: dict[str, str] = {}
+    for kind, items in (("inputs", inputs), ("outputs", outputs)):
+        for name, item in items.items():
+            if item.pin and item.pin in used:
+                issues.add(f"{kind}.{name}", "pin", item.pin, "a pin not used elsewhere", f"pin already used by {used[item.pin]}")
+            used.setdefault(item.pin, f"[{kind}.{name}]")
+    sim = parse_sim(issues.section("sim", raw["sim"]), frozenset(devices)) if "sim" in raw else Sim()
+    _check_sim_refs(issues, sim, devices, inputs, outputs)
 
     for key in raw:
         if key not in SECTIONS:
             top.error(key, MISSING, ", ".join(SECTIONS), f"unknown section [{key}]")
     return Config(source=issues.file, sha256=sha, cabinet_id=cid, cabinet_name=cname, tags=tags, site=site,
-                  board=board_name, agent=agent, buses=buses, devices=devices, gps=gps, inputs=inputs, sim=sim, raw=raw)
+                  board=board_name, agent=agent, buses=buses, devices=devices, gps=gps, inputs=inputs,
+                  outputs=outputs, sim=sim, raw=raw)
 
 
 def _board_field(boards: Mapping[str, BoardInfo] | None):
@@ -130,15 +143,15 @@ def _board_field(boards: Mapping[str, BoardInfo] | None):
              pattern=r"[a-z0-9-]{1,40}", help="a board profile")
 
 
-def _check_sim_refs(issues: Issues, sim: Sim, devices: Mapping[str, Device], raw_devices: Any,
-                    inputs: Mapping[str, Input]) -> None:
-    """References in [sim] must name existing devices/points (disabled devices count)."""
-    def point_ref(key: str, ref: str | None) -> None:
+def _check_sim_refs(issues: Issues, sim: Sim, devices: Mapping[str, Device], inputs: Mapping[str, Input],
+                    outputs: Mapping[str, Output]) -> None:
+    """References in [sim] must name existing devices/points or pins of [inputs]/[outputs]."""
+    def point_ref(key: str, ref: str | None, pins: Mapping[str, Any] = inputs, kind: str = "inputs") -> None:
         if ref is None:
             return
         if ref.startswith("pin:"):
-            if ref[4:] not in {i.pin for i in inputs.values()} | set(inputs):
-                issues.add("sim", key, ref, "pin:<name of an [inputs] pin>", "no input uses this pin")
+            if ref[4:] not in {i.pin for i in pins.values()}:
+                issues.add("sim", key, ref, f"pin:<a pin of [{kind}]>", f"no [{kind}] entry uses this pin")
             return
         dev, _, pt = ref.partition(".")
         if dev not in devices:
@@ -146,13 +159,13 @@ def _check_sim_refs(issues: Issues, sim: Sim, devices: Mapping[str, Device], raw
         elif pt not in devices[dev].points:
             issues.add("sim", key, ref, ", ".join(devices[dev].points), f"device {dev!r} has no point {pt!r}")
 
-    point_ref("fan", sim.fan)
-    point_ref("heater", sim.heater)
+    point_ref("fan", sim.fan, outputs, "outputs")
+    point_ref("heater", sim.heater, outputs, "outputs")
     for k, v in sim.contacts.items():
         if isinstance(v, str):
             point_ref(f"contacts.{k}", v)
     for i, c in enumerate(sim.circuits):
-        point_ref(f"circuits[{i}].relay", c.relay)
+        point_ref(f"circuits[{i}].relay", c.relay, outputs, "outputs")
         for attr in ("meter", "dali"):
             ref = getattr(c, attr)
             if ref is not None and ref not in devices:

@@ -85,6 +85,15 @@ class Input:
 
 
 @dataclass(frozen=True)
+class Output:
+    name: str
+    pin: str
+    invert: bool = False
+    initial: bool = False
+    point: Point = Point("dio.unset")
+
+
+@dataclass(frozen=True)
 class SimCircuit:
     name: str
     load_w: float
@@ -104,6 +113,7 @@ class Sim:
     heater: str | None = None
     electronics_w: float = 20.0
     contacts: Mapping[str, str] = field(default_factory=dict)  # plant contact -> "pin:<name>" or "<device>.<point>"
+    script: tuple[tuple[float, Mapping[str, Any]], ...] = ()  # (sim seconds after start, control command)
 
 
 @dataclass(frozen=True)
@@ -127,10 +137,12 @@ class Config:
     devices: Mapping[str, Device]
     gps: Gps | None
     inputs: Mapping[str, Input]
+    outputs: Mapping[str, Output]
     sim: Sim
     raw: Mapping[str, Any]
 
     def points(self) -> list[Point]:
         out = [p for d in self.devices.values() for p in d.points.values()]
         out += [i.point for i in self.inputs.values()]
+        out += [o.point for o in self.outputs.values()]
         return out

@@ -11,8 +11,8 @@ import datetime as dt
 import zoneinfo
 from typing import Any, Mapping
 
-from agent.config.model import (AgentSettings, Backoff, Gps, Input, RtuBus, Sim, SimCircuit, Site,
-                                TcpBus)
+from agent.config.model import (AgentSettings, Backoff, Gps, Input, Output, RtuBus, Sim, SimCircuit,
+                                Site, TcpBus)
 from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
 from agent.model import Point
 
@@ -124,12 +124,16 @@ def parse_gps(s: Section, ports: frozenset[str] | None) -> Gps | None:
     return gps if enabled else None
 
 
-def parse_input(name: str, s: Section, pins: frozenset[str] | None, heartbeat: float) -> Input:
-    def pin_check(v: str) -> str | None:
+def _pin_check(pins: frozenset[str] | None):
+    def check(v: str) -> str | None:
         if pins is None or v in pins:
             return None
         return f"not a pin of the board ({', '.join(sorted(pins)) or 'none'})"
+    return check
 
+
+def parse_input(name: str, s: Section, pins: frozenset[str] | None, heartbeat: float) -> Input:
+    pin_check = _pin_check(pins)
     poll = s.get("poll_s", F("float", default=0.2, min=0.01, max=3600)) or 0.2
     inp = Input(
         name=name,
@@ -143,7 +147,55 @@ def parse_input(name: str, s: Section, pins: frozenset[str] | None, heartbeat: f
     return inp
 
 
-def parse_sim(s: Section) -> Sim:
+def parse_output(name: str, s: Section, pins: frozenset[str] | None, heartbeat: float) -> Output:
+    out = Output(
+        name=name,
+        pin=s.get("pin", F("str", check=_pin_check(pins))) or "",
+        invert=s.get("invert", F("bool", default=False)) or False,
+        initial=s.get("initial", F("bool", default=False, help="the state set at start")) or False,
+        point=Point(f"dio.{name}", unit="", source="dio", heartbeat_s=heartbeat, stale_after_s=10.0, writable=True),
+    )
+    s.finish()
+    return out
+
+
+SCRIPT_CMDS = {  # control command -> required keys (besides at_s and cmd)
+    "fault": ("device", "kind"), "clear": ("device",), "vanish": ("bus",), "restore": ("bus",),
+    "refuse": ("bus",), "set": ("input", "value"), "gps": ("mode",),
+}
+SCRIPT_OPTIONAL = {"fault": ("delay_ms", "exception_code", "every"), "refuse": ("on",)}
+
+
+def _parse_script(s: Section, devices: frozenset[str] | None) -> tuple:
+    steps = []
+    for i, step in enumerate(s.get("script", F("list", default=[])) or []):
+        where = f"script[{i}]"
+        if not isinstance(step, Mapping):
+            s.error(where, step, "a table {at_s = ..., cmd = ...}", "must be a table")
+            continue
+        at = step.get("at_s")
+        cmd = step.get("cmd")
+        if not isinstance(at, (int, float)) or isinstance(at, bool) or at < 0:
+            s.error(f"{where}.at_s", at, "seconds >= 0 after the simulator starts", "bad or missing time")
+            continue
+        if cmd not in SCRIPT_CMDS:
+            s.error(f"{where}.cmd", cmd, ", ".join(SCRIPT_CMDS), "unknown command")
+            continue
+        allowed = {"at_s", "cmd", *SCRIPT_CMDS[cmd], *SCRIPT_OPTIONAL.get(cmd, ())}
+        missing = [k for k in SCRIPT_CMDS[cmd] if k not in step]
+        extra = [k for k in step if k not in allowed]
+        if missing or extra:
+            s.error(where, dict(step), f"keys for {cmd}: {', '.join(sorted(allowed))}",
+                    f"missing {missing}" if missing else f"unknown keys {extra}")
+            continue
+        if devices is not None and "device" in step and step["device"] not in devices:
+            s.error(f"{where}.device", step["device"], ", ".join(sorted(devices)) or "no devices", "no such device")
+            continue
+        steps.append((float(at), {k: v for k, v in step.items() if k != "at_s"}))
+    return tuple(sorted(steps, key=lambda x: x[0]))
+
+
+def parse_sim(s: Section, devices: frozenset[str] | None = None) -> Sim:
     def start_check(v: str) -> str | None:
         if v == "now":
             return None
@@ -189,8 +241,9 @@ def parse_sim(s: Section) -> Sim:
             phases=cs.get("phases", F("int", default=1, choices=(1, 3))) or 1,
         ))
         cs.finish()
+    script = _parse_script(s, devices)
     s.finish()
-    return dataclasses.replace(sim, circuits=tuple(circuits), contacts=dict(contacts))
+    return dataclasses.replace(sim, circuits=tuple(circuits), contacts=dict(contacts), script=script)
 
 
 def parse_named_tables(issues: Issues, section: str, data: Any) -> dict[str, Mapping[str, Any]]:

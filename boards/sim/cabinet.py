@@ -28,7 +28,7 @@ from boards.sim.plant import Cabinet as PlantCabinet
 from boards.sim.plant import Circuit, Plant, Site
 from boards.sim.store import RegisterStore
 from boards.sim.tcp import TcpEndpoint
-from drivers.dio import write_pin
+from drivers.dio import DioError, read_pin, write_pin
 
 log = logging.getLogger("boards.sim")
 
@@ -68,6 +68,8 @@ class SimCabinet:
         self._pin_levels: dict[str, bool] = {}
         self._keys: dict[str, frozenset[str]] = {}
         self._task: asyncio.Task | None = None
+        self._script: asyncio.Task | None = None
+        self.script_done = 0
         for name, dev in config.devices.items():
             store = RegisterStore(dev.profile)
             binding = self._binding(name, dev, sim, dali_circuits)
@@ -109,8 +111,24 @@ class SimCabinet:
             return DaliBinding(circuit, list(dev.options.get("addresses") or [0]))
         return Binding()
 
+    def _pin_outputs(self) -> None:
+        """Outputs of the agent on pins (fan, heater, contactors) drive the plant."""
+        sim = self.config.sim
+        wired = [(sim.fan, lambda v: setattr(self.plant, "fan_on", v)),
+                 (sim.heater, lambda v: setattr(self.plant, "heater_on", v))]
+        wired += [(c.relay, (lambda n: lambda v: self.plant.set_circuit(n, v))(c.name)) for c in sim.circuits]
+        for ref, act in wired:
+            if ref and ref.startswith("pin:"):
+                try:
+                    level = read_pin(self.pins_dir, ref[4:], missing=False)
+                except DioError:
+                    continue
+                out = next((o for o in self.config.outputs.values() if o.pin == ref[4:]), None)
+                act(level != (out.invert if out else False))
+
     def refresh(self) -> None:
         """Step the plant to the clock and show it in every register and pin."""
+        self._pin_outputs()
         self.plant.step(self.clock.now())
         for name, binding in self.bindings.items():
             values = binding.values(self.plant)
@@ -153,6 +171,8 @@ class SimCabinet:
             gps_link = str(self.dir / "gps.tty")
         self.refresh()
         self._task = asyncio.create_task(self._plant_loop(), name="sim-plant")
+        if self.config.sim.script:
+            self._script = asyncio.create_task(self._run_script(), name="sim-script")
         log.info("simulated cabinet %s serving %d devices on %d buses", self.config.cabinet_id,
                  len(self.stores), len(buses))
         return {"buses": buses, "gps": gps_link, "pins": str(self.pins_dir)}
@@ -167,10 +187,23 @@ class SimCabinet:
             except Exception:  # noqa: BLE001 - a plant bug must not stop the servers
                 log.exception("plant step failed")
 
+    async def _run_script(self) -> None:
+        """[[sim.script]]: control commands at simulated seconds after the start."""
+        t0 = self.clock.monotonic()
+        for at, cmd in self.config.sim.script:
+            await self.clock.sleep_until(t0 + at)
+            try:
+                await self.command(dict(cmd))
+                log.info("script at %gs: %s", at, cmd)
+            except (ValueError, KeyError, TypeError) as e:
+                log.error("script at %gs: %s failed: %s", at, cmd, e)
+            self.script_done += 1
+
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._script):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.gps is not None:
             await self.gps.aclose()
         for line in self.lines.values():
@@ -204,6 +237,30 @@ class SimCabinet:
         setattr(self.plant, name, bool(value))
         self.refresh()
 
+    async def command(self, req: dict[str, Any]) -> None:
+        """One control command (the control socket's and [[sim.script]]'s vocabulary)."""
+        cmd = req.get("cmd")
+        if cmd == "fault":
+            kw = {k: req[k] for k in ("delay_ms", "exception_code", "every") if k in req}
+            self.device_fault(_text(req, "device"), _text(req, "kind"), **kw)
+        elif cmd == "clear":
+            self.device_fault(_text(req, "device"), None)
+        elif cmd == "vanish":
+            self.vanish(_text(req, "bus"))
+        elif cmd == "restore":
+            await self.restore(_text(req, "bus"))
+        elif cmd == "refuse":
+            self.refuse(_text(req, "bus"), bool(req.get("on", True)))
+        elif cmd == "set":
+            self.set_input(_text(req, "input"), req.get("value"))
+        elif cmd == "gps":
+            mode = _text(req, "mode")
+            if mode not in ("normal", "no_fix", "bad_checksum", "garbage", "silent"):
+                raise ValueError(f"unknown GPS mode {mode!r}")
+            self.gps_faults.mode = mode
+        elif cmd != "state":
+            raise ValueError(f"unknown cmd {cmd!r}; known: fault, clear, vanish, restore, refuse, set, gps, state")
+
     def state(self) -> dict[str, Any]:
         p = self.plant
         return {"lux": round(p.lux, 2), "ambient_c": round(p.ambient_c, 2), "cabinet_c": round(p.cabinet_c, 2),
@@ -213,6 +270,13 @@ class SimCabinet:
                 "lines": {n: dict(line.stats) for n, line in self.lines.items()},
                 "tcp": {n: dict(ep.stats) for n, ep in self.endpoints.items()},
                 "gps_mode": self.gps_faults.mode}
+
+
+def _text(req: dict[str, Any], key: str) -> str:
+    v = req.get(key)
+    if not isinstance(v, str):
+        raise ValueError(f"{key!r} must be a string")
+    return v
 
 
 def _contact(contact: str) -> Callable[[Plant], bool]:

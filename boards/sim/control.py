@@ -65,38 +65,10 @@ class ControlServer:
             req = json.loads(line)
             if not isinstance(req, dict):
                 raise ValueError("a request is a JSON object")
-            cmd = req.get("cmd")
-            cab = self.cabinet
-            if cmd == "fault":
-                kw = {k: req[k] for k in ("delay_ms", "exception_code", "every") if k in req}
-                cab.device_fault(_str(req, "device"), _str(req, "kind"), **kw)
-            elif cmd == "clear":
-                cab.device_fault(_str(req, "device"), None)
-            elif cmd == "vanish":
-                cab.vanish(_str(req, "bus"))
-            elif cmd == "restore":
-                await cab.restore(_str(req, "bus"))
-            elif cmd == "refuse":
-                cab.refuse(_str(req, "bus"), bool(req.get("on", True)))
-            elif cmd == "set":
-                cab.set_input(_str(req, "input"), req.get("value"))
-            elif cmd == "gps":
-                mode = _str(req, "mode")
-                if mode not in ("normal", "no_fix", "bad_checksum", "garbage", "silent"):
-                    raise ValueError(f"unknown GPS mode {mode!r}")
-                cab.gps_faults.mode = mode
-            elif cmd != "state":
-                raise ValueError(f"unknown cmd {cmd!r}; known: fault, clear, vanish, restore, refuse, set, gps, state")
-            return {"ok": True, "state": cab.state()}
+            await self.cabinet.command(req)
+            return {"ok": True, "state": self.cabinet.state()}
         except (ValueError, KeyError, TypeError) as e:
             return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-
-
-def _str(req: dict[str, Any], key: str) -> str:
-    v = req.get(key)
-    if not isinstance(v, str):
-        raise ValueError(f"{key!r} must be a string")
-    return v
 
 
 async def send(path: Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
