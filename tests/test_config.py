@@ -241,4 +241,4 @@ device = "ghost"
     assert find(issues, "sim", "script[0].at_s").value == -1
     assert "fault" in find(issues, "sim", "script[1].cmd").allowed
     assert "missing ['kind']" in find(issues, "sim", "script[2]").message
-    assert find(issues, "sim", "script[2].device").value == "ghost"
+    assert find(issues, "sim", "script[3].device").value == "ghost"
