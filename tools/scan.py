@@ -9,7 +9,6 @@ Run it with the agent stopped on RTU lines: one master per line.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from dataclasses import dataclass, field

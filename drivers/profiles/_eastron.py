@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from drivers.profiles import _probe as pr
-from drivers.profiles.base import DataType, ProbeRead, RegisterPoint, Table
+from drivers.profiles._options import as_subset, resolve
+from drivers.profiles.base import (DataType, DeviceProfile, LineDefaults, Limits, Option, ProbeRead, RegisterPoint,
+                                   Table)
 
 PROBE_READS = (
     ProbeRead(Table.INPUT, 0x0000, 2),  # voltage (SDM630: L1)
@@ -42,6 +44,26 @@ ENERGY = (0.0, 1e9)
 def point(key: str, address: int, unit: str, valid: tuple[float, float], description: str) -> RegisterPoint:
     """One Eastron measurement: float32 in input registers, high word first."""
     return RegisterPoint(key, Table.INPUT, address, DataType.FLOAT32, unit=unit, valid=valid, description=description)
+
+
+def groups_option(groups: dict) -> dict[str, Option]:
+    return {"groups": Option("list", list(groups), "which register groups to poll: " + ", ".join(groups))}
+
+
+def build_meter(name: str, groups: dict, options: Any, line: LineDefaults, description: str) -> DeviceProfile:
+    """A meter profile from the chosen register groups (option `groups`)."""
+    opts = resolve(groups_option(groups), options)
+    chosen = as_subset("groups", opts["groups"], groups)
+    rows = sorted((r for g in chosen for r in groups[g]), key=lambda r: r[1])
+    return DeviceProfile(
+        name=name,
+        points=tuple(point(*r) for r in rows),
+        # Gaps inside 0x0000..0x004B are answered (sdm_modbus reads through them);
+        # 100 words is the cautious per-request cap some meters have (domain.md §7).
+        limits=Limits(max_registers=100, max_gap=10),
+        line=line,
+        description=description,
+    )
 
 
 @dataclass(frozen=True)

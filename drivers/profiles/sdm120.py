@@ -20,8 +20,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from drivers.profiles import _eastron as ea
-from drivers.profiles._options import as_subset, resolve
-from drivers.profiles.base import DeviceProfile, LineDefaults, Limits, Option, Probe, ProfileSpec
+from drivers.profiles.base import DeviceProfile, LineDefaults, Probe, ProfileSpec
 
 LINE = LineDefaults(baudrate=2400, parity="N", stopbits=1)
 
@@ -46,24 +45,11 @@ GROUPS: dict[str, tuple] = {
     ),
 }
 
-OPTIONS = {
-    "groups": Option("list", list(GROUPS), "which register groups to poll: " + ", ".join(GROUPS)),
-}
+OPTIONS = ea.groups_option(GROUPS)
 
 
 def build(options: Mapping[str, Any]) -> DeviceProfile:
-    opts = resolve(OPTIONS, options)
-    groups = as_subset("groups", opts["groups"], GROUPS)
-    rows = sorted((r for g in groups for r in GROUPS[g]), key=lambda r: r[1])
-    return DeviceProfile(
-        name="sdm120",
-        points=tuple(ea.point(*r) for r in rows),
-        # Gaps inside 0x0000..0x004B are answered (sdm_modbus reads through them);
-        # 100 words is the cautious per-request cap some meters have (domain.md §7).
-        limits=Limits(max_registers=100, max_gap=10),
-        line=LINE,
-        description="Eastron SDM120 single-phase energy meter",
-    )
+    return ea.build_meter("sdm120", GROUPS, options, LINE, "Eastron SDM120 single-phase energy meter")
 
 
 def recognize(results: Sequence[Any]) -> float:

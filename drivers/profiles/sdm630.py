@@ -26,8 +26,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from drivers.profiles import _eastron as ea
-from drivers.profiles._options import as_subset, resolve
-from drivers.profiles.base import DeviceProfile, LineDefaults, Limits, Option, Probe, ProfileSpec
+from drivers.profiles.base import DeviceProfile, LineDefaults, Probe, ProfileSpec
 
 LINE = LineDefaults(baudrate=9600, parity="N", stopbits=1)
 
@@ -74,22 +73,11 @@ GROUPS: dict[str, tuple] = {
     "neutral": (("current_neutral", 0x00E0, "A", _I, "neutral current"),),
 }
 
-OPTIONS = {
-    "groups": Option("list", list(GROUPS), "which register groups to poll: " + ", ".join(GROUPS)),
-}
+OPTIONS = ea.groups_option(GROUPS)
 
 
 def build(options: Mapping[str, Any]) -> DeviceProfile:
-    opts = resolve(OPTIONS, options)
-    groups = as_subset("groups", opts["groups"], GROUPS)
-    rows = sorted((r for g in groups for r in GROUPS[g]), key=lambda r: r[1])
-    return DeviceProfile(
-        name="sdm630",
-        points=tuple(ea.point(*r) for r in rows),
-        limits=Limits(max_registers=100, max_gap=10),
-        line=LINE,
-        description="Eastron SDM630 three-phase energy meter",
-    )
+    return ea.build_meter("sdm630", GROUPS, options, LINE, "Eastron SDM630 three-phase energy meter")
 
 
 def recognize(results: Sequence[Any]) -> float:
