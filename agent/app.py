@@ -70,6 +70,7 @@ class App:
             self.reporter.add_point(p)
         self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status)
         self._tasks: list[asyncio.Task] = []
+        self.restarts: dict[str, int] = {}
 
     def _engine(self, name: str, bus: RtuBus | TcpBus) -> BusEngine:
         where = self.endpoints.buses.get(name)
@@ -90,15 +91,32 @@ class App:
             for sink in self.sinks:
                 sink(reported)
 
+    def _spawn(self, name: str, factory: Callable[[], Any]) -> None:
+        """Run a loop as a task; if it ever fails (a bug), log it and restart it with backoff."""
+        async def supervised() -> None:
+            delay = 1.0
+            while True:
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - keep the cabinet running, say what broke
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    log.exception("task %s failed; restarting in %.0f s", name, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+        self._tasks.append(asyncio.create_task(supervised(), name=name))
+
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.status_server.start()
         for name, poller in self.pollers.items():
-            self._tasks.append(asyncio.create_task(poller.run(), name=f"poll-{name}"))
+            self._spawn(f"poll-{name}", poller.run)
         if self.dio:
-            self._tasks.append(asyncio.create_task(self.dio.run(), name="dio"))
+            self._spawn("dio", self.dio.run)
         if self.gps:
-            self._tasks.append(asyncio.create_task(self.gps.run(), name="gps"))
+            self._spawn("gps", self.gps.run)
         log.info("agent %s started: cabinet %s, %d buses, %d devices, %d points", agent.__version__,
                  self.config.cabinet_id, len(self.engines), len(self.config.devices), len(self.image.points()))
 
@@ -146,4 +164,5 @@ class App:
             "dio": self.dio.snapshot() if self.dio else None,
             "gps": self.gps.snapshot(mono) if self.gps else None,
             "report": {"offered": self.reporter.offered, "reported": self.reporter.reported},
+            "task_restarts": dict(self.restarts),
         }

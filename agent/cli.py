@@ -71,11 +71,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     import time
 
+    from agent import logs
     from agent.clock import ScaledClock
     from boards.sim.cabinet import start_time
     from boards.sim.main import main
 
     config = load_config(args.config)
+    logs.setup(args.log_level, config.agent.log_format)
     clock = ScaledClock(args.speed or config.sim.speed, start=start_time(config.sim.start, time.time()))
     return main(config, sim_dir=Path(args.data_dir or default_data_dir()) / "sim", clock=clock,
                 ready_file=args.ready_file, parent_pid=args.parent_pid, log_level=args.log_level)

@@ -14,6 +14,7 @@ from agent.app import App, Endpoints
 from agent.clock import ScaledClock, WallClock
 from agent.config import Config
 from agent.config.model import RtuBus
+from agent.datadir import DataDirLock
 
 log = logging.getLogger("agent.run")
 
@@ -22,9 +23,13 @@ def run(config: Config, *, data_dir: Path, log_level: str | None = None, log_for
         speed: float | None = None) -> int:
     logs.setup(log_level or config.agent.log_level, log_format or config.agent.log_format)
     try:
-        return asyncio.run(_main(config, data_dir, speed))
+        with DataDirLock(data_dir):
+            return asyncio.run(_main(config, data_dir, speed))
     except KeyboardInterrupt:
         return 130
+    except RuntimeError as e:  # refused to start (data dir in use, simulator failed)
+        log.error("%s", e)
+        return 1
 
 
 async def _main(config: Config, data_dir: Path, speed: float | None) -> int:

@@ -7,6 +7,7 @@ clock step (NTP, GPS) never makes values look fresh or old. Pure; `now` is passe
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 from agent.model import Point, Quality, Reading
@@ -66,7 +67,10 @@ class ProcessImage:
                 out.append({"name": name, "value": None, "unit": point.unit, "quality": Quality.BAD.value,
                             "age_s": None, "reason": "no value yet", "t": None})
             else:
-                out.append({"name": name, "value": reading.value, "unit": point.unit,
+                value = reading.value
+                if isinstance(value, float) and not math.isfinite(value):
+                    value = None  # not JSON; the reason says "not a number"
+                out.append({"name": name, "value": value, "unit": point.unit,
                             "quality": reading.quality.value, "age_s": round(age, 3),
                             "reason": reading.reason, "t": reading.t})
         return out

@@ -184,3 +184,30 @@ device = "lux"
         assert sim.plant.door_open and sim.faults["rs485"].get(30) is None
     finally:
         await sim.stop()
+
+
+def test_a_second_agent_on_the_same_data_dir_is_refused(tmp_path: Path):
+    from agent.datadir import DataDirBusy, DataDirLock
+
+    with DataDirLock(tmp_path):
+        with pytest.raises(DataDirBusy, match=f"pid {os.getpid()}"):
+            DataDirLock(tmp_path).acquire()
+        r = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--data-dir", str(tmp_path)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and "another agent" in r.stderr
+    DataDirLock(tmp_path).acquire().release()  # free again once the holder is gone
+
+
+async def test_a_crashing_loop_is_restarted_not_fatal(running):
+    app, _, _ = running
+    calls = []
+
+    async def flaky() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        await asyncio.sleep(3600)
+
+    app._spawn("flaky", flaky)
+    await wait_until(lambda: len(calls) == 2, timeout=5)
+    assert app.restarts == {"flaky": 1} and app.status()["task_restarts"] == {"flaky": 1}
