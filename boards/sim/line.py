@@ -1,10 +1,11 @@
 """A simulated RS-485 line: pymodbus RTU devices behind a pseudo-terminal, with wire
 timing, collisions and fault injection.
 
-The master (the agent, a test client) opens `link`, a symlink to the slave side of a
-pty, exactly as it opens /dev/ttyUSB0 (like socat's `link=`). The emulator owns the
-master side of that pty and, between it and a pymodbus `ModbusSerialServer` that
-serves all devices of the line on a second, internal pty, behaves like the bus:
+Owns `RtuLine`, the bus: the master (the agent, a test client) opens `link`, a
+symlink to the slave side of a pty, exactly as it opens /dev/ttyUSB0 (like socat's
+`link=`). The emulator owns the master side of that pty and, between it and the
+devices (a `DeviceServer`, boards.sim.rtu_server: pymodbus on an internal pty),
+behaves like the bus:
 
 * Framing: request length from the function code (FC 1-6, 8 → 8 bytes; 15/16 → 9 +
   byte count; ...), otherwise the end of a frame is a silence of t3.5.
@@ -51,21 +52,20 @@ import logging
 import os
 import random
 import termios
-import tty
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from boards.sim.faults import Fault, FaultCounter, FaultKind, FaultTable
-from boards.sim.rtu_frames import (Frame, RequestFramer, crc_ok, exception_frame, reply_length, t35,
-                                   wire_time, with_crc)
-from boards.sim.store import RegisterStore, check_request, quiet_pymodbus_server, sim_device
+from boards.sim.ptys import close_pty, open_raw_pty, point_link
+from boards.sim.rtu_frames import (Frame, RequestFramer, crc_ok, exception_frame, t35, wire_time,
+                                   with_crc)
+from boards.sim.rtu_server import DeviceServer
+from boards.sim.store import RegisterStore, check_request
 
 log = logging.getLogger(__name__)
 
 WRITE_FCS = frozenset((5, 6, 15, 16, 22, 23))
-_DEVICE_TIMEOUT = 1.0  # s the internal pymodbus server may take (it takes ~1 ms)
-_UNKNOWN_REPLY_IDLE = 0.02  # s of quiet that ends a reply whose length is unknown
 _EPS = 1e-6
 _SPIN_MIN, _SPIN_MAX = 0.0003, 0.003  # s before a deadline where the reply writer stops sleeping
 
@@ -84,27 +84,6 @@ class Transaction:
     reply_end: float | None = None
     written_at: float | None = None
     fault: FaultKind | None = None
-
-
-def _open_raw_pty() -> tuple[int, int, str]:
-    master, slave = os.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    os.set_blocking(master, False)
-    return master, slave, os.ttyname(slave)
-
-
-def _point_link(link: Path, target: str) -> None:
-    if link.exists() and not link.is_symlink():
-        raise FileExistsError(f"{link} exists and is not a symlink: not replacing it")
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
 
 
 class RtuLine:
@@ -139,18 +118,12 @@ class RtuLine:
         self._rng = random.Random(seed)
         self._counter = FaultCounter(faults)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: Any = None
-        self._server_lock: asyncio.Lock | None = None
+        self._device = DeviceServer(self.devices, baudrate=self.baudrate, parity=parity,
+                                    stopbits=stopbits, label=self.link)
         self._framer = RequestFramer(self.baudrate)
         self._m_fd: int | None = None  # master side of the public pty (ours)
         self._m_keep: int | None = None  # its slave, kept open (no EIO when the client closes)
         self._m_name: str | None = None
-        self._i_fd: int | None = None  # master side of the internal pty
-        self._i_keep: int | None = None
-        self._i_buf = bytearray()
-        self._i_expect = b"\x00\x00"  # unit and function code of the request in flight
-        self._i_waiter: asyncio.Future | None = None
-        self._i_idle: asyncio.TimerHandle | None = None
         self._silence: asyncio.TimerHandle | None = None
         self._busy_until = float("-inf")
         self._active = False
@@ -166,28 +139,13 @@ class RtuLine:
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._device.running
 
     async def start(self) -> None:
-        if self._server is not None:
+        if self._device.running:
             raise RuntimeError("line already started")
-        from pymodbus import FramerType
-        from pymodbus.server import ModbusSerialServer
-
-        quiet_pymodbus_server()
         self._loop = asyncio.get_running_loop()
-        self._server_lock = asyncio.Lock()
-        self._i_fd, self._i_keep, name = _open_raw_pty()
-        self._loop.add_reader(self._i_fd, self._on_internal)
-        server = ModbusSerialServer([sim_device(u, s) for u, s in sorted(self.devices.items())],
-                                    framer=FramerType.RTU, port=name, baudrate=self.baudrate,
-                                    parity=self.parity, stopbits=self.stopbits, reconnect_delay=0.1)
-        try:
-            await server.serve_forever(background=True)
-        except BaseException:
-            self._close_internal()
-            raise
-        self._server = server
+        await self._device.start()
         try:
             self._open_master()
         except BaseException:
@@ -200,10 +158,7 @@ class RtuLine:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._close_master(remove_link=True)
-        if self._server is not None:
-            server, self._server = self._server, None
-            await server.shutdown()
-        self._close_internal()
+        await self._device.stop()
 
     async def __aenter__(self) -> "RtuLine":
         await self.start()
@@ -220,7 +175,7 @@ class RtuLine:
 
     async def restore(self) -> None:
         """Plugged back in: a new pty, the symlink re-pointed at it."""
-        if self._server is None:
+        if not self._device.running:
             raise RuntimeError("line not started")
         if self._m_fd is not None:
             return
@@ -232,24 +187,19 @@ class RtuLine:
 
     def _open_master(self) -> None:
         assert self._loop is not None
-        self._m_fd, self._m_keep, self._m_name = _open_raw_pty()
+        self._m_fd, self._m_keep, self._m_name = open_raw_pty()
         self._framer.reset()
         self._busy_until = float("-inf")
         self._active = False
         self._loop.add_reader(self._m_fd, self._on_master)
-        _point_link(self.link, self._m_name)
+        point_link(self.link, self._m_name)
 
     def _close_master(self, remove_link: bool) -> None:
         if self._silence is not None:
             self._silence.cancel()
             self._silence = None
-        if self._m_fd is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._m_fd)
-            for fd in (self._m_fd, self._m_keep):
-                if fd is not None:
-                    os.close(fd)
-            self._m_fd = self._m_keep = None
+        close_pty(self._loop, self._m_fd, self._m_keep)
+        self._m_fd = self._m_keep = None
         if remove_link and self._m_name is not None:
             try:
                 if os.readlink(self.link) == self._m_name:
@@ -258,18 +208,6 @@ class RtuLine:
                 pass
         self._active = False
         self._framer.reset()
-
-    def _close_internal(self) -> None:
-        if self._i_idle is not None:
-            self._i_idle.cancel()
-            self._i_idle = None
-        if self._i_fd is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._i_fd)
-            for fd in (self._i_fd, self._i_keep):
-                if fd is not None:
-                    os.close(fd)
-            self._i_fd = self._i_keep = None
 
     # ------------------------------------------------------------------ master side
     def _on_master(self) -> None:
@@ -365,7 +303,7 @@ class RtuLine:
         for unit in sorted(self.devices):
             code = check_request(self.devices[unit], data[1:-2])
             if code is None:
-                await self._ask_device(with_crc(bytes((unit,)) + data[1:-2]))
+                await self._device.ask(with_crc(bytes((unit,)) + data[1:-2]))
 
     async def _transact(self, frame: Frame) -> None:
         assert self._loop is not None
@@ -388,7 +326,7 @@ class RtuLine:
                 if code is not None:
                     reply = exception_frame(unit, fc, code)
                 else:
-                    reply = await self._ask_device(data)
+                    reply = await self._device.ask(data)
                 if reply is not None and fault is not None:
                     reply = self._spoil(reply, fault)
             if reply is None:
@@ -456,58 +394,3 @@ class RtuLine:
             return
         self.stats["bytes_out"] += n
         self.stats["dropped_bytes"] += len(data) - n
-
-    # ------------------------------------------------------------------ device side
-    async def _ask_device(self, frame: bytes) -> bytes | None:
-        """Send one request frame to the internal pymodbus server; its reply or None."""
-        assert self._loop is not None and self._server_lock is not None
-        async with self._server_lock:
-            if self._i_fd is None:
-                return None
-            self._i_buf.clear()
-            waiter = self._loop.create_future()
-            self._i_waiter = waiter
-            self._i_expect = frame[:2]
-            try:
-                os.write(self._i_fd, frame)
-                return await asyncio.wait_for(waiter, _DEVICE_TIMEOUT)
-            except (asyncio.TimeoutError, OSError):
-                log.warning("%s: device %d did not answer internally", self.link, frame[0])
-                return None
-            finally:
-                self._i_waiter = None
-                if self._i_idle is not None:
-                    self._i_idle.cancel()
-                    self._i_idle = None
-
-    def _on_internal(self) -> None:
-        assert self._loop is not None and self._i_fd is not None
-        try:
-            data = os.read(self._i_fd, 4096)
-        except OSError:
-            return
-        waiter = self._i_waiter
-        if waiter is None or waiter.done():
-            return  # nobody asked (a stray byte): dropped
-        self._i_buf += data
-        while self._i_buf:
-            n = reply_length(self._i_buf)
-            if n is None:  # more bytes to come, or a layout without a length
-                if self._i_idle is not None:
-                    self._i_idle.cancel()
-                self._i_idle = self._loop.call_later(_UNKNOWN_REPLY_IDLE, self._internal_idle)
-                return
-            if len(self._i_buf) < n:
-                return
-            reply = bytes(self._i_buf[:n])
-            del self._i_buf[:n]
-            if reply[0] == self._i_expect[0] and reply[1] & 0x7F == self._i_expect[1]:
-                waiter.set_result(reply)
-                return
-            # else: a late reply to a request whose transaction was cancelled; dropped
-
-    def _internal_idle(self) -> None:
-        self._i_idle = None
-        waiter = self._i_waiter
-        if waiter is not None and not waiter.done() and self._i_buf:
-            waiter.set_result(bytes(self._i_buf))
