@@ -242,3 +242,61 @@ device = "ghost"
     assert "fault" in find(issues, "sim", "script[1].cmd").allowed
     assert "missing ['kind']" in find(issues, "sim", "script[2]").message
     assert find(issues, "sim", "script[3].device").value == "ghost"
+
+
+def test_point_override_edge_cases():
+    issues = issues_of(MINIMAL + "[devices.meter.points.current]\nscale = 0.0\n")
+    assert "must not be 0" in find(issues, "devices.meter.points.current", "scale").message
+    c = cfg.loads(MINIMAL + "[devices.meter.points.current]\nscale = 40.0\n", "cab.toml")
+    lo, hi = c.devices["meter"].profile.point("current").valid
+    assert hi == 40 * 100.0  # a CT ratio widens the plausible range with it
+    every = "".join(f"[devices.meter.points.{k}]\nenabled = false\n" for k in (
+        "voltage", "current", "active_power", "apparent_power", "reactive_power", "power_factor", "phase_angle",
+        "frequency", "import_energy", "export_energy", "total_energy", "total_reactive_energy"))
+    assert "every point is disabled" in find(issues_of(MINIMAL + every), "devices.meter", "points").message
+
+
+def test_limits_that_a_point_cannot_fit_are_config_errors():
+    issues = issues_of(MINIMAL + '[devices.meter.limits]\nforbidden = [["input", 0, 2]]\n')
+    hit = [i for i in issues if i.section == "devices.meter.limits"]
+    assert hit and "forbidden" in hit[0].message and "voltage" in hit[0].message
+
+
+def test_gps_disabled_needs_no_port_and_zero_is_a_value():
+    c = cfg.loads(MINIMAL + "[gps]\nenabled = false\n[sim]\nelectronics_w = 0.0\n", "cab.toml")
+    assert c.gps is None and c.sim.electronics_w == 0.0
+    assert "required key is missing" in find(issues_of(MINIMAL + "[gps]\nbaudrate = 9600\n"), "gps", "port").message
+
+
+def test_script_values_are_checked_against_the_config():
+    text = MINIMAL + """
+[buses.gw]
+type = "tcp"
+host = "10.0.0.9"
+[[sim.script]]
+at_s = 1
+cmd = "fault"
+device = "meter"
+kind = "melt"
+[[sim.script]]
+at_s = 2
+cmd = "vanish"
+bus = "gw"
+[[sim.script]]
+at_s = 3
+cmd = "set"
+input = "smoke"
+value = true
+"""
+    issues = issues_of(text)
+    assert "silent" in find(issues, "sim", "script[0].kind").allowed
+    assert find(issues, "sim", "script[1].bus").allowed == "a rtu bus: rs485"
+    assert "door_open" in find(issues, "sim", "script[2].input").allowed
+
+
+def test_file_level_messages_have_no_double_colon():
+    text = str(issues_of("[cabinet\n")[0])
+    assert text.startswith("cab.toml: TOML syntax error")
+    missing = issues_of("[site]\nlatitude = 1.0\nlongitude = 2.0\ntimezone = \"UTC\"\n")
+    assert [str(i) for i in missing if i.section == "cabinet"] == \
+        ["cab.toml: [cabinet]: required section is missing (allowed: a [cabinet] table with id)"]

@@ -69,12 +69,14 @@ def check(path: str | Path, boards: Mapping[str, BoardInfo] | None = None) -> li
 
 def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str, BoardInfo] | None) -> Config:
     top = Section(issues, "", raw)
-    cid, cname, tags = parse_cabinet(issues.section("cabinet", raw.get("cabinet", {})))
     if "cabinet" not in raw:
         issues.add("cabinet", "", MISSING, "a [cabinet] table with id", "required section is missing")
+        cid, cname, tags = "", "", ()
+    else:
+        cid, cname, tags = parse_cabinet(issues.section("cabinet", raw["cabinet"]))
     site_raw = raw.get("site")
     if site_raw is None:
-        issues.add("site", "", MISSING, "latitude, longitude, elevation, timezone", "required section is missing")
+        issues.add("site", "", MISSING, "latitude, longitude, timezone (elevation optional)", "required section is missing")
         site = Site(0.0, 0.0, 0.0, "UTC")
     else:
         site = parse_site(issues.section("site", site_raw))
@@ -125,7 +127,8 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
             if item.pin and item.pin in used:
                 issues.add(f"{kind}.{name}", "pin", item.pin, "a pin not used elsewhere", f"pin already used by {used[item.pin]}")
             used.setdefault(item.pin, f"[{kind}.{name}]")
-    sim = parse_sim(issues.section("sim", raw["sim"]), frozenset(devices)) if "sim" in raw else Sim()
+    sim = parse_sim(issues.section("sim", raw["sim"]), frozenset(devices), {n: b.kind for n, b in buses.items()}) \
+        if "sim" in raw else Sim()
     _check_sim_refs(issues, sim, devices, inputs, outputs)
 
     for key in raw:

@@ -8,9 +8,10 @@ import difflib
 from typing import Any, Mapping
 
 from agent.config.model import Device
-from agent.config.schema import F, Section
+from agent.config.schema import MISSING, F, Section
 from agent.model import Point
 from drivers import profiles
+from drivers.modbus.planner import PlanError, plan
 from drivers.profiles.base import Limits, Option, ProfileError, RegisterPoint, Table
 
 
@@ -89,11 +90,12 @@ def parse_device(name: str, s: Section, buses: Mapping[str, Any], defaults: tupl
     for rp in profile.points:
         ps = Section(s.issues, f"{s.name}.points.{rp.key}", overrides.get(rp.key, {}))
         on = ps.get("enabled", F("bool", default=True))
-        scale = ps.get("scale", F("float", default=rp.scale, help="replaces the profile's scale, e.g. a CT ratio")) or rp.scale
+        scale = ps.get("scale", F("float", default=rp.scale, help="replaces the profile's scale, e.g. a CT ratio"))
         offset = ps.get("offset", F("float", default=rp.offset))
         unit_s = ps.get("unit", F("str", default=rp.unit))
         if scale == 0:
             ps.error("scale", 0, "a non-zero number", "scale must not be 0")
+        if not scale:
             scale = rp.scale
         db = ps.get("deadband", F("float", default=deadband, min=0))
         hb = ps.get("heartbeat_s", F("float", default=heartbeat, min=1, max=86400))
@@ -101,8 +103,12 @@ def parse_device(name: str, s: Section, buses: Mapping[str, Any], defaults: tupl
         if not on:
             continue
         if scale != rp.scale or (offset is not None and offset != rp.offset) or (unit_s is not None and unit_s != rp.unit):
+            valid = rp.valid
+            if valid is not None and scale != rp.scale:  # a CT ratio scales the plausible range too
+                lo, hi = sorted((valid[0] * scale / rp.scale, valid[1] * scale / rp.scale))
+                valid = (lo, hi)
             rp = dataclasses.replace(rp, scale=scale, offset=rp.offset if offset is None else offset,
-                                     unit=rp.unit if unit_s is None else unit_s)
+                                     unit=rp.unit if unit_s is None else unit_s, valid=valid)
         regs.append(rp)
         points[rp.key] = Point(
             name=f"{name}.{rp.key}", unit=rp.unit, source=name,
@@ -111,6 +117,14 @@ def parse_device(name: str, s: Section, buses: Mapping[str, Any], defaults: tupl
             description=rp.description, writable=rp.writable,
         )
     profile = dataclasses.replace(profile, points=tuple(regs))
+    if not regs:
+        s.error("points", MISSING, "at least one enabled point", "every point is disabled; set enabled = false on the device")
+        return None
+    try:
+        plan(profile.points, profile.limits)
+    except PlanError as e:
+        lim_section.error(e.key or "", MISSING, "limits every point of the device fits", str(e))
+        return None
     if not enabled or bus is None or bus not in buses or unit is None:
         return None  # disabled, or already reported
     return Device(name, bus, unit, pname, profile, poll_s, points, opts)

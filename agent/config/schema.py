@@ -25,9 +25,9 @@ class ConfigIssue:
     message: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.file}: [{self.section}]" if self.section else f"{self.file}:"
+        where = f"{self.file}: [{self.section}]" if self.section else self.file
         if self.key:
-            where += f" {self.key}"
+            where += f" {self.key}" if self.section else f": {self.key}"
         given = "" if self.value is MISSING else f" = {_show(self.value)}"
         text = f"{where}{given}: {self.message or 'invalid'}"
         if self.allowed:

@@ -14,6 +14,10 @@ from typing import Any, Mapping
 from agent.config.model import (AgentSettings, Backoff, Gps, Input, Output, RtuBus, Sim, SimCircuit,
                                 Site, TcpBus)
 from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
+
+FAULT_KINDS = ("silent", "garbage", "crc", "wrong_unit", "short", "slow", "exception")
+PLANT_INPUTS = ("door_open", "flood", "mains_ok", "ups_replace_battery", "fan_on", "heater_on")
+GPS_MODES = ("normal", "no_fix", "bad_checksum", "garbage", "silent")
 from agent.model import Point
 
 BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
@@ -113,10 +117,15 @@ def parse_bus(name: str, s: Section, ports: frozenset[str] | None) -> RtuBus | T
     return bus
 
 
+def _or(value, default):
+    """`value` unless it is None (a recorded error): 0 and False are values."""
+    return default if value is None else value
+
+
 def parse_gps(s: Section, ports: frozenset[str] | None) -> Gps | None:
     enabled = s.get("enabled", F("bool", default=True))
     gps = Gps(
-        port=s.get("port", F("str", check=_port_check(ports))) or "",
+        port=s.get("port", F("str", check=_port_check(ports), default=MISSING if enabled is not False else "")) or "",
         baudrate=s.get("baudrate", F("int", default=9600, choices=BAUDRATES)) or 9600,
         stale_s=s.get("stale_s", F("float", default=5.0, min=1, max=3600)) or 5.0,
     )
@@ -166,7 +175,7 @@ SCRIPT_CMDS = {  # control command -> required keys (besides at_s and cmd)
 SCRIPT_OPTIONAL = {"fault": ("delay_ms", "exception_code", "every"), "refuse": ("on",)}
 
 
-def _parse_script(s: Section, devices: frozenset[str] | None) -> tuple:
+def _parse_script(s: Section, devices: frozenset[str] | None, buses: Mapping[str, str] | None) -> tuple:
     steps = []
     for i, step in enumerate(s.get("script", F("list", default=[])) or []):
         where = f"script[{i}]"
@@ -191,11 +200,33 @@ def _parse_script(s: Section, devices: frozenset[str] | None) -> tuple:
         if devices is not None and "device" in step and step["device"] not in devices:
             s.error(f"{where}.device", step["device"], ", ".join(sorted(devices)) or "no devices", "no such device")
             continue
+        bad = _script_value(step, buses)
+        if bad:
+            key, allowed = bad
+            s.error(f"{where}.{key}", step[key], allowed, "not allowed here")
+            continue
         steps.append((float(at), {k: v for k, v in step.items() if k != "at_s"}))
     return tuple(sorted(steps, key=lambda x: x[0]))
 
 
-def parse_sim(s: Section, devices: frozenset[str] | None = None) -> Sim:
+def _script_value(step: Mapping[str, Any], buses: Mapping[str, str] | None) -> tuple[str, str] | None:
+    """(key, allowed) of the first value a script step cannot use, else None."""
+    cmd = step["cmd"]
+    if cmd == "fault" and step["kind"] not in FAULT_KINDS:
+        return "kind", ", ".join(FAULT_KINDS)
+    if cmd == "set" and step["input"] not in PLANT_INPUTS:
+        return "input", ", ".join(PLANT_INPUTS)
+    if cmd == "gps" and step["mode"] not in GPS_MODES:
+        return "mode", ", ".join(GPS_MODES)
+    if cmd in ("vanish", "restore", "refuse") and buses is not None:
+        want = "tcp" if cmd == "refuse" else "rtu"
+        names = sorted(n for n, k in buses.items() if k == want)
+        if step["bus"] not in names:
+            return "bus", f"a {want} bus: {', '.join(names) or 'none'}"
+    return None
+
+
+def parse_sim(s: Section, devices: frozenset[str] | None = None, buses: Mapping[str, str] | None = None) -> Sim:
     def start_check(v: str) -> str | None:
         if v == "now":
             return None
@@ -211,7 +242,7 @@ def parse_sim(s: Section, devices: frozenset[str] | None = None) -> Sim:
         start=s.get("start", F("str", default="now", check=start_check)) or "now",
         fan=s.get("fan", F("str", default=None)),
         heater=s.get("heater", F("str", default=None)),
-        electronics_w=s.get("electronics_w", F("float", default=20.0, min=0, max=2000)) or 20.0,
+        electronics_w=_or(s.get("electronics_w", F("float", default=20.0, min=0, max=2000)), 20.0),
     )
     contacts = s.get("contacts", F("table", default={})) or {}
     known_contacts = ("door", "flood", "ups_on_battery", "ups_battery_low", "ups_replace_battery")
@@ -241,7 +272,7 @@ def parse_sim(s: Section, devices: frozenset[str] | None = None) -> Sim:
             phases=cs.get("phases", F("int", default=1, choices=(1, 3))) or 1,
         ))
         cs.finish()
-    script = _parse_script(s, devices)
+    script = _parse_script(s, devices, buses)
     s.finish()
     return dataclasses.replace(sim, circuits=tuple(circuits), contacts=dict(contacts), script=script)
 

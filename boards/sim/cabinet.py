@@ -138,7 +138,7 @@ class SimCabinet:
         for contact, ref in self.config.sim.contacts.items():
             if ref.startswith("pin:"):
                 pin = ref[4:]
-                inp = next((i for i in self.config.inputs.values() if i.pin == pin or i.name == pin), None)
+                inp = next((i for i in self.config.inputs.values() if i.pin == pin), None)
                 level = _contact(contact)(self.plant) != (inp.invert if inp else False)
                 if self._pin_levels.get(pin) != level:
                     write_pin(self.pins_dir, pin, level)
@@ -195,7 +195,7 @@ class SimCabinet:
             try:
                 await self.command(dict(cmd))
                 log.info("script at %gs: %s", at, cmd)
-            except (ValueError, KeyError, TypeError) as e:
+            except (ValueError, KeyError, TypeError, RuntimeError, OSError) as e:
                 log.error("script at %gs: %s failed: %s", at, cmd, e)
             self.script_done += 1
 
