@@ -205,8 +205,18 @@ def bad_readings(names: Iterable[str], t: float, reason: str) -> list[Reading]:
     return [Reading(n, t, None, Quality.BAD, reason) for n in names]
 
 
-async def cancel_all(tasks: Iterable[asyncio.Task]) -> None:
-    tasks = list(tasks)
+async def cancel_all(tasks: Iterable[asyncio.Task], rounds: int = 100) -> None:
+    """Cancel tasks and wait until they are done, cancelling again if needed: on Python
+    3.11 asyncio.wait_for (used inside pymodbus) can swallow a cancellation that races
+    with a reply, and the cancelled loop would then run on."""
+    pending = [t for t in tasks if not t.done()]
+    for _ in range(rounds):
+        if not pending:
+            break
+        for t in pending:
+            t.cancel()
+        await asyncio.wait(pending, timeout=0.1)
+        pending = [t for t in pending if not t.done()]
     for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        if t.done() and not t.cancelled():
+            t.exception()  # retrieved: no "exception was never retrieved" noise

@@ -162,3 +162,23 @@ async def test_scaled_clock_runs_faster():
     assert clock.now() - clock.monotonic() == pytest.approx(0.0, abs=0.05)
     with pytest.raises(ValueError):
         ScaledClock(speed=0)
+
+
+async def test_cancel_all_cancels_again_when_a_cancellation_is_swallowed():
+    from agent.poller import cancel_all
+
+    swallowed = []
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(1)  # like wait_for on Python 3.11 losing a cancel that raced a reply
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_all([task]), 5)
+    assert task.cancelled() and swallowed == [1]
