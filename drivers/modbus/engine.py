@@ -76,7 +76,8 @@ class BusEngine:
         self._link = DeviceHealth(reconnect_initial_s, reconnect_max_s, seed=name)
         self.state = "closed"  # closed | up | down
         self.reason: str | None = None
-        self.stats = {"transactions": 0, "failures": 0, "reconnects": 0, "busy_s": 0.0, "bytes_out": 0, "bytes_in": 0}
+        self.stats = {"transactions": 0, "completed": 0, "failures": 0, "reconnects": 0, "busy_s": 0.0,
+                      "bytes_out": 0, "bytes_in": 0}
         client.ctx.trace_packet = self._trace
 
     # construction ---------------------------------------------------------------
@@ -215,6 +216,7 @@ class BusEngine:
                 raise ModbusFault("garbled", f"transport error: {e}") from None
             finally:
                 end = self._now()
+                self.stats["completed"] += 1
                 self.stats["busy_s"] += end - started
                 self.stats["bytes_in"] += len(self._rx)
                 self._line_free_at = end + self.inter_frame_s

@@ -46,7 +46,7 @@ async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0) -> 
 
             def sample() -> tuple[float, int, int, int, float]:
                 polls = sum(st.polls for p in app.pollers.values() for st in p.devices.values())
-                tx = sum(e.stats["transactions"] for e in app.engines.values())
+                tx = sum(e.stats["completed"] for e in app.engines.values())
                 return time.process_time(), app.image.updates, tx, polls, time.monotonic()
 
             cpu0, upd0, tx0, polls0, t0 = sample()
