@@ -213,3 +213,14 @@ async def test_tcp_connection_refused_and_back(tcp):
         except ModbusFault:
             await asyncio.sleep(0.05)
     assert engine.state == "up"
+
+
+async def test_rs485_mode_unavailable_on_a_pty_is_reported_and_the_line_still_works(rtu, caplog):
+    _, line, _, _ = rtu
+    engine = BusEngine.rtu("line485", line.port, baudrate=BAUD, timeout_ms=120, rs485=True)
+    try:
+        assert decode("temp", await engine.read(1, "input", 2, 1)) == 21.5
+        assert any("RS-485 mode not available" in r.getMessage() for r in caplog.records)
+        assert engine.rs485 is False
+    finally:
+        await engine.close()

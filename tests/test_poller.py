@@ -153,3 +153,35 @@ async def test_verified_write_through_the_poller(tmp_path):
         await wait_until(lambda: rig.reading("m1.relay1").value is True and rig.reading("m1.setpoint").value == 1234)
         with pytest.raises(ValueError):
             await rig.poller.write("m1", "voltage", 1.0)
+
+
+async def test_tcp_device_that_never_answers_does_not_flap_the_bus(caplog):
+    from boards.sim.tcp import TcpEndpoint
+
+    caplog.set_level(logging.INFO)
+    faults = FaultTable()
+    faults.set(1, Fault(FaultKind.SILENT))
+    ep = TcpEndpoint({1: RegisterStore(TEST_PROFILE, TEST_VALUES)}, faults=faults)
+    host, port = await ep.start()
+    engine = BusEngine.tcp("gw", host, port, timeout_ms=50)
+    image = ProcessImage(device("m1", 1).points.values())
+    clock = WallClock()
+    poller = BusPoller(engine, [dataclasses.replace(device("m1", 1), bus="gw")], clock,
+                       lambda rs, mono: image.update_many(rs, mono), Backoff(0.05, 0.1))
+    task = asyncio.create_task(poller.run())
+    try:
+        await asyncio.sleep(1.5)  # ~10 timeouts: pymodbus hangs up after every 4th
+        assert poller.devices["m1"].polls >= 8
+        r = image.get("m1.temp", clock.monotonic())[0]
+        assert r.quality is Quality.BAD and r.reason == "no response"
+        bus_lines = [r.getMessage() for r in caplog.records if r.name == "drivers.modbus"]
+        assert bus_lines == [], bus_lines  # no "bus gw down"/"up" flapping
+        assert sum("not answering" in r.getMessage() for r in caplog.records) == 1
+        faults.clear(1)
+        await wait_until(lambda: image.get("m1.temp", clock.monotonic())[0].quality is Quality.GOOD, timeout=3)
+        assert [r.getMessage() for r in caplog.records if r.name == "drivers.modbus"] == [f"bus gw up ({host}:{port})"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await engine.close()
+        await ep.stop()

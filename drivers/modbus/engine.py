@@ -128,8 +128,8 @@ class BusEngine:
                 self._enable_rs485()
             if self._link.successes:
                 self.stats["reconnects"] += 1
-            self._link.success(now)
-            self._set_state("up", None)
+            if self.state in ("closed", "down"):
+                self.state = "connecting"  # "up" (and its log line) once a transaction succeeds
             return True
         reason = await self._why_not_connected()
         self._link.failure(now, reason)
@@ -166,9 +166,15 @@ class BusEngine:
         if (state, reason) != (self.state, self.reason):
             if state == "up":
                 log.info("bus %s up (%s)", self.name, self.target)
-            else:
+            elif state == "down":
                 log.warning("bus %s down: %s", self.name, reason)
         self.state, self.reason = state, reason
+
+    def _answered(self) -> None:
+        """A device answered: the transport works."""
+        self._link.success(self._now())
+        if self.state != "up":
+            self._set_state("up", None)
 
     def _lost(self, reason: str) -> ModbusFault:
         self._client.close()
@@ -201,8 +207,10 @@ class BusEngine:
                 resp = await call()
             except ModbusIOException:
                 self.stats["failures"] += 1
-                if not self._client.connected:
+                if not self._client.connected and self.kind == "rtu":
                     raise self._lost(self._gone_reason()) from None
+                # TCP: pymodbus hangs up after several timeouts in a row; that is the
+                # device not answering (its backoff handles it), the next request reconnects
                 if self.kind == "rtu":
                     reason = replies.classify_rtu(self._rx, unit, fc, lengths[1])
                 else:
@@ -220,6 +228,7 @@ class BusEngine:
                 self.stats["busy_s"] += end - started
                 self.stats["bytes_in"] += len(self._rx)
                 self._line_free_at = end + self.inter_frame_s
+        self._answered()
         if resp.isError():
             code = getattr(resp, "exception_code", 0)
             raise ModbusFault("exception", replies.exception_text(code), code)
