@@ -76,11 +76,19 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from boards.sim.cabinet import start_time
     from boards.sim.main import main
 
+    from agent.datadir import DataDirBusy, DataDirLock
+
     config = load_config(args.config)
     logs.setup(args.log_level, config.agent.log_format)
     clock = ScaledClock(args.speed or config.sim.speed, start=start_time(config.sim.start, time.time()))
-    return main(config, sim_dir=Path(args.data_dir or default_data_dir()) / "sim", clock=clock,
-                ready_file=args.ready_file, parent_pid=args.parent_pid, log_level=args.log_level)
+    sim_dir = Path(args.data_dir or default_data_dir()) / "sim"
+    try:
+        with DataDirLock(sim_dir, "simulator"):
+            return main(config, sim_dir=sim_dir, clock=clock, ready_file=args.ready_file,
+                        parent_pid=args.parent_pid, log_level=args.log_level)
+    except DataDirBusy as e:
+        print(f"cabinet sim: {e}", file=sys.stderr)
+        return 1
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

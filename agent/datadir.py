@@ -18,8 +18,9 @@ class DataDirBusy(RuntimeError):
 
 
 class DataDirLock:
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / "agent.lock"
+    def __init__(self, data_dir: Path, name: str = "agent") -> None:
+        self.name = name
+        self.path = Path(data_dir) / f"{name}.lock"
         self._fd: int | None = None
 
     def acquire(self) -> "DataDirLock":
@@ -30,7 +31,7 @@ class DataDirLock:
         except BlockingIOError:
             other = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise DataDirBusy(f"another agent (pid {other}) is running with data dir {self.path.parent}") from None
+            raise DataDirBusy(f"another {self.name} (pid {other}) is running with data dir {self.path.parent}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
