@@ -24,6 +24,14 @@ class Quality(str, enum.Enum):
         return self.value
 
 
+class Priority(enum.IntEnum):
+    """Outbox priority classes: lower numbers are sent first and evicted last."""
+
+    ALARM = 0
+    EVENT = 1
+    TELEMETRY = 2
+
+
 class Reading(NamedTuple):
     """One value of one point at one time. `t` is wall-clock seconds since the epoch (UTC)."""
 
