@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import agent
 from agent.clock import Clock
@@ -44,7 +44,7 @@ class Endpoints:
 
 class App:
     def __init__(self, config: Config, *, data_dir: Path, clock: Clock, endpoints: Endpoints | None = None,
-                 sinks: list[Callable[[list[Reading]], None]] | None = None) -> None:
+                 sinks: list[Callable[[list[Reading]], Awaitable[None]]] | None = None) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
         self.clock = clock
@@ -83,13 +83,14 @@ class App:
         return BusEngine.tcp(name, host, port, timeout_ms=bus.timeout_ms, retries=bus.retries,
                              inter_frame_ms=bus.inter_frame_ms)
 
-    def ingest(self, readings: list[Reading], mono: float) -> None:
-        """Every reading enters here: process image always, sinks when reportable."""
+    async def ingest(self, readings: list[Reading], mono: float) -> None:
+        """Every reading enters here: the process image at once, then the reportable
+        ones to the sinks (the outbox), which may make the caller wait (backpressure)."""
         self.image.update_many(readings, mono)
         reported = self.reporter.select(readings, mono)
         if reported:
             for sink in self.sinks:
-                sink(reported)
+                await sink(reported)
 
     def _spawn(self, name: str, factory: Callable[[], Any]) -> None:
         """Run a loop as a task; if it ever fails (a bug), log it and restart it with backoff."""

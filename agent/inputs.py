@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from agent.clock import Clock
 from agent.config.model import Gps, Input, Output
@@ -21,7 +21,7 @@ from drivers.gps import GpsReader
 
 log = logging.getLogger("agent.inputs")
 
-Sink = Callable[[list[Reading], float], None]
+Sink = Callable[[list[Reading], float], Awaitable[None]]
 
 
 class DioError(RuntimeError):
@@ -65,7 +65,7 @@ class DioPoller:
             now = self.clock.monotonic()
             batch = [n for n, t in due.items() if t <= now]
             if batch:
-                self.sink([self._read(items[n]) for n in batch], now)
+                await self.sink([self._read(items[n]) for n in batch], now)
                 for n in batch:
                     due[n] = max(due[n] + period[n], now)
             await self.clock.sleep_until(min(due.values()))
@@ -79,7 +79,7 @@ class DioPoller:
         except Exception as e:  # noqa: BLE001
             return Reading(item.point.name, t, None, Quality.BAD, f"read failed: {e}")
 
-    def write(self, name: str, value: bool) -> None:
+    async def write(self, name: str, value: bool) -> None:
         """Set an output and check it by reading it back. Raises KeyError, DioError."""
         out = self.outputs[name]
         if name in self.errors:
@@ -90,7 +90,7 @@ class DioPoller:
         except Exception as e:  # noqa: BLE001 - report as the output's failure
             raise DioError(f"output {name} (pin {out.pin}): {e}") from e
         reading = Reading(out.point.name, self.clock.now(), back, Quality.GOOD)
-        self.sink([reading], self.clock.monotonic())
+        await self.sink([reading], self.clock.monotonic())
         if back != bool(value):
             raise DioError(f"output {name} (pin {out.pin}): wrote {bool(value)}, reads back {back}")
 
@@ -135,7 +135,7 @@ class GpsPoints:
         try:
             while True:
                 await self.clock.sleep(1.0)
-                self.sink(self.readings(), self.clock.monotonic())
+                await self.sink(self.readings(), self.clock.monotonic())
         finally:
             self.reader.stop()
             task.cancel()

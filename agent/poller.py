@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from agent.clock import Clock
 from agent.config.model import Device
@@ -27,7 +27,7 @@ from drivers.modbus.planner import Block, plan
 
 log = logging.getLogger("agent.poller")
 
-Sink = Callable[[list[Reading], float], None]
+Sink = Callable[[list[Reading], float], Awaitable[None]]
 
 
 class PollSchedule:
@@ -174,7 +174,7 @@ class BusPoller:
         now = self.clock.monotonic()
         st.last_duration = now - started
         if readings:
-            self.sink(readings, now)
+            await self.sink(readings, now)
 
     def _all_bad(self, st: DeviceState, reason: str) -> list[Reading]:
         t = self.clock.now()

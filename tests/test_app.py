@@ -147,13 +147,13 @@ async def test_output_on_a_pin_is_written_verified_and_drives_the_fan(running):
     app, sim, _ = running
     assert app.image.get("dio.fan", app.clock.monotonic())[0] is None or \
         app.image.value("dio.fan", app.clock.monotonic()) is False
-    app.dio.write("fan", True)
+    await app.dio.write("fan", True)
     assert app.image.value("dio.fan", app.clock.monotonic()) is True
     await wait_until(lambda: sim.plant.fan_on, timeout=5)
-    app.dio.write("fan", False)
+    await app.dio.write("fan", False)
     await wait_until(lambda: not sim.plant.fan_on, timeout=5)
     with pytest.raises(KeyError):
-        app.dio.write("nosuch", True)
+        await app.dio.write("nosuch", True)
 
 
 async def test_scripted_faults_run_on_the_sim_clock(tmp_path):

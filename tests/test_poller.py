@@ -46,7 +46,7 @@ class Rig:
         self.engine = BusEngine.rtu("line", self.line.port, baudrate=BAUD, timeout_ms=50,
                                     reconnect_initial_s=0.05, reconnect_max_s=0.2)
         self.poller = BusPoller(self.engine, self.devices, self.clock,
-                                lambda rs, mono: self.image.update_many(rs, mono), Backoff(0.2, 1.0))
+                                self._sink, Backoff(0.2, 1.0))
         self.task = asyncio.create_task(self.poller.run())
         return self
 
@@ -55,6 +55,9 @@ class Rig:
         await asyncio.gather(self.task, return_exceptions=True)
         await self.engine.close()
         await self.line.stop()
+
+    async def _sink(self, readings, mono):
+        self.image.update_many(readings, mono)
 
     def reading(self, name):
         return self.image.get(name, self.clock.monotonic())[0]
@@ -166,8 +169,12 @@ async def test_tcp_device_that_never_answers_does_not_flap_the_bus(caplog):
     engine = BusEngine.tcp("gw", host, port, timeout_ms=50)
     image = ProcessImage(device("m1", 1).points.values())
     clock = WallClock()
+
+    async def sink(readings, mono):
+        image.update_many(readings, mono)
+
     poller = BusPoller(engine, [dataclasses.replace(device("m1", 1), bus="gw")], clock,
-                       lambda rs, mono: image.update_many(rs, mono), Backoff(0.05, 0.1))
+                       sink, Backoff(0.05, 0.1))
     task = asyncio.create_task(poller.run())
     try:
         await asyncio.sleep(1.5)  # ~10 timeouts: pymodbus hangs up after every 4th

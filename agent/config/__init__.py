@@ -18,11 +18,13 @@ from agent.config.devices import parse_device
 from agent.config.model import Config, Device, Gps, Input, Output, RtuBus, Sim, Site, TcpBus  # noqa: F401
 from agent.config.schema import MISSING, ConfigError, ConfigIssue, Issues, Section
 from agent.config.sections import (parse_agent, parse_bus, parse_cabinet, parse_gps, parse_input,
-                                   parse_named_tables, parse_output, parse_report, parse_sim, parse_site)
+                                   parse_named_tables, parse_outbox, parse_output, parse_report, parse_sim,
+                                   parse_site, parse_uplink)
 
 __all__ = ["BoardInfo", "Config", "ConfigError", "ConfigIssue", "check", "load", "loads"]
 
-SECTIONS = ("cabinet", "site", "board", "agent", "report", "buses", "devices", "gps", "inputs", "outputs", "sim")
+SECTIONS = ("cabinet", "site", "board", "agent", "report", "buses", "devices", "gps", "inputs", "outputs", "sim",
+            "uplink", "outbox")
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "boards" / "sim" / "cabinet.toml"
 
 
@@ -44,7 +46,8 @@ def loads(text: str | bytes, source: str = "<config>", boards: Mapping[str, Boar
         raise ConfigError([ConfigIssue(source, "", "", MISSING, "UTF-8 text", f"not UTF-8: {e}")]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([ConfigIssue(source, "", "", MISSING, "TOML (https://toml.io)", f"TOML syntax error: {e}")]) from None
-    config = _parse(raw, issues, hashlib.sha256(raw_bytes).hexdigest(), boards)
+    base = Path(source).resolve().parent if source and not source.startswith("<") else None
+    config = _parse(raw, issues, hashlib.sha256(raw_bytes).hexdigest(), boards, base)
     if issues.items:
         raise ConfigError(issues.items)
     return config
@@ -67,7 +70,8 @@ def check(path: str | Path, boards: Mapping[str, BoardInfo] | None = None) -> li
     return []
 
 
-def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str, BoardInfo] | None) -> Config:
+def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str, BoardInfo] | None,
+           base: Path | None = None) -> Config:
     top = Section(issues, "", raw)
     if "cabinet" not in raw:
         issues.add("cabinet", "", MISSING, "a [cabinet] table with id", "required section is missing")
@@ -131,12 +135,14 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
         if "sim" in raw else Sim()
     _check_sim_refs(issues, sim, devices, inputs, outputs)
 
+    uplink = parse_uplink(issues.section("uplink", raw["uplink"]), base) if "uplink" in raw else None
+    outbox = parse_outbox(issues.section("outbox", raw.get("outbox", {})))
     for key in raw:
         if key not in SECTIONS:
             top.error(key, MISSING, ", ".join(SECTIONS), f"unknown section [{key}]")
     return Config(source=issues.file, sha256=sha, cabinet_id=cid, cabinet_name=cname, tags=tags, site=site,
                   board=board_name, agent=agent, buses=buses, devices=devices, gps=gps, inputs=inputs,
-                  outputs=outputs, sim=sim, raw=raw)
+                  outputs=outputs, sim=sim, raw=raw, uplink=uplink, outbox=outbox)
 
 
 def _board_field(boards: Mapping[str, BoardInfo] | None):

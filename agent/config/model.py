@@ -117,6 +117,39 @@ class Sim:
 
 
 @dataclass(frozen=True)
+class Uplink:
+    """[uplink]: MQTT v5 to the city cloud. Paths are absolute (resolved against the config's directory)."""
+
+    broker: str
+    port: int = 8883
+    tls: bool = True
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    signing_key: str | None = None  # Ed25519 PEM; None: generated in the data dir (development)
+    ingest_key: str | None = None  # hex of the ingest's Ed25519 public key, or a path to it (verifies acks)
+    topic_prefix: str = "city/v1"
+    client_id: str | None = None  # default: the cabinet id
+    keepalive_s: int = 30
+    session_expiry_s: int = 86400
+    inflight: int = 10
+    max_unacked: int = 256
+    ack_timeout_s: float = 60.0
+    batch_max_readings: int = 2000
+    batch_max_age_s: float = 30.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    path: str = "outbox.db"  # relative to the data dir
+    max_mb: float = 256.0
+    commit_interval_ms: float = 100.0
+    queue_max: int = 20000
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     log_level: str = "info"
     log_format: str = "text"
@@ -140,6 +173,8 @@ class Config:
     outputs: Mapping[str, Output]
     sim: Sim
     raw: Mapping[str, Any]
+    uplink: Uplink | None = None
+    outbox: OutboxSettings = OutboxSettings()
 
     def points(self) -> list[Point]:
         out = [p for d in self.devices.values() for p in d.points.values()]

@@ -11,8 +11,10 @@ import datetime as dt
 import zoneinfo
 from typing import Any, Mapping
 
-from agent.config.model import (AgentSettings, Backoff, Gps, Input, Output, RtuBus, Sim, SimCircuit,
-                                Site, TcpBus)
+from pathlib import Path
+
+from agent.config.model import (AgentSettings, Backoff, Gps, Input, Output, OutboxSettings, RtuBus, Sim,
+                                SimCircuit, Site, TcpBus, Uplink)
 from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
 
 FAULT_KINDS = ("silent", "garbage", "crc", "wrong_unit", "short", "slow", "exception")
@@ -296,3 +298,76 @@ def parse_named_tables(issues: Issues, section: str, data: Any) -> dict[str, Map
             continue
         out[name] = table
     return out
+
+
+TOPIC_LEVEL = r"[^/#+\x00]{1,128}"
+
+
+def _file_field(base: Path | None, help_: str, required: bool = False) -> F:
+    def check(v: str) -> str | None:
+        p = Path(v) if Path(v).is_absolute() or base is None else base / v
+        return None if p.is_file() else f"no such file: {p}"
+    return F("str", default=MISSING if required else None, check=check, help=help_)
+
+
+def _resolve(base: Path | None, v: str | None) -> str | None:
+    if v is None or base is None or Path(v).is_absolute():
+        return v
+    return str(base / v)
+
+
+def _ingest_key_check(base: Path | None):
+    import re
+
+    def check(v: str) -> str | None:
+        if re.fullmatch(r"[0-9a-fA-F]{64}", v):
+            return None
+        p = Path(v) if Path(v).is_absolute() or base is None else base / v
+        return None if p.is_file() else "neither 64 hex digits (a raw Ed25519 public key) nor an existing key file"
+    return check
+
+
+def parse_uplink(s: Section, base: Path | None) -> Uplink | None:
+    enabled = s.get("enabled", F("bool", default=True))
+    tls = s.get("tls", F("bool", default=True))
+    u = Uplink(
+        broker=s.get("broker", F("str", pattern=r"[A-Za-z0-9.:_-]{1,253}", help="MQTT broker host name or IP")) or "",
+        port=s.get("port", F("int", default=8883 if tls is not False else 1883, min=1, max=65535)) or 8883,
+        tls=_or(tls, True),
+        ca=_resolve(base, s.get("ca", _file_field(base, "CA certificate (PEM) of the broker"))),
+        cert=_resolve(base, s.get("cert", _file_field(base, "the cabinet's client certificate (PEM)"))),
+        key=_resolve(base, s.get("key", _file_field(base, "the cabinet's TLS key (PEM)"))),
+        signing_key=_resolve(base, s.get("signing_key", _file_field(base, "the cabinet's Ed25519 signing key (PEM)"))),
+        ingest_key=s.get("ingest_key", F("str", default=None, check=_ingest_key_check(base),
+                                         help="the ingest's Ed25519 public key: 64 hex digits or a file")),
+        topic_prefix=s.get("topic_prefix", F("str", default="city/v1", pattern=r"[^#+\x00 ]{1,128}(?<!/)",
+                                             help="MQTT topic prefix without wildcards or trailing /")) or "city/v1",
+        client_id=s.get("client_id", F("str", default=None, pattern=TOPIC_LEVEL)),
+        keepalive_s=s.get("keepalive_s", F("int", default=30, min=5, max=3600)) or 30,
+        session_expiry_s=_or(s.get("session_expiry_s", F("int", default=86400, min=0, max=2**32 - 1)), 86400),
+        inflight=s.get("inflight", F("int", default=10, min=1, max=100, help="publishes awaiting PUBACK")) or 10,
+        max_unacked=s.get("max_unacked", F("int", default=256, min=1, max=4096,
+                                           help="batches sent but not yet acknowledged")) or 256,
+        ack_timeout_s=s.get("ack_timeout_s", F("float", default=60.0, min=1, max=86400)) or 60.0,
+        batch_max_readings=s.get("batch_max_readings", F("int", default=2000, min=1, max=100000)) or 2000,
+        batch_max_age_s=s.get("batch_max_age_s", F("float", default=30.0, min=0.1, max=86400)) or 30.0,
+        backoff_initial_s=s.get("backoff_initial_s", F("float", default=1.0, min=0.1, max=3600)) or 1.0,
+        backoff_max_s=s.get("backoff_max_s", F("float", default=300.0, min=0.1, max=86400)) or 300.0,
+    )
+    if u.tls and enabled is not False:
+        for key in ("ca", "cert", "key"):
+            if getattr(u, key) is None and key not in s.data:
+                s.error(key, MISSING, "a PEM file", "required when tls = true (mutual TLS)")
+    s.finish()
+    return u if enabled is not False else None
+
+
+def parse_outbox(s: Section) -> OutboxSettings:
+    o = OutboxSettings(
+        path=s.get("path", F("str", default="outbox.db", help="relative to the data dir")) or "outbox.db",
+        max_mb=s.get("max_mb", F("float", default=256.0, min=1, max=1_000_000, help="byte cap; oldest telemetry is evicted first")) or 256.0,
+        commit_interval_ms=s.get("commit_interval_ms", F("float", default=100.0, min=1, max=10000)) or 100.0,
+        queue_max=s.get("queue_max", F("int", default=20000, min=100, max=10_000_000)) or 20000,
+    )
+    s.finish()
+    return o
