@@ -1,9 +1,11 @@
-"""The app: wires config, clock, bus engines, pollers, GPS, digital inputs, the
-process image, report-by-exception and the local status API, and runs them.
+"""The app: wires config, clock, bus engines, pollers, GPS, digital I/O, the
+process image, report-by-exception, the outbox, the uplink, self-telemetry and the
+local status API, and runs them.
 
-It never looks at boards: the caller (the `cabinet run` command) resolves where
-each bus, the GPS and the pins are, and passes Endpoints in. Readings flow
-driver -> process image -> report filter -> sinks (the outbox, once it exists).
+It never looks at boards or key files: the caller (the `cabinet run` command)
+resolves where each bus, the GPS and the pins are (Endpoints) and loads the
+cabinet's keys (UplinkWiring). Readings flow driver -> process image -> report
+filter -> outbox (durable) -> uplink (signed batches) -> deleted on the ingest's ack.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from agent.config import Config
 from agent.config.model import RtuBus, TcpBus
 from agent.image import ProcessImage
 from agent.inputs import DioPoller, GpsPoints
-from agent.model import Reading
+from agent.model import Priority, Reading
+from agent.outbox import Outbox
 from agent.poller import BusPoller, cancel_all
 from agent.report import ReportFilter
+from agent.selftel import SelfTelemetry
 from agent.status_api import SOCKET_NAME, StatusServer
 from drivers.modbus.engine import BusEngine
 
@@ -42,9 +46,21 @@ class Endpoints:
     dio_error: str | None = None  # why there is no DigitalIO backend
 
 
+@dataclass
+class UplinkWiring:
+    """What the uplink needs besides the config: settings (possibly overridden on the
+    command line), the cabinet's signing key, the ingest's keys, the TLS context."""
+
+    settings: Any  # agent.config.model.Uplink
+    signing_key: Any  # Ed25519PrivateKey
+    ingest_keys: Callable[[bytes], Any]  # kid -> Ed25519PublicKey | None
+    tls: Any = None  # ssl.SSLContext | None
+
+
 class App:
     def __init__(self, config: Config, *, data_dir: Path, clock: Clock, endpoints: Endpoints | None = None,
-                 sinks: list[Callable[[list[Reading]], Awaitable[None]]] | None = None) -> None:
+                 sinks: list[Callable[[list[Reading]], Awaitable[None]]] | None = None,
+                 uplink: UplinkWiring | None = None, selftel_period_s: float = 10.0) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
         self.clock = clock
@@ -68,6 +84,21 @@ class App:
         for p in self.gps.points if self.gps else ():
             self.image.add_point(p)
             self.reporter.add_point(p)
+        ob = config.outbox
+        self.outbox = Outbox(self.data_dir / ob.path, clock=clock, max_bytes=int(ob.max_mb * 2**20),
+                             queue_max=ob.queue_max, commit_interval_s=ob.commit_interval_ms / 1000)
+        self.uplink = None
+        if uplink is not None:
+            from agent.uplink import Uplink
+
+            self.uplink = Uplink(uplink.settings, cabinet_id=config.cabinet_id, outbox=self.outbox,
+                                 signing_key=uplink.signing_key, ingest_keys=uplink.ingest_keys, clock=clock,
+                                 birth=self.birth, tls=uplink.tls)
+        self.selftel = SelfTelemetry(self.outbox, self.uplink, clock, self.ingest, selftel_period_s)
+        for p in self.selftel.points():
+            self.image.add_point(p)
+            self.reporter.add_point(p)
+        self.sinks.insert(0, self._to_outbox)
         self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status)
         self._tasks: list[asyncio.Task] = []
         self.restarts: dict[str, int] = {}
@@ -82,6 +113,16 @@ class App:
         host, port = (where[1], where[2]) if where else (bus.host, bus.port)
         return BusEngine.tcp(name, host, port, timeout_ms=bus.timeout_ms, retries=bus.retries,
                              inter_frame_ms=bus.inter_frame_ms)
+
+    def birth(self) -> dict[str, Any]:
+        """What the retained "online" state message says about this agent."""
+        return {"boot": self.outbox.boot_epoch, "version": agent.__version__, "config_sha256": self.config.sha256,
+                "t": self.clock.now()}
+
+    async def _to_outbox(self, readings: list[Reading]) -> None:
+        await self.outbox.put(readings, Priority.TELEMETRY)  # waits while the outbox queue is full
+        if self.uplink is not None:
+            self.uplink.wake()
 
     async def ingest(self, readings: list[Reading], mono: float) -> None:
         """Every reading enters here: the process image at once, then the reportable
@@ -111,6 +152,7 @@ class App:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.outbox.start()
         await self.status_server.start()
         for name, poller in self.pollers.items():
             self._spawn(f"poll-{name}", poller.run)
@@ -118,6 +160,9 @@ class App:
             self._spawn("dio", self.dio.run)
         if self.gps:
             self._spawn("gps", self.gps.run)
+        self._spawn("selftel", self.selftel.run)
+        if self.uplink:
+            self._spawn("uplink", self.uplink.run)
         log.info("agent %s started: cabinet %s, %d buses, %d devices, %d points", agent.__version__,
                  self.config.cabinet_id, len(self.engines), len(self.config.devices), len(self.image.points()))
 
@@ -128,6 +173,7 @@ class App:
             await engine.close()
         if self.gps:
             self.gps.close()
+        await self.outbox.close()
         await self.status_server.close()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -165,5 +211,7 @@ class App:
             "dio": self.dio.snapshot() if self.dio else None,
             "gps": self.gps.snapshot(mono) if self.gps else None,
             "report": {"offered": self.reporter.offered, "reported": self.reporter.reported},
+            "outbox": self.outbox.stats(),
+            "uplink": self.uplink.snapshot() if self.uplink else None,
             "task_restarts": dict(self.restarts),
         }

@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     return run(config, data_dir=Path(args.data_dir or default_data_dir()), log_level=args.log_level,
-               log_format=args.log_format, speed=args.speed)
+               log_format=args.log_format, speed=args.speed, broker=args.broker, with_ingest=args.with_ingest)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -121,6 +121,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     r.add_argument("--log-format", choices=("text", "json"))
     r.add_argument("--speed", type=float, help="simulated board only: run time this many times faster")
+    r.add_argument("--broker", help="send batches to this MQTT broker, HOST[:PORT] (overrides [uplink] broker)")
+    r.add_argument("--with-ingest", action="store_true",
+                   help="also run a local ingest (default broker 127.0.0.1:1883) so verified rows arrive")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="live points and bus health of the running agent")
@@ -149,6 +152,10 @@ def parser() -> argparse.ArgumentParser:
     sm.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     sm.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     sm.set_defaults(func=cmd_sim)
+
+    from tools.ingest.cli import add_parser as add_ingest
+
+    add_ingest(sub)
 
     c = sub.add_parser("config", help="config tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")

@@ -20,11 +20,11 @@ log = logging.getLogger("agent.run")
 
 
 def run(config: Config, *, data_dir: Path, log_level: str | None = None, log_format: str | None = None,
-        speed: float | None = None) -> int:
+        speed: float | None = None, broker: str | None = None, with_ingest: bool = False) -> int:
     logs.setup(log_level or config.agent.log_level, log_format or config.agent.log_format)
     try:
         with DataDirLock(data_dir):
-            return asyncio.run(_main(config, data_dir, speed))
+            return asyncio.run(_main(config, data_dir, speed, broker, with_ingest))
     except KeyboardInterrupt:
         return 130
     except RuntimeError as e:  # refused to start (data dir in use, simulator failed)
@@ -32,7 +32,8 @@ def run(config: Config, *, data_dir: Path, log_level: str | None = None, log_for
         return 1
 
 
-async def _main(config: Config, data_dir: Path, speed: float | None) -> int:
+async def _main(config: Config, data_dir: Path, speed: float | None, broker: str | None = None,
+                with_ingest: bool = False) -> int:
     from boards.registry import get as get_board
 
     board = get_board(config.board)
@@ -65,7 +66,18 @@ async def _main(config: Config, data_dir: Path, speed: float | None) -> int:
                 dio_error = str(e)
                 log.error("digital inputs unavailable: %s", e)
         endpoints = Endpoints(buses=buses, gps_port=gps, dio=dio, pins=dict(board.pins), dio_error=dio_error)
-    app = App(config, data_dir=data_dir, clock=clock, endpoints=endpoints)
+    from agent import cli_uplink
+
+    up = cli_uplink.settings(config, broker or ("127.0.0.1:1883" if with_ingest and config.uplink is None else None))
+    ingest = None
+    wiring = None
+    if up is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if with_ingest:
+            key = cli_uplink._signing_key(Path(up.signing_key) if up.signing_key else data_dir / "signing.key")
+            ingest = await cli_uplink.LocalIngest.start(data_dir, up, config.cabinet_id, key)
+        wiring = cli_uplink.wiring(config, data_dir, up, ingest.public_key if ingest else None)
+    app = App(config, data_dir=data_dir, clock=clock, endpoints=endpoints, uplink=wiring)
     if child is not None:
         child.on_exit(stop.set)
     try:
@@ -73,6 +85,8 @@ async def _main(config: Config, data_dir: Path, speed: float | None) -> int:
     finally:
         if child is not None:
             await child.stop()
+        if ingest is not None:
+            await ingest.stop()
     if child is not None and child.failed:
         log.error("the simulated cabinet stopped unexpectedly (exit code %s)", child.returncode)
         return 1

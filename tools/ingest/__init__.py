@@ -1,0 +1,1 @@
+"""The cloud ingest reference: verify, dedupe, store and acknowledge cabinet batches."""

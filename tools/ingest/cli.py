@@ -1,0 +1,109 @@
+"""`cabinet ingest`: run the ingest, print its counters, manage its keys.
+
+    cabinet ingest [run] --db DSN --broker HOST[:PORT] [--tls --ca --cert --key] [--group G] [--key FILE]
+    cabinet ingest stats --db DSN [--json]
+    cabinet ingest init --key FILE                      the ingest's signing key; prints its public key (hex)
+    cabinet ingest register --db DSN --cabinet ID --public-key HEX
+DSN: a SQLite file path, or postgresql://user@host/db.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("ingest", help="the cloud ingest: verify, dedupe, store and acknowledge batches")
+    p.add_argument("action", nargs="?", default="run", choices=("run", "stats", "init", "register"))
+    p.add_argument("--db", help="SQLite file or postgresql:// DSN")
+    p.add_argument("--broker", default="127.0.0.1:1883", help="HOST[:PORT] of the MQTT broker")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (needs --ca, --cert, --key)")
+    p.add_argument("--ca")
+    p.add_argument("--cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--key", help="the ingest's Ed25519 signing key (PEM) for acknowledgements")
+    p.add_argument("--group", default="ingest", help="shared-subscription group of the workers")
+    p.add_argument("--prefix", default="city/v1")
+    p.add_argument("--cabinet")
+    p.add_argument("--public-key")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=main)
+
+
+def _broker(text: str, tls: bool) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    return (host or text), int(port) if port else (8883 if tls else 1883)
+
+
+def main(args: argparse.Namespace) -> int:
+    from agent import cose
+    from tools import pki
+    from tools.ingest.store import Store
+
+    if args.action == "init":
+        if not args.key:
+            print("cabinet ingest init: give --key FILE", file=sys.stderr)
+            return 2
+        pub = pki.new_signing_key(Path(args.key))
+        print(pub.hex())
+        return 0
+    if not args.db:
+        print(f"cabinet ingest {args.action}: give --db (a SQLite file or a postgresql:// DSN)", file=sys.stderr)
+        return 2
+    store = Store(args.db)
+    try:
+        if args.action == "stats":
+            st = store.stats()
+            print(json.dumps(st, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in st.items()))
+            return 0
+        if args.action == "register":
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            raw = bytes.fromhex(args.public_key or "")
+            kid = cose.key_id(Ed25519PublicKey.from_public_bytes(raw))
+            store.add_key(args.cabinet, kid, raw, time.time())
+            print(f"registered {args.cabinet} key {kid.hex()}")
+            return 0
+        return run(args, store)
+    finally:
+        store.close()
+
+
+def run(args: argparse.Namespace, store: Any) -> int:
+    from agent import logs
+    from agent.clock import WallClock
+    from tools import pki
+    from tools.ingest.service import IngestService
+
+    logs.setup("info")
+    if not args.key:
+        print("cabinet ingest: give --key FILE (create it with `cabinet ingest init --key FILE`)", file=sys.stderr)
+        return 2
+    host, port = _broker(args.broker, args.tls)
+    tls = None
+    if args.tls:
+        tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=args.ca)
+        tls.load_cert_chain(args.cert, args.tls_key)
+    service = IngestService(store, broker=host, port=port, ack_key=pki.load_signing_key(Path(args.key)),
+                            clock=WallClock(), tls=tls, prefix=args.prefix, group=args.group)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(service.run())
+        await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(serve())
+    return 0

@@ -1,0 +1,220 @@
+"""Ingest storage: the key registry, stored batches and readings, replay windows,
+counters. SQLite (a file path) by default, PostgreSQL when given a postgresql:// DSN.
+
+Everything a batch changes is written in one transaction (`commit(results)`), and
+the caller acknowledges a batch only after that transaction committed. The
+(cabinet, seq) primary key of `batches` makes storing a batch twice impossible even
+if two ingest workers race; replay windows are the fast path in front of it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+SCHEMA_VERSION = 1
+
+TABLES = [
+    """CREATE TABLE IF NOT EXISTS cabinet_keys (kid BYTEA PRIMARY KEY, cabinet TEXT NOT NULL,
+         public_key BYTEA NOT NULL, added_t DOUBLE PRECISION NOT NULL, revoked BOOLEAN NOT NULL DEFAULT FALSE)""",
+    """CREATE TABLE IF NOT EXISTS batches (cabinet TEXT NOT NULL, seq BIGINT NOT NULL, boot BIGINT NOT NULL,
+         kid BYTEA NOT NULL, received_t DOUBLE PRECISION NOT NULL, readings INTEGER NOT NULL, bytes INTEGER NOT NULL,
+         PRIMARY KEY (cabinet, seq))""",
+    """CREATE TABLE IF NOT EXISTS readings (cabinet TEXT NOT NULL, seq BIGINT NOT NULL, point TEXT NOT NULL,
+         t DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL, num DOUBLE PRECISION, text TEXT, quality TEXT NOT NULL,
+         reason TEXT)""",
+    "CREATE INDEX IF NOT EXISTS readings_by_point ON readings (cabinet, point, t)",
+    """CREATE TABLE IF NOT EXISTS replay (cabinet TEXT PRIMARY KEY, hwm BIGINT NOT NULL, bitmap TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+]
+
+
+@dataclass
+class StoredBatch:
+    cabinet: str
+    seq: int
+    boot: int
+    kid: bytes
+    received_t: float
+    readings: list[tuple]  # (point, t, kind, num, text, quality, reason)
+    nbytes: int
+
+
+@dataclass
+class Commit:
+    """What one transaction writes: new batches, window states, counter increments."""
+
+    batches: list[StoredBatch] = field(default_factory=list)
+    windows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+
+def split_value(value: Any) -> tuple[str, float | None, str | None]:
+    """A reading's value as (kind, num, text) columns."""
+    if value is None:
+        return "n", None, None
+    if isinstance(value, bool):
+        return "b", float(value), None
+    if isinstance(value, int):
+        return "i", float(value), None
+    if isinstance(value, float):
+        return "f", value, None
+    return "s", None, str(value)
+
+
+class Store:
+    """DB-API wrapper for both engines; `ph` is the parameter placeholder."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.pg = dsn.startswith(("postgresql://", "postgres://"))
+        if self.pg:
+            import psycopg
+
+            self.conn = psycopg.connect(dsn, autocommit=False)
+            self.ph = "%s"
+        else:
+            self.conn = sqlite3.connect(dsn, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.ph = "?"
+        self._init()
+
+    def _sql(self, sql: str) -> str:
+        sql = sql.replace("?", self.ph)
+        return sql if self.pg else sql.replace("BYTEA", "BLOB").replace("DOUBLE PRECISION", "REAL")
+
+    def _begin(self) -> Any:
+        cur = self.conn.cursor()
+        if not self.pg:
+            cur.execute("BEGIN IMMEDIATE")
+        return cur
+
+    def _init(self) -> None:
+        cur = self._begin()
+        for t in TABLES:
+            cur.execute(self._sql(t))
+        cur.execute(self._sql("SELECT value FROM meta WHERE key = 'schema'"))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(self._sql("INSERT INTO meta (key, value) VALUES ('schema', ?)"), (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            self.conn.rollback()
+            raise RuntimeError(f"ingest database schema {row[0]} is newer than this program ({SCHEMA_VERSION})")
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # key registry --------------------------------------------------------------
+    def add_key(self, cabinet: str, kid: bytes, public_key: bytes, now: float) -> None:
+        cur = self._begin()
+        cur.execute(self._sql("SELECT cabinet FROM cabinet_keys WHERE kid = ?"), (kid,))
+        row = cur.fetchone()
+        if row is not None and row[0] != cabinet:
+            self.conn.rollback()
+            raise ValueError(f"key {kid.hex()} is registered for cabinet {row[0]}, not {cabinet}")
+        if row is None:
+            cur.execute(self._sql("INSERT INTO cabinet_keys (kid, cabinet, public_key, added_t) VALUES (?, ?, ?, ?)"),
+                        (kid, cabinet, public_key, now))
+        self.conn.commit()
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        """A read outside any write transaction (PostgreSQL: ended at once, no stale snapshot)."""
+        cur = self.conn.cursor()
+        cur.execute(self._sql(sql), tuple(args))
+        rows = cur.fetchall()
+        if self.pg:
+            self.conn.rollback()
+        return rows
+
+    def keys(self) -> dict[bytes, tuple[str, bytes]]:
+        rows = self._read("SELECT kid, cabinet, public_key FROM cabinet_keys WHERE NOT revoked")
+        return {bytes(k): (c, bytes(p)) for k, c, p in rows}
+
+    # replay windows --------------------------------------------------------------
+    def windows(self) -> dict[str, tuple[int, int]]:
+        return {c: (int(h), int(b, 16)) for c, h, b in self._read("SELECT cabinet, hwm, bitmap FROM replay")}
+
+    def has_batch(self, cabinet: str, seq: int) -> bool:
+        return bool(self._read("SELECT 1 FROM batches WHERE cabinet = ? AND seq = ?", (cabinet, seq)))
+
+    # the one write path ----------------------------------------------------------
+    def commit(self, c: Commit) -> list[StoredBatch]:
+        """Write everything of `c` in one transaction; returns the batches actually new
+        (a batch another worker stored first is dropped and counted as a duplicate)."""
+        cur = self._begin()
+        new: list[StoredBatch] = []
+        try:
+            for b in c.batches:
+                if self.pg:
+                    cur.execute("INSERT INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes) VALUES "
+                                "(%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                                (b.cabinet, b.seq, b.boot, b.kid, b.received_t, len(b.readings), b.nbytes))
+                else:
+                    cur.execute("INSERT OR IGNORE INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (b.cabinet, b.seq, b.boot, b.kid, b.received_t, len(b.readings), b.nbytes))
+                if cur.rowcount != 1:
+                    c.count("duplicates")
+                    continue
+                rows = [(b.cabinet, b.seq, *r) for r in b.readings]
+                cur.executemany(self._sql("INSERT INTO readings (cabinet, seq, point, t, kind, num, text, quality, reason) "
+                                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
+                new.append(b)
+            if new:
+                c.count("batches_ok", len(new))
+                c.count("readings", sum(len(b.readings) for b in new))
+            for cab, (hwm, bitmap) in c.windows.items():
+                cur.execute(self._sql(self._upsert("replay", "cabinet", ("hwm", "bitmap"))), (cab, hwm, format(bitmap, "x")))
+            for name, n in c.counters.items():
+                cur.execute(self._sql(self._upsert_add("counters", "name", "value")), (name, n))
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return new
+
+    def _upsert(self, table: str, key: str, cols: Sequence[str]) -> str:
+        names = ", ".join((key, *cols))
+        marks = ", ".join("?" for _ in range(len(cols) + 1))
+        sets = ", ".join(f"{c} = excluded.{c}" for c in cols)
+        return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {sets}"
+
+    def _upsert_add(self, table: str, key: str, col: str) -> str:
+        return (f"INSERT INTO {table} ({key}, {col}) VALUES (?, ?) "
+                f"ON CONFLICT ({key}) DO UPDATE SET {col} = {table}.{col} + excluded.{col}")
+
+    # reading back ----------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        counters = {n: int(v) for n, v in self._read("SELECT name, value FROM counters")}
+        cabinets = int(self._read("SELECT COUNT(DISTINCT cabinet) FROM batches")[0][0])
+        rejected = {k[len("rejected."):]: v for k, v in counters.items() if k.startswith("rejected.")}
+        return {"batches_ok": counters.get("batches_ok", 0), "readings": counters.get("readings", 0),
+                "duplicates": counters.get("duplicates", 0), "rejected": rejected,
+                "rejected_total": sum(rejected.values()), "acks_sent": counters.get("acks_sent", 0),
+                "cabinets": cabinets}
+
+    def readings(self, cabinet: str, point: str | None = None) -> list[tuple]:
+        """(seq, point, t, kind, num, text, quality, reason) rows, for tools and tests."""
+        sql = "SELECT seq, point, t, kind, num, text, quality, reason FROM readings WHERE cabinet = ?"
+        args: list[Any] = [cabinet]
+        if point is not None:
+            sql += " AND point = ?"
+            args.append(point)
+        return self._read(sql + " ORDER BY point, t, seq", args)
+
+
+def rows_of(readings: Iterable[Any]) -> list[tuple]:
+    """Readings (agent.model.Reading) as readings-table rows."""
+    out = []
+    for r in readings:
+        kind, num, text = split_value(r.value)
+        out.append((r.point, r.t, kind, num, text, str(r.quality.value if hasattr(r.quality, "value") else r.quality),
+                    r.reason))
+    return out
