@@ -5,6 +5,8 @@
     cabinet scan (--bus NAME | --port DEV | --host H) probe a bus for devices
     cabinet sim [--config FILE]                     run the simulated cabinet alone (rigs, tools)
     cabinet config check FILE                       report every config error; exit 2 if any
+    cabinet ingest [run|stats|init|register]        the cloud ingest reference
+    cabinet ca init / cabinet provision             device CA and cabinet identities
 
 Imports are lazy so `cabinet status` starts fast and never loads pymodbus.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
@@ -154,8 +156,10 @@ def parser() -> argparse.ArgumentParser:
     sm.set_defaults(func=cmd_sim)
 
     from tools.ingest.cli import add_parser as add_ingest
+    from tools.provision_cli import add_parsers as add_provision
 
     add_ingest(sub)
+    add_provision(sub)
 
     c = sub.add_parser("config", help="config tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")

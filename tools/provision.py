@@ -91,7 +91,7 @@ def validate_topic_prefix(prefix: str) -> str:
 def provision(cabinet_id: str, out_dir: Path | str, *, ca_dir: Path | str, broker_host: str, broker_port: int,
               topic_prefix: str = "city/v1", registry: Registry | None = None, force: bool = False,
               algorithm: str = "ed25519", days: int = 825, template: Path | str | None = None,
-              ca_passphrase: bytes | None = None) -> dict[str, Any]:
+              ca_passphrase: bytes | None = None, ingest_key: str | None = None) -> dict[str, Any]:
     """Create the identity and config of cabinet `cabinet_id` in `out_dir` (see the module doc).
 
     Refuses (FileExistsError) if out_dir already holds any identity file, unless `force`.
@@ -111,8 +111,11 @@ def provision(cabinet_id: str, out_dir: Path | str, *, ca_dir: Path | str, broke
     if existing and not force:
         raise FileExistsError(f"{out_dir}: already holds a cabinet identity ({', '.join(existing)}); "
                               f"refusing to overwrite it (force=True replaces it; the old keys are lost)")
+    if ingest_key is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", ingest_key):
+        raise ValueError("ingest key: the ingest's raw Ed25519 public key as 64 hex digits "
+                         "(`cabinet ingest init` prints it)")
     config_text = cabinet_config(cabinet_id, broker_host=broker_host, broker_port=broker_port,
-                                 topic_prefix=topic_prefix, template=template)
+                                 topic_prefix=topic_prefix, template=template, ingest_key=ingest_key)
 
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stage = Path(tempfile.mkdtemp(prefix=".provision-", dir=out_dir))
@@ -151,7 +154,7 @@ def default_template() -> str:
 
 
 def cabinet_config(cabinet_id: str, *, broker_host: str, broker_port: int, topic_prefix: str = "city/v1",
-                   template: Path | str | None = None) -> str:
+                   template: Path | str | None = None, ingest_key: str | None = None) -> str:
     """The config text: `template` (default boards/sim/cabinet.toml) with [cabinet] id set to
     `cabinet_id`, any [uplink] section removed, and the provisioned [uplink] appended."""
     text = Path(template).read_text(encoding="utf-8") if template is not None else default_template()
@@ -167,14 +170,15 @@ def cabinet_config(cabinet_id: str, *, broker_host: str, broker_port: int, topic
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = (f"# Provisioned for cabinet {cabinet_id} by tools/provision.py on {stamp}.\n"
             f"# Keys and certificates live next to this file; keep the directory private.\n\n" + text.rstrip("\n")
-            + "\n\n" + _uplink_section(broker_host, broker_port, topic_prefix))
+            + "\n\n" + _uplink_section(broker_host, broker_port, topic_prefix, ingest_key))
     check = tomllib.loads(text)  # what we wrote must parse and say what we meant
     if check["cabinet"].get("id") != cabinet_id or check.get("uplink", {}).get("broker") != broker_host:
         raise ValueError(f"{where}: could not set [cabinet] id / [uplink] in this template")
     return text
 
 
-def _uplink_section(host: str, port: int, prefix: str) -> str:
+def _uplink_section(host: str, port: int, prefix: str, ingest_key: str | None = None) -> str:
+    trust = f'ingest_key = "{ingest_key.lower()}"   # verifies the ingest\'s acknowledgements\n' if ingest_key else ""
     return (
         "[uplink]\n"
         f'broker = "{host}"\n'
@@ -185,6 +189,7 @@ def _uplink_section(host: str, port: int, prefix: str) -> str:
         'key = "tls.key"\n'
         'signing_key = "signing.key"\n'
         f'topic_prefix = "{prefix}"\n'
+        + trust
     )
 
 
