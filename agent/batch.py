@@ -98,6 +98,14 @@ def _row(i: int, r: Any) -> tuple[str, int, Any, int, str | None]:
         point, t, value, quality, reason = r
     except (TypeError, ValueError):
         raise BatchError(f"reading {i}: not a Reading (point, t, value, quality, reason): {r!r}") from None
+    # fast path: the common shapes, exact types, checked as strictly as below
+    tt, tv = type(t), type(value)
+    if (type(point) is str and point and (tt is float or tt is int) and -MAX_S < t < MAX_S
+            and (tv is float or tv is bool or value is None or (tv is int and INT_MIN <= value <= INT_MAX))
+            and reason is None):
+        q = _QUALITY_FAST.get(quality)
+        if q is not None:
+            return point, round(t * 1000), value, q, None
     if not isinstance(point, str) or not point:
         raise BatchError(f"reading {i}: point must be a non-empty str, got {point!r}")
     if isinstance(t, bool) or not isinstance(t, (int, float)):
@@ -123,6 +131,10 @@ def _row(i: int, r: Any) -> tuple[str, int, Any, int, str | None]:
     if reason is not None and not isinstance(reason, str):
         raise BatchError(f"reading {i} ({point}): reason must be str or None, got {reason!r}")
     return point, ms, value, q, reason
+
+
+_QUALITY_FAST = {q: QUALITY_CODES[q] for q in Quality}  # Quality is a str enum: "good" finds it too
+MAX_S = MAX_MS / 1000
 
 
 def _utf8(x: Any) -> bool:
@@ -154,16 +166,28 @@ def _fits(v: float, d: int) -> bool:
 
 
 def _decimals(floats: list[float]) -> int | None:
-    """The smallest d in 0..6 at which every value round-trips, or None (store float64)."""
+    """The smallest d in 0..6 at which every value round-trips, or None (store float64).
+    The shortest repr of a float tells its decimals; _fits confirms each distinct value."""
     need = 0
-    for v in set(floats):
+    distinct = set(floats)
+    for v in distinct:
         if not math.isfinite(v) or abs(v) > MAX_MS:
             return None
-        while not _fits(v, need):
-            need += 1
+        r = repr(v)
+        dot = r.find(".")
+        if dot < 0 or "e" in r:  # exponent form: search
+            d = 0
+            while not _fits(v, d):
+                d += 1
+                if d > MAX_DECIMALS:
+                    return None
+        else:
+            d = 0 if r.endswith(".0") else len(r) - dot - 1
+        if d > need:
+            need = d
             if need > MAX_DECIMALS:
                 return None
-    while not all(_fits(v, need) for v in floats):  # guard: fitting at d should imply d+1
+    while not all(_fits(v, need) for v in distinct):  # guard: repr and rounding agree, else go finer
         need += 1
         if need > MAX_DECIMALS:
             return None
@@ -181,7 +205,7 @@ def _best_deltas(xs: list[int]) -> tuple[int, list[int]]:
     cur = xs
     for order in (1, 2):
         cur = _delta(cur)
-        if any(not INT_MIN <= x <= INT_MAX for x in cur):
+        if cur and (min(cur) < INT_MIN or max(cur) > INT_MAX):
             break
         s = len(msgpack.packb(cur))
         if s < size:
@@ -215,9 +239,8 @@ def _series(rows: list[tuple[str, int, Any, int, str | None]], t0: int) -> list[
 
 # ---------------------------------------------------------------------- decoding
 
-def decode_body(data: bytes) -> list[Reading]:
-    """Body bytes -> readings (grouped by point in name order, then by time).
-    Raises BatchError naming what is wrong for any malformed input."""
+def _unpack(data: bytes) -> tuple[int, list, list]:
+    """Body bytes -> (t0, names, series) after the checks that need no per-reading work."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BatchError(f"batch body must be bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -240,6 +263,20 @@ def decode_body(data: bytes) -> list[Reading]:
         raise BatchError("names must be a non-empty array of point names")
     if not isinstance(series, list) or len(series) != len(names):
         raise BatchError(f"series must be an array with one entry per name ({len(names)})")
+    return t0, names, series
+
+
+def check_body(data: bytes) -> int:
+    """The cheap check of a body (decompression, msgpack, version, layout) without
+    building readings; returns the number of points in it. decode_body still checks
+    everything else. Raises BatchError."""
+    return len(_unpack(data)[1])
+
+
+def decode_body(data: bytes) -> list[Reading]:
+    """Body bytes -> readings (grouped by point in name order, then by time).
+    Raises BatchError naming what is wrong for any malformed input."""
+    t0, names, series = _unpack(data)
     out: list[Reading] = []
     prev = None
     for p, (name, s) in enumerate(zip(names, series)):
@@ -252,6 +289,9 @@ def decode_body(data: bytes) -> list[Reading]:
         if len(out) > MAX_READINGS:
             raise BatchError(f"more than {MAX_READINGS} readings in one batch")
     return out
+
+
+_ZSTD_D = zstandard.ZstdDecompressor(max_window_size=1 << 24)  # reusable, one call at a time (no threads here)
 
 
 def _decompress(method: int, payload: bytes) -> bytes:
@@ -279,8 +319,7 @@ def _decompress(method: int, payload: bytes) -> bytes:
         if size > MAX_BODY:
             raise BatchError(f"zstd body declares {size} bytes; at most {MAX_BODY}")
         try:
-            raw = zstandard.ZstdDecompressor(max_window_size=1 << 24).decompress(
-                payload, max_output_size=MAX_BODY, allow_extra_data=False)
+            raw = _ZSTD_D.decompress(payload, max_output_size=MAX_BODY, allow_extra_data=False)
         except zstandard.ZstdError as e:
             raise BatchError(f"zstd body is corrupt: {e}") from None
         if len(raw) != size:

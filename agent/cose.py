@@ -12,6 +12,7 @@ only VerifyError, whose `.reason` is one of the stable codes in REASONS.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -235,6 +236,13 @@ def _u64(x: Any, what: str) -> int:
 
 
 def _topic_for(topic: str, leaf: str) -> tuple[str, bytes]:
+    if isinstance(topic, str):
+        return _parse_topic(topic, leaf)
+    raise VerifyError("bad_topic", f"topic must be a string, got {type(topic).__name__}")
+
+
+@functools.lru_cache(maxsize=8192)  # an ingest sees the same few thousand topics over and over
+def _parse_topic(topic: str, leaf: str) -> tuple[str, bytes]:
     try:
         return topic_cabinet(topic, leaf), topic.encode()
     except ValueError as e:

@@ -47,6 +47,8 @@ def run(core, store, *msgs):
     c = Commit()
     outs = [core.handle(t, p, time.time(), c) for t, p in msgs]
     store.commit(c)
+    while store.materialize()[0]:
+        pass
     return outs
 
 

@@ -1,4 +1,4 @@
-"""python -m tools.bench w1|rtu [--json] [--seconds N]: run a benchmark, print its figures."""
+"""python -m tools.bench w1|rtu|uplink|outbox [--json] [--seconds N]: run a benchmark, print its figures."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.bench")
-    ap.add_argument("workload", choices=("w1", "rtu"))
+    ap.add_argument("workload", choices=("w1", "rtu", "uplink", "outbox"))
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument("--seconds", type=float, help="measurement time (w1: 60, rtu: 30 per phase)")
     args = ap.parse_args(argv)
@@ -20,10 +20,18 @@ def main(argv: list[str] | None = None) -> int:
         from tools.bench import w1
 
         result = asyncio.run(w1.run(seconds=args.seconds or 60.0))
-    else:
+    elif args.workload == "rtu":
         from tools.bench import rtu
 
         result = asyncio.run(rtu.run(seconds=args.seconds or 30.0))
+    elif args.workload == "outbox":
+        from tools.bench import outbox
+
+        result = outbox.run()
+    else:
+        from tools.bench import uplink
+
+        result = asyncio.run(uplink.run())
     if args.json:
         print(json.dumps(result, indent=2))
     else:

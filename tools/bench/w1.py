@@ -35,11 +35,22 @@ def w1_config(endpoints: list[list[Any]], poll_s: float = 1.0) -> str:
     return "\n".join(parts)
 
 
-async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0) -> dict[str, Any]:
+async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0, uplink: bool = False) -> dict[str, Any]:
+    """`uplink`: also seal, sign and publish to a local Mosquitto (the agent's full path)."""
     sim = await SimProcess.start("--mode", "tcp", "--devices", str(devices))
     config = cfg.loads(w1_config(sim.info["endpoints"]), "w1.toml")
+    broker = None
     with tempfile.TemporaryDirectory() as tmp:
-        app = App(config, data_dir=Path(tmp), clock=WallClock())
+        wiring = None
+        if uplink:
+            from agent.cli_uplink import wiring as make_wiring
+            from agent.config.model import Uplink
+            from tools.bench.mqtt import BenchBroker
+
+            broker = BenchBroker()
+            wiring = make_wiring(config, Path(tmp), Uplink(broker="127.0.0.1", port=broker.port, tls=False,
+                                                           batch_max_age_s=5.0), None)
+        app = App(config, data_dir=Path(tmp), clock=WallClock(), uplink=wiring)
         await app.start()
         try:
             await asyncio.sleep(warmup)
@@ -57,6 +68,8 @@ async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0) -> 
         finally:
             await app.stop()
             await sim.stop()
+            if broker is not None:
+                broker.stop()
     cycles = (polls1 - polls0) / devices
     cpu = cpu1 - cpu0
     rss, peak = rss_mb()
@@ -75,6 +88,10 @@ async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0) -> 
         "failures": failures,
         "points_not_good": bad,
     }
+    if app.uplink is not None:
+        u = app.uplink.stats
+        out["uplink_batches"] = u["batches_sent"]
+        out["uplink_bytes_per_value"] = round(u["bytes_sent"] / u["readings_sent"], 3) if u["readings_sent"] else None
     out["ratios"] = {
         "tx_vs_gateway": round(GATEWAY["tx_per_cycle"] / out["tx_per_cycle"], 1) if out["tx_per_cycle"] else None,
         "values_per_cpu_s_vs_gateway": round(out["values_per_cpu_s"] / GATEWAY["values_per_cpu_s"], 1)

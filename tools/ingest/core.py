@@ -4,7 +4,8 @@ transaction with others before it acknowledges them. No MQTT here.
 
 Outcomes: "stored" (new, acknowledge after commit), "duplicate" (stored before:
 acknowledge again so the cabinet can delete it), "rejected" (counted by reason,
-never acknowledged). Replay windows (one per cabinet) are the fast path; a batch
+never acknowledged). The body gets the cheap check here (decompression, layout,
+counts); turning it into reading rows happens after the ack (Store.materialize). Replay windows (one per cabinet) are the fast path; a batch
 older than its window is looked up in the batches table, so a late batch that was
 never stored is still stored once.
 """
@@ -16,9 +17,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+import cbor2
+
 from agent import cose
-from agent.batch import BatchError, decode_body
-from tools.ingest.store import Commit, Store, StoredBatch, rows_of
+from agent.batch import BatchError, check_body
+from tools.ingest.store import Commit, Store, StoredBatch
 
 MAX_MESSAGE = 4 * 2**20
 
@@ -39,6 +42,7 @@ class IngestCore:
         self.key_refresh_s = key_refresh_s
         self._keys: dict[bytes, tuple[str, Ed25519PublicKey]] = {}
         self._keys_loaded = float("-inf")
+        self._now = 0.0
         self.windows: dict[str, cose.ReplayWindow] = {}
         self.reload()
 
@@ -48,6 +52,10 @@ class IngestCore:
         self._keys_loaded = now
         self.windows = {cab: cose.ReplayWindow.from_state(hwm, bitmap, self.window_size)
                         for cab, (hwm, bitmap) in self.store.windows().items()}
+
+    def _lookup(self, kid: bytes) -> Ed25519PublicKey | None:
+        entry = self._keys.get(kid)
+        return entry[1] if entry else self._key(kid, self._now)
 
     def _key(self, kid: bytes, now: float) -> Ed25519PublicKey | None:
         entry = self._keys.get(kid)
@@ -60,8 +68,9 @@ class IngestCore:
     def handle(self, topic: str, payload: bytes, now: float, commit: Commit) -> Outcome:
         if len(payload) > MAX_MESSAGE:
             return self._reject(commit, "too_large")
+        self._now = now
         try:
-            batch = cose.open_batch(payload, topic=topic, keys=lambda kid: self._key(kid, now))
+            batch = cose.open_batch(payload, topic=topic, keys=self._lookup)
         except cose.VerifyError as e:
             return self._reject(commit, e.reason)
         owner = self._keys.get(batch.kid)
@@ -75,16 +84,23 @@ class IngestCore:
             commit.count("duplicates")
             return Outcome("duplicate", batch.cabinet, batch.seq)
         try:
-            readings = decode_body(batch.body)
+            count = check_body(batch.body)
         except BatchError as e:
             return self._reject(commit, "bad_body", batch.cabinet, detail=str(e))
         if verdict == "new":
             window.accept(batch.seq)
             commit.windows[batch.cabinet] = window.state()
-        commit.batches.append(StoredBatch(batch.cabinet, batch.seq, batch.boot, batch.kid, now, rows_of(readings),
-                                          len(payload)))
-        return Outcome("stored", batch.cabinet, batch.seq, readings=len(readings))
+        commit.batches.append(StoredBatch(batch.cabinet, batch.seq, batch.boot, batch.kid, now, count, payload))
+        return Outcome("stored", batch.cabinet, batch.seq, readings=count)
 
     def _reject(self, commit: Commit, reason: str, cabinet: str | None = None, detail: Any = None) -> Outcome:
         commit.count(f"rejected.{reason}")
         return Outcome("rejected", cabinet, None, reason)
+
+
+def body_of(envelope: bytes) -> bytes:
+    """The payload of a stored (already verified) COSE_Sign1 envelope."""
+    msg = cbor2.loads(envelope)
+    if not isinstance(msg, cbor2.CBORTag) or msg.tag != 18 or len(msg.value) != 4:
+        raise ValueError("stored envelope is not a COSE_Sign1 message")
+    return bytes(msg.value[2])

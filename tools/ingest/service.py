@@ -45,6 +45,7 @@ class IngestService:
         self.group_s = group_s
         self.ack_timeout_s = ack_timeout_s
         self.ready = asyncio.Event()
+        self._stored = asyncio.Event()
         self.outcomes: dict[str, int] = defaultdict(int)
 
     async def run(self) -> None:
@@ -77,6 +78,7 @@ class IngestService:
                 await queue.put((str(msg.topic), bytes(msg.payload)))
 
         receiver = asyncio.create_task(receive())
+        materializer = asyncio.create_task(self._materialize())
         try:
             while True:
                 first = asyncio.ensure_future(queue.get())
@@ -101,7 +103,18 @@ class IngestService:
                 await self._process(client, group)
         finally:
             receiver.cancel()
-            await asyncio.gather(receiver, return_exceptions=True)
+            materializer.cancel()
+            await asyncio.gather(receiver, materializer, return_exceptions=True)
+
+    async def _materialize(self) -> None:
+        """Stored batches -> reading rows, after their acks, in bulk."""
+        while True:
+            n, _ = self.store.materialize(200)
+            if n == 0:
+                self._stored.clear()
+                await self._stored.wait()
+            else:
+                await asyncio.sleep(0)
 
     def handle_group(self, group: list[tuple[str, bytes]]) -> tuple[Commit, list[Outcome]]:
         now = self.clock.now()
@@ -123,6 +136,8 @@ class IngestService:
             log.exception("ingest could not store %d batches; not acknowledging them", len(commit.batches))
             self.core.reload(self.clock.now())
             return
+        if commit.batches:
+            self._stored.set()
         for o in outcomes:
             key = o.kind if o.kind != "rejected" else f"rejected.{o.reason}"
             self.outcomes[key] += 1

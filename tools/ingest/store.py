@@ -1,8 +1,11 @@
 """Ingest storage: the key registry, stored batches and readings, replay windows,
 counters. SQLite (a file path) by default, PostgreSQL when given a postgresql:// DSN.
 
-Everything a batch changes is written in one transaction (`commit(results)`), and
-the caller acknowledges a batch only after that transaction committed. The
+Log first: a verified batch is stored as its signed envelope (so it can be verified
+again later, e.g. to prove which cabinet produced a reading) in one transaction with
+the other batches of its group (`commit`), and the caller acknowledges it only after
+that commit. `materialize` then turns stored batches into reading rows in bulk,
+once each (state new -> done, or bad when the body cannot be decoded). The
 (cabinet, seq) primary key of `batches` makes storing a batch twice impossible even
 if two ingest workers race; replay windows are the fast path in front of it.
 """
@@ -20,7 +23,8 @@ TABLES = [
          public_key BYTEA NOT NULL, added_t DOUBLE PRECISION NOT NULL, revoked BOOLEAN NOT NULL DEFAULT FALSE)""",
     """CREATE TABLE IF NOT EXISTS batches (cabinet TEXT NOT NULL, seq BIGINT NOT NULL, boot BIGINT NOT NULL,
          kid BYTEA NOT NULL, received_t DOUBLE PRECISION NOT NULL, readings INTEGER NOT NULL, bytes INTEGER NOT NULL,
-         PRIMARY KEY (cabinet, seq))""",
+         envelope BYTEA NOT NULL, state TEXT NOT NULL DEFAULT 'new', error TEXT, PRIMARY KEY (cabinet, seq))""",
+    "CREATE INDEX IF NOT EXISTS batches_new ON batches (received_t) WHERE state = 'new'",
     """CREATE TABLE IF NOT EXISTS readings (cabinet TEXT NOT NULL, seq BIGINT NOT NULL, point TEXT NOT NULL,
          t DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL, num DOUBLE PRECISION, text TEXT, quality TEXT NOT NULL,
          reason TEXT)""",
@@ -38,8 +42,8 @@ class StoredBatch:
     boot: int
     kid: bytes
     received_t: float
-    readings: list[tuple]  # (point, t, kind, num, text, quality, reason)
-    nbytes: int
+    count: int  # points in the body (readings are counted when materialized)
+    envelope: bytes  # the signed COSE_Sign1 bytes as received
 
 
 @dataclass
@@ -151,25 +155,19 @@ class Store:
         cur = self._begin()
         new: list[StoredBatch] = []
         try:
+            insert = ("INSERT INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes, envelope) VALUES "
+                      "(%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING" if self.pg else
+                      "INSERT OR IGNORE INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes, envelope) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             for b in c.batches:
-                if self.pg:
-                    cur.execute("INSERT INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes) VALUES "
-                                "(%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                                (b.cabinet, b.seq, b.boot, b.kid, b.received_t, len(b.readings), b.nbytes))
-                else:
-                    cur.execute("INSERT OR IGNORE INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                (b.cabinet, b.seq, b.boot, b.kid, b.received_t, len(b.readings), b.nbytes))
+                cur.execute(insert, (b.cabinet, b.seq, b.boot, b.kid, b.received_t, b.count, len(b.envelope),
+                                     b.envelope))
                 if cur.rowcount != 1:
                     c.count("duplicates")
                     continue
-                rows = [(b.cabinet, b.seq, *r) for r in b.readings]
-                cur.executemany(self._sql("INSERT INTO readings (cabinet, seq, point, t, kind, num, text, quality, reason) "
-                                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
                 new.append(b)
             if new:
                 c.count("batches_ok", len(new))
-                c.count("readings", sum(len(b.readings) for b in new))
             for cab, (hwm, bitmap) in c.windows.items():
                 cur.execute(self._sql(self._upsert("replay", "cabinet", ("hwm", "bitmap"))), (cab, hwm, format(bitmap, "x")))
             for name, n in c.counters.items():
@@ -190,15 +188,53 @@ class Store:
         return (f"INSERT INTO {table} ({key}, {col}) VALUES (?, ?) "
                 f"ON CONFLICT ({key}) DO UPDATE SET {col} = {table}.{col} + excluded.{col}")
 
+    def materialize(self, limit: int = 200) -> tuple[int, int]:
+        """Decode up to `limit` stored batches into reading rows, in one transaction.
+        Returns (batches, readings). A body that cannot be decoded marks its batch bad."""
+        from tools.ingest.core import body_of  # the envelope's payload (it was verified on arrival)
+        from agent.batch import BatchError, decode_body
+
+        todo = self._read("SELECT cabinet, seq, envelope FROM batches WHERE state = 'new' ORDER BY received_t LIMIT ?",
+                          (limit,))
+        if not todo:
+            return 0, 0
+        rows: list[tuple] = []
+        done: list[tuple] = []
+        bad: list[tuple] = []
+        for cabinet, seq, env in todo:
+            try:
+                decoded = rows_of(decode_body(body_of(bytes(env))))
+                rows += [(cabinet, seq, *r) for r in decoded]
+                done.append((len(decoded), cabinet, seq))
+            except (BatchError, ValueError) as e:
+                bad.append((str(e)[:500], cabinet, seq))
+        cur = self._begin()
+        try:
+            cur.executemany(self._sql("INSERT INTO readings (cabinet, seq, point, t, kind, num, text, quality, reason) "
+                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
+            cur.executemany(self._sql("UPDATE batches SET state = 'done', readings = ? WHERE cabinet = ? AND seq = ?"),
+                            done)
+            cur.executemany(self._sql("UPDATE batches SET state = 'bad', error = ? WHERE cabinet = ? AND seq = ?"), bad)
+            counts = {"readings": len(rows), "rejected.bad_body": len(bad)}
+            for name, n in counts.items():
+                if n:
+                    cur.execute(self._sql(self._upsert_add("counters", "name", "value")), (name, n))
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return len(todo), len(rows)
+
     # reading back ----------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         counters = {n: int(v) for n, v in self._read("SELECT name, value FROM counters")}
         cabinets = int(self._read("SELECT COUNT(DISTINCT cabinet) FROM batches")[0][0])
+        pending = int(self._read("SELECT COUNT(*) FROM batches WHERE state = 'new'")[0][0])
         rejected = {k[len("rejected."):]: v for k, v in counters.items() if k.startswith("rejected.")}
         return {"batches_ok": counters.get("batches_ok", 0), "readings": counters.get("readings", 0),
                 "duplicates": counters.get("duplicates", 0), "rejected": rejected,
                 "rejected_total": sum(rejected.values()), "acks_sent": counters.get("acks_sent", 0),
-                "cabinets": cabinets}
+                "cabinets": cabinets, "batches_to_materialize": pending}
 
     def readings(self, cabinet: str, point: str | None = None) -> list[tuple]:
         """(seq, point, t, kind, num, text, quality, reason) rows, for tools and tests."""

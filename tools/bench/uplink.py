@@ -1,0 +1,215 @@
+"""Uplink benchmarks (python -m tools.bench uplink --json).
+
+* bytes_per_value: MQTT payload bytes per reading, envelope and signature included,
+  (a) W1 readings (10 devices x 15 values per second) sealed as the uplink seals them
+  (2000 readings per batch), (b) the simulated cabinet run by the real agent for a
+  while (at `speed`x) with its default sealing policy (2000 readings or 30 s),
+  measured from what the uplink actually published. Target <= 3.
+* outbox_append_per_s: durable appends, synchronous=FULL (tools.bench.outbox). Target >= 50,000.
+* drain_per_s: N queued readings (default 1,000,000) drained end to end: seal and sign
+  (this process) -> Mosquitto -> `cabinet ingest` process (verify, dedupe, store in
+  SQLite, ack) -> delete. Target >= 100,000 readings/s.
+* ingest_verify_ratio: the ingest's verify+dedupe+store path on one core, in batches per
+  CPU-second, divided by raw Ed25519 verifications per second of the same envelopes,
+  both measured in this run; batches of 60 readings (a quiet cabinet's minute). Target >= 0.7.
+* w1_with_uplink: W1 values per CPU-second of the agent with the uplink publishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from agent import cose
+from agent.batch import encode_body
+from agent.clock import WallClock
+from agent.model import Quality, Reading
+from tools import pki
+from tools.bench.mqtt import BenchBroker
+
+CAB = "CAB-BENCH"
+
+
+def w1_readings(seconds: int, t0: float = 1_800_000_000.0) -> list[Reading]:
+    from tools.bench.simserver import values
+
+    out = []
+    for s in range(seconds):
+        for dev in range(10):
+            for key, v in values(float(s), dev).items():
+                v = round(v, 1) if key.startswith("i") else float(f"{v:.7g}")
+                out.append(Reading(f"dev{dev}.{key}", t0 + s, v, Quality.GOOD))
+    return out
+
+
+def _keys(d: Path) -> tuple[Any, Any]:
+    pki.new_signing_key(d / "cab.key")
+    pki.new_signing_key(d / "ingest.key")
+    return pki.load_signing_key(d / "cab.key"), pki.load_signing_key(d / "ingest.key")
+
+
+def bytes_per_value_w1(key: Any, batch: int = 2000) -> float:
+    rs = w1_readings(60)
+    topic = cose.telemetry_topic("city/v1", CAB)
+    total = 0
+    n = 0
+    for i in range(0, len(rs) - batch + 1, batch):
+        env = cose.seal_batch(encode_body(rs[i:i + batch]), key=key, kid=cose.key_id(key.public_key()), cabinet=CAB,
+                              boot=1, seq=i, topic=topic)
+        total += len(env)
+        n += batch
+    return round(total / n, 3)
+
+
+def ingest_verify_ratio(key: Any, batches: int = 2000, size: int = 60) -> dict[str, Any]:
+    from tools.ingest.core import IngestCore
+    from tools.ingest.store import Commit, Store
+
+    topic = cose.telemetry_topic("city/v1", CAB)
+    kid = cose.key_id(key.public_key())
+    rs = w1_readings(60)
+    envs = [cose.seal_batch(encode_body(rs[(i * size) % 8000:(i * size) % 8000 + size]), key=key, kid=kid,
+                            cabinet=CAB, boot=1, seq=i, topic=topic) for i in range(batches)]
+    pub = key.public_key()
+    sigs = [key.sign(env) for env in envs]  # raw Ed25519 over messages of the envelopes' sizes
+    t = time.process_time()
+    for env, sig in zip(envs, sigs):
+        pub.verify(sig, env)
+    raw = batches / (time.process_time() - t)
+    with tempfile.TemporaryDirectory() as d:
+        store = Store(str(Path(d) / "i.db"))
+        store.add_key(CAB, kid, pki.public_key_raw(pub), time.time())
+        core = IngestCore(store, window_size=8192)
+        t = time.process_time()
+        for g in range(0, batches, 100):  # group commits of 100 batches, as the service does
+            c = Commit()
+            for env in envs[g:g + 100]:
+                assert core.handle(topic, env, time.time(), c).kind == "stored"
+            store.commit(c)
+        ingest = batches / (time.process_time() - t)
+        store.close()
+    return {"raw_verify_per_s": round(raw), "ingest_batches_per_cpu_s": round(ingest),
+            "batch_readings": size, "ingest_verify_ratio": round(ingest / raw, 3)}
+
+
+async def drain(n: int, key: Any, ingest_key: Any, d: Path) -> dict[str, Any]:
+    """Needs d/ingest.key: the ingest process signs acks with it."""
+    from agent.config.model import Uplink as UplinkSettings
+    from agent.outbox import Outbox
+    from agent.uplink import Uplink
+    from tools.ingest.store import Store
+
+    broker = BenchBroker()
+    store = Store(str(d / "ingest.db"))
+    store.add_key(CAB, cose.key_id(key.public_key()), pki.public_key_raw(key.public_key()), time.time())
+    store.close()
+    ingest = await asyncio.create_subprocess_exec(sys.executable, "-m", "agent.cli", "ingest", "run", "--db",
+                                                  str(d / "ingest.db"), "--broker", f"127.0.0.1:{broker.port}",
+                                                  "--key", str(d.parent / "ingest.key"), stderr=asyncio.subprocess.DEVNULL)
+    clock = WallClock()
+    outbox = Outbox(d / "outbox.db", clock=clock, queue_max=200_000, max_bytes=2 * 2**30)
+    await outbox.start()
+    rs = w1_readings(n // 150 + 1)[:n]
+    t = time.perf_counter()
+    for i in range(0, n, 50_000):
+        await outbox.put(rs[i:i + 50_000])
+    await outbox.flush()
+    fill_s = time.perf_counter() - t
+    await asyncio.sleep(1.5)  # the ingest subscribes
+    ik = ingest_key.public_key()
+    settings = UplinkSettings(broker="127.0.0.1", port=broker.port, tls=False, batch_max_readings=2000,
+                              max_unacked=256, inflight=20, ack_timeout_s=30)
+    uplink = Uplink(settings, cabinet_id=CAB, outbox=outbox, signing_key=key, ingest_keys={cose.key_id(ik): ik}.get,
+                    clock=clock, birth=lambda: {})
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    task = asyncio.create_task(uplink.run())
+    try:
+        while True:
+            st = outbox.stats()
+            if st["rows_pending"] + st["rows_sealed"] == 0:
+                break
+            if time.perf_counter() - t0 > 600:
+                raise RuntimeError(f"drain did not finish: {st}")
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await outbox.close()
+        ingest.terminate()
+        await ingest.wait()
+        broker.stop()
+    store = Store(str(d / "ingest.db"))
+    stored = store.stats()
+    store.close()
+    return {"readings": n, "fill_s": round(fill_s, 2), "drain_s": round(elapsed, 2),
+            "drain_per_s": round(n / elapsed), "agent_cpu_s": round(cpu, 2),
+            "stored": stored["readings"], "duplicates": stored["duplicates"], "batches": stored["batches_ok"],
+            "bytes_sent": uplink.stats["bytes_sent"]}
+
+
+async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, Any]:
+    from agent import config as cfg
+    from agent.app import App, Endpoints
+    from agent.cli import board_infos
+    from agent.cli_uplink import wiring
+    from agent.clock import ScaledClock
+    from agent.config.model import Uplink as UplinkSettings
+    from boards.sim.cabinet import SimCabinet
+    from drivers.dio import FilePinsDIO
+
+    broker = BenchBroker()
+    config = cfg.load(cfg.EXAMPLE, board_infos())
+    clock = ScaledClock(speed)
+    sim = SimCabinet(config, d / "sim", clock)
+    ep = await sim.start()
+    w = wiring(config, d, UplinkSettings(broker="127.0.0.1", port=broker.port, tls=False), None)
+    app = App(config, data_dir=d / "agent", clock=clock, uplink=w,
+              endpoints=Endpoints(buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"],
+                                  dio=FilePinsDIO(ep["pins"])))
+    await app.start()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await app.stop()
+        await sim.stop()
+        broker.stop()
+    u = app.uplink.stats
+    return {"sim_seconds": round(seconds * speed), "batches": u["batches_sent"], "readings": u["readings_sent"],
+            "bytes": u["bytes_sent"],
+            "bytes_per_value": round(u["bytes_sent"] / u["readings_sent"], 3) if u["readings_sent"] else None}
+
+
+async def run(readings: int = 1_000_000, sim_seconds: float = 60.0, speed: float = 10.0) -> dict[str, Any]:
+    from tools.bench import outbox as outbox_bench
+    from tools.bench import w1
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        key, ingest_key = _keys(d)
+        out: dict[str, Any] = {"bytes_per_value_w1": bytes_per_value_w1(key)}
+        sim = await sim_cabinet_bytes(sim_seconds, speed, d / "simcab")
+        out["bytes_per_value_sim_cabinet"] = sim["bytes_per_value"]
+        out["sim_cabinet"] = sim
+        ob = await asyncio.to_thread(outbox_bench.run, readings=200_000)
+        out["outbox_append_per_s"] = ob["outbox_append_per_s"]
+        (d / "drain").mkdir()
+        out["drain"] = await drain(readings, key, ingest_key, d / "drain")
+        out["drain_per_s"] = out["drain"]["drain_per_s"]
+        ratio = ingest_verify_ratio(key)
+        out["ingest"] = ratio
+        out["ingest_verify_ratio"] = ratio["ingest_verify_ratio"]
+        w = await w1.run(seconds=30.0, uplink=True)
+        out["w1_with_uplink"] = {k: w[k] for k in ("values_per_cpu_s", "cpu_s", "rss_mb", "tx_per_cycle")}
+        out["w1_with_uplink"]["bytes_per_value"] = w.get("uplink_bytes_per_value")
+    out["targets"] = {"bytes_per_value": "<= 3", "outbox_append_per_s": ">= 50000", "drain_per_s": ">= 100000",
+                      "ingest_verify_ratio": ">= 0.7"}
+    out["met"] = {"bytes_per_value": max(out["bytes_per_value_w1"], out["bytes_per_value_sim_cabinet"] or 99) <= 3,
+                  "outbox_append_per_s": out["outbox_append_per_s"] >= 50_000,
+                  "drain_per_s": out["drain_per_s"] >= 100_000, "ingest_verify_ratio": out["ingest_verify_ratio"] >= 0.7}
+    return out
