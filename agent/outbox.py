@@ -1,9 +1,11 @@
 """The outbox: every reading, durable on disk until the cloud acknowledged its batch.
 
-Owns the SQLite file, the bounded in-memory queue in front of it, the writer task
-that commits that queue in groups, and the sealing, acknowledging and evicting of
-stored data. Decisions (when to seal, what to evict) come from the pure
-`agent.outbox_policy`; this module only applies them.
+Owns the asyncio front: the bounded in-memory queue and its backpressure, the writer
+task that commits that queue in groups, the hand-off of every transaction to one
+worker thread, and the stats. The SQLite side (file checks, schema migrations,
+transactions, eviction, seal/ack) is `agent.outbox_store`; the schema and how a
+reading becomes a row is `agent.outbox_format`; decisions (when to seal, what to
+evict) come from the pure `agent.outbox_policy`. Other modules import from here.
 
 Threading: one connection, used only by one worker thread (`outbox-db`); every
 transaction runs there whole, so fsyncs never block the event loop. `unacked()` and
@@ -16,390 +18,29 @@ reported done: `flush()` returns, `seal()` returns its batch, `ack()` returns.
 Readings wait in RAM only between `put()` and the next commit (at most `queue_max`
 of them; `put()` then waits). A file that is not an outbox (foreign or corrupt), or
 of a newer schema, is refused, never replaced; opening never empties the store.
-
-Storage layout (schema version 1, PRAGMA user_version; application_id 0x43414f42):
-  meta(key TEXT PRIMARY KEY, value INTEGER)  boot_epoch; seq_hi (highest reserved
-      batch sequence number); evicted_rows_<prio>, evicted_batches (lifetime counts)
-  points(id INTEGER PRIMARY KEY, name TEXT UNIQUE)  point names, interned
-  rows(id INTEGER PRIMARY KEY, prio, point, t REAL, v, q, reason, nbytes, batch)
-      one reading each; `v` is stored natively (NULL/INTEGER/REAL/TEXT); `q` is the
-      quality code (0 good, 1 stale, 2 bad, 3 substituted) + flags (4 bool, 8 NaN,
-      16 integer beyond 64 bits kept as text); `batch` is NULL until sealed.
-      Indexes: (prio, id) over unsealed rows; (batch) over sealed rows.
-  batches(seq INTEGER PRIMARY KEY, prio, count, created_t, nbytes, payload BLOB)
-      `prio` is the highest priority (lowest number) of its rows; `nbytes` counts
-      the payload and its rows.
-Byte accounting: each row and batch carries an estimate of its size on disk
-(`nbytes`, calibrated against the file size); the running total is kept in memory,
-recomputed on start, and eviction keeps it at or under `max_bytes`.
-
-Sequence numbers are reserved in blocks of SEQ_BLOCK by a committed transaction
-before `encode` ever sees one, so a seq is never handed out twice, also after a
-crash between seal and commit; unused reserved numbers are skipped (gaps are normal;
-loss shows in the eviction counters, not in gaps).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import fcntl
-import heapq
-import itertools
 import logging
-import math
-import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from agent.model import Priority, Quality, Reading
-from agent.outbox_policy import Candidate, EvictionPolicy, Kind, SealPolicy, age
+from agent.model import Priority, Reading
+from agent.outbox_format import APP_ID, I64, MIGRATIONS, PRIOS, ROW_BASE, SCHEMA_VERSION, text_len, to_rows
+from agent.outbox_policy import EvictionPolicy, SealPolicy, age
+from agent.outbox_store import (SEQ_BLOCK, OutboxBusy, OutboxCorrupt, OutboxError, OutboxFileError, OutboxForeign,
+                                OutboxTooNew, Sealed, Store, read_unacked, read_unsealed)
+
+__all__ = ["APP_ID", "MIGRATIONS", "ROW_BASE", "SCHEMA_VERSION", "SEQ_BLOCK", "Outbox", "OutboxBusy", "OutboxCorrupt",
+           "OutboxError", "OutboxFileError", "OutboxForeign", "OutboxTooNew", "Sealed"]
 
 log = logging.getLogger("agent.outbox")
-
-APP_ID = 0x43414F42  # "CAOB"
-SEQ_BLOCK = 64
-ROW_BASE = 50  # bytes on disk per row besides its text (record, index entry, page slack; measured)
-BATCH_BASE = 64
-MAGIC = b"SQLite format 3\x00"
 SQLITE_FULL = 13
-PRIOS = tuple(int(p) for p in Priority)  # 0 alarm, 1 event, 2 telemetry
-QCODE = {Quality.GOOD: 0, Quality.STALE: 1, Quality.BAD: 2, Quality.SUBSTITUTED: 3}  # also keyed by "good" etc.
-QUALITY = {v: k for k, v in QCODE.items()}
-F_BOOL, F_NAN, F_BIG = 4, 8, 16
-I64 = 2**63
-
-MIGRATIONS: dict[int, tuple[str, ...]] = {  # version -> statements taking the schema from version-1 to it
-    1: ("CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
-        "CREATE TABLE points(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-        "CREATE TABLE rows(id INTEGER PRIMARY KEY, prio INTEGER NOT NULL, point INTEGER NOT NULL, t REAL NOT NULL,"
-        " v, q INTEGER NOT NULL, reason TEXT, nbytes INTEGER NOT NULL, batch INTEGER)",
-        "CREATE INDEX rows_unsealed ON rows(prio, id) WHERE batch IS NULL",
-        "CREATE INDEX rows_batch ON rows(batch) WHERE batch IS NOT NULL",
-        "CREATE TABLE batches(seq INTEGER PRIMARY KEY, prio INTEGER NOT NULL, count INTEGER NOT NULL,"
-        " created_t REAL NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL)",
-        "CREATE INDEX batches_prio ON batches(prio, seq)",
-        "INSERT INTO meta VALUES ('boot_epoch', 0), ('seq_hi', 0), ('evicted_batches', 0),"
-        " ('evicted_rows_0', 0), ('evicted_rows_1', 0), ('evicted_rows_2', 0)"),
-}
-SCHEMA_VERSION = max(MIGRATIONS)
-INSERT_ROW = "INSERT INTO rows(prio, point, t, v, q, reason, nbytes) VALUES (?, ?, ?, ?, ?, ?, ?)"
-SELECT_PENDING = ("SELECT id, prio, point, t, v, q, reason, nbytes FROM rows"
-                  " WHERE batch IS NULL AND prio = ? ORDER BY id LIMIT ?")
-
-
-class OutboxError(RuntimeError):
-    """The outbox cannot be used (closed, or its writer failed)."""
-
-
-class OutboxFileError(OutboxError):
-    """The file is not an outbox this code may use; it was left untouched."""
-
-
-class OutboxCorrupt(OutboxFileError):
-    pass
-
-
-class OutboxForeign(OutboxFileError):
-    pass
-
-
-class OutboxTooNew(OutboxFileError):
-    pass
-
-
-class OutboxBusy(OutboxFileError):
-    pass
-
-
-class Sealed(NamedTuple):
-    seq: int
-    payload: bytes
-    count: int
-    priority: Priority
-    created_t: float
-
-
-def _text_len(s: str) -> int:
-    return len(s) if s.isascii() else len(s.encode())  # also refuses lone surrogates, before SQLite would
-
-
-class _Store:
-    """The SQLite side: every method runs in the worker thread; counters live here."""
-
-    def __init__(self, path: Path, policy: EvictionPolicy) -> None:
-        self.path, self.policy = path, policy
-        self.cap = policy.max_bytes  # lowered when the disk itself is full
-        self.conn: sqlite3.Connection | None = None
-        self.lock_fd: int | None = None
-        self.names: dict[int, str] = {}
-        self.bytes = self.sealed_rows = self.batches = self.evicted_batches = 0
-        self.pending, self.evicted = [0, 0, 0], [0, 0, 0]
-        self.pending_since: list[float | None] = [None, None, None]  # monotonic, per priority
-        self.oldest_t: float | None = None
-        self.boot_epoch = self.seq_hi = 0
-        self.next_seq = 1
-        self.commits = self.acked_rows = self.write_errors = 0
-        self.warned = False
-
-    # -- opening -----------------------------------------------------------------------------------------
-    def open(self) -> None:
-        path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise OutboxBusy(f"outbox {path}: already open (another agent or Outbox holds it)") from None
-        self.lock_fd = fd
-        try:
-            self._check_header()
-            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._inspect_and_migrate()
-            self._load()
-        except BaseException:
-            self.close()
-            raise
-
-    def _check_header(self) -> None:
-        with open(self.path, "rb") as f:
-            head = f.read(100)
-        if head and (len(head) < 100 or not head.startswith(MAGIC)):
-            raise OutboxCorrupt(f"outbox {self.path}: not an SQLite database (corrupt or foreign file, "
-                                f"{self.path.stat().st_size} bytes); refusing to use or replace it")
-
-    def _inspect_and_migrate(self) -> None:
-        c, where = self.conn, f"outbox {self.path}"
-        try:
-            app_id = c.execute("PRAGMA application_id").fetchone()[0]
-            version = c.execute("PRAGMA user_version").fetchone()[0]
-            tables = sorted(r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-            check = [r[0] for r in c.execute("PRAGMA quick_check")]
-        except sqlite3.DatabaseError as e:
-            raise OutboxCorrupt(f"{where}: unreadable database ({e}); refusing to use or replace it") from e
-        if check != ["ok"]:
-            raise OutboxCorrupt(f"{where}: database is corrupt ({'; '.join(check[:3])}); refusing to use or replace it")
-        new = app_id == 0 and version == 0 and not tables
-        if not new and app_id != APP_ID:
-            raise OutboxForeign(f"{where}: an SQLite database of something else (application_id {app_id:#x}, "
-                                f"tables {', '.join(tables) or 'none'}); refusing to use or replace it")
-        if version > SCHEMA_VERSION:
-            raise OutboxTooNew(f"{where}: schema version {version} is newer than this agent knows "
-                               f"({SCHEMA_VERSION}); refusing to open it (downgrade would lose data)")
-        if not new and version < 1:
-            raise OutboxCorrupt(f"{where}: outbox without a schema version; refusing to use or replace it")
-        mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            raise OutboxError(f"{where}: cannot use WAL journal mode (got {mode!r})")
-        c.execute("PRAGMA synchronous=FULL")
-        c.execute("PRAGMA journal_size_limit=8388608")
-
-        def migrate() -> None:
-            for v in sorted(MIGRATIONS):
-                if v > version:
-                    for stmt in MIGRATIONS[v]:
-                        c.execute(stmt)
-            if new:
-                c.execute(f"PRAGMA application_id={APP_ID}")
-            c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            c.execute("UPDATE meta SET value = value + 1 WHERE key = 'boot_epoch'")
-        self._tx(migrate)
-        if new:  # SQLite syncs the WAL's directory entry, not the new database file's
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-    def _load(self) -> None:
-        c = self.conn
-        meta = dict(c.execute("SELECT key, value FROM meta"))
-        self.boot_epoch, self.seq_hi = meta["boot_epoch"], meta["seq_hi"]
-        self.evicted = [meta[f"evicted_rows_{p}"] for p in PRIOS]
-        self.evicted_batches = meta["evicted_batches"]
-        top = c.execute("SELECT max(seq) FROM batches").fetchone()[0] or 0
-        self.next_seq = max(self.seq_hi, top) + 1  # the rest of a reserved block is skipped
-        self.names = dict(c.execute("SELECT id, name FROM points"))
-        for prio, n, nb in c.execute("SELECT prio, count(*), total(nbytes) FROM rows WHERE batch IS NULL GROUP BY prio"):
-            self.pending[prio], self.bytes = n, self.bytes + int(nb)
-            self.pending_since[prio] = -math.inf  # restored rows: waited for an unknown, long time
-        self.sealed_rows = c.execute("SELECT count(*) FROM rows WHERE batch IS NOT NULL").fetchone()[0]
-        n, nb = c.execute("SELECT count(*), total(nbytes) FROM batches").fetchone()
-        self.batches, self.bytes = n, self.bytes + int(nb)
-        self._refresh()
-        if self.policy.excess(self.bytes, self.cap):  # max_bytes was lowered
-            self.relieve()
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        if self.lock_fd is not None:  # last: closing another fd of the file drops SQLite's POSIX locks
-            os.close(self.lock_fd)
-            self.lock_fd = None
-
-    # -- transactions ------------------------------------------------------------------------------------
-    def _tx(self, body: Callable[[], Any]) -> Any:
-        """Run body in one write transaction; on failure roll back the file and the counters."""
-        saved = (self.bytes, self.sealed_rows, self.batches, self.evicted_batches, self.seq_hi,
-                 list(self.pending), list(self.evicted), list(self.pending_since))
-        c = self.conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            result = body()
-            for p in PRIOS:
-                if not self.pending[p]:
-                    self.pending_since[p] = None
-            c.execute("COMMIT")
-        except BaseException:
-            (self.bytes, self.sealed_rows, self.batches, self.evicted_batches, self.seq_hi,
-             self.pending, self.evicted, self.pending_since) = saved
-            if c.in_transaction:
-                try:
-                    c.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.exception("outbox: rollback failed")
-            raise
-        self.commits += 1
-        self._refresh()
-        return result
-
-    def _refresh(self) -> None:
-        row = self.conn.execute("SELECT t FROM rows ORDER BY id LIMIT 1").fetchone()
-        self.oldest_t = row[0] if row else None
-
-    def write(self, items: list[tuple[int, list[tuple], int, float]], points: list[tuple[int, str]]) -> None:
-        counts, since, nbytes = [0, 0, 0], [None, None, None], 0
-        for prio, rows, nb, mono in items:
-            counts[prio] += len(rows)
-            nbytes += nb
-            if since[prio] is None:
-                since[prio] = mono
-
-        def body() -> None:
-            if points:
-                self.conn.executemany("INSERT OR IGNORE INTO points(id, name) VALUES (?, ?)", points)
-            self.conn.executemany(INSERT_ROW, itertools.chain.from_iterable(it[1] for it in items))
-            self.bytes += nbytes
-            for p in PRIOS:
-                if counts[p]:
-                    if not self.pending[p]:
-                        self.pending_since[p] = since[p]
-                    self.pending[p] += counts[p]
-            self._evict(self.policy.excess(self.bytes, self.cap))
-        self._tx(body)
-
-    def relieve(self, room: int = 0) -> None:
-        """Evict down to the cap, less `room`, in a transaction of its own (start, or the disk was full)."""
-        self._tx(lambda: self._evict(self.policy.excess(self.bytes + room, self.cap)))
-
-    def _evict(self, need: int) -> None:
-        if need <= 0:
-            return
-        c, freed = self.conn, 0
-        for prio, kind in self.policy.order:
-            while freed < need:
-                if kind is Kind.ROWS:
-                    cands = [Candidate(prio, kind, i, nb) for i, nb in c.execute(
-                        "SELECT id, nbytes FROM rows WHERE batch IS NULL AND prio = ? ORDER BY id LIMIT 1024", (prio,))]
-                else:
-                    cands = [Candidate(prio, kind, s, nb, n) for s, nb, n in c.execute(
-                        "SELECT seq, nbytes, count FROM batches WHERE prio = ? ORDER BY seq LIMIT 64", (prio,))]
-                chosen = self.policy.choose(need - freed, cands)
-                if not chosen:
-                    break
-                if kind is Kind.ROWS:  # chosen is the oldest prefix of this class
-                    c.execute("DELETE FROM rows WHERE batch IS NULL AND prio = ? AND id <= ?", (prio, chosen[-1].key))
-                    self.pending[prio] -= len(chosen)
-                    self.evicted[prio] += len(chosen)
-                else:
-                    for b in chosen:
-                        for p, n in c.execute("SELECT prio, count(*) FROM rows WHERE batch = ? GROUP BY prio", (b.key,)):
-                            self.evicted[p] += n
-                        c.execute("DELETE FROM rows WHERE batch = ?", (b.key,))
-                        c.execute("DELETE FROM batches WHERE seq = ?", (b.key,))
-                        self.sealed_rows -= b.count
-                        self.batches -= 1
-                        self.evicted_batches += 1
-                nb = sum(x.nbytes for x in chosen)
-                freed += nb
-                self.bytes -= nb
-            if freed >= need:
-                break
-        c.executemany("UPDATE meta SET value = ? WHERE key = ?",
-                      [(self.evicted[p], f"evicted_rows_{p}") for p in PRIOS] + [(self.evicted_batches, "evicted_batches")])
-        log.log(logging.DEBUG if self.warned else logging.WARNING,  # warn once per start; counts go to stats
-                "outbox over its byte cap (%d bytes): evicted %d bytes", self.cap, freed,
-                extra={"evicted_rows": dict(zip(("alarm", "event", "telemetry"), self.evicted)),
-                       "evicted_batches": self.evicted_batches})
-        self.warned = True
-
-    # -- sealing and acknowledging -----------------------------------------------------------------------
-    def seal(self, encode: Callable[[list[Reading], int], bytes], max_readings: int, prio_first: bool,
-             created_t: float) -> Sealed | None:
-        if not any(self.pending):
-            return None
-        if self.next_seq > self.seq_hi:
-            def reserve() -> None:
-                self.seq_hi = self.next_seq + SEQ_BLOCK - 1
-                self.conn.execute("UPDATE meta SET value = ? WHERE key = 'seq_hi'", (self.seq_hi,))
-            self._tx(reserve)
-
-        def body() -> Sealed | None:
-            c, n = self.conn, max_readings
-            if prio_first:
-                rows: list[tuple] = []
-                for p in PRIOS:
-                    if len(rows) < n and self.pending[p]:
-                        rows += c.execute(SELECT_PENDING, (p, n - len(rows))).fetchall()
-            else:
-                per = [c.execute(SELECT_PENDING, (p, n)).fetchall() for p in PRIOS if self.pending[p]]
-                rows = list(itertools.islice(heapq.merge(*per), n))
-            if not rows:
-                return None
-            seq = self.next_seq
-            self.next_seq += 1  # burnt even if encode fails: encode has seen it
-            names = self.names
-            readings = [Reading(names[pt], t, (v if not q >> 2 else bool(v) if q & F_BOOL else math.nan if q & F_NAN
-                                               else int(v)), QUALITY[q & 3], reason)
-                        for _, _, pt, t, v, q, reason, _ in rows]
-            payload = encode(readings, seq)
-            if not isinstance(payload, (bytes, bytearray, memoryview)):
-                raise TypeError(f"encode must return bytes, got {type(payload).__name__}")
-            payload = bytes(payload)
-            prio = min(r[1] for r in rows)
-            nb = BATCH_BASE + len(payload)
-            c.execute("INSERT INTO batches(seq, prio, count, created_t, nbytes, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                      (seq, prio, len(rows), created_t, nb + sum(r[7] for r in rows), payload))
-            c.executemany("UPDATE rows SET batch = ? WHERE id = ?", [(seq, r[0]) for r in rows])
-            for r in rows:
-                self.pending[r[1]] -= 1
-            self.sealed_rows += len(rows)
-            self.batches += 1
-            self.bytes += nb
-            self._evict(self.policy.excess(self.bytes, self.cap))
-            return Sealed(seq, payload, len(rows), Priority(prio), created_t)
-        return self._tx(body)
-
-    def ack(self, seqs: list[int]) -> int:
-        def body() -> int:
-            c, deleted = self.conn, 0
-            for seq in seqs:
-                row = c.execute("SELECT count, nbytes FROM batches WHERE seq = ?", (seq,)).fetchone()
-                if row is None:
-                    continue  # unknown, acked before or evicted: acks are idempotent
-                deleted += c.execute("DELETE FROM rows WHERE batch = ?", (seq,)).rowcount
-                c.execute("DELETE FROM batches WHERE seq = ?", (seq,))
-                self.sealed_rows -= row[0]
-                self.batches -= 1
-                self.bytes -= row[1]
-            return deleted
-        n = self._tx(body)
-        self.acked_rows += n
-        return n
 
 
 class Outbox:
@@ -411,7 +52,7 @@ class Outbox:
             raise ValueError("queue_max and commit_rows must be >= 1, commit_interval_s >= 0")
         self.path = Path(path)
         self._clock = clock
-        self._store = _Store(self.path, EvictionPolicy(max_bytes))
+        self._store = Store(self.path, EvictionPolicy(max_bytes))
         self._queue_max, self._interval, self._commit_rows = queue_max, commit_interval_s, commit_rows
         self._queue: collections.deque[tuple[int, list[tuple], int, float]] = collections.deque()
         self._qcount = self._uncommitted = self._appended = self._committed = 0
@@ -479,61 +120,10 @@ class Outbox:
             raise OutboxError(f"outbox {self.path}: not open ({self._state})")
 
     # -- appending ---------------------------------------------------------------------------------------
-    def _rows(self, readings: Sequence[Reading], prio: int) -> tuple[list[tuple], int]:
-        """Validate and convert readings to table rows (raises before anything is queued)."""
-        ids, out, total = self._ids, [], 0
-        append = out.append
-        for point, t, v, q, reason in readings:
-            pid = ids.get(point)
-            if pid is None:
-                pid = self._intern(point)
-            qk = QCODE.get(q)
-            if qk is None:
-                raise ValueError(f"outbox: reading of {point}: quality {q!r} is not one of good/stale/bad/substituted")
-            nb, cls = ROW_BASE, v.__class__
-            if cls is float:
-                if v != v:
-                    v, qk = None, qk | F_NAN
-            elif cls is int:
-                if not -I64 <= v < I64:
-                    v, qk = str(v), qk | F_BIG
-                    nb += len(v)
-            elif cls is str:
-                nb += _text_len(v)
-            elif cls is bool:
-                qk |= F_BOOL
-            elif v is not None:
-                v, qk, nb = self._odd_value(point, v, qk, nb)
-            if reason is not None:
-                if reason.__class__ is not str:
-                    reason = str(reason)
-                nb += _text_len(reason)
-            if t.__class__ is not float:
-                t = float(t)
-            if t != t:
-                raise ValueError(f"outbox: reading of {point}: time is NaN")
-            append((prio, pid, t, v, qk, reason, nb))
-            total += nb
-        return out, total
-
-    def _odd_value(self, point: str, v: Any, qk: int, nb: int) -> tuple[Any, int, int]:
-        if isinstance(v, bool):
-            return bool(v), qk | F_BOOL, nb
-        if isinstance(v, int):
-            v = int(v)
-            return (v, qk, nb) if -I64 <= v < I64 else (str(v), qk | F_BIG, nb + len(str(v)))
-        if isinstance(v, float):
-            v = float(v)
-            return (None, qk | F_NAN, nb) if v != v else (v, qk, nb)
-        if isinstance(v, str):
-            v = str(v)
-            return v, qk, nb + _text_len(v)
-        raise TypeError(f"outbox: reading of {point}: value {v!r} ({type(v).__name__}) is not bool/int/float/str/None")
-
     def _intern(self, point: Any) -> int:
         if not isinstance(point, str) or not point:
             raise TypeError(f"outbox: point name must be a non-empty str, got {point!r}")
-        _text_len(point)
+        text_len(point)
         pid = max(self._store.names, default=0) + 1  # new names are rare: configured points
         self._store.names[pid] = point
         self._ids[point] = pid
@@ -546,7 +136,7 @@ class Outbox:
     async def put(self, readings: Sequence[Reading], priority: Priority = Priority.TELEMETRY) -> None:
         """Queue readings for the next commit; waits while `queue_max` readings are uncommitted."""
         self._check()
-        rows, nb = self._rows(readings, int(Priority(priority)))
+        rows, nb = to_rows(readings, int(Priority(priority)), self._ids, self._intern)
         if not rows:
             return
         if self._space or not self._room(len(rows)):
@@ -575,7 +165,7 @@ class Outbox:
         self._check()
         if self._space or not self._room(len(readings)):
             return False
-        rows, nb = self._rows(readings, int(Priority(priority)))
+        rows, nb = to_rows(readings, int(Priority(priority)), self._ids, self._intern)
         if rows:
             self._enqueue(rows, nb, int(priority))
         return True
@@ -695,8 +285,7 @@ class Outbox:
     def unacked(self) -> list[Sealed]:
         """Sealed batches not yet acknowledged, oldest first (committed state)."""
         self._check()
-        rows = self._reader.execute("SELECT seq, payload, count, prio, created_t FROM batches ORDER BY seq").fetchall()
-        return [Sealed(seq, payload, n, Priority(p), t) for seq, payload, n, p, t in rows]
+        return read_unacked(self._reader)
 
     async def ack(self, seqs: Iterable[int]) -> int:
         """Delete acknowledged batches and their rows (one fsynced transaction); returns rows deleted."""
@@ -707,13 +296,7 @@ class Outbox:
     def peek(self, limit: int = 100) -> list[tuple[Priority, Reading]]:
         """Committed unsealed readings in sealing order (priority, then oldest): diagnostics."""
         self._check()
-        names, out = self._store.names, []
-        for prio, pt, t, v, q, reason in self._reader.execute(
-                "SELECT prio, point, t, v, q, reason FROM rows WHERE batch IS NULL ORDER BY prio, id LIMIT ?", (limit,)):
-            if q >> 2:
-                v = bool(v) if q & F_BOOL else math.nan if q & F_NAN else int(v)
-            out.append((Priority(prio), Reading(names[pt], t, v, QUALITY[q & 3], reason)))
-        return out
+        return read_unsealed(self._reader, self._store.names, limit)
 
     def seal_due(self, policy: SealPolicy) -> bool:
         """Ask `policy` whether to seal now, with this store's pending counts and ages."""

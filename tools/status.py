@@ -57,6 +57,22 @@ def render(doc: dict[str, Any]) -> str:
             lines.append(f"  unit {d['unit']:>3} {d['name']:<16} {d['profile']:<14} {d['state']:<8} "
                          f"every {d['poll_s']:g}s, {d['requests_per_poll']} req, last {d['last_poll_ms']} ms"
                          + (f" - {d['reason']}, retry in {d['retry_in_s']}s" if d.get("reason") else ""))
+    ob = doc.get("outbox")
+    if ob:
+        oldest = ob.get("oldest_unsent_t")
+        age = f", oldest unsent {_dur(doc['agent']['wall_time'] - oldest)} old" if oldest else ""
+        evicted = sum((ob.get("evicted_rows") or {}).values())
+        lines.append(f"outbox: {ob['rows_pending']} readings waiting, {ob['rows_sealed']} in "
+                     f"{ob['batches_unacked']} sealed batches, {ob['bytes'] / 2**20:.1f} of {ob['max_bytes'] / 2**20:.0f} MiB"
+                     f"{age}" + (f", {evicted} evicted" if evicted else ""))
+    up = doc.get("uplink")
+    if up:
+        lines.append(f"uplink {up['broker']}: {up['state']}" + (f" - {up['reason']}" if up.get("reason") else "")
+                     + f"; {up['batches_sent']} batches sent ({up['batches_resent']} again), "
+                       f"{up['batches_acked']} acknowledged, {up['acks_rejected']} acks rejected, "
+                       f"{up['reconnects']} reconnects")
+    elif ob:
+        lines.append("uplink: none configured ([uplink] or --broker); readings are kept in the outbox")
     gps = doc.get("gps")
     if gps:
         lines.append(f"gps {gps['port']}: {'open' if gps['open'] else 'closed'}, time {gps['time_quality']}, "
