@@ -25,7 +25,8 @@ from agent.image import ProcessImage
 from agent.inputs import DioPoller, GpsPoints
 from agent.model import Priority, Reading
 from agent.outbox import Outbox
-from agent.poller import BusPoller, cancel_all
+from agent.aio import cancel_all
+from agent.poller import BusPoller
 from agent.report import ReportFilter
 from agent.selftel import SelfTelemetry
 from agent.status_api import SOCKET_NAME, StatusServer

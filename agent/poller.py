@@ -12,10 +12,10 @@ logged once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
+from agent.aio import cancel_all  # noqa: F401 - re-exported for older imports
 from agent.clock import Clock
 from agent.config.model import Device
 from agent.model import Quality, Reading
@@ -203,20 +203,3 @@ class BusPoller:
 
 def bad_readings(names: Iterable[str], t: float, reason: str) -> list[Reading]:
     return [Reading(n, t, None, Quality.BAD, reason) for n in names]
-
-
-async def cancel_all(tasks: Iterable[asyncio.Task], rounds: int = 100) -> None:
-    """Cancel tasks and wait until they are done, cancelling again if needed: on Python
-    3.11 asyncio.wait_for (used inside pymodbus) can swallow a cancellation that races
-    with a reply, and the cancelled loop would then run on."""
-    pending = [t for t in tasks if not t.done()]
-    for _ in range(rounds):
-        if not pending:
-            break
-        for t in pending:
-            t.cancel()
-        await asyncio.wait(pending, timeout=0.1)
-        pending = [t for t in pending if not t.done()]
-    for t in tasks:
-        if t.done() and not t.cancelled():
-            t.exception()  # retrieved: no "exception was never retrieved" noise

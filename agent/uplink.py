@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import cose
+from agent.aio import cancel_all, wait_event
 from agent.batch import encode_body
 from agent.config.model import Uplink as UplinkSettings
 from agent.model import Priority, Reading
@@ -161,15 +162,9 @@ class Uplink:
                     t.result()  # a failed publish ends the session
                 await self._send_due(client, window, tasks)
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), 0.25)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(self._wake, 0.25)
         finally:
-            receiver.cancel()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(receiver, *tasks, return_exceptions=True)
+            await cancel_all([receiver, *tasks])
 
     async def _send_due(self, client: aiomqtt.Client, window: asyncio.Semaphore, tasks: set[asyncio.Task]) -> None:
         now = self.clock.monotonic()

@@ -126,10 +126,12 @@ class GpsReader:
             self._flush_errors(force=True)
 
     async def _sleep(self, seconds: float) -> None:
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        waiter = asyncio.ensure_future(self._stop.wait())
         try:
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()
 
     async def _read_until_lost(self) -> str | None:
         """Read until the port is lost (returns the reason) or stop() (returns None)."""

@@ -165,7 +165,7 @@ async def test_scaled_clock_runs_faster():
 
 
 async def test_cancel_all_cancels_again_when_a_cancellation_is_swallowed():
-    from agent.poller import cancel_all
+    from agent.aio import cancel_all
 
     swallowed = []
 

@@ -12,6 +12,7 @@ import aiomqtt
 import pytest
 
 from agent import cose
+from agent.aio import cancel_all
 from agent.clock import WallClock
 from agent.config.model import Uplink as UplinkSettings
 from agent.model import Quality, Reading
@@ -65,9 +66,7 @@ class Rig:
         await asyncio.wait_for(self.ingest.ready.wait(), 10)
 
     async def stop(self):
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_all(self.tasks)
         await self.outbox.close()
         self.store.close()
 
@@ -88,6 +87,7 @@ async def test_readings_arrive_once_verified_and_leave_the_outbox(broker, tmp_pa
         rig.uplink.wake()
         await wait_until(lambda: rig.stored() == 1200, timeout=20)
         await wait_until(lambda: rig.outbox.stats()["rows_pending"] + rig.outbox.stats()["rows_sealed"] == 0, timeout=10)
+        await wait_until(lambda: rig.uplink.stats["batches_acked"] >= 3, timeout=5)  # counted after the delete
         st = rig.store.stats()
         assert st["duplicates"] == 0 and st["rejected_total"] == 0 and st["batches_ok"] >= 3
         rows = rig.store.readings(CAB, "meter.voltage")

@@ -21,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import cose
+from agent.aio import cancel_all, wait_within
 from tools.ingest.core import IngestCore, Outcome
 from tools.ingest.store import Commit, Store
 
@@ -96,15 +97,13 @@ class IngestService:
                         left = deadline - asyncio.get_running_loop().time()
                         if left <= 0:
                             break
-                        try:
-                            group.append(await asyncio.wait_for(queue.get(), left))
-                        except asyncio.TimeoutError:
+                        got, item = await wait_within(queue.get(), left)
+                        if not got:
                             break
+                        group.append(item)
                 await self._process(client, group)
         finally:
-            receiver.cancel()
-            materializer.cancel()
-            await asyncio.gather(receiver, materializer, return_exceptions=True)
+            await cancel_all([receiver, materializer])
 
     async def _materialize(self) -> None:
         """Stored batches -> reading rows, after their acks, in bulk."""
@@ -149,7 +148,6 @@ class IngestService:
             payload = cose.seal_ack(sorted(seqs), key=self.ack_key, kid=self.ack_kid, cabinet=cabinet, topic=topic)
             sends.append(client.publish(topic, payload, qos=1))
         if sends:  # a lost ack costs nothing: the cabinet sends again and gets a duplicate's ack
-            try:
-                await asyncio.wait_for(asyncio.gather(*sends), self.ack_timeout_s)
-            except asyncio.TimeoutError:
-                raise aiomqtt.MqttError("acknowledgements not confirmed by the broker in time") from None
+            done, _ = await wait_within(asyncio.gather(*sends), self.ack_timeout_s)
+            if not done:
+                raise aiomqtt.MqttError("acknowledgements not confirmed by the broker in time")
