@@ -1,0 +1,336 @@
+"""The lighting controller: one plain object that decides every segment, every step.
+
+Owns the order of precedence and the controller's interface to the asyncio wrapper.
+
+    ctl = LightingController(settings, latitude=52.52, longitude=13.41, elevation=34,
+                             timezone="Europe/Berlin")        # or .from_config(config)
+    ctl.points()                    # point -> role: what to put into the snapshot
+    result = ctl.step(mono, utc, snapshot)
+        # mono: monotonic seconds (delays, hold times, cool-down)
+        # utc: aware datetime or UTC seconds, None when the clock is unknown/untrusted
+        # snapshot: point -> (value, quality, age) (Sample; agent.model.Quality works)
+    result.decisions   # segment -> Decision(on, level, reason, detail, target)
+    result.writes      # [Write(point, value, segment, why)]: write these, then read back
+    result.events      # [Event]: decision changes with their reason, modes, overrides ...
+    result.conditions  # [Condition]: alarm conditions whose state changed this step
+    ctl.set_override(...), ctl.cancel_override(...)  # the local API / cloud commands
+    ctl.overrides.to_dict() / ctl.restore_overrides(d, utc)   # persist after every change
+    ctl.state() / ctl.restore(d)    # burning hours, switches, energy (persist periodically)
+    ctl.conditions(), ctl.status(), ctl.refine_site(fix)
+
+Precedence per segment (first that applies):
+  1. override (last wins, until its expiry);
+  2. fail-safe: clock unknown -> the photocell alone, at 100 % ("failsafe:clock-unknown");
+     no clock and no trusted photocell -> on at 100 % ("failsafe:no-clock-no-photocell");
+  3. the calendar's program for the calendar day (astro/absolute/sensor period,
+     fixed-time and astro steps; a degraded photocell falls back to the astro clock),
+     with boost combined by `max`.
+Then actuation (cool-down, warm-up, ramps, read-back), failure detection and
+accounting per segment (lighting_actuation, lighting_monitor).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Mapping
+
+from agent.control.astro import AstroClock
+from agent.control.lighting_actuation import Actuator
+from agent.control.lighting_model import (Condition, Decision, Event, LightingSettings, StepResult, Write)
+from agent.control.lighting_monitor import SEVERITY, Monitor
+from agent.control.overrides import Override, Overrides
+from agent.control.photocell import Photocell
+from agent.control.programs import BoostState, PhotocellView, Schedule
+
+UTC = dt.timezone.utc
+STATE_FORMAT = 1
+NORMAL, CLOCK_UNKNOWN, BLIND = "normal", "failsafe:clock-unknown", "failsafe:no-clock-no-photocell"
+READBACK_SEVERITY = {"relay_failure": "critical", "contactor_failure": "critical", "dimming_failure": "warning"}
+
+
+class LightingController:
+    def __init__(self, settings: LightingSettings, *, latitude: float, longitude: float, elevation: float = 0.0,
+                 timezone: str = "UTC") -> None:
+        self.settings = settings
+        self.astro = AstroClock(latitude, longitude, elevation, timezone)
+        self.schedule = Schedule(self.astro)
+        self.photocell = Photocell(settings.photocell) if settings.photocell else None
+        names = [s.name for s in settings.segments]
+        self.overrides = Overrides(names, settings.override_expiry_s)
+        self._act = {s.name: Actuator(s, settings.actuation) for s in settings.segments}
+        self._mon = {s.name: Monitor(s, settings.actuation, settings.failure) for s in settings.segments}
+        self._boosts = {p.name: BoostState(p.boost) for p in settings.programs.values() if p.boost}
+        self._decisions: dict[str, Decision] = {}
+        self._conditions: dict[str, Condition] = {}
+        self._pending: list[Event] = []
+        self._mode: str | None = None
+        self._chosen: dict[str, tuple[dt.date, tuple[str, str]]] = {}  # calendar -> (day, its program)
+        self._elev: tuple[float, float] | None = None  # (mono, elevation) of the last elevation sample
+        self._day_start_s = settings.day_start.hour * 3600 + settings.day_start.minute * 60
+        self._offset: tuple[int, float] = (-1, 0.0)  # (15-minute UTC slot, UTC offset in it)
+        self._memo: dict[str, Any] = {}  # program -> its outcome in this step
+
+    @classmethod
+    def from_config(cls, config: Any) -> "LightingController":
+        """From an agent.config.Config with a [lighting] section."""
+        site = config.site
+        return cls(config.lighting, latitude=site.latitude, longitude=site.longitude, elevation=site.elevation,
+                   timezone=site.timezone)
+
+    def points(self) -> dict[str, str]:
+        return self.settings.points()
+
+    # -- the step ---------------------------------------------------------------------------------
+
+    def step(self, mono: float, utc: dt.datetime | float | None, image: Mapping[str, Any]) -> StepResult:
+        t = _ts(utc)
+        events, self._pending = self._pending, []
+        changed: list[Condition] = []
+        pc = self.photocell
+        if pc is not None:
+            was = pc.fault
+            pc.update(mono, image.get(pc.s.point), self._phase(mono, t))
+            if pc.fault != was:
+                msg = (f"lux sensor {pc.s.point}: {pc.fault}; lighting runs on the astronomical clock"
+                       if pc.fault else f"lux sensor {pc.s.point} trusted again")
+                events.append(Event("photocell", msg, data={"fault": pc.fault}))
+                self._cond(changed, "lighting.lux_sensor", "warning", pc.fault is not None, msg)
+        view = PhotocellView(pc.healthy, pc.dark) if pc is not None else None
+
+        mode = NORMAL if t is not None else (CLOCK_UNKNOWN if view is not None and view.healthy else BLIND)
+        if mode != self._mode:
+            events.append(Event("mode", f"lighting mode {mode}", data={"mode": mode, "was": self._mode}))
+            self._cond(changed, "lighting.clock", "warning", t is None,
+                       "clock unknown: lighting runs on the photocell" if mode == CLOCK_UNKNOWN else
+                       "clock unknown" if t is None else "clock known")
+            self._cond(changed, "lighting.failsafe", "critical", mode == BLIND,
+                       "no clock and no trusted photocell: all segments on" if mode == BLIND else "fail-safe left")
+            self._mode = mode
+
+        for seg, ov in (self.overrides.prune(t, mono) if len(self.overrides) else ()):
+            events.append(Event("override", f"{ov.describe()} expired", seg, {"action": "expired"}))
+        for name, b in self._boosts.items():
+            s = image.get(b.boost.point)
+            was = b.capped
+            b.update(mono, s[0] if s is not None else None, s is not None and s[1] == "good")
+            if b.capped != was:
+                self._cond(changed, f"lighting.boost.{name}", "warning", b.capped,
+                           f"motion input {b.boost.point} detecting for more than {b.boost.max_s:g} s: "
+                           f"boost ignored (sensor stuck?)" if b.capped else "motion input back to normal")
+
+        tod = day = None
+        if t is not None:
+            tod, day = self._local(t)
+        self._memo.clear()
+
+        decisions: dict[str, Decision] = {}
+        writes: list[Write] = []
+        for seg in self.settings.segments:
+            d = self._decide(seg.name, seg.calendar, mono, t, tod, day, mode, view)
+            decisions[seg.name] = d
+            writes += self._act[seg.name].writes(mono, image)
+            self._after(seg.name, mono, t, d, image, events, changed)
+        self._decisions = decisions
+        return StepResult(decisions, writes, events, changed, mode)
+
+    def _decide(self, name: str, calendar: str, mono: float, t: float | None, tod: float | None,
+                day: dt.date | None, mode: str, view: PhotocellView | None) -> Decision:
+        ov = self.overrides.active(name, t, mono)
+        ramp_up = ramp_down = 0.0
+        if ov is not None:
+            want_on, target, reason, detail = ov.on, ov.target, "override", ov.source
+        elif mode == CLOCK_UNKNOWN:
+            want_on, target, reason, detail = bool(view.dark), 100.0, mode, "photocell"  # type: ignore[union-attr]
+        elif mode == BLIND:
+            want_on, target, reason, detail = True, 100.0, mode, "lights on"
+        else:
+            last = self._chosen.get(calendar)
+            if last is not None and last[0] == day:
+                chosen = last[1]
+            else:
+                chosen = self.settings.calendars[calendar].program_for(day)  # type: ignore[arg-type]
+                self._chosen[calendar] = (day, chosen)
+            prog = self.settings.programs[chosen[0]]
+            out = self._memo.get(prog.name)
+            if out is None:
+                out = self._memo[prog.name] = self.schedule.evaluate(
+                    prog, t, tod, view if prog.uses_photocell else None)  # type: ignore[arg-type]
+            target, detail = out.level, out.how
+            if out.active and prog.boost is not None:
+                b = self._boosts[prog.name]
+                if b.active(mono):
+                    boosted = b.apply(target)
+                    if boosted != target:
+                        target, detail = boosted, detail + "+boost"
+            want_on = out.active and target > 0
+            target = target if want_on else 0.0
+            reason, ramp_up, ramp_down = f"program:{prog.name}", prog.ramp_up_s, prog.ramp_down_s
+        act = self._act[name]
+        on, level, note = act.apply(mono, want_on, target, ramp_up, ramp_down)
+        if note:
+            detail = f"{detail}+{note}"
+        if act.seg.dim is None:
+            level = None  # type: ignore[assignment]
+        prev = self._decisions.get(name)
+        if prev is not None and prev.on == on and prev.level == level and prev.reason == reason \
+                and prev.detail == detail and prev.target == target:
+            return prev
+        return Decision(name, on, level, reason, detail, target)
+
+    def _after(self, name: str, mono: float, t: float | None, d: Decision, image: Mapping[str, Any],
+               events: list[Event], changed: list[Condition]) -> None:
+        act, mon = self._act[name], self._mon[name]
+        prev = self._decisions.get(name)
+        if prev is None or prev.on != d.on or prev.reason != d.reason or (
+                prev.target != d.target and d.on and d.level is not None):
+            data = {"on": d.on, "level": d.level, "reason": d.reason, "detail": d.detail}
+            if prev is None or prev.on != d.on:
+                events.append(Event("switched", f"{name} {'on' if d.on else 'off'} ({d.reason}, {d.detail})", name,
+                                    data))
+            elif prev.reason != d.reason:
+                events.append(Event("reason", f"{name} now by {d.reason} ({d.detail})", name, data))
+            else:
+                events.append(Event("level", f"{name} to {d.target:g} % ({d.reason}, {d.detail})", name, data))
+        if act.readback_changed:
+            act.readback_changed = False
+            for kind, msg in act.readback.items():
+                self._cond(changed, f"lighting.{name}.{kind}", READBACK_SEVERITY[kind], msg is not None,
+                           msg or f"{kind.replace('_', ' ')} cleared", name)
+        a = self.settings.actuation
+        steady = (not act.warming(mono) and act.last_switch is not None
+                  and mono - max(act.last_switch, act.level_changed) >= a.settle_s)
+        for kind in mon.judge(mono, d.on, act.level, steady, image):
+            chk = mon.checks[kind]
+            self._cond(changed, f"lighting.{name}.{kind}", SEVERITY[kind], chk.active,
+                       chk.message if chk.active else f"{kind.replace('_', ' ')} cleared", name)
+        mon.account(mono, t, d.on, act.switched and d.on, image)
+        for note in mon.notes:
+            events.append(Event("counter", f"{name}: {note}", name))
+        mon.notes.clear()
+
+    def _cond(self, changed: list[Condition], cid: str, severity: str, active: bool, message: str,
+              segment: str | None = None) -> None:
+        old = self._conditions.get(cid)
+        if old is None and not active:
+            return
+        if old is not None and old.active == active:
+            return
+        c = Condition(cid, severity, active, message, segment)
+        self._conditions[cid] = c
+        changed.append(c)
+
+    def _local(self, t: float) -> tuple[float, dt.date]:
+        """(local time of day in seconds, calendar day) at UTC `t`; the UTC offset is looked up
+        once per 15-minute slot (zone transitions fall on quarter hours)."""
+        slot = int(t // 900)
+        if slot != self._offset[0]:
+            off = dt.datetime.fromtimestamp(slot * 900.0, self.astro.tz).utcoffset()
+            self._offset = (slot, off.total_seconds() if off is not None else 0.0)
+        local = t + self._offset[1]
+        days, tod = divmod(local, 86400.0)
+        if tod < self._day_start_s:
+            days -= 1
+        return tod, _EPOCH_DAY.get(int(days)) or _day(int(days))
+
+    def _phase(self, mono: float, t: float | None) -> str | None:
+        """"day" / "night" / "twilight" from the solar elevation (sampled every 5 minutes)."""
+        if t is None:
+            self._elev = None
+            return None
+        if self._elev is None or abs(mono - self._elev[0]) >= 300.0:
+            self._elev = (mono, self.astro.elevation(t))
+        e = self._elev[1]
+        return "day" if e >= 3.0 else "night" if e <= -6.0 else "twilight"
+
+    # -- overrides ----------------------------------------------------------------------------------
+
+    def set_override(self, *, on: bool, mono: float, utc: dt.datetime | float | None, level: float | None = None,
+                     segments: Iterable[str] | str | None = None, start: dt.datetime | float | None = None,
+                     expires: dt.datetime | float | None = None, duration_s: float | None = None,
+                     forever: bool = False, source: str = "local", note: str = "") -> Override:
+        """Set an override (ValueError for a bad request); takes effect at the next step."""
+        ov = self.overrides.set(on=on, utc=_ts(utc), mono=mono, level=level,
+                                segments=[segments] if isinstance(segments, str) else segments,
+                                start=_ts(start), expires=_ts(expires), duration_s=duration_s, forever=forever,
+                                source=source, note=note)
+        for seg in self.overrides.segments:
+            if self.overrides.items().get(seg) is ov:
+                self._pending.append(Event("override", f"{seg}: {ov.describe()}", seg,
+                                           {"action": "set", **ov.to_dict()}))
+        return ov
+
+    def cancel_override(self, segments: Iterable[str] | str | None = None, source: str = "local") -> list[str]:
+        gone = self.overrides.cancel([segments] if isinstance(segments, str) else segments)
+        for seg in gone:
+            self._pending.append(Event("override", f"{seg}: override cancelled by {source}", seg,
+                                       {"action": "cancelled", "source": source}))
+        return gone
+
+    def restore_overrides(self, data: Mapping[str, Any], utc: dt.datetime | float | None) -> list[str]:
+        """Load persisted overrides (Overrides.to_dict form); returns notes on what was dropped."""
+        self.overrides, notes = Overrides.from_dict(data, self.overrides.segments, _ts(utc),
+                                                    self.settings.override_expiry_s)
+        for n in notes:
+            self._pending.append(Event("override", n, data={"action": "dropped"}))
+        return notes
+
+    # -- state, status, site ------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Accounting to persist (JSON-safe)."""
+        return {"format": STATE_FORMAT, "segments": {n: m.state() for n, m in self._mon.items()}}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
+            return
+        segs = data.get("segments")
+        for name, d in (segs.items() if isinstance(segs, Mapping) else ()):
+            if name in self._mon and isinstance(d, Mapping):
+                self._mon[name].restore(d)
+
+    def conditions(self) -> list[Condition]:
+        return list(self._conditions.values())
+
+    def status(self, utc: dt.datetime | float | None = None) -> dict[str, Any]:
+        t = _ts(utc)
+        return {
+            "mode": self._mode,
+            "segments": {n: {**(d.to_dict() if (d := self._decisions.get(n)) else {}),
+                             "power_w": self._mon[n].power, **self._mon[n].state()} for n in self._mon},
+            "photocell": self.photocell.status() if self.photocell else None,
+            "night": self.astro.night_at(t).as_dict() if t is not None else None,
+            "site": {"latitude": self.astro.latitude, "longitude": self.astro.longitude,
+                     "elevation": self.astro.elevation_m, "timezone": self.astro.timezone,
+                     "note": self.astro.refine_note},
+            "overrides": {seg: ov.to_dict() for seg, ov in self.overrides.items().items()},
+            "conditions": [c.to_dict() for c in self._conditions.values() if c.active],
+        }
+
+    def refine_site(self, fix: Any) -> bool:
+        """Move the site to a GPS fix (see AstroClock.refine); caches are rebuilt when it moved."""
+        moved = self.astro.refine(fix)
+        if moved:
+            self.schedule.clear()
+            self._pending.append(Event("site", self.astro.refine_note or "site refined", data={
+                "latitude": self.astro.latitude, "longitude": self.astro.longitude}))
+        return moved
+
+
+_EPOCH_DAY: dict[int, dt.date] = {}
+
+
+def _day(days: int) -> dt.date:
+    if len(_EPOCH_DAY) > 1024:
+        _EPOCH_DAY.clear()
+    d = _EPOCH_DAY[days] = dt.date(1970, 1, 1) + dt.timedelta(days=days)
+    return d
+
+
+def _ts(v: dt.datetime | float | None) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is None:
+            raise ValueError("utc must be an aware datetime (or UTC seconds)")
+        return v.timestamp()
+    return float(v)

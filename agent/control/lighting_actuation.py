@@ -1,0 +1,195 @@
+"""Actuation of one segment: from the level asked for to what is written, and read-back.
+
+Owns the output side of a segment:
+
+* cool-down: the contactor does not switch again sooner than `min_switch_interval_s`
+  after its last switch (every source obeys it; the very first decision after start
+  is free);
+* warm-up: for `warm_up_s` after switch-on a dimmable segment is held at 100 % (no
+  dimming; HID run-up) and power alarms are suppressed (see lighting_monitor);
+* ramps: a new level is approached linearly over the program's ramp-up/-down time;
+* writes: the contactor coil (inverted when the contactor hangs on NC contacts) and
+  the dimming value are written on change and at start, and written again
+  ("reassert") when the read-back disagrees, at most every `reassert_s` — so outputs
+  come back after a device lost its state or reconnected;
+* read-back: the written point's value in the process image must match within
+  `readback_delay_s`, else "relay_failure" (contactor coil) or "dimming_failure";
+  a contactor auxiliary contact (`feedback`) that disagrees with the command is
+  "contactor_failure".
+Pure: monotonic time in, Write tuples and condition states out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from agent.control.lighting_model import Actuation, Segment, Write
+
+
+class Actuator:
+    __slots__ = ("seg", "a", "on", "level", "last_switch", "on_since", "level_changed", "_ramp", "_target",
+                 "_written", "_last_write", "_mismatch", "switched", "readback", "readback_changed")
+
+    def __init__(self, segment: Segment, actuation: Actuation) -> None:
+        self.seg = segment
+        self.a = actuation
+        self.on: bool | None = None  # commanded state; None before the first step
+        self.level = 0.0  # output level now (after warm-up and ramp)
+        self.last_switch: float | None = None
+        self.on_since: float | None = None
+        self.level_changed = 0.0  # monotonic time the output level last moved (ramps included)
+        self._ramp: tuple[float, float, float, float] | None = None  # (from, to, start, duration)
+        self._target: float | None = None
+        self._written: dict[str, Any] = {}
+        self._last_write: dict[str, float] = {}
+        self._mismatch: dict[str, float] = {}  # point -> monotonic time a mismatch was first seen
+        self.switched = False  # the last `apply` switched the contactor
+        self.readback: dict[str, str | None] = {"relay_failure": None, "contactor_failure": None,
+                                                "dimming_failure": None}  # kind -> message when failing
+        self.readback_changed = False  # some entry of `readback` went from None to a message or back
+
+    def warming(self, mono: float) -> bool:
+        return self.on is True and self.on_since is not None and mono - self.on_since < self.a.warm_up_s
+
+    def apply(self, mono: float, want_on: bool, target: float, ramp_up_s: float = 0.0,
+              ramp_down_s: float = 0.0) -> tuple[bool, float, str]:
+        """Move toward (want_on, target); returns (on, output level, note) where note is
+        "cool-down", "warm-up", "ramp" or ""."""
+        note = ""
+        self.switched = False
+        if self.on is None or want_on != self.on:
+            if self.on is not None and self.last_switch is not None \
+                    and mono - self.last_switch < self.a.min_switch_interval_s:
+                note = "cool-down"
+            else:
+                self.on, self.switched, self.last_switch = want_on, True, mono
+                self.on_since = mono if want_on else None
+                self._ramp = None
+        if not self.on:
+            self._set_level(mono, 0.0)
+            self._target = None
+            return False, 0.0, note
+        if self.seg.dim is None:
+            self._set_level(mono, 100.0)
+            return True, 100.0, note
+        target = self.level if not want_on else target  # held on by the cool-down: stay as lit as now
+        if self.warming(mono):
+            self._target = None
+            self._set_level(mono, 100.0)
+            return True, 100.0, note or "warm-up"
+        if target != self._target:
+            duration = ramp_up_s if target > self.level else ramp_down_s
+            self._ramp = (self.level, target, mono, duration) if duration > 0 and not self.switched else None
+            self._target = target
+        if self._ramp is not None:
+            start, end, t0, duration = self._ramp
+            frac = (mono - t0) / duration
+            if frac >= 1.0:
+                self._ramp = None
+                self._set_level(mono, end)
+            else:
+                self._set_level(mono, start + (end - start) * max(0.0, frac))
+                return True, self.level, note or "ramp"
+        else:
+            self._set_level(mono, target)
+        return True, self.level, note
+
+    def _set_level(self, mono: float, level: float) -> None:
+        if level != self.level:
+            self.level = level
+            self.level_changed = mono
+
+    # -- writes and read-back -------------------------------------------------------------------
+
+    def writes(self, mono: float, image: Mapping[str, Any]) -> list[Write]:
+        """The writes due now, and the read-back judgement (updates `readback`)."""
+        seg, out = self.seg, []
+        coil = (not self.on) if seg.invert else bool(self.on)
+        out += self._output(mono, seg.contactor, coil, image, "relay_failure", exact=True)
+        if seg.dim is not None and self.on:
+            tol = abs(seg.dim_range[1] - seg.dim_range[0]) * 0.01
+            out += self._output(mono, seg.dim, seg.dim_value(self.level), image, "dimming_failure", tol=tol)
+        elif seg.dim is not None:
+            self._mismatch.pop(seg.dim, None)
+            self._fail("dimming_failure", None)
+        if seg.feedback is not None:
+            self._feedback(mono, image)
+        return out
+
+    def _output(self, mono: float, point: str, want: Any, image: Mapping[str, Any], kind: str,
+                exact: bool = False, tol: float = 0.0) -> list[Write]:
+        out: list[Write] = []
+        if point not in self._written:
+            out.append(Write(point, want, self.seg.name, "start"))
+        elif self._written[point] != want:
+            out.append(Write(point, want, self.seg.name, "change"))
+        if out:
+            self._written[point], self._last_write[point] = want, mono
+            self._mismatch.pop(point, None)
+            return out
+        got = _good(image.get(point))
+        if got is _NONE:
+            return out  # no read-back now: no judgement (the device may be away)
+        same = bool(got) == want if exact else _close(got, want, tol)
+        if same:
+            self._mismatch.pop(point, None)
+            self._fail(kind, None)
+            return out
+        since = self._mismatch.setdefault(point, mono)
+        if mono - self._last_write[point] >= self.a.reassert_s:
+            out.append(Write(point, want, self.seg.name, "reassert"))
+            self._last_write[point] = mono
+        if mono - since >= self.a.readback_delay_s:
+            self._fail(kind, f"{point} reads back {got!r}, commanded {want!r}")
+        return out
+
+    def _feedback(self, mono: float, image: Mapping[str, Any]) -> None:
+        point = self.seg.feedback
+        got = _good(image.get(point))
+        if got is _NONE or self.readback["relay_failure"]:
+            self._mismatch.pop(point, None)  # type: ignore[arg-type]
+            if self.readback["relay_failure"]:
+                self._fail("contactor_failure", None)
+            return
+        if bool(got) == bool(self.on):
+            self._mismatch.pop(point, None)  # type: ignore[arg-type]
+            self._fail("contactor_failure", None)
+            return
+        since = self._mismatch.setdefault(point, mono)  # type: ignore[arg-type]
+        since = max(since, self.last_switch or since)
+        if mono - since >= self.a.readback_delay_s:
+            state = "closed" if got else "open"
+            self._fail("contactor_failure", f"contactor auxiliary contact {point} says {state} while "
+                                            f"commanded {'on' if self.on else 'off'}")
+
+    def _fail(self, kind: str, message: str | None) -> None:
+        if (self.readback[kind] is None) != (message is None):
+            self.readback_changed = True
+            self.readback[kind] = message
+
+    def forget_writes(self) -> None:
+        """Write everything again at the next step (e.g. after the wrapper lost its devices)."""
+        self._written.clear()
+
+
+_NONE = object()
+
+
+def _good(sample: Any) -> Any:
+    """The value of a good snapshot entry, else _NONE."""
+    if sample is None:
+        return _NONE
+    try:
+        value, quality = sample[0], sample[1]
+    except (TypeError, IndexError, KeyError):
+        return _NONE
+    if quality != "good" or value is None:
+        return _NONE
+    return value
+
+
+def _close(got: Any, want: float, tol: float) -> bool:
+    try:
+        return abs(float(got) - float(want)) <= tol + 1e-9
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,208 @@
+"""Failure detection and accounting of one segment, from its meter (domain.md §4.8, §4.9).
+
+Owns what the meter says about a segment:
+
+* failure detection, judged only at steady state (not during warm-up, not within
+  `settle_s` of a switch or level change, never on stale/bad meter values), each
+  cause confirmed for `confirm_s` before its condition goes active and absent as
+  long before it clears:
+  - "lamp_failure" (warning): on, power below expected by more than `lamp_share` of
+    one luminaire's share (or by `tolerance` when the luminaire count is unknown);
+  - "power_too_high" (warning): on, power above expected by more than `tolerance`;
+  - "no_power" (critical): on, power below `no_power_share` of expected: contactor
+    stuck open or breaker tripped; "supply_loss" (critical) instead when the
+    segment's voltage is below `supply_min_v`;
+  - "day_burner" (critical): commanded off but more than `off_power_w` flowing:
+    contactor stuck closed.
+  Expected power = expected_w × the power curve at the commanded level.
+* accounting: burning hours (commanded lit, and not without power), switch-on count,
+  energy from the meter's kWh counter as deltas (a counter that goes back — meter
+  replaced or reset — or jumps beyond what the segment could draw is re-based, not
+  counted; bad or stale values are skipped and the next good delta covers the gap),
+  and energy at full power over the lit time, so energy saved = full − used.
+`state()` / `restore()` are JSON-safe. Pure: times are passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from agent.control.lighting_model import Actuation, FailureDetection, Segment
+
+SEVERITY = {"day_burner": "critical", "supply_loss": "critical", "no_power": "critical",
+            "lamp_failure": "warning", "power_too_high": "warning"}
+KINDS = tuple(SEVERITY)
+
+
+class Debounce:
+    """A cause confirmed for `delay` before it is active, and absent as long before it clears."""
+
+    __slots__ = ("active", "_since", "message")
+
+    def __init__(self) -> None:
+        self.active = False
+        self._since: float | None = None
+        self.message = ""
+
+    def update(self, mono: float, cause: bool | None, delay: float) -> bool:
+        """cause None: cannot judge now (the timer restarts). Returns True when `active` flipped."""
+        if cause is None or cause == self.active:
+            self._since = None
+            return False
+        if self._since is None:
+            self._since = mono
+        if mono - self._since >= delay:
+            self.active, self._since = cause, None
+            return True
+        return False
+
+
+class Monitor:
+    def __init__(self, segment: Segment, actuation: Actuation, failure: FailureDetection) -> None:
+        self.seg, self.a, self.f = segment, actuation, failure
+        self.checks = {kind: Debounce() for kind in SEVERITY}
+        self._causes: tuple = ()
+        self._timing = False  # some check's confirmation timer is running
+        self.burning_s = 0.0
+        self.switches = 0
+        self.energy_kwh = 0.0
+        self.full_kwh = 0.0
+        self.counter: float | None = None  # last good energy counter value
+        self._counter_mono: float | None = None
+        self.counter_utc: float | None = None
+        self._last_mono: float | None = None
+        self.power: float | None = None
+        self.notes: list[str] = []  # counter re-bases since the last look (the controller turns them into events)
+
+    # -- failure detection -------------------------------------------------------------------------
+
+    def judge(self, mono: float, on: bool, level: float, steady: bool, image: Mapping[str, Any]) -> list[str]:
+        """Update the checks; returns the kinds whose state flipped."""
+        seg, f = self.seg, self.f
+        if seg.power is None:
+            return []
+        p = self.power = _value(image.get(seg.power), f.max_age_s)
+        if seg.expected_w <= 0:
+            return []
+        v = exp = 0.0
+        if p is None or not steady:
+            causes: tuple = (None, None, None, None, None)
+        elif not on:
+            causes = (p > f.off_power_w, False, False, False, False)
+        else:
+            exp = seg.expected_at(level)
+            drop = f.lamp_share * exp / seg.luminaires if seg.luminaires > 0 else f.tolerance * exp
+            none = p < f.no_power_share * exp
+            supply = False
+            if none and seg.voltage:
+                v = _value(image.get(seg.voltage), f.max_age_s)  # type: ignore[assignment]
+                supply = v is not None and v < f.supply_min_v
+            causes = (False, supply, none and not supply, not none and p < exp - drop, p > exp * (1 + f.tolerance))
+        if causes == self._causes and not self._timing:
+            return []  # nothing new and no confirmation running
+        self._causes = causes
+        flipped = []
+        checks, delay = self.checks, f.confirm_s
+        for kind, cause in zip(KINDS, causes):
+            chk = checks[kind]
+            if chk._since is None and (cause is None or cause == chk.active):
+                continue  # nothing pending, nothing new (the common case, kept cheap)
+            if chk.update(mono, cause, delay):
+                flipped.append(kind)
+                chk.message = self._message(kind, p, exp, level, v) if chk.active else ""
+        self._timing = any(c._since is not None for c in checks.values())
+        return flipped
+
+    def _message(self, kind: str, p: Any, exp: float, level: float, v: Any) -> str:
+        n = self.seg.luminaires
+        if kind == "day_burner":
+            return f"contactor stuck closed: {p:.0f} W while commanded off"
+        if kind == "supply_loss":
+            return f"supply loss: {v} V, no power while commanded on"
+        if kind == "no_power":
+            return (f"no power while commanded on ({p:.0f} W, expected {exp:.0f} W): "
+                    f"contactor stuck open or breaker tripped")
+        if kind == "lamp_failure":
+            lamps = f", about {max(1, round((exp - p) / (exp / n)))} of {n} luminaires out" if n > 0 and exp > 0 else ""
+            return f"lamp failure: {p:.0f} W at {level:.0f} %, expected {exp:.0f} W{lamps}"
+        return f"power too high: {p:.0f} W at {level:.0f} %, expected {exp:.0f} W"
+
+    # -- accounting ------------------------------------------------------------------------------------
+
+    def account(self, mono: float, utc: float | None, lit: bool, switched_on: bool,
+                image: Mapping[str, Any]) -> None:
+        if switched_on:
+            self.switches += 1
+        if self._last_mono is not None and lit:
+            dt_s = max(0.0, mono - self._last_mono)
+            if not (self.checks["no_power"].active or self.checks["supply_loss"].active):
+                self.burning_s += dt_s
+            self.full_kwh += self.seg.expected_w * dt_s / 3.6e6
+        self._last_mono = mono
+        if self.seg.energy is None:
+            return
+        v = _value(image.get(self.seg.energy), math.inf)
+        if v is None:
+            return
+        if self.counter is not None:
+            if self._counter_mono is not None:
+                elapsed = mono - self._counter_mono
+            elif utc is not None and self.counter_utc is not None:
+                elapsed = utc - self.counter_utc  # restored: the downtime counts
+            else:
+                elapsed = None
+            delta = v - self.counter
+            cap = None if elapsed is None else 0.01 + 2.0 * max(self.seg.expected_w, 1000.0) * max(0.0, elapsed) / 3.6e6
+            if delta < 0:
+                self.notes.append(f"energy counter went back from {self.counter} to {v} kWh (meter reset or "
+                                  f"replaced): re-based")
+            elif cap is None:
+                self.notes.append(f"energy counter {v} kWh after a restart with no clock: re-based")
+            elif delta > cap:
+                self.notes.append(f"energy counter jumped by {delta:.3f} kWh in {elapsed:.0f} s (more than "
+                                  f"{cap:.3f}): re-based")
+            else:
+                self.energy_kwh += delta
+        self.counter, self._counter_mono, self.counter_utc = v, mono, utc
+
+    def state(self) -> dict[str, Any]:
+        return {"burning_h": self.burning_s / 3600.0, "switches": self.switches,
+                "energy_kwh": self.energy_kwh, "full_power_kwh": self.full_kwh,
+                "saved_kwh": self.full_kwh - self.energy_kwh if self.seg.expected_w > 0 else None,
+                "counter_kwh": self.counter, "counter_utc": self.counter_utc}
+
+    def restore(self, d: Mapping[str, Any]) -> None:
+        def num(key: str, default: float = 0.0) -> float:
+            v = d.get(key, default)
+            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
+                and v >= 0 else default
+
+        self.burning_s = num("burning_h") * 3600.0
+        self.switches = int(num("switches"))
+        self.energy_kwh = num("energy_kwh")
+        self.full_kwh = num("full_power_kwh")
+        c, cu = d.get("counter_kwh"), d.get("counter_utc")
+        self.counter = float(c) if isinstance(c, (int, float)) and not isinstance(c, bool) else None
+        self.counter_utc = float(cu) if isinstance(cu, (int, float)) and not isinstance(cu, bool) else None
+        self._counter_mono = None
+
+
+def _value(sample: Any, max_age: float) -> float | None:
+    """A good, fresh, finite number from a snapshot entry, else None."""
+    if sample is None:
+        return None
+    if isinstance(sample, tuple) and len(sample) == 3:  # the common case, kept cheap
+        value, quality, age = sample
+        if quality == "good" and type(value) is float and age is not None and age <= max_age \
+                and -1e300 < value < 1e300:
+            return value
+    try:
+        value, quality, age = sample[0], sample[1], sample[2] if len(sample) > 2 else 0.0
+    except (TypeError, IndexError, KeyError):
+        return None
+    if quality != "good" or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or (isinstance(age, (int, float)) and age > max_age):
+        return None
+    return float(value)
