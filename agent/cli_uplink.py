@@ -2,7 +2,9 @@
 local ingest of `--with-ingest`.
 
 * `--broker HOST[:PORT]` sends batches to that broker (plain MQTT unless the
-  config's [uplink] says TLS); without an [uplink] section it creates one.
+  config's [uplink] says TLS); without an [uplink] section it creates a development
+  one that seals telemetry every DEV_BATCH_AGE_S (10 s) instead of the field default
+  (300 s), so rows show up while someone watches.
 * The cabinet's signing key comes from [uplink] signing_key; without one, a
   development key is generated once in the data dir (production keys are made by
   `cabinet provision`).
@@ -56,6 +58,9 @@ def _public_key(text: str) -> Ed25519PublicKey:
     return key
 
 
+DEV_BATCH_AGE_S = 10.0
+
+
 def settings(config: Config, broker: str | None) -> Uplink | None:
     s = config.uplink
     if broker is None:
@@ -63,7 +68,7 @@ def settings(config: Config, broker: str | None) -> Uplink | None:
     host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "")
     host = host or broker
     if s is None:
-        return Uplink(broker=host, port=int(port) if port else 1883, tls=False)
+        return Uplink(broker=host, port=int(port) if port else 1883, tls=False, batch_max_age_s=DEV_BATCH_AGE_S)
     return dataclasses.replace(s, broker=host, port=int(port) if port else s.port)
 
 

@@ -34,7 +34,7 @@ from agent.model import Priority, Reading
 from agent.outbox_format import APP_ID, I64, MIGRATIONS, PRIOS, ROW_BASE, SCHEMA_VERSION, text_len, to_rows
 from agent.outbox_policy import EvictionPolicy, SealPolicy, age
 from agent.outbox_store import (SEQ_BLOCK, OutboxBusy, OutboxCorrupt, OutboxError, OutboxFileError, OutboxForeign,
-                                OutboxTooNew, Sealed, Store, read_unacked, read_unsealed)
+                                OutboxTooNew, Sealed, Store, read_unacked, read_unacked_seqs, read_sealed, read_unsealed)
 
 __all__ = ["APP_ID", "MIGRATIONS", "ROW_BASE", "SCHEMA_VERSION", "SEQ_BLOCK", "Outbox", "OutboxBusy", "OutboxCorrupt",
            "OutboxError", "OutboxFileError", "OutboxForeign", "OutboxTooNew", "Sealed"]
@@ -286,6 +286,16 @@ class Outbox:
         """Sealed batches not yet acknowledged, oldest first (committed state)."""
         self._check()
         return read_unacked(self._reader)
+
+    def unacked_seqs(self) -> list[int]:
+        """Sequence numbers of the sealed batches not yet acknowledged, oldest first."""
+        self._check()
+        return read_unacked_seqs(self._reader)
+
+    def sealed(self, seqs: Sequence[int]) -> list[Sealed]:
+        """The stored sealed batches among `seqs` (acknowledged or evicted ones are absent)."""
+        self._check()
+        return read_sealed(self._reader, seqs)
 
     async def ack(self, seqs: Iterable[int]) -> int:
         """Delete acknowledged batches and their rows (one fsynced transaction); returns rows deleted."""

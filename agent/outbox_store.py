@@ -23,7 +23,7 @@ import math
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 from agent.model import Priority, Reading
 from agent.outbox_format import (APP_ID, BATCH_BASE, INSERT_ROW, MAGIC, MIGRATIONS, PRIOS, ROW_COLUMNS,
@@ -344,6 +344,21 @@ def read_unacked(reader: sqlite3.Connection) -> list[Sealed]:
     """Sealed batches not yet acknowledged, oldest first."""
     rows = reader.execute("SELECT seq, payload, count, prio, created_t FROM batches ORDER BY seq").fetchall()
     return [Sealed(seq, payload, n, Priority(p), t) for seq, payload, n, p, t in rows]
+
+
+def read_unacked_seqs(reader: sqlite3.Connection) -> list[int]:
+    return [seq for (seq,) in reader.execute("SELECT seq FROM batches ORDER BY seq")]
+
+
+def read_sealed(reader: sqlite3.Connection, seqs: Sequence[int]) -> list[Sealed]:
+    out: list[Sealed] = []
+    seqs = list(seqs)
+    for i in range(0, len(seqs), 500):  # stay under SQLite's variable limit
+        part = seqs[i:i + 500]
+        rows = reader.execute(f"SELECT seq, payload, count, prio, created_t FROM batches WHERE seq IN "
+                              f"({','.join('?' * len(part))}) ORDER BY seq", part).fetchall()
+        out += [Sealed(seq, payload, n, Priority(p), t) for seq, payload, n, p, t in rows]
+    return out
 
 
 def read_unsealed(reader: sqlite3.Connection, names: dict[int, str], limit: int) -> list[tuple[Priority, Reading]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
-from agent.aio import cancel_all  # noqa: F401 - re-exported for older imports
 from agent.clock import Clock
 from agent.config.model import Device
 from agent.model import Quality, Reading

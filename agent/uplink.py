@@ -67,7 +67,10 @@ class Uplink:
         self.backoff = DeviceHealth(settings.backoff_initial_s, settings.backoff_max_s, jitter=0.3, seed=cabinet_id)
         self.state = "starting"
         self.reason: str | None = None
-        self._sent: dict[int, float] = {}  # seq -> monotonic time of the last send
+        # Unacknowledged batches of this session: seq -> monotonic time of the last send
+        # (None: not sent yet). Loaded from the outbox when a session starts, kept in memory
+        # after that, so waking up costs no database read.
+        self._sent: dict[int, float | None] = {}
         self._wake = asyncio.Event()
         self._ack_errors: dict[str, int] = {}
         self.stats = {"connects": 0, "reconnects": 0, "batches_sent": 0, "batches_resent": 0, "readings_sent": 0,
@@ -102,7 +105,8 @@ class Uplink:
                                          qos=1, retain=True)
                     self._set_state("connected", None)
                     self.backoff.success(self.clock.monotonic())
-                    self._sent.clear()  # a new connection: whatever is unacknowledged goes again
+                    # a new connection: whatever is unacknowledged goes again, oldest first
+                    self._sent = dict.fromkeys(self.outbox.unacked_seqs())
                     await self._session(client)
             except aiomqtt.MqttError as e:
                 reason = str(e) or type(e).__name__
@@ -167,20 +171,22 @@ class Uplink:
             await cancel_all([receiver, *tasks])
 
     async def _send_due(self, client: aiomqtt.Client, window: asyncio.Semaphore, tasks: set[asyncio.Task]) -> None:
-        now = self.clock.monotonic()
-        unacked = self.outbox.unacked()
-        for sealed in unacked:  # oldest first: re-sends before new batches
-            last = self._sent.get(sealed.seq)
-            if last is None or now - last >= self.s.ack_timeout_s:
-                if last is not None:
+        now, timeout = self.clock.monotonic(), self.s.ack_timeout_s
+        due = sorted(seq for seq, last in self._sent.items() if last is None or now - last >= timeout)
+        if due:  # oldest first: re-sends before new batches
+            found = {b.seq: b for b in self.outbox.sealed(due)}
+            for seq in due:
+                sealed = found.get(seq)
+                if sealed is None:  # acknowledged meanwhile, or evicted by the byte cap
+                    self._sent.pop(seq, None)
+                    continue
+                if self._sent.get(seq) is not None:
                     self.stats["batches_resent"] += 1
                 await self._publish(client, sealed, window, tasks)
-        outstanding = len(unacked)
-        while outstanding < self.s.max_unacked and self._seal_due():
+        while len(self._sent) < self.s.max_unacked and self._seal_due():
             sealed = await self.outbox.seal(self.encode, max_readings=self.s.batch_max_readings)
             if sealed is None:
                 break
-            outstanding += 1
             await self._publish(client, sealed, window, tasks)
 
     def _seal_due(self) -> bool:

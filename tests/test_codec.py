@@ -55,6 +55,17 @@ def test_float32_values_are_a_fixed_point(v):
     assert decode(p, encode(p, once)) == once
 
 
+def test_decimals_round_to_the_resolution_worth_reporting():
+    v = pt(DataType.FLOAT32, decimals=1)
+    regs = encode(pt(DataType.FLOAT32), 230.1203)
+    assert decode(pt(DataType.FLOAT32), regs) == 230.1203 and decode(v, regs) == 230.1
+    assert decode(pt(DataType.FLOAT32, decimals=0), encode(pt(DataType.FLOAT32), -0.3)) == 0.0
+    assert math.copysign(1, decode(pt(DataType.FLOAT32, decimals=0), encode(pt(DataType.FLOAT32), -0.3))) == 1
+    assert decode(pt(DataType.INT16, scale=0.01, decimals=1), [1234]) == 12.3
+    assert decode(pt(DataType.INT16, scale=0.1, decimals=3), [1234]) == 123.4  # never invents digits
+    assert math.isnan(decode(pt(DataType.FLOAT32, decimals=1), [0x7FC0, 0]))
+
+
 def test_scale_offset_and_enum():
     t = pt(DataType.INT16, scale=0.1, offset=-40)
     assert decode(t, [0x0131]) == pytest.approx(-9.5) and encode(t, -9.5) == [0x0131]

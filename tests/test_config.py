@@ -155,6 +155,15 @@ def test_point_overrides_scale_for_a_current_transformer():
     assert all(p.key != "phase_angle" for p in dev.profile.points)
 
 
+def test_point_decimals_default_from_the_profile_and_can_be_overridden():
+    c = cfg.loads(MINIMAL + "[devices.meter.points.voltage]\ndecimals = 2\n", "cab.toml")
+    prof = c.devices["meter"].profile
+    assert prof.point("voltage").decimals == 2 and prof.point("frequency").decimals == 2
+    assert prof.point("current").decimals == 3
+    bad = issues_of(MINIMAL + "[devices.meter.points.voltage]\ndecimals = -1\n")
+    assert find(bad, "devices.meter.points.voltage", "decimals").value == -1
+
+
 def test_board_ports_and_pins_are_checked_against_the_board():
     text = MINIMAL.replace('port = "/dev/ttyUSB0"', 'port = "rs485-7"') + '[board]\nprofile = "rpi4-rs485"\n' \
         '[inputs.door]\npin = "D99"\n'

@@ -86,7 +86,7 @@ async def test_newcomer_run_with_broker_and_local_ingest(broker, tmp_path):
     db = data / "ingest" / "ingest.db"
     try:
         await wait_until(lambda: db.exists(), timeout=20)
-        # the example cabinet batches every 30 s; the first readings go out with the first batch
+        # without an [uplink] section, --broker seals every 10 s (DEV_BATCH_AGE_S)
         deadline = time.monotonic() + 60
         rows = 0
         while time.monotonic() < deadline and rows == 0:

@@ -81,7 +81,7 @@ def test_sdm630_doc_example_and_whole_block():
     assert decode(prof.point("voltage_l1"), [0x4366, 0x3334]) == pytest.approx(230.2)
     values = {"voltage_l1": 230.2, "voltage_l2": 231.0, "voltage_l3": 229.5, "current_l1": 5.25,
               "current_l2": 0.0, "current_l3": 1.5, "power_l1": 1207.5, "power_l2": -12.0,
-              "power_l3": 344.25, "power_total": 1539.75, "frequency": 50.01}
+              "power_l3": 344.3, "power_total": 1539.8, "frequency": 50.01}
     regs = [0] * 0x48
     for key, v in values.items():
         a = prof.point(key).address

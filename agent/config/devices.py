@@ -93,6 +93,8 @@ def parse_device(name: str, s: Section, buses: Mapping[str, Any], defaults: tupl
         scale = ps.get("scale", F("float", default=rp.scale, help="replaces the profile's scale, e.g. a CT ratio"))
         offset = ps.get("offset", F("float", default=rp.offset))
         unit_s = ps.get("unit", F("str", default=rp.unit))
+        dec = ps.get("decimals", F("int", default=rp.decimals, min=0, max=9,
+                                   help="decimals worth reporting (rounds float values)"))
         if scale == 0:
             ps.error("scale", 0, "a non-zero number", "scale must not be 0")
         if not scale:
@@ -102,6 +104,8 @@ def parse_device(name: str, s: Section, buses: Mapping[str, Any], defaults: tupl
         ps.finish()
         if not on:
             continue
+        if dec != rp.decimals:
+            rp = dataclasses.replace(rp, decimals=dec)
         if scale != rp.scale or (offset is not None and offset != rp.offset) or (unit_s is not None and unit_s != rp.unit):
             valid = rp.valid
             if valid is not None and scale != rp.scale:  # a CT ratio scales the plausible range too

@@ -136,7 +136,7 @@ class Uplink:
     max_unacked: int = 256
     ack_timeout_s: float = 60.0
     batch_max_readings: int = 2000
-    batch_max_age_s: float = 30.0
+    batch_max_age_s: float = 300.0  # telemetry latency bound; alarms and events go within a second
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 300.0
 

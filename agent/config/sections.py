@@ -350,7 +350,7 @@ def parse_uplink(s: Section, base: Path | None) -> Uplink | None:
                                            help="batches sent but not yet acknowledged")) or 256,
         ack_timeout_s=s.get("ack_timeout_s", F("float", default=60.0, min=1, max=86400)) or 60.0,
         batch_max_readings=s.get("batch_max_readings", F("int", default=2000, min=1, max=100000)) or 2000,
-        batch_max_age_s=s.get("batch_max_age_s", F("float", default=30.0, min=0.1, max=86400)) or 30.0,
+        batch_max_age_s=s.get("batch_max_age_s", F("float", default=300.0, min=0.1, max=86400)) or 300.0,
         backoff_initial_s=s.get("backoff_initial_s", F("float", default=1.0, min=0.1, max=3600)) or 1.0,
         backoff_max_s=s.get("backoff_max_s", F("float", default=300.0, min=0.1, max=86400)) or 300.0,
     )

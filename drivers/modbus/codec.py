@@ -80,7 +80,7 @@ def decode_raw(point: RegisterPoint, regs: Sequence[int]) -> int | float | bool:
 class _ValueMaker:
     """raw -> final value for one point (bit, enum, scale/offset, float32 rounding)."""
 
-    __slots__ = ("bit", "enum", "scale", "offset", "digits", "is_f32", "plain")
+    __slots__ = ("bit", "enum", "scale", "offset", "digits", "is_f32", "plain", "decimals")
 
     def __init__(self, point: RegisterPoint) -> None:
         self.bit = point.bit
@@ -89,7 +89,8 @@ class _ValueMaker:
         self.offset = point.offset
         self.digits = max(_decimals(point.scale), _decimals(point.offset))
         self.is_f32 = point.dtype is DataType.FLOAT32
-        self.plain = point.scale == 1 and point.offset == 0
+        self.plain = point.scale == 1 and point.offset == 0 and point.decimals is None
+        self.decimals = point.decimals
 
     def __call__(self, raw: Any) -> Any:
         if self.bit is not None:
@@ -104,7 +105,13 @@ class _ValueMaker:
             return raw
         v = raw * self.scale + self.offset
         if isinstance(raw, int):
-            return round(v, self.digits) if self.digits else int(round(v))
+            v = round(v, self.digits) if self.digits else int(round(v))
+            if self.decimals is not None and isinstance(v, float) and self.decimals < self.digits:
+                v = round(v, self.decimals)
+            return v
+        if self.decimals is not None and math.isfinite(v):
+            v = round(v, self.decimals)
+            return v + 0.0  # no -0.0
         return v
 
 

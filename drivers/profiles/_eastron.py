@@ -41,9 +41,15 @@ FREQ = (40.0, 70.0)
 ENERGY = (0.0, 1e9)
 
 
+# Reported resolution by unit: the meters' display resolution (class 1 / 0.5 accuracy);
+# float32 digits below it are noise.
+DECIMALS = {"V": 1, "A": 3, "W": 1, "VA": 1, "var": 1, "Hz": 2, "°": 1, "": 3, "kWh": 3, "kvarh": 3}
+
+
 def point(key: str, address: int, unit: str, valid: tuple[float, float], description: str) -> RegisterPoint:
     """One Eastron measurement: float32 in input registers, high word first."""
-    return RegisterPoint(key, Table.INPUT, address, DataType.FLOAT32, unit=unit, valid=valid, description=description)
+    return RegisterPoint(key, Table.INPUT, address, DataType.FLOAT32, unit=unit, valid=valid, description=description,
+                         decimals=DECIMALS.get(unit))
 
 
 def groups_option(groups: dict) -> dict[str, Option]:

@@ -103,6 +103,9 @@ class RegisterPoint:
     valid: tuple[float, float] | None = None
     writable: bool = False
     description: str = ""
+    # The resolution worth reporting: a float value is rounded to this many decimals
+    # (None: as decoded). Digits below a meter's resolution are noise that costs bytes.
+    decimals: int | None = None
 
     @property
     def width(self) -> int:

@@ -1,4 +1,4 @@
-"""python -m tools.bench w1|rtu|uplink|outbox [--json] [--seconds N]: run a benchmark, print its figures."""
+"""python -m tools.bench w1|rtu|uplink|outbox [--json] [--seconds N] [--uplink]: run a benchmark, print its figures."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("workload", choices=("w1", "rtu", "uplink", "outbox"))
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument("--seconds", type=float, help="measurement time (w1: 60, rtu: 30 per phase)")
+    ap.add_argument("--uplink", action="store_true", help="w1: with the uplink sealing, signing and publishing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if args.workload == "w1":
         from tools.bench import w1
 
-        result = asyncio.run(w1.run(seconds=args.seconds or 60.0))
+        result = asyncio.run(w1.run(seconds=args.seconds or 60.0, uplink=args.uplink))
     elif args.workload == "rtu":
         from tools.bench import rtu
 

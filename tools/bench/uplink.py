@@ -154,21 +154,27 @@ async def drain(n: int, key: Any, ingest_key: Any, d: Path) -> dict[str, Any]:
 
 
 async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, Any]:
+    """The example cabinet run by the real agent at `speed`x, with a local ingest
+    acknowledging (so nothing is re-sent); bytes are what the uplink published."""
     from agent import config as cfg
     from agent.app import App, Endpoints
     from agent.cli import board_infos
-    from agent.cli_uplink import wiring
+    from agent.cli_uplink import LocalIngest, _signing_key, wiring
     from agent.clock import ScaledClock
     from agent.config.model import Uplink as UplinkSettings
     from boards.sim.cabinet import SimCabinet
     from drivers.dio import FilePinsDIO
+    from tools.ingest.store import Store
 
     broker = BenchBroker()
     config = cfg.load(cfg.EXAMPLE, board_infos())
     clock = ScaledClock(speed)
     sim = SimCabinet(config, d / "sim", clock)
     ep = await sim.start()
-    w = wiring(config, d, UplinkSettings(broker="127.0.0.1", port=broker.port, tls=False), None)
+    s = UplinkSettings(broker="127.0.0.1", port=broker.port, tls=False)
+    (d / "agent").mkdir(parents=True, exist_ok=True)
+    ingest = await LocalIngest.start(d / "agent", s, config.cabinet_id, _signing_key(d / "agent" / "signing.key"))
+    w = wiring(config, d / "agent", s, ingest.public_key)
     app = App(config, data_dir=d / "agent", clock=clock, uplink=w,
               endpoints=Endpoints(buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"],
                                   dio=FilePinsDIO(ep["pins"])))
@@ -178,10 +184,15 @@ async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, 
     finally:
         await app.stop()
         await sim.stop()
+        await ingest.stop()
         broker.stop()
     u = app.uplink.stats
-    return {"sim_seconds": round(seconds * speed), "batches": u["batches_sent"], "readings": u["readings_sent"],
-            "bytes": u["bytes_sent"],
+    store = Store(str(ingest.db))
+    stored = store.stats()
+    store.close()
+    return {"sim_seconds": round(seconds * speed), "batch_max_age_s": s.batch_max_age_s,
+            "batches": u["batches_sent"], "batches_resent": u["batches_resent"], "readings": u["readings_sent"],
+            "stored": stored["readings"], "bytes": u["bytes_sent"],
             "bytes_per_value": round(u["bytes_sent"] / u["readings_sent"], 3) if u["readings_sent"] else None}
 
 
