@@ -24,7 +24,7 @@ from agent.config.sections import (parse_agent, parse_bus, parse_cabinet, parse_
 __all__ = ["BoardInfo", "Config", "ConfigError", "ConfigIssue", "check", "load", "loads"]
 
 SECTIONS = ("cabinet", "site", "board", "agent", "report", "buses", "devices", "gps", "inputs", "outputs", "sim",
-            "uplink", "outbox")
+            "uplink", "outbox", "climate", "alarms")
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "boards" / "sim" / "cabinet.toml"
 
 
@@ -137,12 +137,28 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
 
     uplink = parse_uplink(issues.section("uplink", raw["uplink"]), base) if "uplink" in raw else None
     outbox = parse_outbox(issues.section("outbox", raw.get("outbox", {})))
+    climate, alarms = _parse_climate_alarms(issues, raw, devices, inputs, outputs)
     for key in raw:
         if key not in SECTIONS:
             top.error(key, MISSING, ", ".join(SECTIONS), f"unknown section [{key}]")
     return Config(source=issues.file, sha256=sha, cabinet_id=cid, cabinet_name=cname, tags=tags, site=site,
                   board=board_name, agent=agent, buses=buses, devices=devices, gps=gps, inputs=inputs,
-                  outputs=outputs, sim=sim, raw=raw, uplink=uplink, outbox=outbox)
+                  outputs=outputs, sim=sim, raw=raw, uplink=uplink, outbox=outbox,
+                  climate=climate, alarms=alarms)
+
+
+def _parse_climate_alarms(issues: Issues, raw: Mapping[str, Any], devices: Mapping[str, Device],
+                          inputs: Mapping[str, Input], outputs: Mapping[str, Output]):
+    """[climate] (references checked against every configured point) and [alarms]."""
+    from agent.config.climate import parse_alarms, parse_climate
+    from agent.control.climate_alarms import alarm_definitions
+
+    points = {p.name: p for p in [p for d in devices.values() for p in d.points.values()]
+              + [i.point for i in inputs.values()] + [o.point for o in outputs.values()]}
+    climate = parse_climate(issues.section("climate", raw["climate"]), points) if "climate" in raw else None
+    known = {d.id: d.description for d in alarm_definitions(climate)} if climate is not None else {}
+    alarms = parse_alarms(issues, raw.get("alarms", MISSING), known)
+    return climate, alarms
 
 
 def _board_field(boards: Mapping[str, BoardInfo] | None):

@@ -175,6 +175,8 @@ class Config:
     raw: Mapping[str, Any]
     uplink: Uplink | None = None
     outbox: OutboxSettings = OutboxSettings()
+    climate: Any = None  # agent.control.climate_settings.ClimateSettings when [climate] is configured
+    alarms: Mapping[str, Any] = field(default_factory=dict)  # alarm id -> agent.control.alarms.AlarmOverride
 
     def points(self) -> list[Point]:
         out = [p for d in self.devices.values() for p in d.points.values()]
