@@ -1,4 +1,4 @@
-"""python -m tools.bench w1|rtu|uplink|outbox [--json] [--seconds N] [--uplink]: run a benchmark, print its figures."""
+"""python -m tools.bench w1|rtu|uplink|outbox|climate [--json] [--seconds N] [--uplink]: run a benchmark, print its figures."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.bench")
-    ap.add_argument("workload", choices=("w1", "rtu", "uplink", "outbox"))
+    ap.add_argument("workload", choices=("w1", "rtu", "uplink", "outbox", "climate"))
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    ap.add_argument("--seconds", type=float, help="measurement time (w1: 60, rtu: 30 per phase)")
+    ap.add_argument("--seconds", type=float,
+                    help="measurement time (w1: 60, rtu: 30 per phase; climate: simulated seconds, default a week)")
     ap.add_argument("--uplink", action="store_true", help="w1: with the uplink sealing, signing and publishing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         from tools.bench import rtu
 
         result = asyncio.run(rtu.run(seconds=args.seconds or 30.0))
+    elif args.workload == "climate":
+        from tools.bench import climate
+
+        result = climate.run(days=args.seconds / 86_400.0 if args.seconds else 7.0)
     elif args.workload == "outbox":
         from tools.bench import outbox
 
