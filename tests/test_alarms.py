@@ -56,6 +56,19 @@ def test_raise_delay_debounces_and_raises_exactly_after_it():
     assert m.state("x.alarm") == "active"
 
 
+def test_next_due_tells_when_a_delay_ends():
+    m = AlarmManager([AlarmDef("a", raise_delay_s=10.0, clear_delay_s=20.0), AlarmDef("b", raise_delay_s=3.0)])
+    assert m.next_due() is None
+    m.update(1, [cond(True, "a"), cond(True, "b")])
+    assert m.next_due() == 4.0
+    m.update(4, [])
+    assert m.next_due() == 11.0
+    m.update(11, [])
+    assert m.next_due() is None
+    m.update(12, [cond(False, "a")])
+    assert m.next_due() == 32.0
+
+
 def test_clear_delay_keeps_the_alarm_through_short_gaps():
     m = AlarmManager([AlarmDef("x.alarm", clear_delay_s=30.0)])
     events = run(m, [(0, True), (10, False), (20, True), (50, False), (79, False), (80, False)])

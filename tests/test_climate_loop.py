@@ -5,7 +5,6 @@ fault) to show that the figures asserted are the controller's doing."""
 
 from __future__ import annotations
 
-import dataclasses
 
 from agent.control.climate_settings import FanCheck
 from boards.sim.plant import Cabinet, Weather

@@ -45,7 +45,7 @@ Owns:
   to be put with `Priority.ALARM`.
 
 Time: `update(now, ...)` and `acknowledge(id, now, ...)` take `now` as monotonic
-seconds (delays); `wall=` gives the wall time stamped on events and shown as
+seconds (delays; `next_due()` says when the next one ends); `wall=` gives the wall time stamped on events and shown as
 "since" (default: `now`). Persistence: `to_dict()` / `AlarmManager.from_dict(data,
 definitions, overrides)`, JSON-safe. Restored alarms keep their state, "since",
 acknowledgement, count and last condition; a restored active alarm is not raised
@@ -340,6 +340,18 @@ class AlarmManager:
                     events.append(self._set(a, "cleared", "cleared", wall))
             self._recheck(a)
         return events
+
+    def next_due(self) -> float | None:
+        """Monotonic time at which a running delay ends (call `update` by then), None if none runs."""
+        due = None
+        for aid in self._pending:
+            a = self._alarms[aid]
+            if a.pending_since is None or not a.wants_change():
+                continue
+            d = a.defn
+            t = a.pending_since + (0.0 if not d.enabled else d.raise_delay_s if a.raw else d.clear_delay_s)
+            due = t if due is None or t < due else due
+        return due
 
     def _set(self, a: _Alarm, transition: str, state: str, wall: float, by: str | None = None) -> AlarmEvent:
         a.state = state

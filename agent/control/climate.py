@@ -22,8 +22,7 @@ process image. Pure: no I/O, no asyncio, no wall clock.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from agent.control.alarms import AlarmDef, Condition, Hysteresis
 from agent.control.climate_alarms import alarm_definitions, contact_points, limit_alarms
@@ -35,8 +34,7 @@ MAX_PERIOD_S = 5.0
 INF = math.inf
 
 
-@dataclass(frozen=True, slots=True)
-class OutputDecision:
+class OutputDecision(NamedTuple):
     point: str
     on: bool
     reason: str
@@ -45,8 +43,7 @@ class OutputDecision:
     held_until: float | None = None  # a change is wanted but waits for the minimum time until then
 
 
-@dataclass(frozen=True, slots=True)
-class ClimateStep:
+class ClimateStep(NamedTuple):
     outputs: tuple[OutputDecision, ...]
     shed: Mapping[str, str]
     conditions: tuple[Condition, ...]
