@@ -174,6 +174,23 @@ def test_conditions_as_tuples_mappings_and_foreign_objects():
         ("a.one", "s1", "warning", "m1"), ("a.three", "s3", "warning", "m3"), ("a.two", "s2", "critical", "m2")]
 
 
+@dataclass
+class SegmentCondition:  # lighting's shape: no source, a segment
+    id: str
+    severity: str
+    active: bool
+    message: str
+    segment: str | None = None
+
+
+def test_conditions_without_a_source_take_the_segment_or_the_id_prefix():
+    m = AlarmManager()
+    ev = m.update(0, [SegmentCondition("lighting.seg1.lamp_failure", "critical", True, "no current", "seg1"),
+                      SegmentCondition("lighting.clock_unknown", "warning", True, "no time")])
+    assert sorted((e.alarm_id, e.source) for e in ev) == [("lighting.clock_unknown", "lighting"),
+                                                           ("lighting.seg1.lamp_failure", "seg1")]
+
+
 @pytest.mark.parametrize("bad", [("a", "s", "fatal", True), ("a", "s", "warning", 1), ("", "s", "warning", True),
                                  {"source": "s", "severity": "warning", "active": True}, ("a",)])
 def test_malformed_conditions_are_refused(bad):

@@ -11,7 +11,8 @@ Owns:
   (raise at one level, clear at another) and ignores the `active` field.
   `AlarmManager.update` also accepts plain 5/6-tuples in that order, mappings with
   those keys (`id` or `alarm_id`), or any object with those attributes (`id` or
-  `alarm_id`), so other controllers need not import this class.
+  `alarm_id`; without `source`, its `segment` or else the id's first part is the
+  source), so other controllers (lighting's `Condition`) need not import this class.
 * `Hysteresis(raise_at, clear_at)` — an analogue switch: a high alarm when
   raise_at > clear_at (raised once value >= raise_at, cleared once value <=
   clear_at), a low alarm when raise_at < clear_at (raised at value <= raise_at,
@@ -203,8 +204,9 @@ def as_condition(c: Any) -> Condition:
         aid = getattr(c, "alarm_id", None)
         if aid is None:
             aid = getattr(c, "id", None)
-        cond = Condition(aid, getattr(c, "source", ""), getattr(c, "severity", "warning"), getattr(c, "active", None),
-                         getattr(c, "message", ""), getattr(c, "value", None))
+        source = getattr(c, "source", None) or getattr(c, "segment", None) or str(aid).split(".", 1)[0]
+        cond = Condition(aid, source, getattr(c, "severity", "warning"), getattr(c, "active", None),
+                         getattr(c, "message", "") or "", getattr(c, "value", None))
     if not isinstance(cond.alarm_id, str) or not cond.alarm_id:
         raise ValueError(f"alarm condition without an alarm id: {c!r}")
     sev = cond.severity.value if isinstance(cond.severity, Severity) else cond.severity
