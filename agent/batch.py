@@ -167,15 +167,23 @@ def _fits(v: float, d: int) -> bool:
 
 def _decimals(floats: list[float]) -> int | None:
     """The smallest d in 0..6 at which every value round-trips, or None (store float64).
-    The shortest repr of a float tells its decimals; _fits confirms each distinct value."""
+
+    The shortest repr of a float tells its decimals d. For |v| * 10^d < 2^50 that is
+    exact: round(v * 10^d) is the integer the repr shows (the product's error is below
+    1/4), and IEEE division is correctly rounded, so it gives back the double nearest
+    that decimal, which is v. Larger magnitudes, exponent forms and the sign of zero
+    are checked with _fits."""
     need = 0
-    distinct = set(floats)
+    check: list[float] = []
+    distinct = set(floats)  # 0.0 == -0.0: a set keeps one of them
+    if 0.0 in distinct and any(v == 0.0 and math.copysign(1.0, v) < 0 for v in floats):
+        return None  # -0.0 keeps its sign only as a float64
     for v in distinct:
-        if not math.isfinite(v) or abs(v) > MAX_MS:
-            return None
         r = repr(v)
         dot = r.find(".")
-        if dot < 0 or "e" in r:  # exponent form: search
+        if dot < 0 or "e" in r:  # exponent form, inf, nan: search
+            if not math.isfinite(v) or abs(v) > MAX_MS:
+                return None
             d = 0
             while not _fits(v, d):
                 d += 1
@@ -183,15 +191,22 @@ def _decimals(floats: list[float]) -> int | None:
                     return None
         else:
             d = 0 if r.endswith(".0") else len(r) - dot - 1
+            if d > MAX_DECIMALS or abs(v) > _SAFE_MAGNITUDE:
+                if d > MAX_DECIMALS or abs(v) > MAX_MS:
+                    return None
+                check.append(v)
         if d > need:
             need = d
+    if check or need:
+        big = [v for v in check] + ([v for v in distinct if abs(v) * _POW10[need] >= 2.0 ** 50] if need else [])
+        while not all(_fits(v, need) for v in big):  # go finer where the shortcut is not exact
+            need += 1
             if need > MAX_DECIMALS:
                 return None
-    while not all(_fits(v, need) for v in distinct):  # guard: repr and rounding agree, else go finer
-        need += 1
-        if need > MAX_DECIMALS:
-            return None
     return need
+
+
+_SAFE_MAGNITUDE = 2.0 ** 50 / 10 ** 6  # below this, |v| * 10^d < 2^50 for every d <= 6
 
 
 def _delta(xs: list[int]) -> list[int]:
@@ -241,12 +256,7 @@ def _series(rows: list[tuple[str, int, Any, int, str | None]], t0: int) -> list[
 
 def _unpack(data: bytes) -> tuple[int, list, list]:
     """Body bytes -> (t0, names, series) after the checks that need no per-reading work."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise BatchError(f"batch body must be bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if not data:
-        raise BatchError("batch body is empty (no compression byte)")
-    raw = _decompress(data[0], data[1:])
+    raw = _decompress(*_split(data))
     try:
         doc = msgpack.unpackb(raw, raw=False, use_list=True, strict_map_key=True,
                               max_str_len=MAX_BODY, max_bin_len=0, max_ext_len=0,
@@ -256,21 +266,56 @@ def _unpack(data: bytes) -> tuple[int, list, list]:
     if not isinstance(doc, list) or len(doc) != 4:
         raise BatchError("batch body must be a 4-element array [version, t0, names, series]")
     version, t0, names, series = doc
+    if not isinstance(series, list):
+        raise BatchError("series must be an array with one entry per name")
+    return _check_head(version, t0, names, len(series)), names, series
+
+
+def _split(data: bytes) -> tuple[int, bytes]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BatchError(f"batch body must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if not data:
+        raise BatchError("batch body is empty (no compression byte)")
+    return data[0], data[1:]
+
+
+def _check_head(version: Any, t0: Any, names: Any, n_series: int) -> int:
+    """Checks of version, t0 and names shared by check_body and decode_body -> t0."""
     if type(version) is not int or version != VERSION:
         raise BatchError(f"unsupported batch version {version!r} (this decoder reads version {VERSION})")
     t0 = _int(t0, "t0", -MAX_MS, MAX_MS)
     if not isinstance(names, list) or not names:
         raise BatchError("names must be a non-empty array of point names")
-    if not isinstance(series, list) or len(series) != len(names):
+    if n_series != len(names):
         raise BatchError(f"series must be an array with one entry per name ({len(names)})")
-    return t0, names, series
+    return t0
 
 
 def check_body(data: bytes) -> int:
-    """The cheap check of a body (decompression, msgpack, version, layout) without
-    building readings; returns the number of points in it. decode_body still checks
-    everything else. Raises BatchError."""
-    return len(_unpack(data)[1])
+    """The cheap check of a body without building readings: decompression, the msgpack
+    framing of the whole document (the C parser walks the series without making
+    objects), version, t0 and the names; returns the number of points. decode_body still
+    checks everything else. Raises BatchError."""
+    raw = _decompress(*_split(data))
+    u = msgpack.Unpacker(raw=False, max_buffer_size=max(len(raw), 1), max_str_len=MAX_BODY, max_bin_len=0,
+                         max_ext_len=0, max_array_len=3 * MAX_READINGS, max_map_len=16)
+    u.feed(raw)
+    try:
+        if u.read_array_header() != 4:
+            raise ValueError("not a 4-element array")
+        version, t0, names = u.unpack(), u.unpack(), u.unpack()
+        n_series = u.read_array_header()
+        for _ in range(n_series):
+            u.skip()
+        extra = len(raw) - u.tell()
+    except Exception as e:  # OutOfData, ValueError, UnicodeDecodeError, ...
+        raise BatchError(f"batch body is not a valid [version, t0, names, series] msgpack array: "
+                         f"{type(e).__name__}: {e}") from None
+    if extra:
+        raise BatchError(f"batch body is not valid msgpack: ExtraData: {extra} bytes after the document")
+    _check_head(version, t0, names, n_series)
+    return len(names)
 
 
 def decode_body(data: bytes) -> list[Reading]:

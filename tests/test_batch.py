@@ -162,6 +162,22 @@ def test_round_trip_any_readings(rs, compression):
     assert exact(decode_body(encode_body(rs, compression=compression))) == exact(canonical(rs))
 
 
+DECIMAL_FLOATS = st.builds(lambda n, d: n / 10 ** d, st.integers(-2**54, 2**54), st.integers(0, 7)) | st.floats(
+    -1e17, 1e17) | st.sampled_from([0.0, -0.0, 0.1 + 0.2, 1e-7, 2.0**50 / 1000 + 0.001])
+
+
+def _brute_decimals(vs):
+    return next((d for d in range(batch.MAX_DECIMALS + 1) if all(batch._fits(v, d) for v in vs)), None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(DECIMAL_FLOATS, min_size=1, max_size=12))
+def test_decimals_shortcut_is_the_smallest_exact_choice(vs):
+    assert batch._decimals(vs) == _brute_decimals(vs)
+    rs = [Reading("p", T0 + i, v, G) for i, v in enumerate(vs)]
+    assert exact(decode_body(encode_body(rs))) == exact(rs)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.integers(batch.INT_MIN, batch.INT_MAX)), min_size=1, max_size=30))
 def test_extreme_int_series_round_trip(values):
