@@ -226,7 +226,7 @@ def _rule(s: Section, prog_field: F) -> Rule | None:
     name = s.get("name", F("str", default=""))
     dates = s.get("dates", F("list", default=[], items="str", check=lambda v: next(
         (f"{x!r}: {m}" for x in v if (m := _date_check(x))), None)))
-    weekdays = s.get("weekdays", F("list", default=[], items="str", check=lambda v: next(
+    weekdays = s.get("weekdays", F("list", default=[], items="str", help="weekday names mon..sun", check=lambda v: next(
         (f"{x!r} is not a weekday ({', '.join(WEEKDAYS)})" for x in v if x not in WEEKDAYS), None)))
     occ = s.get("occurrences", F("list", default=[], help='1..5 or "last"', check=lambda v: next(
         (f"{x!r} is not 1..5 or \"last\"" for x in v
@@ -235,7 +235,7 @@ def _rule(s: Section, prog_field: F) -> Rule | None:
     end = s.get("end", F("str", default=None, check=_date_check, help='"--MM-DD" or "YYYY-MM-DD"'))
     if dates and weekdays:
         s.error("weekdays", weekdays, "either dates or weekdays in one rule", "both given")
-    if occ and not weekdays:
+    if occ and weekdays == []:
         s.error("occurrences", occ, "only with weekdays", "no weekdays to count")
     s.finish()
     if program is None or dates is None or weekdays is None or occ is None:

@@ -35,7 +35,7 @@ import datetime as dt
 from typing import Any, Iterable, Mapping
 
 from agent.control.astro import AstroClock
-from agent.control.lighting_actuation import Actuator
+from agent.control.lighting_actuation import NO_VALUE, Actuator, good_value
 from agent.control.lighting_model import (Condition, Decision, Event, LightingSettings, StepResult, Write)
 from agent.control.lighting_monitor import SEVERITY, Monitor
 from agent.control.overrides import Override, Overrides
@@ -110,9 +110,9 @@ class LightingController:
         for seg, ov in (self.overrides.prune(t, mono) if len(self.overrides) else ()):
             events.append(Event("override", f"{ov.describe()} expired", seg, {"action": "expired"}))
         for name, b in self._boosts.items():
-            s = image.get(b.boost.point)
+            v = good_value(image.get(b.boost.point))
             was = b.capped
-            b.update(mono, s[0] if s is not None else None, s is not None and s[1] == "good")
+            b.update(mono, v, v is not NO_VALUE)
             if b.capped != was:
                 self._cond(changed, f"lighting.boost.{name}", "warning", b.capped,
                            f"motion input {b.boost.point} detecting for more than {b.boost.max_s:g} s: "
@@ -197,8 +197,8 @@ class LightingController:
                 self._cond(changed, f"lighting.{name}.{kind}", READBACK_SEVERITY[kind], msg is not None,
                            msg or f"{kind.replace('_', ' ')} cleared", name)
         a = self.settings.actuation
-        steady = (not act.warming(mono) and act.last_switch is not None
-                  and mono - max(act.last_switch, act.level_changed) >= a.settle_s)
+        steady = (not act.warming(mono) and act.changed_at is not None
+                  and mono - max(act.changed_at, act.level_changed) >= a.settle_s)
         for kind in mon.judge(mono, d.on, act.level, steady, image):
             chk = mon.checks[kind]
             self._cond(changed, f"lighting.{name}.{kind}", SEVERITY[kind], chk.active,

@@ -28,14 +28,15 @@ from agent.control.lighting_model import Actuation, Segment, Write
 
 class Actuator:
     __slots__ = ("seg", "a", "on", "level", "last_switch", "on_since", "level_changed", "_ramp", "_target",
-                 "_written", "_last_write", "_mismatch", "switched", "readback", "readback_changed")
+                 "_written", "_last_write", "_mismatch", "switched", "readback", "readback_changed", "changed_at")
 
     def __init__(self, segment: Segment, actuation: Actuation) -> None:
         self.seg = segment
         self.a = actuation
         self.on: bool | None = None  # commanded state; None before the first step
         self.level = 0.0  # output level now (after warm-up and ramp)
-        self.last_switch: float | None = None
+        self.last_switch: float | None = None  # the last switch (not the first decision after start)
+        self.changed_at: float | None = None  # the last change of the commanded state, the first one included
         self.on_since: float | None = None
         self.level_changed = 0.0  # monotonic time the output level last moved (ramps included)
         self._ramp: tuple[float, float, float, float] | None = None  # (from, to, start, duration)
@@ -62,7 +63,9 @@ class Actuator:
                     and mono - self.last_switch < self.a.min_switch_interval_s:
                 note = "cool-down"
             else:
-                self.on, self.switched, self.last_switch = want_on, True, mono
+                # the first decision after start is not a switch for the cool-down (the state was unknown)
+                self.last_switch = mono if self.on is not None else None
+                self.on, self.switched, self.changed_at = want_on, True, mono
                 self.on_since = mono if want_on else None
                 self._ramp = None
         if not self.on:
@@ -127,8 +130,8 @@ class Actuator:
             self._written[point], self._last_write[point] = want, mono
             self._mismatch.pop(point, None)
             return out
-        got = _good(image.get(point))
-        if got is _NONE:
+        got = good_value(image.get(point))
+        if got is NO_VALUE:
             return out  # no read-back now: no judgement (the device may be away)
         same = bool(got) == want if exact else _close(got, want, tol)
         if same:
@@ -145,8 +148,8 @@ class Actuator:
 
     def _feedback(self, mono: float, image: Mapping[str, Any]) -> None:
         point = self.seg.feedback
-        got = _good(image.get(point))
-        if got is _NONE or self.readback["relay_failure"]:
+        got = good_value(image.get(point))
+        if got is NO_VALUE or self.readback["relay_failure"]:
             self._mismatch.pop(point, None)  # type: ignore[arg-type]
             if self.readback["relay_failure"]:
                 self._fail("contactor_failure", None)
@@ -172,19 +175,19 @@ class Actuator:
         self._written.clear()
 
 
-_NONE = object()
+NO_VALUE = object()
 
 
-def _good(sample: Any) -> Any:
-    """The value of a good snapshot entry, else _NONE."""
+def good_value(sample: Any) -> Any:
+    """The value of a good snapshot entry (value, quality, age), else NO_VALUE."""
     if sample is None:
-        return _NONE
+        return NO_VALUE
     try:
         value, quality = sample[0], sample[1]
     except (TypeError, IndexError, KeyError):
-        return _NONE
+        return NO_VALUE
     if quality != "good" or value is None:
-        return _NONE
+        return NO_VALUE
     return value
 
 

@@ -125,7 +125,7 @@ class Photocell:
             self._seen_day = True
         elif phase == "night":
             self._seen_night = True
-        if (self._seen_day and self._seen_night) or mono - self._changed_at >= self.s.stuck_after_s:
+        if (self._seen_day and self._seen_night) or (phase is None and mono - self._changed_at >= self.s.stuck_after_s):
             return "stuck"
         return None
 
