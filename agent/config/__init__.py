@@ -24,7 +24,7 @@ from agent.config.sections import (parse_agent, parse_bus, parse_cabinet, parse_
 __all__ = ["BoardInfo", "Config", "ConfigError", "ConfigIssue", "check", "load", "loads"]
 
 SECTIONS = ("cabinet", "site", "board", "agent", "report", "buses", "devices", "gps", "inputs", "outputs", "sim",
-            "uplink", "outbox", "climate", "alarms")
+            "uplink", "outbox", "climate", "alarms", "lighting")
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "boards" / "sim" / "cabinet.toml"
 
 
@@ -138,13 +138,14 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
     uplink = parse_uplink(issues.section("uplink", raw["uplink"]), base) if "uplink" in raw else None
     outbox = parse_outbox(issues.section("outbox", raw.get("outbox", {})))
     climate, alarms = _parse_climate_alarms(issues, raw, devices, inputs, outputs)
+    lighting = _parse_lighting(issues, raw, devices, inputs, outputs) if "lighting" in raw else None
     for key in raw:
         if key not in SECTIONS:
             top.error(key, MISSING, ", ".join(SECTIONS), f"unknown section [{key}]")
     return Config(source=issues.file, sha256=sha, cabinet_id=cid, cabinet_name=cname, tags=tags, site=site,
                   board=board_name, agent=agent, buses=buses, devices=devices, gps=gps, inputs=inputs,
                   outputs=outputs, sim=sim, raw=raw, uplink=uplink, outbox=outbox,
-                  climate=climate, alarms=alarms)
+                  climate=climate, alarms=alarms, lighting=lighting)
 
 
 def _parse_climate_alarms(issues: Issues, raw: Mapping[str, Any], devices: Mapping[str, Device],
@@ -195,3 +196,13 @@ def _check_sim_refs(issues: Issues, sim: Sim, devices: Mapping[str, Device], inp
             ref = getattr(c, attr)
             if ref is not None and ref not in devices:
                 issues.add("sim", f"circuits[{i}].{attr}", ref, ", ".join(devices) or "no devices", "no such device")
+
+
+def _parse_lighting(issues: Issues, raw: Mapping[str, Any], devices: Mapping[str, Device],
+                    inputs: Mapping[str, Input], outputs: Mapping[str, Output]):
+    """[lighting], its point references checked against every configured point."""
+    from agent.config.lighting import parse_lighting
+
+    points = {p.name: p for p in [p for d in devices.values() for p in d.points.values()]
+              + [i.point for i in inputs.values()] + [o.point for o in outputs.values()]}
+    return parse_lighting(issues.section("lighting", raw["lighting"]), points)

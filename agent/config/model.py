@@ -177,6 +177,7 @@ class Config:
     outbox: OutboxSettings = OutboxSettings()
     climate: Any = None  # agent.control.climate_settings.ClimateSettings when [climate] is configured
     alarms: Mapping[str, Any] = field(default_factory=dict)  # alarm id -> agent.control.alarms.AlarmOverride
+    lighting: Any = None  # agent.control.lighting_model.LightingSettings when [lighting] is configured
 
     def points(self) -> list[Point]:
         out = [p for d in self.devices.values() for p in d.points.values()]
