@@ -185,7 +185,8 @@ class Schedule:
         if night.dark_from is None:
             return (0.0, 0.0)
         lo = night.dark_from + (60.0 * start_min if night.dark_from != night.noon else 0.0)
-        hi = night.dark_until + (60.0 * end_min if night.dark_until != night.next_noon else 0.0)  # type: ignore[operator]
+        end = night.dark_until or 0.0
+        hi = end + (60.0 * end_min if end != night.next_noon else 0.0)
         return (lo, hi) if lo < hi else (0.0, 0.0)
 
     # -- level -------------------------------------------------------------------------------
