@@ -20,11 +20,13 @@ from typing import Any, Awaitable, Callable
 import agent
 from agent.clock import Clock
 from agent.config import Config
+from agent.controls import Controls
 from agent.config.model import RtuBus, TcpBus
 from agent.image import ProcessImage
 from agent.inputs import DioPoller, GpsPoints
 from agent.model import Priority, Reading
 from agent.outbox import Outbox
+from agent.actuator import Actuator
 from agent.aio import cancel_all
 from agent.poller import BusPoller
 from agent.report import ReportFilter
@@ -100,7 +102,11 @@ class App:
             self.image.add_point(p)
             self.reporter.add_point(p)
         self.sinks.insert(0, self._to_outbox)
-        self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status)
+        self.actuator = Actuator(config, self.pollers, self.dio, self.image, clock, self.ingest)
+        self.controls = Controls(config, image=self.image, actuator=self.actuator, clock=clock,
+                                 put=self._put_priority, data_dir=self.data_dir)
+        self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status,
+                                          self.controls.actions() if self.controls.active else None)
         self._tasks: list[asyncio.Task] = []
         self.restarts: dict[str, int] = {}
 
@@ -122,6 +128,12 @@ class App:
 
     async def _to_outbox(self, readings: list[Reading]) -> None:
         await self.outbox.put(readings, Priority.TELEMETRY)  # waits while the outbox queue is full
+        if self.uplink is not None:
+            self.uplink.wake()
+
+    async def _put_priority(self, readings: list[Reading], priority: Priority) -> None:
+        """Events and alarms: straight to the outbox with their priority (no report filter)."""
+        await self.outbox.put(readings, priority)
         if self.uplink is not None:
             self.uplink.wake()
 
@@ -162,6 +174,8 @@ class App:
         if self.gps:
             self._spawn("gps", self.gps.run)
         self._spawn("selftel", self.selftel.run)
+        if self.controls.active:
+            self._spawn("controls", self.controls.run)
         if self.uplink:
             self._spawn("uplink", self.uplink.run)
         log.info("agent %s started: cabinet %s, %d buses, %d devices, %d points", agent.__version__,
@@ -214,5 +228,6 @@ class App:
             "report": {"offered": self.reporter.offered, "reported": self.reporter.reported},
             "outbox": self.outbox.stats(),
             "uplink": self.uplink.snapshot() if self.uplink else None,
+            "controls": self.controls.status() if self.controls.active else None,
             "task_restarts": dict(self.restarts),
         }

@@ -160,6 +160,9 @@ def parser() -> argparse.ArgumentParser:
 
     add_ingest(sub)
     add_provision(sub)
+    from agent.cli_control import add_parsers as add_control
+
+    add_control(sub, lambda a: Path(a.data_dir or default_data_dir()), common)
 
     c = sub.add_parser("config", help="config tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")

@@ -1,9 +1,13 @@
-"""The agent's local read-only status API: HTTP/1.1 on a Unix socket in the data dir.
+"""The agent's local API: HTTP/1.1 on a Unix socket in the data dir.
 
 `GET /status` returns the whole snapshot as JSON, `GET /points` only the points,
 `GET /health` a short liveness answer. Technicians use `cabinet status`, or
-`curl --unix-socket <data-dir>/agent.sock http://cabinet/status`. Nothing can be
-changed through it. Requests are bounded in size and time; a bad request gets 400.
+`curl --unix-socket <data-dir>/agent.sock http://cabinet/status`.
+`POST /<action>` with a JSON object body runs a local action registered by the agent
+(e.g. `/lighting/override`, `/alarms/ack`); who may connect is decided by the
+socket's file permissions (0660: root and the agent's group — the technician on
+site). Requests are bounded in size and time; a bad request gets 400 with the reason,
+an action's refusal 409.
 """
 
 from __future__ import annotations
@@ -12,16 +16,29 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 SOCKET_NAME = "agent.sock"
 _MAX_REQUEST = 8192
+_MAX_BODY = 65536
+
+Action = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class AgentRefused(OSError):
+    """The agent answered, with an error status (the message is its reason)."""
+
+
+class ActionError(Exception):
+    """An action refused its request: the message says why (sent back with status 409)."""
 
 
 class StatusServer:
-    def __init__(self, path: Path, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, path: Path, snapshot: Callable[[], dict[str, Any]],
+                 actions: dict[str, Action] | None = None) -> None:
         self.path = Path(path)
         self.snapshot = snapshot
+        self.actions: dict[str, Action] = dict(actions or {})
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -44,16 +61,19 @@ class StatusServer:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
             line = head.split(b"\r\n", 1)[0].decode("latin-1").split()
-            if len(line) != 3 or line[0] != "GET":
-                status, body = 400, {"error": "only GET /status, /points or /health"}
-            else:
+            if len(line) == 3 and line[0] == "GET":
                 status, body = self._route(line[1])
+            elif len(line) == 3 and line[0] == "POST":
+                status, body = await self._post(line[1], head, reader)
+            else:
+                status, body = 400, {"error": "only GET /status, /points, /health or POST /<action>"}
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             status, body = 400, {"error": "bad or incomplete request"}
         except Exception as e:  # noqa: BLE001 - never let one request kill the server
             status, body = 500, {"error": f"{type(e).__name__}: {e}"}
         data = json.dumps(body, default=str).encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}[status]
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict",
+                  500: "Internal Server Error"}[status]
         try:
             writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                          f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
@@ -74,12 +94,42 @@ class StatusServer:
             return 200, {"ok": True, "uptime_s": snap.get("agent", {}).get("uptime_s")}
         return 404, {"error": f"no such path {path}"}
 
+    async def _post(self, target: str, head: bytes, reader: asyncio.StreamReader) -> tuple[int, Any]:
+        action = self.actions.get(target.split("?", 1)[0])
+        if action is None:
+            return 404, {"error": f"no such action {target}; known: {', '.join(sorted(self.actions)) or 'none'}"}
+        length = None
+        for h in head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = h.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip()) if value.strip().isdigit() else -1
+        if length is None or not 0 <= length <= _MAX_BODY:
+            return 400, {"error": f"a POST needs a Content-Length of 0..{_MAX_BODY}"}
+        raw = await asyncio.wait_for(reader.readexactly(length), 5.0)
+        try:
+            args = json.loads(raw or b"{}")
+        except ValueError as e:
+            return 400, {"error": f"body is not JSON: {e}"}
+        if not isinstance(args, dict):
+            return 400, {"error": "body must be a JSON object"}
+        try:
+            return 200, await action(args)
+        except ActionError as e:
+            return 409, {"error": str(e)}
 
-async def fetch(path: Path, target: str = "/status", timeout: float = 5.0) -> dict[str, Any]:
-    """Client side: GET `target` from the agent's socket. Raises OSError if no agent runs."""
+
+async def fetch(path: Path, target: str = "/status", timeout: float = 5.0,
+                post: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Client side: GET `target` (or POST `post` as JSON) on the agent's socket. Raises
+    OSError if no agent runs or it refused (the message says why)."""
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path), limit=1 << 24), timeout)
     try:
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: cabinet\r\n\r\n".encode())
+        if post is None:
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: cabinet\r\n\r\n".encode())
+        else:
+            data = json.dumps(post).encode()
+            writer.write(f"POST {target} HTTP/1.1\r\nHost: cabinet\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
         await writer.drain()
         raw = await asyncio.wait_for(reader.read(), timeout)
     finally:
@@ -88,5 +138,5 @@ async def fetch(path: Path, target: str = "/status", timeout: float = 5.0) -> di
     status = int(head.split()[1]) if head else 0
     doc = json.loads(body or b"{}")
     if status != 200:
-        raise OSError(f"agent answered {status}: {doc.get('error')}")
+        raise AgentRefused(f"agent answered {status}: {doc.get('error')}")
     return doc

@@ -73,6 +73,7 @@ def render(doc: dict[str, Any]) -> str:
                        f"{up['reconnects']} reconnects")
     elif ob:
         lines.append("uplink: none configured ([uplink] or --broker); readings are kept in the outbox")
+    lines += _controls(doc.get("controls"))
     gps = doc.get("gps")
     if gps:
         lines.append(f"gps {gps['port']}: {'open' if gps['open'] else 'closed'}, time {gps['time_quality']}, "
@@ -80,6 +81,38 @@ def render(doc: dict[str, Any]) -> str:
                      f"{gps['lines_ok']} lines ok, {gps['lines_bad']} bad"
                      + (f" - {gps['last_error']}" if gps.get("last_error") else ""))
     return "\n".join(lines)
+
+
+def _controls(c: dict | None) -> list[str]:
+    if not c:
+        return []
+    out = []
+    li = c.get("lighting")
+    if li:
+        night = li.get("night") or {}
+        out.append(f"lighting: mode {li.get('mode')}" + ("" if c.get("clock_trusted") else " (clock not trusted)")
+                   + (f"; tonight {night.get('kind')}, dark {str(night.get('dark_from'))[11:16]}Z-"
+                      f"{str(night.get('dark_until'))[11:16]}Z" if night.get("dark_from") else ""))
+        for name, seg in (li.get("segments") or {}).items():
+            state = "ON " if seg.get("on") else "off"
+            level = f" {seg['level']:.0f}%" if seg.get("level") is not None else ""
+            power = f", {seg['power_w']:.0f} W" if seg.get("power_w") is not None else ""
+            out.append(f"  {name:<10} {state}{level:<5} {seg.get('reason', '')} {seg.get('detail', '')}{power}, "
+                       f"{seg.get('burning_h', 0):.1f} h, {seg.get('energy_kwh', 0):.2f} kWh")
+        for seg, ov in (li.get("overrides") or {}).items():
+            out.append(f"  override {seg}: {ov}")
+    cl = c.get("climate")
+    if cl:
+        outs = ", ".join(f"{p} {'on' if o['on'] else 'off'} ({o['reason']})" for p, o in (cl.get("outputs") or {}).items())
+        out.append(f"climate: {cl.get('mode')}, {cl.get('temperature')} °C, {cl.get('humidity')} %RH, "
+                   f"dew point {cl.get('dew_point')} °C; {outs}")
+    alarms = c.get("alarms") or []
+    out.append(f"alarms: {len(alarms)} active" if alarms else "alarms: none")
+    for a in alarms:
+        out.append(f"  {a['severity']:<8} {a['id']} [{a['state']}] {a.get('message') or ''}")
+    for point, reason in (c.get("output_failures") or {}).items():
+        out.append(f"  output {point}: {reason}")
+    return out
 
 
 def main(data_dir: Path, as_json: bool) -> int:

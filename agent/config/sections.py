@@ -172,9 +172,9 @@ def parse_output(name: str, s: Section, pins: frozenset[str] | None, heartbeat: 
 
 SCRIPT_CMDS = {  # control command -> required keys (besides at_s and cmd)
     "fault": ("device", "kind"), "clear": ("device",), "vanish": ("bus",), "restore": ("bus",),
-    "refuse": ("bus",), "set": ("input", "value"), "gps": ("mode",),
+    "refuse": ("bus",), "set": ("input", "value"), "gps": ("mode",), "circuit": ("circuit",),
 }
-SCRIPT_OPTIONAL = {"fault": ("delay_ms", "exception_code", "every"), "refuse": ("on",)}
+SCRIPT_OPTIONAL = {"fault": ("delay_ms", "exception_code", "every"), "refuse": ("on",), "circuit": ("failed", "stuck")}
 
 
 def _parse_script(s: Section, devices: frozenset[str] | None, buses: Mapping[str, str] | None) -> tuple:

@@ -258,8 +258,18 @@ class SimCabinet:
             if mode not in ("normal", "no_fix", "bad_checksum", "garbage", "silent"):
                 raise ValueError(f"unknown GPS mode {mode!r}")
             self.gps_faults.mode = mode
+        elif cmd == "circuit":  # lamp failures, a stuck contactor
+            name = _text(req, "circuit")
+            if "failed" in req:
+                self.plant.fail_lamps(name, float(req["failed"]))
+            if "stuck" in req:
+                stuck = req["stuck"]
+                if stuck not in ("closed", "open", None):
+                    raise ValueError('"stuck" must be "closed", "open" or null')
+                self.plant.stick_contactor(name, None if stuck is None else stuck == "closed")
         elif cmd != "state":
-            raise ValueError(f"unknown cmd {cmd!r}; known: fault, clear, vanish, restore, refuse, set, gps, state")
+            raise ValueError(f"unknown cmd {cmd!r}; known: fault, clear, vanish, restore, refuse, set, gps, circuit, "
+                             "state")
 
     def state(self) -> dict[str, Any]:
         p = self.plant

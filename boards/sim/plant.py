@@ -203,6 +203,8 @@ class Plant:
         self._on: dict[str, bool] = {}
         self._level: dict[str, float] = {}
         self._kwh: dict[str, float] = {}
+        self._failed: dict[str, float] = {}  # fraction of a circuit's lamps that are dead
+        self._stuck: dict[str, bool] = {}  # contactor welded closed (True) or jammed open (False)
         for c in circuits:
             if c.name in self._circuits:
                 raise ValueError(f"circuit {c.name!r} is defined twice")
@@ -252,9 +254,26 @@ class Plant:
         self._circuit(name)
         self._kwh[name] = float(kwh)
 
-    def circuit_on(self, name: str) -> bool:
+    def fail_lamps(self, name: str, fraction: float) -> None:
+        """Fault injection: `fraction` (0..1) of the circuit's lamps draw nothing."""
         self._circuit(name)
-        return self._on[name]
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"failed fraction for {name!r} must be 0..1, got {fraction}")
+        self._failed[name] = float(fraction)
+
+    def stick_contactor(self, name: str, closed: bool | None) -> None:
+        """Fault injection: the contactor stays closed (True) or open (False) whatever its
+        relay does; None repairs it."""
+        self._circuit(name)
+        if closed is None:
+            self._stuck.pop(name, None)
+        else:
+            self._stuck[name] = bool(closed)
+
+    def circuit_on(self, name: str) -> bool:
+        """Is the circuit energized (its contactor closed)?"""
+        self._circuit(name)
+        return self._stuck.get(name, self._on[name])
 
     def dim_level(self, name: str) -> float:
         self._circuit(name)
@@ -285,12 +304,13 @@ class Plant:
     def circuit_power_w(self, name: str) -> float:
         """Active power drawn by a segment now (0 when off or without mains)."""
         c = self._circuit(name)
-        if not (self._on[name] and self.mains_ok):
+        if not (self.circuit_on(name) and self.mains_ok):
             return 0.0
+        load = c.load_w * (1.0 - self._failed.get(name, 0.0))
         if not c.dimmable:
-            return c.load_w
+            return load
         level = self._level[name]
-        return 0.0 if level <= 0.0 else c.load_w * (DIM_FLOOR + (1.0 - DIM_FLOOR) * level / 100.0)
+        return 0.0 if level <= 0.0 else load * (DIM_FLOOR + (1.0 - DIM_FLOOR) * level / 100.0)
 
     def meter(self, circuit: str) -> MeterValues:
         c = self._circuit(circuit)
