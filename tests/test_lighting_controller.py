@@ -217,6 +217,31 @@ def test_burning_hours_switches_and_energy_with_a_counter_reset_and_bad_values()
     assert st["switches"] == 2
 
 
+def test_energy_from_a_meter_polled_less_often_than_the_controller_steps():
+    """The counter moves once per meter poll (60 s here) while the controller steps every
+    second: each delta belongs to the whole poll interval, not to the last step."""
+    prog = Program("fixed", period="absolute", on=dt.time(18), off=dt.time(6))
+    rig = Rig("berlin", settings(programs=[prog], photocell=False, actuation=Actuation(warm_up_s=0)),
+              start=ts(2024, 1, 15, 19, tz="Europe/Berlin"))
+    fill = rig._fill
+    held: dict[str, tuple] = {}
+
+    def polled_meter(dt_s):
+        fill(dt_s)
+        for sg in rig.s.segments:
+            value, q, _ = rig.image[sg.energy]
+            last = held.get(sg.energy)
+            if last is None or rig.t - last[1] >= 60:
+                held[sg.energy] = last = (value, rig.t)
+            rig.image[sg.energy] = (last[0], q, rig.t - last[1])
+
+    rig._fill = polled_meter
+    rig.run(3600, 1)  # an hour lit at 1000 W
+    st = rig.ctl.state()["segments"]["seg1"]
+    assert abs(st["energy_kwh"] - 1.0) < 0.02, st
+    assert not any(e.kind == "counter" for e in rig.events)
+
+
 def test_state_round_trips_through_json_and_a_restart_counts_the_downtime_energy():
     prog = Program("fixed", period="absolute", on=dt.time(18), off=dt.time(6))
     s = settings(programs=[prog], photocell=False, actuation=Actuation(warm_up_s=0))

@@ -142,12 +142,18 @@ class Monitor:
         self._last_mono = mono
         if self.seg.energy is None:
             return
-        v = _value(image.get(self.seg.energy), math.inf)
+        sample = image.get(self.seg.energy)
+        v = _value(sample, math.inf)
         if v is None:
             return
+        # when the meter read it: a counter polled every N s shows one delta per poll
+        age = sample[2] if isinstance(sample, tuple) and len(sample) == 3 else getattr(sample, "age", None)
+        at = mono - age if isinstance(age, (int, float)) and age >= 0 else mono
+        if self._counter_mono is not None and at <= self._counter_mono + 1e-6 and v == self.counter:
+            return  # the same reading as last step
         if self.counter is not None:
             if self._counter_mono is not None:
-                elapsed = mono - self._counter_mono
+                elapsed = at - self._counter_mono
             elif utc is not None and self.counter_utc is not None:
                 elapsed = utc - self.counter_utc  # restored: the downtime counts
             else:
@@ -164,7 +170,7 @@ class Monitor:
                                   f"{cap:.3f}): re-based")
             else:
                 self.energy_kwh += delta
-        self.counter, self._counter_mono, self.counter_utc = v, mono, utc
+        self.counter, self._counter_mono, self.counter_utc = v, at, None if utc is None else utc - (mono - at)
 
     def state(self) -> dict[str, Any]:
         return {"burning_h": self.burning_s / 3600.0, "switches": self.switches,
