@@ -39,6 +39,12 @@ from astral.sun import sunrise as _sunrise
 from astral.sun import sunset as _sunset
 
 HORIZON = -0.833  # degrees: sunrise/sunset (refraction and the solar disc)
+DAY_ELEVATION, NIGHT_ELEVATION = 3.0, -6.0  # phase(): "day" at or above, "night" at or below, else "twilight"
+# An upper bound on how fast astral's elevation() can change: the sun moves at most 15 deg/h on the
+# sky and the refraction correction at most doubles that just below the horizon (about 0.0084
+# deg/s in all); _SLACK covers the refraction formula's small steps and astral's whole seconds.
+_RATE = 0.01  # deg/s
+_SLACK = 0.05  # deg
 UTC = dt.timezone.utc
 _DAY = dt.timedelta(days=1)
 
@@ -96,6 +102,7 @@ class AstroClock:
         self._obs = Observer(self.latitude, self.longitude, max(0.0, self.elevation_m))
         self._cache: dict[dt.date, Night] = {}
         self._current: Night | None = None
+        self._phase: tuple[float, float, str] = (1.0, -1.0, "")  # [lo, hi]: phase certain there
 
     # -- GPS ----------------------------------------------------------------------------
 
@@ -137,6 +144,24 @@ class AstroClock:
     def elevation(self, t: float) -> float:
         """Solar elevation in degrees (with refraction) at UTC seconds `t`."""
         return _elevation(self._obs, dt.datetime.fromtimestamp(t, UTC))
+
+    def phase(self, t: float) -> str:
+        """"day" / "night" / "twilight" at UTC `t`, exactly as from elevation(t). Each computed
+        elevation certifies its phase for as long as the sun cannot have left it (_RATE), so
+        elevation() runs rarely, except close to the thresholds."""
+        lo, hi, phase = self._phase
+        if lo <= t <= hi:
+            return phase
+        e = self.elevation(t)
+        if e >= DAY_ELEVATION:
+            phase, margin = "day", e - DAY_ELEVATION
+        elif e <= NIGHT_ELEVATION:
+            phase, margin = "night", NIGHT_ELEVATION - e
+        else:
+            phase, margin = "twilight", min(e - NIGHT_ELEVATION, DAY_ELEVATION - e)
+        r = max(0.0, (margin - _SLACK) / _RATE - 1.0)  # seconds either side of t
+        self._phase = (t - r, t + r, phase)
+        return phase
 
     def local_date(self, t: float) -> dt.date:
         return dt.datetime.fromtimestamp(t, self.tz).date()

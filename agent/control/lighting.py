@@ -65,9 +65,10 @@ class LightingController:
         self._pending: list[Event] = []
         self._mode: str | None = None
         self._chosen: dict[str, tuple[dt.date, tuple[str, str]]] = {}  # calendar -> (day, its program)
-        self._elev: tuple[float, float] | None = None  # (mono, elevation) of the last elevation sample
+        self._elev: tuple[float, str] | None = None  # (mono, phase) of the last sample of the sun's phase
         self._day_start_s = settings.day_start.hour * 3600 + settings.day_start.minute * 60
         self._offset: tuple[int, float] = (-1, 0.0)  # (15-minute UTC slot, UTC offset in it)
+        self._lw: tuple = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0, None)  # _local's window (see there)
         self._memo: dict[str, Any] = {}  # program -> its outcome in this step
 
     @classmethod
@@ -153,7 +154,7 @@ class LightingController:
             prog = self.settings.programs[chosen[0]]
             out = self._memo.get(prog.name)
             if out is None:
-                out = self._memo[prog.name] = self.schedule.evaluate(
+                out = self._memo[prog.name] = self.schedule.outcome(
                     prog, t, tod, view if prog.uses_photocell else None)  # type: ignore[arg-type]
             target, detail = out.level, out.how
             if out.active and prog.boost is not None:
@@ -221,16 +222,28 @@ class LightingController:
 
     def _local(self, t: float) -> tuple[float, dt.date]:
         """(local time of day in seconds, calendar day) at UTC `t`; the UTC offset is looked up
-        once per 15-minute slot (zone transitions fall on quarter hours)."""
+        once per 15-minute slot (zone transitions fall on quarter hours). Cached: inside one slot
+        and one stretch of local time with the same date and calendar day, only an addition."""
+        t_lo, t_hi, off, lo, hi, base, day = self._lw
+        if t_lo <= t < t_hi:
+            local = t + off
+            if lo <= local < hi:
+                return local - base, day  # = divmod(local, 86400)[1]: both exact
         slot = int(t // 900)
         if slot != self._offset[0]:
-            off = dt.datetime.fromtimestamp(slot * 900.0, self.astro.tz).utcoffset()
-            self._offset = (slot, off.total_seconds() if off is not None else 0.0)
-        local = t + self._offset[1]
+            o = dt.datetime.fromtimestamp(slot * 900.0, self.astro.tz).utcoffset()
+            self._offset = (slot, o.total_seconds() if o is not None else 0.0)
+        off = self._offset[1]
+        local = t + off
         days, tod = divmod(local, 86400.0)
+        base = days * 86400.0
+        lo, hi = (base, base + self._day_start_s) if tod < self._day_start_s else (base + self._day_start_s,
+                                                                                  base + 86400.0)
         if tod < self._day_start_s:
             days -= 1
-        return tod, _EPOCH_DAY.get(int(days)) or _day(int(days))
+        day = _EPOCH_DAY.get(int(days)) or _day(int(days))
+        self._lw = (slot * 900.0, slot * 900.0 + 900.0, off, lo, hi, base, day)
+        return tod, day
 
     def _phase(self, mono: float, t: float | None) -> str | None:
         """"day" / "night" / "twilight" from the solar elevation (sampled every 5 minutes)."""
@@ -238,9 +251,8 @@ class LightingController:
             self._elev = None
             return None
         if self._elev is None or abs(mono - self._elev[0]) >= 300.0:
-            self._elev = (mono, self.astro.elevation(t))
-        e = self._elev[1]
-        return "day" if e >= 3.0 else "night" if e <= -6.0 else "twilight"
+            self._elev = (mono, self.astro.phase(t))
+        return self._elev[1]
 
     # -- overrides ----------------------------------------------------------------------------------
 

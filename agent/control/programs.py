@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -126,10 +127,48 @@ class Schedule:
         self.astro = astro
         self._windows: dict[tuple[str, dt.date], tuple] = {}
         self._timelines: dict[tuple[str, dt.date], tuple[list[float], list[float]]] = {}
+        self._outcomes: dict[str, tuple] = {}  # program -> (t_lo, t_hi, tod_lo, tod_hi, photocell, Outcome)
 
     def clear(self) -> None:
         self._windows.clear()
         self._timelines.clear()
+        self._outcomes.clear()
+
+    def outcome(self, program: Program, t: float, tod_s: float, photocell: PhotocellView | None) -> Outcome:
+        """evaluate(), cached: an outcome holds, for the same photocell view, until the next
+        boundary of its astro day, windows, level steps or (absolute) on/off time."""
+        c = self._outcomes.get(program.name)
+        if c is not None and c[0] <= t < c[1] and c[2] <= tod_s < c[3] and c[4] == photocell:
+            return c[5]
+        out = self.evaluate(program, t, tod_s, photocell)
+        self._outcomes[program.name] = (*self._span(program, t, tod_s), photocell, out)
+        return out
+
+    def _span(self, p: Program, t: float, tod_s: float) -> tuple[float, float, float, float]:
+        """(t_lo, t_hi, tod_lo, tod_hi): nothing evaluate() compares `t` or `tod_s` with lies
+        inside, so its outcome is the same for every t in [t_lo, t_hi), tod in [tod_lo, tod_hi)."""
+        night = self.astro.night_at(t)
+        lo, hi, tod_lo, tod_hi = night.noon, night.next_noon, -math.inf, math.inf
+        bounds: list[float] = []
+        if p.period == "absolute":
+            for x in (p.on, p.off):
+                b = x.hour * 3600 + x.minute * 60 + x.second  # type: ignore[union-attr]
+                if b <= tod_s:
+                    tod_lo = max(tod_lo, b)
+                else:
+                    tod_hi = min(tod_hi, b)
+        else:
+            bounds = [b for kind in self._window(p, night) for iv in kind for b in iv]
+        if p.steps or p.astro_steps:
+            times = self._timeline_of(p, night)[0]
+            i = bisect.bisect_right(times, t)
+            bounds += times[max(0, i - 1):i + 1]
+        for b in bounds:
+            if b <= t:
+                lo = max(lo, b)
+            else:
+                hi = min(hi, b)
+        return lo, hi, tod_lo, tod_hi
 
     def evaluate(self, program: Program, t: float, tod_s: float, photocell: PhotocellView | None) -> Outcome:
         """Is `program` active at UTC `t` (local time of day `tod_s` seconds), and at which level."""
@@ -194,16 +233,18 @@ class Schedule:
     def level(self, p: Program, t: float) -> float:
         if not p.steps and not p.astro_steps:
             return p.level
-        night = self.astro.night_at(t)
+        times, levels = self._timeline_of(p, self.astro.night_at(t))
+        i = bisect.bisect_right(times, t)
+        return levels[i - 1] if i else p.level
+
+    def _timeline_of(self, p: Program, night: Night) -> tuple[list[float], list[float]]:
         key = (p.name, night.day)
         tl = self._timelines.get(key)
         if tl is None:
             if len(self._timelines) > 64:
                 self._timelines.clear()
             tl = self._timelines[key] = self._timeline(p, night)
-        times, levels = tl
-        i = bisect.bisect_right(times, t)
-        return levels[i - 1] if i else p.level
+        return tl
 
     def _timeline(self, p: Program, night: Night) -> tuple[list[float], list[float]]:
         tz = self.astro.tz
