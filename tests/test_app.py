@@ -144,14 +144,16 @@ def test_cabinet_run_and_status_json_within_10_seconds(tmp_path: Path):
 
 
 async def test_output_on_a_pin_is_written_verified_and_drives_the_fan(running):
+    """A write by hand drives the plant's fan; the climate controller (cabinet at ~17 °C:
+    fan off) sees the verified reading and re-asserts its own decision within 5 s."""
     app, sim, _ = running
-    assert app.image.get("dio.fan", app.clock.monotonic())[0] is None or \
-        app.image.value("dio.fan", app.clock.monotonic()) is False
+    await wait_until(lambda: app.controls.steps > 2 and "dio.fan" in app.actuator.state, timeout=10)
+    assert app.actuator.state["dio.fan"].desired is False
     await app.dio.write("fan", True)
     assert app.image.value("dio.fan", app.clock.monotonic()) is True
     await wait_until(lambda: sim.plant.fan_on, timeout=5)
-    await app.dio.write("fan", False)
-    await wait_until(lambda: not sim.plant.fan_on, timeout=5)
+    await wait_until(lambda: not sim.plant.fan_on, timeout=10)  # re-asserted by the control loop
+    assert app.image.value("dio.fan", app.clock.monotonic()) is False and app.actuator.state["dio.fan"].writes >= 2
     with pytest.raises(KeyError):
         await app.dio.write("nosuch", True)
 
