@@ -89,7 +89,7 @@ def test_unknown_key_suggests_the_right_one():
 
 def test_unknown_section_unknown_bus_unknown_profile_and_point():
     text = MINIMAL.replace('bus = "rs485"', 'bus = "rs486"') + """
-[lighting]
+[fountains]
 x = 1
 [devices.th]
 bus = "rs485"
@@ -99,7 +99,7 @@ profile = "xy-md03"
 deadband = 1
 """
     issues = issues_of(text)
-    assert "unknown section [lighting]" in str(find(issues, "", "lighting"))
+    assert "unknown section [fountains]" in str(find(issues, "", "fountains"))
     assert find(issues, "devices.meter", "bus").allowed == "rs485"
     assert "xy-md02" in find(issues, "devices.th", "profile").allowed
     assert "did you mean 'voltage'" in find(issues, "devices.meter", "points.voltag").message
