@@ -40,11 +40,19 @@ from astral.sun import sunset as _sunset
 
 HORIZON = -0.833  # degrees: sunrise/sunset (refraction and the solar disc)
 DAY_ELEVATION, NIGHT_ELEVATION = 3.0, -6.0  # phase(): "day" at or above, "night" at or below, else "twilight"
-# An upper bound on how fast astral's elevation() can change: the sun moves at most 15 deg/h on the
-# sky and the refraction correction at most doubles that just below the horizon (about 0.0084
-# deg/s in all); _SLACK covers the refraction formula's small steps and astral's whole seconds.
-_RATE = 0.01  # deg/s
+# How fast astral's elevation() can change, for phase(): the geometric elevation changes at most at
+# 15 deg/h x cos(latitude) (dh/dt = -cos(lat) sin(azimuth) dH/dt; the declination's drift is far
+# below 1e-4 deg/s); the refraction correction adds up to 100 % of that just below the horizon but
+# under 7 % at 2.9 deg and above or -6 deg and below. _rate() has 25 % headroom on that; _SLACK
+# covers the refraction formula's small steps.
 _SLACK = 0.05  # deg
+
+
+def _rate(latitude: float, twilight: bool) -> float:
+    """deg/s: a bound on |d elevation()/dt| at `latitude` (astral clamps it to +-89.8) while the
+    sun stays in the twilight band (-6..3 deg) or, twilight=False, outside it."""
+    return 1.25 * (2.0 if twilight else 1.1) * 15.1 / 3600.0 * math.cos(math.radians(min(abs(latitude), 89.8))) \
+        + 1e-4
 UTC = dt.timezone.utc
 _DAY = dt.timedelta(days=1)
 
@@ -103,6 +111,7 @@ class AstroClock:
         self._cache: dict[dt.date, Night] = {}
         self._current: Night | None = None
         self._phase: tuple[float, float, str] = (1.0, -1.0, "")  # [lo, hi]: phase certain there
+        self._rates = (_rate(self.latitude, False), _rate(self.latitude, True))
 
     # -- GPS ----------------------------------------------------------------------------
 
@@ -147,8 +156,8 @@ class AstroClock:
 
     def phase(self, t: float) -> str:
         """"day" / "night" / "twilight" at UTC `t`, exactly as from elevation(t). Each computed
-        elevation certifies its phase for as long as the sun cannot have left it (_RATE), so
-        elevation() runs rarely, except close to the thresholds."""
+        elevation certifies its phase for as long as the sun cannot have left it (_rate), so
+        elevation() runs rarely, except close to the thresholds (astral uses whole seconds: + 1 s)."""
         lo, hi, phase = self._phase
         if lo <= t <= hi:
             return phase
@@ -159,7 +168,8 @@ class AstroClock:
             phase, margin = "night", NIGHT_ELEVATION - e
         else:
             phase, margin = "twilight", min(e - NIGHT_ELEVATION, DAY_ELEVATION - e)
-        r = max(0.0, (margin - _SLACK) / _RATE - 1.0)  # seconds either side of t
+        # while the phase holds the sun stays in its band, where the rate bound for that band holds
+        r = max(0.0, (margin - _SLACK) / self._rates[phase == "twilight"] - 1.0)  # seconds either side of t
         self._phase = (t - r, t + r, phase)
         return phase
 

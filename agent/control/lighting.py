@@ -40,7 +40,7 @@ from agent.control.lighting_model import (Condition, Decision, Event, LightingSe
 from agent.control.lighting_monitor import SEVERITY, Monitor
 from agent.control.overrides import Override, Overrides
 from agent.control.photocell import Photocell
-from agent.control.programs import BoostState, PhotocellView, Schedule
+from agent.control.programs import BoostState, Outcome, PhotocellView, Program, Schedule
 
 UTC = dt.timezone.utc
 STATE_FORMAT = 1
@@ -64,12 +64,16 @@ class LightingController:
         self._conditions: dict[str, Condition] = {}
         self._pending: list[Event] = []
         self._mode: str | None = None
-        self._chosen: dict[str, tuple[dt.date, tuple[str, str]]] = {}  # calendar -> (day, its program)
+        self._chosen: dict[str, tuple[dt.date, Program, bool]] = {}  # calendar -> (day, program, uses photocell)
         self._elev: tuple[float, str] | None = None  # (mono, phase) of the last sample of the sun's phase
         self._day_start_s = settings.day_start.hour * 3600 + settings.day_start.minute * 60
         self._offset: tuple[int, float] = (-1, 0.0)  # (15-minute UTC slot, UTC offset in it)
         self._lw: tuple = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0, None)  # _local's window (see there)
-        self._memo: dict[str, Any] = {}  # program -> its outcome in this step
+        self._memo: dict[str, tuple[Program, Outcome]] = {}  # calendar -> its program and outcome in this step
+        self._view: PhotocellView | None = None  # the last one (reused while the same)
+        self._fast: dict[str, tuple] = {}  # segment -> (outcome, its decision, program, want_on, target)
+        self._segs = [(s.name, s.calendar, self._act[s.name], self._mon[s.name]) for s in settings.segments]
+        self._actuation = settings.actuation
 
     @classmethod
     def from_config(cls, config: Any) -> "LightingController":
@@ -96,7 +100,11 @@ class LightingController:
                        if pc.fault else f"lux sensor {pc.s.point} trusted again")
                 events.append(Event("photocell", msg, data={"fault": pc.fault}))
                 self._cond(changed, "lighting.lux_sensor", "warning", pc.fault is not None, msg)
-        view = PhotocellView(pc.healthy, pc.dark) if pc is not None else None
+            view, healthy = self._view, pc.healthy
+            if view is None or view.healthy != healthy or view.dark is not pc.dark:
+                view = self._view = PhotocellView(healthy, pc.dark)
+        else:
+            view = None
 
         mode = NORMAL if t is not None else (CLOCK_UNKNOWN if view is not None and view.healthy else BLIND)
         if mode != self._mode:
@@ -108,8 +116,11 @@ class LightingController:
                        "no clock and no trusted photocell: all segments on" if mode == BLIND else "fail-safe left")
             self._mode = mode
 
-        for seg, ov in (self.overrides.prune(t, mono) if len(self.overrides) else ()):
-            events.append(Event("override", f"{ov.describe()} expired", seg, {"action": "expired"}))
+        overrides = len(self.overrides) > 0
+        if overrides:
+            for seg, ov in self.overrides.prune(t, mono):
+                events.append(Event("override", f"{ov.describe()} expired", seg, {"action": "expired"}))
+            overrides = len(self.overrides) > 0
         for name, b in self._boosts.items():
             v = good_value(image.get(b.boost.point))
             was = b.capped
@@ -122,21 +133,63 @@ class LightingController:
         tod = day = None
         if t is not None:
             tod, day = self._local(t)
-        self._memo.clear()
+        memo = self._memo
+        memo.clear()
 
         decisions: dict[str, Decision] = {}
         writes: list[Write] = []
-        for seg in self.settings.segments:
-            d = self._decide(seg.name, seg.calendar, mono, t, tod, day, mode, view)
-            decisions[seg.name] = d
-            writes += self._act[seg.name].writes(mono, image)
-            self._after(seg.name, mono, t, d, image, events, changed)
+        last, fasts, a = self._decisions, self._fast, self._actuation
+        for name, calendar, act, mon in self._segs:
+            prev = last.get(name)
+            ov = self.overrides.active(name, t, mono) if overrides else None
+            if ov is None and mode is NORMAL:
+                prog, out = memo.get(calendar) or self._program(calendar, t, tod, day, view)  # type: ignore[arg-type]
+                fast = fasts.get(name)  # the same outcome as when `prev` was decided, and nothing moving:
+                if fast is not None and fast[0] is out and fast[1] is prev and fast[2] is prog \
+                        and act.settled(mono, fast[3], fast[4]):
+                    act.switched = False
+                    d = prev  # type: ignore[assignment]
+                else:
+                    d = self._decide(name, act, prev, None, mono, mode, view, prog, out)
+            else:
+                d = self._decide(name, act, prev, ov, mono, mode, view, None, None)
+            decisions[name] = d
+            w = act.writes(mono, image)
+            if w:
+                writes += w
+            if d is not prev or act.readback_changed:
+                self._changes(name, act, prev, d, events, changed)
+            # failure detection at steady state: settled since the last switch or level change, not warming up
+            changed_at, level_changed = act.changed_at, act.level_changed
+            steady = (changed_at is not None
+                      and mono - (level_changed if level_changed > changed_at else changed_at) >= a.settle_s
+                      and not (act.on is True and act.on_since is not None and mono - act.on_since < a.warm_up_s))
+            flipped = mon.judge(mono, d.on, act.level, steady, image)
+            if flipped:
+                self._judged(name, mon, flipped, changed)
+            mon.account(mono, t, d.on, act.switched and d.on, image)
+            if mon.notes:
+                for note in mon.notes:
+                    events.append(Event("counter", f"{name}: {note}", name))
+                mon.notes.clear()
         self._decisions = decisions
         return StepResult(decisions, writes, events, changed, mode)
 
-    def _decide(self, name: str, calendar: str, mono: float, t: float | None, tod: float | None,
-                day: dt.date | None, mode: str, view: PhotocellView | None) -> Decision:
-        ov = self.overrides.active(name, t, mono)
+    def _program(self, calendar: str, t: float, tod: float, day: dt.date,
+                 view: PhotocellView | None) -> tuple[Program, Outcome]:
+        """The calendar's program for `day` and its outcome now (memoised for this step)."""
+        last = self._chosen.get(calendar)
+        if last is not None and last[0] == day:
+            prog, pc = last[1], last[2]
+        else:
+            prog = self.settings.programs[self.settings.calendars[calendar].program_for(day)[0]]
+            pc = prog.uses_photocell
+            self._chosen[calendar] = (day, prog, pc)
+        po = self._memo[calendar] = (prog, self.schedule.outcome(prog, t, tod, view if pc else None))
+        return po
+
+    def _decide(self, name: str, act: Actuator, prev: Decision | None, ov: Override | None, mono: float, mode: str,
+                view: PhotocellView | None, prog: Program | None, out: Outcome | None) -> Decision:
         ramp_up = ramp_down = 0.0
         if ov is not None:
             want_on, target, reason, detail = ov.on, ov.target, "override", ov.source
@@ -145,17 +198,7 @@ class LightingController:
         elif mode == BLIND:
             want_on, target, reason, detail = True, 100.0, mode, "lights on"
         else:
-            last = self._chosen.get(calendar)
-            if last is not None and last[0] == day:
-                chosen = last[1]
-            else:
-                chosen = self.settings.calendars[calendar].program_for(day)  # type: ignore[arg-type]
-                self._chosen[calendar] = (day, chosen)
-            prog = self.settings.programs[chosen[0]]
-            out = self._memo.get(prog.name)
-            if out is None:
-                out = self._memo[prog.name] = self.schedule.outcome(
-                    prog, t, tod, view if prog.uses_photocell else None)  # type: ignore[arg-type]
+            assert prog is not None and out is not None
             target, detail = out.level, out.how
             if out.active and prog.boost is not None:
                 b = self._boosts[prog.name]
@@ -166,24 +209,25 @@ class LightingController:
             want_on = out.active and target > 0
             target = target if want_on else 0.0
             reason, ramp_up, ramp_down = f"program:{prog.name}", prog.ramp_up_s, prog.ramp_down_s
-        act = self._act[name]
         on, level, note = act.apply(mono, want_on, target, ramp_up, ramp_down)
         if note:
             detail = f"{detail}+{note}"
         if act.seg.dim is None:
             level = None  # type: ignore[assignment]
-        prev = self._decisions.get(name)
         if prev is not None and prev.on == on and prev.level == level and prev.reason == reason \
                 and prev.detail == detail and prev.target == target:
-            return prev
-        return Decision(name, on, level, reason, detail, target)
+            d = prev
+        else:
+            d = Decision(name, on, level, reason, detail, target)
+        if prog is not None and not note and prog.boost is None:
+            self._fast[name] = (out, d, prog, want_on, target)  # see step()
+        return d
 
-    def _after(self, name: str, mono: float, t: float | None, d: Decision, image: Mapping[str, Any],
-               events: list[Event], changed: list[Condition]) -> None:
-        act, mon = self._act[name], self._mon[name]
-        prev = self._decisions.get(name)
-        if prev is None or prev.on != d.on or prev.reason != d.reason or (
-                prev.target != d.target and d.on and d.level is not None):
+    def _changes(self, name: str, act: Actuator, prev: Decision | None, d: Decision, events: list[Event],
+                 changed: list[Condition]) -> None:
+        """Events for a changed decision, conditions for a changed read-back."""
+        if d is not prev and (prev is None or prev.on != d.on or prev.reason != d.reason or (
+                prev.target != d.target and d.on and d.level is not None)):
             data = {"on": d.on, "level": d.level, "reason": d.reason, "detail": d.detail}
             if prev is None or prev.on != d.on:
                 events.append(Event("switched", f"{name} {'on' if d.on else 'off'} ({d.reason}, {d.detail})", name,
@@ -197,17 +241,12 @@ class LightingController:
             for kind, msg in act.readback.items():
                 self._cond(changed, f"lighting.{name}.{kind}", READBACK_SEVERITY[kind], msg is not None,
                            msg or f"{kind.replace('_', ' ')} cleared", name)
-        a = self.settings.actuation
-        steady = (not act.warming(mono) and act.changed_at is not None
-                  and mono - max(act.changed_at, act.level_changed) >= a.settle_s)
-        for kind in mon.judge(mono, d.on, act.level, steady, image):
+
+    def _judged(self, name: str, mon: Monitor, flipped: list[str], changed: list[Condition]) -> None:
+        for kind in flipped:
             chk = mon.checks[kind]
             self._cond(changed, f"lighting.{name}.{kind}", SEVERITY[kind], chk.active,
                        chk.message if chk.active else f"{kind.replace('_', ' ')} cleared", name)
-        mon.account(mono, t, d.on, act.switched and d.on, image)
-        for note in mon.notes:
-            events.append(Event("counter", f"{name}: {note}", name))
-        mon.notes.clear()
 
     def _cond(self, changed: list[Condition], cid: str, severity: str, active: bool, message: str,
               segment: str | None = None) -> None:

@@ -21,6 +21,7 @@ Pure: monotonic time in, Write tuples and condition states out.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from agent.control.lighting_model import Actuation, Segment, Write
@@ -28,7 +29,8 @@ from agent.control.lighting_model import Actuation, Segment, Write
 
 class Actuator:
     __slots__ = ("seg", "a", "on", "level", "last_switch", "on_since", "level_changed", "_ramp", "_target",
-                 "_written", "_last_write", "_mismatch", "switched", "readback", "readback_changed", "changed_at")
+                 "_written", "_last_write", "_mismatch", "switched", "readback", "readback_changed", "changed_at",
+                 "_tol", "_dim_at")
 
     def __init__(self, segment: Segment, actuation: Actuation) -> None:
         self.seg = segment
@@ -48,9 +50,23 @@ class Actuator:
         self.readback: dict[str, str | None] = {"relay_failure": None, "contactor_failure": None,
                                                 "dimming_failure": None}  # kind -> message when failing
         self.readback_changed = False  # some entry of `readback` went from None to a message or back
+        self._tol = abs(segment.dim_range[1] - segment.dim_range[0]) * 0.01  # dimming read-back tolerance
+        self._dim_at: tuple[float, float] = (math.nan, 0.0)  # (level, seg.dim_value(level)) of the last write
 
     def warming(self, mono: float) -> bool:
         return self.on is True and self.on_since is not None and mono - self.on_since < self.a.warm_up_s
+
+    def settled(self, mono: float, want_on: bool, target: float) -> bool:
+        """apply(mono, want_on, target, ...) would return (on, level, "") and change nothing but
+        `switched` (no switch, no warm-up, no ramp, the level already there)."""
+        on = self.on
+        if on is None or want_on != on:
+            return False
+        if not on:
+            return self.level == 0.0 and self._target is None
+        if self.seg.dim is None:
+            return self.level == 100.0
+        return self._ramp is None and target == self._target and target == self.level and not self.warming(mono)
 
     def apply(self, mono: float, want_on: bool, target: float, ramp_up_s: float = 0.0,
               ramp_down_s: float = 0.0) -> tuple[bool, float, str]:
@@ -106,41 +122,57 @@ class Actuator:
 
     def writes(self, mono: float, image: Mapping[str, Any]) -> list[Write]:
         """The writes due now, and the read-back judgement (updates `readback`)."""
-        seg, out = self.seg, []
+        seg = self.seg
         coil = (not self.on) if seg.invert else bool(self.on)
-        out += self._output(mono, seg.contactor, coil, image, "relay_failure", exact=True)
+        w = self._output(mono, seg.contactor, coil, image, "relay_failure", True)
+        out = [] if w is None else [w]
         if seg.dim is not None and self.on:
-            tol = abs(seg.dim_range[1] - seg.dim_range[0]) * 0.01
-            out += self._output(mono, seg.dim, seg.dim_value(self.level), image, "dimming_failure", tol=tol)
+            level, value = self._dim_at
+            if level != self.level:
+                level, value = self._dim_at = (self.level, seg.dim_value(self.level))
+            w = self._output(mono, seg.dim, value, image, "dimming_failure", False, self._tol)
+            if w is not None:
+                out.append(w)
         elif seg.dim is not None:
-            self._mismatch.pop(seg.dim, None)
-            self._fail("dimming_failure", None)
+            if self._mismatch:
+                self._mismatch.pop(seg.dim, None)
+            if self.readback["dimming_failure"] is not None:
+                self._fail("dimming_failure", None)
         if seg.feedback is not None:
             self._feedback(mono, image)
         return out
 
     def _output(self, mono: float, point: str, want: Any, image: Mapping[str, Any], kind: str,
-                exact: bool = False, tol: float = 0.0) -> list[Write]:
-        out: list[Write] = []
-        if point not in self._written:
-            out.append(Write(point, want, self.seg.name, "start"))
-        elif self._written[point] != want:
-            out.append(Write(point, want, self.seg.name, "change"))
-        if out:
+                exact: bool = False, tol: float = 0.0) -> Write | None:
+        """The write due on `point` now, if any (at most one), and its read-back judgement."""
+        written = self._written.get(point, NO_VALUE)
+        if written is NO_VALUE or written != want:
             self._written[point], self._last_write[point] = want, mono
             self._mismatch.pop(point, None)
-            return out
-        got = good_value(image.get(point))
-        if got is NO_VALUE:
-            return out  # no read-back now: no judgement (the device may be away)
-        same = bool(got) == want if exact else _close(got, want, tol)
+            return Write(point, want, self.seg.name, "start" if written is NO_VALUE else "change")
+        sample = image.get(point)
+        if type(sample) is tuple and len(sample) == 3 and sample[1] == "good" and sample[0] is not None:
+            got = sample[0]  # good_value()'s common case
+        else:
+            got = good_value(sample)
+            if got is NO_VALUE:
+                return None  # no read-back now: no judgement (the device may be away)
+        if exact:
+            same = bool(got) == want
+        elif type(got) is float and type(want) is float:
+            same = abs(got - want) <= tol + 1e-9  # _close()'s common case
+        else:
+            same = _close(got, want, tol)
         if same:
-            self._mismatch.pop(point, None)
-            self._fail(kind, None)
-            return out
+            if self._mismatch:
+                self._mismatch.pop(point, None)
+            if self.readback[kind] is not None:
+                self._fail(kind, None)
+            return None
+        out = None
         since = self._mismatch.setdefault(point, mono)
         if mono - self._last_write[point] >= self.a.reassert_s:
-            out.append(Write(point, want, self.seg.name, "reassert"))
+            out = Write(point, want, self.seg.name, "reassert")
             self._last_write[point] = mono
         if mono - since >= self.a.readback_delay_s:
             self._fail(kind, f"{point} reads back {got!r}, commanded {want!r}")

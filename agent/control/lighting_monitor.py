@@ -33,6 +33,7 @@ from agent.control.lighting_model import Actuation, FailureDetection, Segment
 SEVERITY = {"day_burner": "critical", "supply_loss": "critical", "no_power": "critical",
             "lamp_failure": "warning", "power_too_high": "warning"}
 KINDS = tuple(SEVERITY)
+_CANNOT_JUDGE = (None, None, None, None, None)
 
 
 class Debounce:
@@ -59,6 +60,10 @@ class Debounce:
 
 
 class Monitor:
+    __slots__ = ("seg", "a", "f", "checks", "_causes", "_timing", "burning_s", "switches", "energy_kwh", "full_kwh",
+                 "counter", "_counter_mono", "counter_utc", "_last_mono", "power", "notes", "_no_power",
+                 "_supply_loss", "_cap_w", "_at_level")
+
     def __init__(self, segment: Segment, actuation: Actuation, failure: FailureDetection) -> None:
         self.seg, self.a, self.f = segment, actuation, failure
         self.checks = {kind: Debounce() for kind in SEVERITY}
@@ -74,6 +79,9 @@ class Monitor:
         self._last_mono: float | None = None
         self.power: float | None = None
         self.notes: list[str] = []  # counter re-bases since the last look (the controller turns them into events)
+        self._no_power, self._supply_loss = self.checks["no_power"], self.checks["supply_loss"]
+        self._cap_w = 2.0 * max(segment.expected_w, 1000.0)  # the counter's plausible rise: twice the draw
+        self._at_level: dict[float, tuple[float, float, float, float]] = {}  # level -> thresholds (judge)
 
     # -- failure detection -------------------------------------------------------------------------
 
@@ -82,23 +90,30 @@ class Monitor:
         seg, f = self.seg, self.f
         if seg.power is None:
             return []
-        p = self.power = _value(image.get(seg.power), f.max_age_s)
+        sample = image.get(seg.power)
+        if type(sample) is tuple and len(sample) == 3:
+            p, quality, age = sample
+            if not (quality == "good" and type(p) is float and age is not None and age <= f.max_age_s
+                    and -1e300 < p < 1e300):  # else _value()'s common case
+                p = _value(sample, f.max_age_s)
+        else:
+            p = _value(sample, f.max_age_s)
+        self.power = p
         if seg.expected_w <= 0:
             return []
         v = exp = 0.0
         if p is None or not steady:
-            causes: tuple = (None, None, None, None, None)
+            causes: tuple = _CANNOT_JUDGE
         elif not on:
             causes = (p > f.off_power_w, False, False, False, False)
         else:
-            exp = seg.expected_at(level)
-            drop = f.lamp_share * exp / seg.luminaires if seg.luminaires > 0 else f.tolerance * exp
-            none = p < f.no_power_share * exp
+            exp, no_power_w, low_w, high_w = self._at_level.get(level) or self._thresholds(level)
+            none = p < no_power_w
             supply = False
             if none and seg.voltage:
                 v = _value(image.get(seg.voltage), f.max_age_s)  # type: ignore[assignment]
                 supply = v is not None and v < f.supply_min_v
-            causes = (False, supply, none and not supply, not none and p < exp - drop, p > exp * (1 + f.tolerance))
+            causes = (False, supply, none and not supply, not none and p < low_w, p > high_w)
         if causes == self._causes and not self._timing:
             return []  # nothing new and no confirmation running
         self._causes = causes
@@ -113,6 +128,16 @@ class Monitor:
                 chk.message = self._message(kind, p, exp, level, v) if chk.active else ""
         self._timing = any(c._since is not None for c in checks.values())
         return flipped
+
+    def _thresholds(self, level: float) -> tuple[float, float, float, float]:
+        """(expected, no-power, lamp-failure and too-high thresholds) in W at `level`."""
+        seg, f = self.seg, self.f
+        exp = seg.expected_at(level)
+        drop = f.lamp_share * exp / seg.luminaires if seg.luminaires > 0 else f.tolerance * exp
+        if len(self._at_level) > 256:  # ramps pass through many levels
+            self._at_level.clear()
+        th = self._at_level[level] = (exp, f.no_power_share * exp, exp - drop, exp * (1 + f.tolerance))
+        return th
 
     def _message(self, kind: str, p: Any, exp: float, level: float, v: Any) -> str:
         n = self.seg.luminaires
@@ -134,32 +159,41 @@ class Monitor:
                 image: Mapping[str, Any]) -> None:
         if switched_on:
             self.switches += 1
-        if self._last_mono is not None and lit:
-            dt_s = max(0.0, mono - self._last_mono)
-            if not (self.checks["no_power"].active or self.checks["supply_loss"].active):
+        last = self._last_mono
+        if lit and last is not None:
+            dt_s = mono - last
+            if not dt_s > 0.0:
+                dt_s = 0.0  # = max(0.0, dt_s)
+            if not (self._no_power.active or self._supply_loss.active):
                 self.burning_s += dt_s
             self.full_kwh += self.seg.expected_w * dt_s / 3.6e6
         self._last_mono = mono
         if self.seg.energy is None:
             return
         sample = image.get(self.seg.energy)
-        v = _value(sample, math.inf)
-        if v is None:
-            return
-        # when the meter read it: a counter polled every N s shows one delta per poll
-        age = sample[2] if isinstance(sample, tuple) and len(sample) == 3 else getattr(sample, "age", None)
-        at = mono - age if isinstance(age, (int, float)) and age >= 0 else mono
-        if self._counter_mono is not None and at <= self._counter_mono + 1e-6 and v == self.counter:
+        if type(sample) is tuple and len(sample) == 3 and type(sample[0]) is float and type(sample[2]) is float \
+                and sample[1] == "good" and sample[2] >= 0.0 and -1e300 < sample[0] < 1e300:
+            v, _, age = sample  # _value()'s common case, and a reading age
+            at = mono - age
+        else:
+            v = _value(sample, math.inf)
+            if v is None:
+                return
+            age = sample[2] if isinstance(sample, tuple) and len(sample) == 3 else getattr(sample, "age", None)
+            at = mono - age if isinstance(age, (int, float)) and age >= 0 else mono
+        # `at`: when the meter read it: a counter polled every N s shows one delta per poll
+        counter, counter_mono = self.counter, self._counter_mono
+        if counter_mono is not None and at <= counter_mono + 1e-6 and v == counter:
             return  # the same reading as last step
-        if self.counter is not None:
-            if self._counter_mono is not None:
-                elapsed = at - self._counter_mono
+        if counter is not None:
+            if counter_mono is not None:
+                elapsed = at - counter_mono
             elif utc is not None and self.counter_utc is not None:
                 elapsed = utc - self.counter_utc  # restored: the downtime counts
             else:
                 elapsed = None
-            delta = v - self.counter
-            cap = None if elapsed is None else 0.01 + 2.0 * max(self.seg.expected_w, 1000.0) * max(0.0, elapsed) / 3.6e6
+            delta = v - counter
+            cap = None if elapsed is None else 0.01 + self._cap_w * (elapsed if elapsed > 0.0 else 0.0) / 3.6e6
             if delta < 0:
                 self.notes.append(f"energy counter went back from {self.counter} to {v} kWh (meter reset or "
                                   f"replaced): re-based")

@@ -71,7 +71,11 @@ class Photocell:
         """Feed one snapshot entry (value, quality, age) or None. `phase`: "day", "night",
         "twilight" from the astro clock, or None when the clock is unknown."""
         s = self.s
-        problem, value = self._classify(sample)
+        if type(sample) is tuple and len(sample) == 3 and sample[1] == "good" and type(sample[0]) is float \
+                and sample[2] is not None and sample[2] <= s.max_age_s and s.min_lux <= sample[0] <= s.max_lux:
+            problem, value = None, sample[0]  # _classify()'s common case
+        else:
+            problem, value = self._classify(sample)
         if problem is None:
             problem = self._track_stuck(mono, value, phase)  # type: ignore[arg-type]
         if problem is None:
@@ -82,6 +86,10 @@ class Photocell:
             if self.fault is not None and mono - self._good_since >= s.recover_s:
                 self.fault = None
                 self.dark = None  # decide afresh from the current value
+            dark = self.dark
+            if dark is not None and not (value >= s.off_lux if dark else value <= s.on_lux):  # type: ignore
+                self._cross_since = None  # _hysteresis()'s common case: not across the threshold
+                return
             self._hysteresis(mono, value)  # type: ignore[arg-type]
             return
         self._good_since = None
