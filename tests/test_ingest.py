@@ -111,6 +111,25 @@ def test_foreign_topic_foreign_key_unknown_key_and_garbage(setup, tmp_path):
     assert st["batches_ok"] == 0 and st["rejected_total"] == 8
 
 
+def test_a_signed_body_that_cannot_be_decoded_is_stored_acknowledged_and_counted_bad(setup):
+    """Only a cabinet software bug signs such a body: acknowledging it stops endless
+    re-sends; the envelope stays in the store with the decoder's error."""
+    store, core, a, _ = setup
+    topic = cose.telemetry_topic(PREFIX, "CAB-A")
+    for seq, body in ((1, b"\x07garbage"), (2, b"\x00\x93\x01\x02\x03")):
+        env = cose.seal_batch(body, key=a, kid=cose.key_id(a.public_key()), cabinet="CAB-A", boot=1, seq=seq,
+                              topic=topic)
+        out = run(core, store, (topic, env))[0]
+        assert out.kind == "stored" and out.seq == seq  # acknowledged like any stored batch
+    good = run(core, store, batch(a, "CAB-A", 3))[0]
+    assert good.kind == "stored"
+    st = store.stats()
+    assert st["rejected"] == {"bad_body": 2} and st["readings"] == 20 and st["batches_ok"] == 3
+    errors = store._read("SELECT seq, state, error FROM batches WHERE cabinet = 'CAB-A' ORDER BY seq")
+    assert [(r[0], r[1]) for r in errors] == [(1, "bad"), (2, "bad"), (3, "done")]
+    assert "compression" in errors[0][2] and "4-element" in errors[1][2]
+
+
 def test_newly_registered_cabinet_is_picked_up(setup, tmp_path):
     store, core, _, _ = setup
     c = key(tmp_path, "c")

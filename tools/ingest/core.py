@@ -4,8 +4,13 @@ transaction with others before it acknowledges them. No MQTT here.
 
 Outcomes: "stored" (new, acknowledge after commit), "duplicate" (stored before:
 acknowledge again so the cabinet can delete it), "rejected" (counted by reason,
-never acknowledged). The body gets the cheap check here (decompression, layout,
-counts); turning it into reading rows happens after the ack (Store.materialize). Replay windows (one per cabinet) are the fast path; a batch
+never acknowledged). The body is not decoded here: a verified signature proves which
+cabinet made the batch, and the batch is stored as received. Turning it into reading
+rows happens after the ack (Store.materialize), which decodes and checks everything;
+a body that fails there (only a cabinet software bug can sign one) is kept with state
+"bad" and its error, and counted as rejected "bad_body" — acknowledged all the same, so
+the cabinet does not re-send a batch that can never be read, forever holding one of its
+unacknowledged slots. Replay windows (one per cabinet) are the fast path; a batch
 older than its window is looked up in the batches table, so a late batch that was
 never stored is still stored once.
 """
@@ -20,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 import cbor2
 
 from agent import cose
-from agent.batch import BatchError, check_body
 from tools.ingest.store import Commit, Store, StoredBatch
 
 MAX_MESSAGE = 4 * 2**20
@@ -83,15 +87,11 @@ class IngestCore:
         if verdict == "duplicate" or (verdict == "too_old" and self.store.has_batch(batch.cabinet, batch.seq)):
             commit.count("duplicates")
             return Outcome("duplicate", batch.cabinet, batch.seq)
-        try:
-            count = check_body(batch.body)
-        except BatchError as e:
-            return self._reject(commit, "bad_body", batch.cabinet, detail=str(e))
         if verdict == "new":
             window.accept(batch.seq)
             commit.windows[batch.cabinet] = window.state()
-        commit.batches.append(StoredBatch(batch.cabinet, batch.seq, batch.boot, batch.kid, now, count, payload))
-        return Outcome("stored", batch.cabinet, batch.seq, readings=count)
+        commit.batches.append(StoredBatch(batch.cabinet, batch.seq, batch.boot, batch.kid, now, 0, payload))
+        return Outcome("stored", batch.cabinet, batch.seq)
 
     def _reject(self, commit: Commit, reason: str, cabinet: str | None = None, detail: Any = None) -> Outcome:
         commit.count(f"rejected.{reason}")
