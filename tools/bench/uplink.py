@@ -2,22 +2,26 @@
 
 * bytes_per_value: MQTT payload bytes per reading, envelope and signature included,
   (a) W1 readings (10 devices x 15 values per second) sealed as the uplink seals them
-  (2000 readings per batch), (b) the simulated cabinet run by the real agent for a
-  while (at `speed`x) with its default sealing policy (2000 readings or 30 s),
-  measured from what the uplink actually published. Target <= 3.
+  (2000 readings per batch), (b) the simulated cabinet run by the real agent for
+  30 simulated minutes (at 20x) with its default sealing policy (2000 readings or
+  300 s), with a local ingest acknowledging, measured from what the uplink actually
+  published. Target <= 3.
 * outbox_append_per_s: durable appends, synchronous=FULL (tools.bench.outbox). Target >= 50,000.
 * drain_per_s: N queued readings (default 1,000,000) drained end to end: seal and sign
   (this process) -> Mosquitto -> `cabinet ingest` process (verify, dedupe, store in
   SQLite, ack) -> delete. Target >= 100,000 readings/s.
 * ingest_verify_ratio: the ingest's verify+dedupe+store path on one core, in batches per
   CPU-second, divided by raw Ed25519 verifications per second of the same envelopes,
-  both measured in this run; batches of 60 readings (a quiet cabinet's minute). Target >= 0.7.
-* w1_with_uplink: W1 values per CPU-second of the agent with the uplink publishing.
+  both measured in this run, for batches of 60, 170 (the example cabinet's 300-s batch)
+  and 2000 readings (W1); the headline figure is the 60-reading one. Target >= 0.7.
+* w1_with_uplink: W1 values per CPU-second of the agent with the uplink publishing
+  (`python -m tools.bench w1 --uplink` in its own process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -76,12 +80,15 @@ def ingest_verify_ratio(key: Any, batches: int = 2000, size: int = 60) -> dict[s
                             cabinet=CAB, boot=1, seq=i, topic=topic) for i in range(batches)]
     pub = key.public_key()
     sigs = [key.sign(env) for env in envs]  # raw Ed25519 over messages of the envelopes' sizes
-    t = time.process_time()
-    for env, sig in zip(envs, sigs):
-        pub.verify(sig, env)
-    raw = batches / (time.process_time() - t)
-    with tempfile.TemporaryDirectory() as d:
-        store = Store(str(Path(d) / "i.db"))
+
+    def raw_pass() -> float:
+        t = time.process_time()
+        for env, sig in zip(envs, sigs):
+            pub.verify(sig, env)
+        return batches / (time.process_time() - t)
+
+    def ingest_pass(d: Path, n: int) -> float:
+        store = Store(str(d / f"i{n}.db"))
         store.add_key(CAB, kid, pki.public_key_raw(pub), time.time())
         core = IngestCore(store, window_size=8192)
         t = time.process_time()
@@ -90,8 +97,18 @@ def ingest_verify_ratio(key: Any, batches: int = 2000, size: int = 60) -> dict[s
             for env in envs[g:g + 100]:
                 assert core.handle(topic, env, time.time(), c).kind == "stored"
             store.commit(c)
-        ingest = batches / (time.process_time() - t)
+        rate = batches / (time.process_time() - t)
         store.close()
+        return rate
+
+    # warmed up, interleaved, best of three each: this VM's speed drifts by tens of per cent
+    with tempfile.TemporaryDirectory() as tmp:
+        ingest_pass(Path(tmp), 0)
+        raws, ingests = [], []
+        for n in range(1, 4):
+            raws.append(raw_pass())
+            ingests.append(ingest_pass(Path(tmp), n))
+    raw, ingest = max(raws), max(ingests)
     return {"raw_verify_per_s": round(raw), "ingest_batches_per_cpu_s": round(ingest),
             "batch_readings": size, "ingest_verify_ratio": round(ingest / raw, 3)}
 
@@ -196,9 +213,8 @@ async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, 
             "bytes_per_value": round(u["bytes_sent"] / u["readings_sent"], 3) if u["readings_sent"] else None}
 
 
-async def run(readings: int = 1_000_000, sim_seconds: float = 60.0, speed: float = 10.0) -> dict[str, Any]:
+async def run(readings: int = 1_000_000, sim_seconds: float = 90.0, speed: float = 20.0) -> dict[str, Any]:
     from tools.bench import outbox as outbox_bench
-    from tools.bench import w1
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -215,7 +231,12 @@ async def run(readings: int = 1_000_000, sim_seconds: float = 60.0, speed: float
         ratio = ingest_verify_ratio(key)
         out["ingest"] = ratio
         out["ingest_verify_ratio"] = ratio["ingest_verify_ratio"]
-        w = await w1.run(seconds=30.0, uplink=True)
+        out["ingest_by_batch_size"] = {n: ingest_verify_ratio(key, batches=1000, size=n)["ingest_verify_ratio"]
+                                       for n in (170, 2000)}
+        # in a fresh process: CPU and RSS are the agent's alone, not this benchmark's
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tools.bench", "w1", "--uplink", "--seconds",
+                                                    "30", "--json", stdout=asyncio.subprocess.PIPE)
+        w = json.loads((await proc.communicate())[0])
         out["w1_with_uplink"] = {k: w[k] for k in ("values_per_cpu_s", "cpu_s", "rss_mb", "tx_per_cycle")}
         out["w1_with_uplink"]["bytes_per_value"] = w.get("uplink_bytes_per_value")
     out["targets"] = {"bytes_per_value": "<= 3", "outbox_append_per_s": ">= 50000", "drain_per_s": ">= 100000",
