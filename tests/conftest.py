@@ -1,4 +1,4 @@
-"""Shared test helpers: condition waits (no fixed sleeps) and small device profiles."""
+"""Shared test helpers: condition waits (no fixed sleeps), small device profiles, config issues."""
 
 from __future__ import annotations
 
@@ -27,6 +27,22 @@ async def wait_until(cond, timeout: float = 5.0, interval: float = 0.005) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not reached within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def issues_of(text: str, boards=None) -> list:
+    """The issues of a config text that must not load (as file "cab.toml")."""
+    from agent import config as cfg
+
+    with pytest.raises(cfg.ConfigError) as e:
+        cfg.loads(text, "cab.toml", boards)
+    return e.value.issues
+
+
+def find(issues, section, key):
+    """The first issue naming [section] key (an assertion error listing all if none)."""
+    hits = [i for i in issues if i.section == section and i.key == key]
+    assert hits, f"no issue for [{section}] {key} in:\n" + "\n".join(map(str, issues))
+    return hits[0]
 
 
 @pytest.fixture

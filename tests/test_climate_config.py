@@ -3,12 +3,12 @@ naming file, section, key, value and what is allowed, all in one pass."""
 
 from __future__ import annotations
 
-import pytest
 
 from agent import config as cfg
 from agent.cli import board_infos
 from agent.control.alarms import AlarmOverride
 from agent.control.climate import ClimateController
+from tests.conftest import find, issues_of
 
 BASE = """
 [cabinet]
@@ -58,17 +58,6 @@ input = "dio.flood"
 shed = ["relays.relay_8", "relays.relay_1"]
 """
 
-
-def issues_of(text: str) -> list[cfg.ConfigIssue]:
-    with pytest.raises(cfg.ConfigError) as e:
-        cfg.loads(text, "cab.toml")
-    return e.value.issues
-
-
-def find(issues, section, key):
-    hits = [i for i in issues if i.section == section and i.key == key]
-    assert hits, f"no issue for [{section}] {key} in:\n" + "\n".join(map(str, issues))
-    return hits[0]
 
 
 def test_the_example_cabinet_has_climate_and_an_alarm_override():

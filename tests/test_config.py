@@ -11,6 +11,7 @@ import pytest
 from agent import config as cfg
 from agent.cli import board_infos
 from agent.config.model import RtuBus, TcpBus
+from tests.conftest import find, issues_of
 
 EXAMPLE = cfg.EXAMPLE
 
@@ -30,17 +31,6 @@ unit = 1
 profile = "sdm120"
 """
 
-
-def issues_of(text: str, boards=None) -> list[cfg.ConfigIssue]:
-    with pytest.raises(cfg.ConfigError) as e:
-        cfg.loads(text, "cab.toml", boards)
-    return e.value.issues
-
-
-def find(issues, section, key):
-    hits = [i for i in issues if i.section == section and i.key == key]
-    assert hits, f"no issue for [{section}] {key} in:\n" + "\n".join(map(str, issues))
-    return hits[0]
 
 
 def test_example_config_is_valid_and_complete():

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 
 from agent import config as cfg
 from agent.cli import board_infos
 from agent.control.lighting import LightingController
+from tests.conftest import find, issues_of
 
 BASE = """
 [cabinet]
@@ -57,17 +57,6 @@ on = "18:00"
 off = "07:30"
 """
 
-
-def issues_of(text: str) -> list[cfg.ConfigIssue]:
-    with pytest.raises(cfg.ConfigError) as e:
-        cfg.loads(text, "cab.toml")
-    return e.value.issues
-
-
-def find(issues, section, key):
-    hits = [i for i in issues if i.section == section and i.key == key]
-    assert hits, f"no issue for [{section}] {key} in:\n" + "\n".join(map(str, issues))
-    return hits[0]
 
 
 def test_example_cabinet_has_three_segments_a_calendar_and_a_photocell():
