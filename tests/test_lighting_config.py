@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-
 from agent import config as cfg
 from agent.cli import board_infos
 from agent.control.lighting import LightingController
