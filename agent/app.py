@@ -104,7 +104,10 @@ class App:
         self.sinks.insert(0, self._to_outbox)
         self.actuator = Actuator(config, self.pollers, self.dio, self.image, clock, self.ingest)
         self.controls = Controls(config, image=self.image, actuator=self.actuator, clock=clock,
-                                 put=self._put_priority, data_dir=self.data_dir)
+                                 put=self._put_priority, data_dir=self.data_dir, ingest=self.ingest)
+        for p in self.controls.points:
+            self.image.add_point(p)
+            self.reporter.add_point(p)
         self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status,
                                           self.controls.actions() if self.controls.active else None)
         self._tasks: list[asyncio.Task] = []

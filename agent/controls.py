@@ -26,15 +26,28 @@ from agent.actuator import Actuator
 from agent.clock import Clock
 from agent.config import Config
 from agent.image import ProcessImage
-from agent.model import Priority, Quality, Reading
+from agent.model import Point, Priority, Quality, Reading
 from agent.status_api import ActionError
 
 log = logging.getLogger(__name__)
 
 TRUSTED_AFTER = 1_767_225_600.0  # 2026-01-01T00:00:00Z: no cabinet runs this software earlier
 SAVE_PERIOD_S = 300.0
+GPS_REFINE_S = 3600.0
 
 Put = Callable[[list[Reading], Priority], Awaitable[None]]
+Ingest = Callable[[list[Reading], float], Awaitable[None]]
+
+# per segment: key -> (unit, deadband, heartbeat_s); into the process image and the telemetry
+SEGMENT_POINTS = {"on": ("", 0.0, 3600.0), "level": ("%", 0.0, 3600.0), "burning_h": ("h", 0.01, 3600.0),
+                  "switches": ("", 0.0, 3600.0), "energy_kwh": ("kWh", 0.01, 3600.0),
+                  "saved_kwh": ("kWh", 0.01, 3600.0)}
+
+
+def segment_points(segments: list[str]) -> list[Point]:
+    return [Point(f"lighting.{seg}.{key}", unit=unit, source="lighting", deadband=db, heartbeat_s=hb,
+                  stale_after_s=float("inf"), description=f"segment {seg}: {key}")
+            for seg in segments for key, (unit, db, hb) in SEGMENT_POINTS.items()]
 
 
 def clock_trusted(clock: Clock) -> bool:
@@ -43,13 +56,14 @@ def clock_trusted(clock: Clock) -> bool:
 
 class Controls:
     def __init__(self, config: Config, *, image: ProcessImage, actuator: Actuator, clock: Clock, put: Put,
-                 data_dir: Path, period_s: float = 1.0) -> None:
+                 data_dir: Path, ingest: Ingest | None = None, period_s: float = 1.0) -> None:
         from agent.control.alarms import AlarmManager
 
         self.image = image
         self.actuator = actuator
         self.clock = clock
         self.put = put
+        self.ingest = ingest
         self.period_s = period_s
         self.dir = Path(data_dir) / "state"
         self.lighting = None
@@ -74,6 +88,8 @@ class Controls:
         self.steps = 0
         self.last_failed: dict[str, str] = {}
         self.mode: str | None = None
+        self._next_refine = float("-inf")
+        self.points = segment_points([s.name for s in config.lighting.segments]) if self.lighting else []
 
     @property
     def active(self) -> bool:
@@ -179,6 +195,7 @@ class Controls:
         if events:
             await self.put(events, Priority.EVENT)
         if self.lighting is not None:
+            await self._lighting_telemetry(mono, wall)
             if self.lighting.overrides.changed != self._overrides_seen:
                 self.save("overrides")
             if switched or mono - self._saved_at >= SAVE_PERIOD_S:
@@ -186,6 +203,23 @@ class Controls:
                 self._saved_at = mono
         self.steps += 1
         return wake
+
+    async def _lighting_telemetry(self, mono: float, wall: float) -> None:
+        """Decisions and accounting per segment into the image and (by exception) the telemetry;
+        the site refined from a good GPS position now and then."""
+        if mono >= self._next_refine:
+            lat, lon = self.image.value("gps.latitude", mono), self.image.value("gps.longitude", mono)
+            self._next_refine = mono + (GPS_REFINE_S if lat is not None and lon is not None else 60.0)
+            if lat is not None and lon is not None:
+                fix = _Fix(lat, lon, self.image.value("gps.altitude", mono))
+                if self.lighting.refine_site(fix):
+                    log.info("lighting site refined by GPS: %s", self.lighting.astro.refine_note or fix)
+        if self.ingest is None:
+            return
+        segs = self.lighting.status(None)["segments"]
+        readings = [Reading(f"lighting.{seg}.{key}", wall, _json_value(st.get(key)), Quality.GOOD)
+                    for seg, st in segs.items() for key in SEGMENT_POINTS if st.get(key) is not None]
+        await self.ingest(readings, mono)
 
     # -- local actions (agent socket) --------------------------------------------------------------
     async def override(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -246,3 +280,17 @@ class Controls:
             "output_failures": dict(self.last_failed),
             "steps": self.steps,
         }
+
+
+class _Fix:
+    __slots__ = ("latitude", "longitude", "altitude")
+
+    def __init__(self, latitude: float, longitude: float, altitude: float | None) -> None:
+        self.latitude, self.longitude, self.altitude = latitude, longitude, altitude
+
+    def __repr__(self) -> str:
+        return f"({self.latitude:.5f}, {self.longitude:.5f})"
+
+
+def _json_value(v: Any) -> Any:
+    return round(v, 4) if isinstance(v, float) else v

@@ -74,6 +74,13 @@ async def test_evening_on_by_photocell_after_sunset_lamp_failure_alarm_and_energ
     seg1 = rig.segment("seg1")
     assert seg1["energy_kwh"] == pytest.approx(kwh, abs=1800 * 30 / 3.6e6)
     assert seg1["burning_h"] * 3600 == pytest.approx(watch.lit_s["segment1"], abs=30)
+    mono = rig.clock.monotonic()  # decisions and accounting are points too, reported by exception
+    assert rig.app.image.value("lighting.seg1.on", mono) is True
+    assert rig.app.image.value("lighting.seg3.level", mono) == 100.0
+    assert rig.app.image.value("lighting.seg1.energy_kwh", mono) == pytest.approx(seg1["energy_kwh"], abs=0.02)
+    await rig.app.outbox.flush()
+    hours = [v for _, v in rig.stored("lighting.seg1.burning_h")]
+    assert len(hours) >= 2 and hours == sorted(hours)
 
     rig.sim.plant.fail_lamps("segment1", 0.5)  # half the lamps of segment 1 die
     failed_at = rig.wall()
