@@ -24,7 +24,7 @@ from agent.config.sections import (parse_agent, parse_bus, parse_cabinet, parse_
 __all__ = ["BoardInfo", "Config", "ConfigError", "ConfigIssue", "check", "load", "loads"]
 
 SECTIONS = ("cabinet", "site", "board", "agent", "report", "buses", "devices", "gps", "inputs", "outputs", "sim",
-            "uplink", "outbox", "climate", "alarms", "lighting")
+            "uplink", "outbox", "climate", "alarms", "lighting", "trust")
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "boards" / "sim" / "cabinet.toml"
 
 
@@ -139,13 +139,14 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
     outbox = parse_outbox(issues.section("outbox", raw.get("outbox", {})))
     climate, alarms = _parse_climate_alarms(issues, raw, devices, inputs, outputs)
     lighting = _parse_lighting(issues, raw, devices, inputs, outputs) if "lighting" in raw else None
+    trust = _parse_trust(issues, raw, base)
     for key in raw:
         if key not in SECTIONS:
             top.error(key, MISSING, ", ".join(SECTIONS), f"unknown section [{key}]")
     return Config(source=issues.file, sha256=sha, cabinet_id=cid, cabinet_name=cname, tags=tags, site=site,
                   board=board_name, agent=agent, buses=buses, devices=devices, gps=gps, inputs=inputs,
                   outputs=outputs, sim=sim, raw=raw, uplink=uplink, outbox=outbox,
-                  climate=climate, alarms=alarms, lighting=lighting)
+                  climate=climate, alarms=alarms, lighting=lighting, trust=trust)
 
 
 def _parse_climate_alarms(issues: Issues, raw: Mapping[str, Any], devices: Mapping[str, Device],
@@ -206,3 +207,11 @@ def _parse_lighting(issues: Issues, raw: Mapping[str, Any], devices: Mapping[str
     points = {p.name: p for p in [p for d in devices.values() for p in d.points.values()]
               + [i.point for i in inputs.values()] + [o.point for o in outputs.values()]}
     return parse_lighting(issues.section("lighting", raw["lighting"]), points)
+
+
+def _parse_trust(issues: Issues, raw: Mapping[str, Any], base: Path | None):
+    """[trust]: operator keys for signed commands (no section: no operator may command)."""
+    from agent.commands import Trust
+    from agent.config.trust import parse_trust
+
+    return parse_trust(issues.section("trust", raw["trust"]), base) if "trust" in raw else Trust()

@@ -178,6 +178,7 @@ class Config:
     climate: Any = None  # agent.control.climate_settings.ClimateSettings when [climate] is configured
     alarms: Mapping[str, Any] = field(default_factory=dict)  # alarm id -> agent.control.alarms.AlarmOverride
     lighting: Any = None  # agent.control.lighting_model.LightingSettings when [lighting] is configured
+    trust: Any = None  # agent.commands.Trust: operator keys for signed commands ([trust])
 
     def points(self) -> list[Point]:
         out = [p for d in self.devices.values() for p in d.points.values()]
