@@ -174,6 +174,8 @@ class Controls:
                 reason = await self.actuator.write(w.point, w.value)
                 if reason is not None:
                     self.last_failed[w.point] = reason
+                else:
+                    self.last_failed.pop(w.point, None)
             for e in ls.events:
                 switched = switched or e.kind == "switched"
                 events.append(Reading(f"event.lighting.{e.kind}", wall,
