@@ -1,0 +1,225 @@
+"""`cabinet doctor` with real parts: the simulated cabinet's RS-485 pty and TCP endpoint, the
+agent in process with its status socket, a real mosquitto with mutual TLS and certificates
+from tools.pki, real outbox files and the real file system."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import config as cfg
+from agent.app import App, Endpoints
+from agent.cli import board_infos
+from agent.clock import ScaledClock
+from agent.config.model import Uplink
+from agent.model import Quality, Reading
+from agent.outbox import Outbox
+from agent.status_api import SOCKET_NAME, fetch
+from boards.sim.cabinet import SimCabinet
+from drivers.dio import FilePinsDIO
+from tests.broker import broker  # noqa: F401
+from tests.conftest import wait_until
+from tools import doctor, pki
+from tools import doctor_checks as dc
+
+HEAD = """
+[cabinet]
+id = "CAB-DOC-0001"
+[site]
+latitude = 52.5
+longitude = 13.4
+timezone = "Europe/Berlin"
+[board]
+profile = "sim"
+"""
+
+
+def write_config(tmp: Path, body: str, name: str = "doctor.toml") -> Path:
+    p = tmp / name
+    p.write_text(HEAD + body)
+    assert cfg.check(p, board_infos()) == [], cfg.check(p, board_infos())
+    return p
+
+
+def by_check(results: list[dc.Result]) -> dict[str, dc.Result]:
+    return {r.check: r for r in results}
+
+
+@pytest.fixture
+async def sim(tmp_path):
+    config = cfg.load(cfg.EXAMPLE, board_infos())
+    cab = SimCabinet(config, tmp_path / "sim", ScaledClock(1.0))
+    ep = await cab.start()
+    (tmp_path / "sim" / "endpoints.json").write_text(json.dumps(ep))  # as `cabinet sim --ready-file` does
+    yield cab, ep, tmp_path
+    await cab.stop()
+
+
+@pytest.fixture
+async def running(tmp_path):
+    config = cfg.load(cfg.EXAMPLE, board_infos())
+    clock = ScaledClock(1.0)
+    cab = SimCabinet(config, tmp_path / "sim", clock)
+    ep = await cab.start()
+    app = App(config, data_dir=tmp_path, clock=clock,
+              endpoints=Endpoints(buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"],
+                                  dio=FilePinsDIO(ep["pins"])))
+    await app.start()
+    yield app, cab, tmp_path
+    await app.stop()
+    await cab.stop()
+
+
+# ------------------------------------------------------------------ buses and devices, no agent running
+
+async def test_no_agent_every_bus_opens_and_every_device_answers_with_its_profile(sim):
+    cab, ep, tmp = sim
+    results = await doctor.run(cfg.EXAMPLE, tmp, boards=board_infos())
+    r = by_check(results)
+    assert r["config"].status == "PASS"
+    assert r["agent"].status == "WARN" and "not running" in r["agent"].detail
+    assert r["bus rs485"].status == "PASS" and "9600 8N1: opened" in r["bus rs485"].detail
+    assert r["bus dali"].status == "PASS"
+    for name in ("meter_main", "meter_seg1", "meter_seg2", "climate", "relays", "lux", "dali"):
+        assert r[f"device {name}"].status == "PASS", r[f"device {name}"]
+    assert "answers as sdm630" in r["device meter_main"].detail
+    assert r["alarms"].status == "WARN" and r["outbox"].status == "WARN"  # no agent, no outbox yet
+    assert doctor.exit_code(results) == 0, doctor.render(results)
+
+
+async def test_device_answering_as_another_profile_fails_with_a_hint(sim):
+    cab, ep, tmp = sim
+    path = write_config(tmp, """
+[buses.rs485]
+type = "rtu"
+port = "rs485-1"
+timeout_ms = 100
+[devices.meter]
+bus = "rs485"
+unit = 1
+profile = "sdm630"
+[devices.lux]
+bus = "rs485"
+unit = 10
+profile = "lux"
+[devices.gone]
+bus = "rs485"
+unit = 99
+profile = "xy-md02"
+""")
+    results = await doctor.run(path, tmp, boards=board_infos(), skip_buses=False)
+    r = by_check(results)
+    assert r["device meter"].status == "PASS"
+    lux = r["device lux"]
+    assert lux.status == "FAIL" and "answers like xy-md02" in lux.detail and "not lux" in lux.detail
+    assert 'profile = "xy-md02"' in lux.hint and "unit 10" in lux.hint
+    gone = r["device gone"]
+    assert gone.status == "FAIL" and "no response" in gone.detail and "cabinet scan --bus rs485" in gone.hint
+    assert doctor.exit_code(results) == 1
+    text = doctor.render(results)
+    assert "FAIL  device lux" in text and "fix: another device is at unit 10" in text
+
+
+async def test_missing_serial_port_fails_the_bus_and_its_devices(tmp_path):
+    path = write_config(tmp_path, """
+[buses.line]
+type = "rtu"
+port = "/dev/ttyDOCTOR-NOT-THERE"
+baudrate = 19200
+parity = "E"
+[devices.meter]
+bus = "line"
+unit = 5
+profile = "sdm120"
+""")
+    results = await doctor.run(path, tmp_path / "data", boards=board_infos())
+    r = by_check(results)
+    assert r["bus line"].status == "FAIL"
+    assert "19200 8E1" in r["bus line"].detail and "port missing: /dev/ttyDOCTOR-NOT-THERE" in r["bus line"].detail
+    assert "serial adapter" in r["bus line"].hint
+    assert r["device meter"].status == "FAIL" and "not reached" in r["device meter"].detail
+    assert doctor.exit_code(results) == 1
+
+
+async def test_skip_buses_and_invalid_config_lists_every_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(HEAD + '[buses.x]\ntype = "rtu"\nport = "nowhere"\nbaudrate = -5\n[agent]\nlog_level = "loud"\n')
+    results = await doctor.run(bad, tmp_path, boards=board_infos())
+    config_lines = [r for r in results if r.check == "config"]
+    assert len(config_lines) == len(cfg.check(bad, board_infos())) >= 3
+    assert all(r.status == "FAIL" and "cabinet config check" in r.hint for r in config_lines)
+    assert any("baudrate" in r.detail for r in config_lines) and any("log_level" in r.detail for r in config_lines)
+    assert {"disk", "outbox", "clock", "alarms"} <= set(by_check(results))  # the rest still ran
+    assert doctor.exit_code(results) == 1
+    good = await doctor.run(cfg.EXAMPLE, tmp_path, boards=board_infos(), skip_buses=True)
+    assert by_check(good)["buses"].status == "WARN" and not any(r.check.startswith("bus ") for r in good)
+
+
+# ------------------------------------------------------------------ with the agent running
+
+async def test_running_agent_live_health_clock_outbox_and_alarms(running):
+    app, cab, tmp = running
+    sock = tmp / SOCKET_NAME
+
+    async def settled() -> bool:
+        doc = await fetch(sock)
+        devs = [d for b in doc["buses"] for d in b["devices"]]
+        return all(d["state"] == "ok" for d in devs) and (doc["gps"] or {}).get("time_quality") == "gps"
+
+    for _ in range(100):
+        if await settled():
+            break
+        await asyncio.sleep(0.2)
+    results = await doctor.run(cfg.EXAMPLE, tmp, boards=board_infos())
+    r = by_check(results)
+    assert r["agent"].status == "PASS"
+    assert r["bus rs485"].status == "PASS" and "live" in r["bus rs485"].detail
+    assert all(r[f"device {d}"].status == "PASS" and "live" in r[f"device {d}"].detail for d in app.config.devices)
+    assert app.engines["rs485"].stats["failures"] == 0  # the doctor did not open the line a second time
+    assert r["clock"].status == "PASS"
+    assert r["outbox"].status == "PASS" and "schema 1" in r["outbox"].detail
+    assert r["alarms"].status == "PASS"
+
+    cab.set_input("flood", True)
+    await wait_until(lambda: app.controls.alarms.is_active("climate.flood"), timeout=15)
+    results = await doctor.run(cfg.EXAMPLE, tmp, boards=board_infos(), skip_buses=True)
+    alarms = by_check(results)["alarms"]
+    assert alarms.status == "FAIL" and "climate.flood" in alarms.detail and "acknowledge" in alarms.hint
+    assert doctor.exit_code(results) == 1
+
+
+async def test_live_failing_device_is_a_fail(running):
+    app, cab, tmp = running
+    cab.device_fault("lux", "silent")
+    await wait_until(lambda: any(d["name"] == "lux" and d["state"] == "failing"
+                                 for d in app.status()["buses"][0]["devices"]), timeout=20)
+    r = by_check(await doctor.run(cfg.EXAMPLE, tmp, boards=board_infos()))
+    assert r["device lux"].status == "FAIL" and "no response" in r["device lux"].detail
+    assert "wiring" in r["device lux"].hint
+
+
+def test_alarm_severities():
+    warn = {"controls": {"alarms": [{"id": "climate.door_open", "severity": "warning", "state": "active"}]}}
+    assert doctor.check_alarms(warn).status == "WARN"
+    assert doctor.check_alarms({"controls": {"alarms": []}}).status == "PASS"
+    assert doctor.check_alarms(None).status == "WARN"
+
+
+# ------------------------------------------------------------------ clock
+
+async def test_clock_falls_back_to_gps_then_unknown():
+    missing = ("/nonexistent/timedatectl", "show")
+    gps_ok = {"gps": {"port": "/dev/ttyGPS", "time_quality": "gps"}}
+    assert (await dc.check_clock(gps_ok, missing)).status == "PASS"
+    r = await dc.check_clock({"gps": {"port": "x", "time_quality": "none"}}, missing)
+    assert r.status == "WARN" and r.detail.startswith("unknown") and "'none'" in r.detail
+    assert (await dc.check_clock(None, missing)).status == "WARN"
+    not_synced = (sys.executable, "-c", "print('no')")  # what `timedatectl show -p NTPSynchronized --value` prints
+    assert (await dc.check_clock(None, not_synced)).status == "FAIL"
+    assert (await dc.check_clock(gps_ok, not_synced)).status == "PASS"
