@@ -223,3 +223,145 @@ async def test_clock_falls_back_to_gps_then_unknown():
     not_synced = (sys.executable, "-c", "print('no')")  # what `timedatectl show -p NTPSynchronized --value` prints
     assert (await dc.check_clock(None, not_synced)).status == "FAIL"
     assert (await dc.check_clock(gps_ok, not_synced)).status == "PASS"
+
+
+# ------------------------------------------------------------------ broker and certificate (real mosquitto)
+
+CAB = "CAB-DOC-0001"
+
+
+def uplink_for(b, tmp: Path, cn: str = CAB, *, days: int = 825, issued: dt.datetime | None = None,
+               key_from: str | None = None, ca: pki.CA | None = None) -> Uplink:
+    key_pem, cert_pem = (ca or b.ca).issue_client(cn, days=days, now=issued)
+    if key_from is not None:  # a key of another certificate
+        key_pem, _ = b.ca.issue_client(key_from)
+    d = tmp / f"cab-{cn}-{days}-{key_from}-{ca is not None}"
+    pki.write_private(d / "cabinet.key", key_pem)
+    pki.write_public(d / "cabinet.crt", cert_pem)
+    return Uplink(broker=b.host, port=b.tls_port, tls=True, ca=str(b.ca.cert_path), cert=str(d / "cabinet.crt"),
+                  key=str(d / "cabinet.key"))
+
+
+async def test_good_certificate_passes_broker_and_certificate(broker, tmp_path):  # noqa: F811
+    s = uplink_for(broker, tmp_path)
+    r = await dc.check_broker(s, CAB)
+    assert r.status == "PASS" and "TLS handshake and MQTT CONNECT accepted" in r.detail, r
+    assert f"{CAB}-doctor" in broker.log_text()  # its own client id: never takes over the agent's session
+    c = dc.check_certificate(s, CAB)
+    assert c.status == "PASS" and "key matches" in c.detail
+
+
+async def test_expired_certificate_fails_both_with_the_hint(broker, tmp_path):  # noqa: F811
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=100)
+    s = uplink_for(broker, tmp_path, days=10, issued=past)
+    c = dc.check_certificate(s, CAB)
+    assert c.status == "FAIL" and "expired" in c.detail and "cabinet provision" in c.hint
+    r = await dc.check_broker(s, CAB)
+    assert r.status == "FAIL" and "expired" in r.detail.lower() and "cabinet provision" in r.hint, r
+
+
+async def test_wrong_cn_key_mismatch_expiring_and_foreign_ca(broker, tmp_path):  # noqa: F811
+    other = dc.check_certificate(uplink_for(broker, tmp_path, "CAB-SOMEONE-ELSE"), CAB)
+    assert other.status == "FAIL" and "'CAB-SOMEONE-ELSE' is not the cabinet id" in other.detail
+    assert f"cabinet provision --id {CAB}" in other.hint
+    mismatch = dc.check_certificate(uplink_for(broker, tmp_path, key_from="CAB-X"), CAB)
+    assert mismatch.status == "FAIL" and "does not belong" in mismatch.detail
+    soon = dc.check_certificate(uplink_for(broker, tmp_path, days=10), CAB)
+    assert soon.status == "WARN" and "expires in 9 days" in soon.detail
+    future = dc.check_certificate(uplink_for(broker, tmp_path), CAB,
+                                  now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2))
+    assert future.status == "FAIL" and "not valid before" in future.detail and "clock" in future.hint
+    foreign = pki.init_ca(tmp_path / "foreign-ca", name="someone else's CA")
+    r = await dc.check_broker(uplink_for(broker, tmp_path, ca=foreign), CAB)
+    assert r.status == "FAIL" and "device CA" in r.hint, r
+
+
+async def test_broker_unreachable_no_uplink_and_a_hanging_broker(tmp_path, broker):  # noqa: F811
+    s = uplink_for(broker, tmp_path)
+    broker.stop()
+    down = await dc.check_broker(s, CAB)
+    assert down.status == "FAIL" and "cannot connect" in down.detail and "[uplink]" in down.hint
+    assert (await dc.check_broker(None, CAB)).status == "WARN"
+    assert dc.check_certificate(None, CAB).status == "WARN"
+
+    async def silent(reader, writer):  # accepts TCP, never speaks MQTT
+        await asyncio.sleep(30)
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        plain = Uplink(broker="127.0.0.1", port=port, tls=False)
+        r = await doctor.guarded("broker", dc.check_broker(plain, CAB, timeout=30), timeout=1.0)
+        assert r[0].status == "FAIL" and "no result within 1 s" in r[0].detail
+    finally:
+        server.close()
+
+
+# ------------------------------------------------------------------ outbox and disk
+
+async def test_outbox_health_from_a_real_outbox(tmp_path):
+    clock = ScaledClock(1.0)
+    path = tmp_path / "outbox.db"
+    async with Outbox(path, clock=clock) as ob:
+        await ob.put([Reading("x.t", clock.now() - 60, 1.5, Quality.GOOD, None)] * 3)
+        await ob.flush()
+    now = clock.now()
+    ok = dc.check_outbox(path, now)
+    assert ok.status == "PASS" and "3 readings pending" in ok.detail and "schema 1" in ok.detail
+    behind = dc.check_outbox(path, now + 7 * 3600)
+    assert behind.status == "WARN" and "uplink" in behind.hint
+    assert dc.check_outbox(path, now + 4 * 86400).status == "FAIL"
+    assert dc.check_outbox(path, now, max_bytes=path.stat().st_size).status == "WARN"
+    assert dc.check_outbox(tmp_path / "none.db", now).status == "WARN"
+
+
+def test_a_file_that_is_not_an_outbox(tmp_path):
+    text = tmp_path / "outbox.db"
+    text.write_text("this is not a database\n" * 20)
+    r = dc.check_outbox(text, 0.0)
+    assert r.status == "FAIL" and "not an SQLite database" in r.detail and "move the file aside" in r.hint
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t(x)")
+    con.commit()
+    con.close()
+    r = dc.check_outbox(other, 0.0)
+    assert r.status == "FAIL" and "something else" in r.detail
+
+
+def test_disk_thresholds(tmp_path):
+    import shutil
+
+    u = shutil.disk_usage(tmp_path)
+    pct = 100 * u.free / u.total
+    r = doctor.check_disk(tmp_path)
+    assert r.status == ("PASS" if pct >= 10 and u.free >= 100 * 2**20 else r.status)
+    full_ish = doctor.check_disk(tmp_path, warn_pct=pct + 1, fail_pct=0, fail_bytes=0)
+    assert full_ish.status == "WARN" and "below" in full_ish.detail and "free space" in full_ish.hint
+    assert doctor.check_disk(tmp_path, fail_pct=pct + 1).status == "FAIL"
+    assert doctor.check_disk(tmp_path, fail_pct=0, fail_bytes=u.free * 2).status == "FAIL"
+    assert doctor.check_disk(tmp_path / "not" / "yet").status == r.status  # the data dir may not exist yet
+
+
+# ------------------------------------------------------------------ the command
+
+async def test_cabinet_doctor_command_json_against_the_sim(sim):
+    cab, ep, tmp = sim
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent.cli", "doctor", "--data-dir", str(tmp), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 90)  # the sim runs in this loop: never block it
+    doc = json.loads(out)
+    assert proc.returncode == 0 and doc["ok"] is True, (out.decode(), err.decode())
+    checks = {r["check"]: r["status"] for r in doc["results"]}
+    assert checks["bus rs485"] == "PASS" and checks["device lux"] == "PASS" and checks["disk"] == "PASS"
+    assert err == b""
+
+    cab.vanish("rs485")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent.cli", "doctor", "--data-dir", str(tmp),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    text = out.decode()
+    assert proc.returncode == 1, text
+    assert "FAIL  bus rs485" in text and "port missing" in text and "fix: the serial adapter" in text
+    assert text.rstrip().splitlines()[-1].endswith("failed")
