@@ -5,6 +5,7 @@
     cabinet scan (--bus NAME | --port DEV | --host H) probe a bus for devices
     cabinet sim [--config FILE]                     run the simulated cabinet alone (rigs, tools)
     cabinet config check FILE                       report every config error; exit 2 if any
+    cabinet doctor [--json] [--skip-buses]          on-site checks, PASS/WARN/FAIL each; exit 1 if any failed
     cabinet ingest [run|stats|init|register]        the cloud ingest reference
     cabinet ca init / cabinet provision             device CA and cabinet identities
 
@@ -163,6 +164,9 @@ def parser() -> argparse.ArgumentParser:
     from agent.cli_control import add_parsers as add_control
 
     add_control(sub, lambda a: Path(a.data_dir or default_data_dir()), common)
+    from tools.doctor import add_parsers as add_doctor
+
+    add_doctor(sub, common, lambda a: Path(a.data_dir or default_data_dir()), board_infos)
 
     c = sub.add_parser("config", help="config tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
