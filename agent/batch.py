@@ -173,36 +173,35 @@ def _decimals(floats: list[float]) -> int | None:
     1/4), and IEEE division is correctly rounded, so it gives back the double nearest
     that decimal, which is v. Larger magnitudes, exponent forms and the sign of zero
     are checked with _fits."""
-    need = 0
-    check: list[float] = []
     distinct = set(floats)  # 0.0 == -0.0: a set keeps one of them
     if 0.0 in distinct and any(v == 0.0 and math.copysign(1.0, v) < 0 for v in floats):
         return None  # -0.0 keeps its sign only as a float64
-    for v in distinct:
-        r = repr(v)
-        dot = r.find(".")
-        if dot < 0 or "e" in r:  # exponent form, inf, nan: search
-            if not math.isfinite(v) or abs(v) > MAX_MS:
-                return None
-            d = 0
-            while not _fits(v, d):
-                d += 1
-                if d > MAX_DECIMALS:
-                    return None
-        else:
-            d = 0 if r.endswith(".0") else len(r) - dot - 1
-            if d > MAX_DECIMALS or abs(v) > _SAFE_MAGNITUDE:
-                if d > MAX_DECIMALS or abs(v) > MAX_MS:
-                    return None
-                check.append(v)
-        if d > need:
-            need = d
-    if check or need:
-        big = [v for v in check] + ([v for v in distinct if abs(v) * _POW10[need] >= 2.0 ** 50] if need else [])
-        while not all(_fits(v, need) for v in big):  # go finer where the shortcut is not exact
+    reps = list(map(repr, distinct))
+    joined = "".join(reps)
+    if "e" in joined or "n" in joined:  # an exponent form, inf or nan somewhere: one by one
+        return _decimals_search(distinct)
+    # "230.0" -> 0, "230.12" -> 2 (a shortest repr has no other trailing zeros)
+    need = max(len(r.rstrip("0")) - r.index(".") for r in reps) - 1
+    biggest = max(max(distinct), -min(distinct))
+    if need > MAX_DECIMALS or biggest > MAX_MS:
+        return None
+    if biggest * _POW10[need] >= 2.0 ** 50:  # where the shortcut is not exact: check, go finer
+        big = [v for v in distinct if abs(v) * _POW10[need] >= 2.0 ** 50]
+        while not all(_fits(v, need) for v in big):
             need += 1
             if need > MAX_DECIMALS:
                 return None
+    return need
+
+
+def _decimals_search(distinct: set[float]) -> int | None:
+    if not all(math.isfinite(v) and abs(v) <= MAX_MS for v in distinct):
+        return None
+    need = 0
+    while not all(_fits(v, need) for v in distinct):
+        need += 1
+        if need > MAX_DECIMALS:
+            return None
     return need
 
 

@@ -312,9 +312,19 @@ class Store:
             nb = BATCH_BASE + len(payload)
             c.execute("INSERT INTO batches(seq, prio, count, created_t, nbytes, payload) VALUES (?, ?, ?, ?, ?, ?)",
                       (seq, prio, len(rows), created_t, nb + sum(r[7] for r in rows), payload))
-            c.executemany("UPDATE rows SET batch = ? WHERE id = ?", [(seq, r[0]) for r in rows])
+            # The rows taken of each priority are a prefix (by id) of its unsealed rows:
+            # one range update per priority instead of one statement per row.
+            last: dict[int, tuple[int, int]] = {}
             for r in rows:
-                self.pending[r[1]] -= 1
+                top, k = last.get(r[1], (0, 0))
+                last[r[1]] = (max(top, r[0]), k + 1)
+            for p, (top, k) in last.items():
+                cur = c.execute("UPDATE rows SET batch = ? WHERE batch IS NULL AND prio = ? AND id <= ?", (seq, p, top))
+                if cur.rowcount != k:  # cannot happen with one writer; never seal a row twice or miss one
+                    raise OutboxCorrupt(f"outbox {self.path}: sealing priority {p} up to row {top} marked "
+                                        f"{cur.rowcount} rows, expected {k}")
+            for p, (_, k) in last.items():
+                self.pending[p] -= k
             self.sealed_rows += len(rows)
             self.batches += 1
             self.bytes += nb
