@@ -91,6 +91,7 @@ class App:
         self.outbox = Outbox(self.data_dir / ob.path, clock=clock, max_bytes=int(ob.max_mb * 2**20),
                              queue_max=ob.queue_max, commit_interval_s=ob.commit_interval_ms / 1000)
         self.uplink = None
+        self._stop: asyncio.Event | None = None
         if uplink is not None:
             from agent.uplink import Uplink
 
@@ -108,6 +109,17 @@ class App:
         for p in self.controls.points:
             self.image.add_point(p)
             self.reporter.add_point(p)
+        self.downlink = None
+        if self.uplink is not None:  # signed commands arrive over the uplink's session
+            from agent.commands import Trust
+            from agent.controls import clock_trusted
+            from agent.downlink import Downlink, install_builtins
+
+            self.downlink = Downlink(cabinet=config.cabinet_id, prefix=uplink.settings.topic_prefix, tags=config.tags,
+                                     trust=config.trust or Trust(), signing_key=uplink.signing_key, clock=clock,
+                                     clock_trusted=lambda: clock_trusted(clock), data_dir=self.data_dir)
+            install_builtins(self.downlink, self)
+            self.uplink.downlink = self.downlink
         self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status,
                                           self.controls.actions() if self.controls.active else None)
         self._tasks: list[asyncio.Task] = []
@@ -184,8 +196,15 @@ class App:
         log.info("agent %s started: cabinet %s, %d buses, %d devices, %d points", agent.__version__,
                  self.config.cabinet_id, len(self.engines), len(self.config.devices), len(self.image.points()))
 
+    def request_stop(self) -> None:
+        """A graceful stop asked for by a command (`reboot`): run() returns, the service manager restarts us."""
+        if self._stop is not None:
+            self._stop.set()
+
     async def stop(self) -> None:
         await cancel_all(self._tasks)
+        if self.downlink is not None:
+            await self.downlink.close()
         self._tasks.clear()
         for engine in self.engines.values():
             await engine.close()
@@ -195,18 +214,15 @@ class App:
         await self.status_server.close()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = self._stop = stop if stop is not None else asyncio.Event()
         await self.start()
         try:
-            if stop is None:
-                await asyncio.gather(*self._tasks)
-                await asyncio.Event().wait()
-            else:
-                waiter = asyncio.create_task(stop.wait())
-                await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                for t in self._tasks:
-                    if t.done() and not t.cancelled() and t.exception():
-                        raise t.exception()
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            for t in self._tasks:
+                if t.done() and not t.cancelled() and t.exception():
+                    raise t.exception()
         finally:
             await self.stop()
 

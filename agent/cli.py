@@ -8,6 +8,7 @@
     cabinet doctor [--json] [--skip-buses]          on-site checks, PASS/WARN/FAIL each; exit 1 if any failed
     cabinet ingest [run|stats|init|register]        the cloud ingest reference
     cabinet ca init / cabinet provision             device CA and cabinet identities
+    cabinet operator init / cabinet cmd send        operator keys; signed commands to cabinets
 
 Imports are lazy so `cabinet status` starts fast and never loads pymodbus.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
@@ -161,6 +162,9 @@ def parser() -> argparse.ArgumentParser:
 
     add_ingest(sub)
     add_provision(sub)
+    from tools.cmd import add_parsers as add_cmd
+
+    add_cmd(sub)
     from agent.cli_control import add_parsers as add_control
 
     add_control(sub, lambda a: Path(a.data_dir or default_data_dir()), common)

@@ -73,6 +73,7 @@ class Uplink:
         self._sent: dict[int, float | None] = {}
         self._wake = asyncio.Event()
         self._ack_errors: dict[str, int] = {}
+        self.downlink: Any = None  # agent.downlink.Downlink: messages on <prefix>/cab/<id>/cmd/# go there
         self.stats = {"connects": 0, "reconnects": 0, "batches_sent": 0, "batches_resent": 0, "readings_sent": 0,
                       "bytes_sent": 0, "acks": 0, "batches_acked": 0, "acks_rejected": 0, "puback_errors": 0}
 
@@ -101,6 +102,10 @@ class Uplink:
                         self.stats["reconnects"] += 1
                     self._watch_pubacks(client)
                     await client.subscribe(self.ack_topic, qos=1)
+                    if self.downlink is not None:  # no-local: our replies (cmd/<kind>/resp) do not come back
+                        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+                        await client.subscribe(self.downlink.filter, options=SubscribeOptions(qos=1, noLocal=True))
                     await client.publish(self.state_topic, json.dumps({"online": True, **self.birth()}),
                                          qos=1, retain=True)
                     self._set_state("connected", None)
@@ -213,6 +218,8 @@ class Uplink:
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for msg in client.messages:
             if str(msg.topic) != self.ack_topic:
+                if self.downlink is not None and str(msg.topic).startswith(self.downlink.filter[:-1]):
+                    await self.downlink.handle(str(msg.topic), msg.payload, msg.properties, client)
                 continue
             try:
                 ack = cose.open_ack(bytes(msg.payload), topic=self.ack_topic, keys=self.ingest_keys)
