@@ -75,9 +75,9 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
     top = Section(issues, "", raw)
     if "cabinet" not in raw:
         issues.add("cabinet", "", MISSING, "a [cabinet] table with id", "required section is missing")
-        cid, cname, tags = "", "", ()
+        cid, cname, tags, version = "", "", (), 0
     else:
-        cid, cname, tags = parse_cabinet(issues.section("cabinet", raw["cabinet"]))
+        cid, cname, tags, version = parse_cabinet(issues.section("cabinet", raw["cabinet"]))
     site_raw = raw.get("site")
     if site_raw is None:
         issues.add("site", "", MISSING, "latitude, longitude, timezone (elevation optional)", "required section is missing")
@@ -146,7 +146,7 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
     return Config(source=issues.file, sha256=sha, cabinet_id=cid, cabinet_name=cname, tags=tags, site=site,
                   board=board_name, agent=agent, buses=buses, devices=devices, gps=gps, inputs=inputs,
                   outputs=outputs, sim=sim, raw=raw, uplink=uplink, outbox=outbox,
-                  climate=climate, alarms=alarms, lighting=lighting, trust=trust)
+                  climate=climate, alarms=alarms, lighting=lighting, trust=trust, config_version=version)
 
 
 def _parse_climate_alarms(issues: Issues, raw: Mapping[str, Any], devices: Mapping[str, Device],

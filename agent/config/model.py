@@ -179,6 +179,7 @@ class Config:
     alarms: Mapping[str, Any] = field(default_factory=dict)  # alarm id -> agent.control.alarms.AlarmOverride
     lighting: Any = None  # agent.control.lighting_model.LightingSettings when [lighting] is configured
     trust: Any = None  # agent.commands.Trust: operator keys for signed commands ([trust])
+    config_version: int = 0  # [cabinet] config_version: remote configuration version (docs/commands.md)
 
     def points(self) -> list[Point]:
         out = [p for d in self.devices.values() for p in d.points.values()]

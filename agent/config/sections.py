@@ -42,12 +42,14 @@ def _port_check(ports: frozenset[str] | None):
     return check
 
 
-def parse_cabinet(s: Section) -> tuple[str, str, tuple[str, ...]]:
+def parse_cabinet(s: Section) -> tuple[str, str, tuple[str, ...], int]:
     cid = s.get("id", F("str", pattern=ID_RE, help="letters, digits, '.', '_' or '-', up to 64"))
     name = s.get("name", F("str", default=""))
     tags = s.get("tags", F("list", default=[], items="str"))
+    version = s.get("config_version", F("int", default=0, min=0, max=2**53,
+                                        help="the remote configuration's version (docs/commands.md)"))
     s.finish()
-    return cid or "", name or "", tuple(tags or ())
+    return cid or "", name or "", tuple(tags or ()), int(version or 0)
 
 
 def parse_site(s: Section) -> Site:
