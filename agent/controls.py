@@ -44,10 +44,11 @@ SEGMENT_POINTS = {"on": ("", 0.0, 3600.0), "level": ("%", 0.0, 3600.0), "burning
                   "saved_kwh": ("kWh", 0.01, 3600.0)}
 
 
-def segment_points(segments: list[str]) -> list[Point]:
-    return [Point(f"lighting.{seg}.{key}", unit=unit, source="lighting", deadband=db, heartbeat_s=hb,
-                  stale_after_s=float("inf"), description=f"segment {seg}: {key}")
-            for seg in segments for key, (unit, db, hb) in SEGMENT_POINTS.items()]
+def segment_points(segments: list[Any]) -> list[Point]:
+    """Points of the lighting segments (`level` only where a segment dims)."""
+    return [Point(f"lighting.{s.name}.{key}", unit=unit, source="lighting", deadband=db, heartbeat_s=hb,
+                  stale_after_s=float("inf"), description=f"segment {s.name}: {key}")
+            for s in segments for key, (unit, db, hb) in SEGMENT_POINTS.items() if key != "level" or s.dim]
 
 
 def clock_trusted(clock: Clock) -> bool:
@@ -89,7 +90,8 @@ class Controls:
         self.last_failed: dict[str, str] = {}
         self.mode: str | None = None
         self._next_refine = float("-inf")
-        self.points = segment_points([s.name for s in config.lighting.segments]) if self.lighting else []
+        self.points = segment_points(config.lighting.segments) if self.lighting else []
+        self._names = {p.name for p in self.points}
 
     @property
     def active(self) -> bool:
@@ -219,8 +221,9 @@ class Controls:
         if self.ingest is None:
             return
         segs = self.lighting.status(None)["segments"]
-        readings = [Reading(f"lighting.{seg}.{key}", wall, _json_value(st.get(key)), Quality.GOOD)
-                    for seg, st in segs.items() for key in SEGMENT_POINTS if st.get(key) is not None]
+        readings = [Reading(name, wall, _json_value(st.get(key)), Quality.GOOD)
+                    for seg, st in segs.items() for key in SEGMENT_POINTS
+                    if st.get(key) is not None and (name := f"lighting.{seg}.{key}") in self._names]
         await self.ingest(readings, mono)
 
     # -- local actions (agent socket) --------------------------------------------------------------
