@@ -109,6 +109,9 @@ class App:
         for p in self.controls.points:
             self.image.add_point(p)
             self.reporter.add_point(p)
+        from agent.config_apply import ConfigManager
+
+        self.config_manager = ConfigManager(self)  # remote configuration: trial marker and health gate
         self.downlink = None
         if self.uplink is not None:  # signed commands arrive over the uplink's session
             from agent.commands import Trust
@@ -119,6 +122,9 @@ class App:
                                      trust=config.trust or Trust(), signing_key=uplink.signing_key, clock=clock,
                                      clock_trusted=lambda: clock_trusted(clock), data_dir=self.data_dir)
             install_builtins(self.downlink, self)
+            from agent import config_apply
+
+            config_apply.install(self.downlink, self)
             self.uplink.downlink = self.downlink
         self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status,
                                           self.controls.actions() if self.controls.active else None)
@@ -138,8 +144,12 @@ class App:
 
     def birth(self) -> dict[str, Any]:
         """What the retained "online" state message says about this agent."""
+        cfg = self.config_manager.snapshot()
+        cfg.pop("last_commit", None)
+        if cfg["trial"]:
+            cfg["trial"].pop("checks", None)
         return {"boot": self.outbox.boot_epoch, "version": agent.__version__, "config_sha256": self.config.sha256,
-                "t": self.clock.now()}
+                "config": cfg, "t": self.clock.now()}
 
     async def _to_outbox(self, readings: list[Reading]) -> None:
         await self.outbox.put(readings, Priority.TELEMETRY)  # waits while the outbox queue is full
@@ -181,6 +191,7 @@ class App:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.outbox.start()
+        self.config_manager.start()  # a pushed config on trial: the health gate runs from here
         await self.status_server.start()
         for name, poller in self.pollers.items():
             self._spawn(f"poll-{name}", poller.run)
@@ -202,6 +213,7 @@ class App:
             self._stop.set()
 
     async def stop(self) -> None:
+        await self.config_manager.close()
         await cancel_all(self._tasks)
         if self.downlink is not None:
             await self.downlink.close()
@@ -249,4 +261,5 @@ class App:
             "uplink": self.uplink.snapshot() if self.uplink else None,
             "controls": self.controls.status() if self.controls.active else None,
             "task_restarts": dict(self.restarts),
+            "config": self.config_manager.snapshot(),  # {sha256, version, trial, last_rollback, last_commit}
         }

@@ -177,6 +177,9 @@ def parser() -> argparse.ArgumentParser:
     cc = csub.add_parser("check", help="validate a config file; exit 2 on errors")
     cc.add_argument("file")
     cc.set_defaults(func=cmd_config_check)
+    from tools.cmd import add_config_push
+
+    add_config_push(csub)
     return p
 
 

@@ -136,7 +136,8 @@ def _cabinet_keys(a: argparse.Namespace) -> Any:
     return found
 
 
-async def send(a: argparse.Namespace) -> list[dict[str, Any]]:
+async def send(a: argparse.Namespace, kind: str | None = None, args: dict[str, Any] | None = None
+               ) -> list[dict[str, Any]]:
     import aiomqtt
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
@@ -146,7 +147,8 @@ async def send(a: argparse.Namespace) -> list[dict[str, Any]]:
     from tools import pki
 
     key = pki.load_signing_key(a.key)
-    args = command_args(a)
+    kind = kind or a.kind
+    args = command_args(a) if args is None else args
     keys = _cabinet_keys(a)
     host, _, port = a.broker.rpartition(":") if ":" in a.broker else (a.broker, "", "")
     tls = None
@@ -158,7 +160,7 @@ async def send(a: argparse.Namespace) -> list[dict[str, Any]]:
             tls.load_cert_chain(a.cert, a.tls_key)
     now = int(time.time())
     ttl = int(duration(a.ttl))
-    to_group = f"{C.GROUP_PREFIX}{a.group}" if a.group else None
+    to_group = f"{C.GROUP_PREFIX}{a.group}" if getattr(a, "group", None) else None
     base_cid = a.cid or f"op-{secrets.token_hex(8)}"
     pending: dict[bytes, dict[str, Any]] = {}
     results: list[dict[str, Any]] = []
@@ -166,11 +168,11 @@ async def send(a: argparse.Namespace) -> list[dict[str, Any]]:
                               protocol=aiomqtt.ProtocolVersion.V5, identifier=f"op-{secrets.token_hex(6)}",
                               timeout=a.timeout) as client:
         for i, cab in enumerate(a.ids):
-            resp = C.reply_topic(a.prefix, cab, a.kind)
+            resp = C.reply_topic(a.prefix, cab, kind)
             await client.subscribe(resp, qos=1)
             cid = base_cid if len(a.ids) == 1 else f"{base_cid}-{i}"
-            topic = C.command_topic(a.prefix, cab, a.kind)
-            env = C.sign_command(a.kind, args, key=key, cid=cid, iat=now, exp=now + ttl, to=to_group or cab,
+            topic = C.command_topic(a.prefix, cab, kind)
+            env = C.sign_command(kind, args, key=key, cid=cid, iat=now, exp=now + ttl, to=to_group or cab,
                                  topic=topic)
             corr = secrets.token_bytes(16)
             pending[corr] = {"cabinet": cab, "cid": cid, "topic": resp}
@@ -213,19 +215,93 @@ async def send(a: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
-def send_main(a: argparse.Namespace) -> int:
+def send_main(a: argparse.Namespace, kind: str | None = None, args: dict[str, Any] | None = None,
+              name: str = "cabinet cmd send") -> int:
     if not a.cabinet_key and not a.ingest_db:
-        print("cabinet cmd send: --cabinet-key or --ingest-db is needed to verify the cabinet's reply",
-              file=sys.stderr)
+        print(f"{name}: --cabinet-key or --ingest-db is needed to verify the cabinet's reply", file=sys.stderr)
         return 2
     try:
-        results = asyncio.run(send(a))
+        results = asyncio.run(send(a, kind, args))
     except (ValueError, OSError) as e:
-        print(f"cabinet cmd send: {e}", file=sys.stderr)
+        print(f"{name}: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # aiomqtt.MqttError and friends: the broker is unreachable
-        print(f"cabinet cmd send: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     for r in results:
         print(json.dumps(r, sort_keys=True, default=str))
     return 0 if results and all(r["ok"] for r in results) else 1
+
+
+# -------------------------------------------------------------------- cabinet config push
+
+VERSION_LINE = re.compile(r"^[ \t]*config_version[ \t]*=.*$", re.M)
+TABLE_LINE = re.compile(r"^[ \t]*\[", re.M)
+CABINET_LINE = re.compile(r"^[ \t]*\[cabinet\][ \t]*(#.*)?$", re.M)
+
+
+def with_version(text: str, version: int) -> str:
+    """The TOML text with `config_version = N` in its [cabinet] table (replaced or inserted)."""
+    m = CABINET_LINE.search(text)
+    if m is None:
+        raise ValueError("the config has no [cabinet] table")
+    end = TABLE_LINE.search(text, m.end())
+    body_end = end.start() if end else len(text)
+    body = text[m.end():body_end]
+    if VERSION_LINE.search(body):
+        body = VERSION_LINE.sub(f"config_version = {version}", body, count=1)
+    else:
+        body = f"\nconfig_version = {version}" + body
+    return text[:m.end()] + body + text[body_end:]
+
+
+def add_config_push(csub: Any) -> None:
+    """`cabinet config push` (added under the `config` command by agent.cli)."""
+    p = csub.add_parser("push", help="sign and push a config to one cabinet; print its reply")
+    p.add_argument("file")
+    p.add_argument("--id", action="append", required=True, dest="ids", help="the cabinet id")
+    p.add_argument("--version", type=int, required=True, help="the new config_version (> the running one)")
+    p.add_argument("--expect-sha256", help="refuse unless the cabinet runs this config (sha256 of its file)")
+    p.add_argument("--trial", default="5m", help="health gate window, e.g. 90s, 5m (default 5m)")
+    p.add_argument("--no-check", action="store_true", help="do not validate the file locally first")
+    p.add_argument("--key", required=True, help="the operator's Ed25519 key (PEM)")
+    p.add_argument("--broker", required=True, help="HOST[:PORT]")
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--ca")
+    p.add_argument("--cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--cabinet-key", help="the cabinet's public key (64 hex or file) to verify replies")
+    p.add_argument("--ingest-db", help="look the cabinet's public key up in the ingest registry")
+    p.add_argument("--prefix", default="city/v1")
+    p.add_argument("--ttl", default="300")
+    p.add_argument("--cid")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=push_main)
+
+
+def push_main(a: argparse.Namespace) -> int:
+    name = "cabinet config push"
+    if len(a.ids) != 1:
+        print(f"{name}: one --id per push (a config is one cabinet's)", file=sys.stderr)
+        return 2
+    try:
+        text = with_version(Path(a.file).read_text(encoding="utf-8"), a.version)
+        trial_s = duration(a.trial)
+    except (OSError, ValueError) as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 2
+    if not a.no_check:
+        from agent import config as cfg
+        from agent.cli import board_infos
+
+        try:
+            cfg.loads(text, str(Path(a.file).resolve()), board_infos())
+        except cfg.ConfigError as e:
+            for issue in e.issues:
+                print(issue, file=sys.stderr)
+            print(f"{name}: {len(e.issues)} issue(s); nothing sent (--no-check sends anyway)", file=sys.stderr)
+            return 2
+    args: dict[str, Any] = {"toml": text, "version": a.version, "trial_s": trial_s}
+    if a.expect_sha256:
+        args["expect_sha256"] = a.expect_sha256
+    return send_main(a, "config.apply", args, name)
