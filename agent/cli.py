@@ -55,6 +55,9 @@ def load_config(path: str | None):
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.cli_run import run
 
+    from agent.config_apply import boot_guard
+
+    boot_guard(Path(args.data_dir or default_data_dir()), board_infos())  # a pushed config that cannot start
     config = load_config(args.config)
     return run(config, data_dir=Path(args.data_dir or default_data_dir()), log_level=args.log_level,
                log_format=args.log_format, speed=args.speed, broker=args.broker, with_ingest=args.with_ingest)

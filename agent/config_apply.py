@@ -194,6 +194,10 @@ class ConfigManager:
     def start(self) -> None:
         """Called from App.start: load the history and the marker; run or resolve a trial."""
         self.history = statefile.load(self.history_path) or {}
+        rb = self.history.get("last_rollback")
+        if isinstance(rb, dict) and rb.get("reported") is False:  # rolled back by boot_guard, before the App
+            asyncio.get_running_loop().create_task(self._event("rolled_back", rb))
+            self._mark_reported()
         marker = statefile.load(self.trial_path)
         if not isinstance(marker, dict):
             return
@@ -256,29 +260,21 @@ class ConfigManager:
         await self._event("committed", entry)
 
     async def rollback(self, reason: str) -> None:
-        m = self.trial or {}
-        path, previous = Path(m.get("config", self.path)), Path(m.get("previous", str(self.path) + ".previous"))
-        entry = {"sha256": m.get("sha256"), "version": m.get("version"), "restored": m.get("previous_sha256"),
-                 "reason": reason, "boots": m.get("boots"), "cid": m.get("cid"), "t": self.app.clock.now()}
-        try:
-            old = previous.read_bytes()
-            try:
-                write_atomic(path.with_name(path.name + ".failed"), path.read_bytes())
-            except OSError as e:
-                log.warning("could not keep the failed config: %s", e)
-            write_atomic(path, old)
-        except OSError as e:
-            log.error("config rollback to %s failed: %s; keeping the trial marker", previous, e)
-            entry["error"] = str(e)
-            self._record("last_rollback", entry)
+        m = self.trial or {"config": str(self.path)}
+        entry = restore(m, reason, self.history_path, self.app.clock.now())
+        self.history = statefile.load(self.history_path) or self.history
+        if "error" in entry:
             return
-        self._drop_marker()
         self.outcome = "rolled_back"
-        self._record("last_rollback", entry)
-        log.error("config version %s (%s) rolled back to %s: %s", m.get("version"), str(m.get("sha256"))[:12],
-                  str(m.get("previous_sha256"))[:12], reason)
         await self._event("rolled_back", entry)
+        self._mark_reported()
         self.app.request_stop()  # the service manager restarts us on the restored file
+
+    def _mark_reported(self) -> None:
+        rb = self.history.get("last_rollback")
+        if isinstance(rb, dict) and not rb.get("reported"):
+            rb["reported"] = True
+            self._record("last_rollback", rb)
 
     def _drop_marker(self) -> None:
         try:
@@ -294,6 +290,57 @@ class ConfigManager:
                 await self._task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
+
+
+def restore(m: dict[str, Any], reason: str, history_path: Path, now: float) -> dict[str, Any]:
+    """Roll back: <config>.previous over <config> (the failed file kept as <config>.failed), the
+    marker dropped, `last_rollback` recorded. On an OSError the marker stays (the next start retries)."""
+    path = Path(m["config"])
+    previous = Path(m.get("previous") or str(path) + ".previous")
+    entry = {"sha256": m.get("sha256"), "version": m.get("version"), "restored": m.get("previous_sha256"),
+             "reason": reason, "boots": m.get("boots"), "cid": m.get("cid"), "t": now, "reported": False}
+    history = statefile.load(history_path) or {}
+    try:
+        old = previous.read_bytes()
+        try:
+            write_atomic(path.with_name(path.name + ".failed"), path.read_bytes())
+        except OSError as e:
+            log.warning("could not keep the failed config: %s", e)
+        write_atomic(path, old)
+    except OSError as e:
+        log.error("config rollback to %s failed: %s; keeping the trial marker", previous, e)
+        entry["error"] = str(e)
+    else:
+        trial = history_path.with_name(TRIAL_FILE)
+        trial.unlink(missing_ok=True)
+        fsync_dir(trial.parent)
+        log.error("config version %s (%s) rolled back to %s: %s", m.get("version"), str(m.get("sha256"))[:12],
+                  str(m.get("previous_sha256"))[:12], reason)
+    history["last_rollback"] = entry
+    history_path.parent.mkdir(parents=True, exist_ok=True)
+    statefile.save(history_path, history)
+    return entry
+
+
+def boot_guard(data_dir: Path, boards: Any = None, now: float | None = None) -> dict[str, Any] | None:
+    """Before the config is loaded (`cabinet run`): a trial whose file no longer loads, or that has
+    had MAX_BOOTS starts without a commit, is rolled back here. Returns the rollback entry, if any."""
+    import time
+
+    from agent import config as cfg
+
+    state = Path(data_dir) / "state"
+    m = statefile.load(state / TRIAL_FILE)
+    if not isinstance(m, dict) or "config" not in m or sha256_file(Path(m["config"])) != m.get("sha256"):
+        return None  # no trial, or the rename never happened (App.start drops such a marker)
+    now = time.time() if now is None else now
+    if int(m.get("boots", 0)) >= MAX_BOOTS:
+        return restore(m, f"crash_loop: {m.get('boots')} starts without a commit", state / HISTORY_FILE, now)
+    try:
+        cfg.load(m["config"], boards)
+    except cfg.ConfigError as e:
+        return restore(m, f"load_failed: {'; '.join(str(i) for i in e.issues)[:2000]}", state / HISTORY_FILE, now)
+    return None
 
 
 def install(dl: Any, app: Any) -> None:

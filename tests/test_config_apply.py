@@ -262,3 +262,22 @@ async def test_restart_in_the_middle_of_applying_ends_consistent(rig):
     app = await rig.boot()
     st = app.status()["config"]
     assert st["version"] == 1 and st["last_rollback"]["reason"].startswith("crash_loop"), st
+
+
+async def test_boot_guard_rolls_back_a_pushed_config_that_cannot_load(rig):
+    from agent.config_apply import boot_guard
+
+    app = rig.build()
+    old_sha = app.config.sha256
+    # the document validated when pushed, but no longer loads on this cabinet (e.g. a board profile changed)
+    text = with_version(rig.text, 2).replace('profile = "sim"', 'profile = "gone-board"', 1)
+    marker = {"sha256": cfg.loads(text, str(rig.path)).sha256, "version": 2, "previous_sha256": old_sha,
+              "config": str(rig.path), "previous": str(rig.path) + ".previous", "trial_s": 60, "boots": 0}
+    app.config_manager.stage(text.encode(), marker)
+    assert boot_guard(rig.tmp / "agent", {}) is None  # no board table given: it loads, nothing to do
+    entry = boot_guard(rig.tmp / "agent", board_infos())
+    assert entry["reason"].startswith("load_failed") and "gone-board" in entry["reason"]
+    assert sha256_file(rig.path) == old_sha and not rig.marker().exists()
+    app = await rig.boot()  # the App reports the guard's rollback once
+    await wait_until(lambda: app.config_manager.history["last_rollback"]["reported"] is True, timeout=5)
+    assert app.status()["config"]["last_rollback"]["version"] == 2
