@@ -57,10 +57,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from agent.config_apply import boot_guard
 
-    boot_guard(Path(args.data_dir or default_data_dir()), board_infos())  # a pushed config that cannot start
-    config = load_config(args.config)
-    return run(config, data_dir=Path(args.data_dir or default_data_dir()), log_level=args.log_level,
-               log_format=args.log_format, speed=args.speed, broker=args.broker, with_ingest=args.with_ingest)
+    data_dir = Path(args.data_dir or default_data_dir())
+    return run(lambda: load_config(args.config), data_dir=data_dir,
+               guard=lambda: boot_guard(data_dir, board_infos()),  # a pushed config that cannot start
+               log_level=args.log_level, log_format=args.log_format, speed=args.speed, broker=args.broker,
+               with_ingest=args.with_ingest)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

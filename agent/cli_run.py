@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import Callable
 
 from agent import logs
 from agent.app import App, Endpoints
@@ -19,11 +20,18 @@ from agent.datadir import DataDirLock
 log = logging.getLogger("agent.run")
 
 
-def run(config: Config, *, data_dir: Path, log_level: str | None = None, log_format: str | None = None,
-        speed: float | None = None, broker: str | None = None, with_ingest: bool = False) -> int:
-    logs.setup(log_level or config.agent.log_level, log_format or config.agent.log_format)
+def run(load: Callable[[], Config], *, data_dir: Path, guard: Callable[[], None] | None = None,
+        log_level: str | None = None, log_format: str | None = None, speed: float | None = None,
+        broker: str | None = None, with_ingest: bool = False) -> int:
+    """Under the data-dir lock: `guard()` (a pushed config that cannot start is rolled back),
+    then `load()` the config, then run the agent."""
+    logs.setup(log_level or "info", log_format or "text")
     try:
         with DataDirLock(data_dir):
+            if guard is not None:
+                guard()
+            config = load()
+            logs.setup(log_level or config.agent.log_level, log_format or config.agent.log_format)
             return asyncio.run(_main(config, data_dir, speed, broker, with_ingest))
     except KeyboardInterrupt:
         return 130
