@@ -18,7 +18,7 @@ from agent.config.model import (AgentSettings, Backoff, Gps, Input, Output, Outb
 from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
 
 FAULT_KINDS = ("silent", "garbage", "crc", "wrong_unit", "short", "slow", "exception")
-PLANT_INPUTS = ("door_open", "flood", "mains_ok", "ups_replace_battery", "fan_on", "heater_on")
+PLANT_INPUTS = ("door_open", "flood", "mains_ok", "ups_replace_battery", "fan_on", "heater_on", "fan_failed")
 GPS_MODES = ("normal", "no_fix", "bad_checksum", "garbage", "silent")
 from agent.model import Point
 

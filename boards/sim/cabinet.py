@@ -231,8 +231,8 @@ class SimCabinet:
         self.endpoints[bus].refuse(on)
 
     def set_input(self, name: str, value: Any) -> None:
-        """Drive the plant: door_open, flood, mains_ok, ups_replace_battery, fan_on, heater_on."""
-        if name not in ("door_open", "flood", "mains_ok", "ups_replace_battery", "fan_on", "heater_on"):
+        """Drive the plant: door_open, flood, mains_ok, ups_replace_battery, fan_on, heater_on, fan_failed."""
+        if name not in ("door_open", "flood", "mains_ok", "ups_replace_battery", "fan_on", "heater_on", "fan_failed"):
             raise KeyError(f"unknown plant input {name!r}")
         setattr(self.plant, name, bool(value))
         self.refresh()

@@ -214,6 +214,7 @@ class Plant:
             self._on[c.name], self._level[c.name], self._kwh[c.name] = False, 100.0, 0.0
         # inputs
         self.fan_on = False
+        self.fan_failed = False  # fault injection: the fan is switched but does not move air
         self.heater_on = False
         self.door_open = False
         self.flood = False
@@ -372,7 +373,8 @@ class Plant:
         p, g = self._heat_and_conductance()
         t_eq = self.ambient_c + p / g
         self.cabinet_c = t_eq + (self.cabinet_c - t_eq) * math.exp(-g * dt_s / cab.heat_capacity_j_per_k)
-        tau = cab.humidity_tau_door_s if self.door_open else cab.humidity_tau_fan_s if self.fan_on else cab.humidity_tau_s
+        fan = self.fan_on and not self.fan_failed
+        tau = cab.humidity_tau_door_s if self.door_open else cab.humidity_tau_fan_s if fan else cab.humidity_tau_s
         vp = self._amb_vp + (self._cab_vp - self._amb_vp) * math.exp(-dt_s / tau)
         self._cab_vp = min(vp, saturation_vp_hpa(self.cabinet_c))
 
@@ -380,7 +382,8 @@ class Plant:
         cab = self.cabinet
         sun = max(0.0, math.sin(math.radians(self.solar_elevation))) * cloud_factor(self.weather.cloud)
         p = cab.electronics_w + cab.solar_gain_w * sun + (cab.heater_w if self.heater_on and self.mains_ok else 0.0)
-        g = cab.wall_w_per_k + (cab.fan_w_per_k if self.fan_on else 0.0) + (cab.door_w_per_k if self.door_open else 0.0)
+        fan = self.fan_on and not self.fan_failed
+        g = cab.wall_w_per_k + (cab.fan_w_per_k if fan else 0.0) + (cab.door_w_per_k if self.door_open else 0.0)
         return p, g
 
     def _outdoor(self, t: float) -> None:
