@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import math
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
 from agent.control.lighting import LightingController
 from agent.control.lighting_model import Actuation, FailureDetection
@@ -307,6 +307,9 @@ def test_any_snapshot_never_crashes_and_decisions_stay_in_range(snap, clock, dt_
 @hsettings(max_examples=40, deadline=None)
 @given(site=st.sampled_from(sorted(SITES)), day=st.integers(0, 364), hour=st.floats(0, 24),
        on_off=st.floats(-15, 15), off_off=st.floats(-15, 15), mode=st.sampled_from(["astro", "astro+sensor", "blind"]))
+# found in CI: Madinah's sun is still 8 degrees down 28 min before sunrise, outside the
+# time-based backstop; a photocell stuck at daylight is now "implausible" there
+@example(site="madinah", day=102, hour=2.5, on_off=0.0, off_off=0.0, mode="astro+sensor")
 def test_lights_are_on_whenever_the_sun_is_six_degrees_below_the_horizon(site, day, hour, on_off, off_off, mode):
     start = ts(2024, 1, 1) + day * 86400 + hour * 3600
     prog = Program("p", period="astro" if mode == "astro" else "astro+sensor", sunset_offset_min=on_off,

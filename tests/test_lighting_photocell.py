@@ -142,9 +142,13 @@ def test_the_photocell_is_trusted_only_inside_the_astronomical_window():
     night = rig.ctl.astro.night_of(dt.date(2024, 1, 15))
     rig.lux = "sun"
     rig.run((night.dark_from + night.dark_until) / 2 - rig.t, 60)
-    rig.lux = 5000.0  # headlights / a torch at midnight
-    rig.run(600, 10)
-    assert rig.decision().on and rig.decision().detail == "astro-backstop"
+    rig.lux = 5000.0  # headlights / a torch at midnight, for a short while
+    rig.run(20, 10)
+    assert rig.decision().on and rig.decision().detail == "astro-backstop"  # deep night: the photocell has no say
+    assert rig.ctl.status(rig.t)["photocell"]["fault"] is None  # shorter than fault_delay_s
+    rig.run(600, 10)  # daylight with the sun far below the horizon: the sensor is not believed
+    assert rig.decision().on and rig.decision().detail == "astro-fallback"
+    assert rig.ctl.status(rig.t)["photocell"]["fault"] == "implausible"
 
 
 def test_the_photocell_switches_on_early_on_a_dark_afternoon_inside_the_window():

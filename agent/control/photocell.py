@@ -14,7 +14,11 @@ a fault) and cleared only after `recover_s` of good values:
 * "out-of-range": outside `min_lux`..`max_lux`;
 * "stuck": the value has not changed (beyond `stuck_tolerance_lux`) while the sun
   went from day to night or night to day (the controller hands in the astro phase),
-  or, with the clock unknown, for `stuck_after_s`.
+  or, with the clock unknown, for `stuck_after_s`;
+* "implausible": daylight (at least `night_max_lux`) while the sun is 6 degrees or more
+  below the horizon — a shorted or mis-scaled sensor would otherwise keep the lights
+  off in the dark part of twilight, where the time-based backstop does not reach at
+  low latitudes (the sun rises fast there).
 
 Whether the photocell is *used* (only inside an astronomical window, or as the
 fail-safe when the clock is unknown) is the program's and controller's business.
@@ -27,7 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-FAULTS = ("missing", "bad", "stale", "out-of-range", "stuck")
+FAULTS = ("missing", "bad", "stale", "out-of-range", "stuck", "implausible")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,7 @@ class PhotocellSettings:
     stuck_after_s: float = 30 * 3600.0  # with no clock: unchanged this long is stuck
     fault_delay_s: float = 30.0
     recover_s: float = 60.0
+    night_max_lux: float = 1000.0  # more than this with the sun 6 degrees down is not daylight
 
 
 class Photocell:
@@ -76,6 +81,8 @@ class Photocell:
             problem, value = None, sample[0]  # _classify()'s common case
         else:
             problem, value = self._classify(sample)
+        if problem is None and phase == "night" and value >= s.night_max_lux:  # type: ignore[operator]
+            problem = "implausible"
         if problem is None:
             problem = self._track_stuck(mono, value, phase)  # type: ignore[arg-type]
         if problem is None:
