@@ -51,19 +51,24 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--segments", help="comma-separated segment names")
     s.add_argument("--alarm", help="alarm id (alarm.ack)")
     s.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    s.add_argument("--key", required=True, help="the operator's Ed25519 key (PEM)")
-    s.add_argument("--broker", required=True, help="HOST[:PORT]")
-    s.add_argument("--tls", action="store_true")
-    s.add_argument("--ca")
-    s.add_argument("--cert")
-    s.add_argument("--tls-key")
-    s.add_argument("--cabinet-key", help="the cabinet's public key (64 hex or file) to verify replies")
-    s.add_argument("--ingest-db", help="look the cabinets' public keys up in the ingest registry")
-    s.add_argument("--prefix", default="city/v1")
-    s.add_argument("--ttl", default="300", help="command lifetime (exp - iat), e.g. 300, 10m")
-    s.add_argument("--cid", help="command id (default: random)")
-    s.add_argument("--timeout", type=float, default=10.0)
+    _signing_and_broker_args(s)
     s.set_defaults(func=send_main)
+
+
+def _signing_and_broker_args(p: argparse.ArgumentParser) -> None:
+    """What every operator command needs: the key it signs with, the broker, the reply check."""
+    p.add_argument("--key", required=True, help="the operator's Ed25519 key (PEM)")
+    p.add_argument("--broker", required=True, help="HOST[:PORT]")
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--ca")
+    p.add_argument("--cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--cabinet-key", help="the cabinet's public key (64 hex or file) to verify replies")
+    p.add_argument("--ingest-db", help="look the cabinets' public keys up in the ingest registry")
+    p.add_argument("--prefix", default="city/v1")
+    p.add_argument("--ttl", default="300", help="command lifetime (exp - iat), e.g. 300, 10m")
+    p.add_argument("--cid", help="command id (default: random)")
+    p.add_argument("--timeout", type=float, default=10.0)
 
 
 def duration(text: str) -> float:
@@ -264,18 +269,7 @@ def add_config_push(csub: Any) -> None:
     p.add_argument("--expect-sha256", help="refuse unless the cabinet runs this config (sha256 of its file)")
     p.add_argument("--trial", default="5m", help="health gate window, e.g. 90s, 5m (default 5m)")
     p.add_argument("--no-check", action="store_true", help="do not validate the file locally first")
-    p.add_argument("--key", required=True, help="the operator's Ed25519 key (PEM)")
-    p.add_argument("--broker", required=True, help="HOST[:PORT]")
-    p.add_argument("--tls", action="store_true")
-    p.add_argument("--ca")
-    p.add_argument("--cert")
-    p.add_argument("--tls-key")
-    p.add_argument("--cabinet-key", help="the cabinet's public key (64 hex or file) to verify replies")
-    p.add_argument("--ingest-db", help="look the cabinet's public key up in the ingest registry")
-    p.add_argument("--prefix", default="city/v1")
-    p.add_argument("--ttl", default="300")
-    p.add_argument("--cid")
-    p.add_argument("--timeout", type=float, default=10.0)
+    _signing_and_broker_args(p)
     p.set_defaults(func=push_main)
 
 
