@@ -63,7 +63,7 @@ class UplinkWiring:
 class App:
     def __init__(self, config: Config, *, data_dir: Path, clock: Clock, endpoints: Endpoints | None = None,
                  sinks: list[Callable[[list[Reading]], Awaitable[None]]] | None = None,
-                 uplink: UplinkWiring | None = None, selftel_period_s: float = 10.0) -> None:
+                 uplink: UplinkWiring | None = None, selftel_period_s: float = 10.0, ota_wall: Clock | None = None) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
         self.clock = clock
@@ -112,6 +112,13 @@ class App:
         from agent.config_apply import ConfigManager
 
         self.config_manager = ConfigManager(self)  # remote configuration: trial marker and health gate
+        from agent.clock import WallClock
+        from agent.config.ota import OtaSettings
+        from agent.ota_service import OtaService, ota_root
+
+        # over-the-air updates under the launcher; TUF checks expiry against the system clock,
+        # so the OTA clock policy looks at that clock even on a simulated (scaled) cabinet
+        self.ota = OtaService(self, config.ota or OtaSettings(), root=ota_root(), wall=ota_wall or WallClock())
         self.downlink = None
         if self.uplink is not None:  # signed commands arrive over the uplink's session
             from agent.commands import Trust
@@ -125,6 +132,9 @@ class App:
             from agent import config_apply
 
             config_apply.install(self.downlink, self)
+            from agent import ota_service
+
+            ota_service.install(self.downlink, self)
             self.uplink.downlink = self.downlink
         self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status,
                                           self.controls.actions() if self.controls.active else None)
@@ -149,7 +159,7 @@ class App:
         if cfg["trial"]:
             cfg["trial"].pop("checks", None)
         return {"boot": self.outbox.boot_epoch, "version": agent.__version__, "config_sha256": self.config.sha256,
-                "config": cfg, "t": self.clock.now()}
+                "config": cfg, "tags": list(self.config.tags), "board": self.config.board, "t": self.clock.now()}
 
     async def _to_outbox(self, readings: list[Reading]) -> None:
         await self.outbox.put(readings, Priority.TELEMETRY)  # waits while the outbox queue is full
@@ -192,6 +202,7 @@ class App:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.outbox.start()
         self.config_manager.start()  # a pushed config on trial: the health gate runs from here
+        self.ota.start()  # a new release on trial: its health gate and commit run from here
         await self.status_server.start()
         for name, poller in self.pollers.items():
             self._spawn(f"poll-{name}", poller.run)
@@ -204,6 +215,11 @@ class App:
             self._spawn("controls", self.controls.run)
         if self.uplink:
             self._spawn("uplink", self.uplink.run)
+        from agent.watchdog import Watchdog
+
+        if Watchdog.wanted():  # under the launcher or systemd: READY=1 and WATCHDOG=1 while healthy
+            self.watchdog = Watchdog(self)
+            self._spawn("watchdog", self.watchdog.run)
         log.info("agent %s started: cabinet %s, %d buses, %d devices, %d points", agent.__version__,
                  self.config.cabinet_id, len(self.engines), len(self.config.devices), len(self.image.points()))
 
@@ -214,6 +230,7 @@ class App:
 
     async def stop(self) -> None:
         await self.config_manager.close()
+        await self.ota.close()
         await cancel_all(self._tasks)
         if self.downlink is not None:
             await self.downlink.close()
@@ -262,4 +279,5 @@ class App:
             "controls": self.controls.status() if self.controls.active else None,
             "task_restarts": dict(self.restarts),
             "config": self.config_manager.snapshot(),  # {sha256, version, trial, last_rollback, last_commit}
+            "ota": self.ota.snapshot(),  # None unless under the launcher
         }

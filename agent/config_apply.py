@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent import statefile
+from agent import health, statefile
 from agent.commands import MAX_COMMAND, Arg, Command
 from agent.model import Priority, Quality, Reading
 
@@ -226,21 +226,10 @@ class ConfigManager:
         app = self.app
         loop = asyncio.get_running_loop()
         deadline = loop.time() + trial_s
-        self.checks = {f"bus:{n}": False for n in app.engines}
-        if app.controls.active:
-            self.checks["control"] = False
-        if app.uplink is not None:
-            self.checks["uplink"] = False
+        self.checks = health.initial(app)
         log.info("config %s on trial for %.0f s: %s", app.config.sha256[:12], trial_s, ", ".join(self.checks))
         while True:
-            for n, e in app.engines.items():
-                if e.stats.get("completed", 0) > 0:
-                    self.checks[f"bus:{n}"] = True
-            if "control" in self.checks and app.controls.steps > 0:
-                self.checks["control"] = True
-            if "uplink" in self.checks and app.uplink.state == "connected":
-                self.checks["uplink"] = True
-            if all(self.checks.values()):
+            if health.update(app, self.checks):
                 await self.commit()
                 return
             if loop.time() >= deadline:

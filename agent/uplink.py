@@ -74,6 +74,10 @@ class Uplink:
         self._wake = asyncio.Event()
         self._ack_errors: dict[str, int] = {}
         self.downlink: Any = None  # agent.downlink.Downlink: messages on <prefix>/cab/<id>/cmd/# go there
+        # Retained side messages (the OTA status): topic -> (payload, called once PUBACKed);
+        # published when set and again on every new connection
+        self._retained: dict[str, tuple[bytes, Callable[[], None] | None]] = {}
+        self._retained_due: set[str] = set()
         self.stats = {"connects": 0, "reconnects": 0, "batches_sent": 0, "batches_resent": 0, "readings_sent": 0,
                       "bytes_sent": 0, "acks": 0, "batches_acked": 0, "acks_rejected": 0, "puback_errors": 0}
 
@@ -81,6 +85,24 @@ class Uplink:
     def wake(self) -> None:
         """New readings are waiting: check the sealing policy now."""
         self._wake.set()
+
+    def put_retained(self, topic: str, payload: bytes, on_sent: Callable[[], None] | None = None) -> None:
+        """Publish `payload` retained (QoS 1) on `topic` now if connected, and after every reconnect."""
+        self._retained[topic] = (payload, on_sent)
+        self._retained_due.add(topic)
+        self._wake.set()
+
+    async def _send_retained(self, client: aiomqtt.Client) -> None:
+        while self._retained_due:
+            topic = self._retained_due.pop()
+            payload, on_sent = self._retained[topic]
+            try:
+                await client.publish(topic, payload, qos=1, retain=True)
+            except BaseException:
+                self._retained_due.add(topic)
+                raise
+            if on_sent is not None and self._retained.get(topic, (None,))[0] is payload:
+                on_sent()
 
     def snapshot(self) -> dict[str, Any]:
         return {"state": self.state, "reason": self.reason, "broker": f"{self.s.broker}:{self.s.port}",
@@ -109,6 +131,7 @@ class Uplink:
                     await client.publish(self.state_topic, json.dumps({"online": True, **self.birth()}),
                                          qos=1, retain=True)
                     self._set_state("connected", None)
+                    self._retained_due = set(self._retained)
                     self.backoff.success(self.clock.monotonic())
                     # a new connection: whatever is unacknowledged goes again, oldest first
                     self._sent = dict.fromkeys(self.outbox.unacked_seqs())
@@ -169,6 +192,7 @@ class Uplink:
                 for t in [t for t in tasks if t.done()]:
                     tasks.discard(t)
                     t.result()  # a failed publish ends the session
+                await self._send_retained(client)
                 await self._send_due(client, window, tasks)
                 self._wake.clear()
                 await wait_event(self._wake, 0.25)

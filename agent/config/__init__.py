@@ -24,7 +24,7 @@ from agent.config.sections import (parse_agent, parse_bus, parse_cabinet, parse_
 __all__ = ["BoardInfo", "Config", "ConfigError", "ConfigIssue", "check", "load", "loads"]
 
 SECTIONS = ("cabinet", "site", "board", "agent", "report", "buses", "devices", "gps", "inputs", "outputs", "sim",
-            "uplink", "outbox", "climate", "alarms", "lighting", "trust")
+            "uplink", "outbox", "climate", "alarms", "lighting", "trust", "ota")
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "boards" / "sim" / "cabinet.toml"
 
 
@@ -140,13 +140,14 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
     climate, alarms = _parse_climate_alarms(issues, raw, devices, inputs, outputs)
     lighting = _parse_lighting(issues, raw, devices, inputs, outputs) if "lighting" in raw else None
     trust = _parse_trust(issues, raw, base)
+    ota = _parse_ota(issues, raw, base)
     for key in raw:
         if key not in SECTIONS:
             top.error(key, MISSING, ", ".join(SECTIONS), f"unknown section [{key}]")
     return Config(source=issues.file, sha256=sha, cabinet_id=cid, cabinet_name=cname, tags=tags, site=site,
                   board=board_name, agent=agent, buses=buses, devices=devices, gps=gps, inputs=inputs,
                   outputs=outputs, sim=sim, raw=raw, uplink=uplink, outbox=outbox,
-                  climate=climate, alarms=alarms, lighting=lighting, trust=trust, config_version=version)
+                  climate=climate, alarms=alarms, lighting=lighting, trust=trust, config_version=version, ota=ota)
 
 
 def _parse_climate_alarms(issues: Issues, raw: Mapping[str, Any], devices: Mapping[str, Device],
@@ -215,3 +216,10 @@ def _parse_trust(issues: Issues, raw: Mapping[str, Any], base: Path | None):
     from agent.config.trust import parse_trust
 
     return parse_trust(issues.section("trust", raw["trust"]), base) if "trust" in raw else Trust()
+
+
+def _parse_ota(issues: Issues, raw: Mapping[str, Any], base: Path | None):
+    """[ota]: over-the-air updates (no section: the defaults; the repository comes with each offer)."""
+    from agent.config.ota import OtaSettings, parse_ota
+
+    return parse_ota(issues.section("ota", raw["ota"]), base) if "ota" in raw else OtaSettings()

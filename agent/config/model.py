@@ -180,6 +180,7 @@ class Config:
     lighting: Any = None  # agent.control.lighting_model.LightingSettings when [lighting] is configured
     trust: Any = None  # agent.commands.Trust: operator keys for signed commands ([trust])
     config_version: int = 0  # [cabinet] config_version: remote configuration version (docs/commands.md)
+    ota: Any = None  # agent.config.ota.OtaSettings ([ota], docs/ota.md)
 
     def points(self) -> list[Point]:
         out = [p for d in self.devices.values() for p in d.points.values()]

@@ -1,0 +1,60 @@
+"""The agent's side of the service watchdog (docs/ota.md, "systemd"): READY=1 once the app
+has started, then WATCHDOG=1 at a third of the interval — but only while the agent is
+healthy: the event loop runs (this task runs in it) and the control loop keeps stepping.
+A stuck control loop stops the pings, and the launcher (or systemd) restarts the agent;
+during the trial of a new release that counts as a failed start.
+
+The interval is real time (the launcher's watchdog is), so this uses the event loop's
+clock, not the app's (possibly scaled) clock. Without NOTIFY_SOCKET it does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from ota import sdnotify
+
+log = logging.getLogger("agent.watchdog")
+
+DEFAULT_INTERVAL_S = 30.0
+STALL_PERIODS = 3  # periods without a control step before the pings stop
+
+
+class Watchdog:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.pings = 0
+        self.withheld = 0
+
+    @staticmethod
+    def wanted() -> bool:
+        return bool(os.environ.get("NOTIFY_SOCKET"))
+
+    def healthy(self, last_steps: int, stalled: int) -> tuple[bool, int, int]:
+        controls = self.app.controls
+        if not controls.active:
+            return True, last_steps, 0
+        if controls.steps != last_steps:
+            return True, controls.steps, 0
+        stalled += 1
+        return stalled < STALL_PERIODS, last_steps, stalled
+
+    async def run(self) -> None:
+        interval = sdnotify.watchdog_interval() or DEFAULT_INTERVAL_S
+        period = max(0.05, interval / 3)
+        sdnotify.ready()
+        sdnotify.status(f"running, cabinet {self.app.config.cabinet_id}")
+        last_steps, stalled = -1, 0
+        while True:
+            ok, last_steps, stalled = self.healthy(last_steps, stalled)
+            if ok:
+                sdnotify.watchdog()
+                self.pings += 1
+            else:
+                self.withheld += 1
+                if self.withheld == 1:
+                    log.error("control loop has not stepped for %d watchdog periods: watchdog pings stop", stalled)
+            await asyncio.sleep(period)
