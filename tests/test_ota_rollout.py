@@ -298,6 +298,9 @@ def test_from_dict_refuses_junk():
     ro = rollout(fleet(20))
     d = ro.to_dict()
     for bad in ({}, {**d, "format": 2}, {**d, "state": "maybe"}, {**d, "wave": 9}, {**d, "cabinets": {}},
-                {**d, "plan": {"cabinets": {}, "waves": [1]}}, {**d, "success_pct": 150}):
+                {**d, "plan": {"cabinets": {}, "waves": [1]}}, {**d, "success_pct": 150},
+                {**d, "cabinets": {**d["cabinets"], "CAB-00003": {**d["cabinets"]["CAB-00003"], "offered_at": "x"}}},
+                {**d, "cabinets": {**d["cabinets"], "CAB-00003": {**d["cabinets"]["CAB-00003"],
+                                                                  "outcome": "success"}}}):
         with pytest.raises(ValueError):
             Rollout.from_dict(bad)

@@ -100,6 +100,14 @@ def _num(v: Any, what: str, lo: float = 0.0, hi: float = math.inf) -> float:
     return v
 
 
+def _maybe_num(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+
+def _maybe_int(v: Any) -> bool:
+    return v is None or (type(v) is int and v >= 0)
+
+
 def _text(v: Any) -> str | None:
     return v[:MAX_TEXT] if isinstance(v, str) else None
 
@@ -293,7 +301,11 @@ class Rollout:
             if set(saved) != set(ro.cab):
                 raise ValueError("the saved cabinets do not match the plan")
             for cid, r in saved.items():
-                if set(r) != set(ro.cab[cid]) or r["outcome"] not in (None, "success", "failure"):
+                if set(r) != set(ro.cab[cid]) or r["outcome"] not in (None, "success", "failure") \
+                        or not isinstance(r["state"], str) or not _maybe_int(r["seq"]) \
+                        or not all(_maybe_num(r[k]) for k in ("offered_at", "finished_at", "percent")) \
+                        or (r["outcome"] is not None and r["finished_at"] is None) \
+                        or (r["state"] != PENDING and r["offered_at"] is None):
                     raise ValueError(f"cabinet {cid}: bad record")
                 ro.cab[cid] = dict(r)
             ro.state, ro.reason, ro.wave = d["state"], d["reason"], d["wave"]

@@ -258,7 +258,10 @@ async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any]
 
         async def reader() -> None:
             async for m in client.messages:
-                on_message(m)
+                try:
+                    on_message(m)
+                except Exception as e:  # noqa: BLE001 - one odd message must not end the rollout
+                    dropped[f"unhandled_{type(e).__name__}"] += 1
 
         task = asyncio.create_task(reader())
         try:
