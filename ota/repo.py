@@ -1,0 +1,418 @@
+"""The operator's TUF repository: keys, signed metadata and target files on disk.
+
+Owns `init_keys` (Ed25519 key files plus the public keys.json) and `Repository`, which
+writes consistent-snapshot metadata with python-tuf's Metadata API:
+
+    <path>/metadata/N.root.json  N.targets.json  N.snapshot.json  timestamp.json
+    <path>/targets/<sha256>.<name>
+    <path>/repo.json             expiry defaults (days per role)
+
+Keys: the root keys belong OFFLINE, held by different people or on tokens (2-of-3 by
+default); the targets key with the release manager; snapshot and timestamp keys may live
+on the update server. Every method takes a key directory and loads only the keys its step
+needs, so a key directory may hold a subset of the keys (plus keys.json, which is public):
+publishing needs targets+snapshot+timestamp, `refresh_timestamp` needs timestamp (and
+snapshot when that expires first), `rotate_root` needs a threshold of old and new root keys.
+Every method takes `now` (tz-aware UTC) so tests can make already-expired metadata.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import hashlib
+import json
+import os
+import re
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from securesystemslib.signer import CryptoSigner, SSlibKey
+from tuf.api.metadata import MetaFile, Metadata, Root, Snapshot, Targets, TargetFile, Timestamp
+from tuf.api.serialization.json import JSONSerializer
+
+from ota.errors import RepoError
+
+ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
+DEFAULT_EXPIRY = {"root": 365, "targets": 90, "snapshot": 7, "timestamp": 7}
+MAX_CUSTOM_BYTES = 64 * 1024
+_TARGET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,199}$")
+_KEYFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}\.pem$")
+_SER = JSONSerializer(compact=True)
+_CHUNK = 1024 * 1024
+
+
+def utc(now: datetime | None = None) -> datetime:
+    """`now` (tz-aware) as UTC without microseconds; the wall clock when None."""
+    if now is None:
+        now = datetime.now(timezone.utc)
+    if not isinstance(now, datetime) or now.utcoffset() is None:
+        raise RepoError(f"now must be a timezone-aware datetime, got {now!r}")
+    return now.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def validate_target_name(name: str) -> str:
+    """A target name usable as the file name `<sha256>.<name>` and in a URL."""
+    if not isinstance(name, str) or not _TARGET_RE.match(name) or ".." in name:
+        raise RepoError(f"bad target name {name!r}: 1-200 characters of A-Z a-z 0-9 . _ + ~ -, "
+                        "starting with a letter or digit, no '/' and no '..'")
+    return name
+
+
+def _keyfile(name: str) -> str:
+    if not isinstance(name, str) or not _KEYFILE_RE.match(name):
+        raise RepoError(f"bad key file name {name!r} (want e.g. root-4.pem)")
+    return name
+
+
+def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+# ---------------------------------------------------------------- keys
+
+def load_keys(keydir: Path) -> dict[str, dict[str, Any]]:
+    """keys.json of a key directory: {file name: {"keyid", "public", "role"}}."""
+    p = Path(keydir) / "keys.json"
+    try:
+        doc = json.loads(p.read_text())
+        keys = doc["keys"]
+        for name, e in keys.items():
+            _keyfile(name)
+            if e["role"] not in ROLES or not isinstance(e["keyid"], str):
+                raise ValueError(f"bad entry {name}")
+            _public(e)
+    except FileNotFoundError:
+        raise RepoError(f"{p} missing (run init_keys, or copy keys.json with the key files)") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise RepoError(f"{p} is not a valid keys.json: {e}") from None
+    return keys
+
+
+def _public(entry: dict) -> SSlibKey:
+    return SSlibKey.from_dict(entry["keyid"], copy.deepcopy(entry["public"]))
+
+
+def _save_keys(keydir: Path, keys: dict) -> None:
+    _atomic_write(Path(keydir) / "keys.json",
+                  json.dumps({"format": 1, "keys": keys}, indent=2, sort_keys=True).encode())
+
+
+def _new_key(keydir: Path, name: str, role: str, keys: dict, force: bool = False) -> None:
+    path = Path(keydir) / _keyfile(name)
+    if path.exists() and not force:
+        raise RepoError(f"{path} exists; refusing to overwrite a key (force=True to replace)")
+    signer = CryptoSigner.generate_ed25519()
+    _atomic_write(path, signer.private_bytes, mode=0o600)
+    os.chmod(path, 0o600)
+    pub = signer.public_key
+    keys[name] = {"keyid": pub.keyid, "public": pub.to_dict(), "role": role}
+
+
+def init_keys(keydir: Path, *, root_keys: int = 3, force: bool = False) -> dict:
+    """Generate root-1.pem..root-<n>.pem, targets.pem, snapshot.pem, timestamp.pem
+    (PKCS#8 PEM, mode 0600) and keys.json (public keys); return the keys.json content.
+    Move the root keys offline afterwards (one per holder)."""
+    if not isinstance(root_keys, int) or not 1 <= root_keys <= 16:
+        raise RepoError(f"root_keys must be 1..16, got {root_keys!r}")
+    keydir = Path(keydir)
+    keydir.mkdir(parents=True, exist_ok=True)
+    os.chmod(keydir, 0o700)
+    plan = [(f"root-{i}.pem", Root.type) for i in range(1, root_keys + 1)]
+    plan += [(f"{r}.pem", r) for r in (Targets.type, Snapshot.type, Timestamp.type)]
+    if not force:
+        taken = [n for n, _ in plan if (keydir / n).exists()]
+        if taken:
+            raise RepoError(f"{keydir} already holds {', '.join(taken)}; refusing to overwrite "
+                            "(force=True to replace)")
+    keys: dict = {}
+    for name, role in plan:
+        _new_key(keydir, name, role, keys, force=force)
+    _save_keys(keydir, keys)
+    return {"format": 1, "keys": keys}
+
+
+def load_signer(keydir: Path, name: str, keys: dict | None = None) -> CryptoSigner:
+    """The signer of key file `name`, checked against its keys.json entry."""
+    keys = load_keys(keydir) if keys is None else keys
+    if name not in keys:
+        raise RepoError(f"{name} is not listed in {keydir}/keys.json")
+    try:
+        priv = load_pem_private_key((Path(keydir) / _keyfile(name)).read_bytes(), password=None)
+        signer = CryptoSigner(priv)
+    except (OSError, ValueError, TypeError) as e:
+        raise RepoError(f"cannot load key {keydir}/{name}: {e}") from None
+    if signer.public_key.keyid != keys[name]["keyid"]:
+        raise RepoError(f"{keydir}/{name} does not match its keys.json entry")
+    return signer
+
+
+# ---------------------------------------------------------------- repository
+
+class Repository:
+    """A TUF repository directory (see the module docstring for the layout)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.meta_dir = self.path / "metadata"
+        self.targets_dir = self.path / "targets"
+        if not (self.meta_dir / "1.root.json").is_file():
+            raise RepoError(f"{self.path} is not a repository (no metadata/1.root.json)")
+        try:
+            self.expiry = {**DEFAULT_EXPIRY, **json.loads((self.path / "repo.json").read_text())["expiry"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            self.expiry = dict(DEFAULT_EXPIRY)
+
+
+    @classmethod
+    def create(cls, path: Path, keydir: Path, *, root_threshold: int = 2,
+               expiry: dict[str, int] | None = None, now: datetime | None = None) -> "Repository":
+        """A new repository: root v1 (all root keys of keys.json, `root_threshold` of them
+        signing), empty targets v1, snapshot v1, timestamp v1."""
+        now = utc(now)
+        exp = _check_expiry({**DEFAULT_EXPIRY, **(expiry or {})})
+        path = Path(path)
+        if (path / "metadata").exists() and any((path / "metadata").iterdir()):
+            raise RepoError(f"{path}/metadata is not empty; refusing to create a repository there")
+        keys = load_keys(keydir)
+        root = Metadata(Root(expires=now + timedelta(days=exp["root"])))
+        by_role = {r: [n for n, e in sorted(keys.items()) if e["role"] == r] for r in ROLES}
+        for role, names in by_role.items():
+            if not names:
+                raise RepoError(f"{keydir}/keys.json has no {role} key")
+            for n in names:
+                root.signed.add_key(_public(keys[n]), role)
+        if not isinstance(root_threshold, int) or not 1 <= root_threshold <= len(by_role[Root.type]):
+            raise RepoError(f"root_threshold must be 1..{len(by_role[Root.type])}, got {root_threshold!r}")
+        root.signed.roles[Root.type].threshold = root_threshold
+        for s in _signers(keydir, keys, Root.type, root.signed):
+            root.sign(s, append=True)
+        (path / "metadata").mkdir(parents=True, exist_ok=True)
+        (path / "targets").mkdir(exist_ok=True)
+        _atomic_write(path / "repo.json", json.dumps({"format": 1, "expiry": exp}, indent=2).encode())
+        _atomic_write(path / "metadata" / "1.root.json", root.to_bytes(_SER))
+        repo = cls(path)
+        with repo._lock():
+            repo._publish(keydir, now, targets={}, snapshot=True)
+        return repo
+
+
+    def version(self, role: str) -> int:
+        """The newest published version of a role (0: none yet)."""
+        if role == Timestamp.type:
+            ts = self.meta_dir / "timestamp.json"
+            return Metadata.from_bytes(ts.read_bytes()).signed.version if ts.exists() else 0
+        return max([int(v) for p in self.meta_dir.glob(f"*.{role}.json")
+                    if (v := p.name.split(".", 1)[0]).isdigit()], default=0)
+
+    def _file(self, role: str, version: int | None = None) -> Path:
+        if role == Timestamp.type:
+            return self.meta_dir / "timestamp.json"
+        return self.meta_dir / f"{self.version(role) if version is None else version}.{role}.json"
+
+    def _load(self, role: str, version: int | None = None) -> Metadata:
+        return Metadata.from_bytes(self._file(role, version).read_bytes())
+
+    def root_bytes(self, version: int | None = None) -> bytes:
+        """The exact bytes of N.root.json (the newest when None): ship one in the image as
+        the bootstrap root; the client walks from it to the newest root."""
+        p = self._file(Root.type, version)
+        if not p.is_file():
+            raise RepoError(f"no root version {version}")
+        return p.read_bytes()
+
+    def targets(self) -> dict[str, dict[str, Any]]:
+        """{name: {"length", "sha256", "custom"}} of the newest targets metadata."""
+        return {n: {"length": t.length, "sha256": t.hashes["sha256"], "custom": t.custom}
+                for n, t in self._load(Targets.type).signed.targets.items()}
+
+
+    def add_target(self, file: Path, name: str, custom: dict, keydir: Path, *,
+                   now: datetime | None = None) -> dict[str, Any]:
+        """Publish `file` as target `name` with signed `custom` data; returns its info."""
+        now = utc(now)
+        validate_target_name(name)
+        custom = _check_custom(custom)
+        file = Path(file)
+        if not file.is_file():
+            raise RepoError(f"{file} is not a file")
+        with self._lock():
+            root, keys = self._load(Root.type).signed, load_keys(keydir)
+            for r in (Targets.type, Snapshot.type, Timestamp.type):
+                _signers(keydir, keys, r, root)                # refuse before copying
+            tmp = self.targets_dir / f".{name}.tmp"
+            h, length = hashlib.sha256(), 0
+            with open(file, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(_CHUNK):
+                    dst.write(chunk)         # hash exactly the bytes written (gotcha 7)
+                    h.update(chunk)
+                    length += len(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+            digest = h.hexdigest()
+            os.replace(tmp, self.targets_dir / f"{digest}.{name}")
+            tf = TargetFile(length, {"sha256": digest}, name, unrecognized_fields={"custom": custom})
+            current = dict(self._load(Targets.type).signed.targets)
+            current[name] = tf
+            self._publish(keydir, now, targets=current, snapshot=True)
+        return {"name": name, "length": length, "sha256": digest, "custom": custom}
+
+    def refresh_timestamp(self, keydir: Path, days: int | None = None, *,
+                          now: datetime | None = None) -> int:
+        """A new timestamp version valid `days` (default: repo.json); the snapshot is
+        re-signed too when it would expire before the new timestamp. Returns the version."""
+        now = utc(now)
+        days = self.expiry[Timestamp.type] if days is None else _check_days("timestamp", days)
+        with self._lock():
+            snap_exp = self._load(Snapshot.type).signed.expires
+            resign = snap_exp < now + timedelta(days=days)
+            self._publish(keydir, now, snapshot=resign, ts_days=days)
+        return self.version(Timestamp.type)
+
+    def rotate_root(self, keydir: Path, *, replace: dict[str, str] | None = None,
+                    threshold: int | None = None, days: int | None = None,
+                    now: datetime | None = None) -> int:
+        """Publish N+1.root.json: each old key file of `replace` is swapped for the new one
+        (generated in keydir when it does not exist yet; same role), the root threshold
+        optionally changed, the expiry renewed. Signed by a threshold of the old root's
+        keys AND of the new root's keys found in keydir. When a targets/snapshot/timestamp
+        key changed, those roles are re-signed with the new key. Returns N+1."""
+        now = utc(now)
+        days = self.expiry[Root.type] if days is None else _check_days("root", days)
+        with self._lock():
+            old = self._load(Root.type)
+            new = Metadata.from_bytes(self.root_bytes())
+            keys = load_keys(keydir)
+            changed: set[str] = set()
+            for old_name, new_name in (replace or {}).items():
+                _keyfile(old_name), _keyfile(new_name)
+                if old_name not in keys:
+                    raise RepoError(f"{old_name} is not listed in {keydir}/keys.json")
+                role, old_id = keys[old_name]["role"], keys[old_name]["keyid"]
+                if old_id not in new.signed.roles[role].keyids:
+                    raise RepoError(f"{old_name} is not a {role} key of root v{old.signed.version}")
+                if new_name not in keys:
+                    _new_key(keydir, new_name, role, keys)
+                    _save_keys(keydir, keys)
+                elif keys[new_name]["role"] != role:
+                    raise RepoError(f"{new_name} is a {keys[new_name]['role']} key, not {role}")
+                new.signed.revoke_key(old_id, role)
+                new.signed.add_key(_public(keys[new_name]), role)
+                changed.add(role)
+            n_root = len(new.signed.roles[Root.type].keyids)
+            if threshold is not None:
+                if not isinstance(threshold, int) or not 1 <= threshold <= n_root:
+                    raise RepoError(f"threshold must be 1..{n_root}, got {threshold!r}")
+                new.signed.roles[Root.type].threshold = threshold
+            if new.signed.roles[Root.type].threshold > n_root:
+                raise RepoError(f"root threshold {new.signed.roles[Root.type].threshold} > {n_root} keys")
+            new.signed.version += 1
+            new.signed.expires = now + timedelta(days=days)
+            new.signatures.clear()
+            signers = {s.public_key.keyid: s for s in _signers(keydir, keys, Root.type, old.signed)}
+            signers.update({s.public_key.keyid: s for s in _signers(keydir, keys, Root.type, new.signed)})
+            for s in signers.values():
+                new.sign(s, append=True)
+            data = new.to_bytes(_SER)
+            check = Metadata.from_bytes(data)
+            old.signed.verify_delegate(Root.type, check.signed_bytes, check.signatures)
+            new.signed.verify_delegate(Root.type, check.signed_bytes, check.signatures)
+            _atomic_write(self.meta_dir / f"{new.signed.version}.root.json", data)
+            if changed - {Root.type}:
+                cur = self._load(Targets.type).signed.targets if Targets.type in changed else None
+                self._publish(keydir, now, targets=cur, snapshot=True)
+        return new.signed.version
+
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.path / ".lock", "a") as f:     # released when closed
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def _publish(self, keydir: Path, now: datetime, *, targets: dict | None = None,
+                 snapshot: bool = False, ts_days: int | None = None) -> None:
+        """New targets (when given) -> snapshot (when targets or snapshot) -> timestamp.
+        All keys are loaded before anything is written; timestamp.json is written last
+        so clients never see it point at missing files."""
+        keys, root, exp = load_keys(keydir), self._load(Root.type).signed, self.expiry
+        roles = ([Targets.type] if targets is not None else []) + \
+            ([Snapshot.type] if targets is not None or snapshot else []) + [Timestamp.type]
+        signers = {r: _signers(keydir, keys, r, root) for r in roles}
+
+        def write(md: Metadata, fname: str) -> bytes:
+            for sg in signers[md.signed.type]:
+                md.sign(sg, append=True)
+            _atomic_write(self.meta_dir / fname, data := md.to_bytes(_SER))
+            return data
+
+        ts_exp = now + timedelta(days=exp[Timestamp.type] if ts_days is None else ts_days)
+        tv, sv = self.version(Targets.type), self.version(Snapshot.type)
+        if targets is not None:
+            tv += 1
+            md = Metadata(Targets(version=tv, expires=now + timedelta(days=exp[Targets.type])))
+            md.signed.targets.update(targets)
+            write(md, f"{tv}.targets.json")
+        if Snapshot.type in roles:
+            tb = self._file(Targets.type, tv).read_bytes()      # the exact published bytes
+            sv += 1
+            md = Metadata(Snapshot(version=sv, expires=max(now + timedelta(days=exp[Snapshot.type]),
+                                                           ts_exp)))
+            md.signed.meta["targets.json"] = MetaFile(tv, len(tb), {"sha256": hashlib.sha256(tb).hexdigest()})
+            write(md, f"{sv}.snapshot.json")
+        sb = self._file(Snapshot.type, sv).read_bytes()
+        md = Metadata(Timestamp(version=self.version(Timestamp.type) + 1, expires=ts_exp))
+        md.signed.snapshot_meta = MetaFile(sv, len(sb), {"sha256": hashlib.sha256(sb).hexdigest()})
+        write(md, "timestamp.json")
+
+
+def _signers(keydir: Path, keys: dict, role: str, root: Root) -> list[CryptoSigner]:
+    """A threshold of `role`'s keys (per `root`) loaded from keydir, or RepoError."""
+    r = root.roles[role]
+    present = [n for n, e in sorted(keys.items())
+               if e["keyid"] in r.keyids and (Path(keydir) / n).is_file()]
+    if len(present) < r.threshold:
+        raise RepoError(f"signing {role} (root v{root.version}) needs {r.threshold} of its keys; "
+                        f"{keydir} holds {len(present)} ({', '.join(present) or 'none'})")
+    return [load_signer(keydir, n, keys) for n in present[:r.threshold]]
+
+
+def _check_days(role: str, days: Any) -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3660:
+        raise RepoError(f"expiry for {role} must be 1..3660 days, got {days!r}")
+    return days
+
+
+def _check_expiry(exp: dict) -> dict:
+    if set(exp) - set(ROLES):
+        raise RepoError(f"unknown roles in expiry: {sorted(set(exp) - set(ROLES))}")
+    return {r: _check_days(r, exp[r]) for r in ROLES}
+
+
+def _check_custom(custom: Any) -> dict:
+    if not isinstance(custom, dict):
+        raise RepoError(f"custom must be a dict, got {type(custom).__name__}")
+    try:
+        text = json.dumps(custom, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise RepoError(f"custom is not JSON-able: {e}") from None
+    if len(text) > MAX_CUSTOM_BYTES:
+        raise RepoError(f"custom is {len(text)} bytes of JSON; the limit is {MAX_CUSTOM_BYTES}")
+    return json.loads(text)
