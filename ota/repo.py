@@ -86,14 +86,11 @@ def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.close(dfd)
 
 
-# ---------------------------------------------------------------- keys
-
 def load_keys(keydir: Path) -> dict[str, dict[str, Any]]:
     """keys.json of a key directory: {file name: {"keyid", "public", "role"}}."""
     p = Path(keydir) / "keys.json"
     try:
-        doc = json.loads(p.read_text())
-        keys = doc["keys"]
+        keys = json.loads(p.read_text())["keys"]
         for name, e in keys.items():
             _keyfile(name)
             if e["role"] not in ROLES or not isinstance(e["keyid"], str):
@@ -164,8 +161,6 @@ def load_signer(keydir: Path, name: str, keys: dict | None = None) -> CryptoSign
     return signer
 
 
-# ---------------------------------------------------------------- repository
-
 class Repository:
     """A TUF repository directory (see the module docstring for the layout)."""
 
@@ -175,11 +170,12 @@ class Repository:
         self.targets_dir = self.path / "targets"
         if not (self.meta_dir / "1.root.json").is_file():
             raise RepoError(f"{self.path} is not a repository (no metadata/1.root.json)")
+        rj, self.expiry = self.path / "repo.json", dict(DEFAULT_EXPIRY)
         try:
-            self.expiry = {**DEFAULT_EXPIRY, **json.loads((self.path / "repo.json").read_text())["expiry"]}
-        except (OSError, ValueError, KeyError, TypeError):
-            self.expiry = dict(DEFAULT_EXPIRY)
-
+            if rj.exists():
+                self.expiry = _check_expiry({**DEFAULT_EXPIRY, **json.loads(rj.read_text())["expiry"]})
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise RepoError(f"{rj} is not valid: {e}") from None
 
     @classmethod
     def create(cls, path: Path, keydir: Path, *, root_threshold: int = 2,
@@ -193,14 +189,14 @@ class Repository:
             raise RepoError(f"{path}/metadata is not empty; refusing to create a repository there")
         keys = load_keys(keydir)
         root = Metadata(Root(expires=now + timedelta(days=exp["root"])))
-        by_role = {r: [n for n, e in sorted(keys.items()) if e["role"] == r] for r in ROLES}
-        for role, names in by_role.items():
-            if not names:
-                raise RepoError(f"{keydir}/keys.json has no {role} key")
-            for n in names:
-                root.signed.add_key(_public(keys[n]), role)
-        if not isinstance(root_threshold, int) or not 1 <= root_threshold <= len(by_role[Root.type]):
-            raise RepoError(f"root_threshold must be 1..{len(by_role[Root.type])}, got {root_threshold!r}")
+        for _, e in sorted(keys.items()):
+            root.signed.add_key(_public(e), e["role"])
+        if missing := [r for r in ROLES if not root.signed.roles[r].keyids]:
+            raise RepoError(f"{keydir}/keys.json has no {', '.join(missing)} key")
+        n_root = len(root.signed.roles[Root.type].keyids)
+        if isinstance(root_threshold, bool) or not isinstance(root_threshold, int) \
+                or not 1 <= root_threshold <= n_root:
+            raise RepoError(f"root_threshold must be 1..{n_root}, got {root_threshold!r}")
         root.signed.roles[Root.type].threshold = root_threshold
         for s in _signers(keydir, keys, Root.type, root.signed):
             root.sign(s, append=True)
@@ -212,7 +208,6 @@ class Repository:
         with repo._lock():
             repo._publish(keydir, now, targets={}, snapshot=True)
         return repo
-
 
     def version(self, role: str) -> int:
         """The newest published version of a role (0: none yet)."""
@@ -242,7 +237,6 @@ class Repository:
         """{name: {"length", "sha256", "custom"}} of the newest targets metadata."""
         return {n: {"length": t.length, "sha256": t.hashes["sha256"], "custom": t.custom}
                 for n, t in self._load(Targets.type).signed.targets.items()}
-
 
     def add_target(self, file: Path, name: str, custom: dict, keydir: Path, *,
                    now: datetime | None = None) -> dict[str, Any]:
@@ -281,8 +275,7 @@ class Repository:
         now = utc(now)
         days = self.expiry[Timestamp.type] if days is None else _check_days("timestamp", days)
         with self._lock():
-            snap_exp = self._load(Snapshot.type).signed.expires
-            resign = snap_exp < now + timedelta(days=days)
+            resign = self._load(Snapshot.type).signed.expires < now + timedelta(days=days)
             self._publish(keydir, now, snapshot=resign, ts_days=days)
         return self.version(Timestamp.type)
 
@@ -297,49 +290,42 @@ class Repository:
         now = utc(now)
         days = self.expiry[Root.type] if days is None else _check_days("root", days)
         with self._lock():
-            old = self._load(Root.type)
+            old, keys = self._load(Root.type), load_keys(keydir)
             new = Metadata.from_bytes(self.root_bytes())
-            keys = load_keys(keydir)
-            changed: set[str] = set()
+            n_root = len(new.signed.roles[Root.type].keyids)
+            if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)
+                                          or not 1 <= threshold <= n_root):
+                raise RepoError(f"threshold must be 1..{n_root}, got {threshold!r}")
+            changed = set()
             for old_name, new_name in (replace or {}).items():
-                _keyfile(old_name), _keyfile(new_name)
-                if old_name not in keys:
-                    raise RepoError(f"{old_name} is not listed in {keydir}/keys.json")
-                role, old_id = keys[old_name]["role"], keys[old_name]["keyid"]
-                if old_id not in new.signed.roles[role].keyids:
-                    raise RepoError(f"{old_name} is not a {role} key of root v{old.signed.version}")
-                if new_name not in keys:
+                role, old_id = keys.get(_keyfile(old_name), {}).get("role"), keys.get(old_name, {}).get("keyid")
+                if role is None or old_id not in new.signed.roles[role].keyids:
+                    raise RepoError(f"{old_name} is not a key of root v{old.signed.version} in {keydir}/keys.json")
+                if _keyfile(new_name) not in keys:
                     _new_key(keydir, new_name, role, keys)
                     _save_keys(keydir, keys)
-                elif keys[new_name]["role"] != role:
-                    raise RepoError(f"{new_name} is a {keys[new_name]['role']} key, not {role}")
+                elif keys[new_name]["role"] != role or keys[new_name]["keyid"] in new.signed.roles[role].keyids:
+                    raise RepoError(f"{new_name} is not a new {role} key")
                 new.signed.revoke_key(old_id, role)
                 new.signed.add_key(_public(keys[new_name]), role)
                 changed.add(role)
-            n_root = len(new.signed.roles[Root.type].keyids)
             if threshold is not None:
-                if not isinstance(threshold, int) or not 1 <= threshold <= n_root:
-                    raise RepoError(f"threshold must be 1..{n_root}, got {threshold!r}")
                 new.signed.roles[Root.type].threshold = threshold
-            if new.signed.roles[Root.type].threshold > n_root:
-                raise RepoError(f"root threshold {new.signed.roles[Root.type].threshold} > {n_root} keys")
             new.signed.version += 1
             new.signed.expires = now + timedelta(days=days)
             new.signatures.clear()
-            signers = {s.public_key.keyid: s for s in _signers(keydir, keys, Root.type, old.signed)}
-            signers.update({s.public_key.keyid: s for s in _signers(keydir, keys, Root.type, new.signed)})
-            for s in signers.values():
-                new.sign(s, append=True)
+            signers = {sg.public_key.keyid: sg for r in (old.signed, new.signed)
+                       for sg in _signers(keydir, keys, Root.type, r)}
+            for sg in signers.values():
+                new.sign(sg, append=True)
             data = new.to_bytes(_SER)
-            check = Metadata.from_bytes(data)
-            old.signed.verify_delegate(Root.type, check.signed_bytes, check.signatures)
-            new.signed.verify_delegate(Root.type, check.signed_bytes, check.signatures)
+            for trusted in (old.signed, new.signed):        # old threshold AND new threshold
+                trusted.verify_delegate(Root.type, Metadata.from_bytes(data).signed_bytes, new.signatures)
             _atomic_write(self.meta_dir / f"{new.signed.version}.root.json", data)
-            if changed - {Root.type}:
+            if changed - {Root.type}:                          # re-sign with the new online keys
                 cur = self._load(Targets.type).signed.targets if Targets.type in changed else None
                 self._publish(keydir, now, targets=cur, snapshot=True)
         return new.signed.version
-
 
     @contextmanager
     def _lock(self) -> Iterator[None]:

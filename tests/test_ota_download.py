@@ -80,7 +80,7 @@ def test_restart_resumes_from_the_part_on_disk(world):
     info = c.target(world.name)
     world.rig.faults.cuts = [120_000]
     assert fail(lambda: c.download(info)).reason == "unreachable"
-    del c                                                # "power cut": new objects, same dirs
+    c = None                                             # "power cut": new objects, same dirs
     c2 = world.client(fetcher=fast_fetcher(retries=0))
     assert c2.download(c2.target(world.name)).read_bytes() == world.payload
     assert world.rig.faults.ranges() == [None, "bytes=120000-"]
@@ -245,6 +245,7 @@ def test_server_ranges_head_and_refusals(world):
         assert _get(url, bad)[0] == 403, bad
     assert _get(url, "/metadata/")[0] == 404                 # no listing
     assert _get(url, "/")[0] == 404
+    assert _get(url, "/repo.json")[0] == 404                 # only metadata/ and targets/
     assert _get(url, "/metadata/9.root.json")[0] == 404
     os.symlink(world.tmp / "src.bin", world.repo.path / "targets" / "link.bin")
     assert _get(url, "/targets/link.bin")[0] == 403          # resolves outside the root

@@ -230,6 +230,10 @@ def test_repository_refuses_bad_input(world, tmp_path):
     with pytest.raises(RepoError, match="not a repository"):
         Repository(tmp_path / "nowhere")
     assert set(world.repo.targets()) == {world.name}      # nothing published by the refusals
+    assert not list(world.repo.targets_dir.glob(".*.tmp"))
+    (world.repo.path / "repo.json").write_text('{"expiry": {"timestamp": 0}}')
+    with pytest.raises(RepoError, match="repo.json is not valid"):
+        Repository(world.repo.path)
 
 
 def test_steps_load_only_the_keys_they_need(world, tmp_path):

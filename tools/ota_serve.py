@@ -1,6 +1,7 @@
 """`cabinet ota serve DIR`: a small threaded static HTTP server for a TUF repository.
 
-GET and HEAD of regular files under DIR with single-range support (206 with
+GET and HEAD of regular files under DIR/metadata/ and DIR/targets/ (nothing else: keys or
+notes left in DIR stay private) with single-range support (206 with
 Content-Range, 416 with `bytes */<size>`), Content-Length always, HTTP/1.1 keep-alive;
 no directory listings, no dot files, no path traversal (paths are resolved and must stay
 under DIR). Good for a lab, a test rig or a depot LAN; put a real web server or CDN in
@@ -20,6 +21,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 CHUNK = 64 * 1024
+SERVED = ("metadata", "targets")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -64,6 +66,9 @@ class RepoHandler(BaseHTTPRequestHandler):
         if not raw.startswith("/") or any(p in (".", "..") or p.startswith(".") or "\\" in p
                                           or "\0" in p for p in parts[1:]):
             self.send_error(HTTPStatus.FORBIDDEN, "path refused")
+            return None
+        if len(parts) < 3 or parts[1] not in SERVED:
+            self.send_error(HTTPStatus.NOT_FOUND)       # only metadata/ and targets/ files
             return None
         root: Path = self.server.root
         try:
@@ -148,6 +153,11 @@ class RepoServer(ThreadingHTTPServer):
         self.root = Path(root).resolve()
         self.quiet = quiet
         super().__init__(addr, handler)
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return                                   # a client that went away: normal
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
