@@ -9,6 +9,7 @@
     cabinet ingest [run|stats|init|register]        the cloud ingest reference
     cabinet ca init / cabinet provision             device CA and cabinet identities
     cabinet operator init / cabinet cmd send        operator keys; signed commands to cabinets
+    cabinet ota keys|repo|build|publish|timestamp|root|targets|serve|rollout   over-the-air updates
 
 Imports are lazy so `cabinet status` starts fast and never loads pymodbus.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
@@ -175,6 +176,10 @@ def parser() -> argparse.ArgumentParser:
     from tools.doctor import add_parsers as add_doctor
 
     add_doctor(sub, common, lambda a: Path(a.data_dir or default_data_dir()), board_infos)
+
+    from tools.ota_cli import add_parsers as add_ota
+
+    add_ota(sub)
 
     c = sub.add_parser("config", help="config tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")

@@ -74,10 +74,10 @@ class Uplink:
         self._wake = asyncio.Event()
         self._ack_errors: dict[str, int] = {}
         self.downlink: Any = None  # agent.downlink.Downlink: messages on <prefix>/cab/<id>/cmd/# go there
-        # Retained side messages (the OTA status): topic -> (payload, called once PUBACKed);
-        # published when set and again on every new connection
+        # Retained side messages (the OTA status): every one set is published in order while
+        # connected; on each new connection the latest per topic again. on_sent runs after PUBACK.
         self._retained: dict[str, tuple[bytes, Callable[[], None] | None]] = {}
-        self._retained_due: set[str] = set()
+        self._retained_due: list[tuple[str, bytes, Callable[[], None] | None]] = []
         self.stats = {"connects": 0, "reconnects": 0, "batches_sent": 0, "batches_resent": 0, "readings_sent": 0,
                       "bytes_sent": 0, "acks": 0, "batches_acked": 0, "acks_rejected": 0, "puback_errors": 0}
 
@@ -89,19 +89,17 @@ class Uplink:
     def put_retained(self, topic: str, payload: bytes, on_sent: Callable[[], None] | None = None) -> None:
         """Publish `payload` retained (QoS 1) on `topic` now if connected, and after every reconnect."""
         self._retained[topic] = (payload, on_sent)
-        self._retained_due.add(topic)
+        self._retained_due.append((topic, payload, on_sent))
+        del self._retained_due[:-64]  # bounded: a long offline spell keeps the latest
         self._wake.set()
 
     async def _send_retained(self, client: aiomqtt.Client) -> None:
         while self._retained_due:
-            topic = self._retained_due.pop()
-            payload, on_sent = self._retained[topic]
-            try:
-                await client.publish(topic, payload, qos=1, retain=True)
-            except BaseException:
-                self._retained_due.add(topic)
-                raise
-            if on_sent is not None and self._retained.get(topic, (None,))[0] is payload:
+            topic, payload, on_sent = self._retained_due[0]
+            await client.publish(topic, payload, qos=1, retain=True)
+            if self._retained_due and self._retained_due[0][1] is payload:
+                self._retained_due.pop(0)
+            if on_sent is not None:
                 on_sent()
 
     def snapshot(self) -> dict[str, Any]:
@@ -131,7 +129,7 @@ class Uplink:
                     await client.publish(self.state_topic, json.dumps({"online": True, **self.birth()}),
                                          qos=1, retain=True)
                     self._set_state("connected", None)
-                    self._retained_due = set(self._retained)
+                    self._retained_due = [(t, p, cb) for t, (p, cb) in self._retained.items()]
                     self.backoff.success(self.clock.monotonic())
                     # a new connection: whatever is unacknowledged goes again, oldest first
                     self._sent = dict.fromkeys(self.outbox.unacked_seqs())
