@@ -35,7 +35,7 @@ from tests.broker import broker  # noqa: F401
 from tools import pki
 from tools.ingest.store import Store
 from tools.ota_build import SOURCE_PARTS, build
-from tools.ota_serve import start_server
+from tools.ota_serve import RepoHandler, start_server
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,15 +74,33 @@ def releases(tmp_path_factory):
     return {"n": n, "n_dir": x, "n1": n1, "broken": broken, "template": template, "dir": d}
 
 
+RANGES: list[str | None] = []
+
+
+class SlowHandler(RepoHandler):
+    """Serves targets at about 2 MB/s (a cellular link) and records their Range headers."""
+
+    def send_body(self, path: Path, f, count: int) -> None:
+        if "/targets/" in str(path):
+            RANGES.append(self.headers.get("Range"))
+        while count > 0:
+            chunk = f.read(min(65536, count))
+            if not chunk:
+                break
+            self.wfile.write(chunk)
+            count -= len(chunk)
+            time.sleep(0.03)
+
+
 class Fleet:
     """A repository + HTTP server, an ingest, and cabinets under launchers, on one broker."""
 
-    def __init__(self, tmp: Path, releases: dict, port: int) -> None:
+    def __init__(self, tmp: Path, releases: dict, port: int, handler=RepoHandler) -> None:
         self.tmp, self.rel, self.port = tmp, releases, port
         self.keys = tmp / "ota-keys"
         init_keys(self.keys)
         self.repo = Repository.create(tmp / "repo", self.keys)
-        self.server, self.url = start_server(tmp / "repo")
+        self.server, self.url = start_server(tmp / "repo", handler=handler)
         self.op_key = tmp / "op.key"
         self.op_pub = pki.new_signing_key(self.op_key)
         self.ingest_key = tmp / "ingest.key"
@@ -144,6 +162,11 @@ class Fleet:
              "run", "--config", str(c["config"]), "--data-dir", str(c["dir"] / "data")],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.procs.append(c["proc"])
+
+    def kill9(self, c: dict) -> None:
+        """SIGKILL the launcher, the agent and the simulator at once (a power cut)."""
+        os.killpg(c["proc"].pid, signal.SIGKILL)
+        c["proc"].wait(10)
 
     def ota_state(self, c: dict) -> dict:
         return json.loads((c["root"] / "state" / "ota.json").read_text())
@@ -309,3 +332,46 @@ async def test_rollout_of_a_broken_release_halts(fleet, releases):
     saved = json.loads((fleet.tmp / "rollout.json").read_text())
     assert saved["state"] == "halted"
     w.task.cancel()
+
+
+async def test_kill9_in_every_state_ends_committed(tmp_path, releases, broker):  # noqa: F811
+    """Power cuts (SIGKILL of launcher, agent and simulator) while downloading, installing and
+    verifying: each time the cabinet comes back on a working version, resumes the deployment
+    (the download from where it stopped), and ends committed with a consistent status."""
+    fleet = Fleet(tmp_path, releases, broker.plain_port, handler=SlowHandler)
+    try:
+        RANGES.clear()
+        n1 = fleet.publish(releases["n1"])
+        c = fleet.add_cabinet("CAB-KILL-1")
+        fleet.start_ingest()
+        w = Watcher(fleet)
+        await w.start()
+        fleet.launch(c)
+        await w.wait(lambda: w.births.get("CAB-KILL-1", {}).get("online"), 60, "birth", fleet)
+        assert fleet.offer("CAB-KILL-1", "d-kill", n1).returncode == 0
+        last = lambda: w.final("CAB-KILL-1", "d-kill") or {}  # noqa: E731
+        killed = []
+        for state, cond in (("downloading", lambda s: s.get("state") == "downloading" and (s.get("percent") or 0) >= 30),
+                            ("installing", lambda s: s.get("state") in ("installing", "restarting")),
+                            ("verifying", lambda s: s.get("state") == "verifying")):
+            await w.wait(lambda: cond(last()) or last().get("state") == "success", 240, state, fleet)
+            if last().get("state") == "success":
+                break
+            fleet.kill9(c)
+            killed.append(last()["state"])
+            assert os.path.realpath(c["root"] / "current").split("/")[-1] in ("1-0.90.0", "2-0.90.1")
+            fleet.launch(c)
+        await w.wait(lambda: last().get("state") == "success", 300, "success after the kills", fleet)
+        assert killed[0] == "downloading" and len(killed) >= 2, killed
+        resumed = [r for r in RANGES if r and not r.startswith("bytes=0-")]
+        assert resumed, RANGES  # the download continued from the partial file
+        seqs = [s["seq"] for s in w.statuses["CAB-KILL-1"] if s["deployment"] == "d-kill"]
+        assert max(seqs) == seqs[-1]
+        st = fleet.ota_state(c)
+        assert os.readlink(c["root"] / "current") == "releases/2-0.90.1"
+        assert st["high_water"] == 2 and st["pending"] is None
+        assert not list((c["root"] / "releases").glob("*.tmp"))
+        print(f"\nkilled in {killed}; resumed with {resumed}")
+        w.task.cancel()
+    finally:
+        fleet.close()
