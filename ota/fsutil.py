@@ -9,10 +9,12 @@ between step k-1 and step k. Stdlib only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -178,3 +180,32 @@ def run(argv: list[str], *, timeout: float, cwd: os.PathLike | str | None = None
     step("run", argv[0] if len(argv) < 3 else " ".join(map(str, argv[:3])))
     return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, timeout=timeout,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+
+
+def unzip(archive: os.PathLike | str, dest: os.PathLike | str) -> None:
+    """Extract a zip (a wheel) into dest; ValueError for absolute or `..` member names."""
+    step("unzip", dest)
+    with zipfile.ZipFile(archive) as z:
+        for name in z.namelist():
+            if name.startswith("/") or ".." in name.split("/"):
+                raise ValueError(f"unsafe member name {name!r}")
+        os.makedirs(dest, exist_ok=True)
+        z.extractall(dest)
+
+
+def sha256_file(path: os.PathLike | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def rewrite_prefix(directory: os.PathLike | str, old: bytes, new: bytes) -> None:
+    """Rewrite the regular files in directory that start with old to start with new."""
+    for p in Path(directory).iterdir():
+        if p.is_file() and not p.is_symlink():
+            data = p.read_bytes()
+            if data.startswith(old):
+                write_file(p, new + data[len(old):])
+                os.chmod(p, 0o755)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -20,7 +19,6 @@ import re
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 from ota import fsutil
@@ -340,7 +338,7 @@ class SlotStore:
                 raise SlotError("slot_damaged", f"{slot} is in use but has no .complete")
             fsutil.rmtree(final)
         for name, info in listed.items():
-            if "/" in name or sha256_file(wheels / name) != info["sha256"]:
+            if "/" in name or fsutil.sha256_file(wheels / name) != info["sha256"]:
                 raise SlotError("wheel_hash", name)
         fsutil.makedirs(self.releases)
         fsutil.makedirs(self.store)
@@ -362,7 +360,9 @@ class SlotStore:
                           "".join(f"{d}\n" for d in deps).encode())
         tpy = tmp / "bin" / "python"
         self._run("pip_project", [tpy, pip, "install", *PIP_OPTS, wheels / project], timeout_s)
-        self._fix_shebangs(tmp, final)
+        # scripts pip wrote name <slot>.tmp/bin/python: make them name the final path
+        fsutil.rewrite_prefix(tmp / "bin", f"#!{tmp}/bin/python".encode(),
+                              f"#!{final}/bin/python".encode())
         r = self._run("smoke", [tpy, "-I", "-c", "import agent; print(agent.__version__)"],
                       timeout_s, cwd=tmp)
         if r.stdout.strip() != version:
@@ -382,13 +382,10 @@ class SlotStore:
             tmp = self.store / f"installer-{sha}.tmp"
             if os.path.lexists(tmp):
                 fsutil.rmtree(tmp)
-            fsutil.makedirs(tmp)
-            fsutil.step("unzip", tmp)
-            with zipfile.ZipFile(wheel) as z:
-                for name in z.namelist():
-                    if name.startswith(("/", "..")) or "/../" in name:
-                        raise SlotError("bad_installer", name)
-                z.extractall(tmp)
+            try:
+                fsutil.unzip(wheel, tmp)
+            except ValueError as e:
+                raise SlotError("bad_installer", str(e)) from e
             fsutil.fsync_tree(tmp)
             fsutil.rename(tmp, d)
             fsutil.fsync_path(self.store)
@@ -416,21 +413,4 @@ class SlotStore:
             raise SlotError(what, f"exit {r.returncode}: {(r.stderr or r.stdout)[-2000:]}")
         return r
 
-    @staticmethod
-    def _fix_shebangs(tmp: Path, final: Path) -> None:
-        """Scripts pip wrote name <slot>.tmp/bin/python; make them name the final path."""
-        old, new = f"#!{tmp}/bin/python".encode(), f"#!{final}/bin/python".encode()
-        for p in (tmp / "bin").iterdir():
-            if p.is_file() and not p.is_symlink():
-                data = p.read_bytes()
-                if data.startswith(old):
-                    fsutil.write_file(p, new + data[len(old):])
-                    os.chmod(p, 0o755)
 
-
-def sha256_file(path: os.PathLike | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -2,7 +2,10 @@
 
 Wheels are written as zips by hand (dist-info METADATA, WHEEL, RECORD; fixed timestamps so
 the same content gives the same sha256). The fake project wheel holds a package `agent`
-whose `python -m agent` behaves as told ("ok", "crash", "hang", "nohealth", see AGENT_MAIN),
+whose `python -m agent` behaves as told ("ok": READY, WATCHDOG=1 pings, commits itself after
+CABINET_FAKE_HEALTH_S; "nohealth": the same without the commit; "hang": READY, then no pings
+and SIGTERM ignored; "crash": exit 1; "exit0": exit 0), baked in or overridden by the file
+<data dir>/behaviour-<version>,
 a fake dependency wheel (`fakedep`, imported by agent to prove the store .pth works) and a
 wheel of the real ota package from this tree (so a slot can commit through ota.slots).
 """
@@ -36,8 +39,8 @@ def main(argv):
             f.write(" ".join([__version__, *map(str, words)]) + "\n")
 
     event("start", os.getpid(), behaviour, fakedep.VALUE)
-    if behaviour == "crash":
-        sys.exit(1)
+    if behaviour in ("crash", "exit0"):
+        sys.exit(1 if behaviour == "crash" else 0)
     from ota import sdnotify
     from ota.slots import SlotStore
     stop = []
@@ -71,7 +74,7 @@ def _b64(digest: bytes) -> str:
 
 
 def build_wheel(out_dir: Path, dist: str, version: str, files: dict[str, str | bytes],
-                requires: tuple[str, ...] = ()) -> Path:
+                requires: tuple[str, ...] = (), entry_points: str | None = None) -> Path:
     """A py3-none-any wheel holding files {archive path: content}; its path."""
     norm = dist.replace("-", "_")
     info = f"{norm}-{version}.dist-info"
@@ -81,6 +84,8 @@ def build_wheel(out_dir: Path, dist: str, version: str, files: dict[str, str | b
     entries = dict(files)
     entries[f"{info}/METADATA"] = meta
     entries[f"{info}/WHEEL"] = wheel
+    if entry_points:
+        entries[f"{info}/entry_points.txt"] = entry_points
     record = []
     blobs = {}
     for name, content in entries.items():
@@ -101,9 +106,10 @@ def build_wheel(out_dir: Path, dist: str, version: str, files: dict[str, str | b
 
 def agent_wheel(out_dir: Path, version: str, behaviour: str = "ok") -> Path:
     return build_wheel(out_dir, "cabinet-agent", version, {
-        "agent/__init__.py": f'import fakedep\n__version__ = "{version}"\nBEHAVIOUR = "{behaviour}"\n',
+        "agent/__init__.py": f'import fakedep\n__version__ = "{version}"\nBEHAVIOUR = '
+                             f'"{behaviour}"\n\ndef say_version():\n    print(__version__)\n',
         "agent/__main__.py": AGENT_MAIN,
-    })
+    }, entry_points="[console_scripts]\ncabinet-fake = agent:say_version\n")
 
 
 def dep_wheel(out_dir: Path, version: str = "1.0", value: str = "dep-ok") -> Path:

@@ -83,6 +83,9 @@ def test_install_trial_commit_gc(root, kit):
     assert st["pending"]["from"] == V1 and st["pending"]["attempts"] == 0
     assert len(set(os.listdir(root / "store")) - stores) == 1, "one new dependency wheel"
     assert slot_python(s, "import agent; print(agent.__version__)") == "2.0.0"
+    script = root / "releases" / V2 / "bin" / "cabinet-fake"  # its shebang names the slot
+    assert script.read_text().startswith(f"#!{root / 'releases' / V2}/bin/python")
+    assert subprocess.run([script], capture_output=True, text=True).stdout.strip() == "2.0.0"
     assert s.note_start()["pending"]["attempts"] == 1
     assert s.state()["pending"]["attempts"] == 1
     assert s.commit(V2) is True
@@ -267,50 +270,63 @@ def fingerprint(root: Path) -> str:
                        os.readlink(root / "current"), st], sort_keys=True)
 
 
+def cut_at(k: int, label: str = ""):
+    """A fault hook that raises before its k-th step (0-based)."""
+    budget = [k]
+
+    def cut(op, path):
+        if budget[0] == 0:
+            raise OSError(f"power cut before step {label or k} ({op} {path})")
+        budget[0] -= 1
+    return cut
+
+
+def run_cut(root: Path, bundle, k: int, label: str = "") -> bool:
+    """The sequence on root with a power cut before step k; True when it was cut."""
+    fsutil.FAULTS.hook = cut_at(k, label)
+    try:
+        sequence(SlotStore(root), bundle)
+        return False
+    except (OSError, SlotError) as e:
+        assert "power cut" in str(e), e
+        return True
+    finally:
+        fsutil.FAULTS.hook = None
+
+
 def test_power_cut_before_every_step(kit, tmp_path):
     """Raise before step k, for every k of install + begin_trial + commit; recover; check;
-    then the same sequence again must end committed. Steps after the install start from a
-    root where the install is complete (what those runs would have had: install is
-    idempotent and makes no step when the slot is complete)."""
+    then the same sequence again must end committed. To save pip runs, step k starts from a
+    snapshot cut at an earlier boundary b (the new dependency stored; the slot installed)
+    with a cut at k - b: the same files, since a cut only stops what comes after it."""
+    bundle = kit["bundles"]["v2"]
     ops = []
-    probe = tmp_path / "probe"
-    clone(kit["root"], probe)
+    probe = clone(kit["root"], tmp_path / "probe")
     fsutil.FAULTS.hook = lambda op, path: ops.append(op)
     try:
         s = SlotStore(probe)
-        s.install(*kit["bundles"]["v2"])
+        s.install(*bundle)
         n_install = len(ops)
-        sequence(s, kit["bundles"]["v2"])
+        sequence(s, bundle)
     finally:
         fsutil.FAULTS.hook = None
-    assert "run" in ops and "symlink" in ops and "replace" in ops
-    installed = tmp_path / "installed"
-    clone(kit["root"], installed)
-    SlotStore(installed).install(*kit["bundles"]["v2"])
+    venv = ops.index("run", ops.index("run") + 1)  # after the dependency's pip run
+    assert ops[0] == "run" and "symlink" in ops and "replace" in ops
+    snaps = {0: kit["root"]}
+    for b in (venv, n_install):
+        snaps[b] = clone(kit["root"], tmp_path / f"snap{b}")
+        assert run_cut(snaps[b], bundle, b)
     seen, finished = set(), set()
     for k in range(len(ops) + 1):
-        root = tmp_path / f"k{k}"
-        clone(kit["root"] if k < n_install else installed, root)
-        budget = [k if k < n_install else k - n_install]
-
-        def cut(op, path, k=k, budget=budget):
-            if budget[0] == 0:
-                raise OSError(f"power cut before step {k} ({op} {path})")
-            budget[0] -= 1
-        fsutil.FAULTS.hook = cut
-        try:
-            sequence(SlotStore(root), kit["bundles"]["v2"])
-            assert k == len(ops), f"step {k} of {len(ops)} did not fail"
-        except (OSError, SlotError) as e:
-            assert "power cut" in str(e), e
-        finally:
-            fsutil.FAULTS.hook = None
+        b = max(x for x in snaps if x <= k)
+        root = clone(snaps[b], tmp_path / f"k{k}")
+        assert run_cut(root, bundle, k - b, str(k)) == (k < len(ops))
         SlotStore(root).recover()
         seen.add(check_invariants(root, kit["bundles"]))
         key = fingerprint(root)
         if key not in finished:  # the same recovered state needs finishing only once
             finished.add(key)
-            sequence(SlotStore(root), kit["bundles"]["v2"])
+            sequence(SlotStore(root), bundle)
             assert check_invariants(root, kit["bundles"]) == "new"
         shutil.rmtree(root)
     assert seen == {"old", "pending", "new"}
