@@ -21,7 +21,6 @@ Exit 0 done, 3 halted, 1 error (broker, keys), 2 bad arguments.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import secrets
@@ -171,6 +170,8 @@ class Display:
 # ---------------------------------------------------------------------- the MQTT loop
 
 async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any], out: TextIO) -> int:
+    import asyncio
+
     import aiomqtt
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
@@ -359,6 +360,8 @@ def rollout_main(a: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"{name}: {e}", file=sys.stderr)
         return 2
     try:
+        import asyncio
+
         return asyncio.run(run(a, ro, plan_kw, out))
     except KeyboardInterrupt:
         print(f"{name}: interrupted" + (f"; resume with --state {a.state}" if a.state else ""), file=sys.stderr)

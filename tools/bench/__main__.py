@@ -1,4 +1,4 @@
-"""python -m tools.bench w1|rtu|uplink|outbox|climate [--json] [--seconds N] [--uplink]: run a benchmark, print its figures."""
+"""python -m tools.bench w1|rtu|uplink|outbox|climate|lighting|ota [--json] [--seconds N] [--uplink]: run a benchmark, print its figures."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.bench")
-    ap.add_argument("workload", choices=("w1", "rtu", "uplink", "outbox", "climate", "lighting"))
+    ap.add_argument("workload", choices=("w1", "rtu", "uplink", "outbox", "climate", "lighting", "ota"))
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument("--seconds", type=float,
                     help="measurement time (w1: 60, rtu: 30 per phase; climate: simulated seconds, default a week)")
@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         from tools.bench import climate
 
         result = climate.run(days=args.seconds / 86_400.0 if args.seconds else 7.0)
+    elif args.workload == "ota":
+        from tools.bench import ota
+
+        result = ota.run()
     elif args.workload == "lighting":
         from tools.bench import lighting
 
