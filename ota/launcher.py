@@ -212,16 +212,29 @@ class Launcher:
 
 # ---- command line --------------------------------------------------------------------
 def _install(args) -> int:
-    bundle = Path(args.bundle_dir)
+    """Bootstrap a fresh root from a bundle file (checked against its manifest: sizes, SHA-256,
+    nothing but wheels) or from an already extracted bundle directory."""
+    import shutil
+    import tempfile
+
+    from ota import bundle as bundles
+
+    src = Path(args.bundle_dir)
+    tmp = None
     try:
-        manifest = json.loads((bundle / "manifest.json").read_text())
-        slot = SlotStore(args.root).bootstrap(bundle, manifest, python=args.python)
-    except (OSError, ValueError) as e:
+        if src.is_file():
+            parent = Path(args.root).absolute().parent
+            tmp = Path(tempfile.mkdtemp(prefix="cabinet-boot-", dir=parent if parent.is_dir() else None))
+            bundles.extract(src, tmp / "bundle")
+            src = tmp / "bundle"
+        manifest = json.loads((src / "manifest.json").read_text())
+        slot = SlotStore(args.root).bootstrap(src, manifest, python=args.python)
+    except (OSError, ValueError, SlotError) as e:  # BundleError is a ValueError
         log.error("install failed: %s", e)
         return 1
-    except SlotError as e:
-        log.error("install failed: %s", e)
-        return 1
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     print(slot)
     return 0
 
@@ -250,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["install"], ["status"]):
         ap = argparse.ArgumentParser(prog=f"cabinet-boot {argv[0]}")
         if argv[0] == "install":
-            ap.add_argument("bundle_dir")
+            ap.add_argument("bundle_dir", help="a bundle file, or an extracted bundle directory")
         ap.add_argument("--root", required=True)
         ap.add_argument("--python", default=sys.executable,
                         help="interpreter the slot venvs are made from")

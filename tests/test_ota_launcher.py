@@ -226,3 +226,30 @@ def test_status_command_and_no_release(tmp_path, kit):
     r = subprocess.run([sys.executable, "-m", "ota.launcher", "--root", str(empty), "--", "run"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "no complete release" in r.stderr
+
+
+def test_install_from_a_bundle_file_and_a_tampered_one_refused(tmp_path, tmp_path_factory):
+    """A technician's `cabinet-boot install BUNDLE`: the file is checked against its manifest
+    before anything is installed; a tampered wheel leaves the root untouched."""
+    from ota import bundle, manifest as mf
+
+    pip = ota_fake.pip_wheel(tmp_path_factory.getbasetemp() / "pipcache")
+    d, man = ota_fake.make_bundle(tmp_path / "b", pip, version="1.0.0", counter=1)
+    m = mf.parse(man)
+    good = bundle.build(tmp_path / "good.bundle", m, sorted((d / "wheels").glob("*.whl")))
+    root = tmp_path / "root"
+    r = subprocess.run([sys.executable, "-m", "ota.launcher", "install", str(good), "--root", str(root)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == V1, r.stderr
+    assert SlotStore(root).state()["high_water"] == 1
+    assert not list(tmp_path.glob("cabinet-boot-*"))  # the temporary extraction is gone
+    data = bytearray(good.read_bytes())
+    at = data.index(b"dep-ok") if b"dep-ok" in data else len(data) // 2
+    data[at] ^= 0xFF
+    bad = tmp_path / "bad.bundle"
+    bad.write_bytes(bytes(data))
+    root2 = tmp_path / "root2"
+    r = subprocess.run([sys.executable, "-m", "ota.launcher", "install", str(bad), "--root", str(root2)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "install failed" in r.stderr, r.stderr
+    assert not (root2 / "current").exists()
