@@ -206,7 +206,7 @@ class OtaService:
 
     def _check_clock(self, offer: dict[str, Any]) -> None:
         if not clock_trusted(self.wall):
-            raise Retry("clock_unknown: the system clock is not synchronised")
+            raise Retry("clock_unknown: the system clock is not synchronised, or before 2026")
         floor = max(BUILD_FLOOR, float(offer.get("iat") or 0) - CLOCK_SKEW_S, self._floor())
         now = self.wall.now()
         if now < floor:
