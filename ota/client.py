@@ -20,6 +20,7 @@ from tuf.api import exceptions
 from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.ngclient import Updater, UpdaterConfig
 
+from ota import fsutil
 from ota.errors import OtaError
 from ota.fetcher import HttpFetcher
 
@@ -158,7 +159,7 @@ class UpdateClient:
             raise OtaError("hash_mismatch", f"{info.path}: the downloaded bytes do not match the "
                            "signed length and hashes (partial file deleted)")
         os.replace(part, final)
-        _fsync_dir(self.download_dir)
+        fsutil.fsync_path(self.download_dir)
         return final
 
     @staticmethod
@@ -188,10 +189,3 @@ class UpdateClient:
             removed.append(p.name)
         return removed
 
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
