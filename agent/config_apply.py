@@ -36,6 +36,7 @@ from typing import Any
 from agent import health, statefile
 from agent.commands import MAX_COMMAND, Arg, Command
 from agent.model import Priority, Quality, Reading
+from ota.fsutil import fsync_path as fsync_dir
 
 log = logging.getLogger("agent.config_apply")
 
@@ -75,14 +76,6 @@ def write_atomic(path: Path, data: bytes, *, rename: bool = True) -> Path:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     return tmp
-
-
-def fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ConfigManager:

@@ -171,7 +171,7 @@ class OtaService:
             raise CommandFailed(f"busy: deployment {rec['deployment']} is {rec['state']}")
         offer = {"deployment": a["deployment"], "target": a["target"], "repository": repo,
                  "trial_s": float(a.get("trial_s") or self.s.trial_s), "iat": cmd.iat, "cid": cmd.cid,
-                 "accepted_mono": None, "accepted_t": self.wall.now()}
+                 "accepted_t": self.wall.now()}
         self.offer_path.parent.mkdir(parents=True, exist_ok=True)
         statefile.save(self.offer_path, offer)
         rec = self._set(offer["deployment"], "offered")
@@ -234,7 +234,7 @@ class OtaService:
         try:
             await asyncio.to_thread(client.refresh)
             statefile.save(self.floor_path, {"t": self.wall.now()})
-            info = client.target(offer["target"])
+            info = await asyncio.to_thread(client.target, offer["target"])
             custom = self._check_target(info)
             loop = asyncio.get_running_loop()
             self._last_pct = -1

@@ -28,33 +28,33 @@ class Watchdog:
         self.app = app
         self.pings = 0
         self.withheld = 0
+        self._last_steps = -1
+        self._stalled = 0  # periods without a control step
 
     @staticmethod
     def wanted() -> bool:
         return bool(os.environ.get("NOTIFY_SOCKET"))
 
-    def healthy(self, last_steps: int, stalled: int) -> tuple[bool, int, int]:
+    def healthy(self) -> bool:
         controls = self.app.controls
-        if not controls.active:
-            return True, last_steps, 0
-        if controls.steps != last_steps:
-            return True, controls.steps, 0
-        stalled += 1
-        return stalled < STALL_PERIODS, last_steps, stalled
+        if not controls.active or controls.steps != self._last_steps:
+            self._last_steps, self._stalled = controls.steps, 0
+            return True
+        self._stalled += 1
+        return self._stalled < STALL_PERIODS
 
     async def run(self) -> None:
         interval = sdnotify.watchdog_interval() or DEFAULT_INTERVAL_S
         period = max(0.05, interval / 3)
         sdnotify.ready()
         sdnotify.status(f"running, cabinet {self.app.config.cabinet_id}")
-        last_steps, stalled = -1, 0
         while True:
-            ok, last_steps, stalled = self.healthy(last_steps, stalled)
-            if ok:
+            if self.healthy():
                 sdnotify.watchdog()
                 self.pings += 1
             else:
                 self.withheld += 1
                 if self.withheld == 1:
-                    log.error("control loop has not stepped for %d watchdog periods: watchdog pings stop", stalled)
+                    log.error("control loop has not stepped for %d watchdog periods: watchdog pings stop",
+                              self._stalled)
             await asyncio.sleep(period)

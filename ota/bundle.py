@@ -19,6 +19,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from ota import fsutil
 from ota import manifest as mf
 
 CHUNK = 1 << 20
@@ -29,16 +30,8 @@ class BundleError(ValueError):
     """The bundle is not one we install; the message says what and where."""
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def describe_wheels(paths: list[Path]) -> dict[str, dict[str, object]]:
-    return {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size} for p in paths}
+    return {p.name: {"sha256": fsutil.sha256_file(p), "size": p.stat().st_size} for p in paths}
 
 
 def build(out: Path, manifest: mf.Manifest, wheels: list[Path]) -> Path:
@@ -47,7 +40,7 @@ def build(out: Path, manifest: mf.Manifest, wheels: list[Path]) -> Path:
     if set(by_name) != set(manifest.wheels):
         raise BundleError(f"wheels given {sorted(by_name)} differ from the manifest's {sorted(manifest.wheels)}")
     for name, meta in manifest.wheels.items():
-        if sha256_file(by_name[name]) != meta["sha256"]:
+        if fsutil.sha256_file(by_name[name]) != meta["sha256"]:
             raise BundleError(f"{name}: SHA-256 differs from the manifest")
     body = manifest.to_json()
     tmp = out.with_name(out.name + ".tmp")

@@ -43,9 +43,7 @@ def step(op: str, path: os.PathLike | str) -> None:
         hook(op, str(path))
 
 
-def fsync_path(path: os.PathLike | str) -> None:
-    """fsync a file or a directory by path."""
-    step("fsync", path)
+def _fsync(path: os.PathLike | str) -> None:
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0))
     try:
         os.fsync(fd)
@@ -53,24 +51,21 @@ def fsync_path(path: os.PathLike | str) -> None:
         os.close(fd)
 
 
+def fsync_path(path: os.PathLike | str) -> None:
+    """fsync a file or a directory by path."""
+    step("fsync", path)
+    _fsync(path)
+
+
 def fsync_tree(path: os.PathLike | str) -> None:
     """fsync every regular file and directory below path (one step for the fault hook)."""
     step("fsync", path)
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         for name in filenames:
             p = os.path.join(dirpath, name)
-            if os.path.islink(p) or not os.path.isfile(p):
-                continue
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            if not os.path.islink(p) and os.path.isfile(p):
+                _fsync(p)
+        _fsync(dirpath)
 
 
 def write_file(path: os.PathLike | str, data: bytes) -> None:

@@ -69,6 +69,8 @@ def _keyfile(name: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Not ota.fsutil.write_atomic: the temp name is a dot file (never served from a
+    repository directory mid-write) and keys need mode 0600 from the first byte."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:

@@ -181,3 +181,18 @@ async def test_busy_while_another_deployment_runs(tmp_path, repo):
     with pytest.raises(CommandFailed, match="busy: deployment d-wait is deferred"):
         await s.offer(command(deployment="d-other", target="t.bundle", repository=url))
     await s.close()
+
+
+def test_watchdog_pings_only_while_the_control_loop_steps():
+    from agent.watchdog import STALL_PERIODS, Watchdog
+
+    controls = types.SimpleNamespace(active=True, steps=0)
+    w = Watchdog(types.SimpleNamespace(controls=controls))
+    assert w.healthy()  # first look
+    controls.steps = 1
+    assert w.healthy()
+    assert [w.healthy() for _ in range(STALL_PERIODS)] == [True] * (STALL_PERIODS - 1) + [False]
+    controls.steps = 2  # stepping again: pings resume
+    assert w.healthy()
+    controls.active = False  # no control loop configured: the event loop running is enough
+    assert all(w.healthy() for _ in range(STALL_PERIODS + 2))

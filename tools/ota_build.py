@@ -24,7 +24,6 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from ota import bundle
 from ota import manifest as mf
@@ -189,6 +188,3 @@ def build_main(a: argparse.Namespace) -> int:
           f"{size / 2**20:.1f} MiB, boards {', '.join(man.boards)}")
     return 0
 
-
-def summary(man: mf.Manifest) -> dict[str, Any]:
-    return {"version": man.version, "counter": man.counter, "wheels": len(man.wheels)}
