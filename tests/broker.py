@@ -42,7 +42,7 @@ from typing import IO, Any
 
 import pytest
 
-from tools import pki
+from tools.provision import pki
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ACL = ROOT / "tools" / "mosquitto" / "acl.example"

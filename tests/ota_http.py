@@ -1,4 +1,4 @@
-"""Test rig for OTA: a TUF repository served over real HTTP (tools.ota_serve on a free
+"""Test rig for OTA: a TUF repository served over real HTTP (tools.ota.serve on a free
 port) with fault injection: cut the connection after N body bytes, ignore Range (200),
 append bytes beyond the file (endless data); every request is recorded with its Range."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from ota.client import UpdateClient
 from ota.fetcher import HttpFetcher
 from ota.repo import Repository, init_keys
-from tools.ota_serve import RepoHandler, parse_range, start_server
+from tools.ota.serve import RepoHandler, parse_range, start_server
 
 
 @dataclass

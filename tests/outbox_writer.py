@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.clock import WallClock  # noqa: E402
 from agent.model import Priority, Quality, Reading  # noqa: E402
-from agent.outbox import Outbox  # noqa: E402
+from agent.outbox.writer import Outbox  # noqa: E402
 
 
 def encode(readings: list[Reading], seq: int) -> bytes:

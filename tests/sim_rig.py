@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from agent import config as cfg
-from agent.app import App, Endpoints
-from agent.cli import board_infos
+from agent.runtime.app import App, Endpoints
+from agent.runtime.entry import board_infos
 from agent.clock import ScaledClock
 from boards.sim.cabinet import SimCabinet
 from drivers.dio import FilePinsDIO

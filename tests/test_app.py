@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from agent import config as cfg
-from agent.app import App, Endpoints
-from agent.cli import board_infos
+from agent.runtime.app import App, Endpoints
+from agent.runtime.entry import board_infos
 from agent.clock import ScaledClock
-from agent.status_api import SOCKET_NAME, fetch
+from agent.runtime.status_api import SOCKET_NAME, fetch
 from boards.sim.cabinet import SimCabinet
 from boards.sim.control import ControlServer, send
 from drivers.dio import FilePinsDIO
@@ -115,12 +115,12 @@ async def test_relay_write_drives_the_plant_and_meter(running):
 def test_cabinet_run_and_status_json_within_10_seconds(tmp_path: Path):
     env = {**os.environ, "CABINET_DATA_DIR": str(tmp_path)}
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         doc = None
         while time.monotonic() - started < 10:
-            r = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--json"], env=env,
+            r = subprocess.run([sys.executable, "-m", "tools.cli", "status", "--json"], env=env,
                                capture_output=True, text=True)
             if r.returncode == 0:
                 doc = json.loads(r.stdout)
@@ -132,14 +132,14 @@ def test_cabinet_run_and_status_json_within_10_seconds(tmp_path: Path):
         bad = [p for p in doc["points"] if p["quality"] != "good"]
         assert not bad and elapsed < 10, (elapsed, bad)
         assert len(doc["points"]) >= 100
-        r = subprocess.run([sys.executable, "-m", "agent.cli", "status"], env=env, capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "tools.cli", "status"], env=env, capture_output=True, text=True)
         assert r.returncode == 0 and "points good" in r.stdout and "bus rs485" in r.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert not (tmp_path / SOCKET_NAME).exists()
-    r = subprocess.run([sys.executable, "-m", "agent.cli", "status"], env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tools.cli", "status"], env=env, capture_output=True, text=True)
     assert r.returncode == 1 and "no agent answering" in r.stderr
 
 
@@ -189,12 +189,12 @@ device = "lux"
 
 
 def test_a_second_agent_on_the_same_data_dir_is_refused(tmp_path: Path):
-    from agent.datadir import DataDirBusy, DataDirLock
+    from agent.runtime.datadir import DataDirBusy, DataDirLock
 
     with DataDirLock(tmp_path):
         with pytest.raises(DataDirBusy, match=f"pid {os.getpid()}"):
             DataDirLock(tmp_path).acquire()
-        r = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--data-dir", str(tmp_path)],
+        r = subprocess.run([sys.executable, "-m", "tools.cli", "run", "--data-dir", str(tmp_path)],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 1 and "another agent" in r.stderr
     DataDirLock(tmp_path).acquire().release()  # free again once the holder is gone

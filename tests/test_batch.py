@@ -19,8 +19,9 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import batch, cose
-from agent.batch import BatchError, decode_body, encode_body
+from agent.wire import batch
+from agent.wire import cose
+from agent.wire.batch import BatchError, decode_body, encode_body
 from agent.model import Quality, Reading
 
 T0 = 1767225600.0  # 2026-01-01T00:00:00Z

@@ -21,7 +21,7 @@ import aiomqtt
 import pytest
 
 from tests.broker import Broker, acl_broker, broker, example_acl, free_port  # noqa: F401
-from tools import pki
+from tools.provision import pki
 
 NOT_AUTHORIZED = 0x87
 T = "city/v1/cab/{}/{}"
@@ -273,7 +273,7 @@ async def test_shared_group_member_without_read_rights_black_holes_messages(acl_
 async def test_provisioned_cabinet_connects_and_publishes(acl_broker, tmp_path):
     import tomllib
 
-    from tools.provision import provision
+    from tools.provision.identity import provision
 
     registered = {}
     out = tmp_path / "CAB-P"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from agent.control.climate import ClimateController, take_snapshot
 from agent.control.climate_parts import Debounce, Switch, dew_point_c, rh_from_dew_point, saturation_vp_hpa
 from agent.control.climate_settings import FanCheck, FanSettings, Limits, SensorSettings, UpsSettings
-from agent.image import ProcessImage
+from agent.field.image import ProcessImage
 from agent.model import Point, Quality, Reading
 from tests.climate_rig import (DOOR, FAN, FAN2, FLOOD, HEATER, LOW, ON_BATT, REPL, RH, T, Rig, settings)
 

@@ -4,7 +4,7 @@ naming file, section, key, value and what is allowed, all in one pass."""
 from __future__ import annotations
 
 from agent import config as cfg
-from agent.cli import board_infos
+from agent.runtime.entry import board_infos
 from agent.control.alarms import AlarmOverride
 from agent.control.climate import ClimateController
 from tests.conftest import find, issues_of

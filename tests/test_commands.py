@@ -12,8 +12,9 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import commands as C
-from agent import cose, statefile
+from agent.wire import commands as C
+from agent.wire import cose
+from agent.runtime import statefile
 from tests.conftest import issues_of
 
 VECTORS = Path(__file__).parent / "vectors" / "command_vectors.json"

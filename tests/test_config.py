@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent import config as cfg
-from agent.cli import board_infos
+from agent.runtime.entry import board_infos
 from agent.config.model import RtuBus, TcpBus
 from tests.conftest import find, issues_of
 
@@ -196,10 +196,10 @@ def test_toml_syntax_error_and_unreadable_file(tmp_path: Path):
 def test_config_check_command_exit_codes(tmp_path: Path):
     bad = tmp_path / "bad.toml"
     bad.write_text(MINIMAL.replace("latitude = 52.5", "latitude = 95").replace("unit = 1", "unit = 0"))
-    r = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", str(bad)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tools.cli", "config", "check", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stdout.count(str(bad)) == 3 and "2 error(s)" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", str(EXAMPLE)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tools.cli", "config", "check", str(EXAMPLE)], capture_output=True, text=True)
     assert r.returncode == 0 and "OK" in r.stdout
 
 

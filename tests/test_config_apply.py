@@ -17,19 +17,20 @@ from pathlib import Path
 import pytest
 
 from agent import config as cfg
-from agent.app import App, Endpoints, UplinkWiring
-from agent.cli import board_infos, main as cli_main
+from agent.runtime.app import App, Endpoints, UplinkWiring
+from agent.runtime.entry import board_infos
+from tools.cli.table import main as cli_main
 from agent.clock import ScaledClock
-from agent.commands import Command
+from agent.wire.commands import Command
 from agent.config.model import Uplink as UplinkSettings
-from agent.config_apply import MAX_BOOTS, sha256_file
-from agent.downlink import CommandFailed
+from agent.remote.config_apply import MAX_BOOTS, sha256_file
+from agent.remote.downlink import CommandFailed
 from boards.sim.cabinet import SimCabinet
 from drivers.dio import FilePinsDIO
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
-from tools import pki
-from tools.cmd import with_version
+from tools.provision import pki
+from tools.operator.commands import with_version
 
 CAB = "CAB-SIM-0001"
 
@@ -265,7 +266,7 @@ async def test_restart_in_the_middle_of_applying_ends_consistent(rig):
 
 
 async def test_boot_guard_rolls_back_a_pushed_config_that_cannot_load(rig):
-    from agent.config_apply import boot_guard
+    from agent.remote.config_apply import boot_guard
 
     app = rig.build()
     old_sha = app.config.sha256

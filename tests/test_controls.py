@@ -9,12 +9,12 @@ import json
 import pytest
 
 from agent import config as cfg
-from agent.app import App
-from agent.cli import board_infos
+from agent.runtime.app import App
+from agent.runtime.entry import board_infos
 from agent.clock import SimClock
-from agent.controls import TRUSTED_AFTER, clock_trusted
+from agent.runtime.control_loop import TRUSTED_AFTER, clock_trusted
 from agent.model import Quality, Reading
-from agent.status_api import ActionError
+from agent.runtime.status_api import ActionError
 
 NIGHT = 1_795_370_000.0  # 2026-11-22 ~18:53 local, Berlin
 

@@ -9,10 +9,10 @@ import struct
 import pytest
 
 from agent.clock import ScaledClock, SimClock
-from agent.image import ProcessImage
+from agent.field.image import ProcessImage
 from agent.model import Point, Quality, Reading
-from agent.poller import PollSchedule
-from agent.report import ReportFilter
+from agent.field.poller import PollSchedule
+from agent.field.report import ReportFilter
 from drivers.modbus import replies
 from drivers.modbus.health import DeviceHealth
 

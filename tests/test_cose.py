@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from agent import cose
-from agent.batch import decode_body, encode_body
-from agent.cose import ReplayWindow, VerifyError
+from agent.wire import cose
+from agent.wire.batch import decode_body, encode_body
+from agent.wire.cose import ReplayWindow, VerifyError
 from agent.model import Quality, Reading
 
 VECTORS = Path(__file__).parent / "vectors" / "batch_vectors.json"

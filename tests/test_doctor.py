@@ -1,6 +1,6 @@
 """`cabinet doctor` with real parts: the simulated cabinet's RS-485 pty and TCP endpoint, the
 agent in process with its status socket, a real mosquitto with mutual TLS and certificates
-from tools.pki, real outbox files and the real file system."""
+from tools.provision.pki, real outbox files and the real file system."""
 
 from __future__ import annotations
 
@@ -14,19 +14,20 @@ from pathlib import Path
 import pytest
 
 from agent import config as cfg
-from agent.app import App, Endpoints
-from agent.cli import board_infos
+from agent.runtime.app import App, Endpoints
+from agent.runtime.entry import board_infos
 from agent.clock import ScaledClock
 from agent.config.model import Uplink
 from agent.model import Quality, Reading
-from agent.outbox import Outbox
-from agent.status_api import SOCKET_NAME, fetch
+from agent.outbox.writer import Outbox
+from agent.runtime.status_api import SOCKET_NAME, fetch
 from boards.sim.cabinet import SimCabinet
 from drivers.dio import FilePinsDIO
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
-from tools import doctor, pki
-from tools import doctor_checks as dc
+from tools.doctor import report as doctor
+from tools.provision import pki
+from tools.doctor import checks as dc
 
 HEAD = """
 [cabinet]
@@ -346,7 +347,7 @@ def test_disk_thresholds(tmp_path):
 async def test_cabinet_doctor_command_json_against_the_sim(sim):
     cab, ep, tmp = sim
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli", "doctor", "--data-dir", str(tmp), "--json",
+        sys.executable, "-m", "tools.cli", "doctor", "--data-dir", str(tmp), "--json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 90)  # the sim runs in this loop: never block it
     doc = json.loads(out)
@@ -357,7 +358,7 @@ async def test_cabinet_doctor_command_json_against_the_sim(sim):
 
     cab.vanish("rs485")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli", "doctor", "--data-dir", str(tmp),
+        sys.executable, "-m", "tools.cli", "doctor", "--data-dir", str(tmp),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 90)
     text = out.decode()

@@ -18,18 +18,19 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import commands as C
+from agent.wire import commands as C
 from agent import config as cfg
-from agent import cose
-from agent.app import App, Endpoints, UplinkWiring
-from agent.cli import board_infos, main as cli_main
+from agent.wire import cose
+from agent.runtime.app import App, Endpoints, UplinkWiring
+from agent.runtime.entry import board_infos
+from tools.cli.table import main as cli_main
 from agent.clock import ScaledClock
 from agent.config.model import Uplink as UplinkSettings
 from boards.sim.cabinet import SimCabinet
 from drivers.dio import FilePinsDIO
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
-from tools import pki
+from tools.provision import pki
 
 CAB = "CAB-SIM-0001"
 PREFIX = "city/v1"

@@ -15,22 +15,22 @@ from pathlib import Path
 from agent.clock import WallClock
 from tests.broker import acl_broker, broker  # noqa: F401
 from tests.conftest import wait_until
-from tools import pki
+from tools.provision import pki
 from tools.ingest.service import IngestService
 from tools.ingest.store import Store
-from tools.provision import provision
+from tools.provision.identity import provision
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 async def cabinet(*args: str, data_dir: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "agent.cli", *args, "--data-dir", str(data_dir),
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "tools.cli", *args, "--data-dir", str(data_dir),
                                                 cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)},
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 
 
 async def status(data_dir: Path) -> dict:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "agent.cli", "status", "--json", "--data-dir",
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tools.cli", "status", "--json", "--data-dir",
                                                 str(data_dir), cwd=str(ROOT), stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.DEVNULL)
     out, _ = await proc.communicate()

@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 
-from agent import cose
-from agent.batch import encode_body
+from agent.wire import cose
+from agent.wire.batch import encode_body
 from agent.model import Quality, Reading
-from tools import pki
+from tools.provision import pki
 from tools.ingest.core import IngestCore
 from tools.ingest.store import Commit, Store
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from agent import config as cfg
-from agent.cli import board_infos
+from agent.runtime.entry import board_infos
 from agent.control.lighting import LightingController
 from tests.conftest import find, issues_of
 
@@ -139,6 +139,6 @@ def test_example_config_check_command_still_passes():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", str(cfg.EXAMPLE)],
+    out = subprocess.run([sys.executable, "-m", "tools.cli", "config", "check", str(cfg.EXAMPLE)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

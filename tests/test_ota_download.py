@@ -252,9 +252,9 @@ def test_server_ranges_head_and_refusals(world):
 
 
 def test_serve_cli(world, tmp_path):
-    assert subprocess.run([sys.executable, "-m", "tools.ota_serve", str(tmp_path / "no")],
+    assert subprocess.run([sys.executable, "-m", "tools.ota.serve", str(tmp_path / "no")],
                           capture_output=True, cwd=Path(__file__).parent.parent).returncode == 2
-    proc = subprocess.Popen([sys.executable, "-m", "tools.ota_serve", str(world.repo.path)],
+    proc = subprocess.Popen([sys.executable, "-m", "tools.ota.serve", str(world.repo.path)],
                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
     try:
         line = proc.stdout.readline()

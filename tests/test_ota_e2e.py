@@ -27,15 +27,15 @@ import aiomqtt
 import pytest
 
 from agent import config as cfg
-from agent import cose
-from agent.ota_report import open_status
+from agent.wire import cose
+from agent.wire.ota_status import open_status
 from ota import bundle
 from ota.repo import Repository, init_keys
 from tests.broker import broker  # noqa: F401
-from tools import pki
+from tools.provision import pki
 from tools.ingest.store import Store
-from tools.ota_build import SOURCE_PARTS, build
-from tools.ota_serve import RepoHandler, start_server
+from tools.ota.build import SOURCE_PARTS, build
+from tools.ota.serve import RepoHandler, start_server
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -148,7 +148,7 @@ class Fleet:
 
     def start_ingest(self) -> None:
         log = open(self.tmp / "ingest.log", "wb")
-        self.ingest = subprocess.Popen([sys.executable, "-m", "agent.cli", "ingest", "run", "--db", str(self.db),
+        self.ingest = subprocess.Popen([sys.executable, "-m", "tools.cli", "ingest", "run", "--db", str(self.db),
                                         "--broker", f"127.0.0.1:{self.port}", "--key", str(self.ingest_key)],
                                        stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(self.ingest)
@@ -177,7 +177,7 @@ class Fleet:
         return p
 
     def offer(self, cab: str, deployment: str, target: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "agent.cli", "cmd", "send", "ota.offer", "--id", cab,
+        return subprocess.run([sys.executable, "-m", "tools.cli", "cmd", "send", "ota.offer", "--id", cab,
                                "--arg", f"deployment={deployment}", "--arg", f"target={target}",
                                "--key", str(self.op_key), "--broker", f"127.0.0.1:{self.port}",
                                "--cabinet-key", self.cabinets[cab]["pub"].hex(), "--timeout", "30"],
@@ -316,7 +316,7 @@ async def test_rollout_of_a_broken_release_halts(fleet, releases):
         fleet.launch(c)
     await w.wait(lambda: all(w.births.get(c["id"], {}).get("online") for c in cabs), 90, "three births", fleet)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli", "ota", "rollout", "--target", broken, "--version", "0.90.2",
+        sys.executable, "-m", "tools.cli", "ota", "rollout", "--target", broken, "--version", "0.90.2",
         "--deployment", "roll-1", "--waves", "1,100", "--min-cabinets", "1", "--max-failures", "10",
         "--cabinet-timeout", "5m", "--key", str(fleet.op_key), "--broker", f"127.0.0.1:{fleet.port}",
         "--cabinet-keys", str(fleet.keys_file()), "--state", str(fleet.tmp / "rollout.json"),

@@ -4,8 +4,8 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import cose
-from agent.ota_report import open_status, seal_status, status_topic
+from agent.wire import cose
+from agent.wire.ota_status import open_status, seal_status, status_topic
 
 KEY = Ed25519PrivateKey.generate()
 KEYS = {cose.key_id(KEY.public_key()): KEY.public_key()}.get

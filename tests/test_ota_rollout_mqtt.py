@@ -1,4 +1,4 @@
-"""`cabinet ota rollout` (tools/ota_rollout_run.py) against a real Mosquitto: fake cabinets
+"""`cabinet ota rollout` (tools/ota/rollout_run.py) against a real Mosquitto: fake cabinets
 publish retained birth messages, verify the signed ota.offer commands they receive with a
 Trust built for the operator key, and answer with signed status messages (seal_status)."""
 
@@ -13,13 +13,13 @@ import time
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import commands as C
-from agent import cose
-from agent.ota_report import seal_status, status_topic
+from agent.wire import commands as C
+from agent.wire import cose
+from agent.wire.ota_status import seal_status, status_topic
 from tests.broker import broker  # noqa: F401
-from tools import pki
-from tools.ota_rollout import Plan
-from tools.ota_rollout_run import add_rollout_args, rollout_main
+from tools.provision import pki
+from tools.ota.rollout import Plan
+from tools.ota.rollout_run import add_rollout_args, rollout_main
 
 PREFIX = "city/v1"
 DEP = "agent-0.9.0-r1"
@@ -61,7 +61,7 @@ class FakeFleet:
             try:
                 cmd = C.verify_command(bytes(msg.payload), topic=topic, cabinet=cab, tags=tuple(self.tags[cab]),
                                        trust=self.trust, now=time.time(), replay=self.replay[cab])
-            except C.CommandError as e:  # as agent.downlink does: a signed refusal
+            except C.CommandError as e:  # as agent.remote.downlink does: a signed refusal
                 self.rejected.append(f"{cab}:{e.reason}")
                 resp = msg.properties.ResponseTopic
                 await client.publish(resp, C.seal_reply(cabinet=cab, cid=e.cid, ok=False, topic=resp,
@@ -189,7 +189,7 @@ async def test_a_refused_offer_fails_at_once(tmp_path, broker):  # noqa: F811
 async def test_a_saved_rollout_resumes_and_sends_unanswered_offers_again(tmp_path, broker):  # noqa: F811
     """A state file whose wave 1 was offered but never answered (the tool died after publishing):
     the resumed run offers those cabinets again (fresh command ids) and finishes."""
-    from tools.ota_rollout import Rollout
+    from tools.ota.rollout import Rollout
 
     def saved(fleet):
         plan = Plan({c: {"tags": fleet.tags[c], "version": "0.8.0"} for c in IDS}, waves=[1, 10, 50, 100])
@@ -205,8 +205,8 @@ async def test_a_saved_rollout_resumes_and_sends_unanswered_offers_again(tmp_pat
 
 
 def test_the_progress_line_is_redrawn_on_a_terminal():
-    from tools.ota_rollout import Rollout
-    from tools.ota_rollout_run import Display
+    from tools.ota.rollout import Rollout
+    from tools.ota.rollout_run import Display
 
     class Tty(io.StringIO):
         def isatty(self):

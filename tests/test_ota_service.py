@@ -16,13 +16,13 @@ import pytest
 
 import agent
 from agent.clock import ScaledClock, SimClock
-from agent.commands import Command
+from agent.wire.commands import Command
 from agent.config.ota import OtaSettings
-from agent.downlink import CommandFailed
-from agent.ota_service import BUILD_FLOOR, Final, OtaService, Retry
+from agent.remote.downlink import CommandFailed
+from agent.remote.ota_service import BUILD_FLOOR, Final, OtaService, Retry
 from ota.repo import Repository, init_keys
 from ota.slots import SlotStore
-from tools.ota_serve import start_server
+from tools.ota.serve import start_server
 
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 NOW = BUILD_FLOOR + 330 * 86400.0
@@ -184,7 +184,7 @@ async def test_busy_while_another_deployment_runs(tmp_path, repo):
 
 
 def test_watchdog_pings_only_while_the_control_loop_steps():
-    from agent.watchdog import STALL_PERIODS, Watchdog
+    from agent.runtime.watchdog import STALL_PERIODS, Watchdog
 
     controls = types.SimpleNamespace(active=True, steps=0)
     w = Watchdog(types.SimpleNamespace(controls=controls))

@@ -13,12 +13,12 @@ import sqlite3
 import pytest
 from hypothesis import given, strategies as st
 
-from agent import outbox as outbox_mod
+from agent.outbox import writer as outbox_mod
 from agent.clock import SimClock, WallClock
 from agent.model import Priority, Quality, Reading
-from agent.outbox import (Outbox, OutboxBusy, OutboxCorrupt, OutboxError, OutboxForeign, OutboxTooNew,
+from agent.outbox.writer import (Outbox, OutboxBusy, OutboxCorrupt, OutboxError, OutboxForeign, OutboxTooNew,
                           SCHEMA_VERSION)
-from agent.outbox_policy import EVICTION_ORDER, Candidate, EvictionPolicy, Kind, SealPolicy
+from agent.outbox.policy import EVICTION_ORDER, Candidate, EvictionPolicy, Kind, SealPolicy
 from conftest import wait_until
 
 A, E, T = Priority.ALARM, Priority.EVENT, Priority.TELEMETRY

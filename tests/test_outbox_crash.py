@@ -19,7 +19,7 @@ import pytest
 
 import outbox_writer as w
 from agent.clock import WallClock
-from agent.outbox import Outbox
+from agent.outbox.writer import Outbox
 
 KILLS = 60
 

@@ -1,4 +1,4 @@
-"""tools/pki.py (device CA, certificates, signing keys) and tools/provision.py (cabinet identity)."""
+"""tools/provision/pki.py (device CA, certificates, signing keys) and tools/provision/identity.py (cabinet identity)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tools import pki
-from tools.provision import provision, validate_cabinet_id
+from tools.provision import pki
+from tools.provision.identity import provision, validate_cabinet_id
 
 ALGORITHMS = ["ed25519", "p256"]
 HAVE_OPENSSL = shutil.which("openssl") is not None
@@ -343,7 +343,7 @@ def test_provision_with_a_custom_prefix_and_template(tmp_path, ca_dir):
 def test_provision_command_line(tmp_path, ca_dir, capsys):
     import json
 
-    from tools.provision import main
+    from tools.provision.identity import main
 
     assert main(["CAB-7", "--out", str(tmp_path / "c"), "--ca-dir", str(ca_dir), "--broker", "localhost"]) == 0
     printed = json.loads(capsys.readouterr().out)

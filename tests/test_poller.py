@@ -12,9 +12,9 @@ import pytest
 
 from agent.clock import WallClock
 from agent.config.model import Backoff, Device
-from agent.image import ProcessImage
+from agent.field.image import ProcessImage
 from agent.model import Point, Quality
-from agent.poller import BusPoller
+from agent.field.poller import BusPoller
 from boards.sim.faults import Fault, FaultKind, FaultTable
 from boards.sim.line import RtuLine
 from boards.sim.store import RegisterStore

@@ -9,11 +9,11 @@ import sys
 import pytest
 
 from agent import config as cfg
-from agent.cli import board_infos
+from agent.runtime.entry import board_infos
 from agent.clock import ScaledClock
 from boards.sim.cabinet import SimCabinet
 from drivers.modbus.engine import BusEngine
-from tools.scan import parse_units, report, scan
+from tools.scan.probe import parse_units, report, scan
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_parse_units():
 async def test_scan_command_against_a_sim_port(sim):
     cab, ep = sim
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli", "scan", "--port", ep["buses"]["rs485"][1], "--units", "9-10",
+        sys.executable, "-m", "tools.cli", "scan", "--port", ep["buses"]["rs485"][1], "--units", "9-10",
         "--timeout-ms", "60", "--json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)  # the sim runs in this loop: never block it
     assert proc.returncode == 0, err.decode()

@@ -11,16 +11,16 @@ import time
 import aiomqtt
 import pytest
 
-from agent import cose
+from agent.wire import cose
 from agent.aio import cancel_all
 from agent.clock import WallClock
 from agent.config.model import Uplink as UplinkSettings
 from agent.model import Quality, Reading
-from agent.outbox import Outbox
-from agent.uplink import Uplink
+from agent.outbox.writer import Outbox
+from agent.uplink.client import Uplink
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
-from tools import pki
+from tools.provision import pki
 from tools.ingest.service import IngestService
 from tools.ingest.store import Store
 

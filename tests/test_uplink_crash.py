@@ -13,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from agent import cose
+from agent.wire import cose
 from agent.clock import WallClock
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
-from tools import pki
+from tools.provision import pki
 from tools.ingest.service import IngestService
 from tools.ingest.store import Store
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent import cose
+from agent.wire import cose
 from agent.clock import WallClock
 from agent.config.model import Uplink as UplinkSettings
 from agent.model import Quality, Reading
-from agent.outbox import Outbox
-from agent.uplink import Uplink
-from tools import pki
+from agent.outbox.writer import Outbox
+from agent.uplink.client import Uplink
+from tools.provision import pki
 
 CAB = "CAB-K9"
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.status_api import SOCKET_NAME, fetch
+from agent.runtime.status_api import SOCKET_NAME, fetch
 
 
 def _fmt_value(v: Any) -> str:

@@ -212,7 +212,7 @@ def _parse_lighting(issues: Issues, raw: Mapping[str, Any], devices: Mapping[str
 
 def _parse_trust(issues: Issues, raw: Mapping[str, Any], base: Path | None):
     """[trust]: operator keys for signed commands (no section: no operator may command)."""
-    from agent.commands import Trust
+    from agent.wire.commands import Trust
     from agent.config.trust import parse_trust
 
     return parse_trust(issues.section("trust", raw["trust"]), base) if "trust" in raw else Trust()

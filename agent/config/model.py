@@ -178,7 +178,7 @@ class Config:
     climate: Any = None  # agent.control.climate_settings.ClimateSettings when [climate] is configured
     alarms: Mapping[str, Any] = field(default_factory=dict)  # alarm id -> agent.control.alarms.AlarmOverride
     lighting: Any = None  # agent.control.lighting_model.LightingSettings when [lighting] is configured
-    trust: Any = None  # agent.commands.Trust: operator keys for signed commands ([trust])
+    trust: Any = None  # agent.wire.commands.Trust: operator keys for signed commands ([trust])
     config_version: int = 0  # [cabinet] config_version: remote configuration version (docs/commands.md)
     ota: Any = None  # agent.config.ota.OtaSettings ([ota], docs/ota.md)
 

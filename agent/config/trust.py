@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agent.commands import KIND_RE, Operator, Trust
+from agent.wire.commands import KIND_RE, Operator, Trust
 from agent.config.schema import MISSING, NAME_RE, F, Section
 
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")

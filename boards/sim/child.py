@@ -35,7 +35,7 @@ class SimChild:
         ready.parent.mkdir(parents=True, exist_ok=True)
         if ready.exists():
             ready.unlink()
-        cmd = [sys.executable, "-m", "agent.cli", "sim", "--config", str(config_path), "--data-dir", str(data_dir),
+        cmd = [sys.executable, "-m", "tools.cli", "sim", "--config", str(config_path), "--data-dir", str(data_dir),
                "--ready-file", str(ready), "--parent-pid", str(os.getpid())]
         if speed:
             cmd += ["--speed", str(speed)]

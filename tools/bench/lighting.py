@@ -24,7 +24,7 @@ UTC = dt.timezone.utc
 
 def _controller() -> LightingController:
     from agent import config as cfg
-    from agent.cli import board_infos
+    from agent.runtime.entry import board_infos
 
     return LightingController.from_config(cfg.load(cfg.EXAMPLE, board_infos()))
 

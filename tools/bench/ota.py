@@ -19,8 +19,8 @@ def run() -> dict[str, Any]:
     from ota import bundle
     from ota.client import UpdateClient
     from ota.repo import Repository, init_keys
-    from tools.ota_build import build
-    from tools.ota_serve import start_server
+    from tools.ota.build import build
+    from tools.ota.serve import start_server
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ota-") as tmp:

@@ -29,7 +29,7 @@ from typing import Any
 
 from agent.clock import WallClock
 from agent.model import Quality, Reading
-from agent.outbox import ROW_BASE, Outbox
+from agent.outbox.writer import ROW_BASE, Outbox
 
 TARGET_APPEND_PER_S = 50_000
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import config as cfg
-from agent.app import App
+from agent.runtime.app import App
 from agent.clock import WallClock
 from drivers.modbus import replies
 from tools.bench.common import BENCH_PROFILE, SimProcess, generic_toml

@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import cose
-from agent.batch import encode_body
+from agent.wire import cose
+from agent.wire.batch import encode_body
 from agent.clock import WallClock
 from agent.model import Quality, Reading
-from tools import pki
+from tools.provision import pki
 from tools.bench.mqtt import BenchBroker
 
 CAB = "CAB-BENCH"
@@ -116,15 +116,15 @@ def ingest_verify_ratio(key: Any, batches: int = 2000, size: int = 60) -> dict[s
 async def drain(n: int, key: Any, ingest_key: Any, d: Path) -> dict[str, Any]:
     """Needs d/ingest.key: the ingest process signs acks with it."""
     from agent.config.model import Uplink as UplinkSettings
-    from agent.outbox import Outbox
-    from agent.uplink import Uplink
+    from agent.outbox.writer import Outbox
+    from agent.uplink.client import Uplink
     from tools.ingest.store import Store
 
     broker = BenchBroker()
     store = Store(str(d / "ingest.db"))
     store.add_key(CAB, cose.key_id(key.public_key()), pki.public_key_raw(key.public_key()), time.time())
     store.close()
-    ingest = await asyncio.create_subprocess_exec(sys.executable, "-m", "agent.cli", "ingest", "run", "--db",
+    ingest = await asyncio.create_subprocess_exec(sys.executable, "-m", "tools.cli", "ingest", "run", "--db",
                                                   str(d / "ingest.db"), "--broker", f"127.0.0.1:{broker.port}",
                                                   "--key", str(d.parent / "ingest.key"), stderr=asyncio.subprocess.DEVNULL)
     clock = WallClock()
@@ -174,9 +174,9 @@ async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, 
     """The example cabinet run by the real agent at `speed`x, with a local ingest
     acknowledging (so nothing is re-sent); bytes are what the uplink published."""
     from agent import config as cfg
-    from agent.app import App, Endpoints
-    from agent.cli import board_infos
-    from agent.cli_uplink import LocalIngest, _signing_key, wiring
+    from agent.runtime.app import App, Endpoints
+    from agent.runtime.entry import board_infos
+    from agent.runtime.uplink_setup import LocalIngest, _signing_key, wiring
     from agent.clock import ScaledClock
     from agent.config.model import Uplink as UplinkSettings
     from boards.sim.cabinet import SimCabinet

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import config as cfg
-from agent.app import App
+from agent.runtime.app import App
 from agent.clock import WallClock
 from tools.bench.common import SimProcess, generic_toml, rss_mb
 
@@ -43,7 +43,7 @@ async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0, upl
     with tempfile.TemporaryDirectory() as tmp:
         wiring = None
         if uplink:
-            from agent.cli_uplink import wiring as make_wiring
+            from agent.runtime.uplink_setup import wiring as make_wiring
             from agent.config.model import Uplink
             from tools.bench.mqtt import BenchBroker
 

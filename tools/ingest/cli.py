@@ -44,8 +44,8 @@ def _broker(text: str, tls: bool) -> tuple[str, int]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from agent import cose
-    from tools import pki
+    from agent.wire import cose
+    from tools.provision import pki
     from tools.ingest.store import Store
 
     if args.action == "init":
@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, store: Any) -> int:
     from agent import logs
     from agent.clock import WallClock
-    from tools import pki
+    from tools.provision import pki
     from tools.ingest.service import IngestService
 
     logs.setup("info")

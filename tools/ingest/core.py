@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 import cbor2
 
-from agent import cose
+from agent.wire import cose
 from tools.ingest.store import Commit, Store, StoredBatch
 
 MAX_MESSAGE = 4 * 2**20

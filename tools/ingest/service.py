@@ -20,7 +20,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import cose
+from agent.wire import cose
 from agent.aio import cancel_all, wait_within
 from tools.ingest.core import IngestCore, Outcome
 from tools.ingest.store import Commit, Store

@@ -192,7 +192,7 @@ class Store:
         """Decode up to `limit` stored batches into reading rows, in one transaction.
         Returns (batches, readings). A body that cannot be decoded marks its batch bad."""
         from tools.ingest.core import body_of  # the envelope's payload (it was verified on arrival)
-        from agent.batch import BatchError, decode_body
+        from agent.wire.batch import BatchError, decode_body
 
         todo = self._read("SELECT cabinet, seq, envelope FROM batches WHERE state = 'new' ORDER BY received_t LIMIT ?",
                           (limit,))

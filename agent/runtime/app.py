@@ -1,0 +1,284 @@
+"""The app: wires config, clock, bus engines, pollers, GPS, digital I/O, the
+process image, report-by-exception, the outbox, the uplink, self-telemetry and the
+local status API, and runs them.
+
+It never looks at boards or key files: the caller (the `cabinet run` command)
+resolves where each bus, the GPS and the pins are (Endpoints) and loads the
+cabinet's keys (UplinkWiring). Readings flow driver -> process image -> report
+filter -> outbox (durable) -> uplink (signed batches) -> deleted on the ingest's ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import agent
+from agent.clock import Clock
+from agent.config import BoardInfo, Config
+from agent.runtime.control_loop import Controls
+from agent.config.model import RtuBus, TcpBus
+from agent.field.image import ProcessImage
+from agent.field.inputs import DioPoller, GpsPoints
+from agent.model import Priority, Reading
+from agent.outbox.writer import Outbox
+from agent.field.actuator import Actuator
+from agent.aio import cancel_all
+from agent.field.poller import BusPoller
+from agent.field.report import ReportFilter
+from agent.uplink.selftel import SelfTelemetry
+from agent.runtime.status_api import SOCKET_NAME, StatusServer
+from drivers.modbus.engine import BusEngine
+
+log = logging.getLogger("agent.app")
+
+
+@dataclass
+class Endpoints:
+    """Where things are on this machine. `buses`: name -> ("rtu", path) or
+    ("tcp", host, port); missing names keep the config's own port/host."""
+
+    buses: dict[str, tuple] = field(default_factory=dict)
+    gps_port: str | None = None
+    dio: Any = None  # a drivers.dio.DigitalIO, or None when the cabinet has no inputs
+    pins: dict[str, str] = field(default_factory=dict)  # board pin name -> backend pin name
+    dio_error: str | None = None  # why there is no DigitalIO backend
+
+
+@dataclass
+class UplinkWiring:
+    """What the uplink needs besides the config: settings (possibly overridden on the
+    command line), the cabinet's signing key, the ingest's keys, the TLS context."""
+
+    settings: Any  # agent.config.model.Uplink
+    signing_key: Any  # Ed25519PrivateKey
+    ingest_keys: Callable[[bytes], Any]  # kid -> Ed25519PublicKey | None
+    tls: Any = None  # ssl.SSLContext | None
+
+
+class App:
+    def __init__(self, config: Config, *, data_dir: Path, clock: Clock, endpoints: Endpoints | None = None,
+                 sinks: list[Callable[[list[Reading]], Awaitable[None]]] | None = None,
+                 uplink: UplinkWiring | None = None, selftel_period_s: float = 10.0, ota_wall: Clock | None = None,
+                 boards: dict[str, BoardInfo] | None = None) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.clock = clock
+        self.endpoints = endpoints or Endpoints()
+        self.sinks = list(sinks or [])
+        self.started_mono = clock.monotonic()
+        self.image = ProcessImage(config.points())
+        self.reporter = ReportFilter(config.points())
+        self.engines: dict[str, BusEngine] = {}
+        self.pollers: dict[str, BusPoller] = {}
+        for name, bus in config.buses.items():
+            engine = self._engine(name, bus)
+            self.engines[name] = engine
+            devices = [d for d in config.devices.values() if d.bus == name]
+            self.pollers[name] = BusPoller(engine, devices, clock, self.ingest, bus.backoff)
+        self.dio = DioPoller(config.inputs.values(), config.outputs.values(), self.endpoints.dio, clock, self.ingest,
+                             pins=self.endpoints.pins, no_dio_reason=self.endpoints.dio_error) \
+            if config.inputs or config.outputs else None
+        self.gps = GpsPoints(self.endpoints.gps_port or config.gps.port, config.gps, clock, self.ingest) \
+            if config.gps else None
+        for p in self.gps.points if self.gps else ():
+            self.image.add_point(p)
+            self.reporter.add_point(p)
+        ob = config.outbox
+        self.outbox = Outbox(self.data_dir / ob.path, clock=clock, max_bytes=int(ob.max_mb * 2**20),
+                             queue_max=ob.queue_max, commit_interval_s=ob.commit_interval_ms / 1000)
+        self.uplink = None
+        self._stop: asyncio.Event | None = None
+        if uplink is not None:
+            from agent.uplink.client import Uplink
+
+            self.uplink = Uplink(uplink.settings, cabinet_id=config.cabinet_id, outbox=self.outbox,
+                                 signing_key=uplink.signing_key, ingest_keys=uplink.ingest_keys, clock=clock,
+                                 birth=self.birth, tls=uplink.tls)
+        self.selftel = SelfTelemetry(self.outbox, self.uplink, clock, self.ingest, selftel_period_s)
+        for p in self.selftel.points():
+            self.image.add_point(p)
+            self.reporter.add_point(p)
+        self.sinks.insert(0, self._to_outbox)
+        self.actuator = Actuator(config, self.pollers, self.dio, self.image, clock, self.ingest)
+        self.controls = Controls(config, image=self.image, actuator=self.actuator, clock=clock,
+                                 put=self._put_priority, data_dir=self.data_dir, ingest=self.ingest)
+        for p in self.controls.points:
+            self.image.add_point(p)
+            self.reporter.add_point(p)
+        from agent.remote.config_apply import ConfigManager
+
+        self.config_manager = ConfigManager(self, boards)  # remote configuration: trial marker and health gate
+        from agent.clock import WallClock
+        from agent.config.ota import OtaSettings
+        from agent.remote.ota_service import OtaService, ota_root
+
+        # over-the-air updates under the launcher; TUF checks expiry against the system clock,
+        # so the OTA clock policy looks at that clock even on a simulated (scaled) cabinet
+        self.ota = OtaService(self, config.ota or OtaSettings(), root=ota_root(), wall=ota_wall or WallClock())
+        self.downlink = None
+        if self.uplink is not None:  # signed commands arrive over the uplink's session
+            from agent.wire.commands import Trust
+            from agent.runtime.control_loop import clock_trusted
+            from agent.remote.downlink import Downlink, install_builtins
+
+            self.downlink = Downlink(cabinet=config.cabinet_id, prefix=uplink.settings.topic_prefix, tags=config.tags,
+                                     trust=config.trust or Trust(), signing_key=uplink.signing_key, clock=clock,
+                                     clock_trusted=lambda: clock_trusted(clock), data_dir=self.data_dir)
+            install_builtins(self.downlink, self)
+            from agent.remote import config_apply
+
+            config_apply.install(self.downlink, self)
+            from agent.remote import ota_service
+
+            ota_service.install(self.downlink, self)
+            self.uplink.downlink = self.downlink
+        self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status,
+                                          self.controls.actions() if self.controls.active else None)
+        self._tasks: list[asyncio.Task] = []
+        self.restarts: dict[str, int] = {}
+
+    def _engine(self, name: str, bus: RtuBus | TcpBus) -> BusEngine:
+        where = self.endpoints.buses.get(name)
+        if isinstance(bus, RtuBus):
+            port = where[1] if where else bus.port
+            return BusEngine.rtu(name, port, baudrate=bus.baudrate, parity=bus.parity, stopbits=bus.stopbits,
+                                 bytesize=bus.bytesize, timeout_ms=bus.timeout_ms, retries=bus.retries,
+                                 inter_frame_ms=bus.inter_frame_ms, rs485=bus.rs485)
+        host, port = (where[1], where[2]) if where else (bus.host, bus.port)
+        return BusEngine.tcp(name, host, port, timeout_ms=bus.timeout_ms, retries=bus.retries,
+                             inter_frame_ms=bus.inter_frame_ms)
+
+    def birth(self) -> dict[str, Any]:
+        """What the retained "online" state message says about this agent."""
+        cfg = self.config_manager.snapshot()
+        cfg.pop("last_commit", None)
+        if cfg["trial"]:
+            cfg["trial"].pop("checks", None)
+        return {"boot": self.outbox.boot_epoch, "version": agent.__version__, "config_sha256": self.config.sha256,
+                "config": cfg, "tags": list(self.config.tags), "board": self.config.board, "t": self.clock.now()}
+
+    async def _to_outbox(self, readings: list[Reading]) -> None:
+        await self.outbox.put(readings, Priority.TELEMETRY)  # waits while the outbox queue is full
+        if self.uplink is not None:
+            self.uplink.wake()
+
+    async def _put_priority(self, readings: list[Reading], priority: Priority) -> None:
+        """Events and alarms: straight to the outbox with their priority (no report filter)."""
+        await self.outbox.put(readings, priority)
+        if self.uplink is not None:
+            self.uplink.wake()
+
+    async def ingest(self, readings: list[Reading], mono: float) -> None:
+        """Every reading enters here: the process image at once, then the reportable
+        ones to the sinks (the outbox), which may make the caller wait (backpressure)."""
+        self.image.update_many(readings, mono)
+        reported = self.reporter.select(readings, mono)
+        if reported:
+            for sink in self.sinks:
+                await sink(reported)
+
+    def _spawn(self, name: str, factory: Callable[[], Any]) -> None:
+        """Run a loop as a task; if it ever fails (a bug), log it and restart it with backoff."""
+        async def supervised() -> None:
+            delay = 1.0
+            while True:
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - keep the cabinet running, say what broke
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    log.exception("task %s failed; restarting in %.0f s", name, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+        self._tasks.append(asyncio.create_task(supervised(), name=name))
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.outbox.start()
+        self.config_manager.start()  # a pushed config on trial: the health gate runs from here
+        self.ota.start()  # a new release on trial: its health gate and commit run from here
+        await self.status_server.start()
+        for name, poller in self.pollers.items():
+            self._spawn(f"poll-{name}", poller.run)
+        if self.dio:
+            self._spawn("dio", self.dio.run)
+        if self.gps:
+            self._spawn("gps", self.gps.run)
+        self._spawn("selftel", self.selftel.run)
+        if self.controls.active:
+            self._spawn("controls", self.controls.run)
+        if self.uplink:
+            self._spawn("uplink", self.uplink.run)
+        from agent.runtime.watchdog import Watchdog
+
+        if Watchdog.wanted():  # under the launcher or systemd: READY=1 and WATCHDOG=1 while healthy
+            self.watchdog = Watchdog(self)
+            self._spawn("watchdog", self.watchdog.run)
+        log.info("agent %s started: cabinet %s, %d buses, %d devices, %d points", agent.__version__,
+                 self.config.cabinet_id, len(self.engines), len(self.config.devices), len(self.image.points()))
+
+    def request_stop(self) -> None:
+        """A graceful stop asked for by a command (`reboot`): run() returns, the service manager restarts us."""
+        if self._stop is not None:
+            self._stop.set()
+
+    async def stop(self) -> None:
+        await self.config_manager.close()
+        await self.ota.close()
+        await cancel_all(self._tasks)
+        if self.downlink is not None:
+            await self.downlink.close()
+        self._tasks.clear()
+        for engine in self.engines.values():
+            await engine.close()
+        if self.gps:
+            self.gps.close()
+        await self.outbox.close()
+        await self.status_server.close()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = self._stop = stop if stop is not None else asyncio.Event()
+        await self.start()
+        try:
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            for t in self._tasks:
+                if t.done() and not t.cancelled() and t.exception():
+                    raise t.exception()
+        finally:
+            await self.stop()
+
+    def status(self) -> dict[str, Any]:
+        mono = self.clock.monotonic()
+        buses = []
+        for name, engine in self.engines.items():
+            poller = self.pollers[name]
+            buses.append({**engine.snapshot(), "requests_per_cycle": poller.plan_size,
+                          "devices": poller.snapshot(mono)})
+        return {
+            "cabinet": {"id": self.config.cabinet_id, "name": self.config.cabinet_name},
+            "agent": {"version": agent.__version__, "uptime_s": round(mono - self.started_mono, 3),
+                      "config": self.config.source, "config_sha256": self.config.sha256,
+                      "board": self.config.board, "wall_time": self.clock.now(),
+                      "wall_time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock.now())),
+                      "clock_synced": self.clock.synced},
+            "points": self.image.snapshot(mono),
+            "buses": buses,
+            "dio": self.dio.snapshot() if self.dio else None,
+            "gps": self.gps.snapshot(mono) if self.gps else None,
+            "report": {"offered": self.reporter.offered, "reported": self.reporter.reported},
+            "outbox": self.outbox.stats(),
+            "uplink": self.uplink.snapshot() if self.uplink else None,
+            "controls": self.controls.status() if self.controls.active else None,
+            "task_restarts": dict(self.restarts),
+            "config": self.config_manager.snapshot(),  # {sha256, version, trial, last_rollback, last_commit}
+            "ota": self.ota.snapshot(),  # None unless under the launcher
+        }

@@ -1,0 +1,301 @@
+"""The control loop task: the pure lighting and climate controllers and the alarm
+framework, wired to the process image, the outputs, the outbox and state files.
+
+Each step (every `period_s`, sooner when the climate controller asks): a snapshot of
+the points the controllers read, `LightingController.step` and `ClimateController.step`,
+their alarm conditions through one `AlarmManager`, the outputs written through the
+Actuator (read back; shed loads held off), lighting events (Priority.EVENT) and alarm
+transitions (Priority.ALARM) into the outbox, state files saved when they changed
+(`<data>/state/{overrides,lighting,alarms}.json`, atomic). Local actions (the agent's
+socket): lighting override / cancel, alarm acknowledge.
+
+The wall clock is trusted for calendars and the astronomical clock only when the clock
+does not say it is unset and reads after TRUSTED_AFTER: a controller that boots at
+1970 (no RTC, no NTP yet) runs the lighting fail-safe instead of a wrong calendar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from agent.runtime import statefile
+from agent.field.actuator import Actuator
+from agent.clock import Clock
+from agent.config import Config
+from agent.field.image import ProcessImage
+from agent.model import Point, Priority, Quality, Reading
+from agent.runtime.status_api import ActionError
+
+log = logging.getLogger(__name__)
+
+TRUSTED_AFTER = 1_767_225_600.0  # 2026-01-01T00:00:00Z: no cabinet runs this software earlier
+SAVE_PERIOD_S = 300.0
+GPS_REFINE_S = 3600.0
+
+Put = Callable[[list[Reading], Priority], Awaitable[None]]
+Ingest = Callable[[list[Reading], float], Awaitable[None]]
+
+# per segment: key -> (unit, deadband, heartbeat_s); into the process image and the telemetry
+SEGMENT_POINTS = {"on": ("", 0.0, 3600.0), "level": ("%", 0.0, 3600.0), "burning_h": ("h", 0.01, 3600.0),
+                  "switches": ("", 0.0, 3600.0), "energy_kwh": ("kWh", 0.01, 3600.0),
+                  "saved_kwh": ("kWh", 0.01, 3600.0)}
+
+
+def segment_points(segments: list[Any]) -> list[Point]:
+    """Points of the lighting segments (`level` only where a segment dims)."""
+    return [Point(f"lighting.{s.name}.{key}", unit=unit, source="lighting", deadband=db, heartbeat_s=hb,
+                  stale_after_s=float("inf"), description=f"segment {s.name}: {key}")
+            for s in segments for key, (unit, db, hb) in SEGMENT_POINTS.items() if key != "level" or s.dim]
+
+
+def clock_trusted(clock: Clock) -> bool:
+    return clock.synced is not False and clock.now() >= TRUSTED_AFTER
+
+
+class Controls:
+    def __init__(self, config: Config, *, image: ProcessImage, actuator: Actuator, clock: Clock, put: Put,
+                 data_dir: Path, ingest: Ingest | None = None, period_s: float = 1.0) -> None:
+        from agent.control.alarms import AlarmManager
+
+        self.image = image
+        self.actuator = actuator
+        self.clock = clock
+        self.put = put
+        self.ingest = ingest
+        self.period_s = period_s
+        self.dir = Path(data_dir) / "state"
+        self.lighting = None
+        self.climate = None
+        defs = []
+        if config.lighting is not None:
+            from agent.control.lighting import LightingController
+
+            self.lighting = LightingController.from_config(config)
+        if config.climate is not None:
+            from agent.control.climate import ClimateController
+
+            self.climate = ClimateController(config.climate)
+            defs = self.climate.definitions()
+        self._alarm_defs, self._alarm_overrides = defs, dict(config.alarms or {})
+        self.alarms = AlarmManager(defs, self._alarm_overrides)
+        self._points = sorted(set(self.lighting.points() if self.lighting else ())
+                              | set(self.climate.inputs if self.climate else ())
+                              | set(self.climate.outputs if self.climate else ()))
+        self._overrides_seen = -1
+        self._saved_at = float("-inf")
+        self.steps = 0
+        self.last_failed: dict[str, str] = {}
+        self.mode: str | None = None
+        self._next_refine = float("-inf")
+        self.points = segment_points(config.lighting.segments) if self.lighting else []
+        self._names = {p.name for p in self.points}
+
+    @property
+    def active(self) -> bool:
+        return self.lighting is not None or self.climate is not None
+
+    # -- state files -------------------------------------------------------------------------------
+    def restore(self) -> None:
+        from agent.control.alarms import AlarmManager
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        utc = self._utc()
+        if self.lighting is not None:
+            data = statefile.load(self.dir / "overrides.json")
+            if isinstance(data, dict):
+                for note in self.lighting.restore_overrides(data, utc):
+                    log.info("lighting override dropped at start: %s", note)
+            data = statefile.load(self.dir / "lighting.json")
+            if isinstance(data, dict):
+                self.lighting.restore(data)
+            self._overrides_seen = self.lighting.overrides.changed
+        data = statefile.load(self.dir / "alarms.json")
+        if isinstance(data, dict):
+            try:
+                self.alarms = AlarmManager.from_dict(data, self._alarm_defs, self._alarm_overrides)
+            except (ValueError, TypeError, KeyError) as e:
+                log.error("alarm state file unusable (%s); starting with no active alarms", e)
+
+    def save(self, what: str = "all") -> None:
+        try:
+            if self.lighting is not None and what in ("all", "overrides"):
+                statefile.save(self.dir / "overrides.json", self.lighting.overrides.to_dict())
+                self._overrides_seen = self.lighting.overrides.changed
+            if self.lighting is not None and what in ("all", "lighting"):
+                statefile.save(self.dir / "lighting.json", self.lighting.state())
+            if what in ("all", "alarms"):
+                statefile.save(self.dir / "alarms.json", self.alarms.to_dict())
+        except OSError as e:  # a full or read-only disk must not stop the lights
+            log.error("could not save control state (%s): %s", what, e)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def _utc(self) -> float | None:
+        return self.clock.now() if clock_trusted(self.clock) else None
+
+    def snapshot(self, mono: float) -> dict[str, tuple[Any, Quality, float] | None]:
+        out: dict[str, tuple[Any, Quality, float] | None] = {}
+        for p in self._points:
+            reading, age = self.image.get(p, mono)
+            out[p] = None if reading is None else (reading.value, reading.quality, age)
+        return out
+
+    async def run(self) -> None:
+        self.restore()
+        while True:
+            wake = await self.step()
+            await self.clock.sleep_until(wake)
+
+    async def step(self) -> float:
+        """One control step; returns the monotonic time of the next one."""
+        mono, wall = self.clock.monotonic(), self.clock.now()
+        utc = self._utc()
+        snap = self.snapshot(mono)
+        conditions: list[Any] = []
+        events: list[Reading] = []
+        writes: dict[str, Any] = {}
+        shed: dict[str, str] = {}
+        wake = mono + self.period_s
+        if self.climate is not None:
+            cs = self.climate.step(mono, snap)
+            shed = dict(cs.shed)
+            conditions += cs.conditions
+            for d in cs.outputs:
+                writes[d.point] = d.on
+            wake = min(wake, max(cs.wake_at, mono + 0.05))
+        switched = False
+        if self.lighting is not None:
+            ls = self.lighting.step(mono, utc, snap)
+            self.mode = ls.mode
+            conditions += ls.conditions
+            for w in ls.writes:
+                if w.point in shed:
+                    continue
+                reason = await self.actuator.write(w.point, w.value)
+                if reason is not None:
+                    self.last_failed[w.point] = reason
+                else:
+                    self.last_failed.pop(w.point, None)
+            for e in ls.events:
+                switched = switched or e.kind == "switched"
+                events.append(Reading(f"event.lighting.{e.kind}", wall,
+                                      json.dumps(e.to_dict(), separators=(",", ":"), sort_keys=True, default=str),
+                                      Quality.GOOD))
+        for point in shed:
+            writes[point] = False
+        failed = await self.actuator.apply(writes)
+        self.last_failed.update(failed)
+        for p in [p for p in self.last_failed if p in writes and p not in failed]:
+            del self.last_failed[p]
+        alarm_events = self.alarms.update(mono, conditions, wall=wall)
+        due = self.alarms.next_due()
+        if due is not None:
+            wake = min(wake, max(due, mono + 0.05))
+        if alarm_events:
+            await self.put([a.to_reading() for a in alarm_events], Priority.ALARM)
+            self.save("alarms")
+        if events:
+            await self.put(events, Priority.EVENT)
+        if self.lighting is not None:
+            await self._lighting_telemetry(mono, wall)
+            if self.lighting.overrides.changed != self._overrides_seen:
+                self.save("overrides")
+            if switched or mono - self._saved_at >= SAVE_PERIOD_S:
+                self.save("lighting")
+                self._saved_at = mono
+        self.steps += 1
+        return wake
+
+    async def _lighting_telemetry(self, mono: float, wall: float) -> None:
+        """Decisions and accounting per segment into the image and (by exception) the telemetry;
+        the site refined from a good GPS position now and then."""
+        if mono >= self._next_refine:
+            lat, lon = self.image.value("gps.latitude", mono), self.image.value("gps.longitude", mono)
+            self._next_refine = mono + (GPS_REFINE_S if lat is not None and lon is not None else 60.0)
+            if lat is not None and lon is not None:
+                fix = _Fix(lat, lon, self.image.value("gps.altitude", mono))
+                if self.lighting.refine_site(fix):
+                    log.info("lighting site refined by GPS: %s", self.lighting.astro.refine_note or fix)
+        if self.ingest is None:
+            return
+        segs = self.lighting.status(None)["segments"]
+        readings = [Reading(name, wall, _json_value(st.get(key)), Quality.GOOD)
+                    for seg, st in segs.items() for key in SEGMENT_POINTS
+                    if st.get(key) is not None and (name := f"lighting.{seg}.{key}") in self._names]
+        await self.ingest(readings, mono)
+
+    # -- local actions (agent socket) --------------------------------------------------------------
+    async def override(self, args: dict[str, Any]) -> dict[str, Any]:
+        """{"on": bool, "level": 0..100?, "segments": [..]?, "minutes": n? | "until": epoch? | "forever": true?}"""
+        if self.lighting is None:
+            raise ActionError("this cabinet has no [lighting] section")
+        if not isinstance(args.get("on"), bool):
+            raise ActionError('"on" must be true or false')
+        minutes = args.get("minutes")
+        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0):
+            raise ActionError('"minutes" must be a positive number')
+        try:
+            ov = self.lighting.set_override(
+                on=args["on"], mono=self.clock.monotonic(), utc=self._utc(), level=args.get("level"),
+                segments=args.get("segments"), expires=args.get("until"),
+                duration_s=None if minutes is None else float(minutes) * 60, forever=bool(args.get("forever")),
+                source=str(args.get("source") or "local"), note=str(args.get("note") or ""))
+        except (ValueError, TypeError) as e:
+            raise ActionError(str(e)) from None
+        self.save("overrides")
+        await self.step()
+        return {"override": ov.to_dict(), "lighting": self.lighting.status(self._utc())}
+
+    async def cancel(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.lighting is None:
+            raise ActionError("this cabinet has no [lighting] section")
+        try:
+            gone = self.lighting.cancel_override(args.get("segments"), source=str(args.get("source") or "local"))
+        except (ValueError, TypeError) as e:
+            raise ActionError(str(e)) from None
+        self.save("overrides")
+        await self.step()
+        return {"cancelled": gone}
+
+    async def acknowledge(self, args: dict[str, Any]) -> dict[str, Any]:
+        alarm_id = args.get("id")
+        if not isinstance(alarm_id, str):
+            raise ActionError('"id" must be an alarm id (see cabinet status)')
+        ev = self.alarms.acknowledge(alarm_id, self.clock.monotonic(), wall=self.clock.now(),
+                                     by=str(args.get("by") or "local"))
+        if ev is None:
+            raise ActionError(f"alarm {alarm_id} is not active or latched")
+        await self.put([ev.to_reading()], Priority.ALARM)
+        self.save("alarms")
+        return {"event": ev.to_dict()}
+
+    def actions(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
+        return {"/lighting/override": self.override, "/lighting/cancel": self.cancel, "/alarms/ack": self.acknowledge}
+
+    def status(self) -> dict[str, Any]:
+        utc = self._utc()
+        return {
+            "clock_trusted": utc is not None,
+            "lighting": self.lighting.status(utc) if self.lighting else None,
+            "climate": self.climate.status() if self.climate else None,
+            "alarms": self.alarms.active(),
+            "outputs": self.actuator.snapshot(),
+            "output_failures": dict(self.last_failed),
+            "steps": self.steps,
+        }
+
+
+class _Fix:
+    __slots__ = ("latitude", "longitude", "altitude")
+
+    def __init__(self, latitude: float, longitude: float, altitude: float | None) -> None:
+        self.latitude, self.longitude, self.altitude = latitude, longitude, altitude
+
+    def __repr__(self) -> str:
+        return f"({self.latitude:.5f}, {self.longitude:.5f})"
+
+
+def _json_value(v: Any) -> Any:
+    return round(v, 4) if isinstance(v, float) else v

@@ -1,0 +1,69 @@
+"""The uplink of `cabinet run`: its settings with the command line's overrides, and
+its keys.
+
+* `--broker HOST[:PORT]` sends batches to that broker (plain MQTT unless the
+  config's [uplink] says TLS); without an [uplink] section it creates a development
+  one that seals telemetry every DEV_BATCH_AGE_S (10 s) instead of the field default
+  (300 s), so rows show up while someone watches.
+* The cabinet's signing key comes from [uplink] signing_key; without one, a
+  development key is generated once in the data dir (production keys are made by
+  `cabinet provision`).
+* With `--with-ingest` (tools/ingest/local.py) the local ingest's key is trusted for
+  acknowledgements too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from agent.runtime import keys
+from agent.wire import cose
+from agent.runtime.app import UplinkWiring
+from agent.config import Config
+from agent.config.model import Uplink
+
+log = logging.getLogger("agent.run")
+
+
+def signing_key(s: Uplink, data_dir: Path) -> Any:
+    """[uplink] signing_key, or a development key generated once in the data dir."""
+    path = Path(s.signing_key) if s.signing_key else data_dir / "signing.key"
+    if not path.exists():
+        keys.new_signing_key(path)
+        log.warning("generated a development signing key %s (provisioned cabinets use `cabinet provision`)", path)
+    return keys.load_signing_key(path)
+
+
+DEV_BATCH_AGE_S = 10.0
+
+
+def settings(config: Config, broker: str | None) -> Uplink | None:
+    s = config.uplink
+    if broker is None:
+        return s
+    host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "")
+    host = host or broker
+    if s is None:
+        return Uplink(broker=host, port=int(port) if port else 1883, tls=False, batch_max_age_s=DEV_BATCH_AGE_S)
+    return dataclasses.replace(s, broker=host, port=int(port) if port else s.port)
+
+
+def wiring(config: Config, data_dir: Path, s: Uplink, ingest_pub: Ed25519PublicKey | None) -> UplinkWiring:
+    from agent.uplink.client import tls_context
+
+    key = signing_key(s, data_dir)
+    trusted: dict[bytes, Ed25519PublicKey] = {}
+    if s.ingest_key:
+        k = keys.parse_public_key(s.ingest_key)
+        trusted[cose.key_id(k)] = k
+    if ingest_pub is not None:
+        trusted[cose.key_id(ingest_pub)] = ingest_pub
+    if not trusted:
+        log.warning("no ingest key configured ([uplink] ingest_key): acknowledgements cannot be verified, "
+                    "so batches stay in the outbox")
+    return UplinkWiring(s, key, trusted.get, tls_context(s))

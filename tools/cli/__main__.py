@@ -1,0 +1,7 @@
+"""`python -m tools.cli ...` = `cabinet ...`."""
+
+import sys
+
+from tools.cli.table import main
+
+sys.exit(main())

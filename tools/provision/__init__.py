@@ -1,0 +1,1 @@
+"""Provisioning and PKI: the device CA, cabinet identities, certificates and keys."""
