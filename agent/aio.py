@@ -9,7 +9,8 @@ CancelledError through; `cancel_all` cancels again until tasks are really done.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Iterable
+from collections.abc import Awaitable, Iterable
+from typing import Any
 
 
 async def wait_within(aw: Awaitable[Any], timeout: float) -> tuple[bool, Any]:

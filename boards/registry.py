@@ -7,25 +7,15 @@ at run time by the simulated cabinet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping
+from boards.profile import BoardProfile
+from boards.rpi4_rs485 import BOARD as RPI4
+from boards.sim.board import BOARD as SIM
 
-
-@dataclass(frozen=True)
-class BoardProfile:
-    name: str
-    description: str
-    ports: Mapping[str, str]  # port name -> device path ("" = assigned at run time)
-    pins: Mapping[str, str]  # pin name -> Blinka pin name (real boards) or pin file name (sim)
-    dio: str = "blinka"  # digital I/O backend: "blinka" or "files"
-    notes: tuple[str, ...] = field(default_factory=tuple)
+__all__ = ["BoardProfile", "boards", "get"]
 
 
 def boards() -> dict[str, BoardProfile]:
-    from boards.rpi4_rs485 import BOARD as rpi4
-    from boards.sim.board import BOARD as sim
-
-    return {b.name: b for b in (rpi4, sim)}
+    return {b.name: b for b in (RPI4, SIM)}
 
 
 def get(name: str) -> BoardProfile:

@@ -10,7 +10,7 @@ Pins avoid SPI0 (GPIO7-11), SPI1 (GPIO18-21), the HAT interrupt (GPIO24), I2C
 (GPIO2/3) and the UART (GPIO14/15).
 """
 
-from boards.registry import BoardProfile
+from boards.profile import BoardProfile
 
 BOARD = BoardProfile(
     name="rpi4-rs485",
@@ -32,6 +32,8 @@ BOARD = BoardProfile(
         "status_led": "D23",
     },
     dio="blinka",
-    notes=("contactor coils are driven by the Modbus relay board through normally-closed contacts, "
-           "so a dead controller leaves the lighting on (see docs)",),
+    notes=(
+        "contactor coils are driven by the Modbus relay board through normally-closed contacts, "
+        "so a dead controller leaves the lighting on (see docs)",
+    ),
 )

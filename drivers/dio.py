@@ -96,7 +96,7 @@ class _Base:
     def names(self) -> list[str]:
         return list(self._lines)
 
-    def __enter__(self) -> "_Base":
+    def __enter__(self) -> _Base:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -300,10 +300,14 @@ class BlinkaDIO(_Base):
     def _check_pin(self, name: str, pin: str) -> None:
         obj = getattr(self._board, pin, None) if pin.isidentifier() and not pin.startswith("_") else None
         if obj is None or not hasattr(obj, "id") or callable(obj) or type(obj).__name__ == "module":
-            pins = sorted(n for n in dir(self._board) if not n.startswith("_") and hasattr(getattr(self._board, n), "id"))
+            pins = sorted(
+                n for n in dir(self._board) if not n.startswith("_") and hasattr(getattr(self._board, n), "id")
+            )
             shown = ", ".join(pins[:40]) + (", ..." if len(pins) > 40 else "")
-            raise DioError(f"blinka: {name!r}: board {getattr(self._board, 'board_id', '?')} has no pin {pin!r} "
-                           f"(pins: {shown or 'none'})")
+            raise DioError(
+                f"blinka: {name!r}: board {getattr(self._board, 'board_id', '?')} has no pin {pin!r} "
+                f"(pins: {shown or 'none'})"
+            )
         for other in self._lines.values():
             if self._pin_objects.get(other.name) is obj:
                 raise DioError(f"blinka: pin {pin} is the same pin as {other.pin}, used by {other.name!r}")
@@ -323,7 +327,9 @@ class BlinkaDIO(_Base):
                 handle.deinit()
                 raise
         except Exception as exc:
-            raise DioError(f"blinka: cannot set up {line.name!r} on pin {line.pin}: {type(exc).__name__}: {exc}") from exc
+            raise DioError(
+                f"blinka: cannot set up {line.name!r} on pin {line.pin}: {type(exc).__name__}: {exc}"
+            ) from exc
         line.handle = handle
         self._pin_objects[line.name] = obj
 

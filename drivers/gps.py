@@ -24,7 +24,7 @@ import os
 import re
 import select
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import serial
 
@@ -59,8 +59,11 @@ class GpsReader:
             raise ValueError(f"GPS port must be a device path, got {port!r}")
         if isinstance(baudrate, bool) or not isinstance(baudrate, int) or baudrate <= 0:
             raise ValueError(f"GPS baudrate must be a positive integer, got {baudrate!r}")
-        for name, value in (("error_interval_s", error_interval_s), ("backoff_initial_s", backoff_initial_s),
-                            ("backoff_max_s", backoff_max_s)):
+        for name, value in (
+            ("error_interval_s", error_interval_s),
+            ("backoff_initial_s", backoff_initial_s),
+            ("backoff_max_s", backoff_max_s),
+        ):
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"GPS {name} must be a positive number of seconds, got {value!r}")
         if backoff_max_s < backoff_initial_s:

@@ -16,8 +16,9 @@ can `await asyncio.sleep(delay)` in between. `measure(sleep=time.sleep)` does bo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 class SensorError(Exception):
@@ -87,8 +88,9 @@ class _Sensirion:
         address = self.addresses[0] if address is None else address
         if address not in self.addresses:
             shown = f"0x{address:02X}" if isinstance(address, int) else repr(address)
-            raise SensorError(f"{self.model}: address {shown} is not one of "
-                              f"{', '.join(f'0x{a:02X}' for a in self.addresses)}")
+            raise SensorError(
+                f"{self.model}: address {shown} is not one of {', '.join(f'0x{a:02X}' for a in self.addresses)}"
+            )
         if precision not in self.commands:
             raise SensorError(f"{self.model}: precision {precision!r} is not one of {', '.join(self.commands)}")
         self.address = address

@@ -96,9 +96,7 @@ def checksum(body: str) -> int:
     return value
 
 
-def parse(
-    line: str | bytes, *, min_year: int = 2020, max_year: int = 2079, max_length: int = MAX_LINE
-) -> Sentence:
+def parse(line: str | bytes, *, min_year: int = 2020, max_year: int = 2079, max_length: int = MAX_LINE) -> Sentence:
     """Parse one line (with or without CR/LF). Raises NmeaError with the reason."""
     text = _decode(line)
     stripped = text.rstrip("\r\n")
@@ -246,7 +244,7 @@ def _rmc(talker: str, f: tuple[str, ...], min_year: int, max_year: int) -> RMC:
     time_utc = None
     if clock is not None and date is not None:
         h, m, s, micro = clock
-        time_utc = dt.datetime(date.year, date.month, date.day, h, m, 0, micro, dt.timezone.utc)
+        time_utc = dt.datetime(date.year, date.month, date.day, h, m, 0, micro, dt.UTC)
         time_utc += dt.timedelta(seconds=s)  # s may be 60 (leap second)
     if date is not None and not min_year <= date.year <= max_year:
         if valid:
@@ -255,9 +253,18 @@ def _rmc(talker: str, f: tuple[str, ...], min_year: int, max_year: int) -> RMC:
             raise NmeaError(f"receiver default date suspected: date {date} is after {max_year}")
         time_utc = None
     return RMC(
-        talker=talker, type="RMC", fields=f, time_utc=time_utc, status=status, mode=mode,
-        valid=valid, latitude=latitude, longitude=longitude, speed_knots=speed,
-        course_deg=course, magnetic_variation_deg=variation,
+        talker=talker,
+        type="RMC",
+        fields=f,
+        time_utc=time_utc,
+        status=status,
+        mode=mode,
+        valid=valid,
+        latitude=latitude,
+        longitude=longitude,
+        speed_knots=speed,
+        course_deg=course,
+        magnetic_variation_deg=variation,
     )
 
 
@@ -291,11 +298,19 @@ def _gga(talker: str, f: tuple[str, ...]) -> GGA:
         if unit_field not in ("", "M"):
             raise NmeaError(f"{name} '{unit_field}' is not M")
     return GGA(
-        talker=talker, type="GGA", fields=f, time=time,
-        latitude=_coord(f[1], f[2], "latitude"), longitude=_coord(f[3], f[4], "longitude"),
-        fix_quality=quality, satellites=satellites, hdop=_nonneg(f[7], "HDOP"),
-        altitude_m=_num(f[8], "altitude"), geoid_separation_m=_num(f[10], "geoid separation"),
-        dgps_age_s=_nonneg(f[12], "DGPS age"), dgps_station=f[13] or None,
+        talker=talker,
+        type="GGA",
+        fields=f,
+        time=time,
+        latitude=_coord(f[1], f[2], "latitude"),
+        longitude=_coord(f[3], f[4], "longitude"),
+        fix_quality=quality,
+        satellites=satellites,
+        hdop=_nonneg(f[7], "HDOP"),
+        altitude_m=_num(f[8], "altitude"),
+        geoid_separation_m=_num(f[10], "geoid separation"),
+        dgps_age_s=_nonneg(f[12], "DGPS age"),
+        dgps_station=f[13] or None,
     )
 
 
@@ -361,10 +376,18 @@ class GpsState:
             lat, lon, alt, age = fix.latitude, fix.longitude, fix.altitude_m, max(0.0, mono - at)
         position_valid = fix_quality > 0 and age is not None and age <= self.stale_after_s
         return GpsFix(
-            time_utc=time_utc, time_valid=quality == "gps", time_quality=quality,  # type: ignore[arg-type]
-            time_age_s=time_age, latitude=lat, longitude=lon, altitude=alt,
-            fix_quality=fix_quality, satellites=satellites, hdop=hdop,
-            position_valid=position_valid, age_s=age,
+            time_utc=time_utc,
+            time_valid=quality == "gps",
+            time_quality=quality,  # type: ignore[arg-type]
+            time_age_s=time_age,
+            latitude=lat,
+            longitude=lon,
+            altitude=alt,
+            fix_quality=fix_quality,
+            satellites=satellites,
+            hdop=hdop,
+            position_valid=position_valid,
+            age_s=age,
         )
 
 

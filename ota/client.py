@@ -32,11 +32,13 @@ def tuf_reason(e: BaseException) -> OtaError:
     """Map a python-tuf exception (or OSError) to an OtaError with the reason reported."""
     if isinstance(e, OtaError):
         return e
-    table = ((exceptions.ExpiredMetadataError, "metadata_expired"),
-             (exceptions.UnsignedMetadataError, "bad_signature"),
-             (exceptions.BadVersionNumberError, "rollback_attack"),
-             (exceptions.LengthOrHashMismatchError, "metadata_mismatch"),
-             (exceptions.DownloadLengthMismatchError, "metadata_mismatch"))
+    table = (
+        (exceptions.ExpiredMetadataError, "metadata_expired"),
+        (exceptions.UnsignedMetadataError, "bad_signature"),
+        (exceptions.BadVersionNumberError, "rollback_attack"),
+        (exceptions.LengthOrHashMismatchError, "metadata_mismatch"),
+        (exceptions.DownloadLengthMismatchError, "metadata_mismatch"),
+    )
     for cls, reason in table:
         if isinstance(e, cls):
             return OtaError(reason, str(e))
@@ -54,13 +56,20 @@ def tuf_reason(e: BaseException) -> OtaError:
 class UpdateClient:
     """Talks to one TUF repository: `<repository_url>/metadata/`, `<repository_url>/targets/`."""
 
-    def __init__(self, *, cache_dir: Path, download_dir: Path, repository_url: str,
-                 bootstrap_root: bytes, fetcher: HttpFetcher | None = None,
-                 max_bundle_bytes: int = 512 * 2**20, reserve_bytes: int = 64 * 2**20) -> None:
+    def __init__(
+        self,
+        *,
+        cache_dir: Path,
+        download_dir: Path,
+        repository_url: str,
+        bootstrap_root: bytes,
+        fetcher: HttpFetcher | None = None,
+        max_bundle_bytes: int = 512 * 2**20,
+        reserve_bytes: int = 64 * 2**20,
+    ) -> None:
         u = urlsplit(repository_url) if isinstance(repository_url, str) else None
         if u is None or u.scheme not in ("http", "https") or not u.netloc or u.query or u.fragment:
-            raise OtaError("bad_repository", f"repository URL must be http(s)://host[/path], "
-                           f"got {repository_url!r}")
+            raise OtaError("bad_repository", f"repository URL must be http(s)://host[/path], got {repository_url!r}")
         if not isinstance(bootstrap_root, bytes):
             raise OtaError("bad_root", "bootstrap_root must be the bytes of a root.json")
         try:
@@ -92,9 +101,15 @@ class UpdateClient:
         self._updater = None
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            up = Updater(metadata_dir=str(self.cache_dir), metadata_base_url=self.metadata_url,
-                         target_dir=str(self.download_dir), target_base_url=self.targets_url,
-                         fetcher=self.fetcher, config=UpdaterConfig(), bootstrap=self.bootstrap_root)
+            up = Updater(
+                metadata_dir=str(self.cache_dir),
+                metadata_base_url=self.metadata_url,
+                target_dir=str(self.download_dir),
+                target_base_url=self.targets_url,
+                fetcher=self.fetcher,
+                config=UpdaterConfig(),
+                bootstrap=self.bootstrap_root,
+            )
             up.refresh()
         except Exception as e:
             raise tuf_reason(e) from e
@@ -131,8 +146,7 @@ class UpdateClient:
         endless_data, unreachable (the .part is kept: call again to resume), http_<code>."""
         fname = self.file_name(info)
         if info.length > self.max_bundle_bytes:
-            raise OtaError("too_large", f"{info.path} is {info.length} bytes; the limit is "
-                           f"{self.max_bundle_bytes}")
+            raise OtaError("too_large", f"{info.path} is {info.length} bytes; the limit is {self.max_bundle_bytes}")
         try:
             self.download_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -147,8 +161,11 @@ class UpdateClient:
         need = max(0, info.length - have) + self.reserve_bytes
         free = shutil.disk_usage(self.download_dir).free
         if free < need:
-            raise OtaError("no_space", f"{self.download_dir} has {free} bytes free; {need} needed "
-                           f"({info.length - have} to download + {self.reserve_bytes} reserve)")
+            raise OtaError(
+                "no_space",
+                f"{self.download_dir} has {free} bytes free; {need} needed "
+                f"({info.length - have} to download + {self.reserve_bytes} reserve)",
+            )
         url = self.targets_url + quote(fname)
         try:
             self.fetcher.download_resumable(url, part, info.length, progress=progress)
@@ -156,8 +173,10 @@ class UpdateClient:
             raise OtaError("disk_error", f"writing {part}: {e}") from None
         if not self._verified(info, part):
             part.unlink(missing_ok=True)
-            raise OtaError("hash_mismatch", f"{info.path}: the downloaded bytes do not match the "
-                           "signed length and hashes (partial file deleted)")
+            raise OtaError(
+                "hash_mismatch",
+                f"{info.path}: the downloaded bytes do not match the signed length and hashes (partial file deleted)",
+            )
         os.replace(part, final)
         fsutil.fsync_path(self.download_dir)
         return final
@@ -182,10 +201,9 @@ class UpdateClient:
             stem = p.name[:-5] if p.name.endswith(".part") else p.name
             sha, _, name = stem.partition(".")
             if not (_HEX64.match(sha) and name) or not p.is_file():
-                continue                            # not ours
+                continue  # not ours
             if stem in keep or name in keep:
                 continue
             p.unlink()
             removed.append(p.name)
         return removed
-

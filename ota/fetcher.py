@@ -28,7 +28,7 @@ from ota.errors import OtaError
 USER_AGENT = "cabinet-agent-ota/1"
 CHUNK = 64 * 1024
 FSYNC_EVERY = 1024 * 1024
-MIN_PROGRESS = 64 * 1024       # an attempt moving the download this far resets the retry count
+MIN_PROGRESS = 64 * 1024  # an attempt moving the download this far resets the retry count
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _NET_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
@@ -41,12 +41,19 @@ def default_backoff(attempt: int) -> float:
 class HttpFetcher(FetcherInterface):
     """urllib3 transport for ngclient and for resumable target downloads."""
 
-    def __init__(self, *, connect_timeout_s: float = 10.0, read_timeout_s: float = 30.0,
-                 ca_file: Path | str | None = None, user_agent: str = USER_AGENT,
-                 chunk_size: int = CHUNK, retries: int = 5,
-                 backoff: Callable[[int], float] = default_backoff,
-                 sleep: Callable[[float], None] = time.sleep,
-                 min_progress: int = MIN_PROGRESS) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 30.0,
+        ca_file: Path | str | None = None,
+        user_agent: str = USER_AGENT,
+        chunk_size: int = CHUNK,
+        retries: int = 5,
+        backoff: Callable[[int], float] = default_backoff,
+        sleep: Callable[[float], None] = time.sleep,
+        min_progress: int = MIN_PROGRESS,
+    ) -> None:
         for n, v in (("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 3600:
                 raise ValueError(f"{n} must be in (0, 3600] seconds, got {v!r}")
@@ -66,19 +73,28 @@ class HttpFetcher(FetcherInterface):
         self.timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
         self.chunk_size = chunk_size
         self.headers = {"User-Agent": user_agent}
-        self.pool = urllib3.PoolManager(retries=urllib3.Retry(total=2, connect=2, read=0, status=0,
-                                                              redirect=3, backoff_factor=0.2),
-                                        headers=self.headers, **kw)
+        self.pool = urllib3.PoolManager(
+            retries=urllib3.Retry(total=2, connect=2, read=0, status=0, redirect=3, backoff_factor=0.2),
+            headers=self.headers,
+            **kw,
+        )
 
     # ---- ngclient transport (metadata)
 
-    def _request(self, url: str, headers: dict | None = None,
-                 timeout: urllib3.Timeout | None = None) -> urllib3.BaseHTTPResponse:
+    def _request(
+        self, url: str, headers: dict | None = None, timeout: urllib3.Timeout | None = None
+    ) -> urllib3.BaseHTTPResponse:
         if not url.startswith(("http://", "https://")):
             raise exceptions.DownloadError(f"not an http(s) URL: {url}")
         try:
-            return self.pool.request("GET", url, headers=headers, preload_content=False,
-                                     decode_content=False, timeout=timeout or self.timeout)
+            return self.pool.request(
+                "GET",
+                url,
+                headers=headers,
+                preload_content=False,
+                decode_content=False,
+                timeout=timeout or self.timeout,
+            )
         except _NET_ERRORS as e:
             raise exceptions.DownloadError(f"cannot reach {url}: {e}") from e
 
@@ -100,20 +116,27 @@ class HttpFetcher(FetcherInterface):
                 if chunk:
                     yield chunk
             done = True
-        except _NET_ERRORS as e:                  # gotcha 3: convert while iterating
+        except _NET_ERRORS as e:  # gotcha 3: convert while iterating
             raise exceptions.DownloadError(f"download of {url} broke off: {e}") from e
         finally:
             if not done:
-                resp.close()                      # abandoned half-way: do not reuse
+                resp.close()  # abandoned half-way: do not reuse
             resp.release_conn()
 
     # ---- resumable target download
 
-    def download_resumable(self, url: str, part: Path, length: int, *,
-                           progress: Callable[[int, int], None] | None = None,
-                           timeout_s: float | None = None, retries: int | None = None,
-                           backoff: Callable[[int], float] | None = None,
-                           sleep: Callable[[float], None] | None = None) -> Path:
+    def download_resumable(
+        self,
+        url: str,
+        part: Path,
+        length: int,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        timeout_s: float | None = None,
+        retries: int | None = None,
+        backoff: Callable[[int], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> Path:
         """Complete `part` to exactly `length` bytes from `url` and return it.
 
         Appends with `Range: bytes=<size>-`; a 206 must start at <size>; a 200 (Range
@@ -132,8 +155,7 @@ class HttpFetcher(FetcherInterface):
             raise ValueError(f"length must be a non-negative int, got {length!r}")
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries!r}")
-        timeout = self.timeout if timeout_s is None else urllib3.Timeout(connect=timeout_s,
-                                                                           read=timeout_s)
+        timeout = self.timeout if timeout_s is None else urllib3.Timeout(connect=timeout_s, read=timeout_s)
         failures, restarts = 0, 0
         while True:
             size = part.stat().st_size if part.exists() else 0
@@ -158,19 +180,22 @@ class HttpFetcher(FetcherInterface):
                 reset = self.min_progress and t.advanced >= self.min_progress
                 failures = 0 if reset else failures + 1
                 if failures > retries:
-                    raise OtaError("unreachable", f"{url}: {t} ({part.stat().st_size if part.exists() else 0}"
-                                   f"/{length} bytes kept in {part.name})") from None
+                    raise OtaError(
+                        "unreachable",
+                        f"{url}: {t} ({part.stat().st_size if part.exists() else 0}"
+                        f"/{length} bytes kept in {part.name})",
+                    ) from None
                 if failures:
                     sleep(backoff(failures))
                 continue
 
-    def _attempt(self, url: str, part: Path, size: int, length: int,
-                 timeout: urllib3.Timeout, progress) -> int:
+    def _attempt(self, url: str, part: Path, size: int, length: int, timeout: urllib3.Timeout, progress) -> int:
         """One request; returns the bytes added. Raises _Transient, _Restart or OtaError."""
         headers = {"Range": f"bytes={size}-"} if size else {}
         try:
-            resp = self.pool.request("GET", url, headers=headers, preload_content=False,
-                                     decode_content=False, timeout=timeout, retries=False)
+            resp = self.pool.request(
+                "GET", url, headers=headers, preload_content=False, decode_content=False, timeout=timeout, retries=False
+            )
         except _NET_ERRORS as e:
             raise _Transient(f"cannot reach the server: {e}", 0) from None
         ok = False
@@ -186,19 +211,19 @@ class HttpFetcher(FetcherInterface):
             if status == 206:
                 m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
                 if not m or int(m.group(1)) != size:
-                    raise _Restart(f"206 with Content-Range {resp.headers.get('Content-Range')!r} "
-                                   f"for Range bytes={size}-")
+                    raise _Restart(
+                        f"206 with Content-Range {resp.headers.get('Content-Range')!r} for Range bytes={size}-"
+                    )
                 start = size
             clen = resp.headers.get("Content-Length")
             if clen is not None and clen.isdigit() and start + int(clen) > length:
-                raise OtaError("endless_data", f"{url} sends {start + int(clen)} bytes, "
-                               f"the signed length is {length}")
+                raise OtaError("endless_data", f"{url} sends {start + int(clen)} bytes, the signed length is {length}")
             n = self._write_body(resp, part, start, length, progress)
             ok = True
             return n
         finally:
             if not ok:
-                resp.close()                      # do not reuse a half-read connection
+                resp.close()  # do not reuse a half-read connection
             resp.release_conn()
 
     def _write_body(self, resp, part: Path, start: int, length: int, progress) -> int:
@@ -212,8 +237,9 @@ class HttpFetcher(FetcherInterface):
                     if start + written + len(chunk) > length:
                         f.close()
                         part.unlink(missing_ok=True)
-                        raise OtaError("endless_data", f"the server sends more than the signed "
-                                       f"length of {length} bytes")
+                        raise OtaError(
+                            "endless_data", f"the server sends more than the signed length of {length} bytes"
+                        )
                     f.write(chunk)
                     written += len(chunk)
                     if written - synced >= FSYNC_EVERY:

@@ -15,8 +15,9 @@ import os
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 class _Faults:
@@ -75,7 +76,7 @@ def write_file(path: os.PathLike | str, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         step("fsync", path)
         os.fsync(fd)
     finally:
@@ -169,12 +170,20 @@ def makedirs(path: os.PathLike | str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
-def run(argv: list[str], *, timeout: float, cwd: os.PathLike | str | None = None,
-        env: dict | None = None) -> subprocess.CompletedProcess:
+def run(
+    argv: list[str], *, timeout: float, cwd: os.PathLike | str | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run an installer step (a subprocess that writes files), capturing output."""
     step("run", argv[0] if len(argv) < 3 else " ".join(map(str, argv[:3])))
-    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, timeout=timeout,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    return subprocess.run(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
 
 
 def unzip(archive: os.PathLike | str, dest: os.PathLike | str) -> None:
@@ -202,5 +211,5 @@ def rewrite_prefix(directory: os.PathLike | str, old: bytes, new: bytes) -> None
         if p.is_file() and not p.is_symlink():
             data = p.read_bytes()
             if data.startswith(old):
-                write_file(p, new + data[len(old):])
+                write_file(p, new + data[len(old) :])
                 os.chmod(p, 0o755)

@@ -30,9 +30,16 @@ STABLE_S = 60.0  # a child that ran this long resets the backoff
 
 
 class Launcher:
-    def __init__(self, root: Path, agent_args: list[str], *, max_attempts: int = 3,
-                 watchdog_s: float = 60.0, kill_after_s: float = 10.0,
-                 stop_timeout_s: float = 20.0):
+    def __init__(
+        self,
+        root: Path,
+        agent_args: list[str],
+        *,
+        max_attempts: int = 3,
+        watchdog_s: float = 60.0,
+        kill_after_s: float = 10.0,
+        stop_timeout_s: float = 20.0,
+    ):
         self.root = Path(root).absolute()
         self.store = SlotStore(self.root)
         self.status = StatusBook(self.root / "state" / "status.json")
@@ -99,13 +106,15 @@ class Launcher:
             if trial is not None:
                 limit = min(trial["max_attempts"], self.max_attempts)
                 if trial["attempts"] > limit:
-                    self._rollback(trial, f"crash_loop: {trial['attempts'] - 1} starts "
-                                          f"without a commit")
+                    self._rollback(trial, f"crash_loop: {trial['attempts'] - 1} starts without a commit")
                     continue
                 log.info("trial of %s: start %d of %d", slot, trial["attempts"], limit)
             if not self.store.is_complete(slot):
-                log.error("no complete release at %s/current; install one with "
-                          "`cabinet-boot install BUNDLE_DIR --root %s`", self.root, self.root)
+                log.error(
+                    "no complete release at %s/current; install one with `cabinet-boot install BUNDLE_DIR --root %s`",
+                    self.root,
+                    self.root,
+                )
                 return 2
             started = time.monotonic()
             try:
@@ -115,8 +124,7 @@ class Launcher:
             if self.stopping:
                 break
             if why == "deadline":
-                self._rollback(trial, f"health_deadline: not committed within "
-                                      f"{trial['trial_s']:g} s")
+                self._rollback(trial, f"health_deadline: not committed within {trial['trial_s']:g} s")
             elif trial is not None:
                 log.info("trial child exited (%s, rc %s); restarting", why, rc)
             elif rc == 0 and why == "exit":
@@ -144,20 +152,25 @@ class Launcher:
             return
         log.warning("rolled back %s to %s: %s", trial["slot"], back, reason)
         try:
-            self.status.set(trial["deployment"], "rolled_back", reason=reason,
-                            version=trial["version"], counter=trial["counter"], t=time.time())
+            self.status.set(
+                trial["deployment"],
+                "rolled_back",
+                reason=reason,
+                version=trial["version"],
+                counter=trial["counter"],
+                t=time.time(),
+            )
         except (StatusError, OSError) as e:
             log.error("status not recorded: %s", e)
 
     def _run_child(self, slot: str, trial: dict | None) -> tuple[int | None, str]:
         """Run the agent of slot until it exits or is killed; (returncode, why)."""
         wd = trial["watchdog_s"] if trial and trial["watchdog_s"] else self.watchdog_s
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "PYTHONHOME", "WATCHDOG_PID", "LISTEN_PID")}
-        env.update(NOTIFY_SOCKET=self.server.path, WATCHDOG_USEC=str(int(wd * 1e6)),
-                   CABINET_OTA_ROOT=str(self.root))
-        argv = [str(self.store.releases / slot / "bin" / "python"), "-m", "agent",
-                *self.agent_args]
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "WATCHDOG_PID", "LISTEN_PID")
+        }
+        env.update(NOTIFY_SOCKET=self.server.path, WATCHDOG_USEC=str(int(wd * 1e6)), CABINET_OTA_ROOT=str(self.root))
+        argv = [str(self.store.releases / slot / "bin" / "python"), "-m", "agent", *self.agent_args]
         self.server.receive(0)  # drop stale messages of an earlier child
         proc = subprocess.Popen(argv, cwd=self.root, env=env, stdin=subprocess.DEVNULL)
         log.info("started %s (pid %d)", slot, proc.pid)
@@ -191,8 +204,11 @@ class Launcher:
                 next_poll = now + POLL_S
                 p = self.store.state()["pending"]
                 if p is None or p["slot"] != trial["slot"]:
-                    log.info("trial of %s ended (%s)", slot,
-                             "committed" if self.store.state()["last_good"] == slot else "ended")
+                    log.info(
+                        "trial of %s ended (%s)",
+                        slot,
+                        "committed" if self.store.state()["last_good"] == slot else "ended",
+                    )
                     trial = deadline = None
             if deadline is not None and now >= deadline:
                 log.warning("%s not committed within %g s; killing it", slot, trial["trial_s"])
@@ -242,8 +258,10 @@ def _install(args) -> int:
 def _status(args) -> int:
     root = Path(args.root)
     out = {"current_link": SlotStore(root).current_slot()}
-    for key, path, check in (("ota", root / "state" / "ota.json", validate_state),
-                             ("status", root / "state" / "status.json", None)):
+    for key, path, check in (
+        ("ota", root / "state" / "ota.json", validate_state),
+        ("status", root / "state" / "status.json", None),
+    ):
         try:
             out[key] = fsutil.read_json(path, check)
         except fsutil.CorruptFile as e:
@@ -254,32 +272,40 @@ def _status(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="cabinet-boot: %(message)s")
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="cabinet-boot: %(message)s")
     agent_args: list[str] = []
     if "--" in argv:
-        agent_args = argv[argv.index("--") + 1:]
-        argv = argv[:argv.index("--")]
+        agent_args = argv[argv.index("--") + 1 :]
+        argv = argv[: argv.index("--")]
     if argv[:1] in (["install"], ["status"]):
         ap = argparse.ArgumentParser(prog=f"cabinet-boot {argv[0]}")
         if argv[0] == "install":
             ap.add_argument("bundle_dir", help="a bundle file, or an extracted bundle directory")
         ap.add_argument("--root", required=True)
-        ap.add_argument("--python", default=sys.executable,
-                        help="interpreter the slot venvs are made from")
+        ap.add_argument("--python", default=sys.executable, help="interpreter the slot venvs are made from")
         args = ap.parse_args(argv[1:])
         return _install(args) if argv[0] == "install" else _status(args)
-    ap = argparse.ArgumentParser(prog="cabinet-boot", usage="cabinet-boot --root R [options] "
-                                 "-- <agent args> | install BUNDLE_DIR --root R | status --root R")
+    ap = argparse.ArgumentParser(
+        prog="cabinet-boot",
+        usage="cabinet-boot --root R [options] -- <agent args> | install BUNDLE_DIR --root R | status --root R",
+    )
     ap.add_argument("--root", required=True)
     ap.add_argument("--max-attempts", type=int, default=3)
     ap.add_argument("--watchdog-s", type=float, default=60.0)
-    ap.add_argument("--python", default=sys.executable,
-                    help="accepted for symmetry with install; the agent runs on its slot's python")
+    ap.add_argument(
+        "--python",
+        default=sys.executable,
+        help="accepted for symmetry with install; the agent runs on its slot's python",
+    )
     ap.add_argument("--kill-after-s", type=float, default=10.0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    return Launcher(Path(args.root), agent_args, max_attempts=args.max_attempts,
-                    watchdog_s=args.watchdog_s, kill_after_s=args.kill_after_s).run()
+    return Launcher(
+        Path(args.root),
+        agent_args,
+        max_attempts=args.max_attempts,
+        watchdog_s=args.watchdog_s,
+        kill_after_s=args.kill_after_s,
+    ).run()
 
 
 if __name__ == "__main__":

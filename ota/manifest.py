@@ -52,14 +52,27 @@ class Manifest:
 
     def custom(self) -> dict[str, Any]:
         """What the TUF target's signed `custom` repeats, so a cabinet can refuse before downloading."""
-        return {"name": self.name, "version": self.version, "counter": self.counter, "boards": list(self.boards),
-                "python": self.python}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "counter": self.counter,
+            "boards": list(self.boards),
+            "python": self.python,
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "name": self.name, "version": self.version, "counter": self.counter,
-                "boards": list(self.boards), "python": self.python, "created": self.created,
-                "project_wheel": self.project_wheel, "installer_wheel": self.installer_wheel,
-                "wheels": {k: dict(v) for k, v in sorted(self.wheels.items())}}
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "version": self.version,
+            "counter": self.counter,
+            "boards": list(self.boards),
+            "python": self.python,
+            "created": self.created,
+            "project_wheel": self.project_wheel,
+            "installer_wheel": self.installer_wheel,
+            "wheels": {k: dict(v) for k, v in sorted(self.wheels.items())},
+        }
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True).encode() + b"\n"
@@ -69,7 +82,7 @@ def _get(d: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str 
     if key not in d:
         raise ManifestError(f"{where}: {key!r} is missing")
     v = d[key]
-    if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
+    if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
         raise ManifestError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, got {type(v).__name__}")
     return v
 
@@ -86,7 +99,9 @@ def parse(data: bytes | str | dict[str, Any]) -> Manifest:
     if not isinstance(data, dict):
         raise ManifestError("manifest: must be a JSON object")
     if data.get("format") != FORMAT:
-        raise ManifestError(f"manifest: format {data.get('format')!r} is not {FORMAT} (a newer bundle for a newer launcher?)")
+        raise ManifestError(
+            f"manifest: format {data.get('format')!r} is not {FORMAT} (a newer bundle for a newer launcher?)"
+        )
     name = _get(data, "name", str)
     if not NAME_RE.fullmatch(name):
         raise ManifestError(f"manifest: name {name!r} is not a project name")
@@ -131,5 +146,14 @@ def parse(data: bytes | str | dict[str, Any]) -> Manifest:
         raise ManifestError(f"manifest: installer_wheel {installer!r} must be pip's wheel")
     if project == installer:
         raise ManifestError("manifest: project_wheel and installer_wheel must differ")
-    return Manifest(name=name, version=version, counter=counter, boards=tuple(boards), python=python,
-                    created=created, project_wheel=project, installer_wheel=installer, wheels=clean)
+    return Manifest(
+        name=name,
+        version=version,
+        counter=counter,
+        boards=tuple(boards),
+        python=python,
+        created=created,
+        project_wheel=project,
+        installer_wheel=installer,
+        wheels=clean,
+    )

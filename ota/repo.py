@@ -24,14 +24,15 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, SSlibKey
-from tuf.api.metadata import MetaFile, Metadata, Root, Snapshot, Targets, TargetFile, Timestamp
+from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
 from ota.errors import RepoError
@@ -48,17 +49,19 @@ _CHUNK = 1024 * 1024
 def utc(now: datetime | None = None) -> datetime:
     """`now` (tz-aware) as UTC without microseconds; the wall clock when None."""
     if now is None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
     if not isinstance(now, datetime) or now.utcoffset() is None:
         raise RepoError(f"now must be a timezone-aware datetime, got {now!r}")
-    return now.astimezone(timezone.utc).replace(microsecond=0)
+    return now.astimezone(UTC).replace(microsecond=0)
 
 
 def validate_target_name(name: str) -> str:
     """A target name usable as the file name `<sha256>.<name>` and in a URL."""
     if not isinstance(name, str) or not _TARGET_RE.match(name) or ".." in name:
-        raise RepoError(f"bad target name {name!r}: 1-200 characters of A-Z a-z 0-9 . _ + ~ -, "
-                        "starting with a letter or digit, no '/' and no '..'")
+        raise RepoError(
+            f"bad target name {name!r}: 1-200 characters of A-Z a-z 0-9 . _ + ~ -, "
+            "starting with a letter or digit, no '/' and no '..'"
+        )
     return name
 
 
@@ -110,8 +113,9 @@ def _public(entry: dict) -> SSlibKey:
 
 
 def _save_keys(keydir: Path, keys: dict) -> None:
-    _atomic_write(Path(keydir) / "keys.json",
-                  json.dumps({"format": 1, "keys": keys}, indent=2, sort_keys=True).encode())
+    _atomic_write(
+        Path(keydir) / "keys.json", json.dumps({"format": 1, "keys": keys}, indent=2, sort_keys=True).encode()
+    )
 
 
 def _new_key(keydir: Path, name: str, role: str, keys: dict, force: bool = False) -> None:
@@ -139,8 +143,7 @@ def init_keys(keydir: Path, *, root_keys: int = 3, force: bool = False) -> dict:
     if not force:
         taken = [n for n, _ in plan if (keydir / n).exists()]
         if taken:
-            raise RepoError(f"{keydir} already holds {', '.join(taken)}; refusing to overwrite "
-                            "(force=True to replace)")
+            raise RepoError(f"{keydir} already holds {', '.join(taken)}; refusing to overwrite (force=True to replace)")
     keys: dict = {}
     for name, role in plan:
         _new_key(keydir, name, role, keys, force=force)
@@ -180,8 +183,15 @@ class Repository:
             raise RepoError(f"{rj} is not valid: {e}") from None
 
     @classmethod
-    def create(cls, path: Path, keydir: Path, *, root_threshold: int = 2,
-               expiry: dict[str, int] | None = None, now: datetime | None = None) -> "Repository":
+    def create(
+        cls,
+        path: Path,
+        keydir: Path,
+        *,
+        root_threshold: int = 2,
+        expiry: dict[str, int] | None = None,
+        now: datetime | None = None,
+    ) -> Repository:
         """A new repository: root v1 (all root keys of keys.json, `root_threshold` of them
         signing), empty targets v1, snapshot v1, timestamp v1."""
         now = utc(now)
@@ -196,8 +206,7 @@ class Repository:
         if missing := [r for r in ROLES if not root.signed.roles[r].keyids]:
             raise RepoError(f"{keydir}/keys.json has no {', '.join(missing)} key")
         n_root = len(root.signed.roles[Root.type].keyids)
-        if isinstance(root_threshold, bool) or not isinstance(root_threshold, int) \
-                or not 1 <= root_threshold <= n_root:
+        if isinstance(root_threshold, bool) or not isinstance(root_threshold, int) or not 1 <= root_threshold <= n_root:
             raise RepoError(f"root_threshold must be 1..{n_root}, got {root_threshold!r}")
         root.signed.roles[Root.type].threshold = root_threshold
         for s in _signers(keydir, keys, Root.type, root.signed):
@@ -216,8 +225,10 @@ class Repository:
         if role == Timestamp.type:
             ts = self.meta_dir / "timestamp.json"
             return Metadata.from_bytes(ts.read_bytes()).signed.version if ts.exists() else 0
-        return max([int(v) for p in self.meta_dir.glob(f"*.{role}.json")
-                    if (v := p.name.split(".", 1)[0]).isdigit()], default=0)
+        return max(
+            [int(v) for p in self.meta_dir.glob(f"*.{role}.json") if (v := p.name.split(".", 1)[0]).isdigit()],
+            default=0,
+        )
 
     def _file(self, role: str, version: int | None = None) -> Path:
         if role == Timestamp.type:
@@ -237,11 +248,14 @@ class Repository:
 
     def targets(self) -> dict[str, dict[str, Any]]:
         """{name: {"length", "sha256", "custom"}} of the newest targets metadata."""
-        return {n: {"length": t.length, "sha256": t.hashes["sha256"], "custom": t.custom}
-                for n, t in self._load(Targets.type).signed.targets.items()}
+        return {
+            n: {"length": t.length, "sha256": t.hashes["sha256"], "custom": t.custom}
+            for n, t in self._load(Targets.type).signed.targets.items()
+        }
 
-    def add_target(self, file: Path, name: str, custom: dict, keydir: Path, *,
-                   now: datetime | None = None) -> dict[str, Any]:
+    def add_target(
+        self, file: Path, name: str, custom: dict, keydir: Path, *, now: datetime | None = None
+    ) -> dict[str, Any]:
         """Publish `file` as target `name` with signed `custom` data; returns its info."""
         now = utc(now)
         validate_target_name(name)
@@ -252,12 +266,12 @@ class Repository:
         with self._lock():
             root, keys = self._load(Root.type).signed, load_keys(keydir)
             for r in (Targets.type, Snapshot.type, Timestamp.type):
-                _signers(keydir, keys, r, root)                # refuse before copying
+                _signers(keydir, keys, r, root)  # refuse before copying
             tmp = self.targets_dir / f".{name}.tmp"
             h, length = hashlib.sha256(), 0
             with open(file, "rb") as src, open(tmp, "wb") as dst:
                 while chunk := src.read(_CHUNK):
-                    dst.write(chunk)         # hash exactly the bytes written (gotcha 7)
+                    dst.write(chunk)  # hash exactly the bytes written (gotcha 7)
                     h.update(chunk)
                     length += len(chunk)
                 dst.flush()
@@ -270,8 +284,7 @@ class Repository:
             self._publish(keydir, now, targets=current, snapshot=True)
         return {"name": name, "length": length, "sha256": digest, "custom": custom}
 
-    def refresh_timestamp(self, keydir: Path, days: int | None = None, *,
-                          now: datetime | None = None) -> int:
+    def refresh_timestamp(self, keydir: Path, days: int | None = None, *, now: datetime | None = None) -> int:
         """A new timestamp version valid `days` (default: repo.json); the snapshot is
         re-signed too when it would expire before the new timestamp. Returns the version."""
         now = utc(now)
@@ -281,9 +294,15 @@ class Repository:
             self._publish(keydir, now, snapshot=resign, ts_days=days)
         return self.version(Timestamp.type)
 
-    def rotate_root(self, keydir: Path, *, replace: dict[str, str] | None = None,
-                    threshold: int | None = None, days: int | None = None,
-                    now: datetime | None = None) -> int:
+    def rotate_root(
+        self,
+        keydir: Path,
+        *,
+        replace: dict[str, str] | None = None,
+        threshold: int | None = None,
+        days: int | None = None,
+        now: datetime | None = None,
+    ) -> int:
         """Publish N+1.root.json: each old key file of `replace` is swapped for the new one
         (generated in keydir when it does not exist yet; same role), the root threshold
         optionally changed, the expiry renewed. Signed by a threshold of the old root's
@@ -295,8 +314,9 @@ class Repository:
             old, keys = self._load(Root.type), load_keys(keydir)
             new = Metadata.from_bytes(self.root_bytes())
             n_root = len(new.signed.roles[Root.type].keyids)
-            if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)
-                                          or not 1 <= threshold <= n_root):
+            if threshold is not None and (
+                isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= n_root
+            ):
                 raise RepoError(f"threshold must be 1..{n_root}, got {threshold!r}")
             changed = set()
             for old_name, new_name in (replace or {}).items():
@@ -316,33 +336,44 @@ class Repository:
             new.signed.version += 1
             new.signed.expires = now + timedelta(days=days)
             new.signatures.clear()
-            signers = {sg.public_key.keyid: sg for r in (old.signed, new.signed)
-                       for sg in _signers(keydir, keys, Root.type, r)}
+            signers = {
+                sg.public_key.keyid: sg for r in (old.signed, new.signed) for sg in _signers(keydir, keys, Root.type, r)
+            }
             for sg in signers.values():
                 new.sign(sg, append=True)
             data = new.to_bytes(_SER)
-            for trusted in (old.signed, new.signed):        # old threshold AND new threshold
+            for trusted in (old.signed, new.signed):  # old threshold AND new threshold
                 trusted.verify_delegate(Root.type, Metadata.from_bytes(data).signed_bytes, new.signatures)
             _atomic_write(self.meta_dir / f"{new.signed.version}.root.json", data)
-            if changed - {Root.type}:                          # re-sign with the new online keys
+            if changed - {Root.type}:  # re-sign with the new online keys
                 cur = self._load(Targets.type).signed.targets if Targets.type in changed else None
                 self._publish(keydir, now, targets=cur, snapshot=True)
         return new.signed.version
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        with open(self.path / ".lock", "a") as f:     # released when closed
+        with open(self.path / ".lock", "a") as f:  # released when closed
             fcntl.flock(f, fcntl.LOCK_EX)
             yield
 
-    def _publish(self, keydir: Path, now: datetime, *, targets: dict | None = None,
-                 snapshot: bool = False, ts_days: int | None = None) -> None:
+    def _publish(
+        self,
+        keydir: Path,
+        now: datetime,
+        *,
+        targets: dict | None = None,
+        snapshot: bool = False,
+        ts_days: int | None = None,
+    ) -> None:
         """New targets (when given) -> snapshot (when targets or snapshot) -> timestamp.
         All keys are loaded before anything is written; timestamp.json is written last
         so clients never see it point at missing files."""
         keys, root, exp = load_keys(keydir), self._load(Root.type).signed, self.expiry
-        roles = ([Targets.type] if targets is not None else []) + \
-            ([Snapshot.type] if targets is not None or snapshot else []) + [Timestamp.type]
+        roles = (
+            ([Targets.type] if targets is not None else [])
+            + ([Snapshot.type] if targets is not None or snapshot else [])
+            + [Timestamp.type]
+        )
         signers = {r: _signers(keydir, keys, r, root) for r in roles}
 
         def write(md: Metadata, fname: str) -> bytes:
@@ -359,10 +390,9 @@ class Repository:
             md.signed.targets.update(targets)
             write(md, f"{tv}.targets.json")
         if Snapshot.type in roles:
-            tb = self._file(Targets.type, tv).read_bytes()      # the exact published bytes
+            tb = self._file(Targets.type, tv).read_bytes()  # the exact published bytes
             sv += 1
-            md = Metadata(Snapshot(version=sv, expires=max(now + timedelta(days=exp[Snapshot.type]),
-                                                           ts_exp)))
+            md = Metadata(Snapshot(version=sv, expires=max(now + timedelta(days=exp[Snapshot.type]), ts_exp)))
             md.signed.meta["targets.json"] = MetaFile(tv, len(tb), {"sha256": hashlib.sha256(tb).hexdigest()})
             write(md, f"{sv}.snapshot.json")
         sb = self._file(Snapshot.type, sv).read_bytes()
@@ -374,12 +404,13 @@ class Repository:
 def _signers(keydir: Path, keys: dict, role: str, root: Root) -> list[CryptoSigner]:
     """A threshold of `role`'s keys (per `root`) loaded from keydir, or RepoError."""
     r = root.roles[role]
-    present = [n for n, e in sorted(keys.items())
-               if e["keyid"] in r.keyids and (Path(keydir) / n).is_file()]
+    present = [n for n, e in sorted(keys.items()) if e["keyid"] in r.keyids and (Path(keydir) / n).is_file()]
     if len(present) < r.threshold:
-        raise RepoError(f"signing {role} (root v{root.version}) needs {r.threshold} of its keys; "
-                        f"{keydir} holds {len(present)} ({', '.join(present) or 'none'})")
-    return [load_signer(keydir, n, keys) for n in present[:r.threshold]]
+        raise RepoError(
+            f"signing {role} (root v{root.version}) needs {r.threshold} of its keys; "
+            f"{keydir} holds {len(present)} ({', '.join(present) or 'none'})"
+        )
+    return [load_signer(keydir, n, keys) for n in present[: r.threshold]]
 
 
 def _check_days(role: str, days: Any) -> int:

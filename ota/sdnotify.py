@@ -85,7 +85,7 @@ class NotifyServer:
         self._sock.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    def __enter__(self) -> "NotifyServer":
+    def __enter__(self) -> NotifyServer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -27,12 +27,17 @@ from ota.fsutil import CorruptFile
 log = logging.getLogger("ota.slots")
 
 SLOT_RE = re.compile(r"^[0-9]+-[A-Za-z0-9][A-Za-z0-9._+-]*$")
-STATE_KEYS = ("format", "current", "last_good", "previous_good", "high_water", "pending",
-              "last_outcome")
-PENDING_KEYS = ("slot", "from", "counter", "version", "deployment", "attempts",
-                "max_attempts", "trial_s", "watchdog_s")
-PIP_OPTS = ("--no-index", "--no-deps", "--disable-pip-version-check", "--no-input",
-            "--no-cache-dir", "--no-warn-script-location", "-q")
+STATE_KEYS = ("format", "current", "last_good", "previous_good", "high_water", "pending", "last_outcome")
+PENDING_KEYS = ("slot", "from", "counter", "version", "deployment", "attempts", "max_attempts", "trial_s", "watchdog_s")
+PIP_OPTS = (
+    "--no-index",
+    "--no-deps",
+    "--disable-pip-version-check",
+    "--no-input",
+    "--no-cache-dir",
+    "--no-warn-script-location",
+    "-q",
+)
 
 
 class SlotError(Exception):
@@ -45,13 +50,19 @@ class SlotError(Exception):
 
 
 def empty_state() -> dict:
-    return {"format": 1, "current": None, "last_good": None, "previous_good": None,
-            "high_water": 0, "pending": None, "last_outcome": None}
+    return {
+        "format": 1,
+        "current": None,
+        "last_good": None,
+        "previous_good": None,
+        "high_water": 0,
+        "pending": None,
+        "last_outcome": None,
+    }
 
 
 def _slot_ok(v, nullable=True) -> bool:
-    return (v is None and nullable) or (isinstance(v, str) and bool(SLOT_RE.match(v))
-                                        and not v.endswith(".tmp"))
+    return (v is None and nullable) or (isinstance(v, str) and bool(SLOT_RE.match(v)) and not v.endswith(".tmp"))
 
 
 def _int(v) -> bool:
@@ -82,11 +93,11 @@ def validate_state(obj) -> None:
         for k in ("trial_s", "watchdog_s"):
             v = p[k]
             if not (v is None and k == "watchdog_s") and not (
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            ):
                 raise ValueError(f"pending: {k} not a positive number")
     o = obj["last_outcome"]
-    if o is not None and (not isinstance(o, dict) or o.get("result") not in (
-            "committed", "rolled_back", "failure")):
+    if o is not None and (not isinstance(o, dict) or o.get("result") not in ("committed", "rolled_back", "failure")):
         raise ValueError("last_outcome: bad result")
 
 
@@ -188,12 +199,15 @@ class SlotStore:
             if p is not None and not self.is_complete(p["slot"]):
                 st["current"] = p["from"] if self.is_complete(p["from"]) else st["last_good"]
                 st["pending"] = None
-                st["last_outcome"] = {"deployment": p["deployment"], "slot": p["slot"],
-                                      "result": "failure", "reason": "install_interrupted",
-                                      "t": time.time()}
+                st["last_outcome"] = {
+                    "deployment": p["deployment"],
+                    "slot": p["slot"],
+                    "result": "failure",
+                    "reason": "install_interrupted",
+                    "t": time.time(),
+                }
                 done.append(f"dropped pending {p['slot']} (slot incomplete)")
-            want = next((s for s in (st["current"], st["last_good"], st["previous_good"])
-                         if self.is_complete(s)), None)
+            want = next((s for s in (st["current"], st["last_good"], st["previous_good"]) if self.is_complete(s)), None)
             if want is None and st["current"] is not None:
                 done.append("no complete release to run")
             if want is not None and want != st["current"]:
@@ -208,9 +222,17 @@ class SlotStore:
             log.warning("recover: %s", line)
         return done
 
-    def begin_trial(self, slot: str, *, counter: int, version: str, deployment: str,
-                    trial_s: float, max_attempts: int = 3,
-                    watchdog_s: float | None = None) -> None:
+    def begin_trial(
+        self,
+        slot: str,
+        *,
+        counter: int,
+        version: str,
+        deployment: str,
+        trial_s: float,
+        max_attempts: int = 3,
+        watchdog_s: float | None = None,
+    ) -> None:
         """Persist pending (and the new intent), then switch `current` to slot."""
         if not self.is_complete(slot):
             raise SlotError("slot_incomplete", slot)
@@ -226,10 +248,17 @@ class SlotStore:
                     raise SlotError("counter_not_newer", f"{counter} <= {st['high_water']}")
                 if st["current"] == slot:
                     raise SlotError("already_current", slot)
-                st["pending"] = {"slot": slot, "from": st["current"], "counter": counter,
-                                 "version": version, "deployment": deployment, "attempts": 0,
-                                 "max_attempts": max_attempts, "trial_s": trial_s,
-                                 "watchdog_s": watchdog_s}
+                st["pending"] = {
+                    "slot": slot,
+                    "from": st["current"],
+                    "counter": counter,
+                    "version": version,
+                    "deployment": deployment,
+                    "attempts": 0,
+                    "max_attempts": max_attempts,
+                    "trial_s": trial_s,
+                    "watchdog_s": watchdog_s,
+                }
                 st["current"] = slot
                 self._save(st)
             if self.current_slot() != slot:
@@ -254,10 +283,19 @@ class SlotStore:
                 return False
             if st["last_good"] != slot:
                 st["previous_good"] = st["last_good"]
-            st.update(last_good=slot, current=slot, high_water=max(st["high_water"], p["counter"]),
-                      pending=None, last_outcome={"deployment": p["deployment"], "slot": slot,
-                                                  "result": "committed", "reason": None,
-                                                  "t": time.time()})
+            st.update(
+                last_good=slot,
+                current=slot,
+                high_water=max(st["high_water"], p["counter"]),
+                pending=None,
+                last_outcome={
+                    "deployment": p["deployment"],
+                    "slot": slot,
+                    "result": "committed",
+                    "reason": None,
+                    "t": time.time(),
+                },
+            )
             self._save(st)
             self._gc(st)
             return True
@@ -272,9 +310,17 @@ class SlotStore:
             back = next((s for s in (p["from"], st["last_good"]) if self.is_complete(s)), None)
             if back is None:
                 raise SlotError("no_good_slot", "nothing complete to roll back to")
-            st.update(current=back, pending=None,
-                      last_outcome={"deployment": p["deployment"], "slot": p["slot"],
-                                    "result": "rolled_back", "reason": reason, "t": time.time()})
+            st.update(
+                current=back,
+                pending=None,
+                last_outcome={
+                    "deployment": p["deployment"],
+                    "slot": p["slot"],
+                    "result": "rolled_back",
+                    "reason": reason,
+                    "t": time.time(),
+                },
+            )
             self._save(st)
             if back is not None and self.current_slot() != back:
                 self._switch(back)
@@ -297,23 +343,24 @@ class SlotStore:
                 if not d.name.endswith(".tmp") and d.name not in used:
                     fsutil.rmtree(d)
 
-    def bootstrap(self, bundle_dir: os.PathLike | str, manifest: dict, *,
-                  python: str = sys.executable, timeout_s: float = 600) -> str:
+    def bootstrap(
+        self, bundle_dir: os.PathLike | str, manifest: dict, *, python: str = sys.executable, timeout_s: float = 600
+    ) -> str:
         """First install on a fresh root: install, then ota.json, then the link."""
         slot = self.install(bundle_dir, manifest, python=python, timeout_s=timeout_s)
         with self._locked() as st:
             if st["current"] not in (None, slot) and self.is_complete(st["current"]):
                 raise SlotError("already_bootstrapped", f"current is {st['current']}")
-            st.update(current=slot, last_good=slot, pending=None,
-                      high_water=max(st["high_water"], manifest["counter"]))
+            st.update(current=slot, last_good=slot, pending=None, high_water=max(st["high_water"], manifest["counter"]))
             self._save(st)
             if self.current_slot() != slot:
                 self._switch(slot)
         return slot
 
     # ---- install -----------------------------------------------------------------
-    def install(self, bundle_dir: os.PathLike | str, manifest: dict, *,
-                python: str = sys.executable, timeout_s: float = 600) -> str:
+    def install(
+        self, bundle_dir: os.PathLike | str, manifest: dict, *, python: str = sys.executable, timeout_s: float = 600
+    ) -> str:
         """Install an extracted bundle into releases/<counter>-<version>; the slot name.
 
         Idempotent: a complete slot of that name is reused. Dependency wheels go once into
@@ -327,8 +374,7 @@ class SlotStore:
         except (KeyError, TypeError, ValueError) as e:
             raise SlotError("bad_manifest", repr(e)) from e
         slot = f"{counter}-{version}"
-        if not _slot_ok(slot, False) or not _int(counter) or project not in listed \
-                or installer not in listed:
+        if not _slot_ok(slot, False) or not _int(counter) or project not in listed or installer not in listed:
             raise SlotError("bad_manifest", f"slot {slot!r}, project/installer wheel listed?")
         final = self.releases / slot
         if self.is_complete(slot):
@@ -356,15 +402,15 @@ class SlotStore:
             fsutil.rmtree(tmp)
         self._run("venv", [python, "-m", "venv", "--without-pip", tmp], timeout_s)
         site = next(tmp.glob("lib/python3*/site-packages"))
-        fsutil.write_file(site / "_cabinet_deps.pth",  # absolute: site.py joins lexically
-                          "".join(f"{d}\n" for d in deps).encode())
+        fsutil.write_file(
+            site / "_cabinet_deps.pth",  # absolute: site.py joins lexically
+            "".join(f"{d}\n" for d in deps).encode(),
+        )
         tpy = tmp / "bin" / "python"
         self._run("pip_project", [tpy, pip, "install", *PIP_OPTS, wheels / project], timeout_s)
         # scripts pip wrote name <slot>.tmp/bin/python: make them name the final path
-        fsutil.rewrite_prefix(tmp / "bin", f"#!{tmp}/bin/python".encode(),
-                              f"#!{final}/bin/python".encode())
-        r = self._run("smoke", [tpy, "-I", "-c", "import agent; print(agent.__version__)"],
-                      timeout_s, cwd=tmp)
+        fsutil.rewrite_prefix(tmp / "bin", f"#!{tmp}/bin/python".encode(), f"#!{final}/bin/python".encode())
+        r = self._run("smoke", [tpy, "-I", "-c", "import agent; print(agent.__version__)"], timeout_s, cwd=tmp)
         if r.stdout.strip() != version:
             raise SlotError("smoke_version", f"agent says {r.stdout.strip()!r}, want {version!r}")
         fsutil.write_file(tmp / "manifest.json", json.dumps(manifest, indent=1).encode())
@@ -395,16 +441,14 @@ class SlotStore:
         tmp = self.store / (sha + ".tmp")
         if os.path.lexists(tmp):
             fsutil.rmtree(tmp)
-        self._run("pip_dep", [python, pip, "install", *PIP_OPTS, "--target", tmp, wheel],
-                  timeout_s)
+        self._run("pip_dep", [python, pip, "install", *PIP_OPTS, "--target", tmp, wheel], timeout_s)
         fsutil.fsync_tree(tmp)
         fsutil.rename(tmp, self.store / sha)
         fsutil.fsync_path(self.store)
 
     @staticmethod
     def _run(what: str, argv: list, timeout_s, cwd=None):
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PYTHON", "PIP_", "VIRTUAL_ENV"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_", "VIRTUAL_ENV"))}
         try:
             r = fsutil.run(argv, timeout=timeout_s, cwd=cwd, env=env)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -412,5 +456,3 @@ class SlotStore:
         if r.returncode != 0:
             raise SlotError(what, f"exit {r.returncode}: {(r.stderr or r.stdout)[-2000:]}")
         return r
-
-

@@ -22,8 +22,20 @@ from ota.fsutil import CorruptFile
 
 log = logging.getLogger("ota.status")
 
-STATES = ("offered", "downloading", "downloaded", "installing", "restarting", "verifying",
-          "success", "failure", "rolled_back", "deferred", "rejected", "already_installed")
+STATES = (
+    "offered",
+    "downloading",
+    "downloaded",
+    "installing",
+    "restarting",
+    "verifying",
+    "success",
+    "failure",
+    "rolled_back",
+    "deferred",
+    "rejected",
+    "already_installed",
+)
 TERMINAL = frozenset({"success", "failure", "rolled_back", "rejected", "already_installed"})
 NEEDS_REASON = frozenset({"failure", "rolled_back", "deferred", "rejected"})
 HISTORY = 20
@@ -90,8 +102,7 @@ class StatusBook:
             except Exception:  # the seq of a corrupt file is a best effort
                 pass
             fsutil.move_aside(self.path)
-            doc = {"format": 1, "record": None, "seq": base, "delivered_seq": base,
-                   "history": []}
+            doc = {"format": 1, "record": None, "seq": base, "delivered_seq": base, "history": []}
             self._save(doc)
             return doc
         if doc is None:
@@ -109,9 +120,17 @@ class StatusBook:
     def history(self) -> list[dict]:
         return self._load()["history"]
 
-    def set(self, deployment: str, state: str, *, percent: float | None = None,
-            reason: str | None = None, version: str | None = None,
-            counter: int | None = None, t: float) -> dict:
+    def set(
+        self,
+        deployment: str,
+        state: str,
+        *,
+        percent: float | None = None,
+        reason: str | None = None,
+        version: str | None = None,
+        counter: int | None = None,
+        t: float,
+    ) -> dict:
         """Move deployment to state (see the module rules); the record after."""
         if not isinstance(deployment, str) or not deployment:
             raise StatusError("deployment must be a non-empty string")
@@ -133,15 +152,21 @@ class StatusBook:
         if same and (old["state"], old["percent"], old["reason"]) == (state, percent, reason):
             return old
         doc["seq"] += 1
-        rec = {"deployment": deployment, "state": state, "seq": doc["seq"], "percent": percent,
-               "reason": reason,
-               "version": version if version is not None or not same else old["version"],
-               "counter": counter if counter is not None or not same else old["counter"],
-               "t": t}
+        rec = {
+            "deployment": deployment,
+            "state": state,
+            "seq": doc["seq"],
+            "percent": percent,
+            "reason": reason,
+            "version": version if version is not None or not same else old["version"],
+            "counter": counter if counter is not None or not same else old["counter"],
+            "t": t,
+        }
         _check_record(rec)
         doc["record"] = rec
-        doc["history"] = (doc["history"] + [{k: rec[k] for k in (
-            "deployment", "state", "seq", "percent", "reason", "t")}])[-HISTORY:]
+        doc["history"] = (
+            doc["history"] + [{k: rec[k] for k in ("deployment", "state", "seq", "percent", "reason", "t")}]
+        )[-HISTORY:]
         self._save(doc)
         return rec
 

@@ -75,10 +75,20 @@ def example_acl(prefix: str = "city/v1") -> str:
 class Broker:
     """A real mosquitto process on free loopback ports, everything in `workdir`."""
 
-    def __init__(self, workdir: Path, *, tls: bool = True, acl: str | None = None, plain: bool = True,
-                 clientid_from_cert: bool = False, service_listener: bool = False,
-                 algorithm: str = "ed25519", debug_log: bool = False, extra_config: str = "",
-                 start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        tls: bool = True,
+        acl: str | None = None,
+        plain: bool = True,
+        clientid_from_cert: bool = False,
+        service_listener: bool = False,
+        algorithm: str = "ed25519",
+        debug_log: bool = False,
+        extra_config: str = "",
+        start_timeout: float = 10.0,
+    ) -> None:
         if not tls and not plain:
             raise ValueError("Broker: needs at least one listener (tls and/or plain)")
         self.workdir = Path(workdir)
@@ -134,8 +144,9 @@ class Broker:
                 return
             except _PortTaken:
                 if not fresh or attempt == 4:
-                    raise BrokerError(f"mosquitto: a port is taken by another process "
-                                      f"(ports {self.ports})\n{self.log_text()}") from None
+                    raise BrokerError(
+                        f"mosquitto: a port is taken by another process (ports {self.ports})\n{self.log_text()}"
+                    ) from None
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (mosquitto writes its persistence file) and wait; SIGKILL if it hangs."""
@@ -164,7 +175,7 @@ class Broker:
     def close(self) -> None:
         self.stop()
 
-    def __enter__(self) -> "Broker":
+    def __enter__(self) -> Broker:
         self.start()
         return self
 
@@ -186,8 +197,11 @@ class Broker:
     @property
     def ca(self) -> pki.CA:
         if self._ca is None:
-            self._ca = (pki.load_ca(self.pki_dir) if self.ca_path.exists()
-                        else pki.init_ca(self.pki_dir, name="test broker device CA", algorithm=self.algorithm))
+            self._ca = (
+                pki.load_ca(self.pki_dir)
+                if self.ca_path.exists()
+                else pki.init_ca(self.pki_dir, name="test broker device CA", algorithm=self.algorithm)
+            )
         return self._ca
 
     def client_cert(self, cn: str) -> tuple[Path, Path]:
@@ -211,8 +225,7 @@ class Broker:
             ctx.load_cert_chain(str(cert), str(key))
         return ctx
 
-    def client(self, cn: str | None, *, port: int | None = None, identifier: str | None = None,
-               **kwargs: Any) -> Any:
+    def client(self, cn: str | None, *, port: int | None = None, identifier: str | None = None, **kwargs: Any) -> Any:
         """An aiomqtt.Client (MQTT v5) for the TLS listener with the certificate for `cn`.
 
         `port` defaults to `tls_port`; `identifier` (client id) defaults to `cn`; other keyword
@@ -223,8 +236,9 @@ class Broker:
             raise BrokerError("Broker.client: this broker has no TLS listener (use plain_port)")
         kwargs.setdefault("protocol", aiomqtt.ProtocolVersion.V5)
         kwargs.setdefault("timeout", 5)
-        return aiomqtt.Client(HOST, port or self.tls_port, identifier=identifier or cn,
-                              tls_context=self.tls_context(cn), **kwargs)
+        return aiomqtt.Client(
+            HOST, port or self.tls_port, identifier=identifier or cn, tls_context=self.tls_context(cn), **kwargs
+        )
 
     def _ensure_server_cert(self) -> None:
         if not self.server_cert.exists():
@@ -268,9 +282,16 @@ class Broker:
         for port, clientid_from_cert in ((self.tls_port, self.clientid_from_cert), (self.service_port, False)):
             if port is None:
                 continue
-            lines += ["", f"listener {port} {HOST}",
-                      f"cafile {self.ca_path}", f"certfile {self.server_cert}", f"keyfile {self.server_key}",
-                      "require_certificate true", "use_identity_as_username true", "tls_version tlsv1.3"]
+            lines += [
+                "",
+                f"listener {port} {HOST}",
+                f"cafile {self.ca_path}",
+                f"certfile {self.server_cert}",
+                f"keyfile {self.server_key}",
+                "require_certificate true",
+                "use_identity_as_username true",
+                "tls_version tlsv1.3",
+            ]
             if clientid_from_cert:
                 lines.append("use_username_as_clientid true")
         if self.extra_config:
@@ -280,8 +301,13 @@ class Broker:
     def _spawn(self) -> None:
         start_offset = self.log.stat().st_size if self.log.exists() else 0
         self._log_fh = open(self.log, "ab")
-        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)], stdin=subprocess.DEVNULL,
-                                     stdout=self._log_fh, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(self.conf_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
         deadline = time.monotonic() + self.start_timeout
         while True:
             new_log = self._log_since(start_offset)
@@ -290,15 +316,18 @@ class Broker:
                 self._reap()
                 if "Address already in use" in new_log:
                     raise _PortTaken()
-                raise BrokerError(f"mosquitto exited with code {rc} during start-up "
-                                  f"(config {self.conf_path}); its log:\n{new_log}")
+                raise BrokerError(
+                    f"mosquitto exited with code {rc} during start-up (config {self.conf_path}); its log:\n{new_log}"
+                )
             if " running" in new_log and all(_accepts(p) for p in self.ports):
                 return
             if time.monotonic() > deadline:
                 self.kill()
-                raise BrokerError(f"mosquitto did not accept connections on {self.ports} within "
-                                  f"{self.start_timeout} s (config {self.conf_path}); its log:\n"
-                                  f"{self._log_since(start_offset)}")
+                raise BrokerError(
+                    f"mosquitto did not accept connections on {self.ports} within "
+                    f"{self.start_timeout} s (config {self.conf_path}); its log:\n"
+                    f"{self._log_since(start_offset)}"
+                )
             time.sleep(0.02)
 
     def _log_since(self, offset: int) -> str:
@@ -329,6 +358,7 @@ def _accepts(port: int) -> bool:
 
 # ---------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture
 def broker(tmp_path: Path):
     """mosquitto with a plain listener (anonymous) and a mutual-TLS listener (CN = username), no ACL."""
@@ -344,8 +374,14 @@ def broker(tmp_path: Path):
 def acl_broker(tmp_path: Path):
     """mosquitto as in production: mutual TLS only, the fleet ACL (prefix city/v1), client id = CN
     on `tls_port`; `service_port` for cloud services (several instances may share one CN)."""
-    b = Broker(tmp_path / "mosquitto", tls=True, plain=False, acl=example_acl("city/v1"),
-               clientid_from_cert=True, service_listener=True)
+    b = Broker(
+        tmp_path / "mosquitto",
+        tls=True,
+        plain=False,
+        acl=example_acl("city/v1"),
+        clientid_from_cert=True,
+        service_listener=True,
+    )
     try:
         b.start()
         yield b

@@ -8,8 +8,14 @@ from typing import Any
 
 from agent.control.alarms import AlarmManager
 from agent.control.climate import ClimateController, ClimateStep
-from agent.control.climate_settings import (ClimateSettings, DoorSettings, FanSettings, FloodSettings, HeaterSettings,
-                                            UpsSettings)
+from agent.control.climate_settings import (
+    ClimateSettings,
+    DoorSettings,
+    FanSettings,
+    FloodSettings,
+    HeaterSettings,
+    UpsSettings,
+)
 
 T, RH = "climate.temperature", "climate.humidity"
 FAN, FAN2, HEATER = "dio.fan", "relays.relay_7", "relays.relay_8"
@@ -19,7 +25,8 @@ ON_BATT, LOW, REPL = "dio.ups_on_battery", "dio.ups_battery_low", "dio.ups_repla
 
 def settings(**changes: Any) -> ClimateSettings:
     base = ClimateSettings(
-        T, RH,
+        T,
+        RH,
         fans=(FanSettings("fan", FAN),),
         heater=HeaterSettings(HEATER),
         door=DoorSettings(DOOR),
@@ -33,7 +40,7 @@ class Rig:
     def __init__(self, s: ClimateSettings | None = None, t: float = 20.0, rh: float = 50.0) -> None:
         self.ctl = ClimateController(s or settings())
         self.alarms = AlarmManager(self.ctl.definitions())
-        self.snap: dict[str, Any] = {p: (False, "good", 0.1) for p in (DOOR, FLOOD, ON_BATT, LOW, REPL)}
+        self.snap: dict[str, Any] = dict.fromkeys((DOOR, FLOOD, ON_BATT, LOW, REPL), (False, "good", 0.1))
         self.set(T, t)
         self.set(RH, rh)
         self.now = 0.0

@@ -9,14 +9,18 @@ import pytest
 
 from drivers.profiles.base import DataType, DeviceProfile, Limits, RegisterPoint, Table
 
-TEST_PROFILE = DeviceProfile("testdev", (
-    RegisterPoint("relay1", Table.COIL, 0, DataType.BOOL, writable=True),
-    RegisterPoint("relay2", Table.COIL, 1, DataType.BOOL, writable=True),
-    RegisterPoint("voltage", Table.INPUT, 0, DataType.FLOAT32, unit="V"),
-    RegisterPoint("temp", Table.INPUT, 2, DataType.INT16, unit="°C", scale=0.1),
-    RegisterPoint("setpoint", Table.HOLDING, 0, DataType.UINT16, writable=True),
-    RegisterPoint("mode", Table.HOLDING, 1, DataType.UINT16, writable=True),
-), limits=Limits(max_gap=4))
+TEST_PROFILE = DeviceProfile(
+    "testdev",
+    (
+        RegisterPoint("relay1", Table.COIL, 0, DataType.BOOL, writable=True),
+        RegisterPoint("relay2", Table.COIL, 1, DataType.BOOL, writable=True),
+        RegisterPoint("voltage", Table.INPUT, 0, DataType.FLOAT32, unit="V"),
+        RegisterPoint("temp", Table.INPUT, 2, DataType.INT16, unit="°C", scale=0.1),
+        RegisterPoint("setpoint", Table.HOLDING, 0, DataType.UINT16, writable=True),
+        RegisterPoint("mode", Table.HOLDING, 1, DataType.UINT16, writable=True),
+    ),
+    limits=Limits(max_gap=4),
+)
 
 TEST_VALUES = {"voltage": 230.2, "temp": 21.5, "setpoint": 7, "mode": 1}
 

@@ -24,7 +24,7 @@ OTA_SRC = Path(__file__).resolve().parent.parent / "ota"
 OTA_MODULES = ("__init__.py", "fsutil.py", "slots.py", "sdnotify.py", "status.py")
 PIP_VERSION = "23.2.1"
 
-AGENT_MAIN = r'''
+AGENT_MAIN = r"""
 import os, signal, sys, time
 import fakedep
 from agent import __version__, BEHAVIOUR
@@ -66,20 +66,27 @@ def main(argv):
     event("term")
 
 main(sys.argv[1:])
-'''
+"""
 
 
 def _b64(digest: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def build_wheel(out_dir: Path, dist: str, version: str, files: dict[str, str | bytes],
-                requires: tuple[str, ...] = (), entry_points: str | None = None) -> Path:
+def build_wheel(
+    out_dir: Path,
+    dist: str,
+    version: str,
+    files: dict[str, str | bytes],
+    requires: tuple[str, ...] = (),
+    entry_points: str | None = None,
+) -> Path:
     """A py3-none-any wheel holding files {archive path: content}; its path."""
     norm = dist.replace("-", "_")
     info = f"{norm}-{version}.dist-info"
     meta = f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires)
+        f"Requires-Dist: {r}\n" for r in requires
+    )
     wheel = "Wheel-Version: 1.0\nGenerator: ota_fake\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     entries = dict(files)
     entries[f"{info}/METADATA"] = meta
@@ -105,11 +112,17 @@ def build_wheel(out_dir: Path, dist: str, version: str, files: dict[str, str | b
 
 
 def agent_wheel(out_dir: Path, version: str, behaviour: str = "ok") -> Path:
-    return build_wheel(out_dir, "cabinet-agent", version, {
-        "agent/__init__.py": f'import fakedep\n__version__ = "{version}"\nBEHAVIOUR = '
-                             f'"{behaviour}"\n\ndef say_version():\n    print(__version__)\n',
-        "agent/__main__.py": AGENT_MAIN,
-    }, entry_points="[console_scripts]\ncabinet-fake = agent:say_version\n")
+    return build_wheel(
+        out_dir,
+        "cabinet-agent",
+        version,
+        {
+            "agent/__init__.py": f'import fakedep\n__version__ = "{version}"\nBEHAVIOUR = '
+            f'"{behaviour}"\n\ndef say_version():\n    print(__version__)\n',
+            "agent/__main__.py": AGENT_MAIN,
+        },
+        entry_points="[console_scripts]\ncabinet-fake = agent:say_version\n",
+    )
 
 
 def dep_wheel(out_dir: Path, version: str = "1.0", value: str = "dep-ok") -> Path:
@@ -127,15 +140,21 @@ def pip_wheel(cache_dir: Path) -> Path:
     found = sorted(cache_dir.glob("pip-*.whl"))
     if found:
         return found[0]
-    r = subprocess.run([sys.executable, "-m", "pip", "download", f"pip=={PIP_VERSION}",
-                        "--no-deps", "-q", "-d", str(cache_dir)], capture_output=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "download", f"pip=={PIP_VERSION}", "--no-deps", "-q", "-d", str(cache_dir)],
+        capture_output=True,
+    )
     found = sorted(cache_dir.glob("pip-*.whl"))
     if r.returncode == 0 and found:
         return found[0]
     import pip  # offline: a wheel of the pip this interpreter has
+
     root = Path(pip.__file__).parent
-    files = {f"pip/{p.relative_to(root)}": p.read_bytes() for p in root.rglob("*")
-             if p.is_file() and "__pycache__" not in p.parts}
+    files = {
+        f"pip/{p.relative_to(root)}": p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
     return build_wheel(cache_dir, "pip", pip.__version__, files)
 
 
@@ -143,20 +162,25 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make_bundle(dest: Path, pip_whl: Path, *, version: str, counter: int,
-                behaviour: str = "ok", dep_version: str = "1.0") -> tuple[Path, dict]:
+def make_bundle(
+    dest: Path, pip_whl: Path, *, version: str, counter: int, behaviour: str = "ok", dep_version: str = "1.0"
+) -> tuple[Path, dict]:
     """An extracted bundle dir (manifest.json + wheels/) and its manifest."""
     wheels = dest / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    made = [agent_wheel(wheels, version, behaviour), dep_wheel(wheels, dep_version),
-            ota_wheel(wheels)]
+    made = [agent_wheel(wheels, version, behaviour), dep_wheel(wheels, dep_version), ota_wheel(wheels)]
     pip_dst = wheels / pip_whl.name
     pip_dst.write_bytes(pip_whl.read_bytes())
     made.append(pip_dst)
     manifest = {
-        "format": 1, "name": "cabinet-agent", "version": version, "counter": counter,
-        "boards": ["sim"], "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
-        "created": "2026-11-22T10:00:00Z", "project_wheel": made[0].name,
+        "format": 1,
+        "name": "cabinet-agent",
+        "version": version,
+        "counter": counter,
+        "boards": ["sim"],
+        "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+        "created": "2026-11-22T10:00:00Z",
+        "project_wheel": made[0].name,
         "installer_wheel": pip_dst.name,
         "wheels": {p.name: {"sha256": sha256(p), "size": p.stat().st_size} for p in made},
     }

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ota.client import UpdateClient
@@ -27,11 +27,12 @@ class Request:
 @dataclass
 class Faults:
     """What the server does wrong, for paths starting with `match` (default: targets)."""
+
     match: str = "/targets/"
-    cuts: list[int] = field(default_factory=list)   # per matching GET: cut after N body bytes
+    cuts: list[int] = field(default_factory=list)  # per matching GET: cut after N body bytes
     ignore_range: bool = False
-    extra: int = 0                                   # bytes appended beyond the file
-    no_length: bool = False                          # no Content-Length: body ends at close
+    extra: int = 0  # bytes appended beyond the file
+    no_length: bool = False  # no Content-Length: body ends at close
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -107,14 +108,16 @@ class RepoRig:
 
 # ---------------------------------------------------------------- a whole test world
 
+
 def utcnow() -> datetime:
     """The real wall clock (ngclient checks expiry against it), UTC, no microseconds."""
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass
 class World:
     """Keys, a repository with one target, and the rig serving it."""
+
     tmp: Path
     keys: Path
     repo: Repository
@@ -124,9 +127,14 @@ class World:
 
     def client(self, tag: str = "a", fetcher: HttpFetcher | None = None, **kw) -> UpdateClient:
         """A client with its own cache/download dirs (`tag`), bootstrapped with root v1."""
-        return UpdateClient(cache_dir=self.tmp / tag / "tuf", download_dir=self.tmp / tag / "dl",
-                            repository_url=self.rig.url, bootstrap_root=self.repo.root_bytes(1),
-                            fetcher=fetcher or fast_fetcher(), **kw)
+        return UpdateClient(
+            cache_dir=self.tmp / tag / "tuf",
+            download_dir=self.tmp / tag / "dl",
+            repository_url=self.rig.url,
+            bootstrap_root=self.repo.root_bytes(1),
+            fetcher=fetcher or fast_fetcher(),
+            **kw,
+        )
 
     def target_path(self, name: str | None = None) -> Path:
         info = self.repo.targets()[name or self.name]
@@ -137,8 +145,7 @@ def fast_fetcher(**kw) -> HttpFetcher:
     """A fetcher with short timeouts, no backoff waits, no retries unless asked."""
     kw.setdefault("retries", 0)
     kw.setdefault("min_progress", 0)
-    return HttpFetcher(connect_timeout_s=5, read_timeout_s=5, backoff=lambda n: 0.0,
-                       sleep=lambda s: None, **kw)
+    return HttpFetcher(connect_timeout_s=5, read_timeout_s=5, backoff=lambda n: 0.0, sleep=lambda s: None, **kw)
 
 
 def build_world(tmp: Path, size: int = 300_000, name: str = "cabinet-agent-1.0.0.bundle") -> World:

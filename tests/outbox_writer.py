@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.clock import WallClock  # noqa: E402
-from agent.model import Priority, Quality, Reading  # noqa: E402
-from agent.outbox.writer import Outbox  # noqa: E402
+from agent.clock import WallClock
+from agent.model import Priority, Quality, Reading
+from agent.outbox.writer import Outbox
 
 
 def encode(readings: list[Reading], seq: int) -> bytes:
@@ -52,8 +52,13 @@ def numbers(payload: bytes) -> list[int]:
 async def child(db: str, start: int, seed: int, hang_in_encode: bool = False) -> None:
     rng = random.Random(seed)
     out = sys.stdout
-    ob = Outbox(db, clock=WallClock(), queue_max=rng.choice([500, 5000]),
-                commit_interval_s=rng.choice([0.0, 0.003, 0.02]), commit_rows=rng.choice([20, 300, 2000]))
+    ob = Outbox(
+        db,
+        clock=WallClock(),
+        queue_max=rng.choice([500, 5000]),
+        commit_interval_s=rng.choice([0.0, 0.003, 0.02]),
+        commit_rows=rng.choice([20, 300, 2000]),
+    )
     await ob.start()
     print("R", ob.boot_epoch, file=out)
     n = start
@@ -66,6 +71,7 @@ async def child(db: str, start: int, seed: int, hang_in_encode: bool = False) ->
             print("E", seq, file=out)
             time.sleep(3600)
             return b""
+
         await ob.seal(hang, max_readings=10)
     while True:
         k = rng.randint(1, 60)
@@ -82,7 +88,7 @@ async def child(db: str, start: int, seed: int, hang_in_encode: bool = False) ->
                 print("S", sealed.seq, file=out)
         elif r < 0.7:
             batches = ob.unacked()
-            pick = batches[:rng.randint(0, len(batches))]
+            pick = batches[: rng.randint(0, len(batches))]
             if pick:
                 for b in pick:
                     print("a", b.seq, json.dumps(numbers(b.payload)), file=out)
@@ -147,7 +153,9 @@ class Checker:
         assert done <= self.acked_seqs, f"acked batches came back: {sorted(done - self.acked_seqs)}"
         back = self.acked_seqs & set(batches)
         assert not back, f"acked batches came back: {sorted(back)}"
-        assert not (now_present & self.acked_nums), f"acked numbers came back: {sorted(now_present & self.acked_nums)[:10]}"
+        assert not (now_present & self.acked_nums), (
+            f"acked numbers came back: {sorted(now_present & self.acked_nums)[:10]}"
+        )
         for seq, payload in self.payloads.items():
             if seq not in self.acked_seqs:
                 assert batches.get(seq) == payload, f"batch {seq} lost or changed across a restart"
@@ -181,9 +189,12 @@ async def _drain(stream: asyncio.StreamReader, lines: list[str], ready: asyncio.
                 ready.set()
 
 
-async def run_one(db: str, start: int, seed: int, delay: float, after_ready: bool,
-                  hang_in_encode: bool = False) -> tuple[list[str], str]:
-    args = [sys.executable, __file__, "child", db, str(start), str(seed)] + (["--hang-in-encode"] if hang_in_encode else [])
+async def run_one(
+    db: str, start: int, seed: int, delay: float, after_ready: bool, hang_in_encode: bool = False
+) -> tuple[list[str], str]:
+    args = [sys.executable, __file__, "child", db, str(start), str(seed)] + (
+        ["--hang-in-encode"] if hang_in_encode else []
+    )
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     lines: list[str] = []
     ready = asyncio.Event()
@@ -207,8 +218,7 @@ async def run_one(db: str, start: int, seed: int, delay: float, after_ready: boo
     return lines, err
 
 
-async def run_kills(db: str, kills: int, seed: int = 1, max_delay: float = 0.3,
-                    progress: bool = False) -> Checker:
+async def run_kills(db: str, kills: int, seed: int = 1, max_delay: float = 0.3, progress: bool = False) -> Checker:
     rng = random.Random(seed)
     checker = Checker()
     for i in range(kills):
@@ -218,8 +228,11 @@ async def run_kills(db: str, kills: int, seed: int = 1, max_delay: float = 0.3,
         lines, _ = await run_one(db, start, rng.randrange(2**32), delay, after_ready)
         await checker.check(db, lines, start)
         if progress and (i + 1) % 50 == 0:
-            print(f"{i + 1} kills: {checker.flushed} flushed numbers checked, {checker.seals} seals, "
-                  f"{checker.acks} acks, max seq {checker.max_seq}, boot_epoch {checker.boot_epoch}", flush=True)
+            print(
+                f"{i + 1} kills: {checker.flushed} flushed numbers checked, {checker.seals} seals, "
+                f"{checker.acks} acks, max seq {checker.max_seq}, boot_epoch {checker.boot_epoch}",
+                flush=True,
+            )
     return checker
 
 
@@ -244,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         print(f"soak: {a.soak} kills, seed {a.seed}, {db}", flush=True)
         c = asyncio.run(run_kills(db, a.soak, seed=a.seed, progress=True))
-        print(f"ok: {c.runs} kills in {time.monotonic() - t0:.0f} s, {c.flushed} flushed numbers checked, "
-              f"{c.seals} seals, {c.acks} acks, max seq {c.max_seq}")
+        print(
+            f"ok: {c.runs} kills in {time.monotonic() - t0:.0f} s, {c.flushed} flushed numbers checked, "
+            f"{c.seals} seals, {c.acks} acks, max seq {c.max_seq}"
+        )
     return 0
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from agent import config as cfg
+from agent.clock import ScaledClock
 from agent.runtime.app import App, Endpoints
 from agent.runtime.entry import board_infos
-from agent.clock import ScaledClock
 from boards.sim.cabinet import SimCabinet
 from drivers.dio import FilePinsDIO
 
@@ -36,11 +36,16 @@ class Rig:
         self.app: App | None = None
         self.outbox_readings: list[tuple[int, Any]] = []
 
-    async def start(self) -> "Rig":
+    async def start(self) -> Rig:
         ep = await self.sim.start()
-        self.app = App(self.config, data_dir=self.dir / "agent", clock=self.clock,
-                       endpoints=Endpoints(buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"],
-                                           dio=FilePinsDIO(ep["pins"])))
+        self.app = App(
+            self.config,
+            data_dir=self.dir / "agent",
+            clock=self.clock,
+            endpoints=Endpoints(
+                buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"], dio=FilePinsDIO(ep["pins"])
+            ),
+        )
         await self.app.start()
         return self
 

@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.control.alarms import (AlarmDef, AlarmEvent, AlarmManager, AlarmOverride, Condition, Hysteresis,
-                                  as_condition)
+from agent.control.alarms import AlarmDef, AlarmEvent, AlarmManager, AlarmOverride, Condition, Hysteresis, as_condition
 from agent.model import Quality
 
 
-def cond(active: bool, aid: str = "x.alarm", sev: str = "warning", value: float | None = None, msg: str = "") -> Condition:
+def cond(
+    active: bool, aid: str = "x.alarm", sev: str = "warning", value: float | None = None, msg: str = ""
+) -> Condition:
     return Condition(aid, "x.src", sev, active, msg, value)
 
 
@@ -148,12 +149,17 @@ def test_acknowledge_unknown_or_cleared_alarm_is_a_no_op():
 
 def test_undefined_alarm_gets_a_default_definition_from_its_condition():
     m = AlarmManager()
-    ev = m.update(0, [Condition("lighting.segment1.lamp_failure", "meter_seg1.current", "critical", True, "no current")])
-    assert [(e.alarm_id, e.source, e.severity, e.message) for e in ev] == \
-        [("lighting.segment1.lamp_failure", "meter_seg1.current", "critical", "no current")]
+    ev = m.update(
+        0, [Condition("lighting.segment1.lamp_failure", "meter_seg1.current", "critical", True, "no current")]
+    )
+    assert [(e.alarm_id, e.source, e.severity, e.message) for e in ev] == [
+        ("lighting.segment1.lamp_failure", "meter_seg1.current", "critical", "no current")
+    ]
     d = m.definition("lighting.segment1.lamp_failure")
     assert (d.raise_delay_s, d.clear_delay_s, d.latching) == (0.0, 0.0, False)
-    assert [e.transition for e in m.update(1, [Condition("lighting.segment1.lamp_failure", "s", "critical", False)])] == ["cleared"]
+    assert [
+        e.transition for e in m.update(1, [Condition("lighting.segment1.lamp_failure", "s", "critical", False)])
+    ] == ["cleared"]
 
 
 @dataclass
@@ -167,11 +173,19 @@ class LightingCondition:  # what another controller may emit without importing C
 
 def test_conditions_as_tuples_mappings_and_foreign_objects():
     m = AlarmManager()
-    ev = m.update(0, [("a.one", "s1", "warning", True, "m1"),
-                      {"id": "a.two", "source": "s2", "severity": "critical", "active": True, "message": "m2"},
-                      LightingCondition("a.three", "s3", "warning", True, "m3")])
+    ev = m.update(
+        0,
+        [
+            ("a.one", "s1", "warning", True, "m1"),
+            {"id": "a.two", "source": "s2", "severity": "critical", "active": True, "message": "m2"},
+            LightingCondition("a.three", "s3", "warning", True, "m3"),
+        ],
+    )
     assert sorted((e.alarm_id, e.source, e.severity, e.message) for e in ev) == [
-        ("a.one", "s1", "warning", "m1"), ("a.three", "s3", "warning", "m3"), ("a.two", "s2", "critical", "m2")]
+        ("a.one", "s1", "warning", "m1"),
+        ("a.three", "s3", "warning", "m3"),
+        ("a.two", "s2", "critical", "m2"),
+    ]
 
 
 @dataclass
@@ -185,24 +199,43 @@ class SegmentCondition:  # lighting's shape: no source, a segment
 
 def test_conditions_without_a_source_take_the_segment_or_the_id_prefix():
     m = AlarmManager()
-    ev = m.update(0, [SegmentCondition("lighting.seg1.lamp_failure", "critical", True, "no current", "seg1"),
-                      SegmentCondition("lighting.clock_unknown", "warning", True, "no time")])
-    assert sorted((e.alarm_id, e.source) for e in ev) == [("lighting.clock_unknown", "lighting"),
-                                                           ("lighting.seg1.lamp_failure", "seg1")]
+    ev = m.update(
+        0,
+        [
+            SegmentCondition("lighting.seg1.lamp_failure", "critical", True, "no current", "seg1"),
+            SegmentCondition("lighting.clock_unknown", "warning", True, "no time"),
+        ],
+    )
+    assert sorted((e.alarm_id, e.source) for e in ev) == [
+        ("lighting.clock_unknown", "lighting"),
+        ("lighting.seg1.lamp_failure", "seg1"),
+    ]
 
 
-@pytest.mark.parametrize("bad", [("a", "s", "fatal", True), ("a", "s", "warning", 1), ("", "s", "warning", True),
-                                 {"source": "s", "severity": "warning", "active": True}, ("a",)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("a", "s", "fatal", True),
+        ("a", "s", "warning", 1),
+        ("", "s", "warning", True),
+        {"source": "s", "severity": "warning", "active": True},
+        ("a",),
+    ],
+)
 def test_malformed_conditions_are_refused(bad):
     with pytest.raises(ValueError):
         as_condition(bad)
 
 
 def test_overrides_change_defined_and_undefined_alarms():
-    m = AlarmManager([AlarmDef("climate.door_open", "dio.door", "warning")],
-                     {"climate.door_open": AlarmOverride(raise_delay_s=5.0, severity="critical"),
-                      "lighting.x": AlarmOverride(latching=True),
-                      "lighting.off": AlarmOverride(enabled=False)})
+    m = AlarmManager(
+        [AlarmDef("climate.door_open", "dio.door", "warning")],
+        {
+            "climate.door_open": AlarmOverride(raise_delay_s=5.0, severity="critical"),
+            "lighting.x": AlarmOverride(latching=True),
+            "lighting.off": AlarmOverride(enabled=False),
+        },
+    )
     assert run(m, [(0, True), (4, True), (5, True)], "climate.door_open") == [(5, "raised", "active")]
     assert m.active()[0]["severity"] == "critical"
     run(m, [(0, True), (1, False)], "lighting.x")
@@ -235,9 +268,17 @@ def test_event_to_reading_is_an_outbox_reading():
     ev = AlarmEvent("climate.flood", "dio.flood", "critical", "raised", "active", "water", 1_700_000_000.5, None, 1)
     r = ev.to_reading()
     assert r.point == "alarm.climate.flood" and r.t == 1_700_000_000.5 and r.quality is Quality.GOOD
-    assert json.loads(r.value) == {"alarm": "climate.flood", "source": "dio.flood", "severity": "critical",
-                                   "transition": "raised", "state": "active", "message": "water",
-                                   "t": 1_700_000_000.5, "value": None, "count": 1}
+    assert json.loads(r.value) == {
+        "alarm": "climate.flood",
+        "source": "dio.flood",
+        "severity": "critical",
+        "transition": "raised",
+        "state": "active",
+        "message": "water",
+        "t": 1_700_000_000.5,
+        "value": None,
+        "count": 1,
+    }
 
 
 # ---- persistence ------------------------------------------------------------------------
@@ -297,13 +338,18 @@ def test_undefined_alarm_survives_a_restart_with_its_source_and_severity():
     assert m2.active()[0] | {} == m.active()[0]
 
 
-@pytest.mark.parametrize("data", [
-    {}, {"version": 2, "alarms": {}}, {"version": 1, "alarms": []},
-    {"version": 1, "alarms": {"a": {"state": "on", "condition": True, "severity": "warning"}}},
-    {"version": 1, "alarms": {"a": {"state": "active", "condition": "yes", "severity": "warning"}}},
-    {"version": 1, "alarms": {"a": {"state": "active", "condition": True, "severity": "warning", "since": "x"}}},
-    {"version": 1, "alarms": {"a": {"state": "active", "condition": True, "severity": "warning", "count": -1}}},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"version": 2, "alarms": {}},
+        {"version": 1, "alarms": []},
+        {"version": 1, "alarms": {"a": {"state": "on", "condition": True, "severity": "warning"}}},
+        {"version": 1, "alarms": {"a": {"state": "active", "condition": "yes", "severity": "warning"}}},
+        {"version": 1, "alarms": {"a": {"state": "active", "condition": True, "severity": "warning", "since": "x"}}},
+        {"version": 1, "alarms": {"a": {"state": "active", "condition": True, "severity": "warning", "count": -1}}},
+    ],
+)
 def test_malformed_state_is_refused(data):
     with pytest.raises(ValueError):
         AlarmManager.from_dict(data)
@@ -313,8 +359,11 @@ def test_malformed_state_is_refused(data):
 
 
 @settings(max_examples=150, deadline=None)
-@given(delay=st.sampled_from([0.0, 1.0, 5.0]), clear=st.sampled_from([0.0, 2.0]),
-       steps=st.lists(st.tuples(st.floats(0.1, 4.0), st.booleans()), min_size=1, max_size=60))
+@given(
+    delay=st.sampled_from([0.0, 1.0, 5.0]),
+    clear=st.sampled_from([0.0, 2.0]),
+    steps=st.lists(st.tuples(st.floats(0.1, 4.0), st.booleans()), min_size=1, max_size=60),
+)
 def test_raised_only_after_the_condition_held_for_the_delay(delay, clear, steps):
     m = AlarmManager([AlarmDef("a", raise_delay_s=delay, clear_delay_s=clear)])
     t, history, state = 0.0, [], "cleared"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from agent import config as cfg
+from agent.clock import ScaledClock
 from agent.runtime.app import App, Endpoints
 from agent.runtime.entry import board_infos
-from agent.clock import ScaledClock
 from agent.runtime.status_api import SOCKET_NAME, fetch
 from boards.sim.cabinet import SimCabinet
 from boards.sim.control import ControlServer, send
@@ -32,9 +32,14 @@ async def running(tmp_path):
     clock = ScaledClock(1.0)
     sim = SimCabinet(config, tmp_path / "sim", clock)
     ep = await sim.start()
-    app = App(config, data_dir=tmp_path, clock=clock,
-              endpoints=Endpoints(buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"],
-                                  dio=FilePinsDIO(ep["pins"])))
+    app = App(
+        config,
+        data_dir=tmp_path,
+        clock=clock,
+        endpoints=Endpoints(
+            buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"], dio=FilePinsDIO(ep["pins"])
+        ),
+    )
     await app.start()
     control = ControlServer(sim, tmp_path / "sim" / "control.sock")
     await control.start()
@@ -65,7 +70,9 @@ async def test_all_points_good_and_status_socket(running):
     assert {"name", "value", "unit", "quality", "age_s"} <= set(doc["points"][0])
     assert {b["name"] for b in doc["buses"]} == {"rs485", "dali"}
     rs485 = next(b for b in doc["buses"] if b["name"] == "rs485")
-    assert rs485["state"] == "up" and rs485["requests_per_cycle"] == sum(d["requests_per_poll"] for d in rs485["devices"])
+    assert rs485["state"] == "up" and rs485["requests_per_cycle"] == sum(
+        d["requests_per_poll"] for d in rs485["devices"]
+    )
     assert point(doc, "climate.temperature")["unit"] == "°C"
     assert point(doc, "gps.latitude")["value"] == pytest.approx(52.5219, abs=1e-3)
     assert (await fetch(sock, "/health"))["ok"] is True
@@ -92,8 +99,13 @@ async def test_control_socket_drives_the_sim(running):
     sock = sim.dir / "control.sock"
     ok = await send(sock, {"cmd": "fault", "device": "climate", "kind": "crc"})
     assert ok["ok"] and "lux" in ok["state"]
-    await wait_until(lambda: (app.image.get("climate.humidity", app.clock.monotonic())[0] or None) is not None
-                     and app.image.get("climate.humidity", app.clock.monotonic())[0].reason == "CRC error", timeout=15)
+    await wait_until(
+        lambda: (
+            (app.image.get("climate.humidity", app.clock.monotonic())[0] or None) is not None
+            and app.image.get("climate.humidity", app.clock.monotonic())[0].reason == "CRC error"
+        ),
+        timeout=15,
+    )
     assert (await send(sock, {"cmd": "clear", "device": "climate"}))["ok"]
     assert (await send(sock, {"cmd": "set", "input": "flood", "value": True}))["state"]["flood"] is True
     await wait_until(lambda: app.image.value("dio.flood", app.clock.monotonic()) is True, timeout=5)
@@ -109,19 +121,23 @@ async def test_relay_write_drives_the_plant_and_meter(running):
     assert app.image.value("meter_seg1.active_power", app.clock.monotonic()) == 0
     await app.pollers["rs485"].write("relays", "relay_1", True)
     assert sim.plant.circuit_on("segment1")
-    await wait_until(lambda: (app.image.value("meter_seg1.active_power", app.clock.monotonic()) or 0) > 1500, timeout=10)
+    await wait_until(
+        lambda: (app.image.value("meter_seg1.active_power", app.clock.monotonic()) or 0) > 1500, timeout=10
+    )
 
 
 def test_cabinet_run_and_status_json_within_10_seconds(tmp_path: Path):
     env = {**os.environ, "CABINET_DATA_DIR": str(tmp_path)}
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         doc = None
         while time.monotonic() - started < 10:
-            r = subprocess.run([sys.executable, "-m", "tools.cli", "status", "--json"], env=env,
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                [sys.executable, "-m", "tools.cli", "status", "--json"], env=env, capture_output=True, text=True
+            )
             if r.returncode == 0:
                 doc = json.loads(r.stdout)
                 if doc["points"] and all(p["quality"] == "good" for p in doc["points"]):
@@ -159,7 +175,9 @@ async def test_output_on_a_pin_is_written_verified_and_drives_the_fan(running):
 
 
 async def test_scripted_faults_run_on_the_sim_clock(tmp_path):
-    text = cfg.EXAMPLE.read_text() + """
+    text = (
+        cfg.EXAMPLE.read_text()
+        + """
 [[sim.script]]
 at_s = 0.3
 cmd = "fault"
@@ -176,6 +194,7 @@ at_s = 0.9
 cmd = "clear"
 device = "lux"
 """
+    )
     config = cfg.loads(text, "scripted.toml", board_infos())
     sim = SimCabinet(config, tmp_path / "sim", ScaledClock(1.0))
     await sim.start()
@@ -194,8 +213,12 @@ def test_a_second_agent_on_the_same_data_dir_is_refused(tmp_path: Path):
     with DataDirLock(tmp_path):
         with pytest.raises(DataDirBusy, match=f"pid {os.getpid()}"):
             DataDirLock(tmp_path).acquire()
-        r = subprocess.run([sys.executable, "-m", "tools.cli", "run", "--data-dir", str(tmp_path)],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [sys.executable, "-m", "tools.cli", "run", "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert r.returncode == 1 and "another agent" in r.stderr
     DataDirLock(tmp_path).acquire().release()  # free again once the holder is gone
 

@@ -88,6 +88,7 @@ def ingest(b: Broker, identifier: str = "ingest-1") -> aiomqtt.Client:
 
 # ----------------------------------------------------------------------------- telemetry path
 
+
 async def test_cabinet_telemetry_reaches_the_shared_ingest(acl_broker):
     ing, cab = ingest(acl_broker), acl_broker.client("CAB-A")
     async with ing, cab:
@@ -165,9 +166,11 @@ async def test_cabinet_cannot_read_another_cabinets_topics(acl_broker):
 
 # ----------------------------------------------------------------------------- who may connect
 
+
 async def _connect_fails(b: Broker, ctx: ssl.SSLContext, log_line: str) -> None:
-    client = aiomqtt.Client("127.0.0.1", b.tls_port, identifier="CAB-A", tls_context=ctx,
-                            protocol=aiomqtt.ProtocolVersion.V5, timeout=1.0)
+    client = aiomqtt.Client(
+        "127.0.0.1", b.tls_port, identifier="CAB-A", tls_context=ctx, protocol=aiomqtt.ProtocolVersion.V5, timeout=1.0
+    )
     with pytest.raises(aiomqtt.MqttError):  # paho only logs the TLS alert; aiomqtt times out
         async with client:
             pass
@@ -193,6 +196,7 @@ async def test_certificate_from_another_ca_is_rejected(acl_broker, tmp_path):
 
 
 # ----------------------------------------------------------------------------- client id vs certificate
+
 
 async def _impostor_has_only_its_own_rights(b: Broker, impostor: aiomqtt.Client, ing: aiomqtt.Client) -> None:
     """`impostor` holds CN CAB-A's certificate but says client id "CAB-B"."""
@@ -249,6 +253,7 @@ async def test_without_clientid_binding_rights_still_follow_the_cn_but_the_sessi
 
 # ----------------------------------------------------------------------------- shared subscriptions
 
+
 async def test_shared_group_member_without_read_rights_black_holes_messages(acl_broker):
     """Characterises mosquitto 2.0: a shared group hands each message to its next member; if that
     member may not read it, the message is dropped, not given to another member. Subscribing is
@@ -270,6 +275,7 @@ async def test_shared_group_member_without_read_rights_black_holes_messages(acl_
 
 # ----------------------------------------------------------------------------- provisioning end to end
 
+
 async def test_provisioned_cabinet_connects_and_publishes(acl_broker, tmp_path):
     import tomllib
 
@@ -277,14 +283,21 @@ async def test_provisioned_cabinet_connects_and_publishes(acl_broker, tmp_path):
 
     registered = {}
     out = tmp_path / "CAB-P"
-    provision("CAB-P", out, ca_dir=acl_broker.pki_dir, broker_host="127.0.0.1", broker_port=acl_broker.tls_port,
-              registry=lambda cid, kid, pub: registered.update({cid: (kid, pub)}))
+    provision(
+        "CAB-P",
+        out,
+        ca_dir=acl_broker.pki_dir,
+        broker_host="127.0.0.1",
+        broker_port=acl_broker.tls_port,
+        registry=lambda cid, kid, pub: registered.update({cid: (kid, pub)}),
+    )
     up = tomllib.loads((out / "cabinet.toml").read_text())["uplink"]
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(out / up["ca"]))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(str(out / up["cert"]), str(out / up["key"]))
-    cab = aiomqtt.Client(up["broker"], up["port"], identifier="CAB-P", tls_context=ctx,
-                         protocol=aiomqtt.ProtocolVersion.V5, timeout=5)
+    cab = aiomqtt.Client(
+        up["broker"], up["port"], identifier="CAB-P", tls_context=ctx, protocol=aiomqtt.ProtocolVersion.V5, timeout=5
+    )
     ing = ingest(acl_broker)
     async with ing, cab:
         await ing.subscribe("$share/ingest/city/v1/cab/+/telemetry", qos=1)
@@ -301,6 +314,7 @@ async def test_provisioned_cabinet_connects_and_publishes(acl_broker, tmp_path):
 
 # ----------------------------------------------------------------------------- the example files
 
+
 def test_acl_example_has_no_client_id_patterns_and_only_column_0_comments():
     text = (Path(__file__).parent.parent / "tools" / "mosquitto" / "acl.example").read_text()
     rules = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
@@ -309,8 +323,9 @@ def test_acl_example_has_no_client_id_patterns_and_only_column_0_comments():
     assert "city/v1/cab/%u/telemetry" in text
 
 
-@pytest.mark.skipif(shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
-                    reason="mosquitto not installed")
+@pytest.mark.skipif(
+    shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(), reason="mosquitto not installed"
+)
 def test_broker_config_example_is_accepted_by_mosquitto(tmp_path):
     """cabinet-broker.conf.example, with paths and ports rewritten, starts mosquitto."""
     from tests.broker import mosquitto_binary
@@ -337,8 +352,9 @@ def test_broker_config_example_is_accepted_by_mosquitto(tmp_path):
     (tmp_path / "broker.conf").write_text(conf + "\nuser root\n")
     log_path = tmp_path / "broker.log"
     with open(log_path, "wb") as log_fh:
-        proc = subprocess.Popen([mosquitto_binary(), "-c", str(tmp_path / "broker.conf")],
-                                stdout=subprocess.DEVNULL, stderr=log_fh)
+        proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(tmp_path / "broker.conf")], stdout=subprocess.DEVNULL, stderr=log_fh
+        )
     try:
         deadline = time.monotonic() + 10
         while " running" not in log_path.read_text():
@@ -354,6 +370,7 @@ def test_broker_config_example_is_accepted_by_mosquitto(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the Broker helper
+
 
 async def test_broker_fixture_plain_and_tls_and_restart_keeps_sessions(broker):
     assert broker.plain_port and broker.tls_port and broker.plain_port != broker.tls_port

@@ -9,7 +9,8 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings as hsettings
+from hypothesis import given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from agent.control.climate import ClimateController, take_snapshot
@@ -17,7 +18,7 @@ from agent.control.climate_parts import Debounce, Switch, dew_point_c, rh_from_d
 from agent.control.climate_settings import FanCheck, FanSettings, Limits, SensorSettings, UpsSettings
 from agent.field.image import ProcessImage
 from agent.model import Point, Quality, Reading
-from tests.climate_rig import (DOOR, FAN, FAN2, FLOOD, HEATER, LOW, ON_BATT, REPL, RH, T, Rig, settings)
+from tests.climate_rig import DOOR, FAN, FAN2, FLOOD, HEATER, LOW, ON_BATT, REPL, RH, Rig, T, settings
 
 NO_MIN = dict(min_on_s=0.0, min_off_s=0.0)
 
@@ -96,8 +97,15 @@ def test_staged_fans():
         r.set(T, t)
         r.step(r.now + 1)
         seen.append((r.on(FAN), r.on(FAN2)))
-    assert seen == [(True, False), (True, True), (True, True), (True, True), (True, False), (True, False),
-                    (False, False)]
+    assert seen == [
+        (True, False),
+        (True, True),
+        (True, True),
+        (True, True),
+        (True, False),
+        (True, False),
+        (False, False),
+    ]
 
 
 def test_minimum_on_and_off_times_hold_changes():
@@ -135,12 +143,21 @@ def test_over_temperature_trip_bypasses_minimum_times():
 
 
 @hsettings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.5, 40.0), st.floats(-15.0, 60.0), st.floats(5.0, 100.0), st.booleans(),
-                          st.booleans()), min_size=5, max_size=80))
+@given(
+    st.lists(
+        st.tuples(st.floats(0.5, 40.0), st.floats(-15.0, 60.0), st.floats(5.0, 100.0), st.booleans(), st.booleans()),
+        min_size=5,
+        max_size=80,
+    )
+)
 def test_no_output_switches_faster_than_its_minimum_time_except_for_trips(steps):
     fans = (FanSettings("fan1", FAN, 35, 30), FanSettings("fan2", FAN2, 40, 35, min_on_s=120))
-    s = settings(fans=fans, min_on_s=60, min_off_s=90,
-                 flood=dataclasses.replace(settings().flood, shed=(HEATER, FAN2), release_s=30))
+    s = settings(
+        fans=fans,
+        min_on_s=60,
+        min_off_s=90,
+        flood=dataclasses.replace(settings().flood, shed=(HEATER, FAN2), release_s=30),
+    )
     r = Rig(s)
     for dt, t, rh, flood, on_batt in steps:
         r.set(T, t)
@@ -158,15 +175,18 @@ def test_no_output_switches_faster_than_its_minimum_time_except_for_trips(steps)
 # ---- heater ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("t, rh, on, why", [
-    (20, 50, False, "dry"),  # margin 10.7 K
-    (20, 72, True, "condensation"),  # RH > 70 %
-    (15, 85, True, "condensation"),  # margin 2.4 K < 3 K
-    (25, 69, False, "dry"),  # margin 5.7 K, RH just under 70
-    (4, 30, True, "minimum"),  # below 5 °C
-    (5, 30, True, "minimum"),  # at 5 °C
-    (31, 95, False, "blocked"),  # never at or above 30 °C
-])
+@pytest.mark.parametrize(
+    "t, rh, on, why",
+    [
+        (20, 50, False, "dry"),  # margin 10.7 K
+        (20, 72, True, "condensation"),  # RH > 70 %
+        (15, 85, True, "condensation"),  # margin 2.4 K < 3 K
+        (25, 69, False, "dry"),  # margin 5.7 K, RH just under 70
+        (4, 30, True, "minimum"),  # below 5 °C
+        (5, 30, True, "minimum"),  # at 5 °C
+        (31, 95, False, "blocked"),  # never at or above 30 °C
+    ],
+)
 def test_heater_rules(t, rh, on, why):
     r = Rig(settings(**NO_MIN), t=t, rh=rh)
     d = r.step(0).outputs[1]
@@ -176,11 +196,13 @@ def test_heater_rules(t, rh, on, why):
 def test_heater_hysteresis_on_margin_and_rh():
     r = Rig(settings(**NO_MIN), t=15.0, rh=85.0)  # margin 2.4 K: on
     assert r.step(0).outputs[1].on
-    for rh, expect in [(75.0, True),  # margin 4.4 K, RH 75: not yet off
-                       (65.0, True),  # margin 6.5 K but RH 65 >= 60: stays on
-                       (59.0, False),  # margin 7.9 K and RH 59: off
-                       (68.0, False),  # margin 5.5 K, RH 68: not yet on again
-                       (81.0, True)]:  # margin 3.0 K... and RH > 70: on
+    for rh, expect in [
+        (75.0, True),  # margin 4.4 K, RH 75: not yet off
+        (65.0, True),  # margin 6.5 K but RH 65 >= 60: stays on
+        (59.0, False),  # margin 7.9 K and RH 59: off
+        (68.0, False),  # margin 5.5 K, RH 68: not yet on again
+        (81.0, True),
+    ]:  # margin 3.0 K... and RH > 70: on
         r.set(RH, rh)
         assert r.step(r.now + 1).outputs[1].on is expect, rh
 
@@ -197,15 +219,18 @@ def test_heater_minimum_temperature_band():
 # ---- sensor failure ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind, apply", [
-    ("bad", lambda r: r.set(T, None, "bad")),
-    ("stale", lambda r: r.set(T, 20.0, "stale")),
-    ("stale", lambda r: r.set(T, 20.0, "good", age=600.0)),
-    ("no value", lambda r: r.snap.pop(T)),
-    ("out of range", lambda r: r.set(T, 85.0)),
-    ("out of range", lambda r: r.set(T, -45.0)),
-    ("not a number", lambda r: r.set(T, float("nan"))),
-])
+@pytest.mark.parametrize(
+    "kind, apply",
+    [
+        ("bad", lambda r: r.set(T, None, "bad")),
+        ("stale", lambda r: r.set(T, 20.0, "stale")),
+        ("stale", lambda r: r.set(T, 20.0, "good", age=600.0)),
+        ("no value", lambda r: r.snap.pop(T)),
+        ("out of range", lambda r: r.set(T, 85.0)),
+        ("out of range", lambda r: r.set(T, -45.0)),
+        ("not a number", lambda r: r.set(T, float("nan"))),
+    ],
+)
 def test_failed_temperature_sensor_gives_the_safe_state(kind, apply):
     r = Rig(settings(min_on_s=0, min_off_s=0), t=20.0, rh=50.0)
     r.run(10)
@@ -441,8 +466,10 @@ def test_fan_check_gives_no_verdict_near_ambient():
 
 
 def test_fan_monitor_window_and_substitute_fan():
-    fans = (FanSettings("fan1", FAN, 35, 30, monitor="relays.input_5", monitor_min=800, monitor_max=3000),
-            FanSettings("fan2", FAN2, 40, 35))
+    fans = (
+        FanSettings("fan1", FAN, 35, 30, monitor="relays.input_5", monitor_min=800, monitor_max=3000),
+        FanSettings("fan2", FAN2, 40, 35),
+    )
     r = Rig(settings(fans=fans, **NO_MIN), t=36)
     r.set("relays.input_5", 0.0)
     r.step(0)
@@ -481,8 +508,12 @@ def test_two_level_temperature_and_humidity_alarms_with_delay_and_hysteresis():
     r.set(T, -11)
     r.set(RH, 4)
     r.run(500)
-    assert r.active() == {"climate.temperature_low.warning", "climate.temperature_low.critical",
-                          "climate.humidity_low.warning", "climate.humidity_low.critical"}
+    assert r.active() == {
+        "climate.temperature_low.warning",
+        "climate.temperature_low.critical",
+        "climate.humidity_low.warning",
+        "climate.humidity_low.critical",
+    }
 
 
 def test_limit_alarms_are_held_while_the_sensor_has_failed():

@@ -11,7 +11,9 @@ from tools.bench.__main__ import main
 
 def test_climate_bench_reports_its_figures():
     out = climate.run(days=0.05)
-    assert {"step_us", "step_alarms_us", "week_s", "steps", "switches", "cabinet_c", "min_dew_margin_k", "met"} <= set(out)
+    assert {"step_us", "step_alarms_us", "week_s", "steps", "switches", "cabinet_c", "min_dew_margin_k", "met"} <= set(
+        out
+    )
     assert out["step_us"] > 0 and out["week_s"] > 0 and out["steps"] > 400  # 72 min: a poll every 10 s at least
     assert set(out["met"]) == {"week_s<=10"}
     json.dumps(out, allow_nan=False)

@@ -4,9 +4,9 @@ naming file, section, key, value and what is allowed, all in one pass."""
 from __future__ import annotations
 
 from agent import config as cfg
-from agent.runtime.entry import board_infos
 from agent.control.alarms import AlarmOverride
 from agent.control.climate import ClimateController
+from agent.runtime.entry import board_infos
 from tests.conftest import find, issues_of
 
 BASE = """
@@ -35,7 +35,9 @@ pin = "flood"
 pin = "aux_out_1"
 """
 
-GOOD = BASE + """
+GOOD = (
+    BASE
+    + """
 [climate]
 temperature = "climate.temperature"
 humidity = "climate.humidity"
@@ -56,7 +58,7 @@ input = "dio.door"
 input = "dio.flood"
 shed = ["relays.relay_8", "relays.relay_1"]
 """
-
+)
 
 
 def test_the_example_cabinet_has_climate_and_an_alarm_override():
@@ -78,8 +80,13 @@ def test_defaults_and_a_config_without_climate():
     s = c.climate
     assert (s.min_on_s, s.min_off_s, s.trip_c) == (60.0, 60.0, 50.0)
     assert s.fans[0].name == "fan1" and s.fans[1].name == "stage2" and s.fans[1].monitor_min == 0.5
-    assert (s.heater.on_margin_k, s.heater.off_margin_k, s.heater.on_rh, s.heater.off_rh, s.heater.min_c) == \
-        (3.0, 5.0, 70.0, 60.0, 5.0)
+    assert (s.heater.on_margin_k, s.heater.off_margin_k, s.heater.on_rh, s.heater.off_rh, s.heater.min_c) == (
+        3.0,
+        5.0,
+        70.0,
+        60.0,
+        5.0,
+    )
     assert s.limits.temperature_high == (45.0, 55.0) and s.ups is None
     assert s.flood.shed == ("relays.relay_8", "relays.relay_1")
     assert cfg.loads(GOOD.replace("[climate]\n", "[climate]\nenabled = false\n"), "cab.toml").climate is None
@@ -89,7 +96,9 @@ def test_defaults_and_a_config_without_climate():
 
 
 def test_every_error_at_once_with_section_key_value_and_allowed():
-    text = BASE + """
+    text = (
+        BASE
+        + """
 [climate]
 temperature = "climate.temprature"
 min_on_s = -1
@@ -109,6 +118,7 @@ input = "dio.dor"
 [climate.ups]
 shed_on_battery = ["climate.humidity"]
 """
+    )
     issues = issues_of(text)
     i = find(issues, "climate", "temperature")
     assert i.value == "climate.temprature" and "no such point" in i.message and "cab.toml" in str(i)
@@ -130,7 +140,9 @@ shed_on_battery = ["climate.humidity"]
 
 
 def test_cross_checks_between_fans_heater_and_trip():
-    text = BASE + """
+    text = (
+        BASE
+        + """
 [climate]
 temperature = "climate.temperature"
 trip_c = 8
@@ -148,6 +160,7 @@ on_margin_k = 4
 off_margin_k = 4
 max_c = 9
 """
+    )
     issues = issues_of(text)
     assert "needs its window" in find(issues, "climate.fans[0]", "monitor").message
     assert "set monitor" in find(issues, "climate.fans[1]", "monitor_max").message
@@ -160,7 +173,9 @@ max_c = 9
 
 
 def test_alarm_overrides():
-    text = GOOD + """
+    text = (
+        GOOD
+        + """
 [alarms."climate.door_open"]
 raise_delay_s = 5
 severity = "critical"
@@ -169,6 +184,7 @@ latching = true
 [alarms."lighting.segment1.lamp_failure"]
 enabled = false
 """
+    )
     c = cfg.loads(text, "cab.toml")
     assert c.alarms["climate.door_open"] == AlarmOverride(severity="critical", raise_delay_s=5.0)
     assert c.alarms["climate.fan_failed.stage2"].latching is True
@@ -176,7 +192,9 @@ enabled = false
 
 
 def test_alarm_override_errors():
-    text = GOOD + """
+    text = (
+        GOOD
+        + """
 [alarms."climate.dor_open"]
 raise_delay_s = 5
 [alarms."lighting.x"]
@@ -187,6 +205,7 @@ clear_delay_s = -1
 [alarms.nodot]
 latching = true
 """
+    )
     issues = issues_of(text)
     i = find(issues, "alarms", "climate.dor_open")
     assert "did you mean 'climate.door_open'" in i.message

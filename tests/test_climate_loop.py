@@ -5,7 +5,6 @@ fault) to show that the figures asserted are the controller's doing."""
 
 from __future__ import annotations
 
-
 from agent.control.climate_settings import FanCheck
 from boards.sim.plant import Cabinet, Weather
 from tools.bench.climate import FAN, HEATER, ClosedLoop, example_settings
@@ -42,8 +41,10 @@ def test_cold_humid_night_cabinet_kept_above_dew_point_with_margin():
     assert shortest_on >= 60 and shortest_off >= 60
     assert not any(on for _, on, _ in loop.switches[FAN])
     # the cabinet starts as damp as the night air (83 %RH): warned once, cleared as the heater dries it
-    assert [(e.alarm_id, e.transition) for e in loop.events] == [("climate.humidity_high.warning", "raised"),
-                                                                 ("climate.humidity_high.warning", "cleared")]
+    assert [(e.alarm_id, e.transition) for e in loop.events] == [
+        ("climate.humidity_high.warning", "raised"),
+        ("climate.humidity_high.warning", "cleared"),
+    ]
     assert loop.events[-1].t - loop.t0 < 3600
 
 

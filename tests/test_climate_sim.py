@@ -66,7 +66,9 @@ async def test_door_flood_and_mains_failure(rig):
 
     alarm_rows = [(prio, r.point) for prio, r in rig.app.outbox.peek(100_000) if r.point.startswith("alarm.")]
     assert alarm_rows and all(prio == Priority.ALARM for prio, _ in alarm_rows)
-    assert {"alarm.climate.door_open", "alarm.climate.flood", "alarm.climate.ups_on_battery"} <= {p for _, p in alarm_rows}
+    assert {"alarm.climate.door_open", "alarm.climate.flood", "alarm.climate.ups_on_battery"} <= {
+        p for _, p in alarm_rows
+    }
 
 
 async def test_hot_cabinet_fan_band_and_a_failed_fan_alarm(tmp_path):
@@ -103,7 +105,11 @@ async def test_hot_cabinet_fan_band_and_a_failed_fan_alarm(tmp_path):
         started = next(s[0] for s in switches if s[1] and s[0] > t1)
         await rig.app.outbox.flush()
         raised = [v for _, v in rig.stored("alarm.climate.fan_failed") if v["transition"] == "raised"]
-        assert raised, (rig.alarm_ids(), [(round((s[0] - t1) / 60, 1), s[1], round(s[2], 2)) for s in switches], rig.app.controls.status()["climate"])
+        assert raised, (
+            rig.alarm_ids(),
+            [(round((s[0] - t1) / 60, 1), s[1], round(s[2], 2)) for s in switches],
+            rig.app.controls.status()["climate"],
+        )
         # the verdict comes with the first reading after 1200 s (polled every 50 s); the
         # watcher sees the fan start up to ~6 simulated seconds late (it looks every 50 ms)
         assert started + 1200 - 15 <= raised[0]["t"] <= started + 1200 + 180

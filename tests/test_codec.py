@@ -101,9 +101,11 @@ def test_encode_out_of_range_is_decode_error():
 
 
 def test_block_decoder_registers_and_bits():
-    pts = [RegisterPoint("a", Table.INPUT, 10, DataType.FLOAT32, valid=(0, 500)),
-           RegisterPoint("b", Table.INPUT, 13, DataType.INT16, scale=0.1),
-           RegisterPoint("c", Table.INPUT, 14, DataType.UINT32, word_order="little")]
+    pts = [
+        RegisterPoint("a", Table.INPUT, 10, DataType.FLOAT32, valid=(0, 500)),
+        RegisterPoint("b", Table.INPUT, 13, DataType.INT16, scale=0.1),
+        RegisterPoint("c", Table.INPUT, 14, DataType.UINT32, word_order="little"),
+    ]
     hi, lo = struct.unpack(">HH", struct.pack(">f", 600.5))
     out = BlockDecoder(10, 6, pts).decode([hi, lo, 0, 0xFF33, 0x0002, 0x0001])
     assert [(p.key, v) for p, v, _ in out] == [("a", 600.5), ("b", -20.5), ("c", 0x00010002)]

@@ -12,9 +12,9 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.runtime import statefile
 from agent.wire import commands as C
 from agent.wire import cose
-from agent.runtime import statefile
 from tests.conftest import issues_of
 
 VECTORS = Path(__file__).parent / "vectors" / "command_vectors.json"
@@ -24,8 +24,11 @@ CAB_SEED = bytes(range(64, 96))
 CAB = "CAB-0042"
 PREFIX = "city/v1"
 NOW = 1_800_000_000
-SCHEMA = {"light.override": {"level": C.Arg("number", min=0, max=100), "for_s": C.Arg("number", min=1)},
-          "ping": {}, "reboot": {}}
+SCHEMA = {
+    "light.override": {"level": C.Arg("number", min=0, max=100), "for_s": C.Arg("number", min=1)},
+    "ping": {},
+    "reboot": {},
+}
 
 op_key = Ed25519PrivateKey.from_private_bytes(OP_SEED)
 other_key = Ed25519PrivateKey.from_private_bytes(OTHER_SEED)
@@ -37,24 +40,40 @@ def raw(k):
 
 
 def trust() -> C.Trust:
-    return C.Trust([C.Operator("ops", raw(op_key), None),
-                    C.Operator("viewer", raw(other_key), frozenset({"ping", "status"}))])
+    return C.Trust(
+        [C.Operator("ops", raw(op_key), None), C.Operator("viewer", raw(other_key), frozenset({"ping", "status"}))]
+    )
 
 
 def topic(kind="light.override", cab=CAB):
     return C.command_topic(PREFIX, cab, kind)
 
 
-def envelope(kind="light.override", args=None, *, key=op_key, cid="c-1", iat=NOW - 10, exp=NOW + 3600, to=CAB,
-             t=None):
-    return C.sign_command(kind, {"level": 100, "for_s": 7200} if args is None else args, key=key, cid=cid, iat=iat,
-                          exp=exp, to=to, topic=t or topic(kind))
+def envelope(kind="light.override", args=None, *, key=op_key, cid="c-1", iat=NOW - 10, exp=NOW + 3600, to=CAB, t=None):
+    return C.sign_command(
+        kind,
+        {"level": 100, "for_s": 7200} if args is None else args,
+        key=key,
+        cid=cid,
+        iat=iat,
+        exp=exp,
+        to=to,
+        topic=t or topic(kind),
+    )
 
 
 def verify(data, *, t=None, now=NOW, replay=None, tags=("north",), kind="light.override"):
-    return C.verify_command(data, topic=t or topic(kind), cabinet=CAB, tags=tags, trust=trust(), now=now,
-                            replay=replay if replay is not None else C.CommandReplay(),
-                            schema=SCHEMA.get, clock_free=lambda k: k == "ping")
+    return C.verify_command(
+        data,
+        topic=t or topic(kind),
+        cabinet=CAB,
+        tags=tags,
+        trust=trust(),
+        now=now,
+        replay=replay if replay is not None else C.CommandReplay(),
+        schema=SCHEMA.get,
+        clock_free=lambda k: k == "ping",
+    )
 
 
 def reason_of(data, **kw):
@@ -65,8 +84,16 @@ def reason_of(data, **kw):
 
 def test_a_good_command_verifies():
     cmd = verify(envelope())
-    assert cmd == C.Command("c-1", "light.override", NOW - 10, NOW + 3600, CAB, {"level": 100, "for_s": 7200}, "ops",
-                            cose.key_id(op_key.public_key()))
+    assert cmd == C.Command(
+        "c-1",
+        "light.override",
+        NOW - 10,
+        NOW + 3600,
+        CAB,
+        {"level": 100, "for_s": 7200},
+        "ops",
+        cose.key_id(op_key.public_key()),
+    )
 
 
 def _tampered_signature():
@@ -113,17 +140,31 @@ def test_every_rejection_reason(reason):
 
 
 def test_more_rejections():
-    moved = cose.sign1(msgpack.packb({}), key=op_key, kid=cose.key_id(op_key.public_key()), aad=topic("reboot").encode(),
-                    headers={"cid": "m", "kind": "light.override", "iat": NOW, "exp": NOW + 60, "to": CAB})
+    moved = cose.sign1(
+        msgpack.packb({}),
+        key=op_key,
+        kid=cose.key_id(op_key.public_key()),
+        aad=topic("reboot").encode(),
+        headers={"cid": "m", "kind": "light.override", "iat": NOW, "exp": NOW + 60, "to": CAB},
+    )
     assert reason_of(moved, kind="reboot") == "bad_header"  # kind header differs from the topic
     assert reason_of(envelope(), t=topic(cab="CAB-0043")) == "bad_signature"  # AAD is the receiver's topic
     assert reason_of(envelope(exp=NOW + 8 * 86400)) == "bad_header"  # lifetime beyond max_lifetime_s
     assert reason_of(envelope(to="group:south")) == "wrong_target"
     assert verify(envelope(to="group:north")).to == "group:north"
     assert reason_of(envelope(args={"colour": "red"})) == "bad_args"
-    assert reason_of(cose.sign1(b"\xc1", key=op_key, kid=cose.key_id(op_key.public_key()),
-                             headers={"cid": "z", "kind": "light.override", "iat": NOW, "exp": NOW + 60, "to": CAB},
-                             aad=topic().encode())) == "bad_args"
+    assert (
+        reason_of(
+            cose.sign1(
+                b"\xc1",
+                key=op_key,
+                kid=cose.key_id(op_key.public_key()),
+                headers={"cid": "z", "kind": "light.override", "iat": NOW, "exp": NOW + 60, "to": CAB},
+                aad=topic().encode(),
+            )
+        )
+        == "bad_args"
+    )
     # within the skew: accepted
     assert verify(envelope(iat=NOW + 299, exp=NOW + 4000)).cid == "c-1"
     assert verify(envelope(iat=NOW - 7200, exp=NOW - 299)).cid == "c-1"
@@ -180,7 +221,9 @@ timezone = "Europe/Berlin"
 def test_trust_section_loads():
     from agent import config as cfg
 
-    c = cfg.loads(BASE + f"""
+    c = cfg.loads(
+        BASE
+        + f"""
 [trust]
 max_skew_s = 60
 [trust.operators.ops]
@@ -189,7 +232,8 @@ allow = "*"
 [trust.operators.viewer]
 key = "{raw(other_key).hex()}"
 allow = ["ping", "status"]
-""")
+"""
+    )
     assert c.trust.max_skew_s == 60
     assert [(o.name, o.allow) for o in c.trust.operators] == [("ops", None), ("viewer", frozenset({"ping", "status"}))]
     assert c.trust.lookup(cose.key_id(op_key.public_key()))[0].name == "ops"
@@ -197,7 +241,9 @@ allow = ["ping", "status"]
 
 
 def test_trust_section_errors_name_section_key_value():
-    issues = issues_of(BASE + f"""
+    issues = issues_of(
+        BASE
+        + f"""
 [trust]
 max_skew_s = -1
 colour = 1
@@ -210,7 +256,8 @@ allow = ["Bad Kind"]
 [trust.operators.twin2]
 key = "{raw(op_key).hex()}"
 allow = []
-""")
+"""
+    )
     text = "\n".join(map(str, issues))
     assert "[trust] max_skew_s = -1: out of range" in text
     assert "[trust] colour" in text
@@ -222,29 +269,52 @@ allow = []
 
 # ---------------------------------------------------------------------- vectors
 
+
 def make_vectors() -> dict:
     good = envelope(cid="vec-1")
     reply_t = C.reply_topic(PREFIX, CAB, "light.override")
     rejected = {}
     for reason, d in rejected_examples().items():
         env = d["envelope"]
-        rejected[reason] = {"envelope_hex": env.hex() if len(env) <= 4096 else None,
-                            "envelope_len": len(env), "topic": d["topic"], "now": d["now"],
-                            "remembered_ids": d.get("replay", []), "replay_max_entries": d.get("max_entries")}
+        rejected[reason] = {
+            "envelope_hex": env.hex() if len(env) <= 4096 else None,
+            "envelope_len": len(env),
+            "topic": d["topic"],
+            "now": d["now"],
+            "remembered_ids": d.get("replay", []),
+            "replay_max_entries": d.get("max_entries"),
+        }
     return {
         "description": "docs/commands.md test vectors: Ed25519 keys from 32-byte seeds (RFC 8032 private keys); "
-                       "envelopes are deterministic (Ed25519 signatures are). too_large is 256 KiB + 1 zero bytes.",
-        "operator_seed_hex": OP_SEED.hex(), "operator_public_hex": raw(op_key).hex(),
+        "envelopes are deterministic (Ed25519 signatures are). too_large is 256 KiB + 1 zero bytes.",
+        "operator_seed_hex": OP_SEED.hex(),
+        "operator_public_hex": raw(op_key).hex(),
         "operator_kid_hex": cose.key_id(op_key.public_key()).hex(),
-        "viewer_seed_hex": OTHER_SEED.hex(), "viewer_allow": ["ping", "status"],
-        "cabinet_seed_hex": CAB_SEED.hex(), "cabinet_public_hex": raw(cab_key).hex(),
-        "cabinet": CAB, "tags": ["north"], "now": NOW, "max_skew_s": C.DEFAULT_SKEW_S,
-        "command": {"cid": "vec-1", "kind": "light.override", "iat": NOW - 10, "exp": NOW + 3600, "to": CAB,
-                    "args": {"level": 100, "for_s": 7200}, "topic": topic(),
-                    "payload_hex": msgpack.packb({"level": 100, "for_s": 7200}).hex(), "envelope_hex": good.hex()},
-        "reply": {"topic": reply_t, "envelope_hex": C.seal_reply(cabinet=CAB, cid="vec-1", ok=True, topic=reply_t,
-                                                                 key=cab_key, result={"override": "set"},
-                                                                 t=NOW).hex()},
+        "viewer_seed_hex": OTHER_SEED.hex(),
+        "viewer_allow": ["ping", "status"],
+        "cabinet_seed_hex": CAB_SEED.hex(),
+        "cabinet_public_hex": raw(cab_key).hex(),
+        "cabinet": CAB,
+        "tags": ["north"],
+        "now": NOW,
+        "max_skew_s": C.DEFAULT_SKEW_S,
+        "command": {
+            "cid": "vec-1",
+            "kind": "light.override",
+            "iat": NOW - 10,
+            "exp": NOW + 3600,
+            "to": CAB,
+            "args": {"level": 100, "for_s": 7200},
+            "topic": topic(),
+            "payload_hex": msgpack.packb({"level": 100, "for_s": 7200}).hex(),
+            "envelope_hex": good.hex(),
+        },
+        "reply": {
+            "topic": reply_t,
+            "envelope_hex": C.seal_reply(
+                cabinet=CAB, cid="vec-1", ok=True, topic=reply_t, key=cab_key, result={"override": "set"}, t=NOW
+            ).hex(),
+        },
         "rejected": rejected,
     }
 
@@ -257,11 +327,18 @@ def test_vectors_verify_as_documented():
     v = json.loads(VECTORS.read_text())
     c = v["command"]
     cmd = verify(bytes.fromhex(c["envelope_hex"]), t=c["topic"])
-    assert (cmd.cid, cmd.kind, cmd.iat, cmd.exp, cmd.to, cmd.args) == (c["cid"], c["kind"], c["iat"], c["exp"],
-                                                                       c["to"], c["args"])
+    assert (cmd.cid, cmd.kind, cmd.iat, cmd.exp, cmd.to, cmd.args) == (
+        c["cid"],
+        c["kind"],
+        c["iat"],
+        c["exp"],
+        c["to"],
+        c["args"],
+    )
     cab_pub = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(v["cabinet_seed_hex"])).public_key()
-    rep = C.open_reply(bytes.fromhex(v["reply"]["envelope_hex"]), topic=v["reply"]["topic"],
-                       keys={cose.key_id(cab_pub): cab_pub}.get)
+    rep = C.open_reply(
+        bytes.fromhex(v["reply"]["envelope_hex"]), topic=v["reply"]["topic"], keys={cose.key_id(cab_pub): cab_pub}.get
+    )
     assert rep.ok and rep.cid == "vec-1"
     for reason, d in v["rejected"].items():
         env = bytes.fromhex(d["envelope_hex"]) if d["envelope_hex"] else bytes(d["envelope_len"])

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent import config as cfg
-from agent.runtime.entry import board_infos
 from agent.config.model import RtuBus, TcpBus
+from agent.runtime.entry import board_infos
 from tests.conftest import find, issues_of
 
 EXAMPLE = cfg.EXAMPLE
@@ -32,14 +32,19 @@ profile = "sdm120"
 """
 
 
-
 def test_example_config_is_valid_and_complete():
     c = cfg.load(EXAMPLE, board_infos())
     assert c.cabinet_id == "CAB-SIM-0001"
     assert c.board == "sim"
     assert isinstance(c.buses["rs485"], RtuBus) and isinstance(c.buses["dali"], TcpBus)
-    assert {d.profile_name for d in c.devices.values()} >= {"sdm630", "sdm120", "xy-md02", "relay-board", "lux",
-                                                           "dali-gateway"}
+    assert {d.profile_name for d in c.devices.values()} >= {
+        "sdm630",
+        "sdm120",
+        "xy-md02",
+        "relay-board",
+        "lux",
+        "dali-gateway",
+    }
     names = [p.name for p in c.points()]
     assert len(names) == len(set(names))
     assert "meter_main.voltage_l1" in names and "dio.door" in names
@@ -59,8 +64,12 @@ def test_minimal_config_defaults():
 
 
 def test_many_errors_reported_at_once_with_file_section_key_value_allowed():
-    text = MINIMAL.replace('id = "CAB-0042"', 'id = "bad id!"').replace("latitude = 52.5", "latitude = 95") \
-        .replace("unit = 1", "unit = 300").replace('timezone = "Europe/Berlin"', 'timezone = "Mars/Olympus"')
+    text = (
+        MINIMAL.replace('id = "CAB-0042"', 'id = "bad id!"')
+        .replace("latitude = 52.5", "latitude = 95")
+        .replace("unit = 1", "unit = 300")
+        .replace('timezone = "Europe/Berlin"', 'timezone = "Mars/Olympus"')
+    )
     issues = issues_of(text)
     assert len(issues) == 4
     lat = find(issues, "site", "latitude")
@@ -72,13 +81,15 @@ def test_many_errors_reported_at_once_with_file_section_key_value_allowed():
 
 
 def test_unknown_key_suggests_the_right_one():
-    issues = issues_of(MINIMAL + "\n[buses.tcp1]\ntype = \"tcp\"\nhost = \"10.0.0.2\"\ntimout_ms = 100\n")
+    issues = issues_of(MINIMAL + '\n[buses.tcp1]\ntype = "tcp"\nhost = "10.0.0.2"\ntimout_ms = 100\n')
     i = find(issues, "buses.tcp1", "timout_ms")
     assert "did you mean 'timeout_ms'" in i.message
 
 
 def test_unknown_section_unknown_bus_unknown_profile_and_point():
-    text = MINIMAL.replace('bus = "rs485"', 'bus = "rs486"') + """
+    text = (
+        MINIMAL.replace('bus = "rs485"', 'bus = "rs486"')
+        + """
 [fountains]
 x = 1
 [devices.th]
@@ -88,6 +99,7 @@ profile = "xy-md03"
 [devices.meter.points.voltag]
 deadband = 1
 """
+    )
     issues = issues_of(text)
     assert "unknown section [fountains]" in str(find(issues, "", "fountains"))
     assert find(issues, "devices.meter", "bus").allowed == "rs485"
@@ -96,7 +108,9 @@ deadband = 1
 
 
 def test_type_errors_and_duplicate_unit_ids():
-    text = MINIMAL.replace("unit = 1", 'unit = "1"') + """
+    text = (
+        MINIMAL.replace("unit = 1", 'unit = "1"')
+        + """
 [devices.m2]
 bus = "rs485"
 unit = 7
@@ -107,6 +121,7 @@ bus = "rs485"
 unit = 7
 profile = "sdm120"
 """
+    )
     issues = issues_of(text)
     assert "an integer" in find(issues, "devices.meter", "unit").message
     assert find(issues, "devices.m2", "poll_s").value == "fast"
@@ -114,7 +129,9 @@ profile = "sdm120"
 
 
 def test_profile_options_and_limits_are_validated():
-    text = MINIMAL + """
+    text = (
+        MINIMAL
+        + """
 [devices.th]
 bus = "rs485"
 unit = 2
@@ -129,6 +146,7 @@ profile = "sdm630"
 max_registers = 200
 forbidden = [["holding", 10, 5]]
 """
+    )
     issues = issues_of(text)
     assert find(issues, "devices.th.options", "variant").allowed == '"x10", "x100"'
     assert "1..125" in find(issues, "devices.big.limits", "max_registers").allowed
@@ -136,8 +154,11 @@ forbidden = [["holding", 10, 5]]
 
 
 def test_point_overrides_scale_for_a_current_transformer():
-    c = cfg.loads(MINIMAL + "[devices.meter.points.current]\nscale = 40.0\nunit = \"A\"\ndeadband = 0.1\n"
-                  "[devices.meter.points.phase_angle]\nenabled = false\n", "cab.toml")
+    c = cfg.loads(
+        MINIMAL + '[devices.meter.points.current]\nscale = 40.0\nunit = "A"\ndeadband = 0.1\n'
+        "[devices.meter.points.phase_angle]\nenabled = false\n",
+        "cab.toml",
+    )
     dev = c.devices["meter"]
     assert dev.profile.point("current").scale == 40.0
     assert dev.points["current"].deadband == 0.1
@@ -155,8 +176,10 @@ def test_point_decimals_default_from_the_profile_and_can_be_overridden():
 
 
 def test_board_ports_and_pins_are_checked_against_the_board():
-    text = MINIMAL.replace('port = "/dev/ttyUSB0"', 'port = "rs485-7"') + '[board]\nprofile = "rpi4-rs485"\n' \
+    text = (
+        MINIMAL.replace('port = "/dev/ttyUSB0"', 'port = "rs485-7"') + '[board]\nprofile = "rpi4-rs485"\n'
         '[inputs.door]\npin = "D99"\n'
+    )
     issues = issues_of(text, board_infos())
     assert "rs485-1" in find(issues, "buses.rs485", "port").message
     assert "not a pin of the board" in find(issues, "inputs.door", "pin").message
@@ -165,7 +188,9 @@ def test_board_ports_and_pins_are_checked_against_the_board():
 
 
 def test_sim_references_must_exist():
-    text = MINIMAL + """
+    text = (
+        MINIMAL
+        + """
 [sim]
 fan = "meter.relay_9"
 [[sim.circuits]]
@@ -176,6 +201,7 @@ meter = "nosuch"
 door = "pin:door"
 smoke = "pin:x"
 """
+    )
     issues = issues_of(text)
     assert "no point 'relay_9'" in find(issues, "sim", "fan").message
     assert find(issues, "sim", "circuits[0].meter").value == "nosuch"
@@ -199,12 +225,16 @@ def test_config_check_command_exit_codes(tmp_path: Path):
     r = subprocess.run([sys.executable, "-m", "tools.cli", "config", "check", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stdout.count(str(bad)) == 3 and "2 error(s)" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "tools.cli", "config", "check", str(EXAMPLE)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "tools.cli", "config", "check", str(EXAMPLE)], capture_output=True, text=True
+    )
     assert r.returncode == 0 and "OK" in r.stdout
 
 
 def test_outputs_pins_unique_and_names_distinct_from_inputs():
-    text = MINIMAL + """
+    text = (
+        MINIMAL
+        + """
 [inputs.door]
 pin = "door"
 [outputs.door]
@@ -213,6 +243,7 @@ pin = "aux_out_1"
 pin = "door"
 initial = "yes"
 """
+    )
     issues = issues_of(text, board_infos())
     assert "an input has this name too" in find(issues, "outputs.door", "").message
     assert "already used by [inputs.door]" in find(issues, "outputs.fan", "pin").message
@@ -220,7 +251,9 @@ initial = "yes"
 
 
 def test_sim_script_steps_are_validated():
-    text = MINIMAL + """
+    text = (
+        MINIMAL
+        + """
 [[sim.script]]
 at_s = -1
 cmd = "fault"
@@ -236,6 +269,7 @@ at_s = 5
 cmd = "clear"
 device = "ghost"
 """
+    )
     issues = issues_of(text)
     assert find(issues, "sim", "script[0].at_s").value == -1
     assert "fault" in find(issues, "sim", "script[1].cmd").allowed
@@ -249,9 +283,23 @@ def test_point_override_edge_cases():
     c = cfg.loads(MINIMAL + "[devices.meter.points.current]\nscale = 40.0\n", "cab.toml")
     lo, hi = c.devices["meter"].profile.point("current").valid
     assert hi == 40 * 100.0  # a CT ratio widens the plausible range with it
-    every = "".join(f"[devices.meter.points.{k}]\nenabled = false\n" for k in (
-        "voltage", "current", "active_power", "apparent_power", "reactive_power", "power_factor", "phase_angle",
-        "frequency", "import_energy", "export_energy", "total_energy", "total_reactive_energy"))
+    every = "".join(
+        f"[devices.meter.points.{k}]\nenabled = false\n"
+        for k in (
+            "voltage",
+            "current",
+            "active_power",
+            "apparent_power",
+            "reactive_power",
+            "power_factor",
+            "phase_angle",
+            "frequency",
+            "import_energy",
+            "export_energy",
+            "total_energy",
+            "total_reactive_energy",
+        )
+    )
     assert "every point is disabled" in find(issues_of(MINIMAL + every), "devices.meter", "points").message
 
 
@@ -268,7 +316,9 @@ def test_gps_disabled_needs_no_port_and_zero_is_a_value():
 
 
 def test_script_values_are_checked_against_the_config():
-    text = MINIMAL + """
+    text = (
+        MINIMAL
+        + """
 [buses.gw]
 type = "tcp"
 host = "10.0.0.9"
@@ -287,6 +337,7 @@ cmd = "set"
 input = "smoke"
 value = true
 """
+    )
     issues = issues_of(text)
     assert "silent" in find(issues, "sim", "script[0].kind").allowed
     assert find(issues, "sim", "script[1].bus").allowed == "a rtu bus: rs485"
@@ -296,6 +347,7 @@ value = true
 def test_file_level_messages_have_no_double_colon():
     text = str(issues_of("[cabinet\n")[0])
     assert text.startswith("cab.toml: TOML syntax error")
-    missing = issues_of("[site]\nlatitude = 1.0\nlongitude = 2.0\ntimezone = \"UTC\"\n")
-    assert [str(i) for i in missing if i.section == "cabinet"] == \
-        ["cab.toml: [cabinet]: required section is missing (allowed: a [cabinet] table with id)"]
+    missing = issues_of('[site]\nlatitude = 1.0\nlongitude = 2.0\ntimezone = "UTC"\n')
+    assert [str(i) for i in missing if i.section == "cabinet"] == [
+        "cab.toml: [cabinet]: required section is missing (allowed: a [cabinet] table with id)"
+    ]

@@ -17,20 +17,20 @@ from pathlib import Path
 import pytest
 
 from agent import config as cfg
-from agent.runtime.app import App, Endpoints, UplinkWiring
-from agent.runtime.entry import board_infos
-from tools.cli.table import main as cli_main
 from agent.clock import ScaledClock
-from agent.wire.commands import Command
 from agent.config.model import Uplink as UplinkSettings
 from agent.remote.config_apply import MAX_BOOTS, sha256_file
 from agent.remote.downlink import CommandFailed
+from agent.runtime.app import App, Endpoints, UplinkWiring
+from agent.runtime.entry import board_infos
+from agent.wire.commands import Command
 from boards.sim.cabinet import SimCabinet
 from drivers.dio import FilePinsDIO
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
-from tools.provision import pki
+from tools.cli.table import main as cli_main
 from tools.operator.commands import with_version
+from tools.provision import pki
 
 CAB = "CAB-SIM-0001"
 
@@ -65,14 +65,24 @@ class Rig:
         """An App from the file on disk (not started); the simulator's endpoints only for buses the
         push did not change, so a changed/new bus connects where its config says."""
         config = cfg.load(self.path, board_infos())
-        buses = {n: tuple(v) for n, v in (self.ep or {}).get("buses", {}).items()
-                 if config.buses.get(n) == self.original.buses.get(n)}
-        endpoints = Endpoints(buses=buses, gps_port=(self.ep or {}).get("gps"),
-                              dio=FilePinsDIO(self.ep["pins"]) if self.ep else None)
+        buses = {
+            n: tuple(v)
+            for n, v in (self.ep or {}).get("buses", {}).items()
+            if config.buses.get(n) == self.original.buses.get(n)
+        }
+        endpoints = Endpoints(
+            buses=buses, gps_port=(self.ep or {}).get("gps"), dio=FilePinsDIO(self.ep["pins"]) if self.ep else None
+        )
         wiring = None
         if self.mqtt_port is not None:
-            settings = UplinkSettings(broker="127.0.0.1", port=self.mqtt_port, tls=False, batch_max_age_s=5.0,
-                                      backoff_initial_s=0.2, backoff_max_s=1.0)
+            settings = UplinkSettings(
+                broker="127.0.0.1",
+                port=self.mqtt_port,
+                tls=False,
+                batch_max_age_s=5.0,
+                backoff_initial_s=0.2,
+                backoff_max_s=1.0,
+            )
             wiring = UplinkWiring(settings, pki.load_signing_key(self.cab_path), {}.get)
         return App(config, data_dir=self.tmp / "agent", clock=self.clock, endpoints=endpoints, uplink=wiring)
 
@@ -160,8 +170,9 @@ async def test_older_or_equal_version_and_local_edits_rejected(tmp_path):
         with pytest.raises(CommandFailed, match="stale_version"):
             await app.config_manager.apply(command({"toml": with_version(rig.text, v), "version": v}))
     with pytest.raises(CommandFailed, match="expect_mismatch"):
-        await app.config_manager.apply(command({"toml": with_version(rig.text, 4), "version": 4,
-                                                "expect_sha256": "0" * 64}))
+        await app.config_manager.apply(
+            command({"toml": with_version(rig.text, 4), "version": 4, "expect_sha256": "0" * 64})
+        )
     # a technician edits the file on site and does not push it: never silently overwritten
     edited = rig.text.replace('name = "Simulated', 'name = "Edited on site, simulated', 1)
     rig.path.write_text(edited)
@@ -171,7 +182,7 @@ async def test_older_or_equal_version_and_local_edits_rejected(tmp_path):
     assert not rig.path.with_name("cabinet.toml.previous").exists()
 
 
-async def test_good_push_with_cabinet_config_push_is_committed_after_the_restart(broker, tmp_path, capsys):  # noqa: F811
+async def test_good_push_with_cabinet_config_push_is_committed_after_the_restart(broker, tmp_path, capsys):
     rig = Rig(tmp_path, broker.plain_port)
     try:
         app = await rig.boot()
@@ -180,9 +191,27 @@ async def test_good_push_with_cabinet_config_push_is_committed_after_the_restart
         old_sha = app.config.sha256
         new_file = tmp_path / "new.toml"
         new_file.write_text(rig.text.replace('tags = ["sim", "demo"]', 'tags = ["sim", "demo", "festival"]'))
-        argv = ["config", "push", str(new_file), "--id", CAB, "--version", "2", "--trial", "20s",
-                "--expect-sha256", old_sha, "--key", str(rig.op_path), "--broker", f"127.0.0.1:{broker.plain_port}",
-                "--cabinet-key", rig.cab_pub.hex(), "--timeout", "5"]
+        argv = [
+            "config",
+            "push",
+            str(new_file),
+            "--id",
+            CAB,
+            "--version",
+            "2",
+            "--trial",
+            "20s",
+            "--expect-sha256",
+            old_sha,
+            "--key",
+            str(rig.op_path),
+            "--broker",
+            f"127.0.0.1:{broker.plain_port}",
+            "--cabinet-key",
+            rig.cab_pub.hex(),
+            "--timeout",
+            "5",
+        ]
         capsys.readouterr()
         rc = await asyncio.to_thread(cli_main, argv)
         rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -237,8 +266,15 @@ async def test_restart_in_the_middle_of_applying_ends_consistent(rig):
     mgr = app.config_manager
     # 1. crash after the marker, before the rename: the old file runs, the marker is dropped
     new = with_version(rig.text, 2).replace('"demo"]', '"demo", "x"]')
-    marker = {"sha256": cfg.loads(new, str(rig.path)).sha256, "version": 2, "previous_sha256": old_sha,
-              "config": str(rig.path), "previous": str(rig.path) + ".previous", "trial_s": 2, "boots": 0}
+    marker = {
+        "sha256": cfg.loads(new, str(rig.path)).sha256,
+        "version": 2,
+        "previous_sha256": old_sha,
+        "config": str(rig.path),
+        "previous": str(rig.path) + ".previous",
+        "trial_s": 2,
+        "boots": 0,
+    }
     mgr.stage(new.encode(), marker, crash_before_rename=True)
     app = await rig.boot()
     assert app.config.sha256 == old_sha and app.config_manager.outcome == "interrupted"
@@ -272,8 +308,15 @@ async def test_boot_guard_rolls_back_a_pushed_config_that_cannot_load(rig):
     old_sha = app.config.sha256
     # the document validated when pushed, but no longer loads on this cabinet (e.g. a board profile changed)
     text = with_version(rig.text, 2).replace('profile = "sim"', 'profile = "gone-board"', 1)
-    marker = {"sha256": cfg.loads(text, str(rig.path)).sha256, "version": 2, "previous_sha256": old_sha,
-              "config": str(rig.path), "previous": str(rig.path) + ".previous", "trial_s": 60, "boots": 0}
+    marker = {
+        "sha256": cfg.loads(text, str(rig.path)).sha256,
+        "version": 2,
+        "previous_sha256": old_sha,
+        "config": str(rig.path),
+        "previous": str(rig.path) + ".previous",
+        "trial_s": 60,
+        "boots": 0,
+    }
     app.config_manager.stage(text.encode(), marker)
     assert boot_guard(rig.tmp / "agent", {}) is None  # no board table given: it loads, nothing to do
     entry = boot_guard(rig.tmp / "agent", board_infos())

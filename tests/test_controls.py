@@ -9,11 +9,11 @@ import json
 import pytest
 
 from agent import config as cfg
-from agent.runtime.app import App
-from agent.runtime.entry import board_infos
 from agent.clock import SimClock
-from agent.runtime.control_loop import TRUSTED_AFTER, clock_trusted
 from agent.model import Quality, Reading
+from agent.runtime.app import App
+from agent.runtime.control_loop import TRUSTED_AFTER, clock_trusted
+from agent.runtime.entry import board_infos
 from agent.runtime.status_api import ActionError
 
 NIGHT = 1_795_370_000.0  # 2026-11-22 ~18:53 local, Berlin
@@ -57,16 +57,20 @@ async def test_untrusted_clock_runs_the_failsafe_and_says_so(app, tmp_path):
 
 async def test_gps_refines_the_site_and_segment_points_enter_the_image(app):
     mono = app.clock.monotonic()
-    app.image.update_many([Reading("gps.latitude", NIGHT, 52.60, Quality.GOOD),
-                           Reading("gps.longitude", NIGHT, 13.50, Quality.GOOD)], mono)
+    app.image.update_many(
+        [Reading("gps.latitude", NIGHT, 52.60, Quality.GOOD), Reading("gps.longitude", NIGHT, 13.50, Quality.GOOD)],
+        mono,
+    )
     await app.controls.step()
     site = app.controls.status()["lighting"]["site"]
     assert (site["latitude"], site["longitude"]) == (52.60, 13.50)
     assert app.image.value("lighting.seg1.on", app.clock.monotonic()) is True  # night: on by the astro clock
     assert app.controls.status()["output_failures"]  # nothing is connected: every write failed, and says so
     far = await make(app.data_dir / "far")
-    far.image.update_many([Reading("gps.latitude", NIGHT, 48.1, Quality.GOOD),
-                           Reading("gps.longitude", NIGHT, 11.6, Quality.GOOD)], far.clock.monotonic())
+    far.image.update_many(
+        [Reading("gps.latitude", NIGHT, 48.1, Quality.GOOD), Reading("gps.longitude", NIGHT, 11.6, Quality.GOOD)],
+        far.clock.monotonic(),
+    )
     await far.controls.step()  # Munich is not this cabinet: a wrong receiver or a wrong config
     site = far.controls.status()["lighting"]["site"]
     assert site["latitude"] == pytest.approx(52.52, abs=0.01) and "refused" in site["note"]

@@ -10,9 +10,9 @@ import pytest
 
 from agent.clock import ScaledClock, SimClock
 from agent.field.image import ProcessImage
-from agent.model import Point, Quality, Reading
 from agent.field.poller import PollSchedule
 from agent.field.report import ReportFilter
+from agent.model import Point, Quality, Reading
 from drivers.modbus import replies
 from drivers.modbus.health import DeviceHealth
 
@@ -35,15 +35,18 @@ def _frame(body: bytes) -> bytes:
     return body + struct.pack("<H", replies.crc16(body))
 
 
-@pytest.mark.parametrize("rx,expect", [
-    (b"", "no response"),
-    (_frame(bytes([2, 3, 4, 1, 2, 3, 4])), "reply from wrong unit id 2"),
-    (bytes([1, 3, 4, 1, 2, 3, 4, 0, 0]), "CRC error"),
-    (bytes([1, 3, 4, 1]), "short reply (4 of 9 bytes)"),
-    (b"\xde\xad\xbe\xef\x01\x02\x03\x04\x05", "garbled reply"),
-    (_frame(bytes([2, 0x83, 2])), "reply from wrong unit id 2"),
-    (bytes([1, 0x83, 2, 0, 0]), "CRC error"),
-])
+@pytest.mark.parametrize(
+    "rx,expect",
+    [
+        (b"", "no response"),
+        (_frame(bytes([2, 3, 4, 1, 2, 3, 4])), "reply from wrong unit id 2"),
+        (bytes([1, 3, 4, 1, 2, 3, 4, 0, 0]), "CRC error"),
+        (bytes([1, 3, 4, 1]), "short reply (4 of 9 bytes)"),
+        (b"\xde\xad\xbe\xef\x01\x02\x03\x04\x05", "garbled reply"),
+        (_frame(bytes([2, 0x83, 2])), "reply from wrong unit id 2"),
+        (bytes([1, 0x83, 2, 0, 0]), "CRC error"),
+    ],
+)
 def test_classify_rtu(rx, expect):
     assert replies.classify_rtu(rx, unit=1, fc=3, expected_len=9) == expect
 
@@ -78,7 +81,7 @@ def test_backoff_jitter_is_bounded_and_deterministic():
         a.failure(float(i), "x")
         b.failure(float(i), "x")
         assert a.next_try == b.next_try
-        base = min(60.0, 2 ** i)
+        base = min(60.0, 2**i)
         assert base * 0.9 <= a.next_try - i <= base * 1.1
 
 

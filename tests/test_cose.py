@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from agent.model import Quality, Reading
 from agent.wire import cose
 from agent.wire.batch import decode_body, encode_body
 from agent.wire.cose import ReplayWindow, VerifyError
-from agent.model import Quality, Reading
 
 VECTORS = Path(__file__).parent / "vectors" / "batch_vectors.json"
 CAB_SEED = b"cabinet-agent batch vector: cabinet key"
@@ -65,9 +65,10 @@ def raw_sign1(protected: dict | bytes, payload=b"p", unprotected=None, sig=None,
 
 # ---------------------------------------------------------------------- sign1 / verify1
 
+
 def test_key_id_is_sha256_prefix_of_raw_key():
     raw = cose.raw_public(KEY.public_key())
-    assert len(raw) == 32 and KID == hashlib.sha256(raw).digest()[:8]
+    assert len(raw) == 32 and hashlib.sha256(raw).digest()[:8] == KID
     assert cose.key_id(OTHER.public_key()) != KID
 
 
@@ -95,38 +96,41 @@ def test_unknown_kid_and_wrong_key():
     assert reason(msg, aad=b"a", ks=lambda kid: OTHER.public_key()) == "bad_signature"
 
 
-@pytest.mark.parametrize("data, why", [
-    (b"", "not_cbor"),
-    (b"\xff", "not_cbor"),
-    (b"\x1b\x00", "not_cbor"),                                   # truncated
-    (cbor2.dumps(1) + b"\x00", "not_cbor"),                      # trailing bytes
-    (b"\xd2\x9f\xff", "not_cbor"),                               # indefinite-length array
-    (cbor2.dumps([b"", {}, b"", b""]), "not_cose_sign1"),        # untagged
-    (cbor2.dumps(cbor2.CBORTag(98, [b"", {}, b"", b""])), "not_cose_sign1"),
-    (cbor2.dumps(cbor2.CBORTag(18, [b"", {}, b""])), "not_cose_sign1"),
-    (cbor2.dumps(cbor2.CBORTag(18, "text")), "not_cose_sign1"),
-    (cbor2.dumps(cbor2.CBORTag(18, [{}, {}, b"", b""])), "not_cose_sign1"),
-    (cbor2.dumps(cbor2.CBORTag(18, [b"", [], b"", b""])), "not_cose_sign1"),
-    (cbor2.dumps(cbor2.CBORTag(18, [b"", {}, "text", b""])), "not_cose_sign1"),
-])
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (b"", "not_cbor"),
+        (b"\xff", "not_cbor"),
+        (b"\x1b\x00", "not_cbor"),  # truncated
+        (cbor2.dumps(1) + b"\x00", "not_cbor"),  # trailing bytes
+        (b"\xd2\x9f\xff", "not_cbor"),  # indefinite-length array
+        (cbor2.dumps([b"", {}, b"", b""]), "not_cose_sign1"),  # untagged
+        (cbor2.dumps(cbor2.CBORTag(98, [b"", {}, b"", b""])), "not_cose_sign1"),
+        (cbor2.dumps(cbor2.CBORTag(18, [b"", {}, b""])), "not_cose_sign1"),
+        (cbor2.dumps(cbor2.CBORTag(18, "text")), "not_cose_sign1"),
+        (cbor2.dumps(cbor2.CBORTag(18, [{}, {}, b"", b""])), "not_cose_sign1"),
+        (cbor2.dumps(cbor2.CBORTag(18, [b"", [], b"", b""])), "not_cose_sign1"),
+        (cbor2.dumps(cbor2.CBORTag(18, [b"", {}, "text", b""])), "not_cose_sign1"),
+    ],
+)
 def test_structural_rejections(data, why):
     assert reason(data) == why
 
 
 def test_header_rejections():
-    assert reason(raw_sign1({1: -19, 4: KID}, payload=None), aad=b"a") == "not_cose_sign1"   # detached
+    assert reason(raw_sign1({1: -19, 4: KID}, payload=None), aad=b"a") == "not_cose_sign1"  # detached
     assert reason(raw_sign1({1: -19, 4: KID}, unprotected={4: KID}), aad=b"a") == "bad_header"
-    assert reason(raw_sign1({4: KID}), aad=b"a") == "bad_header"                              # no alg
-    assert reason(raw_sign1({1: -8, 4: KID}), aad=b"a") == "unsupported_alg"                  # old EdDSA
+    assert reason(raw_sign1({4: KID}), aad=b"a") == "bad_header"  # no alg
+    assert reason(raw_sign1({1: -8, 4: KID}), aad=b"a") == "unsupported_alg"  # old EdDSA
     assert reason(raw_sign1({1: "EdDSA", 4: KID}), aad=b"a") == "unsupported_alg"
-    assert reason(raw_sign1({1: -19}), aad=b"a") == "bad_header"                              # no kid
+    assert reason(raw_sign1({1: -19}), aad=b"a") == "bad_header"  # no kid
     assert reason(raw_sign1({1: -19, 4: "kid"}), aad=b"a") == "bad_header"
     assert reason(raw_sign1({1: -19, 4: b""}), aad=b"a") == "bad_header"
-    assert reason(raw_sign1({1: -19, 4: KID, 2: [1]}), aad=b"a") == "bad_header"              # crit etc.
-    assert reason(raw_sign1({1: -19, 4: KID, "x": [1, 2]}), aad=b"a") == "bad_header"         # not a scalar
-    assert reason(raw_sign1(b"\x80"), aad=b"a") == "bad_header"                               # not a map
-    assert reason(raw_sign1(b"\xa1\x01"), aad=b"a") == "bad_header"                           # truncated map
-    dup = b"\xa3\x01\x32\x04\x48" + KID + b"\x01\x32"                                         # alg twice
+    assert reason(raw_sign1({1: -19, 4: KID, 2: [1]}), aad=b"a") == "bad_header"  # crit etc.
+    assert reason(raw_sign1({1: -19, 4: KID, "x": [1, 2]}), aad=b"a") == "bad_header"  # not a scalar
+    assert reason(raw_sign1(b"\x80"), aad=b"a") == "bad_header"  # not a map
+    assert reason(raw_sign1(b"\xa1\x01"), aad=b"a") == "bad_header"  # truncated map
+    dup = b"\xa3\x01\x32\x04\x48" + KID + b"\x01\x32"  # alg twice
     assert reason(raw_sign1(dup), aad=b"a") == "bad_header"
     assert reason(raw_sign1({1: -19, 4: KID}, sig=b"\x00" * 63), aad=b"a") == "bad_signature"
     assert cose.verify1(raw_sign1({1: -19, 4: KID}), aad=b"a", keys=keys).payload == b"p"
@@ -169,11 +173,22 @@ def test_verify_only_raises_verify_error_on_arbitrary_bytes(data):
         cose.verify1(data, aad=b"t", keys=keys)
 
 
-SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.text(max_size=5),
-                   st.binary(max_size=9), st.floats(allow_nan=True))
-CBOR_VALUES = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.one_of(st.integers(-30, 30), st.text(max_size=3)), inner, max_size=4),
-                           max_leaves=12)
+SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.text(max_size=5),
+    st.binary(max_size=9),
+    st.floats(allow_nan=True),
+)
+CBOR_VALUES = st.recursive(
+    SCALAR,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.one_of(st.integers(-30, 30), st.text(max_size=3)), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -210,6 +225,7 @@ def test_edits_of_a_valid_envelope_are_rejected(data):
 
 # ---------------------------------------------------------------------- topics
 
+
 def test_topics():
     assert cose.telemetry_topic("city/v1", "CAB-0042") == TOPIC
     assert cose.telemetry_topic(cabinet="CAB-0042") == TOPIC
@@ -232,8 +248,17 @@ def test_bad_prefixes(prefix):
         cose.telemetry_topic(prefix, "C1")
 
 
-@pytest.mark.parametrize("topic", ["city/v1/cab/C1/ack", "cab/C1/telemetry", "city/v1/cabs/C1/telemetry",
-                                   "city/v1/cab/+/telemetry", "city/v1/cab/C1/telemetry/x", "city//cab/C1/telemetry"])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "city/v1/cab/C1/ack",
+        "cab/C1/telemetry",
+        "city/v1/cabs/C1/telemetry",
+        "city/v1/cab/+/telemetry",
+        "city/v1/cab/C1/telemetry/x",
+        "city//cab/C1/telemetry",
+    ],
+)
 def test_open_batch_bad_topic(topic):
     with pytest.raises(VerifyError) as e:
         cose.open_batch(sealed(), topic=topic, keys=keys)
@@ -241,6 +266,7 @@ def test_open_batch_bad_topic(topic):
 
 
 # ---------------------------------------------------------------------- sealed batches and acks
+
 
 def test_seal_open_batch():
     msg = sealed(b"\x02body", seq=2**64 - 1, boot=0)
@@ -263,15 +289,18 @@ def test_cabinet_mismatch_between_header_and_topic():
     assert e.value.reason == "cabinet_mismatch"
 
 
-@pytest.mark.parametrize("headers", [
-    {"cab": "CAB-0042", "boot": 1},
-    {"cab": "CAB-0042", "boot": 1, "seq": -1},
-    {"cab": "CAB-0042", "boot": 1, "seq": 2**64},
-    {"cab": "CAB-0042", "boot": True, "seq": 1},
-    {"cab": "CAB-0042", "boot": 1, "seq": 1.0},
-    {"cab": 42, "boot": 1, "seq": 1},
-    {"cab": "CAB-0042", "boot": 1, "seq": 1, "extra": 1},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"cab": "CAB-0042", "boot": 1},
+        {"cab": "CAB-0042", "boot": 1, "seq": -1},
+        {"cab": "CAB-0042", "boot": 1, "seq": 2**64},
+        {"cab": "CAB-0042", "boot": True, "seq": 1},
+        {"cab": "CAB-0042", "boot": 1, "seq": 1.0},
+        {"cab": 42, "boot": 1, "seq": 1},
+        {"cab": "CAB-0042", "boot": 1, "seq": 1, "extra": 1},
+    ],
+)
 def test_open_batch_bad_headers(headers):
     msg = cose.sign1(b"b", key=KEY, kid=KID, headers=headers, aad=TOPIC.encode())
     with pytest.raises(VerifyError) as e:
@@ -279,8 +308,9 @@ def test_open_batch_bad_headers(headers):
     assert e.value.reason == "bad_header"
 
 
-@pytest.mark.parametrize("kw", [{"seq": -1}, {"seq": 2**64}, {"boot": True}, {"boot": 1.5}, {"cabinet": "CAB-0043"},
-                                {"topic": ACK_TOPIC}])
+@pytest.mark.parametrize(
+    "kw", [{"seq": -1}, {"seq": 2**64}, {"boot": True}, {"boot": 1.5}, {"cabinet": "CAB-0043"}, {"topic": ACK_TOPIC}]
+)
 def test_seal_batch_validates(kw):
     args = {"key": KEY, "kid": KID, "cabinet": "CAB-0042", "boot": 1, "seq": 1, "topic": TOPIC, **kw}
     with pytest.raises(ValueError):
@@ -302,12 +332,24 @@ def test_ack_round_trip_and_rejections():
     assert e.value.reason == "unknown_kid"
 
     def forged(payload, headers=None):
-        return cose.sign1(msgpack.packb(payload) if not isinstance(payload, bytes) else payload, key=ing, kid=ikid,
-                          headers=headers or {}, aad=ACK_TOPIC.encode())
-    cases = [({"cab": "CAB-0043", "seq": [1]}, "cabinet_mismatch"), ({"cab": "CAB-0042", "seq": []}, "bad_payload"),
-             ({"cab": "CAB-0042", "seq": [-1]}, "bad_payload"), ({"cab": "CAB-0042"}, "bad_payload"),
-             ({"cab": "CAB-0042", "seq": [True]}, "bad_payload"), (b"\xc1", "bad_payload"), ([1], "bad_payload"),
-             ({"cab": "CAB-0042", "seq": [1], "x": 1}, "bad_payload")]
+        return cose.sign1(
+            msgpack.packb(payload) if not isinstance(payload, bytes) else payload,
+            key=ing,
+            kid=ikid,
+            headers=headers or {},
+            aad=ACK_TOPIC.encode(),
+        )
+
+    cases = [
+        ({"cab": "CAB-0043", "seq": [1]}, "cabinet_mismatch"),
+        ({"cab": "CAB-0042", "seq": []}, "bad_payload"),
+        ({"cab": "CAB-0042", "seq": [-1]}, "bad_payload"),
+        ({"cab": "CAB-0042"}, "bad_payload"),
+        ({"cab": "CAB-0042", "seq": [True]}, "bad_payload"),
+        (b"\xc1", "bad_payload"),
+        ([1], "bad_payload"),
+        ({"cab": "CAB-0042", "seq": [1], "x": 1}, "bad_payload"),
+    ]
     for payload, why in cases:
         with pytest.raises(VerifyError) as e:
             cose.open_ack(forged(payload), topic=ACK_TOPIC, keys=ikeys)
@@ -322,6 +364,7 @@ def test_ack_round_trip_and_rejections():
 
 
 # ---------------------------------------------------------------------- replay window
+
 
 class ModelWindow:
     """The specification as a set: accepted numbers, judged against the highest one."""
@@ -344,8 +387,12 @@ class ModelWindow:
         return v
 
 
-SEQ_OPS = st.lists(st.tuples(st.sampled_from(["check", "accept", "persist"]),
-                             st.one_of(st.integers(0, 80), st.integers(0, 2**64 - 1))), max_size=60)
+SEQ_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["check", "accept", "persist"]), st.one_of(st.integers(0, 80), st.integers(0, 2**64 - 1))
+    ),
+    max_size=60,
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -370,8 +417,15 @@ def test_replay_window_accepts_each_seq_at_most_once(seqs):
 def test_replay_window_examples():
     w = ReplayWindow(4)
     assert w.state() == (0, 0) and w.check(0) == "new"
-    assert [w.accept(s) for s in (10, 8, 10, 8, 6, 7, 9)] == ["new", "new", "duplicate", "duplicate", "too_old", "new",
-                                                                "new"]
+    assert [w.accept(s) for s in (10, 8, 10, 8, 6, 7, 9)] == [
+        "new",
+        "new",
+        "duplicate",
+        "duplicate",
+        "too_old",
+        "new",
+        "new",
+    ]
     assert w.state() == (10, 0b1111)
     assert w.accept(2**64 - 1) == "new" and w.state() == (2**64 - 1, 1)
     assert w.check(10) == "too_old"
@@ -381,14 +435,16 @@ def test_replay_window_examples():
         w.check(-1)
 
 
-@pytest.mark.parametrize("state", [(-1, 0, 8), (2**64, 0, 8), (10, 1 << 8, 8), (2, 0b1000, 8), (0, 0, 0),
-                                   (1, True, 8), (1.0, 0, 8)])
+@pytest.mark.parametrize(
+    "state", [(-1, 0, 8), (2**64, 0, 8), (10, 1 << 8, 8), (2, 0b1000, 8), (0, 0, 0), (1, True, 8), (1.0, 0, 8)]
+)
 def test_replay_window_from_state_validates(state):
     with pytest.raises(ValueError):
         ReplayWindow.from_state(*state)
 
 
 # ---------------------------------------------------------------------- published vectors
+
 
 def vector_readings(v: dict) -> list[Reading]:
     return [Reading(r["point"], r["t"], r["value"], Quality(r["quality"]), r["reason"]) for r in v["readings"]]
@@ -416,21 +472,41 @@ def build_vectors() -> dict:
     body = encode_body(readings, compression="zstd")
     return {
         "description": "cabinet-agent batch format test vectors (docs/batch-format.md)",
-        "cabinet_key": {"seed_text": CAB_SEED.decode(), "private_hex": hashlib.sha256(CAB_SEED).hexdigest(),
-                        "public_hex": cose.raw_public(KEY.public_key()).hex(), "kid_hex": KID.hex()},
-        "ingest_key": {"seed_text": INGEST_SEED.decode(), "private_hex": hashlib.sha256(INGEST_SEED).hexdigest(),
-                       "public_hex": cose.raw_public(ing.public_key()).hex(), "kid_hex": ikid.hex()},
-        "readings": [{"point": r.point, "t": r.t, "value": r.value, "quality": r.quality.value, "reason": r.reason}
-                     for r in readings],
+        "cabinet_key": {
+            "seed_text": CAB_SEED.decode(),
+            "private_hex": hashlib.sha256(CAB_SEED).hexdigest(),
+            "public_hex": cose.raw_public(KEY.public_key()).hex(),
+            "kid_hex": KID.hex(),
+        },
+        "ingest_key": {
+            "seed_text": INGEST_SEED.decode(),
+            "private_hex": hashlib.sha256(INGEST_SEED).hexdigest(),
+            "public_hex": cose.raw_public(ing.public_key()).hex(),
+            "kid_hex": ikid.hex(),
+        },
+        "readings": [
+            {"point": r.point, "t": r.t, "value": r.value, "quality": r.quality.value, "reason": r.reason}
+            for r in readings
+        ],
         "body_none_hex": encode_body(readings, compression="none").hex(),
         "body_zlib_hex": encode_body(readings, compression="zlib").hex(),
         "body_zstd_hex": body.hex(),
-        "telemetry": {"topic": TOPIC, "cabinet": "CAB-0042", "boot": 7, "seq": 1000, "body": "body_zstd_hex",
-                      "envelope_hex": cose.seal_batch(body, key=KEY, kid=KID, cabinet="CAB-0042", boot=7, seq=1000,
-                                                      topic=TOPIC).hex()},
-        "ack": {"topic": ACK_TOPIC, "cabinet": "CAB-0042", "seqs": [999, 1000],
-                "envelope_hex": cose.seal_ack([999, 1000], key=ing, kid=ikid, cabinet="CAB-0042",
-                                              topic=ACK_TOPIC).hex()},
+        "telemetry": {
+            "topic": TOPIC,
+            "cabinet": "CAB-0042",
+            "boot": 7,
+            "seq": 1000,
+            "body": "body_zstd_hex",
+            "envelope_hex": cose.seal_batch(
+                body, key=KEY, kid=KID, cabinet="CAB-0042", boot=7, seq=1000, topic=TOPIC
+            ).hex(),
+        },
+        "ack": {
+            "topic": ACK_TOPIC,
+            "cabinet": "CAB-0042",
+            "seqs": [999, 1000],
+            "envelope_hex": cose.seal_ack([999, 1000], key=ing, kid=ikid, cabinet="CAB-0042", topic=ACK_TOPIC).hex(),
+        },
     }
 
 
@@ -462,11 +538,16 @@ def test_vector_envelopes(vec):
     tv = vec["telemetry"]
     body = bytes.fromhex(vec[tv["body"]])
     env = bytes.fromhex(tv["envelope_hex"])
-    assert cose.seal_batch(body, key=priv, kid=kid, cabinet=tv["cabinet"], boot=tv["boot"], seq=tv["seq"],
-                           topic=tv["topic"]) == env
+    assert (
+        cose.seal_batch(
+            body, key=priv, kid=kid, cabinet=tv["cabinet"], boot=tv["boot"], seq=tv["seq"], topic=tv["topic"]
+        )
+        == env
+    )
     ks = {kid: priv.public_key()}.get
-    assert cose.open_batch(env, topic=tv["topic"], keys=ks) == cose.Batch(kid, tv["cabinet"], tv["boot"], tv["seq"],
-                                                                          body)
+    assert cose.open_batch(env, topic=tv["topic"], keys=ks) == cose.Batch(
+        kid, tv["cabinet"], tv["boot"], tv["seq"], body
+    )
     assert decode_body(cose.open_batch(env, topic=tv["topic"], keys=ks).body) == vector_readings(vec)
     with pytest.raises(VerifyError) as e:
         cose.open_batch(env, topic="city/v1/cab/CAB-0043/telemetry", keys=ks)
@@ -477,21 +558,27 @@ def test_vector_envelopes(vec):
     av = vec["ack"]
     ack = bytes.fromhex(av["envelope_hex"])
     assert cose.seal_ack(av["seqs"], key=ing, kid=ikid, cabinet=av["cabinet"], topic=av["topic"]) == ack
-    assert cose.open_ack(ack, topic=av["topic"], keys={ikid: ing.public_key()}.get) == cose.Ack(av["cabinet"],
-                                                                                              av["seqs"])
+    assert cose.open_ack(ack, topic=av["topic"], keys={ikid: ing.public_key()}.get) == cose.Ack(
+        av["cabinet"], av["seqs"]
+    )
 
 
 def test_vector_envelope_verifies_the_way_the_doc_says(vec):
     """Another language's steps: CBOR-decode, rebuild Sig_structure, Ed25519-verify."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     env = bytes.fromhex(vec["telemetry"]["envelope_hex"])
     tag = cbor2.loads(env)
     protected, unprotected, payload, signature = tag.value
     header = cbor2.loads(protected)
     assert tag.tag == 18 and header[1] == -19 and header[4].hex() == vec["cabinet_key"]["kid_hex"]
     assert (header["cab"], header["boot"], header["seq"]) == ("CAB-0042", 7, 1000)
-    to_sign = b"\x84\x6aSignature1" + cbor2.dumps(protected) + cbor2.dumps(vec["telemetry"]["topic"].encode()) \
+    to_sign = (
+        b"\x84\x6aSignature1"
+        + cbor2.dumps(protected)
+        + cbor2.dumps(vec["telemetry"]["topic"].encode())
         + cbor2.dumps(payload)
+    )
     pub = Ed25519PublicKey.from_public_bytes(bytes.fromhex(vec["cabinet_key"]["public_hex"]))
     pub.verify(signature, to_sign)
     assert payload.hex() == vec["body_zstd_hex"]

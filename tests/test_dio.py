@@ -54,7 +54,9 @@ def test_outputs_initial_invert_and_readback(backend):
     backend.setup_output("fan", "D5", initial=True)
     backend.setup_output("heater", "D6", invert=True)  # active-low relay: off = level high
     assert backend.read("fan") is True and backend.read("heater") is False
-    level = (lambda p: backend.level(p)) if isinstance(backend, MemoryDIO) else (lambda p: read_pin(backend.directory, p))
+    level = (
+        (lambda p: backend.level(p)) if isinstance(backend, MemoryDIO) else (lambda p: read_pin(backend.directory, p))
+    )
     assert level("D6") is True
     backend.write("heater", True)
     assert level("D6") is False and backend.read("heater") is True
@@ -62,18 +64,21 @@ def test_outputs_initial_invert_and_readback(backend):
     assert level("D5") is False
 
 
-@pytest.mark.parametrize("action,message", [
-    (lambda d: d.read("nope"), "unknown name 'nope' (set up: door, fan)"),
-    (lambda d: d.write("door", True), "is an input; cannot write"),
-    (lambda d: d.write("fan", "on"), "'on' is not a boolean"),
-    (lambda d: d.setup_input("door", "D9"), "already set up"),
-    (lambda d: d.setup_input("x", "D17"), "pin D17 is already used by 'door'"),
-    (lambda d: d.setup_input("x", "D9", pull="sideways"), "pull 'sideways'"),
-    (lambda d: d.setup_input("", "D9"), "name must be a non-empty string"),
-    (lambda d: d.setup_input("x", ""), "pin must be a non-empty string"),
-    (lambda d: d.setup_output("x", "D9", initial=2), "initial: 2 is not a boolean"),
-    (lambda d: d.setup_output("x", "D9", invert="yes"), "invert: 'yes'"),
-])
+@pytest.mark.parametrize(
+    "action,message",
+    [
+        (lambda d: d.read("nope"), "unknown name 'nope' (set up: door, fan)"),
+        (lambda d: d.write("door", True), "is an input; cannot write"),
+        (lambda d: d.write("fan", "on"), "'on' is not a boolean"),
+        (lambda d: d.setup_input("door", "D9"), "already set up"),
+        (lambda d: d.setup_input("x", "D17"), "pin D17 is already used by 'door'"),
+        (lambda d: d.setup_input("x", "D9", pull="sideways"), "pull 'sideways'"),
+        (lambda d: d.setup_input("", "D9"), "name must be a non-empty string"),
+        (lambda d: d.setup_input("x", ""), "pin must be a non-empty string"),
+        (lambda d: d.setup_output("x", "D9", initial=2), "initial: 2 is not a boolean"),
+        (lambda d: d.setup_output("x", "D9", invert="yes"), "invert: 'yes'"),
+    ],
+)
 def test_clear_errors(backend, action, message):
     backend.setup_input("door", "D17")
     backend.setup_output("fan", "D5")
@@ -220,8 +225,9 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def blinka():
     env = {**os.environ, "BLINKA_OS_AGNOSTIC": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", BLINKA_SCRIPT], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", BLINKA_SCRIPT], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -368,7 +374,9 @@ def test_crc_failure_is_a_clear_error():
     sensor = FakeSensor()
     sht = i2c.SHT3x(FakeI2C({0x45: sensor}), 0x45)
     sensor.corrupt = True
-    with pytest.raises(i2c.SensorError, match=r"SHT3x at 0x45: .*CRC mismatch in word 1 \(8000\): got 0xA3, expected 0xA2"):
+    with pytest.raises(
+        i2c.SensorError, match=r"SHT3x at 0x45: .*CRC mismatch in word 1 \(8000\): got 0xA3, expected 0xA2"
+    ):
         sht.measure(sleep=lambda s: None)
     with pytest.raises(i2c.SensorError, match="CRC mismatch"):
         i2c.decode_sht3x(b"\xff" * 6)  # nobody drove the bus

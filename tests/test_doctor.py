@@ -14,20 +14,20 @@ from pathlib import Path
 import pytest
 
 from agent import config as cfg
-from agent.runtime.app import App, Endpoints
-from agent.runtime.entry import board_infos
 from agent.clock import ScaledClock
 from agent.config.model import Uplink
 from agent.model import Quality, Reading
 from agent.outbox.writer import Outbox
+from agent.runtime.app import App, Endpoints
+from agent.runtime.entry import board_infos
 from agent.runtime.status_api import SOCKET_NAME, fetch
 from boards.sim.cabinet import SimCabinet
 from drivers.dio import FilePinsDIO
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
+from tools.doctor import checks as dc
 from tools.doctor import report as doctor
 from tools.provision import pki
-from tools.doctor import checks as dc
 
 HEAD = """
 [cabinet]
@@ -68,9 +68,14 @@ async def running(tmp_path):
     clock = ScaledClock(1.0)
     cab = SimCabinet(config, tmp_path / "sim", clock)
     ep = await cab.start()
-    app = App(config, data_dir=tmp_path, clock=clock,
-              endpoints=Endpoints(buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"],
-                                  dio=FilePinsDIO(ep["pins"])))
+    app = App(
+        config,
+        data_dir=tmp_path,
+        clock=clock,
+        endpoints=Endpoints(
+            buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"], dio=FilePinsDIO(ep["pins"])
+        ),
+    )
     await app.start()
     yield app, cab, tmp_path
     await app.stop()
@@ -78,6 +83,7 @@ async def running(tmp_path):
 
 
 # ------------------------------------------------------------------ buses and devices, no agent running
+
 
 async def test_no_agent_every_bus_opens_and_every_device_answers_with_its_profile(sim):
     cab, ep, tmp = sim
@@ -96,7 +102,9 @@ async def test_no_agent_every_bus_opens_and_every_device_answers_with_its_profil
 
 async def test_device_answering_as_another_profile_fails_with_a_hint(sim):
     cab, ep, tmp = sim
-    path = write_config(tmp, """
+    path = write_config(
+        tmp,
+        """
 [buses.rs485]
 type = "rtu"
 port = "rs485-1"
@@ -113,7 +121,8 @@ profile = "lux"
 bus = "rs485"
 unit = 99
 profile = "xy-md02"
-""")
+""",
+    )
     results = await doctor.run(path, tmp, boards=board_infos(), skip_buses=False)
     r = by_check(results)
     assert r["device meter"].status == "PASS"
@@ -128,7 +137,9 @@ profile = "xy-md02"
 
 
 async def test_missing_serial_port_fails_the_bus_and_its_devices(tmp_path):
-    path = write_config(tmp_path, """
+    path = write_config(
+        tmp_path,
+        """
 [buses.line]
 type = "rtu"
 port = "/dev/ttyDOCTOR-NOT-THERE"
@@ -138,7 +149,8 @@ parity = "E"
 bus = "line"
 unit = 5
 profile = "sdm120"
-""")
+""",
+    )
     results = await doctor.run(path, tmp_path / "data", boards=board_infos())
     r = by_check(results)
     assert r["bus line"].status == "FAIL"
@@ -163,6 +175,7 @@ async def test_skip_buses_and_invalid_config_lists_every_error(tmp_path):
 
 
 # ------------------------------------------------------------------ with the agent running
+
 
 async def test_running_agent_live_health_clock_outbox_and_alarms(running):
     app, cab, tmp = running
@@ -197,8 +210,10 @@ async def test_running_agent_live_health_clock_outbox_and_alarms(running):
 async def test_live_failing_device_is_a_fail(running):
     app, cab, tmp = running
     cab.device_fault("lux", "silent")
-    await wait_until(lambda: any(d["name"] == "lux" and d["state"] == "failing"
-                                 for d in app.status()["buses"][0]["devices"]), timeout=20)
+    await wait_until(
+        lambda: any(d["name"] == "lux" and d["state"] == "failing" for d in app.status()["buses"][0]["devices"]),
+        timeout=20,
+    )
     r = by_check(await doctor.run(cfg.EXAMPLE, tmp, boards=board_infos()))
     assert r["device lux"].status == "FAIL" and "no response" in r["device lux"].detail
     assert "wiring" in r["device lux"].hint
@@ -212,6 +227,7 @@ def test_alarm_severities():
 
 
 # ------------------------------------------------------------------ clock
+
 
 async def test_clock_falls_back_to_gps_then_unknown():
     missing = ("/nonexistent/timedatectl", "show")
@@ -230,19 +246,33 @@ async def test_clock_falls_back_to_gps_then_unknown():
 CAB = "CAB-DOC-0001"
 
 
-def uplink_for(b, tmp: Path, cn: str = CAB, *, days: int = 825, issued: dt.datetime | None = None,
-               key_from: str | None = None, ca: pki.CA | None = None) -> Uplink:
+def uplink_for(
+    b,
+    tmp: Path,
+    cn: str = CAB,
+    *,
+    days: int = 825,
+    issued: dt.datetime | None = None,
+    key_from: str | None = None,
+    ca: pki.CA | None = None,
+) -> Uplink:
     key_pem, cert_pem = (ca or b.ca).issue_client(cn, days=days, now=issued)
     if key_from is not None:  # a key of another certificate
         key_pem, _ = b.ca.issue_client(key_from)
     d = tmp / f"cab-{cn}-{days}-{key_from}-{ca is not None}"
     pki.write_private(d / "cabinet.key", key_pem)
     pki.write_public(d / "cabinet.crt", cert_pem)
-    return Uplink(broker=b.host, port=b.tls_port, tls=True, ca=str(b.ca.cert_path), cert=str(d / "cabinet.crt"),
-                  key=str(d / "cabinet.key"))
+    return Uplink(
+        broker=b.host,
+        port=b.tls_port,
+        tls=True,
+        ca=str(b.ca.cert_path),
+        cert=str(d / "cabinet.crt"),
+        key=str(d / "cabinet.key"),
+    )
 
 
-async def test_good_certificate_passes_broker_and_certificate(broker, tmp_path):  # noqa: F811
+async def test_good_certificate_passes_broker_and_certificate(broker, tmp_path):
     s = uplink_for(broker, tmp_path)
     r = await dc.check_broker(s, CAB)
     assert r.status == "PASS" and "TLS handshake and MQTT CONNECT accepted" in r.detail, r
@@ -251,8 +281,8 @@ async def test_good_certificate_passes_broker_and_certificate(broker, tmp_path):
     assert c.status == "PASS" and "key matches" in c.detail
 
 
-async def test_expired_certificate_fails_both_with_the_hint(broker, tmp_path):  # noqa: F811
-    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=100)
+async def test_expired_certificate_fails_both_with_the_hint(broker, tmp_path):
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=100)
     s = uplink_for(broker, tmp_path, days=10, issued=past)
     c = dc.check_certificate(s, CAB)
     assert c.status == "FAIL" and "expired" in c.detail and "cabinet provision" in c.hint
@@ -260,7 +290,7 @@ async def test_expired_certificate_fails_both_with_the_hint(broker, tmp_path):  
     assert r.status == "FAIL" and "expired" in r.detail.lower() and "cabinet provision" in r.hint, r
 
 
-async def test_wrong_cn_key_mismatch_expiring_and_foreign_ca(broker, tmp_path):  # noqa: F811
+async def test_wrong_cn_key_mismatch_expiring_and_foreign_ca(broker, tmp_path):
     other = dc.check_certificate(uplink_for(broker, tmp_path, "CAB-SOMEONE-ELSE"), CAB)
     assert other.status == "FAIL" and "'CAB-SOMEONE-ELSE' is not the cabinet id" in other.detail
     assert f"cabinet provision --id {CAB}" in other.hint
@@ -268,15 +298,14 @@ async def test_wrong_cn_key_mismatch_expiring_and_foreign_ca(broker, tmp_path): 
     assert mismatch.status == "FAIL" and "does not belong" in mismatch.detail
     soon = dc.check_certificate(uplink_for(broker, tmp_path, days=10), CAB)
     assert soon.status == "WARN" and "expires in 9 days" in soon.detail
-    future = dc.check_certificate(uplink_for(broker, tmp_path), CAB,
-                                  now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2))
+    future = dc.check_certificate(uplink_for(broker, tmp_path), CAB, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
     assert future.status == "FAIL" and "not valid before" in future.detail and "clock" in future.hint
     foreign = pki.init_ca(tmp_path / "foreign-ca", name="someone else's CA")
     r = await dc.check_broker(uplink_for(broker, tmp_path, ca=foreign), CAB)
     assert r.status == "FAIL" and "device CA" in r.hint, r
 
 
-async def test_broker_unreachable_no_uplink_and_a_hanging_broker(tmp_path, broker):  # noqa: F811
+async def test_broker_unreachable_no_uplink_and_a_hanging_broker(tmp_path, broker):
     s = uplink_for(broker, tmp_path)
     broker.stop()
     down = await dc.check_broker(s, CAB)
@@ -286,6 +315,7 @@ async def test_broker_unreachable_no_uplink_and_a_hanging_broker(tmp_path, broke
 
     async def silent(reader, writer):  # accepts TCP, never speaks MQTT
         await asyncio.sleep(30)
+
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
@@ -297,6 +327,7 @@ async def test_broker_unreachable_no_uplink_and_a_hanging_broker(tmp_path, broke
 
 
 # ------------------------------------------------------------------ outbox and disk
+
 
 async def test_outbox_health_from_a_real_outbox(tmp_path):
     clock = ScaledClock(1.0)
@@ -344,11 +375,20 @@ def test_disk_thresholds(tmp_path):
 
 # ------------------------------------------------------------------ the command
 
+
 async def test_cabinet_doctor_command_json_against_the_sim(sim):
     cab, ep, tmp = sim
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.cli", "doctor", "--data-dir", str(tmp), "--json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tools.cli",
+        "doctor",
+        "--data-dir",
+        str(tmp),
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 90)  # the sim runs in this loop: never block it
     doc = json.loads(out)
     assert proc.returncode == 0 and doc["ok"] is True, (out.decode(), err.decode())
@@ -358,8 +398,15 @@ async def test_cabinet_doctor_command_json_against_the_sim(sim):
 
     cab.vanish("rs485")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.cli", "doctor", "--data-dir", str(tmp),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tools.cli",
+        "doctor",
+        "--data-dir",
+        str(tmp),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 90)
     text = out.decode()
     assert proc.returncode == 1, text

@@ -18,18 +18,18 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.wire import commands as C
 from agent import config as cfg
-from agent.wire import cose
-from agent.runtime.app import App, Endpoints, UplinkWiring
-from agent.runtime.entry import board_infos
-from tools.cli.table import main as cli_main
 from agent.clock import ScaledClock
 from agent.config.model import Uplink as UplinkSettings
+from agent.runtime.app import App, Endpoints, UplinkWiring
+from agent.runtime.entry import board_infos
+from agent.wire import commands as C
+from agent.wire import cose
 from boards.sim.cabinet import SimCabinet
 from drivers.dio import FilePinsDIO
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
+from tools.cli.table import main as cli_main
 from tools.provision import pki
 
 CAB = "CAB-SIM-0001"
@@ -39,13 +39,19 @@ PREFIX = "city/v1"
 class Cabinet:
     def __init__(self, tmp_path, port):
         self.tmp, self.port = tmp_path, port
-        self.op_path, self.viewer_path, self.cab_path = tmp_path / "op.key", tmp_path / "viewer.key", tmp_path / "cab.key"
+        self.op_path, self.viewer_path, self.cab_path = (
+            tmp_path / "op.key",
+            tmp_path / "viewer.key",
+            tmp_path / "cab.key",
+        )
         op_pub = pki.new_signing_key(self.op_path)
         viewer_pub = pki.new_signing_key(self.viewer_path)
         self.cab_pub = pki.new_signing_key(self.cab_path)
         text = cfg.EXAMPLE.read_text().replace("baudrate = 9600", "baudrate = 115200", 1)
-        text += (f'\n[trust]\n[trust.operators.ops]\nkey = "{op_pub.hex()}"\nallow = "*"\n'
-                 f'[trust.operators.viewer]\nkey = "{viewer_pub.hex()}"\nallow = ["ping", "status"]\n')
+        text += (
+            f'\n[trust]\n[trust.operators.ops]\nkey = "{op_pub.hex()}"\nallow = "*"\n'
+            f'[trust.operators.viewer]\nkey = "{viewer_pub.hex()}"\nallow = ["ping", "status"]\n'
+        )
         self.config = cfg.loads(text, str(cfg.EXAMPLE), board_infos())
         self.clock = ScaledClock(1.0)
         self.sim = SimCabinet(self.config, tmp_path / "sim", self.clock)
@@ -53,12 +59,19 @@ class Cabinet:
 
     async def start(self):
         ep = await self.sim.start()
-        settings = UplinkSettings(broker="127.0.0.1", port=self.port, tls=False, batch_max_age_s=5.0,
-                                  backoff_initial_s=0.2, backoff_max_s=1.0)
+        settings = UplinkSettings(
+            broker="127.0.0.1", port=self.port, tls=False, batch_max_age_s=5.0, backoff_initial_s=0.2, backoff_max_s=1.0
+        )
         wiring = UplinkWiring(settings, pki.load_signing_key(self.cab_path), {}.get)
-        self.app = App(self.config, data_dir=self.tmp / "agent", clock=self.clock, uplink=wiring,
-                       endpoints=Endpoints(buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"],
-                                           dio=FilePinsDIO(ep["pins"])))
+        self.app = App(
+            self.config,
+            data_dir=self.tmp / "agent",
+            clock=self.clock,
+            uplink=wiring,
+            endpoints=Endpoints(
+                buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"], dio=FilePinsDIO(ep["pins"])
+            ),
+        )
         await self.app.start()
         await wait_until(lambda: self.app.uplink.state == "connected", timeout=10)
         await asyncio.sleep(0.3)  # the command subscription follows the connect
@@ -71,8 +84,19 @@ class Cabinet:
 
     async def send(self, capsys, *argv, key=None):
         """`cabinet cmd send` in a thread -> (exit code, [reply dicts])."""
-        args = ["cmd", "send", *argv, "--key", str(key or self.op_path), "--broker", f"127.0.0.1:{self.port}",
-                "--cabinet-key", self.cab_pub.hex(), "--timeout", "5"]
+        args = [
+            "cmd",
+            "send",
+            *argv,
+            "--key",
+            str(key or self.op_path),
+            "--broker",
+            f"127.0.0.1:{self.port}",
+            "--cabinet-key",
+            self.cab_pub.hex(),
+            "--timeout",
+            "5",
+        ]
         capsys.readouterr()
         rc = await asyncio.to_thread(cli_main, args)
         out = capsys.readouterr().out
@@ -83,7 +107,7 @@ class Cabinet:
 
 
 @pytest.fixture
-async def cab(broker, tmp_path):  # noqa: F811
+async def cab(broker, tmp_path):
     c = Cabinet(tmp_path, broker.plain_port)
     try:
         yield await c.start()
@@ -98,8 +122,9 @@ def seg(c, name="seg1"):
 async def test_override_within_one_control_period_and_expires_on_time(cab, capsys):
     await wait_until(lambda: cab.app.controls.steps >= 2, timeout=10)
     before = seg(cab)["on"]
-    rc, [rep] = await cab.send(capsys, "--id", CAB, "light.override", "--off" if before else "--on",
-                               "--segments", "seg1", "--for", "4s")
+    rc, [rep] = await cab.send(
+        capsys, "--id", CAB, "light.override", "--off" if before else "--on", "--segments", "seg1", "--for", "4s"
+    )
     sent = time.monotonic()
     assert rc == 0 and rep["ok"] and rep["cabinet"] == CAB, rep
     assert rep["result"]["override"]["source"] == "cmd:ops"
@@ -146,8 +171,16 @@ async def test_ping_status_and_rejections_get_signed_replies(cab, capsys):
     # expired (signed long ago), published raw; the reply is verified here
     op = pki.load_signing_key(cab.op_path)
     now = int(time.time())
-    env = C.sign_command("ping", {}, key=op, cid="old-1", iat=now - 7200, exp=now - 3600, to=CAB,
-                         topic=C.command_topic(PREFIX, CAB, "ping"))
+    env = C.sign_command(
+        "ping",
+        {},
+        key=op,
+        cid="old-1",
+        iat=now - 7200,
+        exp=now - 3600,
+        to=CAB,
+        topic=C.command_topic(PREFIX, CAB, "ping"),
+    )
     rep = await raw_request(cab, "ping", env)
     assert (rep.ok, rep.reason, rep.cid) == (False, "expired", "old-1")
     # the replay memory is on disk
@@ -174,8 +207,7 @@ async def raw_request(cab, kind, env, timeout=5.0):
         async with asyncio.timeout(timeout):
             async for msg in c.messages:
                 if bytes(getattr(msg.properties, "CorrelationData", b"")) == corr:
-                    return C.open_reply(bytes(msg.payload), topic=props.ResponseTopic,
-                                        keys={cose.key_id(pub): pub}.get)
+                    return C.open_reply(bytes(msg.payload), topic=props.ResponseTopic, keys={cose.key_id(pub): pub}.get)
 
 
 async def test_a_flood_of_junk_does_not_slow_polling_or_control(cab, capsys, caplog):
@@ -195,9 +227,18 @@ async def test_a_flood_of_junk_does_not_slow_polling_or_control(cab, capsys, cap
         if i % 3 == 0:
             junk.append(secrets.token_bytes(40 + i % 50))  # garbage
         elif i % 3 == 1:  # well-formed COSE, signature over another topic (unsigned for this one)
-            junk.append(C.sign_command("light.override", {"on": False}, key=stranger, cid=f"j{i}", iat=int(time.time()),
-                                       exp=int(time.time()) + 60, to=CAB,
-                                       topic=C.command_topic(PREFIX, "CAB-OTHER", "light.override")))
+            junk.append(
+                C.sign_command(
+                    "light.override",
+                    {"on": False},
+                    key=stranger,
+                    cid=f"j{i}",
+                    iat=int(time.time()),
+                    exp=int(time.time()) + 60,
+                    to=CAB,
+                    topic=C.command_topic(PREFIX, "CAB-OTHER", "light.override"),
+                )
+            )
         else:  # COSE with a zero signature
             junk.append(re.sub(b".{64}$", bytes(64), junk[-1], flags=re.S))
     caplog.set_level(logging.WARNING, logger="agent.downlink")

@@ -15,24 +15,42 @@ from pathlib import Path
 from agent.clock import WallClock
 from tests.broker import acl_broker, broker  # noqa: F401
 from tests.conftest import wait_until
-from tools.provision import pki
 from tools.ingest.service import IngestService
 from tools.ingest.store import Store
+from tools.provision import pki
 from tools.provision.identity import provision
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 async def cabinet(*args: str, data_dir: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "tools.cli", *args, "--data-dir", str(data_dir),
-                                                cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tools.cli",
+        *args,
+        "--data-dir",
+        str(data_dir),
+        cwd=str(ROOT),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def status(data_dir: Path) -> dict:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tools.cli", "status", "--json", "--data-dir",
-                                                str(data_dir), cwd=str(ROOT), stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tools.cli",
+        "status",
+        "--json",
+        "--data-dir",
+        str(data_dir),
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     out, _ = await proc.communicate()
     return json.loads(out) if proc.returncode == 0 else {}
 
@@ -48,13 +66,26 @@ async def test_provisioned_cabinet_over_mutual_tls_rows_arrive_verified(acl_brok
     pki.new_signing_key(tmp_path / "ingest.key")
     ingest_key = pki.load_signing_key(tmp_path / "ingest.key")
     store = Store(str(tmp_path / "ingest.db"))
-    info = provision("CAB-E2E", tmp_path / "cab", ca_dir=acl_broker.pki_dir, broker_host="127.0.0.1",
-                     broker_port=acl_broker.tls_port, registry=lambda c, kid, raw: store.add_key(c, kid, raw, time.time()),
-                     ingest_key=pki.public_key_raw(ingest_key.public_key()).hex())
+    info = provision(
+        "CAB-E2E",
+        tmp_path / "cab",
+        ca_dir=acl_broker.pki_dir,
+        broker_host="127.0.0.1",
+        broker_port=acl_broker.tls_port,
+        registry=lambda c, kid, raw: store.add_key(c, kid, raw, time.time()),
+        ingest_key=pki.public_key_raw(ingest_key.public_key()).hex(),
+    )
     config = Path(info["files"]["config"])
     config.write_text(config.read_text() + "batch_max_age_s = 1.0\n")  # [uplink] is the last section
-    service = IngestService(store, broker="127.0.0.1", port=acl_broker.service_port, ack_key=ingest_key,
-                            clock=WallClock(), tls=acl_broker.tls_context("ingest"), group="e2e")
+    service = IngestService(
+        store,
+        broker="127.0.0.1",
+        port=acl_broker.service_port,
+        ack_key=ingest_key,
+        clock=WallClock(),
+        tls=acl_broker.tls_context("ingest"),
+        group="e2e",
+    )
     ingest = asyncio.create_task(service.run())
     await asyncio.wait_for(service.ready.wait(), 10)
     data = tmp_path / "data"

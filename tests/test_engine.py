@@ -20,12 +20,16 @@ BAUD = 19200
 
 @pytest.fixture
 async def rtu(tmp_path):
-    stores = {1: RegisterStore(TEST_PROFILE, TEST_VALUES), 2: RegisterStore(TEST_PROFILE, {**TEST_VALUES, "temp": -3.0})}
+    stores = {
+        1: RegisterStore(TEST_PROFILE, TEST_VALUES),
+        2: RegisterStore(TEST_PROFILE, {**TEST_VALUES, "temp": -3.0}),
+    }
     faults = FaultTable()
     line = RtuLine(tmp_path / "ttyRS485", stores, baudrate=BAUD, faults=faults, seed=1)
     await line.start()
-    engine = BusEngine.rtu("line1", line.port, baudrate=BAUD, timeout_ms=120, reconnect_initial_s=0.05,
-                           reconnect_max_s=0.2)
+    engine = BusEngine.rtu(
+        "line1", line.port, baudrate=BAUD, timeout_ms=120, reconnect_initial_s=0.05, reconnect_max_s=0.2
+    )
     yield engine, line, stores, faults
     await engine.close()
     await line.stop()
@@ -72,16 +76,19 @@ async def test_rtu_writes_are_verified(rtu):
         await engine.write(1, "input", 0, [1])
 
 
-@pytest.mark.parametrize("fault,reason", [
-    (Fault(FaultKind.SILENT), "no response"),
-    (Fault(FaultKind.CRC), "CRC error"),
-    (Fault(FaultKind.WRONG_UNIT), "reply from wrong unit id 2"),
-    (Fault(FaultKind.SHORT), "short reply"),
-    (Fault(FaultKind.GARBAGE), "garbled reply"),
-    (Fault(FaultKind.EXCEPTION, exception_code=2), "exception 2 (illegal data address)"),
-    (Fault(FaultKind.EXCEPTION, exception_code=6), "exception 6 (server device busy)"),
-    (Fault(FaultKind.SLOW, delay_ms=400), "no response"),
-])
+@pytest.mark.parametrize(
+    "fault,reason",
+    [
+        (Fault(FaultKind.SILENT), "no response"),
+        (Fault(FaultKind.CRC), "CRC error"),
+        (Fault(FaultKind.WRONG_UNIT), "reply from wrong unit id 2"),
+        (Fault(FaultKind.SHORT), "short reply"),
+        (Fault(FaultKind.GARBAGE), "garbled reply"),
+        (Fault(FaultKind.EXCEPTION, exception_code=2), "exception 2 (illegal data address)"),
+        (Fault(FaultKind.EXCEPTION, exception_code=6), "exception 6 (server device busy)"),
+        (Fault(FaultKind.SLOW, delay_ms=400), "no response"),
+    ],
+)
 async def test_rtu_fault_reasons(rtu, fault, reason):
     engine, line, _, faults = rtu
     faults.set(1, fault)
@@ -152,12 +159,15 @@ async def test_tcp_reads_writes_and_unit_ids(tcp):
     assert stores[1].get("relay2") is True and stores[7].get("relay2") is False
 
 
-@pytest.mark.parametrize("fault,reason", [
-    (Fault(FaultKind.SILENT), "no response"),
-    (Fault(FaultKind.WRONG_UNIT), "reply from wrong unit id 2"),
-    (Fault(FaultKind.EXCEPTION, exception_code=4), "exception 4"),
-    (Fault(FaultKind.SHORT), "short reply"),
-])
+@pytest.mark.parametrize(
+    "fault,reason",
+    [
+        (Fault(FaultKind.SILENT), "no response"),
+        (Fault(FaultKind.WRONG_UNIT), "reply from wrong unit id 2"),
+        (Fault(FaultKind.EXCEPTION, exception_code=4), "exception 4"),
+        (Fault(FaultKind.SHORT), "short reply"),
+    ],
+)
 async def test_tcp_fault_reasons(tcp, fault, reason):
     engine, _, _, faults = tcp
     faults.set(1, fault)

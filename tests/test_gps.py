@@ -33,7 +33,7 @@ class Port:
         self.master: int | None = None
         self.slave: int | None = None
 
-    def plug(self) -> "Port":
+    def plug(self) -> Port:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         tmp = self.path + ".new"
@@ -195,8 +195,7 @@ def test_rate_limit_and_line_splitting_without_a_port():
     now = [0.0]
     errors: list[str] = []
     got: list[nmea.Sentence] = []
-    r = GpsReader("/dev/null", on_sentence=got.append, on_error=errors.append, mono=lambda: now[0],
-                  error_interval_s=10)
+    r = GpsReader("/dev/null", on_sentence=got.append, on_error=errors.append, mono=lambda: now[0], error_interval_s=10)
     for _ in range(50):
         r.feed_bytes(b"garbage\r\n")
     assert r.lines_bad == 50 and len(errors) == 1 and "missing '$'" in errors[0]
@@ -220,8 +219,16 @@ def test_callback_errors_do_not_stop_reading():
     assert r.lines_ok == 2 and r.callback_errors == 2 and "consumer bug" in errors[0]
 
 
-@pytest.mark.parametrize("kwargs", [{"port": ""}, {"baudrate": 0}, {"baudrate": "9600"},
-                                    {"error_interval_s": 0}, {"backoff_initial_s": 2, "backoff_max_s": 1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"port": ""},
+        {"baudrate": 0},
+        {"baudrate": "9600"},
+        {"error_interval_s": 0},
+        {"backoff_initial_s": 2, "backoff_max_s": 1},
+    ],
+)
 def test_bad_arguments(kwargs):
     args = {"port": "/dev/ttyUSB0", **kwargs}
     with pytest.raises(ValueError):

@@ -10,12 +10,12 @@ import uuid
 
 import pytest
 
+from agent.model import Quality, Reading
 from agent.wire import cose
 from agent.wire.batch import encode_body
-from agent.model import Quality, Reading
-from tools.provision import pki
 from tools.ingest.core import IngestCore
 from tools.ingest.store import Commit, Store
+from tools.provision import pki
 
 PREFIX = "city/v1"
 
@@ -29,8 +29,9 @@ def key(tmp_path, name):
 def batch(k, cabinet, seq, n=20, boot=1, topic_cab=None):
     readings = [Reading("m.v", 1_800_000_000 + seq * 100 + i, 230.0 + i / 10, Quality.GOOD) for i in range(n)]
     topic = cose.telemetry_topic(PREFIX, topic_cab or cabinet)
-    return topic, cose.seal_batch(encode_body(readings), key=k, kid=cose.key_id(k.public_key()), cabinet=cabinet,
-                                  boot=boot, seq=seq, topic=topic)
+    return topic, cose.seal_batch(
+        encode_body(readings), key=k, kid=cose.key_id(k.public_key()), cabinet=cabinet, boot=boot, seq=seq, topic=topic
+    )
 
 
 @pytest.fixture
@@ -117,8 +118,9 @@ def test_a_signed_body_that_cannot_be_decoded_is_stored_acknowledged_and_counted
     store, core, a, _ = setup
     topic = cose.telemetry_topic(PREFIX, "CAB-A")
     for seq, body in ((1, b"\x07garbage"), (2, b"\x00\x93\x01\x02\x03")):
-        env = cose.seal_batch(body, key=a, kid=cose.key_id(a.public_key()), cabinet="CAB-A", boot=1, seq=seq,
-                              topic=topic)
+        env = cose.seal_batch(
+            body, key=a, kid=cose.key_id(a.public_key()), cabinet="CAB-A", boot=1, seq=seq, topic=topic
+        )
         out = run(core, store, (topic, env))[0]
         assert out.kind == "stored" and out.seq == seq  # acknowledged like any stored batch
     good = run(core, store, batch(a, "CAB-A", 3))[0]

@@ -4,7 +4,10 @@ night, sunsets after midnight, DST, GPS refinement, and never a crash."""
 from __future__ import annotations
 
 import datetime as dt
-from hypothesis import given, settings as hsettings, strategies as st
+
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from agent.control.astro import HORIZON, AstroClock, GpsFix
 from tests.test_lighting_rig import SITES
@@ -59,8 +62,9 @@ def test_berlin_sunset_moves_smoothly_in_utc_and_jumps_an_hour_in_local_time_at_
         n0, n1 = a.night_of(before), a.night_of(after)
         utc_step = (n1.sunset - n0.sunset) - 86400
         assert abs(utc_step) < 200  # a couple of minutes a day
-        local_step = (local(a, n1.sunset).hour * 60 + local(a, n1.sunset).minute) - \
-                     (local(a, n0.sunset).hour * 60 + local(a, n0.sunset).minute)
+        local_step = (local(a, n1.sunset).hour * 60 + local(a, n1.sunset).minute) - (
+            local(a, n0.sunset).hour * 60 + local(a, n0.sunset).minute
+        )
         assert abs(abs(local_step) - 60) < 5
     midsummer = a.night_of(dt.date(2024, 6, 21))
     assert local(a, midsummer.sunset).strftime("%H:%M") in ("21:32", "21:33", "21:34")
@@ -140,8 +144,12 @@ def test_gps_refinement_moves_the_site_within_bounds_only():
 
 
 @hsettings(max_examples=60, deadline=None)
-@given(lat=st.floats(-89.9, 89.9), lon=st.floats(-180, 180), days=st.integers(0, 365 * 60),
-       tz=st.sampled_from(["UTC", "Europe/Oslo", "Pacific/Auckland", "America/Anchorage", "Asia/Kolkata"]))
+@given(
+    lat=st.floats(-89.9, 89.9),
+    lon=st.floats(-180, 180),
+    days=st.integers(0, 365 * 60),
+    tz=st.sampled_from(["UTC", "Europe/Oslo", "Pacific/Auckland", "America/Anchorage", "Asia/Kolkata"]),
+)
 def test_any_place_and_date_gives_a_consistent_night_and_never_raises(lat, lon, days, tz):
     a = AstroClock(lat, lon, 0.0, tz)
     n = a.night_of(dt.date(2000, 1, 1) + dt.timedelta(days=days))

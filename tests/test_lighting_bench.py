@@ -19,7 +19,6 @@ def test_lighting_bench_reports_step_cost_and_year_figures():
 
 
 def test_bench_command_accepts_the_lighting_workload():
-    proc = subprocess.run([sys.executable, "-m", "tools.bench", "--help"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "tools.bench", "--help"], capture_output=True, text=True, timeout=60)
     assert "lighting" in proc.stdout
     json.dumps(lighting.run(steps=10, days=0.5, step_s=3600))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from agent.control.astro import DAY_ELEVATION, NIGHT_ELEVATION, AstroClock
 from agent.control.calendar import LAST, Calendar, DateSpec, Rule
@@ -22,26 +24,55 @@ from tests.test_lighting_rig import EVENING, SITES, Rig, dimmed, seg, settings, 
 
 PROGRAMS = {
     "evening": EVENING,
-    "weekend": Program("weekend", period="astro+sensor", steps=(Step(dt.time(12), 100.0), Step(dt.time(1), 60.0)),
-                       ramp_down_s=60),
-    "abs": Program("abs", period="absolute", on=dt.time(17, 30), off=dt.time(6, 15), level=80,
-                   steps=(Step(dt.time(2, 30), 50.0), Step(dt.time(3), 0.0), Step(dt.time(4, 30), 90.0)),
-                   astro_steps=(AstroStep("sunrise", -20, 100.0),), ramp_up_s=30, ramp_down_s=120),
-    "gap": Program("gap", period="absolute", on=dt.time(2, 15), off=dt.time(3, 30),  # in the spring-forward gap
-                   steps=(Step(dt.time(2, 30), 40.0),)),
+    "weekend": Program(
+        "weekend", period="astro+sensor", steps=(Step(dt.time(12), 100.0), Step(dt.time(1), 60.0)), ramp_down_s=60
+    ),
+    "abs": Program(
+        "abs",
+        period="absolute",
+        on=dt.time(17, 30),
+        off=dt.time(6, 15),
+        level=80,
+        steps=(Step(dt.time(2, 30), 50.0), Step(dt.time(3), 0.0), Step(dt.time(4, 30), 90.0)),
+        astro_steps=(AstroStep("sunrise", -20, 100.0),),
+        ramp_up_s=30,
+        ramp_down_s=120,
+    ),
+    "gap": Program(
+        "gap",
+        period="absolute",
+        on=dt.time(2, 15),
+        off=dt.time(3, 30),  # in the spring-forward gap
+        steps=(Step(dt.time(2, 30), 40.0),),
+    ),
     "sens": Program("sens", period="sensor", level=60, boost=Boost("dio.motion", level=100, hold_s=120)),
-    "astro": Program("astro", period="astro", sunset_offset_min=15, sunrise_offset_min=-15,
-                     astro_steps=(AstroStep("sunset", 90, 50.0), AstroStep("sunrise", -60, 100.0))),
+    "astro": Program(
+        "astro",
+        period="astro",
+        sunset_offset_min=15,
+        sunrise_offset_min=-15,
+        astro_steps=(AstroStep("sunset", 90, 50.0), AstroStep("sunrise", -60, 100.0)),
+    ),
 }
 CALENDARS = {
-    "main": Calendar("main", "evening", (
-        Rule("gap", "dst days", dates=(DateSpec(3, 30), DateSpec(10, 26))),
-        Rule("weekend", "weekend", weekdays=(4, 5)),
-        Rule("abs", "last sunday", weekdays=(6,), occurrences=(LAST,)),
-        Rule("astro", "range", start=DateSpec(3, 27), end=DateSpec(3, 28)),
-    )),
-    "other": Calendar("other", "astro", (Rule("sens", "tuesdays", weekdays=(1,)),
-                                         Rule("abs", "late october", start=DateSpec(10, 24), end=DateSpec(10, 27)))),
+    "main": Calendar(
+        "main",
+        "evening",
+        (
+            Rule("gap", "dst days", dates=(DateSpec(3, 30), DateSpec(10, 26))),
+            Rule("weekend", "weekend", weekdays=(4, 5)),
+            Rule("abs", "last sunday", weekdays=(6,), occurrences=(LAST,)),
+            Rule("astro", "range", start=DateSpec(3, 27), end=DateSpec(3, 28)),
+        ),
+    ),
+    "other": Calendar(
+        "other",
+        "astro",
+        (
+            Rule("sens", "tuesdays", weekdays=(1,)),
+            Rule("abs", "late october", start=DateSpec(10, 24), end=DateSpec(10, 27)),
+        ),
+    ),
 }
 # around Berlin's DST changes (2025-03-30, 2025-10-26), rule boundaries on the days before and after
 STARTS = [(2025, 3, 26, 9), (2025, 3, 29, 20), (2025, 10, 23, 9), (2025, 10, 25, 18)]
@@ -52,8 +83,12 @@ def _phase_of(e: float) -> str:
 
 
 @hyp_settings(max_examples=40, deadline=None)
-@given(st.floats(-89.95, 89.95), st.floats(-180, 180), st.integers(1_600_000_000, 2_000_000_000),
-       st.lists(st.floats(-3600, 7200, allow_nan=False), min_size=1, max_size=60))
+@given(
+    st.floats(-89.95, 89.95),
+    st.floats(-180, 180),
+    st.integers(1_600_000_000, 2_000_000_000),
+    st.lists(st.floats(-3600, 7200, allow_nan=False), min_size=1, max_size=60),
+)
 def test_sun_phase_from_the_certificate_is_the_phase_of_the_elevation(lat, lon, start, moves):
     clock = AstroClock(lat, lon, 0.0, "UTC")
     t = float(start)
@@ -78,10 +113,17 @@ def _tod(t: float, tz: ZoneInfo) -> float:
 
 
 @hyp_settings(max_examples=80, deadline=None)
-@given(st.sampled_from(sorted(PROGRAMS)), st.sampled_from(STARTS),
-       st.lists(st.tuples(st.integers(1, 3600), st.integers(0, 3),
-                          st.sampled_from([None, (True, True), (True, False), (False, None)])),
-                min_size=20, max_size=80))
+@given(
+    st.sampled_from(sorted(PROGRAMS)),
+    st.sampled_from(STARTS),
+    st.lists(
+        st.tuples(
+            st.integers(1, 3600), st.integers(0, 3), st.sampled_from([None, (True, True), (True, False), (False, None)])
+        ),
+        min_size=20,
+        max_size=80,
+    ),
+)
 def test_program_outcomes_from_the_cache_equal_a_fresh_evaluation(name, start, moves):
     lat, lon, elev, tz = SITES["berlin"]
     zone = ZoneInfo(tz)
@@ -96,8 +138,12 @@ def test_program_outcomes_from_the_cache_equal_a_fresh_evaluation(name, start, m
 
 
 @hyp_settings(max_examples=60, deadline=None)
-@given(st.sampled_from(["berlin", "melbourne", "santiago"]), st.sampled_from([(12, 0), (12, 7), (0, 0), (18, 59)]),
-       st.integers(1_700_000_000, 1_800_000_000), st.lists(st.integers(-7200 * 4, 7200 * 4), min_size=1, max_size=80))
+@given(
+    st.sampled_from(["berlin", "melbourne", "santiago"]),
+    st.sampled_from([(12, 0), (12, 7), (0, 0), (18, 59)]),
+    st.integers(1_700_000_000, 1_800_000_000),
+    st.lists(st.integers(-7200 * 4, 7200 * 4), min_size=1, max_size=80),
+)
 def test_local_time_and_calendar_day_from_the_window_equal_the_time_zone(site, day_start, start, moves):
     lat, lon, elev, tz = SITES[site]
     zone = ZoneInfo(tz)
@@ -148,15 +194,36 @@ def _from_scratch(rig: Rig) -> None:
         mon._at_level = _NoStore()
 
 
-ACTIONS = st.sampled_from(["none"] * 12 + ["override", "cancel", "lux-missing", "lux-sun", "lux-dark", "motion",
-                                             "no-motion", "lamps-out", "lamps-ok", "clock-off", "clock-on",
-                                             "relay-stuck", "relay-ok"])
+ACTIONS = st.sampled_from(
+    ["none"] * 12
+    + [
+        "override",
+        "cancel",
+        "lux-missing",
+        "lux-sun",
+        "lux-dark",
+        "motion",
+        "no-motion",
+        "lamps-out",
+        "lamps-ok",
+        "clock-off",
+        "clock-on",
+        "relay-stuck",
+        "relay-ok",
+    ]
+)
 
 
 def _act(rig: Rig, action: str, i: int) -> None:
     if action == "override":
-        rig.ctl.set_override(on=i % 3 > 0, level=(None, 30, 100)[i % 3], segments=("seg1", "seg2", None)[i % 3],
-                             duration_s=600 + 60 * (i % 7), mono=rig.mono, utc=rig.t if rig.clock else None)
+        rig.ctl.set_override(
+            on=i % 3 > 0,
+            level=(None, 30, 100)[i % 3],
+            segments=("seg1", "seg2", None)[i % 3],
+            duration_s=600 + 60 * (i % 7),
+            mono=rig.mono,
+            utc=rig.t if rig.clock else None,
+        )
     elif action == "cancel":
         rig.ctl.cancel_override()
     elif action.startswith("lux-"):
@@ -172,18 +239,31 @@ def _act(rig: Rig, action: str, i: int) -> None:
 
 
 def _outputs(r) -> tuple:
-    return ({k: d.to_dict() for k, d in r.decisions.items()}, list(r.writes), [e.to_dict() for e in r.events],
-            [c.to_dict() for c in r.conditions], r.mode)
+    return (
+        {k: d.to_dict() for k, d in r.decisions.items()},
+        list(r.writes),
+        [e.to_dict() for e in r.events],
+        [c.to_dict() for c in r.conditions],
+        r.mode,
+    )
 
 
 @hyp_settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(STARTS), st.sampled_from([1.0, 10.0, 60.0, 137.5]),
-       st.lists(st.tuples(st.integers(1, 300), ACTIONS), min_size=1, max_size=25))
+@given(
+    st.sampled_from(STARTS),
+    st.sampled_from([1.0, 10.0, 60.0, 137.5]),
+    st.lists(st.tuples(st.integers(1, 300), ACTIONS), min_size=1, max_size=25),
+)
 def test_decisions_with_the_caches_equal_decisions_computed_from_scratch(start, step_s, script):
     """Over a DST change day and calendar rule boundaries, with faults, overrides and clock loss."""
+
     def make() -> Rig:
-        s = settings(segments=(seg("seg1"), dimmed("seg2"), seg("seg3", calendar="other", invert=True)),
-                     programs=PROGRAMS, calendars=CALENDARS, actuation=Actuation(min_switch_interval_s=120))
+        s = settings(
+            segments=(seg("seg1"), dimmed("seg2"), seg("seg3", calendar="other", invert=True)),
+            programs=PROGRAMS,
+            calendars=CALENDARS,
+            actuation=Actuation(min_switch_interval_s=120),
+        )
         return Rig("berlin", s, start=ts(*start, tz="Europe/Berlin"))
 
     fast, slow = make(), make()
@@ -201,15 +281,15 @@ def test_decisions_with_the_caches_equal_decisions_computed_from_scratch(start, 
 
 def test_a_whole_day_of_the_example_cabinet_equals_the_computation_from_scratch():
     """Across the spring DST change at 60 s steps (the benchmark's cadence)."""
-    from tools.bench.lighting import _controller, _Plant
+    from tools.bench.lighting import controller, Plant
 
-    fast, slow = _controller(), _controller()
+    fast, slow = controller(), controller()
     slow.schedule.outcome = slow.schedule.evaluate
     slow.astro.phase = lambda t: _phase_of(slow.astro.elevation(t))
     slow._fast = _NoStore()
-    plants = (_Plant(fast), _Plant(slow))
+    plants = (Plant(fast), Plant(slow))
     decisions: list[dict] = [{}, {}]
-    t0 = dt.datetime(2025, 3, 29, 12, tzinfo=dt.timezone.utc).timestamp()
+    t0 = dt.datetime(2025, 3, 29, 12, tzinfo=dt.UTC).timestamp()
     for i in range(2 * 1440):
         t = t0 + 60.0 * i
         out = []

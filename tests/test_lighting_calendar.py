@@ -39,11 +39,15 @@ def test_nth_weekday_helper_agrees_with_the_rules():
 
 
 def test_rule_order_is_priority_and_the_default_program_fills_the_rest():
-    cal = Calendar("c", "normal", (
-        Rule("xmas", dates=(DateSpec.parse("--12-24"), DateSpec.parse("--12-25"))),
-        Rule("weekend", weekdays=(4, 5)),
-        Rule("once", dates=(DateSpec.parse("2024-07-01"),)),
-    ))
+    cal = Calendar(
+        "c",
+        "normal",
+        (
+            Rule("xmas", dates=(DateSpec.parse("--12-24"), DateSpec.parse("--12-25"))),
+            Rule("weekend", weekdays=(4, 5)),
+            Rule("once", dates=(DateSpec.parse("2024-07-01"),)),
+        ),
+    )
     assert cal.program_for(dt.date(2026, 12, 25))[0] == "xmas"
     assert cal.program_for(dt.date(2020, 12, 25))[0] == "xmas"  # recurring
     assert cal.program_for(dt.date(2027, 12, 24))[0] == "xmas"  # a Friday: the earlier rule wins
@@ -68,11 +72,16 @@ def test_ranges_recurring_absolute_and_across_the_new_year():
 
 
 def test_a_night_belongs_to_the_calendar_day_of_its_evening():
-    progs = {"normal": Program("normal", period="absolute", on=dt.time(18), off=dt.time(6), level=50.0),
-             "weekend": Program("weekend", period="absolute", on=dt.time(18), off=dt.time(6), level=90.0)}
+    progs = {
+        "normal": Program("normal", period="absolute", on=dt.time(18), off=dt.time(6), level=50.0),
+        "weekend": Program("weekend", period="absolute", on=dt.time(18), off=dt.time(6), level=90.0),
+    }
     cal = {"main": Calendar("main", "normal", (Rule("weekend", name="fri+sat", weekdays=(4, 5)),))}
-    rig = Rig("berlin", settings(programs=progs, calendars=cal, photocell=False, segments=[dimmed()]),
-              start=ts(2024, 3, 8, 12, 30, tz="Europe/Berlin"))  # Friday 12:30
+    rig = Rig(
+        "berlin",
+        settings(programs=progs, calendars=cal, photocell=False, segments=[dimmed()]),
+        start=ts(2024, 3, 8, 12, 30, tz="Europe/Berlin"),
+    )  # Friday 12:30
     rig.run(10 * 3600, 60)  # Friday 22:30
     assert rig.decision().reason == "program:weekend" and rig.decision().level == 90
     rig.run(6 * 3600, 60)  # Saturday 04:30: still Friday's night

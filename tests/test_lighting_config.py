@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 
 from agent import config as cfg
-from agent.runtime.entry import board_infos
 from agent.control.lighting import LightingController
+from agent.runtime.entry import board_infos
 from tests.conftest import find, issues_of
 
 BASE = """
@@ -34,7 +34,9 @@ unit = 3
 profile = "lux"
 """
 
-GOOD = BASE + """
+GOOD = (
+    BASE
+    + """
 [lighting]
 [lighting.photocell]
 point = "lux.lux"
@@ -55,7 +57,7 @@ period = "absolute"
 on = "18:00"
 off = "07:30"
 """
-
+)
 
 
 def test_example_cabinet_has_three_segments_a_calendar_and_a_photocell():
@@ -90,14 +92,16 @@ def test_no_lighting_section_and_disabled():
 
 
 def test_many_errors_at_once_each_naming_section_key_value_and_what_is_allowed():
-    bad = GOOD.replace('contactor = "relays.relay_1"', 'contactor = "relays.input_1"') \
-              .replace('power = "meter.active_power"', 'power = "meter.activepower"') \
-              .replace('calendar = "c"', 'calendar = "cc"') \
-              .replace('default = "p"', 'default = "pp"') \
-              .replace('weekdays = ["sat"]', 'weekdays = ["saturday"]') \
-              .replace('at = "23:00"', 'at = "25:00"') \
-              .replace('off = "07:30"', 'of = "07:30"') \
-              .replace('point = "lux.lux"', 'point = "lux.lux"\non_lux = 80\noff_lux = 40')
+    bad = (
+        GOOD.replace('contactor = "relays.relay_1"', 'contactor = "relays.input_1"')
+        .replace('power = "meter.active_power"', 'power = "meter.activepower"')
+        .replace('calendar = "c"', 'calendar = "cc"')
+        .replace('default = "p"', 'default = "pp"')
+        .replace('weekdays = ["sat"]', 'weekdays = ["saturday"]')
+        .replace('at = "23:00"', 'at = "25:00"')
+        .replace('off = "07:30"', 'of = "07:30"')
+        .replace('point = "lux.lux"', 'point = "lux.lux"\non_lux = 80\noff_lux = 40')
+    )
     issues = issues_of(bad)
     assert len(issues) >= 8
     i = find(issues, "lighting.segments.s1", "contactor")
@@ -113,7 +117,7 @@ def test_many_errors_at_once_each_naming_section_key_value_and_what_is_allowed()
     assert "did you mean 'off'" in find(issues, "lighting.programs.q", "of").message
     assert "hysteresis" in find(issues, "lighting.photocell", "on_lux").message
     text = str(cfg.ConfigError(issues))
-    assert "cab.toml: [lighting.segments.s1] contactor = \"relays.input_1\"" in text
+    assert 'cab.toml: [lighting.segments.s1] contactor = "relays.input_1"' in text
 
 
 def test_cross_checks_photocell_needed_duplicates_and_shapes():
@@ -121,16 +125,16 @@ def test_cross_checks_photocell_needed_duplicates_and_shapes():
     assert "no photocell" in find(issues_of(no_pc), "lighting.programs.p", "period").message
     two = GOOD + '[lighting.segments.s2]\ncontactor = "relays.relay_1"\ncalendar = "c"\n'
     assert "already driven" in find(issues_of(two), "lighting.segments.s2", "contactor").message
-    shapes = GOOD.replace('expected_w = 900', 'expected_w = 900\npower_curve = [[50, 0.5], [10, 1]]\n'
-                                               'dim_range = [5]') \
-                 .replace('rules = [{ weekdays', 'rules = [{ dates = ["2024-02-30"], program = "q" }, { weekdays')
+    shapes = GOOD.replace(
+        "expected_w = 900", "expected_w = 900\npower_curve = [[50, 0.5], [10, 1]]\ndim_range = [5]"
+    ).replace("rules = [{ weekdays", 'rules = [{ dates = ["2024-02-30"], program = "q" }, { weekdays')
     issues = issues_of(shapes)
     find(issues, "lighting.segments.s1", "power_curve")
     find(issues, "lighting.segments.s1", "dim_range")
     assert "not a date" in find(issues, "lighting.calendars.c.rules[0]", "dates").message
     missing_w = GOOD.replace("expected_w = 900\n", "")
     assert "failure detection" in find(issues_of(missing_w), "lighting.segments.s1", "expected_w").message
-    occ = GOOD.replace('weekdays = ["sat"], occurrences = [1, "last"]', 'occurrences = [7]')
+    occ = GOOD.replace('weekdays = ["sat"], occurrences = [1, "last"]', "occurrences = [7]")
     issues = issues_of(occ)
     find(issues, "lighting.calendars.c.rules[0]", "occurrences")
 
@@ -139,6 +143,10 @@ def test_example_config_check_command_still_passes():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "tools.cli", "config", "check", str(cfg.EXAMPLE)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "tools.cli", "config", "check", str(cfg.EXAMPLE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr

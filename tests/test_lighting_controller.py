@@ -8,7 +8,9 @@ import datetime as dt
 import json
 import math
 
-from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from agent.control.lighting import LightingController
 from agent.control.lighting_model import Actuation, FailureDetection
@@ -25,6 +27,7 @@ def cond(rig: Rig, cid: str):
 
 
 # -- fail-safe ------------------------------------------------------------------------------------
+
 
 def test_clock_unknown_runs_on_the_photocell_alone_and_says_so():
     rig = Rig("berlin", start=NOON, clock=False)
@@ -66,9 +69,11 @@ def test_clock_unknown_with_a_dead_photocell_at_noon_still_lights():
 
 # -- actuation -------------------------------------------------------------------------------------
 
+
 def test_minimum_switch_interval_holds_the_contactor_then_switches():
-    rig = Rig("berlin", settings(photocell=False, actuation=Actuation(min_switch_interval_s=60, warm_up_s=0)),
-              start=NOON)
+    rig = Rig(
+        "berlin", settings(photocell=False, actuation=Actuation(min_switch_interval_s=60, warm_up_s=0)), start=NOON
+    )
     rig.step(1)
     rig.ctl.set_override(on=True, mono=rig.mono, utc=rig.t)
     rig.step(1)
@@ -86,8 +91,11 @@ def test_warm_up_holds_full_level_and_suppresses_power_alarms():
     a = Actuation(min_switch_interval_s=0, warm_up_s=300, settle_s=30)
     f = FailureDetection(confirm_s=60)
     prog = Program("low", period="absolute", on=dt.time(17), off=dt.time(7), level=30.0)
-    rig = Rig("berlin", settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=a, failure=f),
-              start=ts(2024, 1, 15, 16, 59, tz="Europe/Berlin"))
+    rig = Rig(
+        "berlin",
+        settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=a, failure=f),
+        start=ts(2024, 1, 15, 16, 59, tz="Europe/Berlin"),
+    )
     rig.lamps_out["seg1"] = 5  # half the lamps dark from the start
     rig.run(120, 5)
     d = rig.decision()
@@ -146,8 +154,9 @@ def test_inverted_contactor_wiring_writes_the_coil_the_other_way():
 
 # -- failure detection -----------------------------------------------------------------------------
 
-FAST = dict(actuation=Actuation(min_switch_interval_s=0, warm_up_s=0, settle_s=10),
-            failure=FailureDetection(confirm_s=60))
+FAST = dict(
+    actuation=Actuation(min_switch_interval_s=0, warm_up_s=0, settle_s=10), failure=FailureDetection(confirm_s=60)
+)
 
 
 def test_lamp_failure_needs_more_than_a_share_of_one_luminaire_and_confirmation():
@@ -198,10 +207,14 @@ def test_no_judgement_on_a_bad_meter():
 
 # -- accounting ------------------------------------------------------------------------------------
 
+
 def test_burning_hours_switches_and_energy_with_a_counter_reset_and_bad_values():
     prog = Program("fixed", period="absolute", on=dt.time(18), off=dt.time(6))
-    rig = Rig("berlin", settings(programs=[prog], photocell=False, actuation=Actuation(warm_up_s=0)),
-              start=ts(2024, 1, 15, 12, tz="Europe/Berlin"))
+    rig = Rig(
+        "berlin",
+        settings(programs=[prog], photocell=False, actuation=Actuation(warm_up_s=0)),
+        start=ts(2024, 1, 15, 12, tz="Europe/Berlin"),
+    )
     rig.run(86400, 60)  # one night of 12 h at 1000 W
     st = rig.ctl.state()["segments"]["seg1"]
     assert abs(st["burning_h"] - 12) < 0.05 and st["switches"] == 1
@@ -221,8 +234,11 @@ def test_energy_from_a_meter_polled_less_often_than_the_controller_steps():
     """The counter moves once per meter poll (60 s here) while the controller steps every
     second: each delta belongs to the whole poll interval, not to the last step."""
     prog = Program("fixed", period="absolute", on=dt.time(18), off=dt.time(6))
-    rig = Rig("berlin", settings(programs=[prog], photocell=False, actuation=Actuation(warm_up_s=0)),
-              start=ts(2024, 1, 15, 19, tz="Europe/Berlin"))
+    rig = Rig(
+        "berlin",
+        settings(programs=[prog], photocell=False, actuation=Actuation(warm_up_s=0)),
+        start=ts(2024, 1, 15, 19, tz="Europe/Berlin"),
+    )
     fill = rig._fill
     held: dict[str, tuple] = {}
 
@@ -276,22 +292,45 @@ def test_quality_enum_and_named_samples_are_understood():
 
 # -- properties ------------------------------------------------------------------------------------
 
-values = st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9), st.floats(allow_nan=True),
-                   st.text(max_size=3), st.lists(st.integers(), max_size=2))
-samples = st.one_of(st.none(), st.tuples(values, st.sampled_from(["good", "bad", "stale", "x", None]),
-                                         st.one_of(st.none(), st.floats(allow_nan=True))), values)
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**9), 10**9),
+    st.floats(allow_nan=True),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+)
+samples = st.one_of(
+    st.none(),
+    st.tuples(
+        values, st.sampled_from(["good", "bad", "stale", "x", None]), st.one_of(st.none(), st.floats(allow_nan=True))
+    ),
+    values,
+)
 
 
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(snap=st.lists(st.dictionaries(st.sampled_from(["relays.seg1", "dali.seg1", "seg1.power", "seg1.energy",
-                                                      "seg1.voltage", LUX, "dio.motion"]), samples), min_size=1,
-                     max_size=6),
-       clock=st.lists(st.booleans(), min_size=6, max_size=6), dt_s=st.floats(0, 5000))
+@given(
+    snap=st.lists(
+        st.dictionaries(
+            st.sampled_from(
+                ["relays.seg1", "dali.seg1", "seg1.power", "seg1.energy", "seg1.voltage", LUX, "dio.motion"]
+            ),
+            samples,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    clock=st.lists(st.booleans(), min_size=6, max_size=6),
+    dt_s=st.floats(0, 5000),
+)
 def test_any_snapshot_never_crashes_and_decisions_stay_in_range(snap, clock, dt_s):
     from agent.control.programs import Boost
+
     prog = Program("p", period="astro+sensor", boost=Boost("dio.motion", level=90))
-    ctl = LightingController(settings(segments=[dimmed()], programs=[prog]), latitude=52.5, longitude=13.4,
-                             timezone="Europe/Berlin")
+    ctl = LightingController(
+        settings(segments=[dimmed()], programs=[prog]), latitude=52.5, longitude=13.4, timezone="Europe/Berlin"
+    )
     mono, t = 0.0, NOON
     for image, known in zip(snap, clock):
         mono += dt_s
@@ -305,15 +344,22 @@ def test_any_snapshot_never_crashes_and_decisions_stay_in_range(snap, clock, dt_
 
 
 @hsettings(max_examples=40, deadline=None)
-@given(site=st.sampled_from(sorted(SITES)), day=st.integers(0, 364), hour=st.floats(0, 24),
-       on_off=st.floats(-15, 15), off_off=st.floats(-15, 15), mode=st.sampled_from(["astro", "astro+sensor", "blind"]))
+@given(
+    site=st.sampled_from(sorted(SITES)),
+    day=st.integers(0, 364),
+    hour=st.floats(0, 24),
+    on_off=st.floats(-15, 15),
+    off_off=st.floats(-15, 15),
+    mode=st.sampled_from(["astro", "astro+sensor", "blind"]),
+)
 # found in CI: Madinah's sun is still 8 degrees down 28 min before sunrise, outside the
 # time-based backstop; a photocell stuck at daylight is now "implausible" there
 @example(site="madinah", day=102, hour=2.5, on_off=0.0, off_off=0.0, mode="astro+sensor")
 def test_lights_are_on_whenever_the_sun_is_six_degrees_below_the_horizon(site, day, hour, on_off, off_off, mode):
     start = ts(2024, 1, 1) + day * 86400 + hour * 3600
-    prog = Program("p", period="astro" if mode == "astro" else "astro+sensor", sunset_offset_min=on_off,
-                   sunrise_offset_min=off_off)
+    prog = Program(
+        "p", period="astro" if mode == "astro" else "astro+sensor", sunset_offset_min=on_off, sunrise_offset_min=off_off
+    )
     rig = Rig(site, settings(programs=[prog]), start=start - 3600, clock=mode != "blind")
     if mode == "astro+sensor":
         rig.lux = 20000.0  # even a photocell that insists on daylight cannot keep the lights off

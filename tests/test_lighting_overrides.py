@@ -40,9 +40,19 @@ def test_start_in_the_future_and_absolute_expiry():
     assert o.prune(T0 + 2 * H, 0)[0][0] == "seg1"
 
 
-@pytest.mark.parametrize("kw", [dict(level=120), dict(level=True), dict(segments=["seg9"]), dict(segments=[]),
-                                dict(duration_s=-1), dict(forever=True, duration_s=60),
-                                dict(expires=T0 - 1), dict(expires=T0 + 60, duration_s=60)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(level=120),
+        dict(level=True),
+        dict(segments=["seg9"]),
+        dict(segments=[]),
+        dict(duration_s=-1),
+        dict(forever=True, duration_s=60),
+        dict(expires=T0 - 1),
+        dict(expires=T0 + 60, duration_s=60),
+    ],
+)
 def test_bad_requests_are_refused(kw):
     with pytest.raises(ValueError):
         table().set(on=True, utc=T0, mono=0.0, **kw)
@@ -95,12 +105,16 @@ def test_override_set_with_no_clock_runs_on_the_monotonic_clock_then_gets_its_ut
 
 
 def test_override_beats_program_and_fail_safe_then_the_program_returns():
-    rig = Rig("berlin", settings(segments=[dimmed(), seg("seg2")], photocell=False),
-              start=ts(2024, 5, 1, 12, tz="Europe/Berlin"))
+    rig = Rig(
+        "berlin",
+        settings(segments=[dimmed(), seg("seg2")], photocell=False),
+        start=ts(2024, 5, 1, 12, tz="Europe/Berlin"),
+    )
     rig.run(120, 10)
     assert not rig.decision().on
-    rig.ctl.set_override(on=True, level=50, mono=rig.mono, utc=rig.t, segments="seg1", duration_s=3600,
-                         note="maintenance")
+    rig.ctl.set_override(
+        on=True, level=50, mono=rig.mono, utc=rig.t, segments="seg1", duration_s=3600, note="maintenance"
+    )
     rig.run(120, 10)
     d = rig.decision()
     assert d.on and d.level == 50 and d.reason == "override" and d.detail == "local"

@@ -53,19 +53,22 @@ def test_the_first_value_decides_at_once_in_the_middle_by_the_midpoint():
         assert pc.dark is dark, lux
 
 
-@pytest.mark.parametrize("sample,kind", [
-    (None, "missing"),
-    ((12.0, "bad", 0.5), "bad"),
-    ((12.0, "substituted", 0.5), "bad"),
-    ((float("nan"), "good", 0.5), "bad"),
-    (("12", "good", 0.5), "bad"),
-    ((True, "good", 0.5), "bad"),
-    ((12.0, "stale", 40.0), "stale"),
-    ((12.0, "good", 600.0), "stale"),
-    ((-5.0, "good", 0.5), "out-of-range"),
-    ((250_000.0, "good", 0.5), "out-of-range"),
-    ("garbage", "bad"),
-])
+@pytest.mark.parametrize(
+    "sample,kind",
+    [
+        (None, "missing"),
+        ((12.0, "bad", 0.5), "bad"),
+        ((12.0, "substituted", 0.5), "bad"),
+        ((float("nan"), "good", 0.5), "bad"),
+        (("12", "good", 0.5), "bad"),
+        ((True, "good", 0.5), "bad"),
+        ((12.0, "stale", 40.0), "stale"),
+        ((12.0, "good", 600.0), "stale"),
+        ((-5.0, "good", 0.5), "out-of-range"),
+        ((250_000.0, "good", 0.5), "out-of-range"),
+        ("garbage", "bad"),
+    ],
+)
 def test_each_fault_kind_is_declared_after_the_fault_delay_and_recovers(sample, kind):
     pc = Photocell(S)
     t = feed(pc, [300])

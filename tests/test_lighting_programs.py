@@ -18,8 +18,11 @@ def astro(**kw) -> Program:
 
 
 def test_madinah_a_whole_night_on_near_sunset_dimming_followed_off_after_sunrise():
-    rig = Recorder("madinah", settings(segments=[dimmed()], programs={"evening": EVENING}),
-                   start=ts(2024, 4, 10, 12, tz="Asia/Riyadh"))
+    rig = Recorder(
+        "madinah",
+        settings(segments=[dimmed()], programs={"evening": EVENING}),
+        start=ts(2024, 4, 10, 12, tz="Asia/Riyadh"),
+    )
     night = rig.ctl.astro.night_of(dt.date(2024, 4, 10))
     levels = {}
     while rig.t < ts(2024, 4, 11, 11, tz="Asia/Riyadh"):
@@ -35,8 +38,11 @@ def test_madinah_a_whole_night_on_near_sunset_dimming_followed_off_after_sunrise
 
 def test_berlin_astro_offsets_switch_within_a_step_of_sunset_and_sunrise():
     prog = astro(sunset_offset_min=15, sunrise_offset_min=-15)
-    rig = Recorder("berlin", settings(programs=[prog], photocell=False, actuation=NO_WAIT),
-                   start=ts(2024, 1, 15, 12, tz="Europe/Berlin"))
+    rig = Recorder(
+        "berlin",
+        settings(programs=[prog], photocell=False, actuation=NO_WAIT),
+        start=ts(2024, 1, 15, 12, tz="Europe/Berlin"),
+    )
     rig.run(86400, 30)
     night = rig.ctl.astro.night_of(dt.date(2024, 1, 15))
     (t_on, _), (t_off, _) = rig.switches["seg1"][1:3]
@@ -44,12 +50,20 @@ def test_berlin_astro_offsets_switch_within_a_step_of_sunset_and_sunrise():
 
 
 def test_fixed_steps_follow_local_time_across_both_dst_changes():
-    prog = Program("dim", period="absolute", on=dt.time(18), off=dt.time(7),
-                   steps=(Step(dt.time(18), 100.0), Step(dt.time(2, 30), 30.0), Step(dt.time(4), 60.0)))
+    prog = Program(
+        "dim",
+        period="absolute",
+        on=dt.time(18),
+        off=dt.time(7),
+        steps=(Step(dt.time(18), 100.0), Step(dt.time(2, 30), 30.0), Step(dt.time(4), 60.0)),
+    )
     tz = "Europe/Berlin"
     for day in (30, 31):  # the night into Sunday 31 March 2024: 02:00 CET -> 03:00 CEST
-        rig = Rig("berlin", settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=NO_WAIT),
-                  start=ts(2024, 3, day - 1, 23, tz=tz))
+        rig = Rig(
+            "berlin",
+            settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=NO_WAIT),
+            start=ts(2024, 3, day - 1, 23, tz=tz),
+        )
         seen = {}
         while rig.t < ts(2024, 3, day, 5, tz=tz):
             rig.step(60)
@@ -59,8 +73,11 @@ def test_fixed_steps_follow_local_time_across_both_dst_changes():
         t_step = ts(2024, 3, 31, 1, 0, tz="UTC") if gap else ts(2024, 3, day, 2, 30, tz=tz)
         assert seen[t_step - 60] == 100 and seen[t_step] == 30, (day, sorted(seen.items())[:5])
         assert seen[ts(2024, 3, day, 4, 0, tz=tz)] == 60
-    rig = Rig("berlin", settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=NO_WAIT),
-              start=ts(2024, 10, 26, 23, tz=tz))  # 27 October: 03:00 CEST -> 02:00 CET, 02:30 happens twice
+    rig = Rig(
+        "berlin",
+        settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=NO_WAIT),
+        start=ts(2024, 10, 26, 23, tz=tz),
+    )  # 27 October: 03:00 CEST -> 02:00 CET, 02:30 happens twice
     seen = {}
     while rig.t < ts(2024, 10, 27, 5, tz=tz):
         rig.step(60)
@@ -81,10 +98,14 @@ def test_local_instant_of_a_gap_time_is_the_jump_and_of_a_repeated_time_the_firs
 
 
 def test_astro_steps_override_the_fixed_state_from_their_event_on():
-    prog = astro(steps=(Step(dt.time(0), 40.0),),
-                 astro_steps=(AstroStep("sunset", 0, 100.0), AstroStep("sunrise", -60, 80.0)))
-    rig = Rig("berlin", settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=NO_WAIT),
-              start=ts(2024, 1, 15, 12, tz="Europe/Berlin"))
+    prog = astro(
+        steps=(Step(dt.time(0), 40.0),), astro_steps=(AstroStep("sunset", 0, 100.0), AstroStep("sunrise", -60, 80.0))
+    )
+    rig = Rig(
+        "berlin",
+        settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=NO_WAIT),
+        start=ts(2024, 1, 15, 12, tz="Europe/Berlin"),
+    )
     night = rig.ctl.astro.night_of(dt.date(2024, 1, 15))
     seen = {}
     while rig.t < night.sunrise + 600:
@@ -97,10 +118,15 @@ def test_astro_steps_override_the_fixed_state_from_their_event_on():
 
 
 def test_boost_raises_with_max_holds_then_falls_back_and_never_dims():
-    prog = astro(steps=(Step(dt.time(12), 100.0), Step(dt.time(22), 30.0)),
-                 boost=Boost("dio.motion", level=80.0, hold_s=300, operation="max", max_s=1800))
-    rig = Rig("berlin", settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=NO_WAIT),
-              start=ts(2024, 1, 15, 20, tz="Europe/Berlin"))
+    prog = astro(
+        steps=(Step(dt.time(12), 100.0), Step(dt.time(22), 30.0)),
+        boost=Boost("dio.motion", level=80.0, hold_s=300, operation="max", max_s=1800),
+    )
+    rig = Rig(
+        "berlin",
+        settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=NO_WAIT),
+        start=ts(2024, 1, 15, 20, tz="Europe/Berlin"),
+    )
     rig.motion["dio.motion"] = True
     rig.step(5)
     assert rig.decision().level == 100 and "boost" not in rig.decision().detail  # max never lowers 100
@@ -128,18 +154,30 @@ def test_boost_raises_with_max_holds_then_falls_back_and_never_dims():
 
 def test_boost_does_not_light_a_segment_outside_its_program():
     prog = astro(boost=Boost("dio.motion", level=100.0))
-    rig = Rig("berlin", settings(programs=[prog], photocell=False, actuation=NO_WAIT),
-              start=ts(2024, 1, 15, 12, tz="Europe/Berlin"))
+    rig = Rig(
+        "berlin",
+        settings(programs=[prog], photocell=False, actuation=NO_WAIT),
+        start=ts(2024, 1, 15, 12, tz="Europe/Berlin"),
+    )
     rig.motion["dio.motion"] = True
     rig.run(600, 10)
     assert not rig.decision().on
 
 
 def test_ramp_down_is_linear_over_the_ramp_time():
-    prog = Program("dim", period="absolute", on=dt.time(18), off=dt.time(7), ramp_down_s=100.0,
-                   steps=(Step(dt.time(18), 100.0), Step(dt.time(22), 40.0)))
-    rig = Rig("berlin", settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=NO_WAIT),
-              start=ts(2024, 1, 15, 21, 59, tz="Europe/Berlin"))
+    prog = Program(
+        "dim",
+        period="absolute",
+        on=dt.time(18),
+        off=dt.time(7),
+        ramp_down_s=100.0,
+        steps=(Step(dt.time(18), 100.0), Step(dt.time(22), 40.0)),
+    )
+    rig = Rig(
+        "berlin",
+        settings(segments=[dimmed()], programs=[prog], photocell=False, actuation=NO_WAIT),
+        start=ts(2024, 1, 15, 21, 59, tz="Europe/Berlin"),
+    )
     rig.run(60, 1)
     assert rig.decision().level == 100
     rig.run(50, 1)

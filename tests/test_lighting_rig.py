@@ -18,7 +18,7 @@ from agent.control.lighting_model import Actuation, FailureDetection, LightingSe
 from agent.control.photocell import PhotocellSettings
 from agent.control.programs import Program, Step
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SITES = {
     "berlin": (52.52, 13.405, 34.0, "Europe/Berlin"),
     "madinah": (24.47, 39.61, 600.0, "Asia/Riyadh"),
@@ -31,8 +31,16 @@ DIM_FLOOR = 0.1
 
 
 def seg(name: str = "seg1", **kw) -> Segment:
-    base = dict(name=name, contactor=f"relays.{name}", calendar="main", power=f"{name}.power",
-                energy=f"{name}.energy", voltage=f"{name}.voltage", expected_w=1000.0, luminaires=10)
+    base = dict(
+        name=name,
+        contactor=f"relays.{name}",
+        calendar="main",
+        power=f"{name}.power",
+        energy=f"{name}.energy",
+        voltage=f"{name}.voltage",
+        expected_w=1000.0,
+        luminaires=10,
+    )
     base.update(kw)
     return Segment(**base)
 
@@ -41,22 +49,37 @@ def dimmed(name: str = "seg1", **kw) -> Segment:
     return seg(name, dim=f"dali.{name}", power_curve=((0.0, DIM_FLOOR), (100.0, 1.0)), **kw)
 
 
-EVENING = Program("evening", period="astro+sensor",
-                  steps=(Step(dt.time(12), 100.0), Step(dt.time(22), 70.0), Step(dt.time(0, 30), 40.0),
-                         Step(dt.time(5, 30), 100.0)))
+EVENING = Program(
+    "evening",
+    period="astro+sensor",
+    steps=(Step(dt.time(12), 100.0), Step(dt.time(22), 70.0), Step(dt.time(0, 30), 40.0), Step(dt.time(5, 30), 100.0)),
+)
 
 
-def settings(segments=None, programs=None, calendars=None, photocell: bool | PhotocellSettings = True,
-             actuation: Actuation | None = None, failure: FailureDetection | None = None, **kw) -> LightingSettings:
+def settings(
+    segments=None,
+    programs=None,
+    calendars=None,
+    photocell: bool | PhotocellSettings = True,
+    actuation: Actuation | None = None,
+    failure: FailureDetection | None = None,
+    **kw,
+) -> LightingSettings:
     programs = programs or {"evening": EVENING}
     if isinstance(programs, (list, tuple)):
         programs = {p.name: p for p in programs}
     calendars = calendars or {"main": Calendar("main", next(iter(programs)))}
     if photocell is True:
         photocell = PhotocellSettings(LUX)
-    return LightingSettings(segments=tuple(segments or (seg(),)), calendars=calendars, programs=programs,
-                            photocell=photocell or None, actuation=actuation or Actuation(),
-                            failure=failure or FailureDetection(), **kw)
+    return LightingSettings(
+        segments=tuple(segments or (seg(),)),
+        calendars=calendars,
+        programs=programs,
+        photocell=photocell or None,
+        actuation=actuation or Actuation(),
+        failure=failure or FailureDetection(),
+        **kw,
+    )
 
 
 def sun_lux(elevation: float) -> float:
@@ -75,8 +98,9 @@ def ts(*args, tz: str = "UTC") -> float:
 
 
 class Rig:
-    def __init__(self, site: str = "berlin", s: LightingSettings | None = None, start: float | None = None,
-                 clock: bool = True) -> None:
+    def __init__(
+        self, site: str = "berlin", s: LightingSettings | None = None, start: float | None = None, clock: bool = True
+    ) -> None:
         lat, lon, elev, tz = SITES[site]
         self.tz = tz
         self.s = s or settings()
@@ -85,7 +109,7 @@ class Rig:
         self.t = start if start is not None else ts(2024, 3, 20, 12, tz=tz)
         self.clock = clock  # False: the controller is told the clock is unknown
         self.image: dict[str, tuple] = {}
-        self.lux: float | None | str = "sun"  # "sun", a number, None (missing) or a (value, quality, age) tuple
+        self.lux: float | str | None = "sun"  # "sun", a number, None (missing) or a (value, quality, age) tuple
         self.motion: dict[str, bool] = {}
         self.relay_stuck: dict[str, bool] = {}  # segment -> coil stuck at this value
         self.contactor_stuck: dict[str, bool] = {}  # segment -> contactor stuck closed (True) / open (False)

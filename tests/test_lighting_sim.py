@@ -39,7 +39,7 @@ class Watch:
         self.rig = rig
         self.on_at: dict[str, float] = {}
         self.off_at: dict[str, float] = {}
-        self.lit_s: dict[str, float] = {c: 0.0 for c in CIRCUITS.values()}
+        self.lit_s: dict[str, float] = dict.fromkeys(CIRCUITS.values(), 0.0)
         self._last = rig.wall()
 
     def __call__(self) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from drivers import nmea
 from drivers.nmea import GGA, RMC, GpsState, NmeaError, Sentence, parse
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 RMC_2017 = "$GNRMC,001031.00,A,4404.13993,N,12118.86023,W,0.146,,100117,,,A*7B"
 
 
@@ -25,13 +25,37 @@ def line(body: str) -> str:
     return f"${body}*{cs(body)}\r\n"
 
 
-def gga(time="123519.00", lat="4807.038", ns="N", lon="01131.000", ew="E", q="1", sats="08",
-        hdop="0.9", alt="545.4", geoid="46.9", talker="GP") -> str:
+def gga(
+    time="123519.00",
+    lat="4807.038",
+    ns="N",
+    lon="01131.000",
+    ew="E",
+    q="1",
+    sats="08",
+    hdop="0.9",
+    alt="545.4",
+    geoid="46.9",
+    talker="GP",
+) -> str:
     return line(f"{talker}GGA,{time},{lat},{ns},{lon},{ew},{q},{sats},{hdop},{alt},M,{geoid},M,,")
 
 
-def rmc(time="123519.00", status="A", lat="4807.038", ns="N", lon="01131.000", ew="E",
-        speed="0.5", course="84.4", date="230324", var="", var_dir="", mode="A", talker="GN") -> str:
+def rmc(
+    time="123519.00",
+    status="A",
+    lat="4807.038",
+    ns="N",
+    lon="01131.000",
+    ew="E",
+    speed="0.5",
+    course="84.4",
+    date="230324",
+    var="",
+    var_dir="",
+    mode="A",
+    talker="GN",
+) -> str:
     tail = "" if mode is None else f",{mode}"
     return line(f"{talker}RMC,{time},{status},{lat},{ns},{lon},{ew},{speed},{course},{date},{var},{var_dir}{tail}")
 
@@ -77,8 +101,9 @@ def test_any_talker(talker):
 
 
 def test_rmc_fields_and_fraction_of_second():
-    s = parse(rmc(time="235959.25", lat="3351.1234", ns="S", lon="15112.5000", ew="E",
-                  course="359.9", var="3.1", var_dir="W"))
+    s = parse(
+        rmc(time="235959.25", lat="3351.1234", ns="S", lon="15112.5000", ew="E", course="359.9", var="3.1", var_dir="W")
+    )
     assert s.time_utc == dt.datetime(2024, 3, 23, 23, 59, 59, 250000, tzinfo=UTC)
     assert s.latitude == pytest.approx(-(33 + 51.1234 / 60))
     assert s.longitude == pytest.approx(151 + 12.5 / 60)
@@ -86,11 +111,22 @@ def test_rmc_fields_and_fraction_of_second():
     assert s.magnetic_variation_deg == pytest.approx(-3.1)
 
 
-@pytest.mark.parametrize("status,mode,valid", [
-    ("A", "A", True), ("A", "D", True), ("A", None, True), ("A", "", True),
-    ("A", "N", False), ("A", "E", False), ("A", "M", False), ("A", "S", False),
-    ("V", "A", False), ("V", "N", False), ("V", None, False),
-])
+@pytest.mark.parametrize(
+    "status,mode,valid",
+    [
+        ("A", "A", True),
+        ("A", "D", True),
+        ("A", None, True),
+        ("A", "", True),
+        ("A", "N", False),
+        ("A", "E", False),
+        ("A", "M", False),
+        ("A", "S", False),
+        ("V", "A", False),
+        ("V", "N", False),
+        ("V", None, False),
+    ],
+)
 def test_mode_dominates_status(status, mode, valid):
     s = parse(rmc(status=status, mode=mode))
     assert s.valid is valid
@@ -108,8 +144,18 @@ def test_leap_second_rolls_into_next_minute():
 
 
 def test_invalid_rmc_zero_filled_is_accepted_without_time():
-    s = parse(rmc(time="000000.00", status="V", lat="0000.0000", lon="00000.0000", date="000000",
-                  speed="0.0", course="0.0", mode="N"))
+    s = parse(
+        rmc(
+            time="000000.00",
+            status="V",
+            lat="0000.0000",
+            lon="00000.0000",
+            date="000000",
+            speed="0.0",
+            course="0.0",
+            mode="N",
+        )
+    )
     assert not s.valid and s.time_utc is None
     assert s.latitude == 0.0
 
@@ -166,17 +212,20 @@ def test_other_types_are_generic_sentences():
 # ---- rejections ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("GPGGA,1*00", "missing '$'"),
-    ("", "empty line"),
-    ("$GPGGA,123519,,,,,0,00,,,M,,M,,", "missing checksum"),
-    ("$GPGGA,123519,,,,,0,00,,,M,,M,,*1", "invalid checksum field"),
-    ("$GPGGA,123519,,,,,0,00,,,M,,M,,*ZZ", "invalid checksum field"),
-    ("$GPGGA,123519,,,,,0,00,,,M,,M,,*00", "checksum mismatch"),
-    ("$GPGGA,1\x00,*00", "control character 0x00"),
-    ("$GPG\u00e9A,1*00", "non-ASCII"),
-    ("$GPGGA,1$GPRMC,2*00", "unexpected '$'"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("GPGGA,1*00", "missing '$'"),
+        ("", "empty line"),
+        ("$GPGGA,123519,,,,,0,00,,,M,,M,,", "missing checksum"),
+        ("$GPGGA,123519,,,,,0,00,,,M,,M,,*1", "invalid checksum field"),
+        ("$GPGGA,123519,,,,,0,00,,,M,,M,,*ZZ", "invalid checksum field"),
+        ("$GPGGA,123519,,,,,0,00,,,M,,M,,*00", "checksum mismatch"),
+        ("$GPGGA,1\x00,*00", "control character 0x00"),
+        ("$GPG\u00e9A,1*00", "non-ASCII"),
+        ("$GPGGA,1$GPRMC,2*00", "unexpected '$'"),
+    ],
+)
 def test_framing_errors(text, expected):
     assert expected in reason(text)
 
@@ -201,35 +250,38 @@ def test_line_length_limit():
     assert "limit 120" in reason(line(body + "X" * 40))
 
 
-@pytest.mark.parametrize("text,expected", [
-    (rmc(lat="9100.0000"), "more than 90"),
-    (rmc(lat="4860.0000"), "minutes 60 >= 60"),
-    (rmc(lon="18100.0000"), "more than 180"),
-    (rmc(lat="48x7.038"), "is not ddmm.mmmm"),
-    (rmc(ns="X"), "hemisphere 'X'"),
-    (rmc(ns=""), "hemisphere ''"),
-    (rmc(speed="fast"), "speed 'fast' is not a number"),
-    (rmc(speed="nan"), "is not a number"),
-    (rmc(speed="1e3"), "is not a number"),
-    (rmc(speed="-1.0"), "is negative"),
-    (rmc(course="361.0"), "more than 360"),
-    (rmc(status="X"), "status 'X'"),
-    (rmc(mode="Q"), "FAA mode 'Q'"),
-    (rmc(time="246000"), "out of range"),
-    (rmc(time="12:35"), "not hhmmss"),
-    (rmc(date="310224"), "not a calendar date"),
-    (rmc(date="2303"), "not ddmmyy"),
-    (rmc(var="3.1", var_dir="X"), "direction 'X'"),
-    (line("GNRMC,123519,A,4807.038,N"), "4 data fields, expected 11"),
-    (gga(q="9"), "fix quality 9"),
-    (gga(q="x"), "fix quality 'x'"),
-    (gga(sats="-1"), "satellites '-1'"),
-    (gga(hdop="abc"), "HDOP 'abc'"),
-    (line("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M"), "12 data fields, expected 14"),
-    (line("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,F,46.9,M,,"), "altitude unit 'F'"),
-    (line("gpgga,1"), "address field 'gpgga'"),
-    (line("GPGGAX,1"), "address field"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (rmc(lat="9100.0000"), "more than 90"),
+        (rmc(lat="4860.0000"), "minutes 60 >= 60"),
+        (rmc(lon="18100.0000"), "more than 180"),
+        (rmc(lat="48x7.038"), "is not ddmm.mmmm"),
+        (rmc(ns="X"), "hemisphere 'X'"),
+        (rmc(ns=""), "hemisphere ''"),
+        (rmc(speed="fast"), "speed 'fast' is not a number"),
+        (rmc(speed="nan"), "is not a number"),
+        (rmc(speed="1e3"), "is not a number"),
+        (rmc(speed="-1.0"), "is negative"),
+        (rmc(course="361.0"), "more than 360"),
+        (rmc(status="X"), "status 'X'"),
+        (rmc(mode="Q"), "FAA mode 'Q'"),
+        (rmc(time="246000"), "out of range"),
+        (rmc(time="12:35"), "not hhmmss"),
+        (rmc(date="310224"), "not a calendar date"),
+        (rmc(date="2303"), "not ddmmyy"),
+        (rmc(var="3.1", var_dir="X"), "direction 'X'"),
+        (line("GNRMC,123519,A,4807.038,N"), "4 data fields, expected 11"),
+        (gga(q="9"), "fix quality 9"),
+        (gga(q="x"), "fix quality 'x'"),
+        (gga(sats="-1"), "satellites '-1'"),
+        (gga(hdop="abc"), "HDOP 'abc'"),
+        (line("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M"), "12 data fields, expected 14"),
+        (line("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,F,46.9,M,,"), "altitude unit 'F'"),
+        (line("gpgga,1"), "address field 'gpgga'"),
+        (line("GPGGAX,1"), "address field"),
+    ],
+)
 def test_field_errors(text, expected):
     message = reason(text)
     assert expected in message
@@ -243,8 +295,13 @@ def test_error_message_shows_the_line():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=130), st.text(max_size=130),
-                 st.text(alphabet="$*,.0123456789ABCDEFGNPRSVWMX\r\n", max_size=90)))
+@given(
+    st.one_of(
+        st.binary(max_size=130),
+        st.text(max_size=130),
+        st.text(alphabet="$*,.0123456789ABCDEFGNPRSVWMX\r\n", max_size=90),
+    )
+)
 def test_garbage_only_ever_raises_nmea_error(data):
     try:
         parse(data)
@@ -268,6 +325,7 @@ def test_coordinates_round_trip(lat, lon):
     def fmt(value, width):
         deg = int(abs(value))
         return f"{deg:0{width}d}{(abs(value) - deg) * 60:07.4f}"
+
     text = gga(lat=fmt(lat, 2), ns="N" if lat >= 0 else "S", lon=fmt(lon, 3), ew="E" if lon >= 0 else "W")
     g = parse(text)
     assert g.latitude == pytest.approx(lat, abs=1e-5) and g.longitude == pytest.approx(lon, abs=1e-5)

@@ -20,7 +20,7 @@ from agent.clock import ScaledClock, SimClock
 from boards.sim.nmea_out import MODES, NmeaWriter, gga, mode_name, rmc, sentences
 from boards.sim.plant import Site
 
-T = dt.datetime(2024, 6, 21, 12, 34, 56, 780_000, tzinfo=dt.timezone.utc)
+T = dt.datetime(2024, 6, 21, 12, 34, 56, 780_000, tzinfo=dt.UTC)
 BEND = Site(44.068998, -121.3143, 1100.0, "America/Los_Angeles")
 LINE = re.compile(rb"\$([^$*\r\n]*)\*([0-9A-F]{2})\r\n")
 
@@ -49,9 +49,11 @@ def degrees(value: str, hemi: str) -> float:
 
 
 def test_reproduces_reference_rmc_exactly():
-    when = dt.datetime(2017, 1, 10, 0, 10, 31, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2017, 1, 10, 0, 10, 31, tzinfo=dt.UTC)
     lat, lon = degrees("4404.13993", "N"), degrees("12118.86023", "W")
-    assert rmc(when, lat, lon, speed_kn=0.146) == "$GNRMC,001031.00,A,4404.13993,N,12118.86023,W,0.146,,100117,,,A*7B\r\n"
+    assert (
+        rmc(when, lat, lon, speed_kn=0.146) == "$GNRMC,001031.00,A,4404.13993,N,12118.86023,W,0.146,,100117,,,A*7B\r\n"
+    )
 
 
 def test_known_coordinates_within_format_precision():

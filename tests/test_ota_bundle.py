@@ -21,9 +21,18 @@ def _wheels(tmp_path, n=3):
 
 
 def _manifest(files, **over):
-    d = {"format": 1, "name": "cabinet-agent", "version": "1.2.0", "counter": 7, "boards": ["sim", "rpi4_rs485"],
-         "python": "3.11", "created": "2026-11-22T10:00:00Z", "project_wheel": files[0].name,
-         "installer_wheel": files[1].name, "wheels": bundle.describe_wheels(files)}
+    d = {
+        "format": 1,
+        "name": "cabinet-agent",
+        "version": "1.2.0",
+        "counter": 7,
+        "boards": ["sim", "rpi4_rs485"],
+        "python": "3.11",
+        "created": "2026-11-22T10:00:00Z",
+        "project_wheel": files[0].name,
+        "installer_wheel": files[1].name,
+        "wheels": bundle.describe_wheels(files),
+    }
     d.update(over)
     return d
 
@@ -39,16 +48,29 @@ def test_round_trip(tmp_path):
     for f in files:
         assert (tmp_path / "out" / "wheels" / f.name).read_bytes() == f.read_bytes()
     assert mf.parse((tmp_path / "out" / "manifest.json").read_bytes()) == man
-    assert got.custom() == {"name": "cabinet-agent", "version": "1.2.0", "counter": 7,
-                            "boards": ["sim", "rpi4_rs485"], "python": "3.11"}
+    assert got.custom() == {
+        "name": "cabinet-agent",
+        "version": "1.2.0",
+        "counter": 7,
+        "boards": ["sim", "rpi4_rs485"],
+        "python": "3.11",
+    }
 
 
-@pytest.mark.parametrize("field,value,words", [
-    ("format", 2, "format"), ("version", "1.2; rm -rf", "version"), ("counter", 0, "counter"),
-    ("counter", True, "counter"), ("boards", [], "boards"), ("boards", ["Bad Board"], "boards"),
-    ("python", "python3", "python"), ("project_wheel", "other.whl", "project_wheel"),
-    ("installer_wheel", "cabinet_agent-1.2.0-py3-none-any.whl", "installer_wheel"),
-])
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("format", 2, "format"),
+        ("version", "1.2; rm -rf", "version"),
+        ("counter", 0, "counter"),
+        ("counter", True, "counter"),
+        ("boards", [], "boards"),
+        ("boards", ["Bad Board"], "boards"),
+        ("python", "python3", "python"),
+        ("project_wheel", "other.whl", "project_wheel"),
+        ("installer_wheel", "cabinet_agent-1.2.0-py3-none-any.whl", "installer_wheel"),
+    ],
+)
 def test_manifest_fields_checked(tmp_path, field, value, words):
     with pytest.raises(mf.ManifestError, match=words):
         mf.parse(_manifest(_wheels(tmp_path), **{field: value}))
@@ -56,9 +78,11 @@ def test_manifest_fields_checked(tmp_path, field, value, words):
 
 def test_manifest_wheel_entries_checked(tmp_path):
     files = _wheels(tmp_path)
-    for bad, words in [({"../evil.whl": {"sha256": "0" * 64, "size": 1}}, "not a wheel file name"),
-                       ({"a.whl": {"sha256": "XYZ", "size": 1}}, "sha256"),
-                       ({"a.whl": {"sha256": "0" * 64, "size": -1}}, "size")]:
+    for bad, words in [
+        ({"../evil.whl": {"sha256": "0" * 64, "size": 1}}, "not a wheel file name"),
+        ({"a.whl": {"sha256": "XYZ", "size": 1}}, "sha256"),
+        ({"a.whl": {"sha256": "0" * 64, "size": -1}}, "size"),
+    ]:
         d = _manifest(files)
         d["wheels"].update(bad)
         with pytest.raises(mf.ManifestError, match=words):
@@ -88,11 +112,18 @@ def _member(name, data):
     return info, data
 
 
-@pytest.mark.parametrize("case,words", [
-    ("tampered", "SHA-256 differs"), ("missing", "missing"), ("extra", "not a wheel listed"),
-    ("traversal", "not a wheel listed"), ("symlink", "not a regular file"), ("twice", "twice"),
-    ("size", "bytes, the manifest says"),
-])
+@pytest.mark.parametrize(
+    "case,words",
+    [
+        ("tampered", "SHA-256 differs"),
+        ("missing", "missing"),
+        ("extra", "not a wheel listed"),
+        ("traversal", "not a wheel listed"),
+        ("symlink", "not a regular file"),
+        ("twice", "twice"),
+        ("size", "bytes, the manifest says"),
+    ],
+)
 def test_lying_bundles_refused(tmp_path, case, words):
     def members(files):
         ok = [_member(f"wheels/{f.name}", f.read_bytes()) for f in files]

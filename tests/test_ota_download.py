@@ -43,7 +43,7 @@ def test_cut_download_resumes_on_the_next_call(world, cut):
     world.rig.faults.cuts = [cut]
     e = fail(lambda: c.download(info))
     assert e.reason == "unreachable" and e.transient
-    assert _part(c, info).stat().st_size == cut          # kept for the next call
+    assert _part(c, info).stat().st_size == cut  # kept for the next call
     path = c.download(info)
     assert path.read_bytes() == world.payload
     assert world.rig.faults.ranges() == [None, f"bytes={cut}-"]
@@ -80,7 +80,7 @@ def test_restart_resumes_from_the_part_on_disk(world):
     info = c.target(world.name)
     world.rig.faults.cuts = [120_000]
     assert fail(lambda: c.download(info)).reason == "unreachable"
-    c = None                                             # "power cut": new objects, same dirs
+    c = None  # "power cut": new objects, same dirs
     c2 = world.client(fetcher=fast_fetcher(retries=0))
     assert c2.download(c2.target(world.name)).read_bytes() == world.payload
     assert world.rig.faults.ranges() == [None, "bytes=120000-"]
@@ -91,7 +91,7 @@ def test_corrupted_part_rejected_deleted_then_fresh_download(world):
     info = c.target(world.name)
     world.rig.faults.cuts = [100_000]
     fail(lambda: c.download(info))
-    _part(c, info).write_bytes(b"\0" * 100_000)           # a poisoned partial file
+    _part(c, info).write_bytes(b"\0" * 100_000)  # a poisoned partial file
     e = fail(lambda: c.download(info))
     assert e.reason == "hash_mismatch" and not e.transient
     assert list(c.download_dir.iterdir()) == []
@@ -131,9 +131,9 @@ def test_endless_data_from_the_mirror(world, announced):
     assert e.reason == "endless_data" and not e.transient
     assert list(c.download_dir.iterdir()) == []
     if announced:
-        assert written == []                               # refused before any byte
+        assert written == []  # refused before any byte
     else:
-        assert 0 < max(written) <= SIZE                    # streamed, stopped at the limit
+        assert 0 < max(written) <= SIZE  # streamed, stopped at the limit
 
 
 def test_verified_download_reused_and_a_damaged_one_replaced(world):
@@ -151,10 +151,10 @@ def test_no_space_when_the_reserve_cannot_be_met(world):
     info = c0.target(world.name)
     c0.download_dir.mkdir(parents=True)
     free = shutil.disk_usage(c0.download_dir).free
-    c = world.client(reserve_bytes=free)                  # free < length + reserve
+    c = world.client(reserve_bytes=free)  # free < length + reserve
     e = fail(lambda: c.download(info))
     assert e.reason == "no_space" and e.transient
-    assert world.rig.faults.ranges() == []                 # nothing was fetched
+    assert world.rig.faults.ranges() == []  # nothing was fetched
 
 
 def test_too_large(world):
@@ -190,8 +190,11 @@ def test_cleanup_keeps_only_what_is_asked(world):
     c = world.client()
     info = c.target(world.name)
     kept = c.download(info)
-    junk = [c.download_dir / ("a" * 64 + ".old.bundle"), c.download_dir / ("b" * 64 + ".x.part"),
-            c.download_dir / "notes.txt"]
+    junk = [
+        c.download_dir / ("a" * 64 + ".old.bundle"),
+        c.download_dir / ("b" * 64 + ".x.part"),
+        c.download_dir / "notes.txt",
+    ]
     for p in junk:
         p.write_bytes(b"1")
     assert sorted(c.cleanup({world.name})) == sorted(p.name for p in junk[:2])
@@ -211,14 +214,20 @@ def test_client_refuses_bad_configuration(world, tmp_path):
 
 def _client(world, url, root=None):
     from ota.client import UpdateClient
-    return UpdateClient(cache_dir=world.tmp / "c", download_dir=world.tmp / "d", repository_url=url,
-                        bootstrap_root=root if root is not None else world.repo.root_bytes(1))
+
+    return UpdateClient(
+        cache_dir=world.tmp / "c",
+        download_dir=world.tmp / "d",
+        repository_url=url,
+        bootstrap_root=root if root is not None else world.repo.root_bytes(1),
+    )
 
 
 # ---------------------------------------------------------------- the server
 
+
 def _get(url: str, path: str, method: str = "GET", headers: dict | None = None):
-    host, port = url[len("http://"):].split(":")
+    host, port = url[len("http://") :].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
     conn.request(method, path, headers=headers or {})
     r = conn.getresponse()
@@ -231,31 +240,49 @@ def test_server_ranges_head_and_refusals(world):
     url, p = world.rig.url, "/targets/" + world.target_path().name
     st, h, body = _get(url, p, headers={"Range": "bytes=10-19"})
     assert (st, h["Content-Range"], h["Content-Length"], body) == (
-        206, f"bytes 10-19/{SIZE}", "10", world.payload[10:20])
+        206,
+        f"bytes 10-19/{SIZE}",
+        "10",
+        world.payload[10:20],
+    )
     st, h, body = _get(url, p, headers={"Range": "bytes=-5"})
     assert (st, body) == (206, world.payload[-5:])
     st, h, body = _get(url, p, headers={"Range": f"bytes={SIZE}-"})
     assert (st, h["Content-Range"], body) == (416, f"bytes */{SIZE}", b"")
-    st, h, body = _get(url, p, headers={"Range": "bytes=0-1,5-6"})   # several: whole file
+    st, h, body = _get(url, p, headers={"Range": "bytes=0-1,5-6"})  # several: whole file
     assert (st, body) == (200, world.payload)
     st, h, body = _get(url, p, "HEAD")
     assert (st, h["Content-Length"], body) == (200, str(SIZE), b"")
-    for bad in ("/metadata/../../keys/root-1.pem", "/%2e%2e/keys/root-1.pem", "/.lock",
-                "/metadata/%2E%2E/%2E%2E/src.bin"):
+    for bad in (
+        "/metadata/../../keys/root-1.pem",
+        "/%2e%2e/keys/root-1.pem",
+        "/.lock",
+        "/metadata/%2E%2E/%2E%2E/src.bin",
+    ):
         assert _get(url, bad)[0] == 403, bad
-    assert _get(url, "/metadata/")[0] == 404                 # no listing
+    assert _get(url, "/metadata/")[0] == 404  # no listing
     assert _get(url, "/")[0] == 404
-    assert _get(url, "/repo.json")[0] == 404                 # only metadata/ and targets/
+    assert _get(url, "/repo.json")[0] == 404  # only metadata/ and targets/
     assert _get(url, "/metadata/9.root.json")[0] == 404
     os.symlink(world.tmp / "src.bin", world.repo.path / "targets" / "link.bin")
-    assert _get(url, "/targets/link.bin")[0] == 403          # resolves outside the root
+    assert _get(url, "/targets/link.bin")[0] == 403  # resolves outside the root
 
 
 def test_serve_cli(world, tmp_path):
-    assert subprocess.run([sys.executable, "-m", "tools.ota.serve", str(tmp_path / "no")],
-                          capture_output=True, cwd=Path(__file__).parent.parent).returncode == 2
-    proc = subprocess.Popen([sys.executable, "-m", "tools.ota.serve", str(world.repo.path)],
-                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "tools.ota.serve", str(tmp_path / "no")],
+            capture_output=True,
+            cwd=Path(__file__).parent.parent,
+        ).returncode
+        == 2
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.ota.serve", str(world.repo.path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
     try:
         line = proc.stdout.readline()
         url = line.split(" at ")[1].split("/ ")[0]

@@ -32,10 +32,10 @@ from agent.wire.ota_status import open_status
 from ota import bundle
 from ota.repo import Repository, init_keys
 from tests.broker import broker  # noqa: F401
-from tools.provision import pki
 from tools.ingest.store import Store
 from tools.ota.build import SOURCE_PARTS, build
 from tools.ota.serve import RepoHandler, start_server
+from tools.provision import pki
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,18 +59,25 @@ def releases(tmp_path_factory):
     src.mkdir()
     for part in SOURCE_PARTS:
         p = REPO_ROOT / part
-        (shutil.copytree(p, src / part, ignore=shutil.ignore_patterns("__pycache__")) if p.is_dir()
-         else shutil.copy2(p, src / part))
+        (
+            shutil.copytree(p, src / part, ignore=shutil.ignore_patterns("__pycache__"))
+            if p.is_dir()
+            else shutil.copy2(p, src / part)
+        )
     (src / "agent" / "__main__.py").write_text('raise SystemExit("broken release: exits at start")\n')
-    broken, _ = build(counter=3, version="0.90.2", out=d / "dist", boards=["sim"], wheelhouse=wheelhouse,
-                      source=src)
+    broken, _ = build(counter=3, version="0.90.2", out=d / "dist", boards=["sim"], wheelhouse=wheelhouse, source=src)
     template = d / "template"
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "ota.launcher", "install", str(x), "--root", str(template)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "ota.launcher", "install", str(x), "--root", str(template)],
+        check=True,
+        capture_output=True,
+    )
     first_install_s = time.monotonic() - t0
-    print(f"\nfirst build {first_build_s:.1f} s, bundle {n.stat().st_size / 2**20:.1f} MiB, "
-          f"first install {first_install_s:.1f} s")
+    print(
+        f"\nfirst build {first_build_s:.1f} s, bundle {n.stat().st_size / 2**20:.1f} MiB, "
+        f"first install {first_install_s:.1f} s"
+    )
     return {"n": n, "n_dir": x, "n1": n1, "broken": broken, "template": template, "dir": d}
 
 
@@ -121,8 +128,11 @@ class Fleet:
         (root / "store").mkdir(parents=True)
         for entry in (self.rel["template"] / "store").iterdir():  # the template's dependency installs
             subprocess.run(["cp", "-al", str(entry), str(root / "store" / entry.name)], check=True)
-        r = subprocess.run([sys.executable, "-m", "ota.launcher", "install", str(self.rel["n_dir"]), "--root",
-                            str(root)], capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "ota.launcher", "install", str(self.rel["n_dir"]), "--root", str(root)],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr
         shutil.copy(self.tmp / "repo" / "metadata" / "1.root.json", root / "trusted_root.json")
         key = d / "cab.key"
@@ -136,11 +146,13 @@ class Fleet:
         if tags:
             text = text.replace('tags = ["sim", "demo"]', f"tags = {json.dumps(['sim', *tags])}", 1)
             assert json.dumps(["sim", *tags]) in text
-        text += (f'\n[uplink]\nbroker = "127.0.0.1"\nport = {self.port}\ntls = false\nsigning_key = "{key}"\n'
-                 f'ingest_key = "{self.ingest_pub.hex()}"\nbatch_max_age_s = 2\nbackoff_initial_s = 0.2\n'
-                 f'backoff_max_s = 2\nack_timeout_s = 10\n'
-                 f'\n[trust]\n[trust.operators.ops]\nkey = "{self.op_pub.hex()}"\nallow = "*"\n'
-                 f'\n[ota]\nrepository = "{self.url}"\ntrial_s = 120\nretry_s = 2\n')
+        text += (
+            f'\n[uplink]\nbroker = "127.0.0.1"\nport = {self.port}\ntls = false\nsigning_key = "{key}"\n'
+            f'ingest_key = "{self.ingest_pub.hex()}"\nbatch_max_age_s = 2\nbackoff_initial_s = 0.2\n'
+            f"backoff_max_s = 2\nack_timeout_s = 10\n"
+            f'\n[trust]\n[trust.operators.ops]\nkey = "{self.op_pub.hex()}"\nallow = "*"\n'
+            f'\n[ota]\nrepository = "{self.url}"\ntrial_s = 120\nretry_s = 2\n'
+        )
         (d / "cabinet.toml").write_text(text)
         c = {"id": cab, "dir": d, "root": root, "config": d / "cabinet.toml", "pub": pub, "log": d / "launcher.log"}
         self.cabinets[cab] = c
@@ -148,9 +160,23 @@ class Fleet:
 
     def start_ingest(self) -> None:
         log = open(self.tmp / "ingest.log", "wb")
-        self.ingest = subprocess.Popen([sys.executable, "-m", "tools.cli", "ingest", "run", "--db", str(self.db),
-                                        "--broker", f"127.0.0.1:{self.port}", "--key", str(self.ingest_key)],
-                                       stdout=log, stderr=subprocess.STDOUT)
+        self.ingest = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tools.cli",
+                "ingest",
+                "run",
+                "--db",
+                str(self.db),
+                "--broker",
+                f"127.0.0.1:{self.port}",
+                "--key",
+                str(self.ingest_key),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(self.ingest)
 
     def launch(self, c: dict) -> None:
@@ -158,9 +184,26 @@ class Fleet:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
         c["proc"] = subprocess.Popen(
-            [sys.executable, "-m", "ota.launcher", "--root", str(c["root"]), "--watchdog-s", "60", "--",
-             "run", "--config", str(c["config"]), "--data-dir", str(c["dir"] / "data")],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "ota.launcher",
+                "--root",
+                str(c["root"]),
+                "--watchdog-s",
+                "60",
+                "--",
+                "run",
+                "--config",
+                str(c["config"]),
+                "--data-dir",
+                str(c["dir"] / "data"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         self.procs.append(c["proc"])
 
     def kill9(self, c: dict) -> None:
@@ -177,11 +220,33 @@ class Fleet:
         return p
 
     def offer(self, cab: str, deployment: str, target: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tools.cli", "cmd", "send", "ota.offer", "--id", cab,
-                               "--arg", f"deployment={deployment}", "--arg", f"target={target}",
-                               "--key", str(self.op_key), "--broker", f"127.0.0.1:{self.port}",
-                               "--cabinet-key", self.cabinets[cab]["pub"].hex(), "--timeout", "30"],
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tools.cli",
+                "cmd",
+                "send",
+                "ota.offer",
+                "--id",
+                cab,
+                "--arg",
+                f"deployment={deployment}",
+                "--arg",
+                f"target={target}",
+                "--key",
+                str(self.op_key),
+                "--broker",
+                f"127.0.0.1:{self.port}",
+                "--cabinet-key",
+                self.cabinets[cab]["pub"].hex(),
+                "--timeout",
+                "30",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def close(self) -> None:
         for p in self.procs:
@@ -237,8 +302,9 @@ class Watcher:
             if self.task.done():
                 self.task.result()
             if time.monotonic() > end:
-                logs = "\n".join(f"--- {c['id']}\n" + c["log"].read_text(errors="replace")[-3000:]
-                                 for c in fleet.cabinets.values())
+                logs = "\n".join(
+                    f"--- {c['id']}\n" + c["log"].read_text(errors="replace")[-3000:] for c in fleet.cabinets.values()
+                )
                 raise AssertionError(f"timed out waiting for {what}; statuses {self.statuses}\n{logs}")
             await asyncio.sleep(0.2)
 
@@ -256,7 +322,7 @@ class Watcher:
 
 
 @pytest.fixture
-def fleet(tmp_path, releases, broker):  # noqa: F811
+def fleet(tmp_path, releases, broker):
     f = Fleet(tmp_path, releases, broker.plain_port)
     yield f
     f.close()
@@ -294,15 +360,20 @@ async def test_update_commits_then_a_broken_release_rolls_back(fleet, releases):
     broken = fleet.publish(releases["broken"])
     r = fleet.offer("CAB-OTA-1", "d-broken", broken)
     assert r.returncode == 0, r.stdout + r.stderr
-    await w.wait(lambda: (w.final("CAB-OTA-1", "d-broken") or {}).get("state") == "rolled_back", 240,
-                 "rolled_back", fleet)
+    await w.wait(
+        lambda: (w.final("CAB-OTA-1", "d-broken") or {}).get("state") == "rolled_back", 240, "rolled_back", fleet
+    )
     final = w.final("CAB-OTA-1", "d-broken")
     assert "crash_loop" in final["reason"], final
     st = fleet.ota_state(c)
     assert os.readlink(c["root"] / "current") == "releases/2-0.90.1"
     assert st["high_water"] == 2 and st["pending"] is None
-    await w.wait(lambda: w.births.get("CAB-OTA-1", {}).get("online") and
-                 w.births["CAB-OTA-1"].get("version") == "0.90.1", 60, "N+1 running again", fleet)
+    await w.wait(
+        lambda: w.births.get("CAB-OTA-1", {}).get("online") and w.births["CAB-OTA-1"].get("version") == "0.90.1",
+        60,
+        "N+1 running again",
+        fleet,
+    )
     w.task.cancel()
 
 
@@ -316,11 +387,36 @@ async def test_rollout_of_a_broken_release_halts(fleet, releases):
         fleet.launch(c)
     await w.wait(lambda: all(w.births.get(c["id"], {}).get("online") for c in cabs), 90, "three births", fleet)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.cli", "ota", "rollout", "--target", broken, "--version", "0.90.2",
-        "--deployment", "roll-1", "--waves", "1,100", "--min-cabinets", "1", "--max-failures", "10",
-        "--cabinet-timeout", "5m", "--key", str(fleet.op_key), "--broker", f"127.0.0.1:{fleet.port}",
-        "--cabinet-keys", str(fleet.keys_file()), "--state", str(fleet.tmp / "rollout.json"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "tools.cli",
+        "ota",
+        "rollout",
+        "--target",
+        broken,
+        "--version",
+        "0.90.2",
+        "--deployment",
+        "roll-1",
+        "--waves",
+        "1,100",
+        "--min-cabinets",
+        "1",
+        "--max-failures",
+        "10",
+        "--cabinet-timeout",
+        "5m",
+        "--key",
+        str(fleet.op_key),
+        "--broker",
+        f"127.0.0.1:{fleet.port}",
+        "--cabinet-keys",
+        str(fleet.keys_file()),
+        "--state",
+        str(fleet.tmp / "rollout.json"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 300)
     text = out.decode()
     assert proc.returncode == 3, text
@@ -334,7 +430,7 @@ async def test_rollout_of_a_broken_release_halts(fleet, releases):
     w.task.cancel()
 
 
-async def test_kill9_in_every_state_ends_committed(tmp_path, releases, broker):  # noqa: F811
+async def test_kill9_in_every_state_ends_committed(tmp_path, releases, broker):
     """Power cuts (SIGKILL of launcher, agent and simulator) while downloading, installing and
     verifying: each time the cabinet comes back on a working version, resumes the deployment
     (the download from where it stopped), and ends committed with a consistent status."""
@@ -351,9 +447,11 @@ async def test_kill9_in_every_state_ends_committed(tmp_path, releases, broker): 
         assert fleet.offer("CAB-KILL-1", "d-kill", n1).returncode == 0
         last = lambda: w.final("CAB-KILL-1", "d-kill") or {}  # noqa: E731
         killed = []
-        for state, cond in (("downloading", lambda s: s.get("state") == "downloading" and (s.get("percent") or 0) >= 30),
-                            ("installing", lambda s: s.get("state") in ("installing", "restarting")),
-                            ("verifying", lambda s: s.get("state") == "verifying")):
+        for state, cond in (
+            ("downloading", lambda s: s.get("state") == "downloading" and (s.get("percent") or 0) >= 30),
+            ("installing", lambda s: s.get("state") in ("installing", "restarting")),
+            ("verifying", lambda s: s.get("state") == "verifying"),
+        ):
             await w.wait(lambda: cond(last()) or last().get("state") == "success", 240, state, fleet)
             if last().get("state") == "success":
                 break

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.test_ota_slots import clone
 
-import ota_fake
 from ota.sdnotify import NotifyServer
 from ota.slots import SlotStore
-from test_ota_slots import clone
+from tests import ota_fake
 
 V1, V2 = "1-1.0.0", "2-2.0.0"
 
@@ -30,8 +30,12 @@ def kit(tmp_path_factory):
     b1 = ota_fake.make_bundle(base / "v1", pip, version="1.0.0", counter=1)
     b2 = ota_fake.make_bundle(base / "v2", pip, version="2.0.0", counter=2)
     root = base / "root"
-    r = subprocess.run([sys.executable, "-m", "ota.launcher", "install", str(b1[0]),
-                        "--root", str(root)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "ota.launcher", "install", str(b1[0]), "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and r.stdout.strip() == V1, r.stderr
     SlotStore(root).install(*b2)
     return root
@@ -50,18 +54,28 @@ class Boot:
 
     def trial(self, behaviour="ok", **kw):
         (self.data / "behaviour-2.0.0").write_text(behaviour)
-        self.store.begin_trial(V2, counter=2, version="2.0.0", deployment="dep-2",
-                               trial_s=kw.pop("trial_s", 30), **kw)
+        self.store.begin_trial(V2, counter=2, version="2.0.0", deployment="dep-2", trial_s=kw.pop("trial_s", 30), **kw)
 
     def start(self, *opts, env=None):
-        argv = [sys.executable, "-m", "ota.launcher", "--root", str(self.root),
-                "--watchdog-s", "3", *opts, "--", "run", "--data-dir", str(self.data)]
+        argv = [
+            sys.executable,
+            "-m",
+            "ota.launcher",
+            "--root",
+            str(self.root),
+            "--watchdog-s",
+            "3",
+            *opts,
+            "--",
+            "run",
+            "--data-dir",
+            str(self.data),
+        ]
         e = dict(os.environ, CABINET_FAKE_HEALTH_S="0.3", **(env or {}))
         for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
             if env is None or k not in env:
                 e.pop(k, None)
-        self.proc = subprocess.Popen(argv, env=e, stderr=open(self.log, "a"),
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(argv, env=e, stderr=open(self.log, "a"), start_new_session=True)
 
     def events(self, what: str = "") -> list[str]:
         p = self.data / "events.log"
@@ -79,11 +93,11 @@ class Boot:
         end = time.monotonic() + timeout
         while not cond():
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"launcher exited {self.proc.returncode} waiting for "
-                                     f"{what}\n{self.log.read_text()}")
+                raise AssertionError(
+                    f"launcher exited {self.proc.returncode} waiting for {what}\n{self.log.read_text()}"
+                )
             if time.monotonic() > end:
-                raise AssertionError(f"{what} not reached in {timeout} s\n"
-                                     f"{self.log.read_text()}\n{self.events()}")
+                raise AssertionError(f"{what} not reached in {timeout} s\n{self.log.read_text()}\n{self.events()}")
             time.sleep(0.05)
 
     def term(self, timeout=30) -> int:
@@ -142,8 +156,7 @@ def test_crash_loop_is_rolled_back_after_max_attempts(boot):
     st, rec = boot.state(), boot.status()
     assert boot.store.current_slot() == V1 and st["pending"] is None and st["high_water"] == 1
     assert st["last_outcome"]["result"] == "rolled_back"
-    assert (rec["deployment"], rec["state"], rec["version"], rec["counter"]) == \
-        ("dep-2", "rolled_back", "2.0.0", 2)
+    assert (rec["deployment"], rec["state"], rec["version"], rec["counter"]) == ("dep-2", "rolled_back", "2.0.0", 2)
     assert rec["reason"] == "crash_loop: 3 starts without a commit"
     assert boot.term() == 0
 
@@ -218,28 +231,38 @@ def test_outside_a_trial_exit_0_restarts_at_once_and_a_crash_backs_off(boot):
 
 
 def test_status_command_and_no_release(tmp_path, kit):
-    r = subprocess.run([sys.executable, "-m", "ota.launcher", "status", "--root", str(kit)],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "ota.launcher", "status", "--root", str(kit)], capture_output=True, text=True, timeout=30
+    )
     out = json.loads(r.stdout)
     assert r.returncode == 0 and out["current_link"] == V1 and out["ota"]["last_good"] == V1
     empty = tmp_path / "empty"
-    r = subprocess.run([sys.executable, "-m", "ota.launcher", "--root", str(empty), "--", "run"],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "ota.launcher", "--root", str(empty), "--", "run"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and "no complete release" in r.stderr
 
 
 def test_install_from_a_bundle_file_and_a_tampered_one_refused(tmp_path, tmp_path_factory):
     """A technician's `cabinet-boot install BUNDLE`: the file is checked against its manifest
     before anything is installed; a tampered wheel leaves the root untouched."""
-    from ota import bundle, manifest as mf
+    from ota import bundle
+    from ota import manifest as mf
 
     pip = ota_fake.pip_wheel(tmp_path_factory.getbasetemp() / "pipcache")
     d, man = ota_fake.make_bundle(tmp_path / "b", pip, version="1.0.0", counter=1)
     m = mf.parse(man)
     good = bundle.build(tmp_path / "good.bundle", m, sorted((d / "wheels").glob("*.whl")))
     root = tmp_path / "root"
-    r = subprocess.run([sys.executable, "-m", "ota.launcher", "install", str(good), "--root", str(root)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "ota.launcher", "install", str(good), "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and r.stdout.strip() == V1, r.stderr
     assert SlotStore(root).state()["high_water"] == 1
     assert not list(tmp_path.glob("cabinet-boot-*"))  # the temporary extraction is gone
@@ -249,7 +272,11 @@ def test_install_from_a_bundle_file_and_a_tampered_one_refused(tmp_path, tmp_pat
     bad = tmp_path / "bad.bundle"
     bad.write_bytes(bytes(data))
     root2 = tmp_path / "root2"
-    r = subprocess.run([sys.executable, "-m", "ota.launcher", "install", str(bad), "--root", str(root2)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "ota.launcher", "install", str(bad), "--root", str(root2)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 1 and "install failed" in r.stderr, r.stderr
     assert not (root2 / "current").exists()

@@ -49,10 +49,16 @@ class World:
             return
         states = list(STEPS) + [fate]
         for i, st in enumerate(states):
-            msg = {"cabinet": cid, "deployment": DEP, "state": st, "seq": i + 1,
-                   "percent": 50 if st == "downloading" else None,
-                   "version": "0.9.0", "running": "0.9.0" if st == "success" else "0.8.0",
-                   "reason": "health gate" if st == "rolled_back" else None}
+            msg = {
+                "cabinet": cid,
+                "deployment": DEP,
+                "state": st,
+                "seq": i + 1,
+                "percent": 50 if st == "downloading" else None,
+                "version": "0.9.0",
+                "running": "0.9.0" if st == "success" else "0.8.0",
+                "reason": "health gate" if st == "rolled_back" else None,
+            }
             self.n += 1
             heapq.heappush(self.queue, (t + d * (i + 1) / len(states), self.n, cid, msg))
 
@@ -83,11 +89,11 @@ def run(ro, world, *, t=0.0, until=10 * 86400, step=30.0, stop_at=None):
 
 def rollout(cabs, **kw):
     plan_kw = {k: kw.pop(k) for k in ("waves", "canary_tag", "include_tags", "exclude_tags") if k in kw}
-    return Rollout(Plan(cabs, **plan_kw), deployment=DEP, target="cabinet-agent-0.9.0.bundle", version="0.9.0",
-                   **kw)
+    return Rollout(Plan(cabs, **plan_kw), deployment=DEP, target="cabinet-agent-0.9.0.bundle", version="0.9.0", **kw)
 
 
 # ---------------------------------------------------------------------- buckets and waves
+
 
 def test_buckets_are_deterministic_and_uniform():
     ids = [f"CAB-{i:05d}" for i in range(10_000)]
@@ -130,6 +136,7 @@ def test_canaries_come_first_and_tag_filters_apply():
 
 
 # ---------------------------------------------------------------------- simulated fleets
+
 
 def test_a_good_release_goes_through_every_wave():
     cabs = fleet(3000, canaries=5)
@@ -255,9 +262,14 @@ def test_other_deployments_and_junk_are_ignored():
     ro.offers(0)
     assert not ro.on_status("A", {"deployment": "older", "state": "success", "seq": 9}, 1)
     assert not ro.on_status("Z", {"deployment": DEP, "state": "success", "seq": 9}, 1)
-    for junk in ({"deployment": DEP, "state": "won", "seq": 1}, {"deployment": DEP, "state": "success", "seq": "1"},
-                 {"deployment": DEP, "state": "success", "seq": -1}, {"deployment": DEP, "state": "success",
-                                                                      "seq": True}, None, []):
+    for junk in (
+        {"deployment": DEP, "state": "won", "seq": 1},
+        {"deployment": DEP, "state": "success", "seq": "1"},
+        {"deployment": DEP, "state": "success", "seq": -1},
+        {"deployment": DEP, "state": "success", "seq": True},
+        None,
+        [],
+    ):
         assert not ro.on_status("A", junk, 1)
     assert ro.summary()["ignored"] == {"other_deployment": 3, "not_in_plan": 1, "malformed": 4}
     assert ro.rows()[0]["state"] == "sent"
@@ -297,10 +309,16 @@ def test_save_and_resume_mid_rollout_gives_the_same_outcome(fail):
 def test_from_dict_refuses_junk():
     ro = rollout(fleet(20))
     d = ro.to_dict()
-    for bad in ({}, {**d, "format": 2}, {**d, "state": "maybe"}, {**d, "wave": 9}, {**d, "cabinets": {}},
-                {**d, "plan": {"cabinets": {}, "waves": [1]}}, {**d, "success_pct": 150},
-                {**d, "cabinets": {**d["cabinets"], "CAB-00003": {**d["cabinets"]["CAB-00003"], "offered_at": "x"}}},
-                {**d, "cabinets": {**d["cabinets"], "CAB-00003": {**d["cabinets"]["CAB-00003"],
-                                                                  "outcome": "success"}}}):
+    for bad in (
+        {},
+        {**d, "format": 2},
+        {**d, "state": "maybe"},
+        {**d, "wave": 9},
+        {**d, "cabinets": {}},
+        {**d, "plan": {"cabinets": {}, "waves": [1]}},
+        {**d, "success_pct": 150},
+        {**d, "cabinets": {**d["cabinets"], "CAB-00003": {**d["cabinets"]["CAB-00003"], "offered_at": "x"}}},
+        {**d, "cabinets": {**d["cabinets"], "CAB-00003": {**d["cabinets"]["CAB-00003"], "outcome": "success"}}},
+    ):
         with pytest.raises(ValueError):
             Rollout.from_dict(bad)

@@ -17,9 +17,9 @@ from agent.wire import commands as C
 from agent.wire import cose
 from agent.wire.ota_status import seal_status, status_topic
 from tests.broker import broker  # noqa: F401
-from tools.provision import pki
 from tools.ota.rollout import Plan
 from tools.ota.rollout_run import add_rollout_args, rollout_main
+from tools.provision import pki
 
 PREFIX = "city/v1"
 DEP = "agent-0.9.0-r1"
@@ -48,8 +48,16 @@ class FakeFleet:
         await client.publish(cose.state_topic(PREFIX, "JUNK-1"), b"\xff not json", qos=1, retain=True)
 
     async def status(self, client, cab, state, seq, **kw):
-        doc = {"cabinet": cab, "deployment": DEP, "state": state, "seq": seq, "version": "0.9.0",
-               "running": "0.9.0" if state == "success" else "0.8.0", "t": time.time(), **kw}
+        doc = {
+            "cabinet": cab,
+            "deployment": DEP,
+            "state": state,
+            "seq": seq,
+            "version": "0.9.0",
+            "running": "0.9.0" if state == "success" else "0.8.0",
+            "t": time.time(),
+            **kw,
+        }
         t = status_topic(PREFIX, cab)
         await client.publish(t, seal_status(doc, key=self.keys[cab], topic=t), qos=1, retain=True)
 
@@ -59,18 +67,33 @@ class FakeFleet:
             topic = str(msg.topic)
             cab = topic.split("/")[-3]
             try:
-                cmd = C.verify_command(bytes(msg.payload), topic=topic, cabinet=cab, tags=tuple(self.tags[cab]),
-                                       trust=self.trust, now=time.time(), replay=self.replay[cab])
+                cmd = C.verify_command(
+                    bytes(msg.payload),
+                    topic=topic,
+                    cabinet=cab,
+                    tags=tuple(self.tags[cab]),
+                    trust=self.trust,
+                    now=time.time(),
+                    replay=self.replay[cab],
+                )
             except C.CommandError as e:  # as agent.remote.downlink does: a signed refusal
                 self.rejected.append(f"{cab}:{e.reason}")
                 resp = msg.properties.ResponseTopic
-                await client.publish(resp, C.seal_reply(cabinet=cab, cid=e.cid, ok=False, topic=resp,
-                                                        key=self.keys[cab], reason=e.reason), qos=1)
+                await client.publish(
+                    resp,
+                    C.seal_reply(cabinet=cab, cid=e.cid, ok=False, topic=resp, key=self.keys[cab], reason=e.reason),
+                    qos=1,
+                )
                 continue
             self.offers.setdefault(cab, []).append(cmd.args)
             resp = msg.properties.ResponseTopic
-            await client.publish(resp, C.seal_reply(cabinet=cab, cid=cmd.cid, ok=True, topic=resp,
-                                                    key=self.keys[cab], result={"state": "offered"}), qos=1)
+            await client.publish(
+                resp,
+                C.seal_reply(
+                    cabinet=cab, cid=cmd.cid, ok=True, topic=resp, key=self.keys[cab], result={"state": "offered"}
+                ),
+                qos=1,
+            )
             await self.status(client, cab, "offered", 1)
             await self.status(client, cab, "downloading", 2, percent=50)
             await self.status(client, cab, "verifying", 3)
@@ -91,10 +114,33 @@ class FakeFleet:
 def args_for(fleet, port, tmp_path, *extra):
     p = argparse.ArgumentParser()
     add_rollout_args(p)
-    return p.parse_args(["--target", "cabinet-agent-0.9.0.bundle", "--version", "0.9.0", "--deployment", DEP,
-                         "--key", str(fleet.op_path), "--broker", f"127.0.0.1:{port}",
-                         "--cabinet-keys", str(fleet.keys_file), "--min-cabinets", "2", "--cabinet-timeout", "20",
-                         "--poll", "0.1", "--discover", "1", "--state", str(tmp_path / "rollout.json"), *extra])
+    return p.parse_args(
+        [
+            "--target",
+            "cabinet-agent-0.9.0.bundle",
+            "--version",
+            "0.9.0",
+            "--deployment",
+            DEP,
+            "--key",
+            str(fleet.op_path),
+            "--broker",
+            f"127.0.0.1:{port}",
+            "--cabinet-keys",
+            str(fleet.keys_file),
+            "--min-cabinets",
+            "2",
+            "--cabinet-timeout",
+            "20",
+            "--poll",
+            "0.1",
+            "--discover",
+            "1",
+            "--state",
+            str(tmp_path / "rollout.json"),
+            *extra,
+        ]
+    )
 
 
 IDS = [f"CAB-{i:03d}" for i in range(12)]
@@ -105,22 +151,24 @@ async def rollout(tmp_path, b, outcome, *extra, offline=(), allow=("ota.offer",)
     fleet = FakeFleet(tmp_path, b.plain_port, IDS, CANARIES, outcome, allow)
     if before is not None:
         before(fleet)
-    async with aiomqtt.Client("127.0.0.1", b.plain_port, identifier="fake-fleet",
-                              protocol=aiomqtt.ProtocolVersion.V5, timeout=5) as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", b.plain_port, identifier="fake-fleet", protocol=aiomqtt.ProtocolVersion.V5, timeout=5
+    ) as client:
         await fleet.birth(client, offline)
         server = asyncio.create_task(fleet.serve(client))
         await asyncio.sleep(0.2)
         await fleet.forged(client, "CAB-005", "CAB-006")
         out = io.StringIO()
         try:
-            rc = await asyncio.wait_for(asyncio.to_thread(rollout_main, args_for(fleet, b.plain_port, tmp_path,
-                                                                                 *extra), out), 60)
+            rc = await asyncio.wait_for(
+                asyncio.to_thread(rollout_main, args_for(fleet, b.plain_port, tmp_path, *extra), out), 60
+            )
         finally:
             server.cancel()
     return rc, out.getvalue(), fleet
 
 
-async def test_a_good_release_is_offered_to_every_wave_and_done(tmp_path, broker):  # noqa: F811
+async def test_a_good_release_is_offered_to_every_wave_and_done(tmp_path, broker):
     rc, out, fleet = await rollout(tmp_path, broker, "success", offline=("CAB-011",))
     plan = Plan({c: {"tags": fleet.tags[c]} for c in IDS if c != "CAB-011"})
     assert rc == 0, out
@@ -141,7 +189,7 @@ async def test_a_good_release_is_offered_to_every_wave_and_done(tmp_path, broker
     assert rollout_main(a, again) == 0 and "CAB-000" in again.getvalue()
 
 
-async def test_a_broken_release_halts_at_the_failure_threshold(tmp_path, broker):  # noqa: F811
+async def test_a_broken_release_halts_at_the_failure_threshold(tmp_path, broker):
     rc, out, fleet = await rollout(tmp_path, broker, "rolled_back")
     plan = Plan({c: {"tags": fleet.tags[c]} for c in IDS})
     assert rc == 3, out
@@ -149,17 +197,19 @@ async def test_a_broken_release_halts_at_the_failure_threshold(tmp_path, broker)
     assert set(fleet.offers) == set(plan.waves[0])  # later waves never offered
     assert "halted: failures " in out and "> 10%" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("CAB-") and " wave " not in line]
-    assert {r[0]: r[3] for r in rows if r[3] != "pending"} == {c: "rolled_back" for c in plan.waves[0]}
+    assert {r[0]: r[3] for r in rows if r[3] != "pending"} == dict.fromkeys(plan.waves[0], "rolled_back")
     assert all(r[4] == "0.8.0" for r in rows if r[3] == "rolled_back")
 
 
-async def test_unverifiable_statuses_alone_never_finish_a_cabinet(tmp_path, broker):  # noqa: F811
+async def test_unverifiable_statuses_alone_never_finish_a_cabinet(tmp_path, broker):
     """Cabinets whose keys the runner does not know: their statuses are dropped, they time out."""
     fleet = FakeFleet(tmp_path, broker.plain_port, IDS[:2], IDS[:2], "success")
-    fleet.keys_file.write_text(json.dumps({c: cose.raw_public(Ed25519PrivateKey.generate().public_key()).hex()
-                                           for c in IDS[:2]}))
-    async with aiomqtt.Client("127.0.0.1", broker.plain_port, identifier="fake-fleet",
-                              protocol=aiomqtt.ProtocolVersion.V5, timeout=5) as client:
+    fleet.keys_file.write_text(
+        json.dumps({c: cose.raw_public(Ed25519PrivateKey.generate().public_key()).hex() for c in IDS[:2]})
+    )
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.plain_port, identifier="fake-fleet", protocol=aiomqtt.ProtocolVersion.V5, timeout=5
+    ) as client:
         await fleet.birth(client)
         server = asyncio.create_task(fleet.serve(client))
         out = io.StringIO()
@@ -175,7 +225,7 @@ async def test_unverifiable_statuses_alone_never_finish_a_cabinet(tmp_path, brok
     assert text.count("timeout") >= 2
 
 
-async def test_a_refused_offer_fails_at_once(tmp_path, broker):  # noqa: F811
+async def test_a_refused_offer_fails_at_once(tmp_path, broker):
     """The operator key may not send ota.offer: the cabinets' signed refusals halt wave 1
     without waiting for the cabinet timeout."""
     t0 = time.monotonic()
@@ -186,15 +236,21 @@ async def test_a_refused_offer_fails_at_once(tmp_path, broker):  # noqa: F811
     assert time.monotonic() - t0 < 30
 
 
-async def test_a_saved_rollout_resumes_and_sends_unanswered_offers_again(tmp_path, broker):  # noqa: F811
+async def test_a_saved_rollout_resumes_and_sends_unanswered_offers_again(tmp_path, broker):
     """A state file whose wave 1 was offered but never answered (the tool died after publishing):
     the resumed run offers those cabinets again (fresh command ids) and finishes."""
     from tools.ota.rollout import Rollout
 
     def saved(fleet):
         plan = Plan({c: {"tags": fleet.tags[c], "version": "0.8.0"} for c in IDS}, waves=[1, 10, 50, 100])
-        ro = Rollout(plan, deployment=DEP, target="cabinet-agent-0.9.0.bundle", version="0.9.0", min_cabinets=2,
-                     cabinet_timeout_s=20)
+        ro = Rollout(
+            plan,
+            deployment=DEP,
+            target="cabinet-agent-0.9.0.bundle",
+            version="0.9.0",
+            min_cabinets=2,
+            cabinet_timeout_s=20,
+        )
         assert ro.offers(time.time()) == plan.waves[0]
         (tmp_path / "rollout.json").write_text(json.dumps(ro.to_dict()))
 
@@ -233,8 +289,13 @@ def test_bad_arguments_and_an_unreachable_broker(tmp_path, capsys):
     fleet = FakeFleet(tmp_path, 0, IDS[:2], (), "success")
     bad_fleet = tmp_path / "fleet.json"
     bad_fleet.write_text('{"id": "A"}')
-    for extra in (["--waves", "10,5"], ["--waves", "1,x"], ["--success", "120"], ["--fleet", str(bad_fleet)],
-                  ["--cabinet-timeout", "soon"]):
+    for extra in (
+        ["--waves", "10,5"],
+        ["--waves", "1,x"],
+        ["--success", "120"],
+        ["--fleet", str(bad_fleet)],
+        ["--cabinet-timeout", "soon"],
+    ):
         assert rollout_main(args_for(fleet, 1, tmp_path, *extra), io.StringIO()) == 2, extra
     a = args_for(fleet, free_port(), tmp_path, "--id", "CAB-000")
     assert rollout_main(a, io.StringIO()) == 1

@@ -16,10 +16,10 @@ import pytest
 
 import agent
 from agent.clock import ScaledClock, SimClock
-from agent.wire.commands import Command
 from agent.config.ota import OtaSettings
 from agent.remote.downlink import CommandFailed
 from agent.remote.ota_service import BUILD_FLOOR, Final, OtaService, Retry
+from agent.wire.commands import Command
 from ota.repo import Repository, init_keys
 from ota.slots import SlotStore
 from tools.ota.serve import start_server
@@ -30,13 +30,19 @@ NOW = BUILD_FLOOR + 330 * 86400.0
 
 def app_stub(board: str = "sim") -> types.SimpleNamespace:
     stops = []
-    return types.SimpleNamespace(config=types.SimpleNamespace(board=board, cabinet_id="CAB-T"), uplink=None,
-                                 clock=ScaledClock(1000.0), request_stop=lambda: stops.append(1), stops=stops)
+    return types.SimpleNamespace(
+        config=types.SimpleNamespace(board=board, cabinet_id="CAB-T"),
+        uplink=None,
+        clock=ScaledClock(1000.0),
+        request_stop=lambda: stops.append(1),
+        stops=stops,
+    )
 
 
 def command(**args) -> Command:
-    return Command(cid="c1", kind="ota.offer", iat=int(NOW), exp=int(NOW) + 300, to="CAB-T", args=args,
-                   operator="ops", kid=b"k")
+    return Command(
+        cid="c1", kind="ota.offer", iat=int(NOW), exp=int(NOW) + 300, to="CAB-T", args=args, operator="ops", kid=b"k"
+    )
 
 
 def service(tmp_path, wall=None, **settings) -> OtaService:
@@ -83,16 +89,19 @@ def test_target_checks_before_download(tmp_path):
         st._save(state)
 
     def info(**c):
-        return types.SimpleNamespace(custom={"name": "cabinet-agent", "version": "9.9.9", "counter": 6,
-                                             "boards": ["sim"], "python": PY, **c})
+        return types.SimpleNamespace(
+            custom={"name": "cabinet-agent", "version": "9.9.9", "counter": 6, "boards": ["sim"], "python": PY, **c}
+        )
 
     assert s._check_target(info()) == {"version": "9.9.9", "counter": 6}
-    for custom, state, words in (({"boards": ["rpi4_rs485"]}, "rejected", "incompatible_board"),
-                                 ({"python": "3.9"}, "rejected", "incompatible_python"),
-                                 ({"counter": 5}, "rejected", "not_newer"),
-                                 ({"counter": 4, "version": agent.__version__}, "already_installed", None),
-                                 ({"name": "other"}, "rejected", "not cabinet-agent"),
-                                 ({"counter": "6"}, "rejected", "version/counter")):
+    for custom, state, words in (
+        ({"boards": ["rpi4_rs485"]}, "rejected", "incompatible_board"),
+        ({"python": "3.9"}, "rejected", "incompatible_python"),
+        ({"counter": 5}, "rejected", "not_newer"),
+        ({"counter": 4, "version": agent.__version__}, "already_installed", None),
+        ({"name": "other"}, "rejected", "not cabinet-agent"),
+        ({"counter": "6"}, "rejected", "version/counter"),
+    ):
         with pytest.raises(Final) as e:
             s._check_target(info(**custom))
         assert e.value.state == state and (words is None or words in e.value.reason), (custom, e.value.reason)
@@ -105,8 +114,12 @@ def repo(tmp_path):
     r = Repository.create(tmp_path / "repo", keys)
     payload = tmp_path / "b.bin"
     payload.write_bytes(b"x" * 1000)
-    r.add_target(payload, "other-board.bundle", {"name": "cabinet-agent", "version": "9.0.0", "counter": 9,
-                                                 "boards": ["rpi4_rs485"], "python": PY}, keys)
+    r.add_target(
+        payload,
+        "other-board.bundle",
+        {"name": "cabinet-agent", "version": "9.0.0", "counter": 9, "boards": ["rpi4_rs485"], "python": PY},
+        keys,
+    )
     server, url = start_server(tmp_path / "repo")
     yield r, url
     server.shutdown()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import ota_fake
 from ota import fsutil
 from ota.slots import SlotError, SlotStore, validate_state
+from tests import ota_fake
 
 V1, V2 = "1-1.0.0", "2-2.0.0"
 
@@ -27,10 +27,13 @@ def kit(tmp_path_factory):
     base = tmp_path_factory.mktemp("slots")
     pip = ota_fake.pip_wheel(tmp_path_factory.getbasetemp() / "pipcache")
     b = {}
-    for name, ver, counter, dep in (("v1", "1.0.0", 1, "1.0"), ("v2", "2.0.0", 2, "2.0"),
-                                    ("v3", "3.0.0", 3, "2.0"), ("v4", "4.0.0", 4, "2.0")):
-        b[name] = ota_fake.make_bundle(base / name, pip, version=ver, counter=counter,
-                                       dep_version=dep)
+    for name, ver, counter, dep in (
+        ("v1", "1.0.0", 1, "1.0"),
+        ("v2", "2.0.0", 2, "2.0"),
+        ("v3", "3.0.0", 3, "2.0"),
+        ("v4", "4.0.0", 4, "2.0"),
+    ):
+        b[name] = ota_fake.make_bundle(base / name, pip, version=ver, counter=counter, dep_version=dep)
     root = base / "root"
     SlotStore(root).bootstrap(*b["v1"])
     return {"bundles": b, "root": root, "pip": pip, "base": base}
@@ -40,8 +43,9 @@ def clone(src: Path, dst: Path) -> Path:
     """A copy of an OTA root whose slots use the copy's store (the .pth names are absolute).
     Files are hard links (fast): the OTA code never rewrites a published file in place."""
     src = Path(src)
-    shutil.copytree(src, dst, symlinks=True, copy_function=os.link,
-                    ignore=lambda d, names: ["state"] if Path(d) == src else [])
+    shutil.copytree(
+        src, dst, symlinks=True, copy_function=os.link, ignore=lambda d, names: ["state"] if Path(d) == src else []
+    )
     shutil.copytree(src / "state", dst / "state")  # real copies: tests write these in place
     for pth in dst.glob("releases/*/lib/python3*/site-packages/_cabinet_deps.pth"):
         text = pth.read_text().replace(str(src.absolute()), str(dst.absolute()))
@@ -56,8 +60,13 @@ def root(kit, tmp_path):
 
 
 def slot_python(store: SlotStore, code: str) -> str:
-    r = subprocess.run([str(store.link / "bin" / "python"), "-I", "-c", code],
-                       capture_output=True, text=True, cwd=store.root, timeout=30)
+    r = subprocess.run(
+        [str(store.link / "bin" / "python"), "-I", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=store.root,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
@@ -65,16 +74,18 @@ def slot_python(store: SlotStore, code: str) -> str:
 def trial(store, kit, name="v2", **kw):
     _, m = kit["bundles"][name]
     slot = store.install(*kit["bundles"][name])
-    store.begin_trial(slot, counter=m["counter"], version=m["version"], deployment="dep-" + name,
-                      trial_s=kw.pop("trial_s", 30), **kw)
+    store.begin_trial(
+        slot, counter=m["counter"], version=m["version"], deployment="dep-" + name, trial_s=kw.pop("trial_s", 30), **kw
+    )
     return slot
 
 
 def test_install_trial_commit_gc(root, kit):
     s = SlotStore(root)
     assert s.current_slot() == V1 and s.state()["high_water"] == 1
-    assert slot_python(s, "import agent, fakedep; print(agent.__version__, fakedep.__file__)"
-                       ).startswith("1.0.0 " + str(root / "store"))
+    assert slot_python(s, "import agent, fakedep; print(agent.__version__, fakedep.__file__)").startswith(
+        "1.0.0 " + str(root / "store")
+    )
     stores = set(os.listdir(root / "store"))
     slot = trial(s, kit, max_attempts=2, watchdog_s=5)
     assert slot == V2 and s.current_slot() == V2
@@ -90,8 +101,7 @@ def test_install_trial_commit_gc(root, kit):
     assert s.state()["pending"]["attempts"] == 1
     assert s.commit(V2) is True
     st = s.state()
-    assert (st["last_good"], st["previous_good"], st["high_water"], st["pending"]) == \
-        (V2, V1, 2, None)
+    assert (st["last_good"], st["previous_good"], st["high_water"], st["pending"]) == (V2, V1, 2, None)
     assert st["last_outcome"]["result"] == "committed"
     assert s.commit(V2) is True, "a repeated commit (after a crash) is answered, not refused"
     # v3 and v4 share dep 2.0; committing v4 drops v1, v2 and dep 1.0 (unreferenced)
@@ -165,8 +175,7 @@ def test_install_failures_leave_nothing_recover_does_not_clean(root, kit, tmp_pa
     shutil.copytree(bdir, copy)
     (copy / "wheels" / m["project_wheel"]).write_bytes(b"not a zip")
     broken = json.loads(json.dumps(m))
-    broken["wheels"][m["project_wheel"]]["sha256"] = ota_fake.sha256(
-        copy / "wheels" / m["project_wheel"])
+    broken["wheels"][m["project_wheel"]]["sha256"] = ota_fake.sha256(copy / "wheels" / m["project_wheel"])
     with pytest.raises(SlotError) as e:
         s.install(copy, broken)
     assert e.value.reason == "pip_project" and "exit" in e.value.detail
@@ -178,8 +187,7 @@ def test_install_failures_leave_nothing_recover_does_not_clean(root, kit, tmp_pa
 
 def test_corrupt_state_is_moved_aside_and_rebuilt(root, kit, caplog):
     s = SlotStore(root)
-    for garbage in (b"{not json", b'{"format": 1}', json.dumps(
-            dict(s.state(), high_water="x")).encode()):
+    for garbage in (b"{not json", b'{"format": 1}', json.dumps(dict(s.state(), high_water="x")).encode()):
         s.state_path.write_bytes(garbage)
         st = s.state()
         assert (st["current"], st["last_good"], st["high_water"]) == (V1, V1, 1)
@@ -198,10 +206,12 @@ def test_recover_repairs_link_and_pending(root, kit):
     assert s.current_slot() == V1
     os.symlink("releases/x", root / "current.tmp")
     assert "removed current.tmp" in s.recover()
+
     # pending persisted, the switch never happened: recover finishes it (roll forward)
     def cut(op, path):
         if op == "symlink":
             raise OSError("power cut")
+
     fsutil.FAULTS.hook = cut
     try:
         with pytest.raises(OSError):
@@ -214,9 +224,20 @@ def test_recover_repairs_link_and_pending(root, kit):
     # a pending slot that lost its .complete is dropped
     s.rollback("test")
     st = s.state()
-    st.update(pending={"slot": V2, "from": V1, "counter": 2, "version": "2.0.0",
-                       "deployment": "d", "attempts": 0, "max_attempts": 3, "trial_s": 5,
-                       "watchdog_s": None}, current=V2)
+    st.update(
+        pending={
+            "slot": V2,
+            "from": V1,
+            "counter": 2,
+            "version": "2.0.0",
+            "deployment": "d",
+            "attempts": 0,
+            "max_attempts": 3,
+            "trial_s": 5,
+            "watchdog_s": None,
+        },
+        current=V2,
+    )
     s._save(st)
     os.unlink(root / "releases" / V2 / ".complete")
     s.recover()
@@ -232,8 +253,7 @@ def sequence(store: SlotStore, bundle) -> None:
     slot = store.install(bdir, m)
     st = store.state()
     if st["last_good"] != slot:
-        store.begin_trial(slot, counter=m["counter"], version=m["version"], deployment="d2",
-                          trial_s=30)
+        store.begin_trial(slot, counter=m["counter"], version=m["version"], deployment="d2", trial_s=30)
         store.note_start()
         assert store.commit(slot)
 
@@ -248,13 +268,12 @@ def check_invariants(root: Path, bundles) -> str:
     manifests = {V1: bundles["v1"][1], V2: bundles["v2"][1]}
     assert s.manifest(cur) == manifests[cur]
     assert not os.path.lexists(root / "current.tmp")
-    assert not [p for d in ("releases", "store") for p in os.listdir(root / d)
-                if p.endswith(".tmp")]
+    assert not [p for d in ("releases", "store") for p in os.listdir(root / d) if p.endswith(".tmp")]
     old = (cur, st["last_good"], st["high_water"], st["pending"]) == (V1, V1, 1, None)
-    pending = cur == V2 and st["last_good"] == V1 and st["high_water"] == 1 \
-        and st["pending"] and st["pending"]["slot"] == V2
-    new = (cur, st["last_good"], st["previous_good"], st["high_water"], st["pending"]) == \
-        (V2, V2, V1, 2, None)
+    pending = (
+        cur == V2 and st["last_good"] == V1 and st["high_water"] == 1 and st["pending"] and st["pending"]["slot"] == V2
+    )
+    new = (cur, st["last_good"], st["previous_good"], st["high_water"], st["pending"]) == (V2, V2, V1, 2, None)
     assert old or pending or new, st
     want = manifests[cur]["version"]
     assert slot_python(s, "import agent; print(agent.__version__)") == want
@@ -266,8 +285,10 @@ def fingerprint(root: Path) -> str:
     st = json.loads((root / "state" / "ota.json").read_text())
     if st["last_outcome"]:
         st["last_outcome"].pop("t")
-    return json.dumps([sorted(os.listdir(root / "releases")), sorted(os.listdir(root / "store")),
-                       os.readlink(root / "current"), st], sort_keys=True)
+    return json.dumps(
+        [sorted(os.listdir(root / "releases")), sorted(os.listdir(root / "store")), os.readlink(root / "current"), st],
+        sort_keys=True,
+    )
 
 
 def cut_at(k: int, label: str = ""):
@@ -278,6 +299,7 @@ def cut_at(k: int, label: str = ""):
         if budget[0] == 0:
             raise OSError(f"power cut before step {label or k} ({op} {path})")
         budget[0] -= 1
+
     return cut
 
 
@@ -338,7 +360,7 @@ import json, os, signal, sys
 from pathlib import Path
 from ota import fsutil
 from ota.slots import SlotStore
-import test_ota_slots as t
+import tests.test_ota_slots as t
 root, bundle, kill_at = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 n = [0]
 def hook(op, path):
@@ -360,12 +382,16 @@ def test_sigkill_before_every_persisted_step(kit, tmp_path):
     step that publishes something (rename, replace, symlink, unlink, rmtree), and once not
     at all. Kills after the install start from a root where it is complete (install is
     idempotent: it publishes nothing then)."""
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
 
     def run(root, kill_at):
-        return subprocess.run([sys.executable, "-c", KILLER, str(root),
-                               str(kit["bundles"]["v2"][0]), str(kill_at)],
-                              capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-c", KILLER, str(root), str(kit["bundles"]["v2"][0]), str(kill_at)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
 
     probe = clone(kit["root"], tmp_path / "probe")
     r = run(probe, 0)

@@ -18,12 +18,21 @@ def book(tmp_path):
 def test_happy_path_seq_and_persistence(book):
     assert book.current() is None and book.undelivered() is None
     seqs = []
-    for i, (state, kw) in enumerate([("offered", {}), ("downloading", {"percent": 0}),
-                                     ("downloading", {"percent": 55.5}), ("downloaded", {}),
-                                     ("installing", {}), ("restarting", {}),
-                                     ("verifying", {}), ("success", {})]):
-        r = book.set("dep-1", state, version="0.9.0" if i == 0 else None,
-                     counter=12 if i == 0 else None, t=1000.0 + i, **kw)
+    for i, (state, kw) in enumerate(
+        [
+            ("offered", {}),
+            ("downloading", {"percent": 0}),
+            ("downloading", {"percent": 55.5}),
+            ("downloaded", {}),
+            ("installing", {}),
+            ("restarting", {}),
+            ("verifying", {}),
+            ("success", {}),
+        ]
+    ):
+        r = book.set(
+            "dep-1", state, version="0.9.0" if i == 0 else None, counter=12 if i == 0 else None, t=1000.0 + i, **kw
+        )
         seqs.append(r["seq"])
         assert (r["state"], r["version"], r["counter"]) == (state, "0.9.0", 12)
     assert seqs == list(range(1, 9))
@@ -64,8 +73,7 @@ def test_rules(book):
         for state in STATES:
             if state != terminal:
                 with pytest.raises(StatusError, match="terminal"):
-                    book.set("x-" + terminal, state, reason="r",
-                             percent=1 if state == "downloading" else None, t=5)
+                    book.set("x-" + terminal, state, reason="r", percent=1 if state == "downloading" else None, t=5)
     # a new deployment may start after a terminal one; seq keeps growing across deployments
     before = book.current()["seq"]
     assert book.set("next", "offered", t=6)["seq"] == before + 1
@@ -92,9 +100,16 @@ def test_delivery_mark(book):
     assert book.undelivered() == r3
 
 
-@pytest.mark.parametrize("garbage", [b"", b"\xff\xfe", b"[1, 2]", b'{"format": 2}',
-                                     b'{"format": 1, "record": {"state": "x"}, "seq": 1, '
-                                     b'"delivered_seq": 0, "history": []}'])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"",
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'{"format": 2}',
+        b'{"format": 1, "record": {"state": "x"}, "seq": 1, "delivered_seq": 0, "history": []}',
+    ],
+)
 def test_corrupt_file_is_moved_aside_and_seq_stays_ahead(book, garbage, caplog):
     book.set("d", "offered", t=1)
     book.path.write_bytes(garbage)

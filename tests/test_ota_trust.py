@@ -52,16 +52,16 @@ def test_happy_path_refresh_target_download(world):
 def test_tampered_target_rejected(world):
     p = world.target_path()
     data = bytearray(p.read_bytes())
-    data[len(data) // 2] ^= 0xFF                       # same length, one byte flipped
+    data[len(data) // 2] ^= 0xFF  # same length, one byte flipped
     p.write_bytes(bytes(data))
     c = world.client()
     e = reason_of(lambda: c.download(c.target(world.name)))
     assert e.reason == "hash_mismatch" and not e.transient
-    assert list(c.download_dir.iterdir()) == []          # the .part is gone
+    assert list(c.download_dir.iterdir()) == []  # the .part is gone
 
 
 def test_endless_data_rejected(world):
-    with open(world.target_path(), "ab") as f:            # mirror file longer than signed
+    with open(world.target_path(), "ab") as f:  # mirror file longer than signed
         f.write(b"\0" * 5000)
     c = world.client()
     e = reason_of(lambda: c.download(c.target(world.name)))
@@ -74,7 +74,7 @@ def test_rollback_of_timestamp_rejected(world):
     old = ts.read_bytes()
     world.repo.refresh_timestamp(world.keys)
     c = world.client()
-    c.refresh()                                          # the client has seen the newer one
+    c.refresh()  # the client has seen the newer one
     ts.write_bytes(old)
     e = reason_of(c.refresh)
     assert e.reason == "rollback_attack" and not e.transient
@@ -96,7 +96,7 @@ def test_timestamp_signed_by_unknown_key_rejected(world):
     ts = world.repo.meta_dir / "timestamp.json"
     md = Metadata.from_bytes(ts.read_bytes())
     md.signed.version += 1
-    md.sign(CryptoSigner.generate_ed25519())               # replaces the good signature
+    md.sign(CryptoSigner.generate_ed25519())  # replaces the good signature
     ts.write_bytes(md.to_bytes(JSONSerializer()))
     e = reason_of(world.client().refresh)
     assert e.reason == "bad_signature" and not e.transient
@@ -107,7 +107,7 @@ def test_mix_and_match_targets_rejected(world):
     path = world.repo.meta_dir / f"{v}.targets.json"
     md = Metadata.from_bytes(path.read_bytes())
     md.signed.targets[world.name].unrecognized_fields["custom"]["boards"] = ["evil"]
-    md.sign(load_signer(world.keys, "targets.pem"))        # validly signed, same version
+    md.sign(load_signer(world.keys, "targets.pem"))  # validly signed, same version
     path.write_bytes(md.to_bytes(JSONSerializer()))
     e = reason_of(world.client().refresh)
     assert e.reason == "metadata_mismatch" and not e.transient
@@ -124,7 +124,7 @@ def test_root_rotation_accepted_then_new_keys_only_rejected(world):
     c.refresh()
     assert Metadata.from_bytes((c.cache_dir / "root.json").read_bytes()).signed.version == 2
     assert sorted(p.name for p in (c.cache_dir / "root_history").iterdir()) == ["1.root.json", "2.root.json"]
-    fresh = world.client("b")                             # bootstrapped with v1, walks to v2
+    fresh = world.client("b")  # bootstrapped with v1, walks to v2
     fresh.refresh()
     assert fresh.download(fresh.target(world.name)).read_bytes() == world.payload
 
@@ -149,7 +149,7 @@ def test_rotation_of_the_timestamp_key_resigns_timestamp(world):
     c = world.client()
     c.refresh()
     world.repo.rotate_root(world.keys, replace={"timestamp.pem": "timestamp-2.pem"})
-    os.unlink(world.keys / "timestamp.pem")                # the old key is gone for good
+    os.unlink(world.keys / "timestamp.pem")  # the old key is gone for good
     world.repo.refresh_timestamp(world.keys)
     c.refresh()
     assert c.target(world.name).length == len(world.payload)
@@ -167,16 +167,15 @@ def _shift_clock(monkeypatch, offset: timedelta) -> None:
     """Move the reference time ngclient reads at Updater creation (the system clock
     cannot be moved in a test; this is the one stand-in)."""
     clock = type("ShiftedClock", (_Clock,), {"offset": offset})
-    monkeypatch.setattr(trusted_metadata_set, "datetime",
-                        types.SimpleNamespace(datetime=clock, timezone=dt.timezone))
+    monkeypatch.setattr(trusted_metadata_set, "datetime", types.SimpleNamespace(datetime=clock, timezone=dt.timezone))
 
 
 def test_clock_far_ahead_is_a_transient_expiry(world, monkeypatch):
-    _shift_clock(monkeypatch, timedelta(days=400))        # beyond even the root expiry
+    _shift_clock(monkeypatch, timedelta(days=400))  # beyond even the root expiry
     c = world.client()
     e = reason_of(c.refresh)
     assert e.reason == "metadata_expired" and e.transient
-    monkeypatch.undo()                                    # clock fixed (NTP): works again
+    monkeypatch.undo()  # clock fixed (NTP): works again
     c.refresh()
     assert c.target(world.name).length == len(world.payload)
 
@@ -188,17 +187,17 @@ def test_clock_far_behind_accepts_stale_metadata(world, monkeypatch):
     assert reason_of(world.client().refresh).reason == "metadata_expired"
     _shift_clock(monkeypatch, -timedelta(days=30))
     c = world.client("behind")
-    c.refresh()                                           # stale, yet accepted
+    c.refresh()  # stale, yet accepted
     assert c.target(world.name).length == len(world.payload)
 
 
 # ---------------------------------------------------------------- the operator side
 
+
 def test_keys_are_private_and_not_overwritten(tmp_path):
     doc = init_keys(tmp_path / "k", root_keys=3)
     names = sorted(doc["keys"])
-    assert names == ["root-1.pem", "root-2.pem", "root-3.pem", "snapshot.pem", "targets.pem",
-                     "timestamp.pem"]
+    assert names == ["root-1.pem", "root-2.pem", "root-3.pem", "snapshot.pem", "targets.pem", "timestamp.pem"]
     for n in names:
         assert stat.S_IMODE((tmp_path / "k" / n).stat().st_mode) == 0o600
         assert b"PRIVATE KEY" in (tmp_path / "k" / n).read_bytes()
@@ -229,7 +228,7 @@ def test_repository_refuses_bad_input(world, tmp_path):
         Repository.create(world.repo.path, world.keys)
     with pytest.raises(RepoError, match="not a repository"):
         Repository(tmp_path / "nowhere")
-    assert set(world.repo.targets()) == {world.name}      # nothing published by the refusals
+    assert set(world.repo.targets()) == {world.name}  # nothing published by the refusals
     assert not list(world.repo.targets_dir.glob(".*.tmp"))
     (world.repo.path / "repo.json").write_text('{"expiry": {"timestamp": 0}}')
     with pytest.raises(RepoError, match="repo.json is not valid"):

@@ -11,15 +11,23 @@ import random
 import sqlite3
 
 import pytest
-from hypothesis import given, strategies as st
+from tests.conftest import wait_until
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agent.outbox import writer as outbox_mod
 from agent.clock import SimClock, WallClock
 from agent.model import Priority, Quality, Reading
-from agent.outbox.writer import (Outbox, OutboxBusy, OutboxCorrupt, OutboxError, OutboxForeign, OutboxTooNew,
-                          SCHEMA_VERSION)
+from agent.outbox import writer as outbox_mod
 from agent.outbox.policy import EVICTION_ORDER, Candidate, EvictionPolicy, Kind, SealPolicy
-from conftest import wait_until
+from agent.outbox.writer import (
+    SCHEMA_VERSION,
+    Outbox,
+    OutboxBusy,
+    OutboxCorrupt,
+    OutboxError,
+    OutboxForeign,
+    OutboxTooNew,
+)
 
 A, E, T = Priority.ALARM, Priority.EVENT, Priority.TELEMETRY
 
@@ -64,10 +72,22 @@ def test_seal_policy_due_with_plain_numbers():
 
 # -- EvictionPolicy -------------------------------------------------------------------------------------------
 def test_eviction_order_is_telemetry_rows_batches_then_event_then_alarm():
-    assert EVICTION_ORDER == ((T, Kind.ROWS), (T, Kind.BATCH), (E, Kind.ROWS), (E, Kind.BATCH),
-                              (A, Kind.ROWS), (A, Kind.BATCH))
-    cands = [Candidate(A, Kind.ROWS, 1, 10), Candidate(E, Kind.BATCH, 3, 100, 5), Candidate(T, Kind.BATCH, 9, 50, 4),
-             Candidate(T, Kind.ROWS, 20, 10), Candidate(T, Kind.ROWS, 7, 10), Candidate(E, Kind.ROWS, 2, 10)]
+    assert EVICTION_ORDER == (
+        (T, Kind.ROWS),
+        (T, Kind.BATCH),
+        (E, Kind.ROWS),
+        (E, Kind.BATCH),
+        (A, Kind.ROWS),
+        (A, Kind.BATCH),
+    )
+    cands = [
+        Candidate(A, Kind.ROWS, 1, 10),
+        Candidate(E, Kind.BATCH, 3, 100, 5),
+        Candidate(T, Kind.BATCH, 9, 50, 4),
+        Candidate(T, Kind.ROWS, 20, 10),
+        Candidate(T, Kind.ROWS, 7, 10),
+        Candidate(E, Kind.ROWS, 2, 10),
+    ]
     random.Random(1).shuffle(cands)
     p = EvictionPolicy(max_bytes=1000)
     assert p.excess(900) == 0 and p.excess(1015) == 15 and p.excess(900, cap=850) == 50
@@ -79,15 +99,21 @@ def test_eviction_order_is_telemetry_rows_batches_then_event_then_alarm():
     assert [c.key for c in p.choose(10_000, cands)] == [7, 20, 9, 2, 3, 1]  # alarms only when nothing else is left
 
 
-@given(st.lists(st.tuples(st.sampled_from(list(Priority)), st.sampled_from(list(Kind)),
-                          st.integers(0, 10_000), st.integers(1, 500)), max_size=40),
-       st.integers(0, 20_000))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(Priority)), st.sampled_from(list(Kind)), st.integers(0, 10_000), st.integers(1, 500)
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 20_000),
+)
 def test_eviction_choice_is_a_minimal_prefix_in_order(raw, excess):
     p = EvictionPolicy(max_bytes=1)
     cands = [Candidate(pr, k, key, nb) for pr, k, key, nb in raw]
     chosen = p.choose(excess, cands)
     ordered = sorted(cands, key=p.rank)
-    assert chosen == ordered[:len(chosen)]
+    assert chosen == ordered[: len(chosen)]
     freed = sum(c.nbytes for c in chosen)
     if excess <= 0:
         assert chosen == []
@@ -100,10 +126,16 @@ def test_eviction_choice_is_a_minimal_prefix_in_order(raw, excess):
 # -- the store ------------------------------------------------------------------------------------------------
 async def test_values_round_trip_and_survive_a_restart(tmp_path):
     path = tmp_path / "outbox.db"
-    odd = [Reading("a.f", 1.5, 230.25, Quality.GOOD), Reading("a.b", 2.0, True, Quality.SUBSTITUTED, "manual"),
-           Reading("a.b", 3.0, False, Quality.GOOD), Reading("a.i", 4, -7, "stale"),
-           Reading("a.big", 5.0, 2**70, Quality.GOOD), Reading("a.s", 6.0, "Grüße ✓", Quality.GOOD),
-           Reading("a.n", 7.0, None, Quality.BAD, "timeout"), Reading("a.inf", 8.0, -math.inf, Quality.GOOD)]
+    odd = [
+        Reading("a.f", 1.5, 230.25, Quality.GOOD),
+        Reading("a.b", 2.0, True, Quality.SUBSTITUTED, "manual"),
+        Reading("a.b", 3.0, False, Quality.GOOD),
+        Reading("a.i", 4, -7, "stale"),
+        Reading("a.big", 5.0, 2**70, Quality.GOOD),
+        Reading("a.s", 6.0, "Grüße ✓", Quality.GOOD),
+        Reading("a.n", 7.0, None, Quality.BAD, "timeout"),
+        Reading("a.inf", 8.0, -math.inf, Quality.GOOD),
+    ]
     nan = Reading("a.nan", 9.0, math.nan, Quality.BAD, "overflow")
     ob = await opened(path)
     epoch = ob.boot_epoch
@@ -200,6 +232,7 @@ async def test_failed_encode_changes_nothing_but_burns_its_seq(tmp_path):
         def bad(readings, seq):
             seen.append(seq)
             raise RuntimeError("signing key unavailable")
+
         with pytest.raises(RuntimeError, match="signing key"):
             await ob.seal(bad, max_readings=10)
         with pytest.raises(TypeError, match="bytes"):
@@ -438,7 +471,7 @@ async def test_damaged_outbox_is_refused(tmp_path):
     data = bytearray(path.read_bytes())
     page = 4096
     assert len(data) > 20 * page
-    data[10 * page:10 * page + 2000] = random.Random(2).randbytes(2000)
+    data[10 * page : 10 * page + 2000] = random.Random(2).randbytes(2000)
     path.write_bytes(bytes(data))
     await _refused(path, OutboxCorrupt, "corrupt|unreadable|malformed")
 
@@ -490,6 +523,12 @@ def test_bench_reports_its_figures():
     from tools.bench import outbox as bench
 
     out = bench.run(readings=5000, batch=1000)
-    for key in ("outbox_append_per_s", "outbox_append_flush_each_per_s", "seal_per_s", "ack_delete_per_s",
-                "db_bytes_per_reading", "accounted_bytes_per_reading"):
+    for key in (
+        "outbox_append_per_s",
+        "outbox_append_flush_each_per_s",
+        "seal_per_s",
+        "ack_delete_per_s",
+        "db_bytes_per_reading",
+        "accounted_bytes_per_reading",
+    ):
         assert out[key] > 0, key

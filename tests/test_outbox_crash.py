@@ -17,9 +17,9 @@ import random
 
 import pytest
 
-import outbox_writer as w
 from agent.clock import WallClock
 from agent.outbox.writer import Outbox
+from tests import outbox_writer as w
 
 KILLS = 60
 

@@ -28,8 +28,12 @@ def mode(p: Path) -> int:
 
 
 def openssl_verify(ca: Path, cert: Path, purpose: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["openssl", "verify", "-CAfile", str(ca), "-purpose", purpose, str(cert)],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["openssl", "verify", "-CAfile", str(ca), "-purpose", purpose, str(cert)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def ext(cert: x509.Certificate, cls):
@@ -37,6 +41,7 @@ def ext(cert: x509.Certificate, cls):
 
 
 # ----------------------------------------------------------------------------- CA
+
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_init_ca_writes_private_key_and_self_signed_ca(tmp_path, algorithm):
@@ -101,6 +106,7 @@ def test_encrypted_ca_key(tmp_path):
 
 # ----------------------------------------------------------------------------- issued certificates
 
+
 @pytest.mark.parametrize("ca_alg", ALGORITHMS)
 @pytest.mark.parametrize("leaf_alg", ALGORITHMS)
 def test_client_certificate(tmp_path, ca_alg, leaf_alg):
@@ -120,8 +126,10 @@ def test_client_certificate(tmp_path, ca_alg, leaf_alg):
     ku = ext(cert, x509.KeyUsage)
     assert ku.critical and ku.value.digital_signature and not ku.value.key_cert_sign
     assert list(ext(cert, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
-    assert (ext(cert, x509.AuthorityKeyIdentifier).value.key_identifier
-            == ext(ca.cert, x509.SubjectKeyIdentifier).value.digest)
+    assert (
+        ext(cert, x509.AuthorityKeyIdentifier).value.key_identifier
+        == ext(ca.cert, x509.SubjectKeyIdentifier).value.digest
+    )
     assert ext(cert, x509.SubjectKeyIdentifier).value == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
     key = serialization.load_pem_private_key(key_pem, None)
     assert isinstance(key, ed25519.Ed25519PrivateKey if leaf_alg == "ed25519" else ec.EllipticCurvePrivateKey)
@@ -171,7 +179,7 @@ def test_leaf_never_outlives_the_ca_and_validity_is_checked(tmp_path):
     ca = pki.init_ca(tmp_path, days=30)
     _, cert_pem = ca.issue_client("CAB-1", days=825)
     assert pki.cert_info(cert_pem)["not_after"] == ca.cert.not_valid_after_utc
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=31)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
     with pytest.raises(pki.PKIError, match="valid from"):
         ca.verify(cert_pem, now=later)
 
@@ -182,6 +190,7 @@ def test_cert_info_rejects_garbage():
 
 
 # ----------------------------------------------------------------------------- signing keys
+
 
 def test_signing_key(tmp_path):
     path = tmp_path / "keys" / "signing.key"
@@ -209,6 +218,7 @@ def test_load_signing_key_refuses_other_keys(tmp_path):
 
 # ----------------------------------------------------------------------------- provisioning
 
+
 @pytest.fixture
 def ca_dir(tmp_path) -> Path:
     pki.init_ca(tmp_path / "pki")
@@ -218,8 +228,14 @@ def ca_dir(tmp_path) -> Path:
 def test_provision_writes_a_complete_identity(tmp_path, ca_dir):
     calls = []
     out = tmp_path / "cab"
-    result = provision("CAB-0042", out, ca_dir=ca_dir, broker_host="mqtt.city.example", broker_port=8883,
-                       registry=lambda *a: calls.append(a))
+    result = provision(
+        "CAB-0042",
+        out,
+        ca_dir=ca_dir,
+        broker_host="mqtt.city.example",
+        broker_port=8883,
+        registry=lambda *a: calls.append(a),
+    )
     names = {"signing.key", "tls.key", "tls.crt", "ca.crt", "cabinet.toml"}
     assert {p.name for p in out.iterdir()} == names  # no staging leftovers
     assert mode(out / "signing.key") == 0o600 and mode(out / "tls.key") == 0o600
@@ -231,10 +247,11 @@ def test_provision_writes_a_complete_identity(tmp_path, ca_dir):
     assert pki.cert_info(cert_pem)["cn"] == "CAB-0042"
     assert (out / "ca.crt").read_bytes() == ca.cert_pem
     tls_key = serialization.load_pem_private_key((out / "tls.key").read_bytes(), None)
-    assert (tls_key.public_key().public_bytes(serialization.Encoding.DER,
-                                              serialization.PublicFormat.SubjectPublicKeyInfo)
-            == x509.load_pem_x509_certificate(cert_pem).public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert tls_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == x509.load_pem_x509_certificate(cert_pem).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     if HAVE_OPENSSL:
         r = openssl_verify(out / "ca.crt", out / "tls.crt", "sslclient")
         assert r.returncode == 0, r.stdout + r.stderr
@@ -250,12 +267,20 @@ def test_provision_writes_a_complete_identity(tmp_path, ca_dir):
 
     config = tomllib.loads((out / "cabinet.toml").read_text())
     assert config["cabinet"]["id"] == "CAB-0042"
-    assert config["uplink"] == {"broker": "mqtt.city.example", "port": 8883, "tls": True, "ca": "ca.crt",
-                                "cert": "tls.crt", "key": "tls.key", "signing_key": "signing.key",
-                                "topic_prefix": "city/v1"}
+    assert config["uplink"] == {
+        "broker": "mqtt.city.example",
+        "port": 8883,
+        "tls": True,
+        "ca": "ca.crt",
+        "cert": "tls.crt",
+        "key": "tls.key",
+        "signing_key": "signing.key",
+        "topic_prefix": "city/v1",
+    }
     example = tomllib.loads((Path(__file__).parent.parent / "boards" / "sim" / "cabinet.toml").read_text())
-    assert {k: v for k, v in config.items() if k not in ("cabinet", "uplink")} == \
-        {k: v for k, v in example.items() if k != "cabinet"}
+    assert {k: v for k, v in config.items() if k not in ("cabinet", "uplink")} == {
+        k: v for k, v in example.items() if k != "cabinet"
+    }
     assert config["cabinet"]["name"] == example["cabinet"]["name"]
     for name in result["files"].values():  # relative paths in [uplink] resolve to the written files
         assert Path(name).parent == out
@@ -267,8 +292,9 @@ def test_provision_refuses_to_overwrite_unless_forced(tmp_path, ca_dir):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     calls = []
     with pytest.raises(FileExistsError, match="already holds a cabinet identity"):
-        provision("CAB-1", out, ca_dir=ca_dir, broker_host="127.0.0.1", broker_port=8883,
-                  registry=lambda *a: calls.append(a))
+        provision(
+            "CAB-1", out, ca_dir=ca_dir, broker_host="127.0.0.1", broker_port=8883, registry=lambda *a: calls.append(a)
+        )
     assert calls == [] and {p.name: p.read_bytes() for p in out.iterdir()} == before
     # one leftover file is an identity too
     for p in out.iterdir():
@@ -289,17 +315,19 @@ def test_provision_keeps_the_old_identity_when_the_registry_fails(tmp_path, ca_d
         raise ConnectionError("registry unreachable")
 
     with pytest.raises(ConnectionError):
-        provision("CAB-1", out, ca_dir=ca_dir, broker_host="127.0.0.1", broker_port=8883, force=True,
-                  registry=registry)
+        provision("CAB-1", out, ca_dir=ca_dir, broker_host="127.0.0.1", broker_port=8883, force=True, registry=registry)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     with pytest.raises(ConnectionError):
-        provision("CAB-2", tmp_path / "new", ca_dir=ca_dir, broker_host="127.0.0.1", broker_port=8883,
-                  registry=registry)
+        provision(
+            "CAB-2", tmp_path / "new", ca_dir=ca_dir, broker_host="127.0.0.1", broker_port=8883, registry=registry
+        )
     assert list((tmp_path / "new").iterdir()) == []
 
 
-@pytest.mark.parametrize("bad", ["", "CAB/1", "CAB+1", "CAB#1", "x" * 65, "CAB 1", "CÄB", "-CAB", ".", "..",
-                                 "ingest", "$SYS", "CAB\x001", None])
+@pytest.mark.parametrize(
+    "bad",
+    ["", "CAB/1", "CAB+1", "CAB#1", "x" * 65, "CAB 1", "CÄB", "-CAB", ".", "..", "ingest", "$SYS", "CAB\x001", None],
+)
 def test_provision_rejects_bad_cabinet_ids(tmp_path, ca_dir, bad):
     with pytest.raises(ValueError, match="cabinet id"):
         provision(bad, tmp_path / "cab", ca_dir=ca_dir, broker_host="127.0.0.1", broker_port=8883)
@@ -327,10 +355,19 @@ def test_provision_rejects_bad_arguments(tmp_path, ca_dir):
 
 def test_provision_with_a_custom_prefix_and_template(tmp_path, ca_dir):
     template = tmp_path / "t.toml"
-    template.write_text('[cabinet]\nname = "x"  # a name\nid = "OLD"   # keep this comment\n\n'
-                        '[uplink]\nbroker = "old"\n[uplink.extra]\nx = 1\n\n[site]\nlatitude = 1.0\n')
-    provision("CAB-9", tmp_path / "cab", ca_dir=ca_dir, broker_host="10.0.0.5", broker_port=18883,
-              topic_prefix="town/v2", template=template)
+    template.write_text(
+        '[cabinet]\nname = "x"  # a name\nid = "OLD"   # keep this comment\n\n'
+        '[uplink]\nbroker = "old"\n[uplink.extra]\nx = 1\n\n[site]\nlatitude = 1.0\n'
+    )
+    provision(
+        "CAB-9",
+        tmp_path / "cab",
+        ca_dir=ca_dir,
+        broker_host="10.0.0.5",
+        broker_port=18883,
+        topic_prefix="town/v2",
+        template=template,
+    )
     text = (tmp_path / "cab" / "cabinet.toml").read_text()
     assert "# keep this comment" in text
     config = tomllib.loads(text)

@@ -41,17 +41,18 @@ def ranges(blocks: list[Block]) -> list[tuple[Table, int, int]]:
 
 # --- an independent checker of every rule a plan must keep -----------------------
 
+
 def check_plan(points: list, limits: Limits, blocks: list[Block]) -> None:
     covered = {t: bytearray(0x10000) for t in Table}
     for p in points:
-        covered[p.table][p.address:p.address + p.width] = b"\x01" * p.width
+        covered[p.table][p.address : p.address + p.width] = b"\x01" * p.width
     forbidden = {t: bytearray(0x10000) for t in Table}
     for t, a, e in limits.forbidden:
         forbidden[t][a:e] = b"\x01" * (e - a)
 
     assert [(TABLE_ORDER[b.table], b.start) for b in blocks] == sorted((TABLE_ORDER[b.table], b.start) for b in blocks)
     assigned = Counter()
-    furthest_end = {t: -1 for t in Table}  # of the earlier blocks of each table
+    furthest_end = dict.fromkeys(Table, -1)  # of the earlier blocks of each table
     for b in blocks:
         assert b.end == b.start + b.count
         assert 1 <= b.count <= limits.max_count(b.table)
@@ -64,9 +65,9 @@ def check_plan(points: list, limits: Limits, blocks: list[Block]) -> None:
             assert furthest_end[b.table] < p.address + p.width
         assert b.start == min(p.address for p in b.points)
         assert b.end == max(p.address + p.width for p in b.points)
-        assert not any(forbidden[b.table][b.start:b.end]), f"block {b} reads a forbidden address"
+        assert not any(forbidden[b.table][b.start : b.end]), f"block {b} reads a forbidden address"
         run = longest = 0
-        for c in covered[b.table][b.start:b.end]:
+        for c in covered[b.table][b.start : b.end]:
             run = 0 if c else run + 1
             longest = max(longest, run)
         assert longest <= limits.max_gap, f"block {b} reads {longest} unused addresses in a row"
@@ -75,6 +76,7 @@ def check_plan(points: list, limits: Limits, blocks: list[Block]) -> None:
 
 
 # --- an independent exact solver: shortest path over sets of covered points ---------
+
 
 def brute_force(points: list, limits: Limits) -> tuple[int, int]:
     """(fewest blocks, fewest registers read among those) by Dijkstra over bitmasks of
@@ -126,11 +128,17 @@ def brute_force(points: list, limits: Limits) -> tuple[int, int]:
 
 @st.composite
 def instances(draw, max_points: int = 10, max_address: int = 30):
-    limits_kw = dict(max_registers=draw(st.integers(1, 10)), max_bits=draw(st.integers(1, 10)),
-                     max_gap=draw(st.integers(0, 4)))
+    limits_kw = dict(
+        max_registers=draw(st.integers(1, 10)), max_bits=draw(st.integers(1, 10)), max_gap=draw(st.integers(0, 4))
+    )
     forbidden = tuple(
-        (t, a, a + n) for t, a, n in draw(st.lists(
-            st.tuples(st.sampled_from(list(Table)), st.integers(0, max_address), st.integers(1, 4)), max_size=3)))
+        (t, a, a + n)
+        for t, a, n in draw(
+            st.lists(
+                st.tuples(st.sampled_from(list(Table)), st.integers(0, max_address), st.integers(1, 4)), max_size=3
+            )
+        )
+    )
     limits = Limits(**limits_kw, forbidden=forbidden)
     tables = draw(st.lists(st.sampled_from(list(Table)), min_size=1, max_size=2, unique=True))
     points = []
@@ -167,6 +175,7 @@ def test_plan_is_valid_on_bigger_instances_and_ignores_input_order(instance, rnd
 
 # --- worked examples -----------------------------------------------------------------
 
+
 def test_no_points_no_blocks():
     assert plan([], Limits()) == []
 
@@ -182,8 +191,10 @@ def test_twenty_contiguous_holding_registers_are_one_block():
 def sdm630_points() -> list[RegisterPoint]:
     """float32 values at 0x0000..0x0050 step 2 plus total energy at 0x0156/0x0158."""
     points = [RegisterPoint(f"v{a:04x}", Table.INPUT, a, DataType.FLOAT32) for a in range(0x0000, 0x0052, 2)]
-    points += [RegisterPoint("import_kwh", Table.INPUT, 0x0156, DataType.FLOAT32),
-               RegisterPoint("export_kwh", Table.INPUT, 0x0158, DataType.FLOAT32)]
+    points += [
+        RegisterPoint("import_kwh", Table.INPUT, 0x0156, DataType.FLOAT32),
+        RegisterPoint("export_kwh", Table.INPUT, 0x0158, DataType.FLOAT32),
+    ]
     return points
 
 
@@ -229,13 +240,19 @@ def test_gap_rule_boundary():
 
 
 def test_tables_are_never_merged_and_come_in_table_order():
-    points = [RegisterPoint("in", Table.INPUT, 0), hr("hold", 1),
-              RegisterPoint("di", Table.DISCRETE, 0, DataType.BOOL),
-              RegisterPoint("coil", Table.COIL, 1, DataType.BOOL)]
+    points = [
+        RegisterPoint("in", Table.INPUT, 0),
+        hr("hold", 1),
+        RegisterPoint("di", Table.DISCRETE, 0, DataType.BOOL),
+        RegisterPoint("coil", Table.COIL, 1, DataType.BOOL),
+    ]
     blocks = plan(points, Limits())
     assert [(b.table, b.start, b.count, b.points[0].key) for b in blocks] == [
-        (Table.COIL, 1, 1, "coil"), (Table.DISCRETE, 0, 1, "di"),
-        (Table.HOLDING, 1, 1, "hold"), (Table.INPUT, 0, 1, "in")]
+        (Table.COIL, 1, 1, "coil"),
+        (Table.DISCRETE, 0, 1, "di"),
+        (Table.HOLDING, 1, 1, "hold"),
+        (Table.INPUT, 0, 1, "in"),
+    ]
 
 
 def test_bits_of_one_status_register_and_overlapping_points():
@@ -269,7 +286,10 @@ def test_ties_prefer_fewer_registers():
     # found by a differential run against brute_force(): 3 blocks, 10 registers at best
     points = [hr("a", 1)] + [hr(k, a, DataType.UINT32) for k, a in (("b", 4), ("c", 7), ("d", 8), ("e", 11))]
     assert ranges(plan(points, Limits(max_registers=5, max_gap=4))) == [
-        (Table.HOLDING, 1, 5), (Table.HOLDING, 7, 3), (Table.HOLDING, 11, 2)]
+        (Table.HOLDING, 1, 5),
+        (Table.HOLDING, 7, 3),
+        (Table.HOLDING, 11, 2),
+    ]
 
 
 def test_accepts_any_iterable_and_any_point_like_object():
@@ -284,6 +304,7 @@ def test_block_is_frozen():
 
 
 # --- errors --------------------------------------------------------------------------
+
 
 def test_point_wider_than_the_limit():
     with pytest.raises(PlanError) as err:
@@ -316,15 +337,18 @@ def test_point_outside_the_address_space():
     assert err.value.key == "far" and "65535" in str(err.value)
 
 
-@pytest.mark.parametrize("limits, words", [
-    (Limits(max_registers=0), "max_registers"),
-    (Limits(max_registers=126), "max_registers"),
-    (Limits(max_bits=0), "max_bits"),
-    (Limits(max_bits=2001), "max_bits"),
-    (Limits(max_gap=-1), "max_gap"),
-    (Limits(forbidden=((Table.HOLDING, 10, 10),)), "forbidden"),
-    (Limits(forbidden=(("holding", 1, 2),)), "forbidden"),
-])
+@pytest.mark.parametrize(
+    "limits, words",
+    [
+        (Limits(max_registers=0), "max_registers"),
+        (Limits(max_registers=126), "max_registers"),
+        (Limits(max_bits=0), "max_bits"),
+        (Limits(max_bits=2001), "max_bits"),
+        (Limits(max_gap=-1), "max_gap"),
+        (Limits(forbidden=((Table.HOLDING, 10, 10),)), "forbidden"),
+        (Limits(forbidden=(("holding", 1, 2),)), "forbidden"),
+    ],
+)
 def test_bad_limits(limits, words):
     with pytest.raises(PlanError) as err:
         plan([hr("a", 0)], limits)
@@ -334,6 +358,7 @@ def test_bad_limits(limits, words):
 
 
 # --- large, pathological input ---------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class CountingPoint:

@@ -79,7 +79,7 @@ def test_tromso_midnight_sun_and_polar_night_do_not_raise():
 @pytest.mark.parametrize("lat", [-90.0, -78.2, 0.0, 69.65, 71.9, 78.2, 90.0])
 @pytest.mark.parametrize("month", [3, 6, 12])
 def test_any_latitude_any_season_never_raises(lat, month):
-    p = Plant(Site(lat, 15.6), start=dt.datetime(2024, month, 21, tzinfo=dt.timezone.utc).timestamp())
+    p = Plant(Site(lat, 15.6), start=dt.datetime(2024, month, 21, tzinfo=dt.UTC).timestamp())
     run(p, p.now + 86_400, step=600)
     assert p.lux >= 0.1 and -60 < p.ambient_c < 60 and 0 < p.cabinet_rh <= 100
 
@@ -126,7 +126,9 @@ def test_lux_anchor_values():
 
 
 def test_ambient_day_shape_berlin():
-    p = plant_at(BERLIN, local(BERLIN, 2024, 4, 10, 0, 0), weather=Weather(mean_c=10, swing_c=6, mean_rh=70, swing_rh=20))
+    p = plant_at(
+        BERLIN, local(BERLIN, 2024, 4, 10, 0, 0), weather=Weather(mean_c=10, swing_c=6, mean_rh=70, swing_rh=20)
+    )
     rows = []
     for _ in range(24 * 12):
         p.step(p.now + 300)
@@ -149,7 +151,11 @@ def test_ambient_day_shape_berlin():
 def test_day_to_day_variation_is_seeded():
     w = Weather(day_to_day_c=3.0)
     t = local(BERLIN, 2024, 4, 10, 12, 0)
-    a, b, c = plant_at(BERLIN, t, weather=w, seed=1), plant_at(BERLIN, t, weather=w, seed=1), plant_at(BERLIN, t, weather=w, seed=2)
+    a, b, c = (
+        plant_at(BERLIN, t, weather=w, seed=1),
+        plant_at(BERLIN, t, weather=w, seed=1),
+        plant_at(BERLIN, t, weather=w, seed=2),
+    )
     assert a.ambient_c == b.ambient_c != c.ambient_c
 
 

@@ -13,8 +13,8 @@ import pytest
 from agent.clock import WallClock
 from agent.config.model import Backoff, Device
 from agent.field.image import ProcessImage
-from agent.model import Point, Quality
 from agent.field.poller import BusPoller
+from agent.model import Point, Quality
 from boards.sim.faults import Fault, FaultKind, FaultTable
 from boards.sim.line import RtuLine
 from boards.sim.store import RegisterStore
@@ -27,8 +27,9 @@ PERIOD = 0.1
 
 
 def device(name: str, unit: int, profile: DeviceProfile = TEST_PROFILE, period: float = PERIOD) -> Device:
-    points = {p.key: Point(f"{name}.{p.key}", unit=p.unit, source=name, stale_after_s=10 * period)
-              for p in profile.points}
+    points = {
+        p.key: Point(f"{name}.{p.key}", unit=p.unit, source=name, stale_after_s=10 * period) for p in profile.points
+    }
     return Device(name, "line", unit, profile.name, profile, period, points)
 
 
@@ -43,10 +44,10 @@ class Rig:
 
     async def __aenter__(self):
         await self.line.start()
-        self.engine = BusEngine.rtu("line", self.line.port, baudrate=BAUD, timeout_ms=50,
-                                    reconnect_initial_s=0.05, reconnect_max_s=0.2)
-        self.poller = BusPoller(self.engine, self.devices, self.clock,
-                                self._sink, Backoff(0.2, 1.0))
+        self.engine = BusEngine.rtu(
+            "line", self.line.port, baudrate=BAUD, timeout_ms=50, reconnect_initial_s=0.05, reconnect_max_s=0.2
+        )
+        self.poller = BusPoller(self.engine, self.devices, self.clock, self._sink, Backoff(0.2, 1.0))
         self.task = asyncio.create_task(self.poller.run())
         return self
 
@@ -89,8 +90,15 @@ async def test_dead_device_backs_off_and_others_keep_their_rate(tmp_path, caplog
         assert len(back) == 1
 
 
-@pytest.mark.parametrize("kind,reason", [(FaultKind.CRC, "CRC error"), (FaultKind.WRONG_UNIT, "reply from wrong unit id"),
-                                         (FaultKind.GARBAGE, "garbled reply"), (FaultKind.SHORT, "short reply")])
+@pytest.mark.parametrize(
+    "kind,reason",
+    [
+        (FaultKind.CRC, "CRC error"),
+        (FaultKind.WRONG_UNIT, "reply from wrong unit id"),
+        (FaultKind.GARBAGE, "garbled reply"),
+        (FaultKind.SHORT, "short reply"),
+    ],
+)
 async def test_fault_reason_reaches_point_quality(tmp_path, kind, reason):
     devs = [device("m1", 1), device("m2", 2)]
     stores = {u: RegisterStore(TEST_PROFILE, TEST_VALUES) for u in (1, 2)}
@@ -114,13 +122,19 @@ async def test_exception_reply_marks_only_that_block(tmp_path):
 
 
 async def test_block_refused_with_exception_2_is_split_per_point(tmp_path, caplog):
-    agent_view = DeviceProfile("gapdev", (
-        RegisterPoint("a", Table.HOLDING, 0, DataType.UINT16),
-        RegisterPoint("b", Table.HOLDING, 3, DataType.UINT16),
-        RegisterPoint("c", Table.HOLDING, 5, DataType.UINT16),
-    ), limits=Limits(max_gap=4))
+    agent_view = DeviceProfile(
+        "gapdev",
+        (
+            RegisterPoint("a", Table.HOLDING, 0, DataType.UINT16),
+            RegisterPoint("b", Table.HOLDING, 3, DataType.UINT16),
+            RegisterPoint("c", Table.HOLDING, 5, DataType.UINT16),
+        ),
+        limits=Limits(max_gap=4),
+    )
     # the real device does not implement registers 1..2, nor 5
-    device_truth = dataclasses.replace(agent_view, limits=Limits(forbidden=((Table.HOLDING, 1, 3), (Table.HOLDING, 5, 6))))
+    device_truth = dataclasses.replace(
+        agent_view, limits=Limits(forbidden=((Table.HOLDING, 1, 3), (Table.HOLDING, 5, 6)))
+    )
     store = RegisterStore(device_truth, {"a": 11, "b": 33})
     async with Rig(tmp_path, [device("g", 1, agent_view)], {1: store}) as rig:
         await wait_until(lambda: rig.reading("g.b") is not None and rig.reading("g.b").quality is Quality.GOOD)
@@ -143,8 +157,12 @@ async def test_bus_lost_and_back(tmp_path, caplog):
         await asyncio.sleep(0.5)
         assert sum("down" in r.getMessage() for r in caplog.records if r.name == "drivers.modbus") == 1
         await rig.line.restore()
-        await wait_until(lambda: rig.reading("m1.voltage").quality is Quality.GOOD
-                         and rig.reading("m2.temp").quality is Quality.GOOD, timeout=5)
+        await wait_until(
+            lambda: (
+                rig.reading("m1.voltage").quality is Quality.GOOD and rig.reading("m2.temp").quality is Quality.GOOD
+            ),
+            timeout=5,
+        )
 
 
 async def test_verified_write_through_the_poller(tmp_path):
@@ -173,8 +191,7 @@ async def test_tcp_device_that_never_answers_does_not_flap_the_bus(caplog):
     async def sink(readings, mono):
         image.update_many(readings, mono)
 
-    poller = BusPoller(engine, [dataclasses.replace(device("m1", 1), bus="gw")], clock,
-                       sink, Backoff(0.05, 0.1))
+    poller = BusPoller(engine, [dataclasses.replace(device("m1", 1), bus="gw")], clock, sink, Backoff(0.05, 0.1))
     task = asyncio.create_task(poller.run())
     try:
         await asyncio.sleep(1.5)  # ~10 timeouts: pymodbus hangs up after every 4th

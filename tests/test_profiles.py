@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from drivers import profiles
 from drivers.modbus.codec import BlockDecoder, check, decode, encode
-from drivers.profiles.base import DataType, DeviceProfile, ProbeRead, ProfileError, Table
 from drivers.profiles import xy_md02
+from drivers.profiles.base import DataType, DeviceProfile, ProbeRead, ProfileError, Table
 
 ALL = {"sdm120", "sdm630", "xy-md02", "relay-board", "lux", "dali-gateway", "generic"}
 GENERIC_MIN = {"points": [{"key": "x", "table": "holding", "address": 1}]}
@@ -39,7 +39,7 @@ def f32_words(v: float) -> list[int]:
 
 
 def test_registry_finds_all_profiles():
-    assert ALL <= set(profiles.names())
+    assert set(profiles.names()) >= ALL
     for name in ALL:
         assert profiles.get(name).name == name
     with pytest.raises(KeyError):
@@ -55,7 +55,7 @@ def test_points_are_well_formed(name):
     assert len(keys) == len(set(keys)) and keys
     for p in prof.points:
         assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", p.key), p.key
-        assert 0 <= p.address and p.end <= 0x10000
+        assert p.address >= 0 and p.end <= 0x10000
         assert p.table.writable or not p.writable
         assert p.width <= prof.limits.max_count(p.table)
         if p.valid is not None:
@@ -65,8 +65,15 @@ def test_points_are_well_formed(name):
 
 def test_point_counts_and_defaults():
     counts = {n: len(defaults(n).points) for n in ALL}
-    assert counts == {"sdm120": 12, "sdm630": 36, "xy-md02": 2, "relay-board": 16, "lux": 1,
-                      "dali-gateway": 6, "generic": 1}
+    assert counts == {
+        "sdm120": 12,
+        "sdm630": 36,
+        "xy-md02": 2,
+        "relay-board": 16,
+        "lux": 1,
+        "dali-gateway": 6,
+        "generic": 1,
+    }
     assert (profiles.get("sdm120").line.baudrate, profiles.get("sdm630").line.baudrate) == (2400, 9600)
     assert profiles.get("lux").line.baudrate == 4800
     assert profiles.get("generic").probe is None
@@ -79,13 +86,23 @@ def test_point_counts_and_defaults():
 def test_sdm630_doc_example_and_whole_block():
     prof = build("sdm630", groups=["basic"])
     assert decode(prof.point("voltage_l1"), [0x4366, 0x3334]) == pytest.approx(230.2)
-    values = {"voltage_l1": 230.2, "voltage_l2": 231.0, "voltage_l3": 229.5, "current_l1": 5.25,
-              "current_l2": 0.0, "current_l3": 1.5, "power_l1": 1207.5, "power_l2": -12.0,
-              "power_l3": 344.3, "power_total": 1539.8, "frequency": 50.01}
+    values = {
+        "voltage_l1": 230.2,
+        "voltage_l2": 231.0,
+        "voltage_l3": 229.5,
+        "current_l1": 5.25,
+        "current_l2": 0.0,
+        "current_l3": 1.5,
+        "power_l1": 1207.5,
+        "power_l2": -12.0,
+        "power_l3": 344.3,
+        "power_total": 1539.8,
+        "frequency": 50.01,
+    }
     regs = [0] * 0x48
     for key, v in values.items():
         a = prof.point(key).address
-        regs[a:a + 2] = f32_words(v)
+        regs[a : a + 2] = f32_words(v)
     block = BlockDecoder(0, 0x48, prof.points)
     out = {p.key: (v, reason) for p, v, reason in block.decode(regs)}
     assert set(out) == set(values)
@@ -122,7 +139,11 @@ def test_sdm120_values_and_plausibility():
     assert check(prof.point("frequency"), 30.0) is not None
     assert check(prof.point("power_factor"), 1.5) is not None
     assert [p.key for p in build("sdm120", groups=["energy"]).points] == [
-        "import_energy", "export_energy", "total_energy", "total_reactive_energy"]
+        "import_energy",
+        "export_energy",
+        "total_energy",
+        "total_reactive_energy",
+    ]
 
 
 def test_xy_md02_documented_values():
@@ -196,7 +217,7 @@ def test_dali_gateway_map():
     sp = prof.point("a3.setpoint")
     assert sp.writable and encode(sp, 50) == [50] and check(sp, 120) is not None
     assert prof.point("broadcast.level").writable and not prof.point("a3.level").writable
-    assert 15 - 6 - 1 > prof.limits.max_gap  # +6 and +15 stay separate small reads
+    assert prof.limits.max_gap < 15 - 6 - 1  # +6 and +15 stay separate small reads
     assert [p.key for p in build("dali-gateway", broadcast=False).points][-1] == "a0.setpoint"
 
 
@@ -225,8 +246,12 @@ def test_encode_decode_round_trip(name):
 
 @given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))
 def test_register_round_trip_integer_points(hi, lo):
-    for p in (build("xy-md02").point("temperature"), build("xy-md02", variant="x100").point("humidity"),
-              build("lux").point("lux"), build("lux", word_order="little").point("lux")):
+    for p in (
+        build("xy-md02").point("temperature"),
+        build("xy-md02", variant="x100").point("humidity"),
+        build("lux").point("lux"),
+        build("lux", word_order="little").point("lux"),
+    ):
         regs = [hi, lo][: p.width]
         assert encode(p, decode(p, regs)) == regs
 
@@ -273,23 +298,63 @@ def from_points(prof: DeviceProfile, values: dict) -> dict:
     return regs
 
 
-SDM120_VALUES = {"voltage": 231.4, "current": 2.5, "active_power": 560.0, "apparent_power": 578.5,
-                 "reactive_power": -40.0, "power_factor": 0.97, "phase_angle": 14.1, "frequency": 50.01,
-                 "import_energy": 1234.5, "export_energy": 0.0, "total_energy": 1234.5,
-                 "total_reactive_energy": 12.25}
-SDM630_VALUES = {p.key: (230.2 if p.key.startswith("voltage_l") and len(p.key) == 10 else 400.1
-                         if p.key.startswith("voltage_l") else 0.95 if "factor" in p.key else 50.0
-                         if p.key == "frequency" else 12.5) for p in build("sdm630").points}
-DALI_HOLDING = {0: 0, 1: 0, 2: 0, 3: 0, 5: 0b100, 6: 75, 7: 6, 8: 1, 9: 1, 10: 100, 11: 100, 12: 255,
-                13: 4, 14: 7, 15: 75, 6800: 75}
+SDM120_VALUES = {
+    "voltage": 231.4,
+    "current": 2.5,
+    "active_power": 560.0,
+    "apparent_power": 578.5,
+    "reactive_power": -40.0,
+    "power_factor": 0.97,
+    "phase_angle": 14.1,
+    "frequency": 50.01,
+    "import_energy": 1234.5,
+    "export_energy": 0.0,
+    "total_energy": 1234.5,
+    "total_reactive_energy": 12.25,
+}
+SDM630_VALUES = {
+    p.key: (
+        230.2
+        if p.key.startswith("voltage_l") and len(p.key) == 10
+        else 400.1
+        if p.key.startswith("voltage_l")
+        else 0.95
+        if "factor" in p.key
+        else 50.0
+        if p.key == "frequency"
+        else 12.5
+    )
+    for p in build("sdm630").points
+}
+DALI_HOLDING = {
+    0: 0,
+    1: 0,
+    2: 0,
+    3: 0,
+    5: 0b100,
+    6: 75,
+    7: 6,
+    8: 1,
+    9: 1,
+    10: 100,
+    11: 100,
+    12: 255,
+    13: 4,
+    14: 7,
+    15: 75,
+    6800: 75,
+}
 
 DEVICES = {
     "sdm120": Fake(input=from_points(build("sdm120"), SDM120_VALUES), holding={}),
     "sdm630": Fake(input=from_points(build("sdm630"), SDM630_VALUES), holding={}),
     "xy-md02": Fake(input={1: 0x0131, 2: 0x0222}, holding={0x0101: 1, 0x0102: 0, 0x0103: 0, 0x0104: 0}),
     "xy-md02 x100": Fake(input={1: 0x0BEA, 2: 5460}, holding={0x0100: 1, 0x0101: 2}),
-    "relay-board": Fake(coil={a: a % 3 == 0 for a in range(8)}, discrete={a: False for a in range(8)},
-                        holding={0x4000: 1, 0x2000: 1, 0x8000: 0x0100}),
+    "relay-board": Fake(
+        coil={a: a % 3 == 0 for a in range(8)},
+        discrete=dict.fromkeys(range(8), False),
+        holding={0x4000: 1, 0x2000: 1, 0x8000: 0x0100},
+    ),
     "lux": Fake(holding={7: 0x0002, 8: 0x06F6, 0x0100: 1, 0x0101: 2}),
     "dali-gateway": Fake(holding=DALI_HOLDING, input=DALI_HOLDING),  # Intesis reads holding via FC04 too
 }
@@ -368,10 +433,16 @@ def test_lux_probe_and_ambiguous_meter():
 
 
 results = st.lists(
-    st.one_of(st.none(), st.integers(-5, 300), st.text(max_size=3),
-              st.lists(st.integers(-10, 70000), max_size=12), st.lists(st.booleans(), max_size=16),
-              st.lists(st.floats(allow_nan=True), max_size=3)),
-    max_size=6)
+    st.one_of(
+        st.none(),
+        st.integers(-5, 300),
+        st.text(max_size=3),
+        st.lists(st.integers(-10, 70000), max_size=12),
+        st.lists(st.booleans(), max_size=16),
+        st.lists(st.floats(allow_nan=True), max_size=3),
+    ),
+    max_size=6,
+)
 
 
 @settings(max_examples=300)

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from agent import config as cfg
-from agent.runtime.entry import board_infos
 from agent.clock import ScaledClock
+from agent.runtime.entry import board_infos
 from boards.sim.cabinet import SimCabinet
 from drivers.modbus.engine import BusEngine
 from tools.scan.probe import parse_units, report, scan
@@ -58,8 +58,20 @@ def test_parse_units():
 async def test_scan_command_against_a_sim_port(sim):
     cab, ep = sim
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.cli", "scan", "--port", ep["buses"]["rs485"][1], "--units", "9-10",
-        "--timeout-ms", "60", "--json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tools.cli",
+        "scan",
+        "--port",
+        ep["buses"]["rs485"][1],
+        "--units",
+        "9-10",
+        "--timeout-ms",
+        "60",
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)  # the sim runs in this loop: never block it
     assert proc.returncode == 0, err.decode()
     assert [(f["unit"], f["profile"]) for f in json.loads(out)] == [(10, "xy-md02")]

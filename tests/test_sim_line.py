@@ -20,12 +20,15 @@ from drivers.profiles.base import DataType, DeviceProfile, RegisterPoint, Table
 BAUD = 9600
 TIMEOUT = 0.3  # client reply timeout for the "no usable answer" cases
 
-PROFILE = DeviceProfile("linedev", (
-    RegisterPoint("relay", Table.COIL, 0, DataType.BOOL, writable=True),
-    RegisterPoint("setpoint", Table.HOLDING, 0, DataType.FLOAT32, writable=True),
-    RegisterPoint("level", Table.HOLDING, 2, DataType.UINT16, writable=True),
-    RegisterPoint("last", Table.HOLDING, 124, DataType.UINT16),
-))
+PROFILE = DeviceProfile(
+    "linedev",
+    (
+        RegisterPoint("relay", Table.COIL, 0, DataType.BOOL, writable=True),
+        RegisterPoint("setpoint", Table.HOLDING, 0, DataType.FLOAT32, writable=True),
+        RegisterPoint("level", Table.HOLDING, 2, DataType.UINT16, writable=True),
+        RegisterPoint("last", Table.HOLDING, 124, DataType.UINT16),
+    ),
+)
 
 
 async def wait_for(cond, timeout: float = 2.0) -> None:
@@ -38,16 +41,25 @@ async def wait_for(cond, timeout: float = 2.0) -> None:
 
 @pytest.fixture
 async def rig(tmp_path):
-    stores = {1: RegisterStore(PROFILE, {"setpoint": 1.5, "last": 111}),
-              2: RegisterStore(PROFILE, {"setpoint": 2.5, "last": 222})}
+    stores = {
+        1: RegisterStore(PROFILE, {"setpoint": 1.5, "last": 111}),
+        2: RegisterStore(PROFILE, {"setpoint": 2.5, "last": 222}),
+    }
     faults = FaultTable()
     line = RtuLine(tmp_path / "ttyRS485", stores, baudrate=BAUD, faults=faults)
     await line.start()
     clients = []
 
     async def client(timeout: float = TIMEOUT, **kw) -> AsyncModbusSerialClient:
-        c = AsyncModbusSerialClient(line.port, framer=FramerType.RTU, baudrate=kw.pop("baudrate", BAUD),
-                                    timeout=timeout, retries=0, reconnect_delay=0, **kw)
+        c = AsyncModbusSerialClient(
+            line.port,
+            framer=FramerType.RTU,
+            baudrate=kw.pop("baudrate", BAUD),
+            timeout=timeout,
+            retries=0,
+            reconnect_delay=0,
+            **kw,
+        )
         clients.append(c)
         assert await c.connect()
         return c
@@ -251,8 +263,9 @@ async def test_vanish_and_restore(rig):
     with pytest.raises(ModbusException):
         await c.read_holding_registers(0, count=2, device_id=1)
     c.close()
-    c2 = AsyncModbusSerialClient(line.port, framer=FramerType.RTU, baudrate=BAUD, timeout=0.5, retries=0,
-                                 reconnect_delay=0)
+    c2 = AsyncModbusSerialClient(
+        line.port, framer=FramerType.RTU, baudrate=BAUD, timeout=0.5, retries=0, reconnect_delay=0
+    )
     assert not await c2.connect()
     c2.close()
     await line.restore()
@@ -297,13 +310,16 @@ async def test_pymodbus_client_without_interframe_gap_collides(tmp_path):
     master keeping t3.5 of silence (32 ms at 1200 baud) that request collides."""
     line = RtuLine(tmp_path / "busy", {1: RegisterStore(PROFILE), 2: RegisterStore(PROFILE)}, baudrate=1200)
     await line.start()
-    c = AsyncModbusSerialClient(line.port, framer=FramerType.RTU, baudrate=1200, timeout=0.4, retries=0,
-                                reconnect_delay=0)
+    c = AsyncModbusSerialClient(
+        line.port, framer=FramerType.RTU, baudrate=1200, timeout=0.4, retries=0, reconnect_delay=0
+    )
     try:
         assert await c.connect()
-        first, second = await asyncio.gather(c.read_holding_registers(2, count=1, device_id=1),
-                                             c.read_holding_registers(2, count=1, device_id=2),
-                                             return_exceptions=True)
+        first, second = await asyncio.gather(
+            c.read_holding_registers(2, count=1, device_id=1),
+            c.read_holding_registers(2, count=1, device_id=2),
+            return_exceptions=True,
+        )
         assert not isinstance(first, Exception) and not first.isError()
         assert isinstance(second, ModbusException)
         assert line.stats["collisions"] == 1 and line.stats["replies"] == 1

@@ -16,18 +16,22 @@ from drivers.profiles.base import DataType, DeviceProfile, Limits, RegisterPoint
 
 
 def profile(**limits) -> DeviceProfile:
-    return DeviceProfile("testdev", (
-        RegisterPoint("relay1", Table.COIL, 3, DataType.BOOL, writable=True),
-        RegisterPoint("relay2", Table.COIL, 20, DataType.BOOL, writable=True),
-        RegisterPoint("door", Table.DISCRETE, 2, DataType.BOOL),
-        RegisterPoint("setpoint", Table.HOLDING, 10, DataType.FLOAT32, writable=True),
-        RegisterPoint("mode", Table.HOLDING, 14, DataType.UINT16, enum={0: "off", 1: "auto"}, writable=True),
-        RegisterPoint("alarm_hi", Table.HOLDING, 15, DataType.UINT16, bit=3, writable=True),
-        RegisterPoint("alarm_lo", Table.HOLDING, 15, DataType.UINT16, bit=0, writable=True),
-        RegisterPoint("voltage", Table.INPUT, 0, DataType.UINT16, scale=0.1),
-        RegisterPoint("energy", Table.INPUT, 6, DataType.UINT32, word_order="little"),
-        RegisterPoint("temp", Table.INPUT, 8, DataType.INT16, scale=0.1),
-    ), Limits(forbidden=((Table.INPUT, 2, 4),), **limits))
+    return DeviceProfile(
+        "testdev",
+        (
+            RegisterPoint("relay1", Table.COIL, 3, DataType.BOOL, writable=True),
+            RegisterPoint("relay2", Table.COIL, 20, DataType.BOOL, writable=True),
+            RegisterPoint("door", Table.DISCRETE, 2, DataType.BOOL),
+            RegisterPoint("setpoint", Table.HOLDING, 10, DataType.FLOAT32, writable=True),
+            RegisterPoint("mode", Table.HOLDING, 14, DataType.UINT16, enum={0: "off", 1: "auto"}, writable=True),
+            RegisterPoint("alarm_hi", Table.HOLDING, 15, DataType.UINT16, bit=3, writable=True),
+            RegisterPoint("alarm_lo", Table.HOLDING, 15, DataType.UINT16, bit=0, writable=True),
+            RegisterPoint("voltage", Table.INPUT, 0, DataType.UINT16, scale=0.1),
+            RegisterPoint("energy", Table.INPUT, 6, DataType.UINT32, word_order="little"),
+            RegisterPoint("temp", Table.INPUT, 8, DataType.INT16, scale=0.1),
+        ),
+        Limits(forbidden=((Table.INPUT, 2, 4),), **limits),
+    )
 
 
 def test_spans_holes_and_forbidden():
@@ -60,8 +64,17 @@ def test_read_count_limits():
 
 def test_values_roundtrip():
     st = RegisterStore(profile())
-    st.set_many({"setpoint": 21.5, "mode": "auto", "alarm_hi": True, "voltage": 229.9, "energy": 70000,
-                 "relay2": True, "door": True})
+    st.set_many(
+        {
+            "setpoint": 21.5,
+            "mode": "auto",
+            "alarm_hi": True,
+            "voltage": 229.9,
+            "energy": 70000,
+            "relay2": True,
+            "door": True,
+        }
+    )
     assert st.get("setpoint") == 21.5
     assert st.get("mode") == "auto"
     assert st.get("alarm_hi") is True and st.get("alarm_lo") is False

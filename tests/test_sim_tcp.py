@@ -18,26 +18,32 @@ from drivers.profiles.base import DataType, DeviceProfile, RegisterPoint, Table
 
 TIMEOUT = 0.3
 
-PROFILE = DeviceProfile("tcpdev", (
-    RegisterPoint("relay", Table.COIL, 0, DataType.BOOL, writable=True),
-    RegisterPoint("power", Table.INPUT, 0, DataType.FLOAT32),
-    RegisterPoint("limit", Table.HOLDING, 0, DataType.UINT16, writable=True),
-    RegisterPoint("limit2", Table.HOLDING, 9, DataType.UINT16, writable=True),
-))
+PROFILE = DeviceProfile(
+    "tcpdev",
+    (
+        RegisterPoint("relay", Table.COIL, 0, DataType.BOOL, writable=True),
+        RegisterPoint("power", Table.INPUT, 0, DataType.FLOAT32),
+        RegisterPoint("limit", Table.HOLDING, 0, DataType.UINT16, writable=True),
+        RegisterPoint("limit2", Table.HOLDING, 9, DataType.UINT16, writable=True),
+    ),
+)
 
 
 @pytest.fixture
 async def rig():
-    stores = {1: RegisterStore(PROFILE, {"power": 100.5, "limit": 11}),
-              2: RegisterStore(PROFILE, {"power": 200.5, "limit": 22})}
+    stores = {
+        1: RegisterStore(PROFILE, {"power": 100.5, "limit": 11}),
+        2: RegisterStore(PROFILE, {"power": 200.5, "limit": 22}),
+    }
     faults = FaultTable()
     ep = TcpEndpoint(stores, faults=faults)
     host, port = await ep.start()
     clients = []
 
     async def client(timeout: float = TIMEOUT, expect: bool = True, **kw) -> AsyncModbusTcpClient:
-        c = AsyncModbusTcpClient(host, port=port, framer=FramerType.SOCKET, timeout=timeout, retries=0,
-                                 reconnect_delay=0, **kw)
+        c = AsyncModbusTcpClient(
+            host, port=port, framer=FramerType.SOCKET, timeout=timeout, retries=0, reconnect_delay=0, **kw
+        )
         clients.append(c)
         assert await c.connect() is expect
         return c
@@ -74,16 +80,18 @@ async def test_several_connections_at_once(rig):
     faults.set(1, Fault(FaultKind.SLOW, delay_ms=200))
     a, b = await client(timeout=1), await client(timeout=1)
     t0 = time.monotonic()
-    ra, rb = await asyncio.gather(a.read_input_registers(0, count=2, device_id=1),
-                                  b.read_input_registers(0, count=2, device_id=1))
+    ra, rb = await asyncio.gather(
+        a.read_input_registers(0, count=2, device_id=1), b.read_input_registers(0, count=2, device_id=1)
+    )
     elapsed = time.monotonic() - t0
     assert not ra.isError() and not rb.isError()
     assert 0.2 <= elapsed < 0.39  # served in parallel, not one after the other
     assert ep.stats["connections"] == 2
 
 
-@pytest.mark.parametrize("kind", [FaultKind.SILENT, FaultKind.GARBAGE, FaultKind.CRC,
-                                  FaultKind.WRONG_UNIT, FaultKind.SHORT])
+@pytest.mark.parametrize(
+    "kind", [FaultKind.SILENT, FaultKind.GARBAGE, FaultKind.CRC, FaultKind.WRONG_UNIT, FaultKind.SHORT]
+)
 async def test_faults_without_usable_reply(rig, kind):
     ep, _, faults, client = rig
     received = []

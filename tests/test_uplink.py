@@ -11,18 +11,18 @@ import time
 import aiomqtt
 import pytest
 
-from agent.wire import cose
 from agent.aio import cancel_all
 from agent.clock import WallClock
 from agent.config.model import Uplink as UplinkSettings
 from agent.model import Quality, Reading
 from agent.outbox.writer import Outbox
 from agent.uplink.client import Uplink
+from agent.wire import cose
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
-from tools.provision import pki
 from tools.ingest.service import IngestService
 from tools.ingest.store import Store
+from tools.provision import pki
 
 CAB = "CAB-T1"
 
@@ -39,9 +39,17 @@ class Rig:
         self.store = Store(str(tmp_path / "ingest.db"))
         pub = pki.public_key_raw(self.cab_key.public_key())
         self.store.add_key(CAB, cose.key_id(self.cab_key.public_key()), pub, time.time())
-        self.settings = UplinkSettings(broker="127.0.0.1", port=port, tls=False, batch_max_age_s=0.2,
-                                       batch_max_readings=500, ack_timeout_s=3.0, backoff_initial_s=0.2,
-                                       backoff_max_s=1.0, **uplink_kw)
+        self.settings = UplinkSettings(
+            broker="127.0.0.1",
+            port=port,
+            tls=False,
+            batch_max_age_s=0.2,
+            batch_max_readings=500,
+            ack_timeout_s=3.0,
+            backoff_initial_s=0.2,
+            backoff_max_s=1.0,
+            **uplink_kw,
+        )
         self.tasks: list[asyncio.Task] = []
 
     def _key(self, name):
@@ -54,14 +62,21 @@ class Rig:
         self.outbox = Outbox(self.tmp / "outbox.db", clock=self.clock)
         await self.outbox.start()
         ik = self.ingest_key.public_key()
-        self.uplink = Uplink(self.settings, cabinet_id=CAB, outbox=self.outbox, signing_key=self.cab_key,
-                             ingest_keys={cose.key_id(ik): ik}.get, clock=self.clock,
-                             birth=lambda: {"boot": self.outbox.boot_epoch, "version": "test"})
+        self.uplink = Uplink(
+            self.settings,
+            cabinet_id=CAB,
+            outbox=self.outbox,
+            signing_key=self.cab_key,
+            ingest_keys={cose.key_id(ik): ik}.get,
+            clock=self.clock,
+            birth=lambda: {"boot": self.outbox.boot_epoch, "version": "test"},
+        )
         self.tasks.append(asyncio.create_task(self.uplink.run()))
 
     async def start_ingest(self):
-        self.ingest = IngestService(self.store, broker="127.0.0.1", port=self.port, ack_key=self.ingest_key,
-                                    clock=self.clock, group="t")
+        self.ingest = IngestService(
+            self.store, broker="127.0.0.1", port=self.port, ack_key=self.ingest_key, clock=self.clock, group="t"
+        )
         self.tasks.append(asyncio.create_task(self.ingest.run()))
         await asyncio.wait_for(self.ingest.ready.wait(), 10)
 
@@ -86,7 +101,9 @@ async def test_readings_arrive_once_verified_and_leave_the_outbox(broker, tmp_pa
         await rig.outbox.put(readings(1200))
         rig.uplink.wake()
         await wait_until(lambda: rig.stored() == 1200, timeout=20)
-        await wait_until(lambda: rig.outbox.stats()["rows_pending"] + rig.outbox.stats()["rows_sealed"] == 0, timeout=10)
+        await wait_until(
+            lambda: rig.outbox.stats()["rows_pending"] + rig.outbox.stats()["rows_sealed"] == 0, timeout=10
+        )
         await wait_until(lambda: rig.uplink.stats["batches_acked"] >= 3, timeout=5)  # counted after the delete
         st = rig.store.stats()
         assert st["duplicates"] == 0 and st["rejected_total"] == 0 and st["batches_ok"] >= 3
@@ -150,8 +167,13 @@ async def test_forged_and_foreign_acks_delete_nothing(broker, tmp_path):
         rogue = pki.load_signing_key(rig._key("rogue.key"))
         forged = cose.seal_ack(seqs, key=rogue, kid=cose.key_id(rogue.public_key()), cabinet=CAB, topic=topic)
         # a genuine ack for another cabinet, replayed onto this cabinet's ack topic
-        other_topic = cose.seal_ack(seqs, key=rig.ingest_key, kid=cose.key_id(rig.ingest_key.public_key()),
-                                    cabinet="CAB-OTHER", topic=cose.ack_topic("city/v1", "CAB-OTHER"))
+        other_topic = cose.seal_ack(
+            seqs,
+            key=rig.ingest_key,
+            kid=cose.key_id(rig.ingest_key.public_key()),
+            cabinet="CAB-OTHER",
+            topic=cose.ack_topic("city/v1", "CAB-OTHER"),
+        )
         async with aiomqtt.Client("127.0.0.1", broker.plain_port, protocol=aiomqtt.ProtocolVersion.V5) as c:
             for payload in (forged, other_topic, b"garbage", json.dumps({"seq": seqs}).encode()):
                 await c.publish(topic, payload, qos=1)

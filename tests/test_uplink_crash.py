@@ -13,22 +13,29 @@ import sys
 import time
 from pathlib import Path
 
-from agent.wire import cose
 from agent.clock import WallClock
+from agent.wire import cose
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
-from tools.provision import pki
 from tools.ingest.service import IngestService
 from tools.ingest.store import Store
+from tools.provision import pki
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = int(os.environ.get("CABINET_UPLINK_SOAK", "50"))
 
 
 async def start_agent(d: Path, port: int, *extra: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "tests" / "uplink_agent.py"), str(d),
-                                                str(port), *extra, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT),
-                                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "tests" / "uplink_agent.py"),
+        str(d),
+        str(port),
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=str(ROOT),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     line = await asyncio.wait_for(proc.stdout.readline(), 20)
     assert line.strip() == b"ready", line
     return proc
@@ -45,8 +52,9 @@ async def test_agent_killed_at_random_moments_every_flushed_reading_arrives_once
     (d / "ingest.pub").write_text(pki.public_key_raw(ingest_key.public_key()).hex())
     store = Store(str(tmp_path / "ingest.db"))
     store.add_key("CAB-K9", cose.key_id(cab.public_key()), pki.public_key_raw(cab.public_key()), time.time())
-    service = IngestService(store, broker="127.0.0.1", port=broker.plain_port, ack_key=ingest_key, clock=WallClock(),
-                            group="k9")
+    service = IngestService(
+        store, broker="127.0.0.1", port=broker.plain_port, ack_key=ingest_key, clock=WallClock(), group="k9"
+    )
     ingest = asyncio.create_task(service.run())
     await asyncio.wait_for(service.ready.wait(), 10)
     flushed: set[int] = set()
@@ -57,7 +65,7 @@ async def test_agent_killed_at_random_moments_every_flushed_reading_arrives_once
             while asyncio.get_running_loop().time() < deadline:
                 try:
                     line = await asyncio.wait_for(proc.stdout.readline(), deadline - asyncio.get_running_loop().time())
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 parts = line.split()
                 if len(parts) == 2 and all(p.isdigit() for p in parts):

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.wire import cose
 from agent.clock import WallClock
 from agent.config.model import Uplink as UplinkSettings
 from agent.model import Quality, Reading
 from agent.outbox.writer import Outbox
 from agent.uplink.client import Uplink
+from agent.wire import cose
 from tools.provision import pki
 
 CAB = "CAB-K9"
@@ -33,10 +33,25 @@ async def main(d: Path, port: int, drain: bool) -> None:
     outbox = Outbox(d / "outbox.db", clock=clock)
     await outbox.start()
     ingest = Ed25519PublicKey.from_public_bytes(bytes.fromhex((d / "ingest.pub").read_text()))
-    settings = UplinkSettings(broker="127.0.0.1", port=port, tls=False, batch_max_age_s=0.05, batch_max_readings=300,
-                              ack_timeout_s=2.0, backoff_initial_s=0.1, backoff_max_s=0.5)
-    uplink = Uplink(settings, cabinet_id=CAB, outbox=outbox, signing_key=pki.load_signing_key(d / "cab.key"),
-                    ingest_keys={cose.key_id(ingest): ingest}.get, clock=clock, birth=lambda: {})
+    settings = UplinkSettings(
+        broker="127.0.0.1",
+        port=port,
+        tls=False,
+        batch_max_age_s=0.05,
+        batch_max_readings=300,
+        ack_timeout_s=2.0,
+        backoff_initial_s=0.1,
+        backoff_max_s=0.5,
+    )
+    uplink = Uplink(
+        settings,
+        cabinet_id=CAB,
+        outbox=outbox,
+        signing_key=pki.load_signing_key(d / "cab.key"),
+        ingest_keys={cose.key_id(ingest): ingest}.get,
+        clock=clock,
+        birth=dict,
+    )
     task = asyncio.create_task(uplink.run())
     nxt = int((d / "next").read_text()) if (d / "next").exists() else 0
     print("ready", flush=True)

@@ -10,21 +10,51 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from agent.config.devices import parse_device
 from agent.config.model import Config, Device, Gps, Input, Output, RtuBus, Sim, Site, TcpBus  # noqa: F401
 from agent.config.schema import MISSING, ConfigError, ConfigIssue, Issues, Section
-from agent.config.sections import (parse_agent, parse_bus, parse_cabinet, parse_gps, parse_input,
-                                   parse_named_tables, parse_outbox, parse_output, parse_report, parse_sim,
-                                   parse_site, parse_uplink)
+from agent.config.sections import (
+    parse_agent,
+    parse_bus,
+    parse_cabinet,
+    parse_gps,
+    parse_input,
+    parse_named_tables,
+    parse_outbox,
+    parse_output,
+    parse_report,
+    parse_sim,
+    parse_site,
+    parse_uplink,
+)
 
 __all__ = ["BoardInfo", "Config", "ConfigError", "ConfigIssue", "check", "load", "loads"]
 
-SECTIONS = ("cabinet", "site", "board", "agent", "report", "buses", "devices", "gps", "inputs", "outputs", "sim",
-            "uplink", "outbox", "climate", "alarms", "lighting", "trust", "ota")
+SECTIONS = (
+    "cabinet",
+    "site",
+    "board",
+    "agent",
+    "report",
+    "buses",
+    "devices",
+    "gps",
+    "inputs",
+    "outputs",
+    "sim",
+    "uplink",
+    "outbox",
+    "climate",
+    "alarms",
+    "lighting",
+    "trust",
+    "ota",
+)
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "boards" / "sim" / "cabinet.toml"
 
 
@@ -45,7 +75,9 @@ def loads(text: str | bytes, source: str = "<config>", boards: Mapping[str, Boar
     except UnicodeDecodeError as e:
         raise ConfigError([ConfigIssue(source, "", "", MISSING, "UTF-8 text", f"not UTF-8: {e}")]) from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError([ConfigIssue(source, "", "", MISSING, "TOML (https://toml.io)", f"TOML syntax error: {e}")]) from None
+        raise ConfigError(
+            [ConfigIssue(source, "", "", MISSING, "TOML (https://toml.io)", f"TOML syntax error: {e}")]
+        ) from None
     base = Path(source).resolve().parent if source and not source.startswith("<") else None
     config = _parse(raw, issues, hashlib.sha256(raw_bytes).hexdigest(), boards, base)
     if issues.items:
@@ -58,7 +90,9 @@ def load(path: str | Path, boards: Mapping[str, BoardInfo] | None = None) -> Con
     try:
         data = p.read_bytes()
     except OSError as e:
-        raise ConfigError([ConfigIssue(str(p), "", "", MISSING, "a readable file", f"cannot read: {e.strerror}")]) from None
+        raise ConfigError(
+            [ConfigIssue(str(p), "", "", MISSING, "a readable file", f"cannot read: {e.strerror}")]
+        ) from None
     return loads(data, str(p), boards)
 
 
@@ -70,8 +104,9 @@ def check(path: str | Path, boards: Mapping[str, BoardInfo] | None = None) -> li
     return []
 
 
-def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str, BoardInfo] | None,
-           base: Path | None = None) -> Config:
+def _parse(
+    raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str, BoardInfo] | None, base: Path | None = None
+) -> Config:
     top = Section(issues, "", raw)
     if "cabinet" not in raw:
         issues.add("cabinet", "", MISSING, "a [cabinet] table with id", "required section is missing")
@@ -80,7 +115,9 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
         cid, cname, tags, version = parse_cabinet(issues.section("cabinet", raw["cabinet"]))
     site_raw = raw.get("site")
     if site_raw is None:
-        issues.add("site", "", MISSING, "latitude, longitude, timezone (elevation optional)", "required section is missing")
+        issues.add(
+            "site", "", MISSING, "latitude, longitude, timezone (elevation optional)", "required section is missing"
+        )
         site = Site(0.0, 0.0, 0.0, "UTC")
     else:
         site = parse_site(issues.section("site", site_raw))
@@ -110,8 +147,13 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
             continue
         other = units.get((dev.bus, dev.unit))
         if other is not None:
-            issues.add(f"devices.{name}", "unit", dev.unit, f"a unit id not used by [devices.{other}] on bus {dev.bus}",
-                       "two devices with one unit id on one bus")
+            issues.add(
+                f"devices.{name}",
+                "unit",
+                dev.unit,
+                f"a unit id not used by [devices.{other}] on bus {dev.bus}",
+                "two devices with one unit id on one bus",
+            )
         units[(dev.bus, dev.unit)] = name
         devices[name] = dev
 
@@ -129,10 +171,19 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
     for kind, items in (("inputs", inputs), ("outputs", outputs)):
         for name, item in items.items():
             if item.pin and item.pin in used:
-                issues.add(f"{kind}.{name}", "pin", item.pin, "a pin not used elsewhere", f"pin already used by {used[item.pin]}")
+                issues.add(
+                    f"{kind}.{name}",
+                    "pin",
+                    item.pin,
+                    "a pin not used elsewhere",
+                    f"pin already used by {used[item.pin]}",
+                )
             used.setdefault(item.pin, f"[{kind}.{name}]")
-    sim = parse_sim(issues.section("sim", raw["sim"]), frozenset(devices), {n: b.kind for n, b in buses.items()}) \
-        if "sim" in raw else Sim()
+    sim = (
+        parse_sim(issues.section("sim", raw["sim"]), frozenset(devices), {n: b.kind for n, b in buses.items()})
+        if "sim" in raw
+        else Sim()
+    )
     _check_sim_refs(issues, sim, devices, inputs, outputs)
 
     uplink = parse_uplink(issues.section("uplink", raw["uplink"]), base) if "uplink" in raw else None
@@ -144,20 +195,50 @@ def _parse(raw: Mapping[str, Any], issues: Issues, sha: str, boards: Mapping[str
     for key in raw:
         if key not in SECTIONS:
             top.error(key, MISSING, ", ".join(SECTIONS), f"unknown section [{key}]")
-    return Config(source=issues.file, sha256=sha, cabinet_id=cid, cabinet_name=cname, tags=tags, site=site,
-                  board=board_name, agent=agent, buses=buses, devices=devices, gps=gps, inputs=inputs,
-                  outputs=outputs, sim=sim, raw=raw, uplink=uplink, outbox=outbox,
-                  climate=climate, alarms=alarms, lighting=lighting, trust=trust, config_version=version, ota=ota)
+    return Config(
+        source=issues.file,
+        sha256=sha,
+        cabinet_id=cid,
+        cabinet_name=cname,
+        tags=tags,
+        site=site,
+        board=board_name,
+        agent=agent,
+        buses=buses,
+        devices=devices,
+        gps=gps,
+        inputs=inputs,
+        outputs=outputs,
+        sim=sim,
+        raw=raw,
+        uplink=uplink,
+        outbox=outbox,
+        climate=climate,
+        alarms=alarms,
+        lighting=lighting,
+        trust=trust,
+        config_version=version,
+        ota=ota,
+    )
 
 
-def _parse_climate_alarms(issues: Issues, raw: Mapping[str, Any], devices: Mapping[str, Device],
-                          inputs: Mapping[str, Input], outputs: Mapping[str, Output]):
+def _parse_climate_alarms(
+    issues: Issues,
+    raw: Mapping[str, Any],
+    devices: Mapping[str, Device],
+    inputs: Mapping[str, Input],
+    outputs: Mapping[str, Output],
+):
     """[climate] (references checked against every configured point) and [alarms]."""
     from agent.config.climate import parse_alarms, parse_climate
     from agent.control.climate_alarms import alarm_definitions
 
-    points = {p.name: p for p in [p for d in devices.values() for p in d.points.values()]
-              + [i.point for i in inputs.values()] + [o.point for o in outputs.values()]}
+    points = {
+        p.name: p
+        for p in [p for d in devices.values() for p in d.points.values()]
+        + [i.point for i in inputs.values()]
+        + [o.point for o in outputs.values()]
+    }
     climate = parse_climate(issues.section("climate", raw["climate"]), points) if "climate" in raw else None
     known = {d.id: d.description for d in alarm_definitions(climate)} if climate is not None else {}
     alarms = parse_alarms(issues, raw.get("alarms", MISSING), known)
@@ -167,13 +248,20 @@ def _parse_climate_alarms(issues: Issues, raw: Mapping[str, Any], devices: Mappi
 def _board_field(boards: Mapping[str, BoardInfo] | None):
     from agent.config.schema import F
 
-    return F("str", default="sim", choices=tuple(sorted(boards)) if boards else None,
-             pattern=r"[a-z0-9-]{1,40}", help="a board profile")
+    return F(
+        "str",
+        default="sim",
+        choices=tuple(sorted(boards)) if boards else None,
+        pattern=r"[a-z0-9-]{1,40}",
+        help="a board profile",
+    )
 
 
-def _check_sim_refs(issues: Issues, sim: Sim, devices: Mapping[str, Device], inputs: Mapping[str, Input],
-                    outputs: Mapping[str, Output]) -> None:
+def _check_sim_refs(
+    issues: Issues, sim: Sim, devices: Mapping[str, Device], inputs: Mapping[str, Input], outputs: Mapping[str, Output]
+) -> None:
     """References in [sim] must name existing devices/points or pins of [inputs]/[outputs]."""
+
     def point_ref(key: str, ref: str | None, pins: Mapping[str, Any] = inputs, kind: str = "inputs") -> None:
         if ref is None:
             return
@@ -200,20 +288,29 @@ def _check_sim_refs(issues: Issues, sim: Sim, devices: Mapping[str, Device], inp
                 issues.add("sim", f"circuits[{i}].{attr}", ref, ", ".join(devices) or "no devices", "no such device")
 
 
-def _parse_lighting(issues: Issues, raw: Mapping[str, Any], devices: Mapping[str, Device],
-                    inputs: Mapping[str, Input], outputs: Mapping[str, Output]):
+def _parse_lighting(
+    issues: Issues,
+    raw: Mapping[str, Any],
+    devices: Mapping[str, Device],
+    inputs: Mapping[str, Input],
+    outputs: Mapping[str, Output],
+):
     """[lighting], its point references checked against every configured point."""
     from agent.config.lighting import parse_lighting
 
-    points = {p.name: p for p in [p for d in devices.values() for p in d.points.values()]
-              + [i.point for i in inputs.values()] + [o.point for o in outputs.values()]}
+    points = {
+        p.name: p
+        for p in [p for d in devices.values() for p in d.points.values()]
+        + [i.point for i in inputs.values()]
+        + [o.point for o in outputs.values()]
+    }
     return parse_lighting(issues.section("lighting", raw["lighting"]), points)
 
 
 def _parse_trust(issues: Issues, raw: Mapping[str, Any], base: Path | None):
     """[trust]: operator keys for signed commands (no section: no operator may command)."""
-    from agent.wire.commands import Trust
     from agent.config.trust import parse_trust
+    from agent.wire.commands import Trust
 
     return parse_trust(issues.section("trust", raw["trust"]), base) if "trust" in raw else Trust()
 

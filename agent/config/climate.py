@@ -11,12 +11,22 @@ points. docs/climate.md is the reference for both sections.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
 from agent.control.alarms import SEVERITIES, AlarmOverride
-from agent.control.climate_settings import (ClimateSettings, DoorSettings, FanCheck, FanSettings, FloodSettings,
-                                            HeaterSettings, Limits, SensorSettings, UpsSettings)
+from agent.control.climate_settings import (
+    ClimateSettings,
+    DoorSettings,
+    FanCheck,
+    FanSettings,
+    FloodSettings,
+    HeaterSettings,
+    Limits,
+    SensorSettings,
+    UpsSettings,
+)
 from agent.model import Point
 
 ALARM_ID_RE = r"[a-z][a-z0-9_-]*(\.[A-Za-z0-9_-]+)+"
@@ -31,6 +41,7 @@ def _point_check(points: Mapping[str, Point], writable: bool = False):
         if writable and not p.writable:
             return "not a writable point (an output or a relay coil)"
         return None
+
     return check
 
 
@@ -39,8 +50,14 @@ def _points_field(points: Mapping[str, Point], writable: bool, help_: str, defau
     return F("str", default=default, check=_point_check(points, writable), help=f"{help_}; one of the config's {kind}")
 
 
-def _pair(s: Section, key: str, default: tuple[float, float] | None, help_: str, order: str | None = None,
-          allow_off: bool = False) -> tuple[float, float] | None:
+def _pair(
+    s: Section,
+    key: str,
+    default: tuple[float, float] | None,
+    help_: str,
+    order: str | None = None,
+    allow_off: bool = False,
+) -> tuple[float, float] | None:
     """A two-number list; `order` "<" or ">" between them; [] turns it off when `allow_off`."""
     allowed = f"two numbers [a, b]{' with ' + order if order else ''}{', or [] = off' if allow_off else ''}; {help_}"
     v = s.get(key, F("list", default=list(default) if default is not None else [], help=allowed))
@@ -52,13 +69,15 @@ def _pair(s: Section, key: str, default: tuple[float, float] | None, help_: str,
         s.error(key, v, allowed, "must be a list of two numbers")
         return default
     a, b = float(v[0]), float(v[1])
-    if order == "a < b" and not a < b or order == "a > b" and not a > b:
+    if (order == "a < b" and not a < b) or (order == "a > b" and not a > b):
         s.error(key, v, allowed, f"the two numbers must satisfy {order}")
         return default
     return a, b
 
 
-def _points_list(s: Section, key: str, points: Mapping[str, Point], default: tuple[str, ...] | None) -> tuple[str, ...] | None:
+def _points_list(
+    s: Section, key: str, points: Mapping[str, Point], default: tuple[str, ...] | None
+) -> tuple[str, ...] | None:
     allowed = "a list of writable points (outputs or relay coils)"
     v = s.get(key, F("list", default=None if default is None else list(default), items="str", help=allowed))
     if v is None:
@@ -83,7 +102,9 @@ def _num(s: Section, key: str, default: float, lo: float, hi: float, help_: str 
 
 def _parse_fan(i: int, fs: Section, points: Mapping[str, Point]) -> FanSettings | None:
     d = FanSettings("", "")
-    name = fs.get("name", F("str", default=f"fan{i + 1}", pattern=NAME_RE, help="a letter, then letters, digits, _ or -"))
+    name = fs.get(
+        "name", F("str", default=f"fan{i + 1}", pattern=NAME_RE, help="a letter, then letters, digits, _ or -")
+    )
     out = fs.get("output", _points_field(points, True, "the fan's output"))
     on_c = _num(fs, "on_c", d.on_c, -40, 80, "°C, switched on at or above")
     off_c = _num(fs, "off_c", d.off_c, -40, 80, "°C, switched off at or below; below on_c")
@@ -94,8 +115,13 @@ def _parse_fan(i: int, fs: Section, points: Mapping[str, Point]) -> FanSettings 
     mon = fs.get("monitor", _points_field(points, False, "tachometer or current point", default=None))
     mon_min = fs.get("monitor_min", F("float", default=None, help="lowest good monitor value while running"))
     mon_max = fs.get("monitor_max", F("float", default=None, help="highest good monitor value while running"))
-    if "monitor" in fs.data and mon_min is None and mon_max is None and "monitor_min" not in fs.data \
-            and "monitor_max" not in fs.data:
+    if (
+        "monitor" in fs.data
+        and mon_min is None
+        and mon_max is None
+        and "monitor_min" not in fs.data
+        and "monitor_max" not in fs.data
+    ):
         fs.error("monitor", fs.data["monitor"], "monitor_min and/or monitor_max with it", "a monitor needs its window")
     if "monitor" not in fs.data:
         for k in ("monitor_min", "monitor_max"):
@@ -127,8 +153,12 @@ def _parse_heater(hs: Section, points: Mapping[str, Point]) -> HeaterSettings | 
     if off_rh >= on_rh:
         hs.error("off_rh", off_rh, f"less than on_rh ({on_rh:g})", "the RH limits need a hysteresis")
     if max_c - max_band <= min_c + min_band:
-        hs.error("max_c", max_c, f"above min_c + min_band_k + max_band_k ({min_c + min_band + max_band:g})",
-                 "the heater's blocking band overlaps its minimum-temperature band")
+        hs.error(
+            "max_c",
+            max_c,
+            f"above min_c + min_band_k + max_band_k ({min_c + min_band + max_band:g})",
+            "the heater's blocking band overlaps its minimum-temperature band",
+        )
     min_on = hs.get("min_on_s", F("float", default=None, min=0, max=3600))
     min_off = hs.get("min_off_s", F("float", default=None, min=0, max=3600))
     hs.finish()
@@ -193,9 +223,11 @@ def parse_climate(s: Section, points: Mapping[str, Point]) -> ClimateSettings | 
     limits = _parse_limits(s.sub("limits"))
     sensor = _parse_sensor(s.sub("sensor"))
     fcs = s.sub("fan_check")
-    fc = FanCheck(after_s=_delay(fcs, "after_s", d.fan_check.after_s, 86_400, "seconds; 0 = off"),
-                  drop_k=_num(fcs, "drop_k", d.fan_check.drop_k, 0, 20, "K the temperature must fall"),
-                  ambient_margin_k=_num(fcs, "ambient_margin_k", d.fan_check.ambient_margin_k, 0, 20))
+    fc = FanCheck(
+        after_s=_delay(fcs, "after_s", d.fan_check.after_s, 86_400, "seconds; 0 = off"),
+        drop_k=_num(fcs, "drop_k", d.fan_check.drop_k, 0, 20, "K the temperature must fall"),
+        ambient_margin_k=_num(fcs, "ambient_margin_k", d.fan_check.ambient_margin_k, 0, 20),
+    )
     fcs.finish()
     door = _parse_door(s.sub("door"), points) if "door" in s.data else None
     s.used.add("door")
@@ -210,35 +242,60 @@ def parse_climate(s: Section, points: Mapping[str, Point]) -> ClimateSettings | 
         if f.name in names:
             s.error(f"fans[{i}].name", f.name, "a name not used by another fan", f"used by {names[f.name]}")
         names[f.name] = f"fans[{i}]"
-    for key, out in [(f"fans[{i}].output", f.output) for i, f in enumerate(fans)] + \
-                    ([("heater.output", heater.output)] if heater else []):
+    for key, out in [(f"fans[{i}].output", f.output) for i, f in enumerate(fans)] + (
+        [("heater.output", heater.output)] if heater else []
+    ):
         if out in outs:
             s.error(key, out, "an output not used by another fan or the heater", f"already used by {outs[out]}")
         outs[out] = key
     if heater and trip_on and trip_c <= heater.max_c:
-        s.error("trip_c", trip_c, f"above heater.max_c ({heater.max_c:g})", "the trip would sit inside the heater's range")
+        s.error(
+            "trip_c", trip_c, f"above heater.max_c ({heater.max_c:g})", "the trip would sit inside the heater's range"
+        )
     s.finish()
     if enabled is False:
         return None
-    return ClimateSettings(temp or "", hum, amb, tuple(fans), heater, min_on, min_off, trip_c if trip_on else None,
-                           trip_band, limits, sensor, fc, door, flood, ups)
+    return ClimateSettings(
+        temp or "",
+        hum,
+        amb,
+        tuple(fans),
+        heater,
+        min_on,
+        min_off,
+        trip_c if trip_on else None,
+        trip_band,
+        limits,
+        sensor,
+        fc,
+        door,
+        flood,
+        ups,
+    )
 
 
 def _parse_door(ds: Section, points: Mapping[str, Point]) -> DoorSettings | None:
     d = DoorSettings("")
     inp = ds.get("input", _points_field(points, False, "the door contact (true = open)"))
-    door = DoorSettings(inp or "", _delay(ds, "debounce_s", d.debounce_s, 60),
-                        _delay(ds, "open_too_long_s", d.open_too_long_s, 7 * 86_400),
-                        _or(ds.get("stops_fans", F("bool", default=False, help="fans off while the door is open")), False))
+    door = DoorSettings(
+        inp or "",
+        _delay(ds, "debounce_s", d.debounce_s, 60),
+        _delay(ds, "open_too_long_s", d.open_too_long_s, 7 * 86_400),
+        _or(ds.get("stops_fans", F("bool", default=False, help="fans off while the door is open")), False),
+    )
     ds.finish()
     return door if inp else None
 
 
 def _parse_flood(fs: Section, points: Mapping[str, Point]) -> FloodSettings | None:
     inp = fs.get("input", _points_field(points, False, "the flood/leak contact (true = water)"))
-    flood = FloodSettings(inp or "", _points_list(fs, "shed", points, ()) or (),
-                          _delay(fs, "release_s", FloodSettings("").release_s, 86_400,
-                                 "seconds the loads stay shed after the water is gone"))
+    flood = FloodSettings(
+        inp or "",
+        _points_list(fs, "shed", points, ()) or (),
+        _delay(
+            fs, "release_s", FloodSettings("").release_s, 86_400, "seconds the loads stay shed after the water is gone"
+        ),
+    )
     fs.finish()
     return flood if inp else None
 
@@ -248,8 +305,9 @@ def _parse_ups(us: Section, points: Mapping[str, Point]) -> UpsSettings:
     ups = UpsSettings(
         on_battery=us.get("on_battery", _points_field(points, False, "UPS 'on battery' contact", default=None)),
         battery_low=us.get("battery_low", _points_field(points, False, "UPS 'battery low' contact", default=None)),
-        replace_battery=us.get("replace_battery", _points_field(points, False, "UPS 'replace battery' contact",
-                                                                default=None)),
+        replace_battery=us.get(
+            "replace_battery", _points_field(points, False, "UPS 'replace battery' contact", default=None)
+        ),
         shed_on_battery=_points_list(us, "shed_on_battery", points, None),
         shed_on_battery_low=_points_list(us, "shed_on_battery_low", points, ()) or (),
         on_battery_delay_s=_delay(us, "on_battery_delay_s", d.on_battery_delay_s, 3600),
@@ -277,15 +335,25 @@ def parse_alarms(issues: Issues, data: Any, known: Mapping[str, str]) -> dict[st
     prefixes = {k.split(".", 1)[0] + "." for k in known}
     for aid, table in data.items():
         if not re.fullmatch(ALARM_ID_RE, aid):
-            issues.add("alarms", aid, MISSING, 'an alarm id such as "climate.door_open" (quote it in the table name)',
-                       "bad alarm id")
+            issues.add(
+                "alarms",
+                aid,
+                MISSING,
+                'an alarm id such as "climate.door_open" (quote it in the table name)',
+                "bad alarm id",
+            )
             continue
         if aid not in known and any(aid.startswith(p) for p in prefixes):
             import difflib
 
             close = difflib.get_close_matches(aid, sorted(known), n=1)
-            issues.add("alarms", aid, MISSING, ", ".join(sorted(k for k in known if aid.split(".")[0] in k)),
-                       f"no such alarm{f'; did you mean {close[0]!r}?' if close else ''}")
+            issues.add(
+                "alarms",
+                aid,
+                MISSING,
+                ", ".join(sorted(k for k in known if aid.split(".")[0] in k)),
+                f"no such alarm{f'; did you mean {close[0]!r}?' if close else ''}",
+            )
             continue
         s = Section(issues, f'alarms."{aid}"', table if isinstance(table, Mapping) else {})
         if not isinstance(table, Mapping):
@@ -293,10 +361,13 @@ def parse_alarms(issues: Issues, data: Any, known: Mapping[str, str]) -> dict[st
             continue
         out[aid] = AlarmOverride(
             severity=s.get("severity", F("str", default=None, choices=SEVERITIES)),
-            raise_delay_s=s.get("raise_delay_s", F("float", default=None, min=0, max=7 * 86_400,
-                                                   help="seconds the condition must hold")),
-            clear_delay_s=s.get("clear_delay_s", F("float", default=None, min=0, max=7 * 86_400,
-                                                   help="seconds the condition must be gone")),
+            raise_delay_s=s.get(
+                "raise_delay_s", F("float", default=None, min=0, max=7 * 86_400, help="seconds the condition must hold")
+            ),
+            clear_delay_s=s.get(
+                "clear_delay_s",
+                F("float", default=None, min=0, max=7 * 86_400, help="seconds the condition must be gone"),
+            ),
             latching=s.get("latching", F("bool", default=None, help="stays until acknowledged")),
             enabled=s.get("enabled", F("bool", default=None)),
         )

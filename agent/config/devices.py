@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from agent.config.model import Device
 from agent.config.schema import MISSING, F, Section
@@ -28,21 +29,34 @@ def _limits(s: Section, base: Limits) -> Limits:
     raw = s.get("forbidden", F("list", default=[], help='[["holding", 256, 512], ...] start inclusive, end exclusive'))
     tables = [t.value for t in Table]
     for i, item in enumerate(raw or []):
-        ok = (isinstance(item, list) and len(item) == 3 and item[0] in tables
-              and all(isinstance(x, int) and not isinstance(x, bool) for x in item[1:])
-              and 0 <= item[1] < item[2] <= 0x10000)
+        ok = (
+            isinstance(item, list)
+            and len(item) == 3
+            and item[0] in tables
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in item[1:])
+            and 0 <= item[1] < item[2] <= 0x10000
+        )
         if not ok:
-            s.error(f"forbidden[{i}]", item, f"[table, start, end] with table one of {', '.join(tables)} and 0 <= start < end <= 65536",
-                    "bad forbidden range")
+            s.error(
+                f"forbidden[{i}]",
+                item,
+                f"[table, start, end] with table one of {', '.join(tables)} and 0 <= start < end <= 65536",
+                "bad forbidden range",
+            )
             continue
         forbidden.append((Table(item[0]), item[1], item[2]))
     s.finish()
-    return Limits(max_registers or base.max_registers, max_bits or base.max_bits,
-                  base.max_gap if max_gap is None else max_gap, tuple(forbidden))
+    return Limits(
+        max_registers or base.max_registers,
+        max_bits or base.max_bits,
+        base.max_gap if max_gap is None else max_gap,
+        tuple(forbidden),
+    )
 
 
-def parse_device(name: str, s: Section, buses: Mapping[str, Any], defaults: tuple[float, float],
-                 stale_factor: float) -> Device | None:
+def parse_device(
+    name: str, s: Section, buses: Mapping[str, Any], defaults: tuple[float, float], stale_factor: float
+) -> Device | None:
     bus = s.get("bus", F("str", help="the name of a [buses.NAME] section"))
     if bus is not None and bus not in buses:
         s.error("bus", bus, ", ".join(sorted(buses)) or "no buses defined", "no such bus")
@@ -68,8 +82,9 @@ def parse_device(name: str, s: Section, buses: Mapping[str, Any], defaults: tupl
         key = e.key or ""
         message = str(e)
         allowed = "" if "allowed" in message else e.allowed  # the profile's message already says it
-        opt_section.error(key, e.value if e.value is not None else opts.get(key.split("[")[0].split(".")[0]),
-                          allowed, message)
+        opt_section.error(
+            key, e.value if e.value is not None else opts.get(key.split("[")[0].split(".")[0]), allowed, message
+        )
         return None
     profile = dataclasses.replace(profile, limits=_limits(lim_section, profile.limits))
 
@@ -93,8 +108,10 @@ def parse_device(name: str, s: Section, buses: Mapping[str, Any], defaults: tupl
         scale = ps.get("scale", F("float", default=rp.scale, help="replaces the profile's scale, e.g. a CT ratio"))
         offset = ps.get("offset", F("float", default=rp.offset))
         unit_s = ps.get("unit", F("str", default=rp.unit))
-        dec = ps.get("decimals", F("int", default=rp.decimals, min=0, max=9,
-                                   help="decimals worth reporting (rounds float values)"))
+        dec = ps.get(
+            "decimals",
+            F("int", default=rp.decimals, min=0, max=9, help="decimals worth reporting (rounds float values)"),
+        )
         if scale == 0:
             ps.error("scale", 0, "a non-zero number", "scale must not be 0")
         if not scale:
@@ -106,23 +123,41 @@ def parse_device(name: str, s: Section, buses: Mapping[str, Any], defaults: tupl
             continue
         if dec != rp.decimals:
             rp = dataclasses.replace(rp, decimals=dec)
-        if scale != rp.scale or (offset is not None and offset != rp.offset) or (unit_s is not None and unit_s != rp.unit):
+        if (
+            scale != rp.scale
+            or (offset is not None and offset != rp.offset)
+            or (unit_s is not None and unit_s != rp.unit)
+        ):
             valid = rp.valid
             if valid is not None and scale != rp.scale:  # a CT ratio scales the plausible range too
                 lo, hi = sorted((valid[0] * scale / rp.scale, valid[1] * scale / rp.scale))
                 valid = (lo, hi)
-            rp = dataclasses.replace(rp, scale=scale, offset=rp.offset if offset is None else offset,
-                                     unit=rp.unit if unit_s is None else unit_s, valid=valid)
+            rp = dataclasses.replace(
+                rp,
+                scale=scale,
+                offset=rp.offset if offset is None else offset,
+                unit=rp.unit if unit_s is None else unit_s,
+                valid=valid,
+            )
         regs.append(rp)
         points[rp.key] = Point(
-            name=f"{name}.{rp.key}", unit=rp.unit, source=name,
-            deadband=deadband if db is None else db, heartbeat_s=heartbeat if hb is None else hb,
+            name=f"{name}.{rp.key}",
+            unit=rp.unit,
+            source=name,
+            deadband=deadband if db is None else db,
+            heartbeat_s=heartbeat if hb is None else hb,
             stale_after_s=max(stale_factor * poll_s, poll_s + 2.0),
-            description=rp.description, writable=rp.writable,
+            description=rp.description,
+            writable=rp.writable,
         )
     profile = dataclasses.replace(profile, points=tuple(regs))
     if not regs:
-        s.error("points", MISSING, "at least one enabled point", "every point is disabled; set enabled = false on the device")
+        s.error(
+            "points",
+            MISSING,
+            "at least one enabled point",
+            "every point is disabled; set enabled = false on the device",
+        )
         return None
     try:
         plan(profile.points, profile.limits)

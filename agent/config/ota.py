@@ -1,16 +1,16 @@
 """[ota]: how this cabinet takes over-the-air updates (docs/ota.md).
 
-    [ota]
-    repository = "https://updates.example.city/cabinet"  # TUF repository (metadata/, targets/); an offer may name another
-    trusted_root = "/etc/cabinet/root.json"   # the fleet's 1.root.json; default <ota root>/trusted_root.json
-    ca_file = ""                # CA bundle for an HTTPS repository with a private CA
-    trial_s = 300               # a new release must pass its health gate within this time
-    max_attempts = 3            # starts of a new release without a commit before the launcher rolls back
-    max_bundle_mb = 512         # larger bundles are refused before downloading
-    reserve_mb = 64             # free disk space kept besides the bundle
-    retry_s = 60                # first retry after a transient failure (doubling, up to max_retry_s)
-    max_retry_s = 3600
-    give_up_h = 48              # transient failures turn into a failure after this long
+[ota]
+repository = "https://updates.example.city/cabinet"  # TUF repository (metadata/, targets/); an offer may name another
+trusted_root = "/etc/cabinet/root.json"   # the fleet's 1.root.json; default <ota root>/trusted_root.json
+ca_file = ""                # CA bundle for an HTTPS repository with a private CA
+trial_s = 300               # a new release must pass its health gate within this time
+max_attempts = 3            # starts of a new release without a commit before the launcher rolls back
+max_bundle_mb = 512         # larger bundles are refused before downloading
+reserve_mb = 64             # free disk space kept besides the bundle
+retry_s = 60                # first retry after a transient failure (doubling, up to max_retry_s)
+max_retry_s = 3600
+give_up_h = 48              # transient failures turn into a failure after this long
 """
 
 from __future__ import annotations
@@ -63,7 +63,15 @@ def parse_ota(s: Section, base: Path | None) -> OtaSettings:
 
     if None in (trial, attempts, size, reserve, retry, max_retry, give_up):
         return d
-    return OtaSettings(repository=(repo or "").rstrip("/"), trusted_root=path(root), ca_file=path(ca),
-                       trial_s=float(trial), max_attempts=int(attempts), max_bundle_mb=float(size),
-                       reserve_mb=float(reserve), retry_s=float(retry), max_retry_s=max(float(max_retry), float(retry)),
-                       give_up_h=float(give_up))
+    return OtaSettings(
+        repository=(repo or "").rstrip("/"),
+        trusted_root=path(root),
+        ca_file=path(ca),
+        trial_s=float(trial),
+        max_attempts=int(attempts),
+        max_bundle_mb=float(size),
+        reserve_mb=float(reserve),
+        retry_s=float(retry),
+        max_retry_s=max(float(max_retry), float(retry)),
+        give_up_h=float(give_up),
+    )

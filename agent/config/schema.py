@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 MISSING = object()
 
@@ -62,7 +63,7 @@ class Issues:
     def add(self, section: str, key: str, value: Any, allowed: str, message: str) -> None:
         self.items.append(ConfigIssue(self.file, section, key, value, allowed, message))
 
-    def section(self, name: str, data: Any) -> "Section":
+    def section(self, name: str, data: Any) -> Section:
         if not isinstance(data, Mapping):
             self.add("", name, data, "a table", f"[{name}] must be a table")
             data = {}
@@ -86,8 +87,16 @@ class F:
     def allowed(self) -> str:
         if self.choices is not None:
             return ", ".join(_show(c) for c in self.choices)
-        parts = {"int": "an integer", "float": "a number", "number": "a number", "str": "a string",
-                 "bool": "true or false", "list": "a list", "table": "a table", "any": "a value"}
+        parts = {
+            "int": "an integer",
+            "float": "a number",
+            "number": "a number",
+            "str": "a string",
+            "bool": "true or false",
+            "list": "a list",
+            "table": "a table",
+            "any": "a value",
+        }
         text = parts.get(self.kind, self.kind)
         if self.min is not None and self.max is not None:
             text += f" {self.min:g}..{self.max:g}"
@@ -140,7 +149,7 @@ class Section:
         if spec.choices is not None and v not in spec.choices:
             self.issues.add(self.name, key, v, spec.allowed(), "not one of the allowed values")
             return None
-        if spec.min is not None and v < spec.min or spec.max is not None and v > spec.max:
+        if (spec.min is not None and v < spec.min) or (spec.max is not None and v > spec.max):
             self.issues.add(self.name, key, v, spec.allowed(), "out of range")
             return None
         if spec.pattern is not None and not re.fullmatch(spec.pattern, v):
@@ -170,7 +179,7 @@ class Section:
             return {}
         return v
 
-    def sub(self, key: str, required: bool = False) -> "Section":
+    def sub(self, key: str, required: bool = False) -> Section:
         return Section(self.issues, f"{self.name}.{key}", self.table(key, required))
 
     def error(self, key: str, value: Any, allowed: str, message: str) -> None:

@@ -9,12 +9,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import zoneinfo
-from typing import Any, Mapping
-
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from agent.config.model import (AgentSettings, Backoff, Gps, Input, Output, OutboxSettings, RtuBus, Sim,
-                                SimCircuit, Site, TcpBus, Uplink)
+from agent.config.model import (
+    AgentSettings,
+    Backoff,
+    Gps,
+    Input,
+    OutboxSettings,
+    Output,
+    RtuBus,
+    Sim,
+    SimCircuit,
+    Site,
+    TcpBus,
+    Uplink,
+)
 from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
 
 FAULT_KINDS = ("silent", "garbage", "crc", "wrong_unit", "short", "slow", "exception")
@@ -39,6 +51,7 @@ def _port_check(ports: frozenset[str] | None):
         if v.startswith("/") or ports is None or v in ports:
             return None
         return f"neither an absolute device path nor a port of the board ({', '.join(sorted(ports)) or 'none'})"
+
     return check
 
 
@@ -46,8 +59,10 @@ def parse_cabinet(s: Section) -> tuple[str, str, tuple[str, ...], int]:
     cid = s.get("id", F("str", pattern=ID_RE, help="letters, digits, '.', '_' or '-', up to 64"))
     name = s.get("name", F("str", default=""))
     tags = s.get("tags", F("list", default=[], items="str"))
-    version = s.get("config_version", F("int", default=0, min=0, max=2**53,
-                                        help="the remote configuration's version (docs/commands.md)"))
+    version = s.get(
+        "config_version",
+        F("int", default=0, min=0, max=2**53, help="the remote configuration's version (docs/commands.md)"),
+    )
     s.finish()
     return cid or "", name or "", tuple(tags or ()), int(version or 0)
 
@@ -65,8 +80,11 @@ def parse_agent(s: Section) -> AgentSettings:
     a = AgentSettings(
         log_level=s.get("log_level", F("str", default="info", choices=("debug", "info", "warning", "error"))) or "info",
         log_format=s.get("log_format", F("str", default="text", choices=("text", "json"))) or "text",
-        stale_factor=s.get("stale_factor", F("float", default=3.0, min=1.5, max=100,
-                                             help="a point is stale after this many poll periods")) or 3.0,
+        stale_factor=s.get(
+            "stale_factor",
+            F("float", default=3.0, min=1.5, max=100, help="a point is stale after this many poll periods"),
+        )
+        or 3.0,
     )
     s.finish()
     return a
@@ -97,11 +115,15 @@ def parse_bus(name: str, s: Section, ports: frozenset[str] | None) -> RtuBus | T
             parity=s.get("parity", F("str", default="N", choices=("N", "E", "O"))) or "N",
             stopbits=s.get("stopbits", F("int", default=1, choices=(1, 2))) or 1,
             bytesize=s.get("bytesize", F("int", default=8, choices=(7, 8))) or 8,
-            timeout_ms=s.get("timeout_ms", F("float", default=300.0, min=10, max=10000,
-                                             help="device answer time; the wire time is added")) or 300.0,
+            timeout_ms=s.get(
+                "timeout_ms",
+                F("float", default=300.0, min=10, max=10000, help="device answer time; the wire time is added"),
+            )
+            or 300.0,
             retries=s.get("retries", F("int", default=0, min=0, max=5)) or 0,
-            inter_frame_ms=s.get("inter_frame_ms", F("float", default=None, min=0, max=1000,
-                                                     help="default 3.5 character times")),
+            inter_frame_ms=s.get(
+                "inter_frame_ms", F("float", default=None, min=0, max=1000, help="default 3.5 character times")
+            ),
             rs485=s.get("rs485", F("bool", default=False)) or False,
             backoff=_backoff(s),
         )
@@ -142,6 +164,7 @@ def _pin_check(pins: frozenset[str] | None):
         if pins is None or v in pins:
             return None
         return f"not a pin of the board ({', '.join(sorted(pins)) or 'none'})"
+
     return check
 
 
@@ -173,8 +196,14 @@ def parse_output(name: str, s: Section, pins: frozenset[str] | None, heartbeat: 
 
 
 SCRIPT_CMDS = {  # control command -> required keys (besides at_s and cmd)
-    "fault": ("device", "kind"), "clear": ("device",), "vanish": ("bus",), "restore": ("bus",),
-    "refuse": ("bus",), "set": ("input", "value"), "gps": ("mode",), "circuit": ("circuit",),
+    "fault": ("device", "kind"),
+    "clear": ("device",),
+    "vanish": ("bus",),
+    "restore": ("bus",),
+    "refuse": ("bus",),
+    "set": ("input", "value"),
+    "gps": ("mode",),
+    "circuit": ("circuit",),
 }
 SCRIPT_OPTIONAL = {"fault": ("delay_ms", "exception_code", "every"), "refuse": ("on",), "circuit": ("failed", "stuck")}
 
@@ -198,8 +227,12 @@ def _parse_script(s: Section, devices: frozenset[str] | None, buses: Mapping[str
         missing = [k for k in SCRIPT_CMDS[cmd] if k not in step]
         extra = [k for k in step if k not in allowed]
         if missing or extra:
-            s.error(where, dict(step), f"keys for {cmd}: {', '.join(sorted(allowed))}",
-                    f"missing {missing}" if missing else f"unknown keys {extra}")
+            s.error(
+                where,
+                dict(step),
+                f"keys for {cmd}: {', '.join(sorted(allowed))}",
+                f"missing {missing}" if missing else f"unknown keys {extra}",
+            )
             continue
         if devices is not None and "device" in step and step["device"] not in devices:
             s.error(f"{where}.device", step["device"], ", ".join(sorted(devices)) or "no devices", "no such device")
@@ -267,14 +300,16 @@ def parse_sim(s: Section, devices: frozenset[str] | None = None, buses: Mapping[
         if name in names:
             cs.error("name", name, "a unique name", "duplicate circuit")
         names.add(name)
-        circuits.append(SimCircuit(
-            name=name or f"circuit{i}",
-            load_w=cs.get("load_w", F("float", min=0, max=100000)) or 0.0,
-            relay=cs.get("relay", F("str", default=None)),
-            meter=cs.get("meter", F("str", default=None)),
-            dali=cs.get("dali", F("str", default=None)),
-            phases=cs.get("phases", F("int", default=1, choices=(1, 3))) or 1,
-        ))
+        circuits.append(
+            SimCircuit(
+                name=name or f"circuit{i}",
+                load_w=cs.get("load_w", F("float", min=0, max=100000)) or 0.0,
+                relay=cs.get("relay", F("str", default=None)),
+                meter=cs.get("meter", F("str", default=None)),
+                dali=cs.get("dali", F("str", default=None)),
+                phases=cs.get("phases", F("int", default=1, choices=(1, 3))) or 1,
+            )
+        )
         cs.finish()
     script = _parse_script(s, devices, buses)
     s.finish()
@@ -309,6 +344,7 @@ def _file_field(base: Path | None, help_: str, required: bool = False) -> F:
     def check(v: str) -> str | None:
         p = Path(v) if Path(v).is_absolute() or base is None else base / v
         return None if p.is_file() else f"no such file: {p}"
+
     return F("str", default=MISSING if required else None, check=check, help=help_)
 
 
@@ -326,6 +362,7 @@ def _ingest_key_check(base: Path | None):
             return None
         p = Path(v) if Path(v).is_absolute() or base is None else base / v
         return None if p.is_file() else "neither 64 hex digits (a raw Ed25519 public key) nor an existing key file"
+
     return check
 
 
@@ -340,16 +377,33 @@ def parse_uplink(s: Section, base: Path | None) -> Uplink | None:
         cert=_resolve(base, s.get("cert", _file_field(base, "the cabinet's client certificate (PEM)"))),
         key=_resolve(base, s.get("key", _file_field(base, "the cabinet's TLS key (PEM)"))),
         signing_key=_resolve(base, s.get("signing_key", _file_field(base, "the cabinet's Ed25519 signing key (PEM)"))),
-        ingest_key=s.get("ingest_key", F("str", default=None, check=_ingest_key_check(base),
-                                         help="the ingest's Ed25519 public key: 64 hex digits or a file")),
-        topic_prefix=s.get("topic_prefix", F("str", default="city/v1", pattern=r"[^#+\x00 ]{1,128}(?<!/)",
-                                             help="MQTT topic prefix without wildcards or trailing /")) or "city/v1",
+        ingest_key=s.get(
+            "ingest_key",
+            F(
+                "str",
+                default=None,
+                check=_ingest_key_check(base),
+                help="the ingest's Ed25519 public key: 64 hex digits or a file",
+            ),
+        ),
+        topic_prefix=s.get(
+            "topic_prefix",
+            F(
+                "str",
+                default="city/v1",
+                pattern=r"[^#+\x00 ]{1,128}(?<!/)",
+                help="MQTT topic prefix without wildcards or trailing /",
+            ),
+        )
+        or "city/v1",
         client_id=s.get("client_id", F("str", default=None, pattern=TOPIC_LEVEL)),
         keepalive_s=s.get("keepalive_s", F("int", default=30, min=5, max=3600)) or 30,
         session_expiry_s=_or(s.get("session_expiry_s", F("int", default=86400, min=0, max=2**32 - 1)), 86400),
         inflight=s.get("inflight", F("int", default=10, min=1, max=100, help="publishes awaiting PUBACK")) or 10,
-        max_unacked=s.get("max_unacked", F("int", default=256, min=1, max=4096,
-                                           help="batches sent but not yet acknowledged")) or 256,
+        max_unacked=s.get(
+            "max_unacked", F("int", default=256, min=1, max=4096, help="batches sent but not yet acknowledged")
+        )
+        or 256,
         ack_timeout_s=s.get("ack_timeout_s", F("float", default=60.0, min=1, max=86400)) or 60.0,
         batch_max_readings=s.get("batch_max_readings", F("int", default=2000, min=1, max=100000)) or 2000,
         batch_max_age_s=s.get("batch_max_age_s", F("float", default=300.0, min=0.1, max=86400)) or 300.0,
@@ -367,7 +421,11 @@ def parse_uplink(s: Section, base: Path | None) -> Uplink | None:
 def parse_outbox(s: Section) -> OutboxSettings:
     o = OutboxSettings(
         path=s.get("path", F("str", default="outbox.db", help="relative to the data dir")) or "outbox.db",
-        max_mb=s.get("max_mb", F("float", default=256.0, min=1, max=1_000_000, help="byte cap; oldest telemetry is evicted first")) or 256.0,
+        max_mb=s.get(
+            "max_mb",
+            F("float", default=256.0, min=1, max=1_000_000, help="byte cap; oldest telemetry is evicted first"),
+        )
+        or 256.0,
         commit_interval_ms=s.get("commit_interval_ms", F("float", default=100.0, min=1, max=10000)) or 100.0,
         queue_max=s.get("queue_max", F("int", default=20000, min=100, max=10_000_000)) or 20000,
     )

@@ -1,22 +1,21 @@
 """[trust]: who may command this cabinet (docs/commands.md).
 
-    [trust]
-    max_skew_s = 300            # clock skew allowed on iat/exp
-    max_lifetime_s = 604800     # longest exp - iat accepted (bounds the replay memory)
+[trust]
+max_skew_s = 300            # clock skew allowed on iat/exp
+max_lifetime_s = 604800     # longest exp - iat accepted (bounds the replay memory)
 
-    [trust.operators.city-ops]
-    key = "3d40...64 hex"       # raw Ed25519 public key, or a file (hex text or PEM)
-    allow = ["ping", "status", "light.override", "light.cancel"]   # or "*"
+[trust.operators.city-ops]
+key = "3d40...64 hex"       # raw Ed25519 public key, or a file (hex text or PEM)
+allow = ["ping", "status", "light.override", "light.cancel"]   # or "*"
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
-from agent.wire.commands import KIND_RE, Operator, Trust
 from agent.config.schema import MISSING, NAME_RE, F, Section
+from agent.wire.commands import KIND_RE, Operator, Trust
 
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -47,8 +46,9 @@ def _read_key(v: str, base: Path | None) -> bytes | str:
 
 def parse_trust(s: Section, base: Path | None) -> Trust:
     skew = s.get("max_skew_s", F("int", default=300, min=0, max=86400, help="seconds of clock skew on iat/exp"))
-    life = s.get("max_lifetime_s", F("int", default=7 * 86400, min=60, max=30 * 86400,
-                                     help="longest command lifetime exp - iat"))
+    life = s.get(
+        "max_lifetime_s", F("int", default=7 * 86400, min=60, max=30 * 86400, help="longest command lifetime exp - iat")
+    )
     ops = s.table("operators")
     s.finish()
     operators: list[Operator] = []
@@ -56,8 +56,12 @@ def parse_trust(s: Section, base: Path | None) -> Trust:
     for name, table in ops.items():
         sec = Section(s.issues, f"trust.operators.{name}", table if isinstance(table, dict) else {})
         if not re.fullmatch(NAME_RE, name) or not isinstance(table, dict):
-            s.error(f"operators.{name}", table, "[trust.operators.NAME] tables (NAME: letters, digits, _ -)",
-                    "bad operator entry")
+            s.error(
+                f"operators.{name}",
+                table,
+                "[trust.operators.NAME] tables (NAME: letters, digits, _ -)",
+                "bad operator entry",
+            )
             continue
         key_text = sec.get("key", F("str", help="the operator's Ed25519 public key: 64 hex digits or a file"))
         allow = sec.get("allow", F("any", help='a list of command kinds, or "*"'))
@@ -68,8 +72,12 @@ def parse_trust(s: Section, base: Path | None) -> Trust:
             if isinstance(got, str):
                 sec.error("key", key_text, "64 hex digits or a file with the Ed25519 public key", got)
             elif got in seen:
-                sec.error("key", key_text, "a key not listed for another operator",
-                          f"the same key as [trust.operators.{seen[got]}]")
+                sec.error(
+                    "key",
+                    key_text,
+                    "a key not listed for another operator",
+                    f"the same key as [trust.operators.{seen[got]}]",
+                )
             else:
                 raw = got
                 seen[got] = name
@@ -79,8 +87,9 @@ def parse_trust(s: Section, base: Path | None) -> Trust:
         elif isinstance(allow, list) and all(isinstance(k, str) and KIND_RE.fullmatch(k) for k in allow):
             kinds = frozenset(allow)
         elif allow is not None:
-            sec.error("allow", allow, '"*" or a list of command kinds such as ["ping", "light.override"]',
-                      "badly formed")
+            sec.error(
+                "allow", allow, '"*" or a list of command kinds such as ["ping", "light.override"]', "badly formed"
+            )
         if raw is not None:
             operators.append(Operator(name, raw, kinds))
     if skew is None or life is None:
@@ -88,4 +97,4 @@ def parse_trust(s: Section, base: Path | None) -> Trust:
     return Trust(operators, max_skew_s=skew, max_lifetime_s=life)
 
 
-__all__ = ["parse_trust", "MISSING"]
+__all__ = ["MISSING", "parse_trust"]

@@ -11,8 +11,9 @@ import dataclasses
 import enum
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from agent.model import Quality, Reading
 
@@ -52,8 +53,9 @@ class Hysteresis:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.raise_at) and math.isfinite(self.clear_at)) or self.raise_at == self.clear_at:
-            raise ValueError(f"hysteresis needs two different finite levels, got raise_at={self.raise_at}, "
-                             f"clear_at={self.clear_at}")
+            raise ValueError(
+                f"hysteresis needs two different finite levels, got raise_at={self.raise_at}, clear_at={self.clear_at}"
+            )
 
     @property
     def rising(self) -> bool:
@@ -119,20 +121,32 @@ class AlarmEvent:
     by: str | None = None  # who acknowledged
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"alarm": self.alarm_id, "source": self.source, "severity": self.severity,
-             "transition": self.transition, "state": self.state, "message": self.message, "t": self.t,
-             "value": _json_num(self.value), "count": self.count}
+        d = {
+            "alarm": self.alarm_id,
+            "source": self.source,
+            "severity": self.severity,
+            "transition": self.transition,
+            "state": self.state,
+            "message": self.message,
+            "t": self.t,
+            "value": json_num(self.value),
+            "count": self.count,
+        }
         if self.by is not None:
             d["by"] = self.by
         return d
 
     def to_reading(self) -> Reading:
         """The event as an outbox Reading (put it with Priority.ALARM)."""
-        return Reading(f"alarm.{self.alarm_id}", self.t,
-                       json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True), Quality.GOOD)
+        return Reading(
+            f"alarm.{self.alarm_id}",
+            self.t,
+            json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True),
+            Quality.GOOD,
+        )
 
 
-def _json_num(v: Any) -> float | None:
+def json_num(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return v
@@ -144,20 +158,33 @@ def as_condition(c: Any) -> Condition:
         cond = c
     elif isinstance(c, tuple):
         if not 4 <= len(c) <= 6:
-            raise ValueError(f"alarm condition tuple must be (alarm_id, source, severity, active[, message[, value]]), "
-                             f"got {c!r}")
+            raise ValueError(
+                f"alarm condition tuple must be (alarm_id, source, severity, active[, message[, value]]), got {c!r}"
+            )
         cond = Condition(*c)
     elif isinstance(c, Mapping):
         aid = c.get("alarm_id", c.get("id"))
-        cond = Condition(aid, c.get("source", ""), c.get("severity", "warning"), c.get("active"),
-                         c.get("message", ""), c.get("value"))
+        cond = Condition(
+            aid,
+            c.get("source", ""),
+            c.get("severity", "warning"),
+            c.get("active"),
+            c.get("message", ""),
+            c.get("value"),
+        )
     else:
         aid = getattr(c, "alarm_id", None)
         if aid is None:
             aid = getattr(c, "id", None)
         source = getattr(c, "source", None) or getattr(c, "segment", None) or str(aid).split(".", 1)[0]
-        cond = Condition(aid, source, getattr(c, "severity", "warning"), getattr(c, "active", None),
-                         getattr(c, "message", "") or "", getattr(c, "value", None))
+        cond = Condition(
+            aid,
+            source,
+            getattr(c, "severity", "warning"),
+            getattr(c, "active", None),
+            getattr(c, "message", "") or "",
+            getattr(c, "value", None),
+        )
     if not isinstance(cond.alarm_id, str) or not cond.alarm_id:
         raise ValueError(f"alarm condition without an alarm id: {c!r}")
     sev = cond.severity.value if isinstance(cond.severity, Severity) else cond.severity

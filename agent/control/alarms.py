@@ -60,18 +60,54 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from agent.control.alarm_model import (SEVERITIES, SHOWN, STATE_VERSION, STATES, AlarmDef, AlarmEvent,
-                                       AlarmOverride, Condition, Hysteresis, Severity, _json_num, as_condition)
+from agent.control.alarm_model import (
+    SEVERITIES,
+    SHOWN,
+    STATE_VERSION,
+    STATES,
+    AlarmDef,
+    AlarmEvent,
+    AlarmOverride,
+    Condition,
+    Hysteresis,
+    Severity,
+    json_num,
+    as_condition,
+)
 
-__all__ = ["SEVERITIES", "AlarmDef", "AlarmEvent", "AlarmManager", "AlarmOverride", "Condition", "Hysteresis",
-           "Severity", "as_condition"]
+__all__ = [
+    "SEVERITIES",
+    "AlarmDef",
+    "AlarmEvent",
+    "AlarmManager",
+    "AlarmOverride",
+    "Condition",
+    "Hysteresis",
+    "Severity",
+    "as_condition",
+]
 
 
 class _Alarm:
-    __slots__ = ("defn", "raw", "state", "pending_since", "since", "acked_at", "acked_by", "message", "value",
-                 "count", "changed", "source", "severity", "defined")
+    __slots__ = (
+        "acked_at",
+        "acked_by",
+        "changed",
+        "count",
+        "defined",
+        "defn",
+        "message",
+        "pending_since",
+        "raw",
+        "severity",
+        "since",
+        "source",
+        "state",
+        "value",
+    )
 
     def __init__(self, defn: AlarmDef, defined: bool) -> None:
         self.defn = defn
@@ -100,7 +136,9 @@ class _Alarm:
 class AlarmManager:
     """Alarm states and their transitions; see the module docstring."""
 
-    def __init__(self, definitions: Iterable[AlarmDef] = (), overrides: Mapping[str, AlarmOverride] | None = None) -> None:
+    def __init__(
+        self, definitions: Iterable[AlarmDef] = (), overrides: Mapping[str, AlarmOverride] | None = None
+    ) -> None:
         self.overrides: dict[str, AlarmOverride] = dict(overrides or {})
         self._alarms: dict[str, _Alarm] = {}
         self._pending: set[str] = set()
@@ -141,12 +179,16 @@ class AlarmManager:
         wall = now if wall is None else wall
         alarms = self._alarms
         for raw_c in conditions:
-            c = raw_c if type(raw_c) is Condition and type(raw_c.active) is bool and raw_c.severity in SEVERITIES \
+            c = (
+                raw_c
+                if type(raw_c) is Condition and type(raw_c.active) is bool and raw_c.severity in SEVERITIES
                 else as_condition(raw_c)
+            )
             a = alarms.get(c.alarm_id)
             if a is None:
                 a = alarms[c.alarm_id] = _Alarm(
-                    self._effective(AlarmDef(c.alarm_id, source=c.source, severity=c.severity)), False)
+                    self._effective(AlarmDef(c.alarm_id, source=c.source, severity=c.severity)), False
+                )
             if not a.defined:  # severity and source follow the condition unless overridden
                 o = self.overrides.get(c.alarm_id)
                 sev = o.severity if o is not None and o.severity is not None else c.severity
@@ -155,8 +197,13 @@ class AlarmManager:
                     a.severity, a.source = sev, c.source
             h = a.defn.hysteresis
             v = c.value
-            if h is not None and v is not None and not isinstance(v, bool) and isinstance(v, (int, float)) \
-                    and math.isfinite(v):
+            if (
+                h is not None
+                and v is not None
+                and not isinstance(v, bool)
+                and isinstance(v, (int, float))
+                and math.isfinite(v)
+            ):
                 raw = h.next(a.raw, v)
             else:
                 raw = c.active
@@ -212,7 +259,9 @@ class AlarmManager:
             a.since = None
         return AlarmEvent(a.defn.id, a.source, a.severity, transition, state, a.message, wall, a.value, a.count, by)
 
-    def acknowledge(self, alarm_id: str, now: float, *, wall: float | None = None, by: str | None = None) -> AlarmEvent | None:
+    def acknowledge(
+        self, alarm_id: str, now: float, *, wall: float | None = None, by: str | None = None
+    ) -> AlarmEvent | None:
         """Acknowledge an active or latched alarm; None when there is nothing to acknowledge."""
         a = self._alarms.get(alarm_id)
         if a is None or a.state not in ("active", "latched"):
@@ -235,13 +284,24 @@ class AlarmManager:
     def active(self) -> list[dict[str, Any]]:
         """Alarms not cleared (active, acknowledged, latched): critical first, then oldest."""
         out = [self._show(a) for a in self._alarms.values() if a.state in SHOWN]
-        out.sort(key=lambda x: (x["severity"] != "critical", x["since"] if x["since"] is not None else math.inf, x["id"]))
+        out.sort(
+            key=lambda x: (x["severity"] != "critical", x["since"] if x["since"] is not None else math.inf, x["id"])
+        )
         return out
 
     def _show(self, a: _Alarm) -> dict[str, Any]:
-        return {"id": a.defn.id, "source": a.source, "severity": a.severity, "state": a.state,
-                "since": a.since, "acknowledged": a.state == "acknowledged",
-                "condition": a.raw, "message": a.message, "value": _json_num(a.value), "count": a.count}
+        return {
+            "id": a.defn.id,
+            "source": a.source,
+            "severity": a.severity,
+            "state": a.state,
+            "since": a.since,
+            "acknowledged": a.state == "acknowledged",
+            "condition": a.raw,
+            "message": a.message,
+            "value": json_num(a.value),
+            "count": a.count,
+        }
 
     # ---- persistence -----------------------------------------------------------------
 
@@ -251,14 +311,28 @@ class AlarmManager:
         for aid, a in self._alarms.items():
             if a.state == "cleared" and not a.raw and a.count == 0:
                 continue
-            out[aid] = {"state": a.state, "condition": a.raw, "source": a.source, "severity": a.severity,
-                        "message": a.message, "value": _json_num(a.value), "since": a.since,
-                        "acked_at": a.acked_at, "acked_by": a.acked_by, "count": a.count, "changed": a.changed}
+            out[aid] = {
+                "state": a.state,
+                "condition": a.raw,
+                "source": a.source,
+                "severity": a.severity,
+                "message": a.message,
+                "value": json_num(a.value),
+                "since": a.since,
+                "acked_at": a.acked_at,
+                "acked_by": a.acked_by,
+                "count": a.count,
+                "changed": a.changed,
+            }
         return {"version": STATE_VERSION, "alarms": out}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], definitions: Iterable[AlarmDef] = (),
-                  overrides: Mapping[str, AlarmOverride] | None = None) -> "AlarmManager":
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        definitions: Iterable[AlarmDef] = (),
+        overrides: Mapping[str, AlarmOverride] | None = None,
+    ) -> AlarmManager:
         """A manager with `definitions` and the states saved by `to_dict`. Raises
         ValueError naming the first malformed entry (the caller decides to start fresh)."""
         m = cls(definitions, overrides)
@@ -288,7 +362,9 @@ class AlarmManager:
                 raise ValueError(f"alarm state {aid}: bad acked_by {by!r}")
             a = m._alarms.get(aid)
             if a is None:
-                a = m._alarms[aid] = _Alarm(m._effective(AlarmDef(aid, source=s.get("source", ""), severity=sev)), False)
+                a = m._alarms[aid] = _Alarm(
+                    m._effective(AlarmDef(aid, source=s.get("source", ""), severity=sev)), False
+                )
             a.state, a.raw, a.count = state, raw, count
             a.since, a.acked_at, a.acked_by, a.changed = s.get("since"), s.get("acked_at"), by, s.get("changed")
             a.message, a.value = s.get("message", ""), s.get("value")

@@ -51,9 +51,10 @@ _SLACK = 0.05  # deg
 def _rate(latitude: float, twilight: bool) -> float:
     """deg/s: a bound on |d elevation()/dt| at `latitude` (astral clamps it to +-89.8) while the
     sun stays in the twilight band (-6..3 deg) or, twilight=False, outside it."""
-    return 1.25 * (2.0 if twilight else 1.1) * 15.1 / 3600.0 * math.cos(math.radians(min(abs(latitude), 89.8))) \
-        + 1e-4
-UTC = dt.timezone.utc
+    return 1.25 * (2.0 if twilight else 1.1) * 15.1 / 3600.0 * math.cos(math.radians(min(abs(latitude), 89.8))) + 1e-4
+
+
+UTC = dt.UTC
 _DAY = dt.timedelta(days=1)
 
 
@@ -87,17 +88,29 @@ class Night:
         def iso(x: float | None) -> str | None:
             return None if x is None else dt.datetime.fromtimestamp(x, UTC).isoformat()
 
-        return {"day": self.day.isoformat(), "kind": self.kind, "sunset": iso(self.sunset),
-                "sunrise": iso(self.sunrise), "dark_from": iso(self.dark_from), "dark_until": iso(self.dark_until),
-                "noon_elevation": round(self.noon_elevation, 2),
-                "midnight_elevation": round(self.midnight_elevation, 2)}
+        return {
+            "day": self.day.isoformat(),
+            "kind": self.kind,
+            "sunset": iso(self.sunset),
+            "sunrise": iso(self.sunrise),
+            "dark_from": iso(self.dark_from),
+            "dark_until": iso(self.dark_until),
+            "noon_elevation": round(self.noon_elevation, 2),
+            "midnight_elevation": round(self.midnight_elevation, 2),
+        }
 
 
 class AstroClock:
     """Sun events at one site. `max_refine_km` bounds how far a GPS fix may move it."""
 
-    def __init__(self, latitude: float, longitude: float, elevation: float = 0.0, timezone: str = "UTC",
-                 max_refine_km: float = 50.0) -> None:
+    def __init__(
+        self,
+        latitude: float,
+        longitude: float,
+        elevation: float = 0.0,
+        timezone: str = "UTC",
+        max_refine_km: float = 50.0,
+    ) -> None:
         self.tz = ZoneInfo(timezone)
         self.timezone = timezone
         self.configured = (float(latitude), float(longitude), float(elevation))
@@ -136,12 +149,16 @@ class AstroClock:
             alt = None
         km = distance_km(self.configured[0], self.configured[1], lat, lon)
         if km > self.max_refine_km:
-            self.refine_note = (f"fix refused: {km:.1f} km from the configured site "
-                                f"(more than {self.max_refine_km:g} km; check [site])")
+            self.refine_note = (
+                f"fix refused: {km:.1f} km from the configured site (more than {self.max_refine_km:g} km; check [site])"
+            )
             return False
         new_alt = self.elevation_m if alt is None else alt
-        if (abs(lat - self.latitude) < 1e-3 and abs(lon - self.longitude) < 1e-3
-                and abs(new_alt - self.elevation_m) < 50):
+        if (
+            abs(lat - self.latitude) < 1e-3
+            and abs(lon - self.longitude) < 1e-3
+            and abs(new_alt - self.elevation_m) < 50
+        ):
             self.refine_note = None
             return False
         self.refine_note = f"site refined by GPS: {lat:.5f}, {lon:.5f} ({km:.2f} km from config)"
@@ -155,7 +172,7 @@ class AstroClock:
         return _elevation(self._obs, dt.datetime.fromtimestamp(t, UTC))
 
     def phase(self, t: float) -> str:
-        """"day" / "night" / "twilight" at UTC `t`, exactly as from elevation(t). Each computed
+        """ "day" / "night" / "twilight" at UTC `t`, exactly as from elevation(t). Each computed
         elevation certifies its phase for as long as the sun cannot have left it (_rate), so
         elevation() runs rarely, except close to the thresholds (astral uses whole seconds: + 1 s)."""
         lo, hi, phase = self._phase
@@ -213,8 +230,11 @@ class AstroClock:
         e_noon, e_mid, e_next = self.elevation(noon), self.elevation(midnight), self.elevation(next_noon)
 
         sunset = _first_in((self._event(_sunset, day), self._event(_sunset, day + _DAY)), noon, next_noon)
-        sunrise = _first_in((self._event(_sunrise, day), self._event(_sunrise, day + _DAY)),
-                            sunset if sunset is not None else noon, next_noon)
+        sunrise = _first_in(
+            (self._event(_sunrise, day), self._event(_sunrise, day + _DAY)),
+            sunset if sunset is not None else noon,
+            next_noon,
+        )
         dark_from: float | None = sunset
         if dark_from is None:
             if e_noon < HORIZON:
@@ -228,8 +248,9 @@ class AstroClock:
             if e_next < HORIZON:
                 dark_until = next_noon
             else:
-                dark_until = self._crossing(max(dark_from, midnight if e_mid < HORIZON else dark_from), next_noon,
-                                            rising=True)
+                dark_until = self._crossing(
+                    max(dark_from, midnight if e_mid < HORIZON else dark_from), next_noon, rising=True
+                )
         if dark_from is not None and (dark_until is None or dark_until <= dark_from):
             dark_from = dark_until = None
         if dark_from is None:

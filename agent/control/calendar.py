@@ -37,8 +37,8 @@ class DateSpec:
     year: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "DateSpec":
-        """"YYYY-MM-DD" or "--MM-DD" (TALQ's recurring form); ValueError if neither or not a date."""
+    def parse(cls, text: str) -> DateSpec:
+        """ "YYYY-MM-DD" or "--MM-DD" (TALQ's recurring form); ValueError if neither or not a date."""
         m = _DATE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
         if m is None:
             raise ValueError(f"not a date: {text!r} (use YYYY-MM-DD or --MM-DD)")
@@ -72,8 +72,9 @@ class Rule:
         if s is None and e is None:
             return True
         if (s is None or s.year is not None) and (e is None or e.year is not None):
-            return (s is None or d >= dt.date(s.year, s.month, s.day)) and \
-                   (e is None or d <= dt.date(e.year, e.month, e.day))  # type: ignore[arg-type]
+            return (s is None or d >= dt.date(s.year, s.month, s.day)) and (
+                e is None or d <= dt.date(e.year, e.month, e.day)
+            )  # type: ignore[arg-type]
         lo = s.key() if s is not None else (1, 1)
         hi = e.key() if e is not None else (12, 31)
         k = (d.month, d.day)

@@ -22,7 +22,8 @@ process image. Pure: no I/O, no asyncio, no wall clock.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from agent.control.alarms import AlarmDef, Condition, Hysteresis
 from agent.control.climate_alarms import alarm_definitions, contact_points, limit_alarms
@@ -76,8 +77,11 @@ class ClimateController:
         self.outputs = settings.output_points()
         sen = s.sensor
         self._tw = SensorWatch(s.temperature, sen.temperature_range, sen.max_age_s, sen.confirm_s, sen.stuck_s)
-        self._rhw = SensorWatch(s.humidity, sen.humidity_range, sen.max_age_s, sen.confirm_s, sen.stuck_s) \
-            if s.humidity else None
+        self._rhw = (
+            SensorWatch(s.humidity, sen.humidity_range, sen.max_age_s, sen.confirm_s, sen.stuck_s)
+            if s.humidity
+            else None
+        )
         self._fan_h = [Hysteresis(f.on_c, f.off_c) for f in s.fans]
         self._fan_want = [False] * len(s.fans)
         self._fan_sw = [Switch(f.output, _or(f.min_on_s, s.min_on_s), _or(f.min_off_s, s.min_off_s)) for f in s.fans]
@@ -106,8 +110,13 @@ class ClimateController:
         self._rh_limits = [x for x in limits if x[1] != s.temperature]
         self._trip_text = f"over-temperature trip at {s.trip_c:g} °C"
         ups = s.ups
-        self._shed_on_battery: tuple[str, ...] = () if ups is None else ups.shed_on_battery \
-            if ups.shed_on_battery is not None else ((h.output,) if h else ())
+        self._shed_on_battery: tuple[str, ...] = (
+            ()
+            if ups is None
+            else ups.shed_on_battery
+            if ups.shed_on_battery is not None
+            else ((h.output,) if h else ())
+        )
         self._messages = {d.id: d.description for d in self.definitions()}
 
     # ---- alarms ----------------------------------------------------------------------
@@ -178,11 +187,19 @@ class ClimateController:
         mode = "safe" if t_fault is not None else "starting" if t is None else "normal"
         self._emit("sensors", (t_fault, rh_fault), conds, lambda: self._sensor_conditions(t_fault, rh_fault))
         if t is not None:
-            self._emit("t", t, conds, lambda: [Condition(aid, pt, sev, False, text, t)
-                                               for aid, pt, _a, _c, sev, text in self._t_limits])
+            self._emit(
+                "t",
+                t,
+                conds,
+                lambda: [Condition(aid, pt, sev, False, text, t) for aid, pt, _a, _c, sev, text in self._t_limits],
+            )
         if rh is not None:
-            self._emit("rh", rh, conds, lambda: [Condition(aid, pt, sev, False, text, rh)
-                                                 for aid, pt, _a, _c, sev, text in self._rh_limits])
+            self._emit(
+                "rh",
+                rh,
+                conds,
+                lambda: [Condition(aid, pt, sev, False, text, rh) for aid, pt, _a, _c, sev, text in self._rh_limits],
+            )
 
         # contacts
         bad: list[str] = []
@@ -207,8 +224,12 @@ class ClimateController:
             low = self._contact(now, u.battery_low, snapshot, bad)
             repl = self._contact(now, u.replace_battery, snapshot, bad)
         if self._contacts_configured:
-            self._emit("contacts", (door, flood, on_batt, low, repl, tuple(bad)), conds,
-                       lambda: self._contact_conditions(door, flood, on_batt, low, repl, bad))
+            self._emit(
+                "contacts",
+                (door, flood, on_batt, low, repl, tuple(bad)),
+                conds,
+                lambda: self._contact_conditions(door, flood, on_batt, low, repl, bad),
+            )
             for since in self._contact_bad.values():
                 if now - since < s.sensor.confirm_s:
                     wake.append(since + s.sensor.confirm_s)
@@ -284,21 +305,39 @@ class ClimateController:
 
     def _sensor_conditions(self, t_fault: str | None, rh_fault: str | None) -> list[Condition]:
         s, msg = self.settings, self._messages
-        out = [Condition("climate.temperature_sensor_failed", s.temperature, "critical", t_fault is not None,
-                         f"temperature sensor failed: {t_fault}" if t_fault else msg["climate.temperature_sensor_failed"])]
+        out = [
+            Condition(
+                "climate.temperature_sensor_failed",
+                s.temperature,
+                "critical",
+                t_fault is not None,
+                f"temperature sensor failed: {t_fault}" if t_fault else msg["climate.temperature_sensor_failed"],
+            )
+        ]
         if s.humidity:
-            out.append(Condition("climate.humidity_sensor_failed", s.humidity, "warning", rh_fault is not None,
-                                 f"humidity sensor failed: {rh_fault}" if rh_fault else msg["climate.humidity_sensor_failed"]))
+            out.append(
+                Condition(
+                    "climate.humidity_sensor_failed",
+                    s.humidity,
+                    "warning",
+                    rh_fault is not None,
+                    f"humidity sensor failed: {rh_fault}" if rh_fault else msg["climate.humidity_sensor_failed"],
+                )
+            )
         return out
 
-    def _contact_conditions(self, door: bool, flood: bool, on_batt: bool, low: bool, repl: bool,
-                            bad: list[str]) -> list[Condition]:
+    def _contact_conditions(
+        self, door: bool, flood: bool, on_batt: bool, low: bool, repl: bool, bad: list[str]
+    ) -> list[Condition]:
         s, msg = self.settings, self._messages
         out = []
         if s.door:
             out.append(Condition("climate.door_open", s.door.input, "warning", door, msg["climate.door_open"]))
-            out.append(Condition("climate.door_open_too_long", s.door.input, "warning", door,
-                                 msg["climate.door_open_too_long"]))
+            out.append(
+                Condition(
+                    "climate.door_open_too_long", s.door.input, "warning", door, msg["climate.door_open_too_long"]
+                )
+            )
         if s.flood:
             out.append(Condition("climate.flood", s.flood.input, "critical", flood, msg["climate.flood"]))
         u = s.ups
@@ -306,10 +345,20 @@ class ClimateController:
             for key, val in (("on_battery", on_batt), ("battery_low", low), ("replace_battery", repl)):
                 if getattr(u, key):
                     aid = f"climate.ups_{key}"
-                    out.append(Condition(aid, getattr(u, key), "critical" if key == "battery_low" else "warning",
-                                         val, msg[aid]))
-        out.append(Condition("climate.input_failed", "climate", "warning", bool(bad),
-                             f"no good value from {', '.join(bad)}" if bad else msg["climate.input_failed"]))
+                    out.append(
+                        Condition(
+                            aid, getattr(u, key), "critical" if key == "battery_low" else "warning", val, msg[aid]
+                        )
+                    )
+        out.append(
+            Condition(
+                "climate.input_failed",
+                "climate",
+                "warning",
+                bool(bad),
+                f"no good value from {', '.join(bad)}" if bad else msg["climate.input_failed"],
+            )
+        )
         return out
 
     def _decide(self, sw: Switch, now: float, want: bool, reason: str, trip: bool, wake: list[float]) -> OutputDecision:
@@ -322,8 +371,9 @@ class ClimateController:
         self._prev[sw.point] = on
         return OutputDecision(sw.point, on, reason, trip, prev is not None and prev != on, held)
 
-    def _heater_want(self, now: float, t: float | None, rh: float | None, td: float | None,
-                     mode: str) -> tuple[bool, str]:
+    def _heater_want(
+        self, now: float, t: float | None, rh: float | None, td: float | None, mode: str
+    ) -> tuple[bool, str]:
         h, hold = self.settings.heater, self.settings.sensor.hold_s
         basis = ""
         if t is None:
@@ -362,11 +412,22 @@ class ClimateController:
         if self._last is None:
             return {"mode": "starting", "outputs": {}, "shed": {}}
         mode, t, rh, td, t_fault, rh_fault, trip, door, flooded, on_batt, low, decisions, shed = self._last
-        return {"mode": mode, "temperature": _round(t), "humidity": _round(rh), "dew_point": _round(td),
-                "temperature_fault": t_fault, "humidity_fault": rh_fault, "trip": trip, "door_open": door,
-                "flooded": flooded, "on_battery": on_batt, "battery_low": low,
-                "outputs": {d.point: {"on": d.on, "reason": d.reason, "trip": d.trip} for d in decisions},
-                "shed": dict(shed), "fan_failed": self._fans.indirect_failed or any(self._fans.failed)}
+        return {
+            "mode": mode,
+            "temperature": _round(t),
+            "humidity": _round(rh),
+            "dew_point": _round(td),
+            "temperature_fault": t_fault,
+            "humidity_fault": rh_fault,
+            "trip": trip,
+            "door_open": door,
+            "flooded": flooded,
+            "on_battery": on_batt,
+            "battery_low": low,
+            "outputs": {d.point: {"on": d.on, "reason": d.reason, "trip": d.trip} for d in decisions},
+            "shed": dict(shed),
+            "fan_failed": self._fans.indirect_failed or any(self._fans.failed),
+        }
 
 
 def _round(v: float | None) -> float | None:
@@ -375,4 +436,3 @@ def _round(v: float | None) -> float | None:
 
 def _or(v: float | None, default: float) -> float:
     return default if v is None else v
-

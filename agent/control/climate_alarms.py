@@ -32,8 +32,10 @@ def limit_alarms(s: ClimateSettings) -> list[tuple[str, str, float, float, str, 
     """(alarm id, point, raise at, clear at, severity, message) of the limit alarms."""
     lim = s.limits
     out = []
-    for quantity, point, band, unit in (("temperature", s.temperature, lim.temperature_band_k, "°C"),
-                                        ("humidity", s.humidity, lim.humidity_band, "%RH")):
+    for quantity, point, band, unit in (
+        ("temperature", s.temperature, lim.temperature_band_k, "°C"),
+        ("humidity", s.humidity, lim.humidity_band, "%RH"),
+    ):
         if point is None:
             continue
         for side, sign in (("high", -1.0), ("low", 1.0)):
@@ -42,8 +44,16 @@ def limit_alarms(s: ClimateSettings) -> list[tuple[str, str, float, float, str, 
                 continue
             for level, at in zip(("warning", "critical"), levels):
                 word = "at or above" if side == "high" else "at or below"
-                out.append((f"climate.{quantity}_{side}.{level}", point, at, at + sign * band, level,
-                            f"cabinet {quantity} {side}: {word} {at:g} {unit}"))
+                out.append(
+                    (
+                        f"climate.{quantity}_{side}.{level}",
+                        point,
+                        at,
+                        at + sign * band,
+                        level,
+                        f"cabinet {quantity} {side}: {word} {at:g} {unit}",
+                    )
+                )
     return out
 
 
@@ -57,35 +67,82 @@ def contact_points(s: ClimateSettings) -> tuple[str, ...]:
 def alarm_definitions(s: ClimateSettings) -> list[AlarmDef]:
     """The alarms a controller with settings `s` raises, with their default delays."""
     lim = s.limits
-    defs = [AlarmDef(aid, point, sev, lim.raise_delay_s, lim.clear_delay_s, hysteresis=Hysteresis(at, clear),
-                     description=msg) for aid, point, at, clear, sev, msg in limit_alarms(s)]
-    defs.append(AlarmDef("climate.temperature_sensor_failed", s.temperature, "critical", 0.0, 60.0,
-                         description="temperature sensor failed: fans on, heater by the last good reading"))
+    defs = [
+        AlarmDef(
+            aid, point, sev, lim.raise_delay_s, lim.clear_delay_s, hysteresis=Hysteresis(at, clear), description=msg
+        )
+        for aid, point, at, clear, sev, msg in limit_alarms(s)
+    ]
+    defs.append(
+        AlarmDef(
+            "climate.temperature_sensor_failed",
+            s.temperature,
+            "critical",
+            0.0,
+            60.0,
+            description="temperature sensor failed: fans on, heater by the last good reading",
+        )
+    )
     if s.humidity:
-        defs.append(AlarmDef("climate.humidity_sensor_failed", s.humidity, "warning", 0.0, 60.0,
-                             description="humidity sensor failed: heater by the last dew point"))
+        defs.append(
+            AlarmDef(
+                "climate.humidity_sensor_failed",
+                s.humidity,
+                "warning",
+                0.0,
+                60.0,
+                description="humidity sensor failed: heater by the last dew point",
+            )
+        )
     if s.fans and s.fan_check.after_s > 0:
-        defs.append(AlarmDef("climate.fan_failed", "climate", "warning",
-                             description="temperature not falling while the fans run"))
+        defs.append(
+            AlarmDef(
+                "climate.fan_failed", "climate", "warning", description="temperature not falling while the fans run"
+            )
+        )
     for f in s.fans:
         if f.monitor:
-            defs.append(AlarmDef(f"climate.fan_failed.{f.name}", f.monitor, "warning",
-                                 description=f"fan {f.name}: monitor out of its window"))
+            defs.append(
+                AlarmDef(
+                    f"climate.fan_failed.{f.name}",
+                    f.monitor,
+                    "warning",
+                    description=f"fan {f.name}: monitor out of its window",
+                )
+            )
     if s.door:
         defs.append(AlarmDef("climate.door_open", s.door.input, "warning", description="cabinet door open"))
-        defs.append(AlarmDef("climate.door_open_too_long", s.door.input, "warning", s.door.open_too_long_s,
-                             description=f"cabinet door open longer than {s.door.open_too_long_s:g} s"))
+        defs.append(
+            AlarmDef(
+                "climate.door_open_too_long",
+                s.door.input,
+                "warning",
+                s.door.open_too_long_s,
+                description=f"cabinet door open longer than {s.door.open_too_long_s:g} s",
+            )
+        )
     if s.flood:
-        defs.append(AlarmDef("climate.flood", s.flood.input, "critical", latching=True,
-                             description="water in the cabinet"))
+        defs.append(
+            AlarmDef("climate.flood", s.flood.input, "critical", latching=True, description="water in the cabinet")
+        )
     u = s.ups
     if u:
-        for key, sev, delay, msg in (("on_battery", "warning", u.on_battery_delay_s, "mains lost: UPS on battery"),
-                                     ("battery_low", "critical", 0.0, "UPS battery low"),
-                                     ("replace_battery", "warning", 0.0, "UPS battery needs replacing")):
+        for key, sev, delay, msg in (
+            ("on_battery", "warning", u.on_battery_delay_s, "mains lost: UPS on battery"),
+            ("battery_low", "critical", 0.0, "UPS battery low"),
+            ("replace_battery", "warning", 0.0, "UPS battery needs replacing"),
+        ):
             if getattr(u, key):
                 defs.append(AlarmDef(f"climate.ups_{key}", getattr(u, key), sev, delay, description=msg))
     if contact_points(s):
-        defs.append(AlarmDef("climate.input_failed", "climate", "warning", 0.0, 30.0,
-                             description="a door/flood/UPS contact input has no good value"))
+        defs.append(
+            AlarmDef(
+                "climate.input_failed",
+                "climate",
+                "warning",
+                0.0,
+                30.0,
+                description="a door/flood/UPS contact input has no good value",
+            )
+        )
     return defs

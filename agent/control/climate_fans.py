@@ -17,7 +17,8 @@ Two ways, both optional:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from agent.control.alarms import Condition
 from agent.control.climate_parts import Switch, good_value
@@ -51,8 +52,9 @@ class FanWatch:
             elif t is not None:
                 self._judge_run(now, t, snapshot, wake)
 
-    def _monitor(self, i: int, f: FanSettings, sw: Switch, now: float, snapshot: Mapping[str, Any],
-                 wake: list[float]) -> None:
+    def _monitor(
+        self, i: int, f: FanSettings, sw: Switch, now: float, snapshot: Mapping[str, Any], wake: list[float]
+    ) -> None:
         if not sw.on:
             self._out_since[i] = None
             return
@@ -93,8 +95,9 @@ class FanWatch:
                 self._run = [now, t, None]  # near ambient: the fans cannot cool, judge later
                 return
             run[2], self.indirect_failed = False, True
-            self._fail_text = (f"temperature not falling {fc.after_s:g} s after the fans started "
-                               f"({t_start:.1f} -> {t:.1f} °C)")
+            self._fail_text = (
+                f"temperature not falling {fc.after_s:g} s after the fans started ({t_start:.1f} -> {t:.1f} °C)"
+            )
 
     def key(self) -> tuple:
         return tuple(self.failed), self.indirect_failed
@@ -105,12 +108,27 @@ class FanWatch:
         for i, f in enumerate(s.fans):
             if f.monitor:
                 aid = f"climate.fan_failed.{f.name}"
-                out.append(Condition(aid, f.monitor, "warning", self.failed[i],
-                                     f"fan {f.name}: {f.monitor} outside {_window(f)} while running"
-                                     if self.failed[i] else messages[aid]))
+                out.append(
+                    Condition(
+                        aid,
+                        f.monitor,
+                        "warning",
+                        self.failed[i],
+                        f"fan {f.name}: {f.monitor} outside {_window(f)} while running"
+                        if self.failed[i]
+                        else messages[aid],
+                    )
+                )
         if s.fan_check.after_s > 0:
-            out.append(Condition("climate.fan_failed", "climate", "warning", self.indirect_failed,
-                                 self._fail_text if self.indirect_failed else messages["climate.fan_failed"]))
+            out.append(
+                Condition(
+                    "climate.fan_failed",
+                    "climate",
+                    "warning",
+                    self.indirect_failed,
+                    self._fail_text if self.indirect_failed else messages["climate.fan_failed"],
+                )
+            )
         return out
 
 

@@ -49,7 +49,7 @@ class Switch:
     change becomes possible (None when nothing is held).
     """
 
-    __slots__ = ("point", "min_on_s", "min_off_s", "on", "changed_at", "held_until", "switches")
+    __slots__ = ("changed_at", "held_until", "min_off_s", "min_on_s", "on", "point", "switches")
 
     def __init__(self, point: str, min_on_s: float, min_off_s: float) -> None:
         self.point = point
@@ -79,7 +79,7 @@ class Switch:
 class Debounce:
     """A boolean accepted once it held its new value `delay_s` (the first value at once)."""
 
-    __slots__ = ("delay_s", "state", "_cand", "_since")
+    __slots__ = ("_cand", "_since", "delay_s", "state")
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
@@ -126,10 +126,25 @@ class SensorWatch:
     is returned. `last` / `last_at` are the last good value and when it was seen.
     """
 
-    __slots__ = ("name", "lo", "hi", "max_age_s", "confirm_s", "stuck_s", "last", "last_at", "fault",
-                 "fault_since", "_stuck_value", "_stuck_since", "_started")
+    __slots__ = (
+        "_started",
+        "_stuck_since",
+        "_stuck_value",
+        "confirm_s",
+        "fault",
+        "fault_since",
+        "hi",
+        "last",
+        "last_at",
+        "lo",
+        "max_age_s",
+        "name",
+        "stuck_s",
+    )
 
-    def __init__(self, name: str, valid: tuple[float, float], max_age_s: float, confirm_s: float, stuck_s: float) -> None:
+    def __init__(
+        self, name: str, valid: tuple[float, float], max_age_s: float, confirm_s: float, stuck_s: float
+    ) -> None:
         self.name = name
         self.lo, self.hi = valid
         self.max_age_s = max_age_s

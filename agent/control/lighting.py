@@ -32,25 +32,33 @@ accounting per segment (lighting_actuation, lighting_monitor).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from agent.control.astro import AstroClock
 from agent.control.lighting_actuation import NO_VALUE, Actuator, good_value
-from agent.control.lighting_model import (Condition, Decision, Event, LightingSettings, StepResult, Write)
+from agent.control.lighting_model import Condition, Decision, Event, LightingSettings, StepResult, Write
 from agent.control.lighting_monitor import SEVERITY, Monitor
 from agent.control.overrides import Override, Overrides
 from agent.control.photocell import Photocell
 from agent.control.programs import BoostState, Outcome, PhotocellView, Program, Schedule
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 STATE_FORMAT = 1
 NORMAL, CLOCK_UNKNOWN, BLIND = "normal", "failsafe:clock-unknown", "failsafe:no-clock-no-photocell"
 READBACK_SEVERITY = {"relay_failure": "critical", "contactor_failure": "critical", "dimming_failure": "warning"}
 
 
 class LightingController:
-    def __init__(self, settings: LightingSettings, *, latitude: float, longitude: float, elevation: float = 0.0,
-                 timezone: str = "UTC") -> None:
+    def __init__(
+        self,
+        settings: LightingSettings,
+        *,
+        latitude: float,
+        longitude: float,
+        elevation: float = 0.0,
+        timezone: str = "UTC",
+    ) -> None:
         self.settings = settings
         self.astro = AstroClock(latitude, longitude, elevation, timezone)
         self.schedule = Schedule(self.astro)
@@ -76,11 +84,16 @@ class LightingController:
         self._actuation = settings.actuation
 
     @classmethod
-    def from_config(cls, config: Any) -> "LightingController":
+    def from_config(cls, config: Any) -> LightingController:
         """From an agent.config.Config with a [lighting] section."""
         site = config.site
-        return cls(config.lighting, latitude=site.latitude, longitude=site.longitude, elevation=site.elevation,
-                   timezone=site.timezone)
+        return cls(
+            config.lighting,
+            latitude=site.latitude,
+            longitude=site.longitude,
+            elevation=site.elevation,
+            timezone=site.timezone,
+        )
 
     def points(self) -> dict[str, str]:
         return self.settings.points()
@@ -96,8 +109,11 @@ class LightingController:
             was = pc.fault
             pc.update(mono, image.get(pc.s.point), self._phase(mono, t))
             if pc.fault != was:
-                msg = (f"lux sensor {pc.s.point}: {pc.fault}; lighting runs on the astronomical clock"
-                       if pc.fault else f"lux sensor {pc.s.point} trusted again")
+                msg = (
+                    f"lux sensor {pc.s.point}: {pc.fault}; lighting runs on the astronomical clock"
+                    if pc.fault
+                    else f"lux sensor {pc.s.point} trusted again"
+                )
                 events.append(Event("photocell", msg, data={"fault": pc.fault}))
                 self._cond(changed, "lighting.lux_sensor", "warning", pc.fault is not None, msg)
             view, healthy = self._view, pc.healthy
@@ -109,11 +125,24 @@ class LightingController:
         mode = NORMAL if t is not None else (CLOCK_UNKNOWN if view is not None and view.healthy else BLIND)
         if mode != self._mode:
             events.append(Event("mode", f"lighting mode {mode}", data={"mode": mode, "was": self._mode}))
-            self._cond(changed, "lighting.clock", "warning", t is None,
-                       "clock unknown: lighting runs on the photocell" if mode == CLOCK_UNKNOWN else
-                       "clock unknown" if t is None else "clock known")
-            self._cond(changed, "lighting.failsafe", "critical", mode == BLIND,
-                       "no clock and no trusted photocell: all segments on" if mode == BLIND else "fail-safe left")
+            self._cond(
+                changed,
+                "lighting.clock",
+                "warning",
+                t is None,
+                "clock unknown: lighting runs on the photocell"
+                if mode == CLOCK_UNKNOWN
+                else "clock unknown"
+                if t is None
+                else "clock known",
+            )
+            self._cond(
+                changed,
+                "lighting.failsafe",
+                "critical",
+                mode == BLIND,
+                "no clock and no trusted photocell: all segments on" if mode == BLIND else "fail-safe left",
+            )
             self._mode = mode
 
         overrides = len(self.overrides) > 0
@@ -126,9 +155,16 @@ class LightingController:
             was = b.capped
             b.update(mono, v, v is not NO_VALUE)
             if b.capped != was:
-                self._cond(changed, f"lighting.boost.{name}", "warning", b.capped,
-                           f"motion input {b.boost.point} detecting for more than {b.boost.max_s:g} s: "
-                           f"boost ignored (sensor stuck?)" if b.capped else "motion input back to normal")
+                self._cond(
+                    changed,
+                    f"lighting.boost.{name}",
+                    "warning",
+                    b.capped,
+                    f"motion input {b.boost.point} detecting for more than {b.boost.max_s:g} s: "
+                    f"boost ignored (sensor stuck?)"
+                    if b.capped
+                    else "motion input back to normal",
+                )
 
         tod = day = None
         if t is not None:
@@ -145,8 +181,13 @@ class LightingController:
             if ov is None and mode is NORMAL:
                 prog, out = memo.get(calendar) or self._program(calendar, t, tod, day, view)  # type: ignore[arg-type]
                 fast = fasts.get(name)  # the same outcome as when `prev` was decided, and nothing moving:
-                if fast is not None and fast[0] is out and fast[1] is prev and fast[2] is prog \
-                        and act.settled(mono, fast[3], fast[4]):
+                if (
+                    fast is not None
+                    and fast[0] is out
+                    and fast[1] is prev
+                    and fast[2] is prog
+                    and act.settled(mono, fast[3], fast[4])
+                ):
                     act.switched = False
                     d = prev  # type: ignore[assignment]
                 else:
@@ -161,9 +202,11 @@ class LightingController:
                 self._changes(name, act, prev, d, events, changed)
             # failure detection at steady state: settled since the last switch or level change, not warming up
             changed_at, level_changed = act.changed_at, act.level_changed
-            steady = (changed_at is not None
-                      and mono - (level_changed if level_changed > changed_at else changed_at) >= a.settle_s
-                      and not (act.on is True and act.on_since is not None and mono - act.on_since < a.warm_up_s))
+            steady = (
+                changed_at is not None
+                and mono - (level_changed if level_changed > changed_at else changed_at) >= a.settle_s
+                and not (act.on is True and act.on_since is not None and mono - act.on_since < a.warm_up_s)
+            )
             flipped = mon.judge(mono, d.on, act.level, steady, image)
             if flipped:
                 self._judged(name, mon, flipped, changed)
@@ -175,8 +218,9 @@ class LightingController:
         self._decisions = decisions
         return StepResult(decisions, writes, events, changed, mode)
 
-    def _program(self, calendar: str, t: float, tod: float, day: dt.date,
-                 view: PhotocellView | None) -> tuple[Program, Outcome]:
+    def _program(
+        self, calendar: str, t: float, tod: float, day: dt.date, view: PhotocellView | None
+    ) -> tuple[Program, Outcome]:
         """The calendar's program for `day` and its outcome now (memoised for this step)."""
         last = self._chosen.get(calendar)
         if last is not None and last[0] == day:
@@ -188,8 +232,18 @@ class LightingController:
         po = self._memo[calendar] = (prog, self.schedule.outcome(prog, t, tod, view if pc else None))
         return po
 
-    def _decide(self, name: str, act: Actuator, prev: Decision | None, ov: Override | None, mono: float, mode: str,
-                view: PhotocellView | None, prog: Program | None, out: Outcome | None) -> Decision:
+    def _decide(
+        self,
+        name: str,
+        act: Actuator,
+        prev: Decision | None,
+        ov: Override | None,
+        mono: float,
+        mode: str,
+        view: PhotocellView | None,
+        prog: Program | None,
+        out: Outcome | None,
+    ) -> Decision:
         ramp_up = ramp_down = 0.0
         if ov is not None:
             want_on, target, reason, detail = ov.on, ov.target, "override", ov.source
@@ -214,8 +268,14 @@ class LightingController:
             detail = f"{detail}+{note}"
         if act.seg.dim is None:
             level = None  # type: ignore[assignment]
-        if prev is not None and prev.on == on and prev.level == level and prev.reason == reason \
-                and prev.detail == detail and prev.target == target:
+        if (
+            prev is not None
+            and prev.on == on
+            and prev.level == level
+            and prev.reason == reason
+            and prev.detail == detail
+            and prev.target == target
+        ):
             d = prev
         else:
             d = Decision(name, on, level, reason, detail, target)
@@ -223,15 +283,27 @@ class LightingController:
             self._fast[name] = (out, d, prog, want_on, target)  # see step()
         return d
 
-    def _changes(self, name: str, act: Actuator, prev: Decision | None, d: Decision, events: list[Event],
-                 changed: list[Condition]) -> None:
+    def _changes(
+        self,
+        name: str,
+        act: Actuator,
+        prev: Decision | None,
+        d: Decision,
+        events: list[Event],
+        changed: list[Condition],
+    ) -> None:
         """Events for a changed decision, conditions for a changed read-back."""
-        if d is not prev and (prev is None or prev.on != d.on or prev.reason != d.reason or (
-                prev.target != d.target and d.on and d.level is not None)):
+        if d is not prev and (
+            prev is None
+            or prev.on != d.on
+            or prev.reason != d.reason
+            or (prev.target != d.target and d.on and d.level is not None)
+        ):
             data = {"on": d.on, "level": d.level, "reason": d.reason, "detail": d.detail}
             if prev is None or prev.on != d.on:
-                events.append(Event("switched", f"{name} {'on' if d.on else 'off'} ({d.reason}, {d.detail})", name,
-                                    data))
+                events.append(
+                    Event("switched", f"{name} {'on' if d.on else 'off'} ({d.reason}, {d.detail})", name, data)
+                )
             elif prev.reason != d.reason:
                 events.append(Event("reason", f"{name} now by {d.reason} ({d.detail})", name, data))
             else:
@@ -239,17 +311,30 @@ class LightingController:
         if act.readback_changed:
             act.readback_changed = False
             for kind, msg in act.readback.items():
-                self._cond(changed, f"lighting.{name}.{kind}", READBACK_SEVERITY[kind], msg is not None,
-                           msg or f"{kind.replace('_', ' ')} cleared", name)
+                self._cond(
+                    changed,
+                    f"lighting.{name}.{kind}",
+                    READBACK_SEVERITY[kind],
+                    msg is not None,
+                    msg or f"{kind.replace('_', ' ')} cleared",
+                    name,
+                )
 
     def _judged(self, name: str, mon: Monitor, flipped: list[str], changed: list[Condition]) -> None:
         for kind in flipped:
             chk = mon.checks[kind]
-            self._cond(changed, f"lighting.{name}.{kind}", SEVERITY[kind], chk.active,
-                       chk.message if chk.active else f"{kind.replace('_', ' ')} cleared", name)
+            self._cond(
+                changed,
+                f"lighting.{name}.{kind}",
+                SEVERITY[kind],
+                chk.active,
+                chk.message if chk.active else f"{kind.replace('_', ' ')} cleared",
+                name,
+            )
 
-    def _cond(self, changed: list[Condition], cid: str, severity: str, active: bool, message: str,
-              segment: str | None = None) -> None:
+    def _cond(
+        self, changed: list[Condition], cid: str, severity: str, active: bool, message: str, segment: str | None = None
+    ) -> None:
         old = self._conditions.get(cid)
         if old is None and not active:
             return
@@ -276,8 +361,9 @@ class LightingController:
         local = t + off
         days, tod = divmod(local, 86400.0)
         base = days * 86400.0
-        lo, hi = (base, base + self._day_start_s) if tod < self._day_start_s else (base + self._day_start_s,
-                                                                                  base + 86400.0)
+        lo, hi = (
+            (base, base + self._day_start_s) if tod < self._day_start_s else (base + self._day_start_s, base + 86400.0)
+        )
         if tod < self._day_start_s:
             days -= 1
         day = _EPOCH_DAY.get(int(days)) or _day(int(days))
@@ -285,7 +371,7 @@ class LightingController:
         return tod, day
 
     def _phase(self, mono: float, t: float | None) -> str | None:
-        """"day" / "night" / "twilight" from the solar elevation (sampled every 5 minutes)."""
+        """ "day" / "night" / "twilight" from the solar elevation (sampled every 5 minutes)."""
         if t is None:
             self._elev = None
             return None
@@ -295,32 +381,57 @@ class LightingController:
 
     # -- overrides ----------------------------------------------------------------------------------
 
-    def set_override(self, *, on: bool, mono: float, utc: dt.datetime | float | None, level: float | None = None,
-                     segments: Iterable[str] | str | None = None, start: dt.datetime | float | None = None,
-                     expires: dt.datetime | float | None = None, duration_s: float | None = None,
-                     forever: bool = False, source: str = "local", note: str = "") -> Override:
+    def set_override(
+        self,
+        *,
+        on: bool,
+        mono: float,
+        utc: dt.datetime | float | None,
+        level: float | None = None,
+        segments: Iterable[str] | str | None = None,
+        start: dt.datetime | float | None = None,
+        expires: dt.datetime | float | None = None,
+        duration_s: float | None = None,
+        forever: bool = False,
+        source: str = "local",
+        note: str = "",
+    ) -> Override:
         """Set an override (ValueError for a bad request); takes effect at the next step."""
-        ov = self.overrides.set(on=on, utc=_ts(utc), mono=mono, level=level,
-                                segments=[segments] if isinstance(segments, str) else segments,
-                                start=_ts(start), expires=_ts(expires), duration_s=duration_s, forever=forever,
-                                source=source, note=note)
+        ov = self.overrides.set(
+            on=on,
+            utc=_ts(utc),
+            mono=mono,
+            level=level,
+            segments=[segments] if isinstance(segments, str) else segments,
+            start=_ts(start),
+            expires=_ts(expires),
+            duration_s=duration_s,
+            forever=forever,
+            source=source,
+            note=note,
+        )
         for seg in self.overrides.segments:
             if self.overrides.items().get(seg) is ov:
-                self._pending.append(Event("override", f"{seg}: {ov.describe()}", seg,
-                                           {"action": "set", **ov.to_dict()}))
+                self._pending.append(
+                    Event("override", f"{seg}: {ov.describe()}", seg, {"action": "set", **ov.to_dict()})
+                )
         return ov
 
     def cancel_override(self, segments: Iterable[str] | str | None = None, source: str = "local") -> list[str]:
         gone = self.overrides.cancel([segments] if isinstance(segments, str) else segments)
         for seg in gone:
-            self._pending.append(Event("override", f"{seg}: override cancelled by {source}", seg,
-                                       {"action": "cancelled", "source": source}))
+            self._pending.append(
+                Event(
+                    "override", f"{seg}: override cancelled by {source}", seg, {"action": "cancelled", "source": source}
+                )
+            )
         return gone
 
     def restore_overrides(self, data: Mapping[str, Any], utc: dt.datetime | float | None) -> list[str]:
         """Load persisted overrides (Overrides.to_dict form); returns notes on what was dropped."""
-        self.overrides, notes = Overrides.from_dict(data, self.overrides.segments, _ts(utc),
-                                                    self.settings.override_expiry_s)
+        self.overrides, notes = Overrides.from_dict(
+            data, self.overrides.segments, _ts(utc), self.settings.override_expiry_s
+        )
         for n in notes:
             self._pending.append(Event("override", n, data={"action": "dropped"}))
         return notes
@@ -335,7 +446,7 @@ class LightingController:
         if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
             return
         segs = data.get("segments")
-        for name, d in (segs.items() if isinstance(segs, Mapping) else ()):
+        for name, d in segs.items() if isinstance(segs, Mapping) else ():
             if name in self._mon and isinstance(d, Mapping):
                 self._mon[name].restore(d)
 
@@ -346,13 +457,23 @@ class LightingController:
         t = _ts(utc)
         return {
             "mode": self._mode,
-            "segments": {n: {**(d.to_dict() if (d := self._decisions.get(n)) else {}),
-                             "power_w": self._mon[n].power, **self._mon[n].state()} for n in self._mon},
+            "segments": {
+                n: {
+                    **(d.to_dict() if (d := self._decisions.get(n)) else {}),
+                    "power_w": self._mon[n].power,
+                    **self._mon[n].state(),
+                }
+                for n in self._mon
+            },
             "photocell": self.photocell.status() if self.photocell else None,
             "night": self.astro.night_at(t).as_dict() if t is not None else None,
-            "site": {"latitude": self.astro.latitude, "longitude": self.astro.longitude,
-                     "elevation": self.astro.elevation_m, "timezone": self.astro.timezone,
-                     "note": self.astro.refine_note},
+            "site": {
+                "latitude": self.astro.latitude,
+                "longitude": self.astro.longitude,
+                "elevation": self.astro.elevation_m,
+                "timezone": self.astro.timezone,
+                "note": self.astro.refine_note,
+            },
             "overrides": {seg: ov.to_dict() for seg, ov in self.overrides.items().items()},
             "conditions": [c.to_dict() for c in self._conditions.values() if c.active],
         }
@@ -362,8 +483,13 @@ class LightingController:
         moved = self.astro.refine(fix)
         if moved:
             self.schedule.clear()
-            self._pending.append(Event("site", self.astro.refine_note or "site refined", data={
-                "latitude": self.astro.latitude, "longitude": self.astro.longitude}))
+            self._pending.append(
+                Event(
+                    "site",
+                    self.astro.refine_note or "site refined",
+                    data={"latitude": self.astro.latitude, "longitude": self.astro.longitude},
+                )
+            )
         return moved
 
 

@@ -22,15 +22,33 @@ Pure: monotonic time in, Write tuples and condition states out.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from agent.control.lighting_model import Actuation, Segment, Write
 
 
 class Actuator:
-    __slots__ = ("seg", "a", "on", "level", "last_switch", "on_since", "level_changed", "_ramp", "_target",
-                 "_written", "_last_write", "_mismatch", "switched", "readback", "readback_changed", "changed_at",
-                 "_tol", "_dim_at")
+    __slots__ = (
+        "_dim_at",
+        "_last_write",
+        "_mismatch",
+        "_ramp",
+        "_target",
+        "_tol",
+        "_written",
+        "a",
+        "changed_at",
+        "last_switch",
+        "level",
+        "level_changed",
+        "on",
+        "on_since",
+        "readback",
+        "readback_changed",
+        "seg",
+        "switched",
+    )
 
     def __init__(self, segment: Segment, actuation: Actuation) -> None:
         self.seg = segment
@@ -47,8 +65,11 @@ class Actuator:
         self._last_write: dict[str, float] = {}
         self._mismatch: dict[str, float] = {}  # point -> monotonic time a mismatch was first seen
         self.switched = False  # the last `apply` switched the contactor
-        self.readback: dict[str, str | None] = {"relay_failure": None, "contactor_failure": None,
-                                                "dimming_failure": None}  # kind -> message when failing
+        self.readback: dict[str, str | None] = {
+            "relay_failure": None,
+            "contactor_failure": None,
+            "dimming_failure": None,
+        }  # kind -> message when failing
         self.readback_changed = False  # some entry of `readback` went from None to a message or back
         self._tol = abs(segment.dim_range[1] - segment.dim_range[0]) * 0.01  # dimming read-back tolerance
         self._dim_at: tuple[float, float] = (math.nan, 0.0)  # (level, seg.dim_value(level)) of the last write
@@ -68,15 +89,19 @@ class Actuator:
             return self.level == 100.0
         return self._ramp is None and target == self._target and target == self.level and not self.warming(mono)
 
-    def apply(self, mono: float, want_on: bool, target: float, ramp_up_s: float = 0.0,
-              ramp_down_s: float = 0.0) -> tuple[bool, float, str]:
+    def apply(
+        self, mono: float, want_on: bool, target: float, ramp_up_s: float = 0.0, ramp_down_s: float = 0.0
+    ) -> tuple[bool, float, str]:
         """Move toward (want_on, target); returns (on, output level, note) where note is
         "cool-down", "warm-up", "ramp" or ""."""
         note = ""
         self.switched = False
         if self.on is None or want_on != self.on:
-            if self.on is not None and self.last_switch is not None \
-                    and mono - self.last_switch < self.a.min_switch_interval_s:
+            if (
+                self.on is not None
+                and self.last_switch is not None
+                and mono - self.last_switch < self.a.min_switch_interval_s
+            ):
                 note = "cool-down"
             else:
                 # the first decision after start is not a switch for the cool-down (the state was unknown)
@@ -142,8 +167,16 @@ class Actuator:
             self._feedback(mono, image)
         return out
 
-    def _output(self, mono: float, point: str, want: Any, image: Mapping[str, Any], kind: str,
-                exact: bool = False, tol: float = 0.0) -> Write | None:
+    def _output(
+        self,
+        mono: float,
+        point: str,
+        want: Any,
+        image: Mapping[str, Any],
+        kind: str,
+        exact: bool = False,
+        tol: float = 0.0,
+    ) -> Write | None:
         """The write due on `point` now, if any (at most one), and its read-back judgement."""
         written = self._written.get(point, NO_VALUE)
         if written is NO_VALUE or written != want:
@@ -194,8 +227,10 @@ class Actuator:
         since = max(since, self.last_switch or since)
         if mono - since >= self.a.readback_delay_s:
             state = "closed" if got else "open"
-            self._fail("contactor_failure", f"contactor auxiliary contact {point} says {state} while "
-                                            f"commanded {'on' if self.on else 'off'}")
+            self._fail(
+                "contactor_failure",
+                f"contactor auxiliary contact {point} says {state} while commanded {'on' if self.on else 'off'}",
+            )
 
     def _fail(self, kind: str, message: str | None) -> None:
         if (self.readback[kind] is None) != (message is None):

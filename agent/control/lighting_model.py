@@ -10,8 +10,9 @@ outputs Decision, Write, Event, Condition and StepResult, each with a JSON-safe
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from agent.control.calendar import Calendar
 from agent.control.overrides import DEFAULT_EXPIRY_S

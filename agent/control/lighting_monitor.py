@@ -26,12 +26,18 @@ Owns what the meter says about a segment:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from agent.control.lighting_model import Actuation, FailureDetection, Segment
 
-SEVERITY = {"day_burner": "critical", "supply_loss": "critical", "no_power": "critical",
-            "lamp_failure": "warning", "power_too_high": "warning"}
+SEVERITY = {
+    "day_burner": "critical",
+    "supply_loss": "critical",
+    "no_power": "critical",
+    "lamp_failure": "warning",
+    "power_too_high": "warning",
+}
 KINDS = tuple(SEVERITY)
 _CANNOT_JUDGE = (None, None, None, None, None)
 
@@ -39,7 +45,7 @@ _CANNOT_JUDGE = (None, None, None, None, None)
 class Debounce:
     """A cause confirmed for `delay` before it is active, and absent as long before it clears."""
 
-    __slots__ = ("active", "_since", "message")
+    __slots__ = ("_since", "active", "message")
 
     def __init__(self) -> None:
         self.active = False
@@ -60,9 +66,28 @@ class Debounce:
 
 
 class Monitor:
-    __slots__ = ("seg", "a", "f", "checks", "_causes", "_timing", "burning_s", "switches", "energy_kwh", "full_kwh",
-                 "counter", "_counter_mono", "counter_utc", "_last_mono", "power", "notes", "_no_power",
-                 "_supply_loss", "_cap_w", "_at_level")
+    __slots__ = (
+        "_at_level",
+        "_cap_w",
+        "_causes",
+        "_counter_mono",
+        "_last_mono",
+        "_no_power",
+        "_supply_loss",
+        "_timing",
+        "a",
+        "burning_s",
+        "checks",
+        "counter",
+        "counter_utc",
+        "energy_kwh",
+        "f",
+        "full_kwh",
+        "notes",
+        "power",
+        "seg",
+        "switches",
+    )
 
     def __init__(self, segment: Segment, actuation: Actuation, failure: FailureDetection) -> None:
         self.seg, self.a, self.f = segment, actuation, failure
@@ -93,8 +118,9 @@ class Monitor:
         sample = image.get(seg.power)
         if type(sample) is tuple and len(sample) == 3:
             p, quality, age = sample
-            if not (quality == "good" and type(p) is float and age is not None and age <= f.max_age_s
-                    and -1e300 < p < 1e300):  # else _value()'s common case
+            if not (
+                quality == "good" and type(p) is float and age is not None and age <= f.max_age_s and -1e300 < p < 1e300
+            ):  # else _value()'s common case
                 p = _value(sample, f.max_age_s)
         else:
             p = _value(sample, f.max_age_s)
@@ -146,8 +172,10 @@ class Monitor:
         if kind == "supply_loss":
             return f"supply loss: {v} V, no power while commanded on"
         if kind == "no_power":
-            return (f"no power while commanded on ({p:.0f} W, expected {exp:.0f} W): "
-                    f"contactor stuck open or breaker tripped")
+            return (
+                f"no power while commanded on ({p:.0f} W, expected {exp:.0f} W): "
+                f"contactor stuck open or breaker tripped"
+            )
         if kind == "lamp_failure":
             lamps = f", about {max(1, round((exp - p) / (exp / n)))} of {n} luminaires out" if n > 0 and exp > 0 else ""
             return f"lamp failure: {p:.0f} W at {level:.0f} %, expected {exp:.0f} W{lamps}"
@@ -155,8 +183,7 @@ class Monitor:
 
     # -- accounting ------------------------------------------------------------------------------------
 
-    def account(self, mono: float, utc: float | None, lit: bool, switched_on: bool,
-                image: Mapping[str, Any]) -> None:
+    def account(self, mono: float, utc: float | None, lit: bool, switched_on: bool, image: Mapping[str, Any]) -> None:
         if switched_on:
             self.switches += 1
         last = self._last_mono
@@ -171,8 +198,15 @@ class Monitor:
         if self.seg.energy is None:
             return
         sample = image.get(self.seg.energy)
-        if type(sample) is tuple and len(sample) == 3 and type(sample[0]) is float and type(sample[2]) is float \
-                and sample[1] == "good" and sample[2] >= 0.0 and -1e300 < sample[0] < 1e300:
+        if (
+            type(sample) is tuple
+            and len(sample) == 3
+            and type(sample[0]) is float
+            and type(sample[2]) is float
+            and sample[1] == "good"
+            and sample[2] >= 0.0
+            and -1e300 < sample[0] < 1e300
+        ):
             v, _, age = sample  # _value()'s common case, and a reading age
             at = mono - age
         else:
@@ -195,28 +229,38 @@ class Monitor:
             delta = v - counter
             cap = None if elapsed is None else 0.01 + self._cap_w * (elapsed if elapsed > 0.0 else 0.0) / 3.6e6
             if delta < 0:
-                self.notes.append(f"energy counter went back from {self.counter} to {v} kWh (meter reset or "
-                                  f"replaced): re-based")
+                self.notes.append(
+                    f"energy counter went back from {self.counter} to {v} kWh (meter reset or replaced): re-based"
+                )
             elif cap is None:
                 self.notes.append(f"energy counter {v} kWh after a restart with no clock: re-based")
             elif delta > cap:
-                self.notes.append(f"energy counter jumped by {delta:.3f} kWh in {elapsed:.0f} s (more than "
-                                  f"{cap:.3f}): re-based")
+                self.notes.append(
+                    f"energy counter jumped by {delta:.3f} kWh in {elapsed:.0f} s (more than {cap:.3f}): re-based"
+                )
             else:
                 self.energy_kwh += delta
         self.counter, self._counter_mono, self.counter_utc = v, at, None if utc is None else utc - (mono - at)
 
     def state(self) -> dict[str, Any]:
-        return {"burning_h": self.burning_s / 3600.0, "switches": self.switches,
-                "energy_kwh": self.energy_kwh, "full_power_kwh": self.full_kwh,
-                "saved_kwh": self.full_kwh - self.energy_kwh if self.seg.expected_w > 0 else None,
-                "counter_kwh": self.counter, "counter_utc": self.counter_utc}
+        return {
+            "burning_h": self.burning_s / 3600.0,
+            "switches": self.switches,
+            "energy_kwh": self.energy_kwh,
+            "full_power_kwh": self.full_kwh,
+            "saved_kwh": self.full_kwh - self.energy_kwh if self.seg.expected_w > 0 else None,
+            "counter_kwh": self.counter,
+            "counter_utc": self.counter_utc,
+        }
 
     def restore(self, d: Mapping[str, Any]) -> None:
         def num(key: str, default: float = 0.0) -> float:
             v = d.get(key, default)
-            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
-                and v >= 0 else default
+            return (
+                float(v)
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                else default
+            )
 
         self.burning_s = num("burning_h") * 3600.0
         self.switches = int(num("switches"))
@@ -234,8 +278,7 @@ def _value(sample: Any, max_age: float) -> float | None:
         return None
     if isinstance(sample, tuple) and len(sample) == 3:  # the common case, kept cheap
         value, quality, age = sample
-        if quality == "good" and type(value) is float and age is not None and age <= max_age \
-                and -1e300 < value < 1e300:
+        if quality == "good" and type(value) is float and age is not None and age <= max_age and -1e300 < value < 1e300:
             return value
     try:
         value, quality, age = sample[0], sample[1], sample[2] if len(sample) > 2 else 0.0

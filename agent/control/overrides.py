@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DEFAULT_EXPIRY_S = 8 * 3600.0
 FORMAT = 1
 
@@ -53,8 +54,16 @@ class Override:
         return f"override {what} until {until} by {self.source}" + (f": {self.note}" if self.note else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"on": self.on, "level": self.level, "start": _iso(self.start), "expires": _iso(self.expires),
-                "forever": self.forever, "source": self.source, "note": self.note, "set_at": _iso(self.set_at)}
+        return {
+            "on": self.on,
+            "level": self.level,
+            "start": _iso(self.start),
+            "expires": _iso(self.expires),
+            "forever": self.forever,
+            "source": self.source,
+            "note": self.note,
+            "set_at": _iso(self.set_at),
+        }
 
 
 class Overrides:
@@ -66,10 +75,21 @@ class Overrides:
         self._slots: dict[str, Override] = {}
         self.changed = 0
 
-    def set(self, *, on: bool, utc: float | None, mono: float, level: float | None = None,
-            segments: Iterable[str] | None = None, start: float | None = None, expires: float | None = None,
-            duration_s: float | None = None, forever: bool = False, source: str = "local",
-            note: str = "") -> Override:
+    def set(
+        self,
+        *,
+        on: bool,
+        utc: float | None,
+        mono: float,
+        level: float | None = None,
+        segments: Iterable[str] | None = None,
+        start: float | None = None,
+        expires: float | None = None,
+        duration_s: float | None = None,
+        forever: bool = False,
+        source: str = "local",
+        note: str = "",
+    ) -> Override:
         """Set an override on `segments` (None = all); ValueError for a bad request.
 
         Expiry: `expires` (UTC seconds), or `duration_s` from the start, or `forever`,
@@ -101,8 +121,17 @@ class Overrides:
             span = float(duration_s if duration_s is not None else self.default_expiry_s)
             exp = None if begin is None else begin + span
             deadline = mono + span if start is None else None
-        ov = Override(on=bool(on), level=None if level is None else float(level), start=begin, expires=exp,
-                      forever=forever, source=source, note=note, set_at=utc, deadline_mono=deadline)
+        ov = Override(
+            on=bool(on),
+            level=None if level is None else float(level),
+            start=begin,
+            expires=exp,
+            forever=forever,
+            source=source,
+            note=note,
+            set_at=utc,
+            deadline_mono=deadline,
+        )
         for seg in targets:
             self._slots[seg] = ov
         self.changed += 1
@@ -146,8 +175,9 @@ class Overrides:
         for seg, ov in list(self._slots.items()):
             if ov.forever:
                 continue
-            expired = (utc is not None and ov.expires is not None and utc >= ov.expires) or \
-                      (utc is None and ov.deadline_mono is not None and mono >= ov.deadline_mono)
+            expired = (utc is not None and ov.expires is not None and utc >= ov.expires) or (
+                utc is None and ov.deadline_mono is not None and mono >= ov.deadline_mono
+            )
             if expired:
                 del self._slots[seg]
                 out.append((seg, ov))
@@ -178,8 +208,13 @@ class Overrides:
         return {"format": FORMAT, "segments": {seg: ov.to_dict() for seg, ov in sorted(self._slots.items())}}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], segments: Iterable[str], utc: float | None,
-                  default_expiry_s: float = DEFAULT_EXPIRY_S) -> tuple["Overrides", list[str]]:
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        segments: Iterable[str],
+        utc: float | None,
+        default_expiry_s: float = DEFAULT_EXPIRY_S,
+    ) -> tuple[Overrides, list[str]]:
         """Rebuild from `to_dict()`; expired entries, unknown segments and malformed
         entries are dropped. Returns (overrides, notes on what was dropped)."""
         out = cls(segments, default_expiry_s)
@@ -187,15 +222,21 @@ class Overrides:
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             return out, ["override file ignored: unknown format"] if data else []
         raw = data.get("segments")
-        for seg, d in (raw.items() if isinstance(raw, Mapping) else ()):
+        for seg, d in raw.items() if isinstance(raw, Mapping) else ():
             if seg not in out.segments:
                 notes.append(f"{seg}: no such segment any more")
                 continue
             try:
-                ov = Override(on=bool(d["on"]), level=_level(d.get("level")), start=_ts(d.get("start")),
-                              expires=_ts(d.get("expires")), forever=bool(d.get("forever", False)),
-                              source=str(d.get("source", "local")), note=str(d.get("note", "")),
-                              set_at=_ts(d.get("set_at")))
+                ov = Override(
+                    on=bool(d["on"]),
+                    level=_level(d.get("level")),
+                    start=_ts(d.get("start")),
+                    expires=_ts(d.get("expires")),
+                    forever=bool(d.get("forever", False)),
+                    source=str(d.get("source", "local")),
+                    note=str(d.get("note", "")),
+                    set_at=_ts(d.get("set_at")),
+                )
             except (KeyError, TypeError, ValueError) as e:
                 notes.append(f"{seg}: malformed override dropped ({e})")
                 continue

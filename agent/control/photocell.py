@@ -52,8 +52,20 @@ class PhotocellSettings:
 
 
 class Photocell:
-    __slots__ = ("s", "dark", "fault", "lux", "_pending", "_pending_since", "_good_since", "_cross_since",
-                 "_last_value", "_changed_at", "_seen_day", "_seen_night")
+    __slots__ = (
+        "_changed_at",
+        "_cross_since",
+        "_good_since",
+        "_last_value",
+        "_pending",
+        "_pending_since",
+        "_seen_day",
+        "_seen_night",
+        "dark",
+        "fault",
+        "lux",
+        "s",
+    )
 
     def __init__(self, settings: PhotocellSettings) -> None:
         self.s = settings
@@ -76,8 +88,15 @@ class Photocell:
         """Feed one snapshot entry (value, quality, age) or None. `phase`: "day", "night",
         "twilight" from the astro clock, or None when the clock is unknown."""
         s = self.s
-        if type(sample) is tuple and len(sample) == 3 and sample[1] == "good" and type(sample[0]) is float \
-                and sample[2] is not None and sample[2] <= s.max_age_s and s.min_lux <= sample[0] <= s.max_lux:
+        if (
+            type(sample) is tuple
+            and len(sample) == 3
+            and sample[1] == "good"
+            and type(sample[0]) is float
+            and sample[2] is not None
+            and sample[2] <= s.max_age_s
+            and s.min_lux <= sample[0] <= s.max_lux
+        ):
             problem, value = None, sample[0]  # _classify()'s common case
         else:
             problem, value = self._classify(sample)
@@ -113,8 +132,13 @@ class Photocell:
             return "missing", None
         if isinstance(sample, tuple) and len(sample) == 3:  # the common case, kept cheap
             value, quality, age = sample
-            if quality == "good" and type(value) is float and age is not None and age <= self.s.max_age_s \
-                    and self.s.min_lux <= value <= self.s.max_lux:
+            if (
+                quality == "good"
+                and type(value) is float
+                and age is not None
+                and age <= self.s.max_age_s
+                and self.s.min_lux <= value <= self.s.max_lux
+            ):
                 return None, value
         try:
             value, quality, age = sample
@@ -161,5 +185,4 @@ class Photocell:
             self._cross_since = None
 
     def status(self) -> dict[str, Any]:
-        return {"point": self.s.point, "lux": self.lux, "dark": self.dark, "fault": self.fault,
-                "trusted": self.healthy}
+        return {"point": self.s.point, "lux": self.lux, "dark": self.dark, "fault": self.fault, "trusted": self.healthy}

@@ -162,7 +162,7 @@ class Schedule:
         if p.steps or p.astro_steps:
             times = self._timeline_of(p, night)[0]
             i = bisect.bisect_right(times, t)
-            bounds += times[max(0, i - 1):i + 1]
+            bounds += times[max(0, i - 1) : i + 1]
         for b in bounds:
             if b <= t:
                 lo = max(lo, b)
@@ -213,9 +213,12 @@ class Schedule:
             nights = (night, self.astro.night_of(night.day - _DAY), self.astro.night_of(night.day + _DAY))
             w = self._windows[key] = tuple(
                 tuple(iv for n in nights if (iv := self._shift(n, a, b))[0] < iv[1])
-                for a, b in ((p.sunset_offset_min, p.sunrise_offset_min),
-                             (p.latest_on_sunset_min, p.sensor_from_sunrise_min),
-                             (p.sensor_from_sunset_min, p.latest_off_sunrise_min)))
+                for a, b in (
+                    (p.sunset_offset_min, p.sunrise_offset_min),
+                    (p.latest_on_sunset_min, p.sensor_from_sunrise_min),
+                    (p.sensor_from_sunset_min, p.latest_off_sunrise_min),
+                )
+            )
         return w
 
     @staticmethod
@@ -264,7 +267,7 @@ class Schedule:
 class BoostState:
     """Motion detections of one input: boost is on while detected and `hold_s` after."""
 
-    __slots__ = ("boost", "last", "since", "capped")
+    __slots__ = ("boost", "capped", "last", "since")
 
     def __init__(self, boost: Boost) -> None:
         self.boost = boost

@@ -11,15 +11,16 @@ a failed write at most every `retry_s`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from agent.clock import Clock
 from agent.config import Config
 from agent.field.image import ProcessImage
 from agent.field.inputs import DioPoller
-from agent.model import Quality, Reading
 from agent.field.poller import BusPoller
+from agent.model import Quality, Reading
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,16 @@ class WriteState:
 
 
 class Actuator:
-    def __init__(self, config: Config, pollers: Mapping[str, BusPoller], dio: DioPoller | None,
-                 image: ProcessImage, clock: Clock,
-                 ingest: Callable[[list[Reading], float], Awaitable[None]], retry_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        pollers: Mapping[str, BusPoller],
+        dio: DioPoller | None,
+        image: ProcessImage,
+        clock: Clock,
+        ingest: Callable[[list[Reading], float], Awaitable[None]],
+        retry_s: float = 5.0,
+    ) -> None:
         self.image = image
         self.clock = clock
         self.ingest = ingest
@@ -110,5 +118,7 @@ class Actuator:
         return failed
 
     def snapshot(self) -> dict[str, Any]:
-        return {p: {"desired": s.desired, "ok": s.ok, "reason": s.reason, "writes": s.writes, "failures": s.failures}
-                for p, s in sorted(self.state.items())}
+        return {
+            p: {"desired": s.desired, "ok": s.ok, "reason": s.reason, "writes": s.writes, "failures": s.failures}
+            for p, s in sorted(self.state.items())
+        }

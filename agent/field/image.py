@@ -8,13 +8,14 @@ clock step (NTP, GPS) never makes values look fresh or old. Pure; `now` is passe
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from agent.model import Point, Quality, Reading
 
 
 class ProcessImage:
-    __slots__ = ("_points", "_latest", "updates")
+    __slots__ = ("_latest", "_points", "updates")
 
     def __init__(self, points: Iterable[Point] = ()) -> None:
         self._points: dict[str, Point] = {p.name: p for p in points}
@@ -64,13 +65,30 @@ class ProcessImage:
         for name, point in sorted(self._points.items()):
             reading, age = self.get(name, mono)
             if reading is None:
-                out.append({"name": name, "value": None, "unit": point.unit, "quality": Quality.BAD.value,
-                            "age_s": None, "reason": "no value yet", "t": None})
+                out.append(
+                    {
+                        "name": name,
+                        "value": None,
+                        "unit": point.unit,
+                        "quality": Quality.BAD.value,
+                        "age_s": None,
+                        "reason": "no value yet",
+                        "t": None,
+                    }
+                )
             else:
                 value = reading.value
                 if isinstance(value, float) and not math.isfinite(value):
                     value = None  # not JSON; the reason says "not a number"
-                out.append({"name": name, "value": value, "unit": point.unit,
-                            "quality": reading.quality.value, "age_s": round(age, 3),
-                            "reason": reading.reason, "t": reading.t})
+                out.append(
+                    {
+                        "name": name,
+                        "value": value,
+                        "unit": point.unit,
+                        "quality": reading.quality.value,
+                        "age_s": round(age, 3),
+                        "reason": reading.reason,
+                        "t": reading.t,
+                    }
+                )
         return out

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from agent.clock import Clock
 from agent.config.model import Gps, Input, Output
@@ -31,8 +32,17 @@ class DioError(RuntimeError):
 class DioPoller:
     OUTPUT_READBACK_S = 1.0
 
-    def __init__(self, inputs: Iterable[Input], outputs: Iterable[Output], dio: Any, clock: Clock, sink: Sink, *,
-                 pins: dict[str, str] | None = None, no_dio_reason: str | None = None) -> None:
+    def __init__(
+        self,
+        inputs: Iterable[Input],
+        outputs: Iterable[Output],
+        dio: Any,
+        clock: Clock,
+        sink: Sink,
+        *,
+        pins: dict[str, str] | None = None,
+        no_dio_reason: str | None = None,
+    ) -> None:
         self.inputs = list(inputs)
         self.outputs = {o.name: o for o in outputs}
         self.dio = dio
@@ -87,7 +97,7 @@ class DioPoller:
         try:
             self.dio.write(name, bool(value))
             back = bool(self.dio.read(name))
-        except Exception as e:  # noqa: BLE001 - report as the output's failure
+        except Exception as e:
             raise DioError(f"output {name} (pin {out.pin}): {e}") from e
         reading = Reading(out.point.name, self.clock.now(), back, Quality.GOOD)
         await self.sink([reading], self.clock.monotonic())
@@ -95,20 +105,35 @@ class DioPoller:
             raise DioError(f"output {name} (pin {out.pin}): wrote {bool(value)}, reads back {back}")
 
     def snapshot(self) -> dict[str, Any]:
-        out = {i.name: {"pin": i.pin, "kind": "input", "invert": i.invert, "error": self.errors.get(i.name)}
-               for i in self.inputs}
-        out.update({o.name: {"pin": o.pin, "kind": "output", "invert": o.invert, "error": self.errors.get(o.name)}
-                    for o in self.outputs.values()})
+        out = {
+            i.name: {"pin": i.pin, "kind": "input", "invert": i.invert, "error": self.errors.get(i.name)}
+            for i in self.inputs
+        }
+        out.update(
+            {
+                o.name: {"pin": o.pin, "kind": "output", "invert": o.invert, "error": self.errors.get(o.name)}
+                for o in self.outputs.values()
+            }
+        )
         return out
 
 
 def gps_points(heartbeat_s: float = 3600.0) -> list[Point]:
     def p(key: str, unit: str = "", deadband: float = 0.0) -> Point:
-        return Point(f"gps.{key}", unit=unit, source="gps", deadband=deadband, heartbeat_s=heartbeat_s,
-                     stale_after_s=10.0)
+        return Point(
+            f"gps.{key}", unit=unit, source="gps", deadband=deadband, heartbeat_s=heartbeat_s, stale_after_s=10.0
+        )
 
-    return [p("latitude", "°", 0.0001), p("longitude", "°", 0.0001), p("altitude", "m", 5.0),
-            p("fix_quality"), p("satellites"), p("hdop", "", 0.5), p("time_valid"), p("clock_offset_s", "s", 0.5)]
+    return [
+        p("latitude", "°", 0.0001),
+        p("longitude", "°", 0.0001),
+        p("altitude", "m", 5.0),
+        p("fix_quality"),
+        p("satellites"),
+        p("hdop", "", 0.5),
+        p("time_valid"),
+        p("clock_offset_s", "s", 0.5),
+    ]
 
 
 class GpsPoints:
@@ -119,8 +144,9 @@ class GpsPoints:
         self.points = gps_points()
         self.state = nmea.GpsState(stale_after_s=cfg.stale_s)
         self.last_error: str | None = None
-        self.reader = GpsReader(port, cfg.baudrate, on_sentence=self._on_sentence, on_error=self._on_error,
-                                mono=clock.monotonic)
+        self.reader = GpsReader(
+            port, cfg.baudrate, on_sentence=self._on_sentence, on_error=self._on_error, mono=clock.monotonic
+        )
 
     def _on_sentence(self, sentence: nmea.Sentence) -> None:
         self.state.feed(sentence, self.clock.monotonic())
@@ -147,18 +173,25 @@ class GpsPoints:
         if not self.reader.is_open:
             reason = self.last_error or f"GPS port {self.port} not open"
             return [Reading(p.name, t, None, Quality.BAD, reason) for p in self.points]
-        out = [Reading("gps.fix_quality", t, fix.fix_quality, Quality.GOOD),
-               Reading("gps.time_valid", t, fix.time_valid, Quality.GOOD)]
+        out = [
+            Reading("gps.fix_quality", t, fix.fix_quality, Quality.GOOD),
+            Reading("gps.time_valid", t, fix.time_valid, Quality.GOOD),
+        ]
         if fix.satellites is not None:
             out.append(Reading("gps.satellites", t, fix.satellites, Quality.GOOD))
         if fix.position_valid:
-            out += [Reading("gps.latitude", t, fix.latitude, Quality.GOOD),
-                    Reading("gps.longitude", t, fix.longitude, Quality.GOOD),
-                    Reading("gps.hdop", t, fix.hdop, Quality.GOOD)]
+            out += [
+                Reading("gps.latitude", t, fix.latitude, Quality.GOOD),
+                Reading("gps.longitude", t, fix.longitude, Quality.GOOD),
+                Reading("gps.hdop", t, fix.hdop, Quality.GOOD),
+            ]
             if fix.altitude is not None:
                 out.append(Reading("gps.altitude", t, fix.altitude, Quality.GOOD))
         elif fix.latitude is None:
-            out += [Reading(f"gps.{k}", t, None, Quality.BAD, "no fix") for k in ("latitude", "longitude", "altitude", "hdop")]
+            out += [
+                Reading(f"gps.{k}", t, None, Quality.BAD, "no fix")
+                for k in ("latitude", "longitude", "altitude", "hdop")
+            ]
         if fix.time_valid and fix.time_utc is not None:
             out.append(Reading("gps.clock_offset_s", t, round(fix.time_utc.timestamp() - t, 3), Quality.GOOD))
         else:
@@ -170,7 +203,13 @@ class GpsPoints:
 
     def snapshot(self, mono: float) -> dict[str, Any]:
         fix = self.state.snapshot(mono)
-        return {"port": self.port, "open": self.reader.is_open, "lines_ok": self.reader.lines_ok,
-                "lines_bad": self.reader.lines_bad, "reopens": self.reader.reopen_count,
-                "last_error": self.last_error, "time_quality": fix.time_quality,
-                "position_valid": fix.position_valid}
+        return {
+            "port": self.port,
+            "open": self.reader.is_open,
+            "lines_ok": self.reader.lines_ok,
+            "lines_bad": self.reader.lines_bad,
+            "reopens": self.reader.reopen_count,
+            "last_error": self.last_error,
+            "time_quality": fix.time_quality,
+            "position_valid": fix.position_valid,
+        }

@@ -13,7 +13,8 @@ logged once.
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from agent.clock import Clock
 from agent.config.model import Device
@@ -87,13 +88,12 @@ class DeviceState:
         for p in block.points:
             b = Block(block.table, p.address, p.width, (p,))
             singles.append((b, BlockDecoder(b.start, b.count, b.points), True))
-        self.blocks[index:index + 1] = singles
+        self.blocks[index : index + 1] = singles
         self.split.append(f"{block.table.value} {block.start}+{block.count}")
 
 
 class BusPoller:
-    def __init__(self, engine: BusEngine, devices: Sequence[Device], clock: Clock, sink: Sink,
-                 backoff: Any) -> None:
+    def __init__(self, engine: BusEngine, devices: Sequence[Device], clock: Clock, sink: Sink, backoff: Any) -> None:
         self.engine = engine
         self.clock = clock
         self.sink = sink
@@ -139,14 +139,25 @@ class BusPoller:
                     break
                 if f.device_level:
                     if st.health.failure(self.clock.monotonic(), f.reason):
-                        log.warning("device %s (bus %s unit %d) not answering: %s; retrying with backoff",
-                                    name, self.engine.name, dev.unit, f.reason)
+                        log.warning(
+                            "device %s (bus %s unit %d) not answering: %s; retrying with backoff",
+                            name,
+                            self.engine.name,
+                            dev.unit,
+                            f.reason,
+                        )
                     readings = self._all_bad(st, f.reason)
                     break
                 if f.code in (2, 3) and len(block.points) > 1 and not was_split:
                     st.split_block(i)
-                    log.warning("device %s refused block %s %d+%d (%s); reading its points one by one",
-                                name, block.table.value, block.start, block.count, f.reason)
+                    log.warning(
+                        "device %s refused block %s %d+%d (%s); reading its points one by one",
+                        name,
+                        block.table.value,
+                        block.start,
+                        block.count,
+                        f.reason,
+                    )
                     continue  # retry the same index, now the first single-point block
                 t = self.clock.now()
                 readings.extend(Reading(st.names[p.key], t, None, Quality.BAD, f.reason) for p in block.points)
@@ -191,12 +202,21 @@ class BusPoller:
     def snapshot(self, mono: float) -> list[dict[str, Any]]:
         out = []
         for name, st in self.devices.items():
-            out.append({"name": name, "bus": self.engine.name, "unit": st.device.unit,
-                        "profile": st.device.profile_name, "poll_s": st.device.poll_s,
-                        "requests_per_poll": len(st.blocks), "polls": st.polls,
-                        "skipped_cycles": self.schedule.skipped[name],
-                        "last_poll_ms": round(st.last_duration * 1000, 1), "split_blocks": st.split,
-                        **st.health.snapshot(mono)})
+            out.append(
+                {
+                    "name": name,
+                    "bus": self.engine.name,
+                    "unit": st.device.unit,
+                    "profile": st.device.profile_name,
+                    "poll_s": st.device.poll_s,
+                    "requests_per_poll": len(st.blocks),
+                    "polls": st.polls,
+                    "skipped_cycles": self.schedule.skipped[name],
+                    "last_poll_ms": round(st.last_duration * 1000, 1),
+                    "split_blocks": st.split,
+                    **st.health.snapshot(mono),
+                }
+            )
         return out
 
 

@@ -8,13 +8,13 @@ passed since the last report. Everything else is only kept in the process image.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from agent.model import Point, Reading
 
 
 class ReportFilter:
-    __slots__ = ("_rules", "_last", "offered", "reported")
+    __slots__ = ("_last", "_rules", "offered", "reported")
 
     def __init__(self, points: Iterable[Point] = ()) -> None:
         self._rules: dict[str, tuple[float, float]] = {}

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from agent.model import Priority
 
@@ -36,8 +37,13 @@ class SealPolicy:
         self.max_age_s = max_age_s
         self.alarm_delay_s = alarm_delay_s
 
-    def due(self, pending_rows: int, oldest_pending_age_s: float | None,
-            highest_pending_priority: Priority | None, highest_priority_age_s: float | None = None) -> bool:
+    def due(
+        self,
+        pending_rows: int,
+        oldest_pending_age_s: float | None,
+        highest_pending_priority: Priority | None,
+        highest_priority_age_s: float | None = None,
+    ) -> bool:
         """True when a batch should be sealed now.
 
         `oldest_pending_age_s` is how long the oldest unsealed reading has waited
@@ -77,7 +83,8 @@ class Candidate(NamedTuple):
 
 
 EVICTION_ORDER: tuple[tuple[Priority, Kind], ...] = tuple(
-    (prio, kind) for prio in sorted(Priority, reverse=True) for kind in (Kind.ROWS, Kind.BATCH))
+    (prio, kind) for prio in sorted(Priority, reverse=True) for kind in (Kind.ROWS, Kind.BATCH)
+)
 
 
 class EvictionPolicy:

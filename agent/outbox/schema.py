@@ -25,7 +25,8 @@ recomputed on start, and eviction keeps it at or under `max_bytes`.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from agent.model import Priority, Quality, Reading
 
@@ -40,7 +41,8 @@ F_BOOL, F_NAN, F_BIG = 4, 8, 16
 I64 = 2**63
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {  # version -> statements taking the schema from version-1 to it
-    1: ("CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    1: (
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
         "CREATE TABLE points(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
         "CREATE TABLE rows(id INTEGER PRIMARY KEY, prio INTEGER NOT NULL, point INTEGER NOT NULL, t REAL NOT NULL,"
         " v, q INTEGER NOT NULL, reason TEXT, nbytes INTEGER NOT NULL, batch INTEGER)",
@@ -50,7 +52,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {  # version -> statements taking the s
         " created_t REAL NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL)",
         "CREATE INDEX batches_prio ON batches(prio, seq)",
         "INSERT INTO meta VALUES ('boot_epoch', 0), ('seq_hi', 0), ('evicted_batches', 0),"
-        " ('evicted_rows_0', 0), ('evicted_rows_1', 0), ('evicted_rows_2', 0)"),
+        " ('evicted_rows_0', 0), ('evicted_rows_1', 0), ('evicted_rows_2', 0)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)  # the store migrates to max(MIGRATIONS) as it is when a file is opened
 ROW_COLUMNS = "id, prio, point, t, v, q, reason, nbytes"  # what `to_readings` reads
@@ -62,8 +65,9 @@ def text_len(s: str) -> int:
     return len(s) if s.isascii() else len(s.encode())  # also refuses lone surrogates, before SQLite would
 
 
-def to_rows(readings: Sequence[Reading], prio: int, ids: dict[str, int],
-           intern: Callable[[Any], int]) -> tuple[list[tuple], int]:
+def to_rows(
+    readings: Sequence[Reading], prio: int, ids: dict[str, int], intern: Callable[[Any], int]
+) -> tuple[list[tuple], int]:
     """Validate and convert readings to table rows and their byte estimate; `intern`
     gives a new point name its id (and adds it to `ids`). Raises before anything is queued."""
     out, total = [], 0
@@ -119,6 +123,13 @@ def _odd_value(point: str, v: Any, qk: int, nb: int) -> tuple[Any, int, int]:
 
 def to_readings(names: dict[int, str], rows: Iterable[tuple]) -> list[Reading]:
     """Rows of ROW_COLUMNS back to readings (`names`: point id -> name)."""
-    return [Reading(names[pt], t, (v if not q >> 2 else bool(v) if q & F_BOOL else math.nan if q & F_NAN
-                                   else int(v)), QUALITY[q & 3], reason)
-            for _, _, pt, t, v, q, reason, _ in rows]
+    return [
+        Reading(
+            names[pt],
+            t,
+            (v if not q >> 2 else bool(v) if q & F_BOOL else math.nan if q & F_NAN else int(v)),
+            QUALITY[q & 3],
+            reason,
+        )
+        for _, _, pt, t, v, q, reason, _ in rows
+    ]

@@ -22,13 +22,23 @@ import logging
 import math
 import os
 import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from agent.model import Priority, Reading
-from agent.outbox.schema import (APP_ID, BATCH_BASE, INSERT_ROW, MAGIC, MIGRATIONS, PRIOS, ROW_COLUMNS,
-                                 SELECT_PENDING, to_readings)
 from agent.outbox.policy import Candidate, EvictionPolicy, Kind
+from agent.outbox.schema import (
+    APP_ID,
+    BATCH_BASE,
+    INSERT_ROW,
+    MAGIC,
+    MIGRATIONS,
+    PRIOS,
+    ROW_COLUMNS,
+    SELECT_PENDING,
+    to_readings,
+)
 
 log = logging.getLogger("agent.outbox")  # one logger for the whole outbox
 SEQ_BLOCK = 64
@@ -108,8 +118,10 @@ class Store:
         with open(self.path, "rb") as f:
             head = f.read(100)
         if head and (len(head) < 100 or not head.startswith(MAGIC)):
-            raise OutboxCorrupt(f"outbox {self.path}: not an SQLite database (corrupt or foreign file, "
-                                f"{self.path.stat().st_size} bytes); refusing to use or replace it")
+            raise OutboxCorrupt(
+                f"outbox {self.path}: not an SQLite database (corrupt or foreign file, "
+                f"{self.path.stat().st_size} bytes); refusing to use or replace it"
+            )
 
     def _inspect_and_migrate(self) -> None:
         c, where = self.conn, f"outbox {self.path}"
@@ -125,11 +137,15 @@ class Store:
             raise OutboxCorrupt(f"{where}: database is corrupt ({'; '.join(check[:3])}); refusing to use or replace it")
         new = app_id == 0 and version == 0 and not tables
         if not new and app_id != APP_ID:
-            raise OutboxForeign(f"{where}: an SQLite database of something else (application_id {app_id:#x}, "
-                                f"tables {', '.join(tables) or 'none'}); refusing to use or replace it")
+            raise OutboxForeign(
+                f"{where}: an SQLite database of something else (application_id {app_id:#x}, "
+                f"tables {', '.join(tables) or 'none'}); refusing to use or replace it"
+            )
         if version > schema:
-            raise OutboxTooNew(f"{where}: schema version {version} is newer than this agent knows "
-                               f"({schema}); refusing to open it (downgrade would lose data)")
+            raise OutboxTooNew(
+                f"{where}: schema version {version} is newer than this agent knows "
+                f"({schema}); refusing to open it (downgrade would lose data)"
+            )
         if not new and version < 1:
             raise OutboxCorrupt(f"{where}: outbox without a schema version; refusing to use or replace it")
         mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -147,6 +163,7 @@ class Store:
                 c.execute(f"PRAGMA application_id={APP_ID}")
             c.execute(f"PRAGMA user_version={schema}")
             c.execute("UPDATE meta SET value = value + 1 WHERE key = 'boot_epoch'")
+
         self._tx(migrate)
         if new:  # SQLite syncs the WAL's directory entry, not the new database file's
             dfd = os.open(self.path.parent, os.O_RDONLY)
@@ -164,7 +181,9 @@ class Store:
         top = c.execute("SELECT max(seq) FROM batches").fetchone()[0] or 0
         self.next_seq = max(self.seq_hi, top) + 1  # the rest of a reserved block is skipped
         self.names = dict(c.execute("SELECT id, name FROM points"))
-        for prio, n, nb in c.execute("SELECT prio, count(*), total(nbytes) FROM rows WHERE batch IS NULL GROUP BY prio"):
+        for prio, n, nb in c.execute(
+            "SELECT prio, count(*), total(nbytes) FROM rows WHERE batch IS NULL GROUP BY prio"
+        ):
             self.pending[prio], self.bytes = n, self.bytes + int(nb)
             self.pending_since[prio] = -math.inf  # restored rows: waited for an unknown, long time
         self.sealed_rows = c.execute("SELECT count(*) FROM rows WHERE batch IS NOT NULL").fetchone()[0]
@@ -185,8 +204,16 @@ class Store:
     # -- transactions ------------------------------------------------------------------------------------
     def _tx(self, body: Callable[[], Any]) -> Any:
         """Run body in one write transaction; on failure roll back the file and the counters."""
-        saved = (self.bytes, self.sealed_rows, self.batches, self.evicted_batches, self.seq_hi,
-                 list(self.pending), list(self.evicted), list(self.pending_since))
+        saved = (
+            self.bytes,
+            self.sealed_rows,
+            self.batches,
+            self.evicted_batches,
+            self.seq_hi,
+            list(self.pending),
+            list(self.evicted),
+            list(self.pending_since),
+        )
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -196,8 +223,16 @@ class Store:
                     self.pending_since[p] = None
             c.execute("COMMIT")
         except BaseException:
-            (self.bytes, self.sealed_rows, self.batches, self.evicted_batches, self.seq_hi,
-             self.pending, self.evicted, self.pending_since) = saved
+            (
+                self.bytes,
+                self.sealed_rows,
+                self.batches,
+                self.evicted_batches,
+                self.seq_hi,
+                self.pending,
+                self.evicted,
+                self.pending_since,
+            ) = saved
             if c.in_transaction:
                 try:
                     c.execute("ROLLBACK")
@@ -231,6 +266,7 @@ class Store:
                         self.pending_since[p] = since[p]
                     self.pending[p] += counts[p]
             self._evict(self.policy.excess(self.bytes, self.cap))
+
         self._tx(body)
 
     def relieve(self, room: int = 0) -> None:
@@ -244,11 +280,20 @@ class Store:
         for prio, kind in self.policy.order:
             while freed < need:
                 if kind is Kind.ROWS:
-                    cands = [Candidate(prio, kind, i, nb) for i, nb in c.execute(
-                        "SELECT id, nbytes FROM rows WHERE batch IS NULL AND prio = ? ORDER BY id LIMIT 1024", (prio,))]
+                    cands = [
+                        Candidate(prio, kind, i, nb)
+                        for i, nb in c.execute(
+                            "SELECT id, nbytes FROM rows WHERE batch IS NULL AND prio = ? ORDER BY id LIMIT 1024",
+                            (prio,),
+                        )
+                    ]
                 else:
-                    cands = [Candidate(prio, kind, s, nb, n) for s, nb, n in c.execute(
-                        "SELECT seq, nbytes, count FROM batches WHERE prio = ? ORDER BY seq LIMIT 64", (prio,))]
+                    cands = [
+                        Candidate(prio, kind, s, nb, n)
+                        for s, nb, n in c.execute(
+                            "SELECT seq, nbytes, count FROM batches WHERE prio = ? ORDER BY seq LIMIT 64", (prio,)
+                        )
+                    ]
                 chosen = self.policy.choose(need - freed, cands)
                 if not chosen:
                     break
@@ -258,7 +303,9 @@ class Store:
                     self.evicted[prio] += len(chosen)
                 else:
                     for b in chosen:
-                        for p, n in c.execute("SELECT prio, count(*) FROM rows WHERE batch = ? GROUP BY prio", (b.key,)):
+                        for p, n in c.execute(
+                            "SELECT prio, count(*) FROM rows WHERE batch = ? GROUP BY prio", (b.key,)
+                        ):
                             self.evicted[p] += n
                         c.execute("DELETE FROM rows WHERE batch = ?", (b.key,))
                         c.execute("DELETE FROM batches WHERE seq = ?", (b.key,))
@@ -270,23 +317,34 @@ class Store:
                 self.bytes -= nb
             if freed >= need:
                 break
-        c.executemany("UPDATE meta SET value = ? WHERE key = ?",
-                      [(self.evicted[p], f"evicted_rows_{p}") for p in PRIOS] + [(self.evicted_batches, "evicted_batches")])
-        log.log(logging.DEBUG if self.warned else logging.WARNING,  # warn once per start; counts go to stats
-                "outbox over its byte cap (%d bytes): evicted %d bytes", self.cap, freed,
-                extra={"evicted_rows": dict(zip(("alarm", "event", "telemetry"), self.evicted)),
-                       "evicted_batches": self.evicted_batches})
+        c.executemany(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            [(self.evicted[p], f"evicted_rows_{p}") for p in PRIOS] + [(self.evicted_batches, "evicted_batches")],
+        )
+        log.log(
+            logging.DEBUG if self.warned else logging.WARNING,  # warn once per start; counts go to stats
+            "outbox over its byte cap (%d bytes): evicted %d bytes",
+            self.cap,
+            freed,
+            extra={
+                "evicted_rows": dict(zip(("alarm", "event", "telemetry"), self.evicted)),
+                "evicted_batches": self.evicted_batches,
+            },
+        )
         self.warned = True
 
     # -- sealing and acknowledging -----------------------------------------------------------------------
-    def seal(self, encode: Callable[[list[Reading], int], bytes], max_readings: int, prio_first: bool,
-             created_t: float) -> Sealed | None:
+    def seal(
+        self, encode: Callable[[list[Reading], int], bytes], max_readings: int, prio_first: bool, created_t: float
+    ) -> Sealed | None:
         if not any(self.pending):
             return None
         if self.next_seq > self.seq_hi:
+
             def reserve() -> None:
                 self.seq_hi = self.next_seq + SEQ_BLOCK - 1
                 self.conn.execute("UPDATE meta SET value = ? WHERE key = 'seq_hi'", (self.seq_hi,))
+
             self._tx(reserve)
 
         def body() -> Sealed | None:
@@ -310,8 +368,10 @@ class Store:
             payload = bytes(payload)
             prio = min(r[1] for r in rows)
             nb = BATCH_BASE + len(payload)
-            c.execute("INSERT INTO batches(seq, prio, count, created_t, nbytes, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                      (seq, prio, len(rows), created_t, nb + sum(r[7] for r in rows), payload))
+            c.execute(
+                "INSERT INTO batches(seq, prio, count, created_t, nbytes, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                (seq, prio, len(rows), created_t, nb + sum(r[7] for r in rows), payload),
+            )
             # The rows taken of each priority are a prefix (by id) of its unsealed rows:
             # one range update per priority instead of one statement per row.
             last: dict[int, tuple[int, int]] = {}
@@ -321,8 +381,10 @@ class Store:
             for p, (top, k) in last.items():
                 cur = c.execute("UPDATE rows SET batch = ? WHERE batch IS NULL AND prio = ? AND id <= ?", (seq, p, top))
                 if cur.rowcount != k:  # cannot happen with one writer; never seal a row twice or miss one
-                    raise OutboxCorrupt(f"outbox {self.path}: sealing priority {p} up to row {top} marked "
-                                        f"{cur.rowcount} rows, expected {k}")
+                    raise OutboxCorrupt(
+                        f"outbox {self.path}: sealing priority {p} up to row {top} marked "
+                        f"{cur.rowcount} rows, expected {k}"
+                    )
             for p, (_, k) in last.items():
                 self.pending[p] -= k
             self.sealed_rows += len(rows)
@@ -330,6 +392,7 @@ class Store:
             self.bytes += nb
             self._evict(self.policy.excess(self.bytes, self.cap))
             return Sealed(seq, payload, len(rows), Priority(prio), created_t)
+
         return self._tx(body)
 
     def ack(self, seqs: list[int]) -> int:
@@ -345,6 +408,7 @@ class Store:
                 self.batches -= 1
                 self.bytes -= row[1]
             return deleted
+
         n = self._tx(body)
         self.acked_rows += n
         return n
@@ -364,15 +428,19 @@ def read_sealed(reader: sqlite3.Connection, seqs: Sequence[int]) -> list[Sealed]
     out: list[Sealed] = []
     seqs = list(seqs)
     for i in range(0, len(seqs), 500):  # stay under SQLite's variable limit
-        part = seqs[i:i + 500]
-        rows = reader.execute(f"SELECT seq, payload, count, prio, created_t FROM batches WHERE seq IN "
-                              f"({','.join('?' * len(part))}) ORDER BY seq", part).fetchall()
+        part = seqs[i : i + 500]
+        rows = reader.execute(
+            f"SELECT seq, payload, count, prio, created_t FROM batches WHERE seq IN "
+            f"({','.join('?' * len(part))}) ORDER BY seq",
+            part,
+        ).fetchall()
         out += [Sealed(seq, payload, n, Priority(p), t) for seq, payload, n, p, t in rows]
     return out
 
 
 def read_unsealed(reader: sqlite3.Connection, names: dict[int, str], limit: int) -> list[tuple[Priority, Reading]]:
     """Unsealed rows in sealing order (priority, then oldest)."""
-    rows = reader.execute(f"SELECT {ROW_COLUMNS} FROM rows WHERE batch IS NULL ORDER BY prio, id LIMIT ?",
-                          (limit,)).fetchall()
+    rows = reader.execute(
+        f"SELECT {ROW_COLUMNS} FROM rows WHERE batch IS NULL ORDER BY prio, id LIMIT ?", (limit,)
+    ).fetchall()
     return list(zip((Priority(r[1]) for r in rows), to_readings(names, rows)))

@@ -26,18 +26,45 @@ import asyncio
 import collections
 import logging
 import sqlite3
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from agent.model import Priority, Reading
-from agent.outbox.schema import APP_ID, I64, MIGRATIONS, PRIOS, ROW_BASE, SCHEMA_VERSION, text_len, to_rows
 from agent.outbox.policy import EvictionPolicy, SealPolicy, age
-from agent.outbox.store import (SEQ_BLOCK, OutboxBusy, OutboxCorrupt, OutboxError, OutboxFileError, OutboxForeign,
-                                OutboxTooNew, Sealed, Store, read_unacked, read_unacked_seqs, read_sealed, read_unsealed)
+from agent.outbox.schema import APP_ID, I64, MIGRATIONS, PRIOS, ROW_BASE, SCHEMA_VERSION, text_len, to_rows
+from agent.outbox.store import (
+    SEQ_BLOCK,
+    OutboxBusy,
+    OutboxCorrupt,
+    OutboxError,
+    OutboxFileError,
+    OutboxForeign,
+    OutboxTooNew,
+    Sealed,
+    Store,
+    read_sealed,
+    read_unacked,
+    read_unacked_seqs,
+    read_unsealed,
+)
 
-__all__ = ["APP_ID", "MIGRATIONS", "ROW_BASE", "SCHEMA_VERSION", "SEQ_BLOCK", "Outbox", "OutboxBusy", "OutboxCorrupt",
-           "OutboxError", "OutboxFileError", "OutboxForeign", "OutboxTooNew", "Sealed"]
+__all__ = [
+    "APP_ID",
+    "MIGRATIONS",
+    "ROW_BASE",
+    "SCHEMA_VERSION",
+    "SEQ_BLOCK",
+    "Outbox",
+    "OutboxBusy",
+    "OutboxCorrupt",
+    "OutboxError",
+    "OutboxFileError",
+    "OutboxForeign",
+    "OutboxTooNew",
+    "Sealed",
+]
 
 log = logging.getLogger("agent.outbox")
 SQLITE_FULL = 13
@@ -46,8 +73,16 @@ SQLITE_FULL = 13
 class Outbox:
     """The durable store of readings waiting for the cloud (see the module docstring)."""
 
-    def __init__(self, path: str | Path, *, clock: Any, max_bytes: int = 256 * 2**20, queue_max: int = 20_000,
-                 commit_interval_s: float = 0.1, commit_rows: int = 2000) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Any,
+        max_bytes: int = 256 * 2**20,
+        queue_max: int = 20_000,
+        commit_interval_s: float = 0.1,
+        commit_rows: int = 2000,
+    ) -> None:
         if queue_max < 1 or commit_rows < 1 or not commit_interval_s >= 0:
             raise ValueError("queue_max and commit_rows must be >= 1, commit_interval_s >= 0")
         self.path = Path(path)
@@ -106,7 +141,7 @@ class Outbox:
         self._executor.shutdown(wait=True)
         self._state = "closed"
 
-    async def __aenter__(self) -> "Outbox":
+    async def __aenter__(self) -> Outbox:
         await self.start()
         return self
 
@@ -213,8 +248,12 @@ class Outbox:
                 await self._wake.wait()
                 continue
             due = self._first_mono + self._interval
-            if (self._state == "open" and not self._flushes and self._qcount < self._commit_rows
-                    and self._clock.monotonic() < due):
+            if (
+                self._state == "open"
+                and not self._flushes
+                and self._qcount < self._commit_rows
+                and self._clock.monotonic() < due
+            ):
                 self._wake.clear()
                 waiter = asyncio.ensure_future(self._wake.wait())
                 sleeper = asyncio.ensure_future(self._clock.sleep_until(due))
@@ -274,8 +313,9 @@ class Outbox:
             self._wake_space(all_=True)
 
     # -- batches -----------------------------------------------------------------------------------------
-    async def seal(self, encode: Callable[[list[Reading], int], bytes], *, max_readings: int,
-                   min_priority_first: bool = True) -> Sealed | None:
+    async def seal(
+        self, encode: Callable[[list[Reading], int], bytes], *, max_readings: int, min_priority_first: bool = True
+    ) -> Sealed | None:
         """Seal up to max_readings unsealed readings into the next batch (one transaction); None if none."""
         self._check()
         if max_readings < 1:
@@ -328,12 +368,25 @@ class Outbox:
         ages = [a for a in (age(now, st.pending_since[p]) for p in PRIOS if st.pending[p]) if a is not None]
         highest = next((Priority(p) for p in PRIOS if st.pending[p]), None)
         return {
-            "rows_pending": sum(st.pending), "rows_pending_by_priority": dict(zip(names, st.pending)),
-            "rows_sealed": st.sealed_rows, "batches_unacked": st.batches, "bytes": st.bytes,
-            "max_bytes": st.policy.max_bytes, "cap_bytes": st.cap, "oldest_unsent_t": st.oldest_t,
-            "oldest_pending_age_s": max(ages) if ages else None, "pending_priority": highest,
-            "evicted_rows": dict(zip(names, st.evicted)), "evicted_batches": st.evicted_batches,
-            "appended": self._appended, "committed": self._committed, "acked_rows": st.acked_rows,
-            "queue_len": self._uncommitted, "commits": st.commits, "next_seq": st.next_seq,
-            "boot_epoch": st.boot_epoch, "write_errors": st.write_errors, "last_error": self._last_error,
+            "rows_pending": sum(st.pending),
+            "rows_pending_by_priority": dict(zip(names, st.pending)),
+            "rows_sealed": st.sealed_rows,
+            "batches_unacked": st.batches,
+            "bytes": st.bytes,
+            "max_bytes": st.policy.max_bytes,
+            "cap_bytes": st.cap,
+            "oldest_unsent_t": st.oldest_t,
+            "oldest_pending_age_s": max(ages) if ages else None,
+            "pending_priority": highest,
+            "evicted_rows": dict(zip(names, st.evicted)),
+            "evicted_batches": st.evicted_batches,
+            "appended": self._appended,
+            "committed": self._committed,
+            "acked_rows": st.acked_rows,
+            "queue_len": self._uncommitted,
+            "commits": st.commits,
+            "next_seq": st.next_seq,
+            "boot_epoch": st.boot_epoch,
+            "write_errors": st.write_errors,
+            "last_error": self._last_error,
         }

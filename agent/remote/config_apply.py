@@ -33,10 +33,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agent.model import Priority, Quality, Reading
 from agent.remote import health
 from agent.runtime import statefile
 from agent.wire.commands import MAX_COMMAND, Arg, Command
-from agent.model import Priority, Quality, Reading
 from ota.fsutil import fsync_path as fsync_dir
 
 log = logging.getLogger("agent.config_apply")
@@ -102,8 +102,13 @@ class ConfigManager:
         if self.trial is not None and self.outcome == "trial":
             trial = {k: self.trial.get(k) for k in ("sha256", "version", "previous_sha256", "boots", "trial_s")}
             trial["checks"] = dict(self.checks)
-        return {"sha256": c.sha256, "version": c.config_version, "trial": trial,
-                "last_rollback": self.history.get("last_rollback"), "last_commit": self.history.get("last_commit")}
+        return {
+            "sha256": c.sha256,
+            "version": c.config_version,
+            "trial": trial,
+            "last_rollback": self.history.get("last_rollback"),
+            "last_commit": self.history.get("last_commit"),
+        }
 
     def _record(self, key: str, entry: dict[str, Any]) -> None:
         self.history[key] = entry
@@ -114,8 +119,12 @@ class ConfigManager:
             log.error("could not save %s: %s", self.history_path, e)
 
     async def _event(self, kind: str, body: dict[str, Any]) -> None:
-        r = Reading(f"event.config.{kind}", self.app.clock.now(),
-                    json.dumps(body, separators=(",", ":"), sort_keys=True, default=str), Quality.GOOD)
+        r = Reading(
+            f"event.config.{kind}",
+            self.app.clock.now(),
+            json.dumps(body, separators=(",", ":"), sort_keys=True, default=str),
+            Quality.GOOD,
+        )
         try:
             await self.app._put_priority([r], Priority.EVENT)
         except Exception as e:  # noqa: BLE001 - the outbox may be closing; the history file has it
@@ -129,45 +138,76 @@ class ConfigManager:
         a = cmd.args
         running = self.app.config
         if self.trial is not None and self.outcome == "trial":
-            raise CommandFailed(f"trial_running: config {self.trial.get('sha256')} (version {self.trial.get('version')}) "
-                                "is on trial; push again after it is committed or rolled back")
+            raise CommandFailed(
+                f"trial_running: config {self.trial.get('sha256')} (version {self.trial.get('version')}) "
+                "is on trial; push again after it is committed or rolled back"
+            )
         if a["version"] <= running.config_version:
-            raise CommandFailed(f"stale_version: version {a['version']} is not newer than the running "
-                                f"version {running.config_version}")
+            raise CommandFailed(
+                f"stale_version: version {a['version']} is not newer than the running version {running.config_version}"
+            )
         if "expect_sha256" in a and a["expect_sha256"] != running.sha256:
             raise CommandFailed(f"expect_mismatch: the running config is {running.sha256}, not {a['expect_sha256']}")
         on_disk = sha256_file(self.path)
         if on_disk != running.sha256:
-            raise CommandFailed(f"local_changes: {self.path} has sha256 {on_disk}, the agent loaded {running.sha256}; "
-                                "a local edit was not pushed (bump its version and push it, or restart to load it)")
+            raise CommandFailed(
+                f"local_changes: {self.path} has sha256 {on_disk}, the agent loaded {running.sha256}; "
+                "a local edit was not pushed (bump its version and push it, or restart to load it)"
+            )
         text = a["toml"].encode()
         try:
             new = cfg.loads(text, str(self.path), self.boards)
         except cfg.ConfigError as e:
             raise CommandFailed(f"invalid: {len(e.issues)} issue(s)\n" + "\n".join(str(i) for i in e.issues)) from None
         if new.config_version != a["version"]:
-            raise CommandFailed(f"invalid: [cabinet] config_version is {new.config_version}, the push says "
-                                f"version {a['version']} (cabinet config push sets it)")
+            raise CommandFailed(
+                f"invalid: [cabinet] config_version is {new.config_version}, the push says "
+                f"version {a['version']} (cabinet config push sets it)"
+            )
         if new.cabinet_id != running.cabinet_id:
-            raise CommandFailed(f"wrong_cabinet: the document is for {new.cabinet_id!r}, this is {running.cabinet_id!r}")
+            raise CommandFailed(
+                f"wrong_cabinet: the document is for {new.cabinet_id!r}, this is {running.cabinet_id!r}"
+            )
         if new.sha256 == running.sha256:
             raise CommandFailed("unchanged: the document is the running config")
         trial_s = float(a.get("trial_s", DEFAULT_TRIAL_S))
-        marker = {"sha256": new.sha256, "version": new.config_version, "previous_sha256": running.sha256,
-                  "previous_version": running.config_version, "config": str(self.path),
-                  "previous": str(self.path) + ".previous", "trial_s": trial_s, "boots": 0,
-                  "cid": cmd.cid, "operator": cmd.operator, "pushed_at": self.app.clock.now(),
-                  "deadline": self.app.clock.now() + trial_s}
+        marker = {
+            "sha256": new.sha256,
+            "version": new.config_version,
+            "previous_sha256": running.sha256,
+            "previous_version": running.config_version,
+            "config": str(self.path),
+            "previous": str(self.path) + ".previous",
+            "trial_s": trial_s,
+            "boots": 0,
+            "cid": cmd.cid,
+            "operator": cmd.operator,
+            "pushed_at": self.app.clock.now(),
+            "deadline": self.app.clock.now() + trial_s,
+        }
         try:
             self.stage(text, marker)
         except OSError as e:
             raise CommandFailed(f"write_failed: {e}") from None
         delay = float(a.get("restart_delay_s", 1.0))
-        log.warning("config version %s (%s) written by command %s (operator %s); restarting in %.1f s for a "
-                    "%.0f s trial", new.config_version, new.sha256[:12], cmd.cid, cmd.operator, delay, trial_s)
+        log.warning(
+            "config version %s (%s) written by command %s (operator %s); restarting in %.1f s for a %.0f s trial",
+            new.config_version,
+            new.sha256[:12],
+            cmd.cid,
+            cmd.operator,
+            delay,
+            trial_s,
+        )
         asyncio.get_running_loop().call_later(delay, self.app.request_stop)
-        return {"applied": True, "sha256": new.sha256, "version": new.config_version, "previous": running.sha256,
-                "trial_s": trial_s, "restarting_in_s": delay}
+        return {
+            "applied": True,
+            "sha256": new.sha256,
+            "version": new.config_version,
+            "previous": running.sha256,
+            "trial_s": trial_s,
+            "restarting_in_s": delay,
+        }
 
     def stage(self, text: bytes, marker: dict[str, Any], *, crash_before_rename: bool = False) -> None:
         """Steps 1-4 of the module doc (crash_before_rename: tests stop after step 3)."""
@@ -197,17 +237,29 @@ class ConfigManager:
             # a crash between writing the marker and the rename (or a later local change): the running
             # file is what is on disk; drop the marker so nothing is rolled back over it
             self.outcome = "interrupted"
-            log.warning("config apply of %s was interrupted before the new file took effect; running %s",
-                        str(marker.get("sha256"))[:12], running[:12])
+            log.warning(
+                "config apply of %s was interrupted before the new file took effect; running %s",
+                str(marker.get("sha256"))[:12],
+                running[:12],
+            )
             self._drop_marker()
-            self._record("last_interrupted", {"sha256": marker.get("sha256"), "version": marker.get("version"),
-                                              "running": running, "t": self.app.clock.now()})
+            self._record(
+                "last_interrupted",
+                {
+                    "sha256": marker.get("sha256"),
+                    "version": marker.get("version"),
+                    "running": running,
+                    "t": self.app.clock.now(),
+                },
+            )
             self.trial = None
             return
         marker["boots"] = int(marker.get("boots", 0)) + 1
         self.outcome = "trial"
         if marker["boots"] > MAX_BOOTS:
-            self._task = asyncio.create_task(self.rollback(f"crash_loop: {marker['boots'] - 1} starts without a commit"))
+            self._task = asyncio.create_task(
+                self.rollback(f"crash_loop: {marker['boots'] - 1} starts without a commit")
+            )
             return
         statefile.save(self.trial_path, marker)
         self._task = asyncio.create_task(self._gate(float(marker.get("trial_s", DEFAULT_TRIAL_S))))
@@ -230,8 +282,14 @@ class ConfigManager:
 
     async def commit(self) -> None:
         m = self.trial or {}
-        entry = {"sha256": m.get("sha256"), "version": m.get("version"), "previous_sha256": m.get("previous_sha256"),
-                 "boots": m.get("boots"), "cid": m.get("cid"), "t": self.app.clock.now()}
+        entry = {
+            "sha256": m.get("sha256"),
+            "version": m.get("version"),
+            "previous_sha256": m.get("previous_sha256"),
+            "boots": m.get("boots"),
+            "cid": m.get("cid"),
+            "t": self.app.clock.now(),
+        }
         self._drop_marker()
         self.outcome = "committed"
         self._record("last_commit", entry)
@@ -276,8 +334,16 @@ def restore(m: dict[str, Any], reason: str, history_path: Path, now: float) -> d
     marker dropped, `last_rollback` recorded. On an OSError the marker stays (the next start retries)."""
     path = Path(m["config"])
     previous = Path(m.get("previous") or str(path) + ".previous")
-    entry = {"sha256": m.get("sha256"), "version": m.get("version"), "restored": m.get("previous_sha256"),
-             "reason": reason, "boots": m.get("boots"), "cid": m.get("cid"), "t": now, "reported": False}
+    entry = {
+        "sha256": m.get("sha256"),
+        "version": m.get("version"),
+        "restored": m.get("previous_sha256"),
+        "reason": reason,
+        "boots": m.get("boots"),
+        "cid": m.get("cid"),
+        "t": now,
+        "reported": False,
+    }
     history = statefile.load(history_path) or {}
     try:
         old = previous.read_bytes()
@@ -293,8 +359,13 @@ def restore(m: dict[str, Any], reason: str, history_path: Path, now: float) -> d
         trial = history_path.with_name(TRIAL_FILE)
         trial.unlink(missing_ok=True)
         fsync_dir(trial.parent)
-        log.error("config version %s (%s) rolled back to %s: %s", m.get("version"), str(m.get("sha256"))[:12],
-                  str(m.get("previous_sha256"))[:12], reason)
+        log.error(
+            "config version %s (%s) rolled back to %s: %s",
+            m.get("version"),
+            str(m.get("sha256"))[:12],
+            str(m.get("previous_sha256"))[:12],
+            reason,
+        )
     history["last_rollback"] = entry
     history_path.parent.mkdir(parents=True, exist_ok=True)
     statefile.save(history_path, history)

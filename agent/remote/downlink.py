@@ -26,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-from agent.wire import commands as C
 from agent.runtime import statefile
+from agent.wire import commands as C
 from agent.wire.commands import Arg, Command, CommandError
 
 log = logging.getLogger("agent.downlink")
@@ -54,9 +55,21 @@ class Kind:
 
 
 class Downlink:
-    def __init__(self, *, cabinet: str, prefix: str, tags: tuple[str, ...], trust: C.Trust, signing_key: Any,
-                 clock: Any, clock_trusted: Callable[[], bool], data_dir: Path, max_running: int = 8,
-                 reject_replies_per_s: float = 5.0, reject_burst: int = 20) -> None:
+    def __init__(
+        self,
+        *,
+        cabinet: str,
+        prefix: str,
+        tags: tuple[str, ...],
+        trust: C.Trust,
+        signing_key: Any,
+        clock: Any,
+        clock_trusted: Callable[[], bool],
+        data_dir: Path,
+        max_running: int = 8,
+        reject_replies_per_s: float = 5.0,
+        reject_burst: int = 20,
+    ) -> None:
         self.cabinet, self.prefix, self.tags = cabinet, prefix, tuple(tags)
         self.trust = trust
         self.key = signing_key
@@ -71,13 +84,21 @@ class Downlink:
         self._tokens, self._refill = float(reject_burst), time.monotonic()
         self._log_counts: dict[str, int] = {}
         self._log_next = 0.0
-        self.stats = {"received": 0, "accepted": 0, "rejected": 0, "replies": 0, "replies_dropped": 0,
-                      "failed": 0, "by_reason": {}}
+        self.stats = {
+            "received": 0,
+            "accepted": 0,
+            "rejected": 0,
+            "replies": 0,
+            "replies_dropped": 0,
+            "failed": 0,
+            "by_reason": {},
+        }
         self.replay = self._load()
 
     # ---------------------------------------------------------------- registry
-    def register(self, kind: str, handler: Handler, args_schema: dict[str, Arg] | None,
-                 *, clock_free: bool = False) -> None:
+    def register(
+        self, kind: str, handler: Handler, args_schema: dict[str, Arg] | None, *, clock_free: bool = False
+    ) -> None:
         C.check_kind(kind)
         if kind in self.kinds:
             raise ValueError(f"command kind {kind} is registered already")
@@ -106,8 +127,13 @@ class Downlink:
 
     # ---------------------------------------------------------------- receiving
     def snapshot(self) -> dict[str, Any]:
-        return {**self.stats, "by_reason": dict(self.stats["by_reason"]), "running": len(self._running),
-                "remembered": len(self.replay), "kinds": sorted(self.kinds)}
+        return {
+            **self.stats,
+            "by_reason": dict(self.stats["by_reason"]),
+            "running": len(self._running),
+            "remembered": len(self.replay),
+            "kinds": sorted(self.kinds),
+        }
 
     async def handle(self, topic: str, payload: bytes, properties: Any, client: Any) -> None:
         """One message on a command topic (called by the uplink's receive loop; never blocks on a handler)."""
@@ -125,9 +151,17 @@ class Downlink:
             corr = bytes(corr) if isinstance(corr, (bytes, bytearray)) and len(corr) <= MAX_CORRELATION else None
             now = self._now()
             try:
-                cmd = C.verify_command(payload, topic=topic, cabinet=self.cabinet, tags=self.tags, trust=self.trust,
-                                       now=now, replay=self.replay, schema=self._schema,
-                                       clock_free=lambda k: k in self.kinds and self.kinds[k].clock_free)
+                cmd = C.verify_command(
+                    payload,
+                    topic=topic,
+                    cabinet=self.cabinet,
+                    tags=self.tags,
+                    trust=self.trust,
+                    now=now,
+                    replay=self.replay,
+                    schema=self._schema,
+                    clock_free=lambda k: k in self.kinds and self.kinds[k].clock_free,
+                )
             except CommandError as e:
                 self._rejected(e.reason, e.detail)
                 if self._take_token():
@@ -170,20 +204,38 @@ class Downlink:
             return
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # noqa: BLE001 - a handler bug must not end the session
+        except Exception as e:
             self.stats["failed"] += 1
             log.exception("command %s (%s) failed", cmd.cid, cmd.kind)
             await self._reply(client, topic, corr, cmd.cid, False, "failed", f"{type(e).__name__}: {e}")
             return
         await self._reply(client, topic, corr, cmd.cid, True, None, None, result)
 
-    async def _reply(self, client: Any, topic: str, corr: bytes | None, cid: str | None, ok: bool,
-                     reason: str | None, detail: str | None, result: Any = None) -> None:
+    async def _reply(
+        self,
+        client: Any,
+        topic: str,
+        corr: bytes | None,
+        cid: str | None,
+        ok: bool,
+        reason: str | None,
+        detail: str | None,
+        result: Any = None,
+    ) -> None:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        payload = C.seal_reply(cabinet=self.cabinet, cid=cid, ok=ok, topic=topic, key=self.key, reason=reason,
-                               detail=detail, result=result, t=self.clock.now())
+        payload = C.seal_reply(
+            cabinet=self.cabinet,
+            cid=cid,
+            ok=ok,
+            topic=topic,
+            key=self.key,
+            reason=reason,
+            detail=detail,
+            result=result,
+            t=self.clock.now(),
+        )
         props = Properties(PacketTypes.PUBLISH)
         if corr is not None:
             props.CorrelationData = corr
@@ -215,8 +267,11 @@ class Downlink:
             self._log_counts[reason] -= 1
             self._log_next = max(self._log_next, now + LOG_SUMMARY_S)
         elif now >= self._log_next and any(self._log_counts.values()):
-            log.warning("rejected commands in the last %.0f s: %s", LOG_SUMMARY_S,
-                        ", ".join(f"{r} {n}" for r, n in sorted(self._log_counts.items()) if n))
+            log.warning(
+                "rejected commands in the last %.0f s: %s",
+                LOG_SUMMARY_S,
+                ", ".join(f"{r} {n}" for r, n in sorted(self._log_counts.items()) if n),
+            )
             self._log_counts.clear()
             self._log_next = now + LOG_SUMMARY_S
 
@@ -227,6 +282,7 @@ class Downlink:
 
 
 # -------------------------------------------------------------------- built-in commands
+
 
 def install_builtins(dl: Downlink, app: Any) -> None:
     """ping, status, light.override, light.cancel, alarm.ack, log.level, reboot."""
@@ -240,23 +296,35 @@ def install_builtins(dl: Downlink, app: Any) -> None:
 
         ob = app.outbox.stats()
         return {
-            "version": agent.__version__, "config_sha256": app.config.sha256, "cabinet": app.config.cabinet_id,
-            "clock_trusted": dl.clock_trusted(), "t": app.clock.now(),
+            "version": agent.__version__,
+            "config_sha256": app.config.sha256,
+            "cabinet": app.config.cabinet_id,
+            "clock_trusted": dl.clock_trusted(),
+            "t": app.clock.now(),
             "points": len(app.image.points()),
             "alarms": controls.alarms.active() if controls.active else [],
             "lighting_mode": controls.mode if controls.active else None,
-            "outbox": {k: ob.get(k) for k in ("rows_pending", "rows_sealed", "batches_unacked",
-                                              "oldest_pending_age_s", "bytes") if k in ob},
-            "uplink": {k: v for k, v in (app.uplink.snapshot() if app.uplink else {}).items()
-                       if k in ("state", "batches_sent", "batches_acked")},
+            "outbox": {
+                k: ob.get(k)
+                for k in ("rows_pending", "rows_sealed", "batches_unacked", "oldest_pending_age_s", "bytes")
+                if k in ob
+            },
+            "uplink": {
+                k: v
+                for k, v in (app.uplink.snapshot() if app.uplink else {}).items()
+                if k in ("state", "batches_sent", "batches_acked")
+            },
             "downlink": {k: v for k, v in dl.snapshot().items() if k in ("received", "accepted", "rejected")},
         }
 
     async def light_override(cmd: Command) -> dict[str, Any]:
         a = cmd.args
         level = a.get("level")
-        args: dict[str, Any] = {"on": a.get("on", level is None or level > 0), "source": f"cmd:{cmd.operator}",
-                                "note": cmd.cid}
+        args: dict[str, Any] = {
+            "on": a.get("on", level is None or level > 0),
+            "source": f"cmd:{cmd.operator}",
+            "note": cmd.cid,
+        }
         for k in ("level", "segments", "until", "forever"):
             if k in a:
                 args[k] = a[k]
@@ -287,9 +355,18 @@ def install_builtins(dl: Downlink, app: Any) -> None:
     dl.register("ping", ping, {}, clock_free=True)
     dl.register("status", status, {}, clock_free=True)
     if controls.active:
-        dl.register("light.override", light_override, {
-            "on": Arg("bool"), "level": Arg("number", min=0, max=100), "segments": Arg("list[str]", max_len=64),
-            "for_s": Arg("number", min=1, max=366 * 86400), "until": Arg("int", min=0), "forever": Arg("bool")})
+        dl.register(
+            "light.override",
+            light_override,
+            {
+                "on": Arg("bool"),
+                "level": Arg("number", min=0, max=100),
+                "segments": Arg("list[str]", max_len=64),
+                "for_s": Arg("number", min=1, max=366 * 86400),
+                "until": Arg("int", min=0),
+                "forever": Arg("bool"),
+            },
+        )
         dl.register("light.cancel", light_cancel, {"segments": Arg("list[str]", max_len=64)})
         dl.register("alarm.ack", alarm_ack, {"id": Arg("str", required=True, max_len=128)})
     dl.register("log.level", log_level, {"level": Arg("str", required=True, choices=LOG_LEVELS)})

@@ -24,6 +24,10 @@ def update(app: Any, checks: dict[str, bool], *, need_ack: bool = False) -> bool
             checks[f"bus:{n}"] = True
     if "control" in checks and app.controls.steps > 0:
         checks["control"] = True
-    if "uplink" in checks and app.uplink.state == "connected" and (not need_ack or app.uplink.stats["batches_acked"] > 0):
+    if (
+        "uplink" in checks
+        and app.uplink.state == "connected"
+        and (not need_ack or app.uplink.stats["batches_acked"] > 0)
+    ):
         checks["uplink"] = True
     return all(checks.values())

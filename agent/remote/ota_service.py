@@ -35,10 +35,10 @@ from typing import Any
 
 import agent
 from agent.remote import health
-from agent.runtime import statefile
-from agent.wire.commands import Arg, Command
-from agent.runtime.control_loop import clock_trusted
 from agent.remote.downlink import CommandFailed
+from agent.runtime import statefile
+from agent.runtime.control_loop import clock_trusted
+from agent.wire.commands import Arg, Command
 from agent.wire.ota_status import TERMINAL, seal_status, status_topic
 
 log = logging.getLogger("agent.ota")
@@ -132,14 +132,28 @@ class OtaService:
         if self.root is None:
             return None
         st = self.slots.state()
-        return {"root": str(self.root), "slot": self.slot, "high_water": st.get("high_water"),
-                "pending": st.get("pending"), "last_outcome": st.get("last_outcome"), "status": self.book.current(),
-                "checks": dict(self.gate_checks) or None}
+        return {
+            "root": str(self.root),
+            "slot": self.slot,
+            "high_water": st.get("high_water"),
+            "pending": st.get("pending"),
+            "last_outcome": st.get("last_outcome"),
+            "status": self.book.current(),
+            "checks": dict(self.gate_checks) or None,
+        }
 
     def _set(self, deployment: str, state: str, **kw: Any) -> dict[str, Any]:
         rec = self.book.set(deployment, state, t=self.wall.now(), **kw)
-        log.info("OTA %s: %s%s", deployment, state, f" ({kw['reason']})" if kw.get("reason") else
-                 f" {kw['percent']} %" if kw.get("percent") is not None else "")
+        log.info(
+            "OTA %s: %s%s",
+            deployment,
+            state,
+            f" ({kw['reason']})"
+            if kw.get("reason")
+            else f" {kw['percent']} %"
+            if kw.get("percent") is not None
+            else "",
+        )
         self._publish(rec)
         return rec
 
@@ -150,8 +164,9 @@ class OtaService:
         topic = status_topic(up.s.topic_prefix, self.app.config.cabinet_id)
         doc = {**rec, "cabinet": self.app.config.cabinet_id, "running": agent.__version__}
         seq = rec["seq"]
-        up.put_retained(topic, seal_status(doc, key=up.key, kid=up.kid, topic=topic),
-                        on_sent=lambda: self.book.mark_delivered(seq))
+        up.put_retained(
+            topic, seal_status(doc, key=up.key, kid=up.kid, topic=topic), on_sent=lambda: self.book.mark_delivered(seq)
+        )
 
     # ------------------------------------------------------------------ the offer
     async def offer(self, cmd: Command) -> dict[str, Any]:
@@ -170,9 +185,15 @@ class OtaService:
             return {"state": rec["state"], "seq": rec["seq"], "duplicate": True}
         if rec is not None and rec["state"] not in TERMINAL:
             raise CommandFailed(f"busy: deployment {rec['deployment']} is {rec['state']}")
-        offer = {"deployment": a["deployment"], "target": a["target"], "repository": repo,
-                 "trial_s": float(a.get("trial_s") or self.s.trial_s), "iat": cmd.iat, "cid": cmd.cid,
-                 "accepted_t": self.wall.now()}
+        offer = {
+            "deployment": a["deployment"],
+            "target": a["target"],
+            "repository": repo,
+            "trial_s": float(a.get("trial_s") or self.s.trial_s),
+            "iat": cmd.iat,
+            "cid": cmd.cid,
+            "accepted_t": self.wall.now(),
+        }
         self.offer_path.parent.mkdir(parents=True, exist_ok=True)
         statefile.save(self.offer_path, offer)
         rec = self._set(offer["deployment"], "offered")
@@ -200,7 +221,7 @@ class OtaService:
             self._drop_offer()
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # noqa: BLE001 - a bug must end this deployment, never the agent
+        except Exception as e:
             log.exception("OTA deployment %s failed", dep)
             self._set(dep, "failure", reason=f"internal: {type(e).__name__}: {e}"[:500])
             self._drop_offer()
@@ -228,10 +249,14 @@ class OtaService:
             root_bytes = Path(self.s.trusted_root or self.root / "trusted_root.json").read_bytes()
         except OSError as e:
             raise Final("failure", f"no trusted root: {e}") from None
-        client = UpdateClient(cache_dir=self.root / "tuf", download_dir=self.root / "downloads",
-                              repository_url=offer["repository"], bootstrap_root=root_bytes,
-                              max_bundle_bytes=int(self.s.max_bundle_mb * 2**20),
-                              reserve_bytes=int(self.s.reserve_mb * 2**20))
+        client = UpdateClient(
+            cache_dir=self.root / "tuf",
+            download_dir=self.root / "downloads",
+            repository_url=offer["repository"],
+            bootstrap_root=root_bytes,
+            max_bundle_bytes=int(self.s.max_bundle_mb * 2**20),
+            reserve_bytes=int(self.s.reserve_mb * 2**20),
+        )
         try:
             await asyncio.to_thread(client.refresh)
             statefile.save(self.floor_path, {"t": self.wall.now()})
@@ -253,8 +278,15 @@ class OtaService:
         self._set(dep, "installing", version=custom["version"], counter=custom["counter"])
         slot, man = await asyncio.to_thread(self._install, Path(path), custom)
         self._set(dep, "restarting", version=man.version, counter=man.counter)
-        await asyncio.to_thread(self.slots.begin_trial, slot, counter=man.counter, version=man.version,
-                                deployment=dep, trial_s=float(offer["trial_s"]), max_attempts=self.s.max_attempts)
+        await asyncio.to_thread(
+            self.slots.begin_trial,
+            slot,
+            counter=man.counter,
+            version=man.version,
+            deployment=dep,
+            trial_s=float(offer["trial_s"]),
+            max_attempts=self.s.max_attempts,
+        )
         client.cleanup(keep=set())
         await self._flush_status(5.0)
         log.warning("OTA %s: release %s installed in slot %s; restarting into it", dep, man.version, slot)
@@ -295,8 +327,11 @@ class OtaService:
         try:
             man = bundle.extract(path, work)
             if (man.version, man.counter) != (custom["version"], custom["counter"]):
-                raise Final("failure", f"manifest_mismatch: bundle says {man.version}/{man.counter}, "
-                                       f"signed metadata {custom['version']}/{custom['counter']}")
+                raise Final(
+                    "failure",
+                    f"manifest_mismatch: bundle says {man.version}/{man.counter}, "
+                    f"signed metadata {custom['version']}/{custom['counter']}",
+                )
             slot = self.slots.install(work, man.to_dict())
             return slot, man
         except bundle.BundleError as e:
@@ -329,13 +364,22 @@ class OtaService:
         trial_s = float(pend.get("trial_s") or self.s.trial_s)
         deadline = loop.time() + trial_s
         self.gate_checks = health.initial(app)
-        log.warning("release %s on trial (slot %s) for %.0f s: %s", pend.get("version"), self.slot, trial_s,
-                    ", ".join(self.gate_checks))
+        log.warning(
+            "release %s on trial (slot %s) for %.0f s: %s",
+            pend.get("version"),
+            self.slot,
+            trial_s,
+            ", ".join(self.gate_checks),
+        )
         while not health.update(app, self.gate_checks, need_ack=True):
             if loop.time() >= deadline:
                 failed = [k for k, ok in self.gate_checks.items() if not ok]
-                log.error("release %s not healthy within %.0f s: %s; the launcher will roll back",
-                          pend.get("version"), trial_s, ", ".join(failed))
+                log.error(
+                    "release %s not healthy within %.0f s: %s; the launcher will roll back",
+                    pend.get("version"),
+                    trial_s,
+                    ", ".join(failed),
+                )
                 return
             await asyncio.sleep(CHECK_PERIOD_S)
         if await asyncio.to_thread(self.slots.commit, self.slot):

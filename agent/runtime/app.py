@@ -13,25 +13,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import agent
+from agent.aio import cancel_all
 from agent.clock import Clock
 from agent.config import BoardInfo, Config
-from agent.runtime.control_loop import Controls
 from agent.config.model import RtuBus, TcpBus
+from agent.field.actuator import Actuator
 from agent.field.image import ProcessImage
 from agent.field.inputs import DioPoller, GpsPoints
-from agent.model import Priority, Reading
-from agent.outbox.writer import Outbox
-from agent.field.actuator import Actuator
-from agent.aio import cancel_all
 from agent.field.poller import BusPoller
 from agent.field.report import ReportFilter
-from agent.uplink.selftel import SelfTelemetry
+from agent.model import Priority, Reading
+from agent.outbox.writer import Outbox
+from agent.runtime.control_loop import Controls
 from agent.runtime.status_api import SOCKET_NAME, StatusServer
+from agent.uplink.selftel import SelfTelemetry
 from drivers.modbus.engine import BusEngine
 
 log = logging.getLogger("agent.app")
@@ -61,10 +62,19 @@ class UplinkWiring:
 
 
 class App:
-    def __init__(self, config: Config, *, data_dir: Path, clock: Clock, endpoints: Endpoints | None = None,
-                 sinks: list[Callable[[list[Reading]], Awaitable[None]]] | None = None,
-                 uplink: UplinkWiring | None = None, selftel_period_s: float = 10.0, ota_wall: Clock | None = None,
-                 boards: dict[str, BoardInfo] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        data_dir: Path,
+        clock: Clock,
+        endpoints: Endpoints | None = None,
+        sinks: list[Callable[[list[Reading]], Awaitable[None]]] | None = None,
+        uplink: UplinkWiring | None = None,
+        selftel_period_s: float = 10.0,
+        ota_wall: Clock | None = None,
+        boards: dict[str, BoardInfo] | None = None,
+    ) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
         self.clock = clock
@@ -80,33 +90,65 @@ class App:
             self.engines[name] = engine
             devices = [d for d in config.devices.values() if d.bus == name]
             self.pollers[name] = BusPoller(engine, devices, clock, self.ingest, bus.backoff)
-        self.dio = DioPoller(config.inputs.values(), config.outputs.values(), self.endpoints.dio, clock, self.ingest,
-                             pins=self.endpoints.pins, no_dio_reason=self.endpoints.dio_error) \
-            if config.inputs or config.outputs else None
-        self.gps = GpsPoints(self.endpoints.gps_port or config.gps.port, config.gps, clock, self.ingest) \
-            if config.gps else None
+        self.dio = (
+            DioPoller(
+                config.inputs.values(),
+                config.outputs.values(),
+                self.endpoints.dio,
+                clock,
+                self.ingest,
+                pins=self.endpoints.pins,
+                no_dio_reason=self.endpoints.dio_error,
+            )
+            if config.inputs or config.outputs
+            else None
+        )
+        self.gps = (
+            GpsPoints(self.endpoints.gps_port or config.gps.port, config.gps, clock, self.ingest)
+            if config.gps
+            else None
+        )
         for p in self.gps.points if self.gps else ():
             self.image.add_point(p)
             self.reporter.add_point(p)
         ob = config.outbox
-        self.outbox = Outbox(self.data_dir / ob.path, clock=clock, max_bytes=int(ob.max_mb * 2**20),
-                             queue_max=ob.queue_max, commit_interval_s=ob.commit_interval_ms / 1000)
+        self.outbox = Outbox(
+            self.data_dir / ob.path,
+            clock=clock,
+            max_bytes=int(ob.max_mb * 2**20),
+            queue_max=ob.queue_max,
+            commit_interval_s=ob.commit_interval_ms / 1000,
+        )
         self.uplink = None
         self._stop: asyncio.Event | None = None
         if uplink is not None:
             from agent.uplink.client import Uplink
 
-            self.uplink = Uplink(uplink.settings, cabinet_id=config.cabinet_id, outbox=self.outbox,
-                                 signing_key=uplink.signing_key, ingest_keys=uplink.ingest_keys, clock=clock,
-                                 birth=self.birth, tls=uplink.tls)
+            self.uplink = Uplink(
+                uplink.settings,
+                cabinet_id=config.cabinet_id,
+                outbox=self.outbox,
+                signing_key=uplink.signing_key,
+                ingest_keys=uplink.ingest_keys,
+                clock=clock,
+                birth=self.birth,
+                tls=uplink.tls,
+            )
         self.selftel = SelfTelemetry(self.outbox, self.uplink, clock, self.ingest, selftel_period_s)
         for p in self.selftel.points():
             self.image.add_point(p)
             self.reporter.add_point(p)
         self.sinks.insert(0, self._to_outbox)
         self.actuator = Actuator(config, self.pollers, self.dio, self.image, clock, self.ingest)
-        self.controls = Controls(config, image=self.image, actuator=self.actuator, clock=clock,
-                                 put=self._put_priority, data_dir=self.data_dir, ingest=self.ingest)
+        self.controls = Controls(
+            config,
+            image=self.image,
+            actuator=self.actuator,
+            clock=clock,
+            put=self._put_priority,
+            data_dir=self.data_dir,
+            ingest=self.ingest,
+        )
         for p in self.controls.points:
             self.image.add_point(p)
             self.reporter.add_point(p)
@@ -122,13 +164,20 @@ class App:
         self.ota = OtaService(self, config.ota or OtaSettings(), root=ota_root(), wall=ota_wall or WallClock())
         self.downlink = None
         if self.uplink is not None:  # signed commands arrive over the uplink's session
-            from agent.wire.commands import Trust
-            from agent.runtime.control_loop import clock_trusted
             from agent.remote.downlink import Downlink, install_builtins
+            from agent.runtime.control_loop import clock_trusted
+            from agent.wire.commands import Trust
 
-            self.downlink = Downlink(cabinet=config.cabinet_id, prefix=uplink.settings.topic_prefix, tags=config.tags,
-                                     trust=config.trust or Trust(), signing_key=uplink.signing_key, clock=clock,
-                                     clock_trusted=lambda: clock_trusted(clock), data_dir=self.data_dir)
+            self.downlink = Downlink(
+                cabinet=config.cabinet_id,
+                prefix=uplink.settings.topic_prefix,
+                tags=config.tags,
+                trust=config.trust or Trust(),
+                signing_key=uplink.signing_key,
+                clock=clock,
+                clock_trusted=lambda: clock_trusted(clock),
+                data_dir=self.data_dir,
+            )
             install_builtins(self.downlink, self)
             from agent.remote import config_apply
 
@@ -137,8 +186,9 @@ class App:
 
             ota_service.install(self.downlink, self)
             self.uplink.downlink = self.downlink
-        self.status_server = StatusServer(self.data_dir / SOCKET_NAME, self.status,
-                                          self.controls.actions() if self.controls.active else None)
+        self.status_server = StatusServer(
+            self.data_dir / SOCKET_NAME, self.status, self.controls.actions() if self.controls.active else None
+        )
         self._tasks: list[asyncio.Task] = []
         self.restarts: dict[str, int] = {}
 
@@ -146,12 +196,22 @@ class App:
         where = self.endpoints.buses.get(name)
         if isinstance(bus, RtuBus):
             port = where[1] if where else bus.port
-            return BusEngine.rtu(name, port, baudrate=bus.baudrate, parity=bus.parity, stopbits=bus.stopbits,
-                                 bytesize=bus.bytesize, timeout_ms=bus.timeout_ms, retries=bus.retries,
-                                 inter_frame_ms=bus.inter_frame_ms, rs485=bus.rs485)
+            return BusEngine.rtu(
+                name,
+                port,
+                baudrate=bus.baudrate,
+                parity=bus.parity,
+                stopbits=bus.stopbits,
+                bytesize=bus.bytesize,
+                timeout_ms=bus.timeout_ms,
+                retries=bus.retries,
+                inter_frame_ms=bus.inter_frame_ms,
+                rs485=bus.rs485,
+            )
         host, port = (where[1], where[2]) if where else (bus.host, bus.port)
-        return BusEngine.tcp(name, host, port, timeout_ms=bus.timeout_ms, retries=bus.retries,
-                             inter_frame_ms=bus.inter_frame_ms)
+        return BusEngine.tcp(
+            name, host, port, timeout_ms=bus.timeout_ms, retries=bus.retries, inter_frame_ms=bus.inter_frame_ms
+        )
 
     def birth(self) -> dict[str, Any]:
         """What the retained "online" state message says about this agent."""
@@ -159,8 +219,15 @@ class App:
         cfg.pop("last_commit", None)
         if cfg["trial"]:
             cfg["trial"].pop("checks", None)
-        return {"boot": self.outbox.boot_epoch, "version": agent.__version__, "config_sha256": self.config.sha256,
-                "config": cfg, "tags": list(self.config.tags), "board": self.config.board, "t": self.clock.now()}
+        return {
+            "boot": self.outbox.boot_epoch,
+            "version": agent.__version__,
+            "config_sha256": self.config.sha256,
+            "config": cfg,
+            "tags": list(self.config.tags),
+            "board": self.config.board,
+            "t": self.clock.now(),
+        }
 
     async def _to_outbox(self, readings: list[Reading]) -> None:
         await self.outbox.put(readings, Priority.TELEMETRY)  # waits while the outbox queue is full
@@ -184,6 +251,7 @@ class App:
 
     def _spawn(self, name: str, factory: Callable[[], Any]) -> None:
         """Run a loop as a task; if it ever fails (a bug), log it and restart it with backoff."""
+
         async def supervised() -> None:
             delay = 1.0
             while True:
@@ -192,11 +260,12 @@ class App:
                     return
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # noqa: BLE001 - keep the cabinet running, say what broke
+                except Exception:
                     self.restarts[name] = self.restarts.get(name, 0) + 1
                     log.exception("task %s failed; restarting in %.0f s", name, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 60.0)
+
         self._tasks.append(asyncio.create_task(supervised(), name=name))
 
     async def start(self) -> None:
@@ -221,8 +290,14 @@ class App:
         if Watchdog.wanted():  # under the launcher or systemd: READY=1 and WATCHDOG=1 while healthy
             self.watchdog = Watchdog(self)
             self._spawn("watchdog", self.watchdog.run)
-        log.info("agent %s started: cabinet %s, %d buses, %d devices, %d points", agent.__version__,
-                 self.config.cabinet_id, len(self.engines), len(self.config.devices), len(self.image.points()))
+        log.info(
+            "agent %s started: cabinet %s, %d buses, %d devices, %d points",
+            agent.__version__,
+            self.config.cabinet_id,
+            len(self.engines),
+            len(self.config.devices),
+            len(self.image.points()),
+        )
 
     def request_stop(self) -> None:
         """A graceful stop asked for by a command (`reboot`): run() returns, the service manager restarts us."""
@@ -261,15 +336,21 @@ class App:
         buses = []
         for name, engine in self.engines.items():
             poller = self.pollers[name]
-            buses.append({**engine.snapshot(), "requests_per_cycle": poller.plan_size,
-                          "devices": poller.snapshot(mono)})
+            buses.append(
+                {**engine.snapshot(), "requests_per_cycle": poller.plan_size, "devices": poller.snapshot(mono)}
+            )
         return {
             "cabinet": {"id": self.config.cabinet_id, "name": self.config.cabinet_name},
-            "agent": {"version": agent.__version__, "uptime_s": round(mono - self.started_mono, 3),
-                      "config": self.config.source, "config_sha256": self.config.sha256,
-                      "board": self.config.board, "wall_time": self.clock.now(),
-                      "wall_time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock.now())),
-                      "clock_synced": self.clock.synced},
+            "agent": {
+                "version": agent.__version__,
+                "uptime_s": round(mono - self.started_mono, 3),
+                "config": self.config.source,
+                "config_sha256": self.config.sha256,
+                "board": self.config.board,
+                "wall_time": self.clock.now(),
+                "wall_time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock.now())),
+                "clock_synced": self.clock.synced,
+            },
             "points": self.image.snapshot(mono),
             "buses": buses,
             "dio": self.dio.snapshot() if self.dio else None,

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-from agent.runtime import statefile
-from agent.field.actuator import Actuator
 from agent.clock import Clock
 from agent.config import Config
+from agent.field.actuator import Actuator
 from agent.field.image import ProcessImage
 from agent.model import Point, Priority, Quality, Reading
+from agent.runtime import statefile
 from agent.runtime.status_api import ActionError
 
 log = logging.getLogger(__name__)
@@ -39,16 +40,32 @@ Put = Callable[[list[Reading], Priority], Awaitable[None]]
 Ingest = Callable[[list[Reading], float], Awaitable[None]]
 
 # per segment: key -> (unit, deadband, heartbeat_s); into the process image and the telemetry
-SEGMENT_POINTS = {"on": ("", 0.0, 3600.0), "level": ("%", 0.0, 3600.0), "burning_h": ("h", 0.01, 3600.0),
-                  "switches": ("", 0.0, 3600.0), "energy_kwh": ("kWh", 0.01, 3600.0),
-                  "saved_kwh": ("kWh", 0.01, 3600.0)}
+SEGMENT_POINTS = {
+    "on": ("", 0.0, 3600.0),
+    "level": ("%", 0.0, 3600.0),
+    "burning_h": ("h", 0.01, 3600.0),
+    "switches": ("", 0.0, 3600.0),
+    "energy_kwh": ("kWh", 0.01, 3600.0),
+    "saved_kwh": ("kWh", 0.01, 3600.0),
+}
 
 
 def segment_points(segments: list[Any]) -> list[Point]:
     """Points of the lighting segments (`level` only where a segment dims)."""
-    return [Point(f"lighting.{s.name}.{key}", unit=unit, source="lighting", deadband=db, heartbeat_s=hb,
-                  stale_after_s=float("inf"), description=f"segment {s.name}: {key}")
-            for s in segments for key, (unit, db, hb) in SEGMENT_POINTS.items() if key != "level" or s.dim]
+    return [
+        Point(
+            f"lighting.{s.name}.{key}",
+            unit=unit,
+            source="lighting",
+            deadband=db,
+            heartbeat_s=hb,
+            stale_after_s=float("inf"),
+            description=f"segment {s.name}: {key}",
+        )
+        for s in segments
+        for key, (unit, db, hb) in SEGMENT_POINTS.items()
+        if key != "level" or s.dim
+    ]
 
 
 def clock_trusted(clock: Clock) -> bool:
@@ -56,8 +73,18 @@ def clock_trusted(clock: Clock) -> bool:
 
 
 class Controls:
-    def __init__(self, config: Config, *, image: ProcessImage, actuator: Actuator, clock: Clock, put: Put,
-                 data_dir: Path, ingest: Ingest | None = None, period_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        image: ProcessImage,
+        actuator: Actuator,
+        clock: Clock,
+        put: Put,
+        data_dir: Path,
+        ingest: Ingest | None = None,
+        period_s: float = 1.0,
+    ) -> None:
         from agent.control.alarms import AlarmManager
 
         self.image = image
@@ -81,9 +108,11 @@ class Controls:
             defs = self.climate.definitions()
         self._alarm_defs, self._alarm_overrides = defs, dict(config.alarms or {})
         self.alarms = AlarmManager(defs, self._alarm_overrides)
-        self._points = sorted(set(self.lighting.points() if self.lighting else ())
-                              | set(self.climate.inputs if self.climate else ())
-                              | set(self.climate.outputs if self.climate else ()))
+        self._points = sorted(
+            set(self.lighting.points() if self.lighting else ())
+            | set(self.climate.inputs if self.climate else ())
+            | set(self.climate.outputs if self.climate else ())
+        )
         self._overrides_seen = -1
         self._saved_at = float("-inf")
         self.steps = 0
@@ -180,9 +209,14 @@ class Controls:
                     self.last_failed.pop(w.point, None)
             for e in ls.events:
                 switched = switched or e.kind == "switched"
-                events.append(Reading(f"event.lighting.{e.kind}", wall,
-                                      json.dumps(e.to_dict(), separators=(",", ":"), sort_keys=True, default=str),
-                                      Quality.GOOD))
+                events.append(
+                    Reading(
+                        f"event.lighting.{e.kind}",
+                        wall,
+                        json.dumps(e.to_dict(), separators=(",", ":"), sort_keys=True, default=str),
+                        Quality.GOOD,
+                    )
+                )
         for point in shed:
             writes[point] = False
         failed = await self.actuator.apply(writes)
@@ -221,9 +255,12 @@ class Controls:
         if self.ingest is None:
             return
         segs = self.lighting.status(None)["segments"]
-        readings = [Reading(name, wall, _json_value(st.get(key)), Quality.GOOD)
-                    for seg, st in segs.items() for key in SEGMENT_POINTS
-                    if st.get(key) is not None and (name := f"lighting.{seg}.{key}") in self._names]
+        readings = [
+            Reading(name, wall, _json_value(st.get(key)), Quality.GOOD)
+            for seg, st in segs.items()
+            for key in SEGMENT_POINTS
+            if st.get(key) is not None and (name := f"lighting.{seg}.{key}") in self._names
+        ]
         await self.ingest(readings, mono)
 
     # -- local actions (agent socket) --------------------------------------------------------------
@@ -238,10 +275,17 @@ class Controls:
             raise ActionError('"minutes" must be a positive number')
         try:
             ov = self.lighting.set_override(
-                on=args["on"], mono=self.clock.monotonic(), utc=self._utc(), level=args.get("level"),
-                segments=args.get("segments"), expires=args.get("until"),
-                duration_s=None if minutes is None else float(minutes) * 60, forever=bool(args.get("forever")),
-                source=str(args.get("source") or "local"), note=str(args.get("note") or ""))
+                on=args["on"],
+                mono=self.clock.monotonic(),
+                utc=self._utc(),
+                level=args.get("level"),
+                segments=args.get("segments"),
+                expires=args.get("until"),
+                duration_s=None if minutes is None else float(minutes) * 60,
+                forever=bool(args.get("forever")),
+                source=str(args.get("source") or "local"),
+                note=str(args.get("note") or ""),
+            )
         except (ValueError, TypeError) as e:
             raise ActionError(str(e)) from None
         self.save("overrides")
@@ -263,8 +307,9 @@ class Controls:
         alarm_id = args.get("id")
         if not isinstance(alarm_id, str):
             raise ActionError('"id" must be an alarm id (see cabinet status)')
-        ev = self.alarms.acknowledge(alarm_id, self.clock.monotonic(), wall=self.clock.now(),
-                                     by=str(args.get("by") or "local"))
+        ev = self.alarms.acknowledge(
+            alarm_id, self.clock.monotonic(), wall=self.clock.now(), by=str(args.get("by") or "local")
+        )
         if ev is None:
             raise ActionError(f"alarm {alarm_id} is not active or latched")
         await self.put([ev.to_reading()], Priority.ALARM)
@@ -288,7 +333,7 @@ class Controls:
 
 
 class _Fix:
-    __slots__ = ("latitude", "longitude", "altitude")
+    __slots__ = ("altitude", "latitude", "longitude")
 
     def __init__(self, latitude: float, longitude: float, altitude: float | None) -> None:
         self.latitude, self.longitude, self.altitude = latitude, longitude, altitude

@@ -23,7 +23,7 @@ class DataDirLock:
         self.path = Path(data_dir) / f"{name}.lock"
         self._fd: int | None = None
 
-    def acquire(self) -> "DataDirLock":
+    def acquire(self) -> DataDirLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -31,7 +31,9 @@ class DataDirLock:
         except BlockingIOError:
             other = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise DataDirBusy(f"another {self.name} (pid {other}) is running with data dir {self.path.parent}") from None
+            raise DataDirBusy(
+                f"another {self.name} (pid {other}) is running with data dir {self.path.parent}"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -42,7 +44,7 @@ class DataDirLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "DataDirLock":
+    def __enter__(self) -> DataDirLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -10,17 +10,16 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
-from collections.abc import Awaitable, Callable
 
 from agent import logs
-from agent.runtime.app import App, Endpoints
 from agent.clock import ScaledClock, WallClock
 from agent.config import BoardInfo, Config
-from agent.config.model import Uplink
+from agent.config.model import RtuBus, Uplink
 from agent.runtime import uplink_setup
-from agent.config.model import RtuBus
+from agent.runtime.app import App, Endpoints
 from agent.runtime.datadir import DataDirLock
 
 log = logging.getLogger("agent.run")
@@ -38,9 +37,18 @@ class LocalIngest(Protocol):
 IngestStarter = Callable[[Path, Uplink, str, Any], Awaitable[LocalIngest]]
 
 
-def run(load: Callable[[], Config], *, data_dir: Path, boards: dict[str, BoardInfo] | None = None,
-        guard: Callable[[], None] | None = None, log_level: str | None = None, log_format: str | None = None,
-        speed: float | None = None, broker: str | None = None, ingest: IngestStarter | None = None) -> int:
+def run(
+    load: Callable[[], Config],
+    *,
+    data_dir: Path,
+    boards: dict[str, BoardInfo] | None = None,
+    guard: Callable[[], None] | None = None,
+    log_level: str | None = None,
+    log_format: str | None = None,
+    speed: float | None = None,
+    broker: str | None = None,
+    ingest: IngestStarter | None = None,
+) -> int:
     """Under the data-dir lock: `guard()` (a pushed config that cannot start is rolled back),
     then `load()` the config, then run the agent."""
     logs.setup(log_level or "info", log_format or "text")
@@ -58,8 +66,14 @@ def run(load: Callable[[], Config], *, data_dir: Path, boards: dict[str, BoardIn
         return 1
 
 
-async def _main(config: Config, data_dir: Path, speed: float | None, broker: str | None = None,
-                start_ingest: IngestStarter | None = None, boards: dict[str, BoardInfo] | None = None) -> int:
+async def _main(
+    config: Config,
+    data_dir: Path,
+    speed: float | None,
+    broker: str | None = None,
+    start_ingest: IngestStarter | None = None,
+    boards: dict[str, BoardInfo] | None = None,
+) -> int:
     from boards.registry import get as get_board
 
     board = get_board(config.board)
@@ -76,8 +90,9 @@ async def _main(config: Config, data_dir: Path, speed: float | None, broker: str
         ep = child.endpoints
         clk = ep["clock"]
         clock = ScaledClock(clk["speed"], start=clk["wall"] + (time.time() - clk["real"]) * clk["speed"])
-        endpoints = Endpoints(buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep.get("gps"),
-                              dio=FilePinsDIO(ep["pins"]))
+        endpoints = Endpoints(
+            buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep.get("gps"), dio=FilePinsDIO(ep["pins"])
+        )
     else:
         from drivers.dio import BlinkaDIO
 

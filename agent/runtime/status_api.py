@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 SOCKET_NAME = "agent.sock"
 _MAX_REQUEST = 8192
@@ -34,8 +35,9 @@ class ActionError(Exception):
 
 
 class StatusServer:
-    def __init__(self, path: Path, snapshot: Callable[[], dict[str, Any]],
-                 actions: dict[str, Action] | None = None) -> None:
+    def __init__(
+        self, path: Path, snapshot: Callable[[], dict[str, Any]], actions: dict[str, Action] | None = None
+    ) -> None:
         self.path = Path(path)
         self.snapshot = snapshot
         self.actions: dict[str, Action] = dict(actions or {})
@@ -67,16 +69,20 @@ class StatusServer:
                 status, body = await self._post(line[1], head, reader)
             else:
                 status, body = 400, {"error": "only GET /status, /points, /health or POST /<action>"}
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             status, body = 400, {"error": "bad or incomplete request"}
         except Exception as e:  # noqa: BLE001 - never let one request kill the server
             status, body = 500, {"error": f"{type(e).__name__}: {e}"}
         data = json.dumps(body, default=str).encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict",
-                  500: "Internal Server Error"}[status]
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}[
+            status
+        ]
         try:
-            writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                + data
+            )
             await writer.drain()
         except ConnectionError:
             pass
@@ -118,8 +124,9 @@ class StatusServer:
             return 409, {"error": str(e)}
 
 
-async def fetch(path: Path, target: str = "/status", timeout: float = 5.0,
-                post: dict[str, Any] | None = None) -> dict[str, Any]:
+async def fetch(
+    path: Path, target: str = "/status", timeout: float = 5.0, post: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Client side: GET `target` (or POST `post` as JSON) on the agent's socket. Raises
     OSError if no agent runs or it refused (the message says why)."""
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path), limit=1 << 24), timeout)
@@ -128,8 +135,11 @@ async def fetch(path: Path, target: str = "/status", timeout: float = 5.0,
             writer.write(f"GET {target} HTTP/1.1\r\nHost: cabinet\r\n\r\n".encode())
         else:
             data = json.dumps(post).encode()
-            writer.write(f"POST {target} HTTP/1.1\r\nHost: cabinet\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+            writer.write(
+                f"POST {target} HTTP/1.1\r\nHost: cabinet\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n".encode()
+                + data
+            )
         await writer.drain()
         raw = await asyncio.wait_for(reader.read(), timeout)
     finally:

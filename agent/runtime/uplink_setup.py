@@ -21,11 +21,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.runtime import keys
-from agent.wire import cose
-from agent.runtime.app import UplinkWiring
 from agent.config import Config
 from agent.config.model import Uplink
+from agent.runtime import keys
+from agent.runtime.app import UplinkWiring
+from agent.wire import cose
 
 log = logging.getLogger("agent.run")
 
@@ -64,6 +64,8 @@ def wiring(config: Config, data_dir: Path, s: Uplink, ingest_pub: Ed25519PublicK
     if ingest_pub is not None:
         trusted[cose.key_id(ingest_pub)] = ingest_pub
     if not trusted:
-        log.warning("no ingest key configured ([uplink] ingest_key): acknowledgements cannot be verified, "
-                    "so batches stay in the outbox")
+        log.warning(
+            "no ingest key configured ([uplink] ingest_key): acknowledgements cannot be verified, "
+            "so batches stay in the outbox"
+        )
     return UplinkWiring(s, key, trusted.get, tls_context(s))

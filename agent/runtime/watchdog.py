@@ -55,6 +55,7 @@ class Watchdog:
             else:
                 self.withheld += 1
                 if self.withheld == 1:
-                    log.error("control loop has not stepped for %d watchdog periods: watchdog pings stop",
-                              self._stalled)
+                    log.error(
+                        "control loop has not stepped for %d watchdog periods: watchdog pings stop", self._stalled
+                    )
             await asyncio.sleep(period)

@@ -18,19 +18,20 @@ import asyncio
 import json
 import logging
 import ssl
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.wire import cose
 from agent.aio import cancel_all, wait_event
-from agent.wire.batch import encode_body
 from agent.config.model import Uplink as UplinkSettings
 from agent.model import Priority, Reading
-from agent.outbox.writer import Outbox, Sealed
 from agent.outbox.policy import SealPolicy
+from agent.outbox.writer import Outbox, Sealed
+from agent.wire import cose
+from agent.wire.batch import encode_body
 from drivers.modbus.health import DeviceHealth
 
 log = logging.getLogger("agent.uplink")
@@ -47,9 +48,18 @@ def tls_context(s: UplinkSettings) -> ssl.SSLContext | None:
 
 
 class Uplink:
-    def __init__(self, settings: UplinkSettings, *, cabinet_id: str, outbox: Outbox, signing_key: Any,
-                 ingest_keys: Callable[[bytes], Any], clock: Any, birth: Callable[[], dict[str, Any]],
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        settings: UplinkSettings,
+        *,
+        cabinet_id: str,
+        outbox: Outbox,
+        signing_key: Any,
+        ingest_keys: Callable[[bytes], Any],
+        clock: Any,
+        birth: Callable[[], dict[str, Any]],
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.s = settings
         self.cabinet = cabinet_id
         self.outbox = outbox
@@ -78,8 +88,18 @@ class Uplink:
         # connected; on each new connection the latest per topic again. on_sent runs after PUBACK.
         self._retained: dict[str, tuple[bytes, Callable[[], None] | None]] = {}
         self._retained_due: list[tuple[str, bytes, Callable[[], None] | None]] = []
-        self.stats = {"connects": 0, "reconnects": 0, "batches_sent": 0, "batches_resent": 0, "readings_sent": 0,
-                      "bytes_sent": 0, "acks": 0, "batches_acked": 0, "acks_rejected": 0, "puback_errors": 0}
+        self.stats = {
+            "connects": 0,
+            "reconnects": 0,
+            "batches_sent": 0,
+            "batches_resent": 0,
+            "readings_sent": 0,
+            "bytes_sent": 0,
+            "acks": 0,
+            "batches_acked": 0,
+            "acks_rejected": 0,
+            "puback_errors": 0,
+        }
 
     # ---------------------------------------------------------------- public
     def wake(self) -> None:
@@ -103,14 +123,27 @@ class Uplink:
                 on_sent()
 
     def snapshot(self) -> dict[str, Any]:
-        return {"state": self.state, "reason": self.reason, "broker": f"{self.s.broker}:{self.s.port}",
-                "topic": self.topic, "unacked_sent": len(self._sent), "ack_errors": dict(self._ack_errors),
-                **self.stats}
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "broker": f"{self.s.broker}:{self.s.port}",
+            "topic": self.topic,
+            "unacked_sent": len(self._sent),
+            "ack_errors": dict(self._ack_errors),
+            **self.stats,
+        }
 
     def encode(self, readings: list[Reading], seq: int) -> bytes:
         body = encode_body(readings)
-        return cose.seal_batch(body, key=self.key, kid=self.kid, cabinet=self.cabinet,
-                               boot=self.outbox.boot_epoch, seq=seq, topic=self.topic)
+        return cose.seal_batch(
+            body,
+            key=self.key,
+            kid=self.kid,
+            cabinet=self.cabinet,
+            boot=self.outbox.boot_epoch,
+            seq=seq,
+            topic=self.topic,
+        )
 
     async def run(self) -> None:
         client = self._client()
@@ -126,8 +159,9 @@ class Uplink:
                         from paho.mqtt.subscribeoptions import SubscribeOptions
 
                         await client.subscribe(self.downlink.filter, options=SubscribeOptions(qos=1, noLocal=True))
-                    await client.publish(self.state_topic, json.dumps({"online": True, **self.birth()}),
-                                         qos=1, retain=True)
+                    await client.publish(
+                        self.state_topic, json.dumps({"online": True, **self.birth()}), qos=1, retain=True
+                    )
                     self._set_state("connected", None)
                     self._retained_due = [(t, p, cb) for t, (p, cb) in self._retained.items()]
                     self.backoff.success(self.clock.monotonic())
@@ -146,11 +180,25 @@ class Uplink:
         props.SessionExpiryInterval = self.s.session_expiry_s
         will_props = Properties(PacketTypes.WILLMESSAGE)
         will_props.WillDelayInterval = 0
-        will = aiomqtt.Will(self.state_topic, json.dumps({"online": False, "boot": self.outbox.boot_epoch}),
-                            qos=1, retain=True, properties=will_props)
-        client = aiomqtt.Client(self.s.broker, self.s.port, identifier=self.s.client_id or self.cabinet,
-                                protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
-                                will=will, tls_context=self.tls, keepalive=self.s.keepalive_s, timeout=30)
+        will = aiomqtt.Will(
+            self.state_topic,
+            json.dumps({"online": False, "boot": self.outbox.boot_epoch}),
+            qos=1,
+            retain=True,
+            properties=will_props,
+        )
+        client = aiomqtt.Client(
+            self.s.broker,
+            self.s.port,
+            identifier=self.s.client_id or self.cabinet,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=props,
+            will=will,
+            tls_context=self.tls,
+            keepalive=self.s.keepalive_s,
+            timeout=30,
+        )
         client.pending_calls_threshold = 10_000
         return client
 
@@ -161,7 +209,7 @@ class Uplink:
         if paho is None or original is None or getattr(original, "_cabinet_wrapped", False):
             return
 
-        def on_publish(c, userdata, mid, reason_code, properties):  # noqa: ANN001 - paho's signature
+        def on_publish(c, userdata, mid, reason_code, properties):
             if getattr(reason_code, "is_failure", False):
                 self.stats["puback_errors"] += 1
                 if self.stats["puback_errors"] == 1:
@@ -219,10 +267,13 @@ class Uplink:
     def _seal_due(self) -> bool:
         st = self.outbox.stats()
         prio = st["pending_priority"]
-        return self.policy.due(st["rows_pending"], st["oldest_pending_age_s"], Priority(prio) if prio is not None else None)
+        return self.policy.due(
+            st["rows_pending"], st["oldest_pending_age_s"], Priority(prio) if prio is not None else None
+        )
 
-    async def _publish(self, client: aiomqtt.Client, sealed: Sealed, window: asyncio.Semaphore,
-                       tasks: set[asyncio.Task]) -> None:
+    async def _publish(
+        self, client: aiomqtt.Client, sealed: Sealed, window: asyncio.Semaphore, tasks: set[asyncio.Task]
+    ) -> None:
         await window.acquire()  # at most `inflight` publishes wait for their PUBACK
         self._sent[sealed.seq] = self.clock.monotonic()
 

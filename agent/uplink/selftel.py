@@ -4,7 +4,8 @@ the same batches as the field readings (so the cloud sees a cabinet struggling).
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from agent.model import Point, Quality, Reading
 
@@ -16,10 +17,17 @@ def _p(key: str, unit: str = "", deadband: float = 0.0) -> Point:
 
 
 POINTS = [
-    _p("outbox_rows", "", 500), _p("outbox_bytes", "B", 256 * 1024), _p("outbox_oldest_age_s", "s", 60),
-    _p("outbox_evicted_rows"), _p("outbox_batches_unacked", "", 10),
-    _p("uplink_connected"), _p("uplink_reconnects"), _p("uplink_batches_sent", "", 100),
-    _p("uplink_batches_acked", "", 100), _p("uplink_acks_rejected"), _p("uplink_publish_per_min", "1/min", 5),
+    _p("outbox_rows", "", 500),
+    _p("outbox_bytes", "B", 256 * 1024),
+    _p("outbox_oldest_age_s", "s", 60),
+    _p("outbox_evicted_rows"),
+    _p("outbox_batches_unacked", "", 10),
+    _p("uplink_connected"),
+    _p("uplink_reconnects"),
+    _p("uplink_batches_sent", "", 100),
+    _p("uplink_batches_acked", "", 100),
+    _p("uplink_acks_rejected"),
+    _p("uplink_publish_per_min", "1/min", 5),
 ]
 
 
@@ -51,9 +59,16 @@ class SelfTelemetry:
             if self._last_sent is not None and mono > self._last_sent[0]:
                 rate = (sent - self._last_sent[1]) * 60.0 / (mono - self._last_sent[0])
             self._last_sent = (mono, sent)
-            values.update({"uplink_connected": self.uplink.state == "connected", "uplink_reconnects": u["reconnects"],
-                           "uplink_batches_sent": sent, "uplink_batches_acked": u["batches_acked"],
-                           "uplink_acks_rejected": u["acks_rejected"], "uplink_publish_per_min": round(rate, 1)})
+            values.update(
+                {
+                    "uplink_connected": self.uplink.state == "connected",
+                    "uplink_reconnects": u["reconnects"],
+                    "uplink_batches_sent": sent,
+                    "uplink_batches_acked": u["batches_acked"],
+                    "uplink_acks_rejected": u["acks_rejected"],
+                    "uplink_publish_per_min": round(rate, 1),
+                }
+            )
         return [Reading(f"agent.{k}", t, v, Quality.GOOD) for k, v in values.items()]
 
     def points(self) -> list[Point]:

@@ -52,6 +52,7 @@ class BatchError(ValueError):
 
 # ---------------------------------------------------------------------- encoding
 
+
 def encode_body(readings: Sequence[Reading], *, compression: str = DEFAULT_COMPRESSION) -> bytes:
     """Readings -> body bytes. Raises BatchError for an empty batch, too many readings
     or a reading the format cannot carry (the message names the reading)."""
@@ -81,8 +82,9 @@ def encode_body(readings: Sequence[Reading], *, compression: str = DEFAULT_COMPR
     if len(raw) > MAX_BODY:
         raise BatchError(f"encoded batch is {len(raw)} bytes; at most {MAX_BODY} (split the batch)")
     if compression == "zstd":
-        packed = bytes([ZSTD]) + zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=False,
-                                                          write_content_size=True).compress(raw)
+        packed = bytes([ZSTD]) + zstandard.ZstdCompressor(
+            level=ZSTD_LEVEL, write_checksum=False, write_content_size=True
+        ).compress(raw)
     elif compression == "zlib":
         packed = bytes([ZLIB]) + zlib.compress(raw, ZLIB_LEVEL)
     else:
@@ -100,9 +102,14 @@ def _row(i: int, r: Any) -> tuple[str, int, Any, int, str | None]:
         raise BatchError(f"reading {i}: not a Reading (point, t, value, quality, reason): {r!r}") from None
     # fast path: the common shapes, exact types, checked as strictly as below
     tt, tv = type(t), type(value)
-    if (type(point) is str and point and (tt is float or tt is int) and -MAX_S < t < MAX_S
-            and (tv is float or tv is bool or value is None or (tv is int and INT_MIN <= value <= INT_MAX))
-            and reason is None):
+    if (
+        type(point) is str
+        and point
+        and (tt is float or tt is int)
+        and -MAX_S < t < MAX_S
+        and (tv is float or tv is bool or value is None or (tv is int and INT_MIN <= value <= INT_MAX))
+        and reason is None
+    ):
         q = _QUALITY_FAST.get(quality)
         if q is not None:
             return point, round(t * 1000), value, q, None
@@ -114,8 +121,9 @@ def _row(i: int, r: Any) -> tuple[str, int, Any, int, str | None]:
         raise BatchError(f"reading {i} ({point}): t = {t!r} is not a finite time within ±{MAX_MS // 1000} s")
     ms = round(t * 1000)
     if value is not None and not isinstance(value, (bool, int, float, str)):
-        raise BatchError(f"reading {i} ({point}): value type {type(value).__name__} is not bool, int, float, "
-                         f"str or None")
+        raise BatchError(
+            f"reading {i} ({point}): value type {type(value).__name__} is not bool, int, float, str or None"
+        )
     if isinstance(value, int) and not isinstance(value, bool):
         if not INT_MIN <= value <= INT_MAX:
             raise BatchError(f"reading {i} ({point}): int value {value} does not fit in 64 bits")
@@ -185,8 +193,8 @@ def _decimals(floats: list[float]) -> int | None:
     biggest = max(max(distinct), -min(distinct))
     if need > MAX_DECIMALS or biggest > MAX_MS:
         return None
-    if biggest * _POW10[need] >= 2.0 ** 50:  # where the shortcut is not exact: check, go finer
-        big = [v for v in distinct if abs(v) * _POW10[need] >= 2.0 ** 50]
+    if biggest * _POW10[need] >= 2.0**50:  # where the shortcut is not exact: check, go finer
+        big = [v for v in distinct if abs(v) * _POW10[need] >= 2.0**50]
         while not all(_fits(v, need) for v in big):
             need += 1
             if need > MAX_DECIMALS:
@@ -205,7 +213,7 @@ def _decimals_search(distinct: set[float]) -> int | None:
     return need
 
 
-_SAFE_MAGNITUDE = 2.0 ** 50 / 10 ** 6  # below this, |v| * 10^d < 2^50 for every d <= 6
+_SAFE_MAGNITUDE = 2.0**50 / 10**6  # below this, |v| * 10^d < 2^50 for every d <= 6
 
 
 def _delta(xs: list[int]) -> list[int]:
@@ -253,13 +261,22 @@ def _series(rows: list[tuple[str, int, Any, int, str | None]], t0: int) -> list[
 
 # ---------------------------------------------------------------------- decoding
 
+
 def _unpack(data: bytes) -> tuple[int, list, list]:
     """Body bytes -> (t0, names, series) after the checks that need no per-reading work."""
     raw = _decompress(*_split(data))
     try:
-        doc = msgpack.unpackb(raw, raw=False, use_list=True, strict_map_key=True,
-                              max_str_len=MAX_BODY, max_bin_len=0, max_ext_len=0,
-                              max_array_len=3 * MAX_READINGS, max_map_len=16)
+        doc = msgpack.unpackb(
+            raw,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=MAX_BODY,
+            max_bin_len=0,
+            max_ext_len=0,
+            max_array_len=3 * MAX_READINGS,
+            max_map_len=16,
+        )
     except Exception as e:  # msgpack raises several types (ExtraData, ValueError, UnicodeDecodeError ...)
         raise BatchError(f"batch body is not valid msgpack: {type(e).__name__}: {e}") from None
     if not isinstance(doc, list) or len(doc) != 4:
@@ -297,8 +314,15 @@ def check_body(data: bytes) -> int:
     objects), version, t0 and the names; returns the number of points. decode_body still
     checks everything else. Raises BatchError."""
     raw = _decompress(*_split(data))
-    u = msgpack.Unpacker(raw=False, max_buffer_size=max(len(raw), 1), max_str_len=MAX_BODY, max_bin_len=0,
-                         max_ext_len=0, max_array_len=3 * MAX_READINGS, max_map_len=16)
+    u = msgpack.Unpacker(
+        raw=False,
+        max_buffer_size=max(len(raw), 1),
+        max_str_len=MAX_BODY,
+        max_bin_len=0,
+        max_ext_len=0,
+        max_array_len=3 * MAX_READINGS,
+        max_map_len=16,
+    )
     u.feed(raw)
     try:
         if u.read_array_header() != 4:
@@ -309,8 +333,9 @@ def check_body(data: bytes) -> int:
             u.skip()
         extra = len(raw) - u.tell()
     except Exception as e:  # OutOfData, ValueError, UnicodeDecodeError, ...
-        raise BatchError(f"batch body is not a valid [version, t0, names, series] msgpack array: "
-                         f"{type(e).__name__}: {e}") from None
+        raise BatchError(
+            f"batch body is not a valid [version, t0, names, series] msgpack array: {type(e).__name__}: {e}"
+        ) from None
     if extra:
         raise BatchError(f"batch body is not valid msgpack: ExtraData: {extra} bytes after the document")
     _check_head(version, t0, names, n_series)
@@ -390,8 +415,7 @@ def _undelta(xs: list[int], order: int) -> list[int]:
 def _decode_series(name: str, p: int, s: Any, t0: int, out: list[Reading]) -> None:
     where = f"series[{p}] ({name})"
     if not isinstance(s, list) or len(s) != 7:
-        raise BatchError(f"{where} must be a 7-element array [kind, n, ts_order, ts, value_order, values, "
-                         f"exceptions]")
+        raise BatchError(f"{where} must be a 7-element array [kind, n, ts_order, ts, value_order, values, exceptions]")
     kind, n, ts_order, ts, v_order, values, exc = s
     kind = _int(kind, f"{where} kind", 0, DECIMAL + MAX_DECIMALS)
     if MIXED < kind < DECIMAL:
@@ -415,7 +439,7 @@ def _decode_series(name: str, p: int, s: Any, t0: int, out: list[Reading]) -> No
         raise BatchError(f"{where}: exceptions must be an array of (gap, quality, reason) triples")
     i = -1
     for k in range(0, len(exc), 3):
-        gap, q, reason = exc[k:k + 3]
+        gap, q, reason = exc[k : k + 3]
         i += _int(gap, f"{where} exception {k // 3} gap", 0, n - 1) + 1
         if i >= n:
             raise BatchError(f"{where}: exception {k // 3} points past the last reading")

@@ -45,31 +45,37 @@ CID_RE = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
 GROUP_PREFIX = "group:"
 
 REJECT_REASONS = (
-    "too_large",           # envelope longer than MAX_COMMAND
-    "not_cose",            # not CBOR / not a tagged COSE_Sign1
-    "bad_header",          # protected header malformed, wrong alg, missing/ill-typed cid/kind/iat/exp/to,
-                           # kind differs from the topic, lifetime longer than allowed
-    "unknown_kid",         # no operator key with this key id in [trust]
-    "bad_signature",       # signature does not verify (over the header, this topic, the payload)
-    "kind_not_allowed",    # the operator's key may not send this kind ([trust.operators.X] allow)
-    "wrong_target",        # `to` is another cabinet or a group this cabinet is not in
-    "clock_unknown",       # the cabinet's clock is untrusted and the kind is not clock_free
-    "not_yet_valid",       # iat more than max_skew_s in the future
-    "expired",             # exp more than max_skew_s in the past
-    "bad_args",            # payload not a msgpack map, or arguments do not match the kind's schema
-    "replayed",            # this command id was accepted before (remembered until its expiry)
-    "replay_full",         # the replay memory is full of unexpired ids: refuse rather than forget
+    "too_large",  # envelope longer than MAX_COMMAND
+    "not_cose",  # not CBOR / not a tagged COSE_Sign1
+    "bad_header",  # protected header malformed, wrong alg, missing/ill-typed cid/kind/iat/exp/to,
+    # kind differs from the topic, lifetime longer than allowed
+    "unknown_kid",  # no operator key with this key id in [trust]
+    "bad_signature",  # signature does not verify (over the header, this topic, the payload)
+    "kind_not_allowed",  # the operator's key may not send this kind ([trust.operators.X] allow)
+    "wrong_target",  # `to` is another cabinet or a group this cabinet is not in
+    "clock_unknown",  # the cabinet's clock is untrusted and the kind is not clock_free
+    "not_yet_valid",  # iat more than max_skew_s in the future
+    "expired",  # exp more than max_skew_s in the past
+    "bad_args",  # payload not a msgpack map, or arguments do not match the kind's schema
+    "replayed",  # this command id was accepted before (remembered until its expiry)
+    "replay_full",  # the replay memory is full of unexpired ids: refuse rather than forget
 )
 DISPATCH_REASONS = (
-    "unknown_kind",        # verified, but no handler is registered for the kind on this cabinet
-    "busy",                # too many commands running; try again
-    "failed",              # the handler refused or failed (detail says why)
+    "unknown_kind",  # verified, but no handler is registered for the kind on this cabinet
+    "busy",  # too many commands running; try again
+    "failed",  # the handler refused or failed (detail says why)
 )
 REASONS = REJECT_REASONS + DISPATCH_REASONS
 
-_COSE_REASON = {"too_large": "too_large", "not_cbor": "not_cose", "not_cose_sign1": "not_cose",
-                "bad_header": "bad_header", "unsupported_alg": "bad_header", "unknown_kid": "unknown_kid",
-                "bad_signature": "bad_signature"}
+_COSE_REASON = {
+    "too_large": "too_large",
+    "not_cbor": "not_cose",
+    "not_cose_sign1": "not_cose",
+    "bad_header": "bad_header",
+    "unsupported_alg": "bad_header",
+    "unknown_kid": "unknown_kid",
+    "bad_signature": "bad_signature",
+}
 
 
 class CommandError(ValueError):
@@ -124,6 +130,7 @@ class Trust:
 
 # ---------------------------------------------------------------------- arguments
 
+
 @dataclass(frozen=True)
 class Arg:
     """One argument of a command kind: type is bool, int, number, str or list[str]."""
@@ -153,7 +160,7 @@ class Arg:
             return f"{name}: must be {t}" + (f" (at most {self.max_len})" if t in ("str", "list[str]") else "")
         if self.choices is not None and v not in self.choices:
             return f"{name}: {v!r} is not one of {', '.join(map(str, self.choices))}"
-        if self.min is not None and v < self.min or self.max is not None and v > self.max:
+        if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
             return f"{name}: {v!r} is out of range {self.min}..{self.max}"
         return None
 
@@ -169,7 +176,9 @@ def check_args(args: Any, schema: Schema | None) -> dict[str, Any]:
         return args
     unknown = sorted(set(args) - set(schema))
     if unknown:
-        raise CommandError("bad_args", f"unknown argument(s) {', '.join(unknown)}; allowed: {', '.join(schema) or 'none'}")
+        raise CommandError(
+            "bad_args", f"unknown argument(s) {', '.join(unknown)}; allowed: {', '.join(schema) or 'none'}"
+        )
     for name, arg in schema.items():
         if name not in args:
             if arg.required:
@@ -182,6 +191,7 @@ def check_args(args: Any, schema: Schema | None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- topics
+
 
 def command_topic(prefix: str, cabinet: str, kind: str) -> str:
     check_kind(kind)
@@ -208,14 +218,16 @@ def topic_kind(topic: str, prefix: str, cabinet: str) -> str | None:
     head = f"{prefix}/cab/{cabinet}/cmd/"
     if not isinstance(topic, str) or not topic.startswith(head):
         return None
-    kind = topic[len(head):]
+    kind = topic[len(head) :]
     return kind if KIND_RE.fullmatch(kind) else None
 
 
 # ---------------------------------------------------------------------- operator side
 
-def sign_command(kind: str, args: Mapping[str, Any], *, key: Any, cid: str, iat: int, exp: int, to: str,
-                 topic: str) -> bytes:
+
+def sign_command(
+    kind: str, args: Mapping[str, Any], *, key: Any, cid: str, iat: int, exp: int, to: str, topic: str
+) -> bytes:
     """The operator's envelope for one cabinet topic (a group command: call once per cabinet topic)."""
     check_kind(kind)
     if not CID_RE.fullmatch(cid):
@@ -223,21 +235,44 @@ def sign_command(kind: str, args: Mapping[str, Any], *, key: Any, cid: str, iat:
     if not topic.endswith(f"/cmd/{kind}"):
         raise ValueError(f"topic {topic!r} is not a command topic for {kind}")
     payload = msgpack.packb(dict(args), use_bin_type=True)
-    return cose.sign1(payload, key=key, kid=cose.key_id(key.public_key()),
-                      headers={"cid": cid, "kind": kind, "iat": int(iat), "exp": int(exp), "to": to},
-                      aad=topic.encode())
+    return cose.sign1(
+        payload,
+        key=key,
+        kid=cose.key_id(key.public_key()),
+        headers={"cid": cid, "kind": kind, "iat": int(iat), "exp": int(exp), "to": to},
+        aad=topic.encode(),
+    )
 
 
 # ---------------------------------------------------------------------- cabinet side: verification
 
+
 def _unpack(payload: bytes) -> Any:
-    return msgpack.unpackb(payload, raw=False, strict_map_key=True, max_str_len=65536, max_bin_len=65536,
-                           max_array_len=4096, max_map_len=256, max_ext_len=0)
+    return msgpack.unpackb(
+        payload,
+        raw=False,
+        strict_map_key=True,
+        max_str_len=65536,
+        max_bin_len=65536,
+        max_array_len=4096,
+        max_map_len=256,
+        max_ext_len=0,
+    )
 
 
-def verify_command(data: Any, *, topic: str, cabinet: str, tags: tuple[str, ...] | frozenset[str], trust: Trust,
-                   now: float | None, replay: CommandReplay | None, schema: Callable[[str], Schema | None] | None = None,
-                   clock_free: Callable[[str], bool] = lambda kind: False, max_size: int = MAX_COMMAND) -> Command:
+def verify_command(
+    data: Any,
+    *,
+    topic: str,
+    cabinet: str,
+    tags: tuple[str, ...] | frozenset[str],
+    trust: Trust,
+    now: float | None,
+    replay: CommandReplay | None,
+    schema: Callable[[str], Schema | None] | None = None,
+    clock_free: Callable[[str], bool] = lambda kind: False,
+    max_size: int = MAX_COMMAND,
+) -> Command:
     """Verify an envelope received on `topic` by cabinet `cabinet` -> Command; raises CommandError.
     `now` is the trusted wall clock, or None when the clock is unknown. `schema(kind)` gives the
     argument schema (None: unchecked). On success the command id is recorded in `replay`."""
@@ -277,18 +312,20 @@ def verify_command(data: Any, *, topic: str, cabinet: str, tags: tuple[str, ...]
     if not operator.allows(kind):
         raise CommandError("kind_not_allowed", f"operator {operator.name} may not send {kind}", cid)
     if to.startswith(GROUP_PREFIX):
-        if to[len(GROUP_PREFIX):] not in tags:
+        if to[len(GROUP_PREFIX) :] not in tags:
             raise CommandError("wrong_target", f"{to}: this cabinet's tags are {', '.join(tags) or 'none'}", cid)
     elif to != cabinet:
         raise CommandError("wrong_target", f"for {to}, this is {cabinet}", cid)
     if now is None:
         if not clock_free(kind):
-            raise CommandError("clock_unknown", f"the cabinet's clock is not trusted; {kind} needs a checked expiry",
-                               cid)
+            raise CommandError(
+                "clock_unknown", f"the cabinet's clock is not trusted; {kind} needs a checked expiry", cid
+            )
     else:
         if iat > now + trust.max_skew_s:
-            raise CommandError("not_yet_valid", f"issued {iat - now:.0f} s in the future (skew {trust.max_skew_s} s)",
-                               cid)
+            raise CommandError(
+                "not_yet_valid", f"issued {iat - now:.0f} s in the future (skew {trust.max_skew_s} s)", cid
+            )
         if exp < now - trust.max_skew_s:
             raise CommandError("expired", f"expired {now - exp:.0f} s ago (skew {trust.max_skew_s} s)", cid)
     try:
@@ -346,11 +383,16 @@ class CommandReplay:
         return {"format": self.FORMAT, "ids": dict(self.ids)}
 
     @classmethod
-    def from_dict(cls, data: Any, now: float | None, max_entries: int = DEFAULT_REPLAY_ENTRIES,
-                  skew_s: int = DEFAULT_SKEW_S) -> CommandReplay:
+    def from_dict(
+        cls, data: Any, now: float | None, max_entries: int = DEFAULT_REPLAY_ENTRIES, skew_s: int = DEFAULT_SKEW_S
+    ) -> CommandReplay:
         """Validated; entries that are not (short text, int) are dropped; expired ones pruned."""
         r = cls(max_entries, skew_s)
-        if not isinstance(data, Mapping) or data.get("format") != cls.FORMAT or not isinstance(data.get("ids"), Mapping):
+        if (
+            not isinstance(data, Mapping)
+            or data.get("format") != cls.FORMAT
+            or not isinstance(data.get("ids"), Mapping)
+        ):
             raise ValueError("not a command replay memory (format 1)")
         for cid, exp in data["ids"].items():
             if isinstance(cid, str) and CID_RE.fullmatch(cid) and type(exp) is int:
@@ -360,6 +402,7 @@ class CommandReplay:
 
 
 # ---------------------------------------------------------------------- replies
+
 
 class Reply(NamedTuple):
     cabinet: str
@@ -371,8 +414,18 @@ class Reply(NamedTuple):
     t: float | None
 
 
-def seal_reply(*, cabinet: str, cid: str | None, ok: bool, topic: str, key: Any, reason: str | None = None,
-               detail: str | None = None, result: Any = None, t: float | None = None) -> bytes:
+def seal_reply(
+    *,
+    cabinet: str,
+    cid: str | None,
+    ok: bool,
+    topic: str,
+    key: Any,
+    reason: str | None = None,
+    detail: str | None = None,
+    result: Any = None,
+    t: float | None = None,
+) -> bytes:
     """The cabinet's signed reply: COSE_Sign1 by the cabinet's key, header {"cab"}, AAD = the
     response topic, payload msgpack {cab, cid, ok, reason?, detail?, result?, t}."""
     doc: dict[str, Any] = {"cab": cabinet, "cid": cid, "ok": bool(ok), "t": t}
@@ -383,8 +436,7 @@ def seal_reply(*, cabinet: str, cid: str | None, ok: bool, topic: str, key: Any,
     if result is not None:
         doc["result"] = result
     payload = msgpack.packb(doc, use_bin_type=True, default=str)
-    return cose.sign1(payload, key=key, kid=cose.key_id(key.public_key()), headers={"cab": cabinet},
-                      aad=topic.encode())
+    return cose.sign1(payload, key=key, kid=cose.key_id(key.public_key()), headers={"cab": cabinet}, aad=topic.encode())
 
 
 def open_reply(data: bytes, *, topic: str, keys: cose.Keys) -> Reply:
@@ -398,5 +450,6 @@ def open_reply(data: bytes, *, topic: str, keys: cose.Keys) -> Reply:
         raise cose.VerifyError("bad_payload", "reply must be a map with ok and the signer's cab")
     if f"/cab/{doc['cab']}/" not in topic:
         raise cose.VerifyError("cabinet_mismatch", f"reply from {doc['cab']!r} on {topic!r}")
-    return Reply(doc["cab"], doc.get("cid"), doc["ok"], doc.get("reason"), doc.get("detail"), doc.get("result"),
-                 doc.get("t"))
+    return Reply(
+        doc["cab"], doc.get("cid"), doc["ok"], doc.get("reason"), doc.get("detail"), doc.get("result"), doc.get("t")
+    )

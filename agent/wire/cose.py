@@ -33,11 +33,21 @@ MAX_KID = 64
 MAX_MESSAGE = 16 * 1024 * 1024 + 65536  # a body is at most 16 MiB (agent.wire.batch.MAX_BODY) plus the envelope
 U64_MAX = 2**64 - 1
 
-REASONS = frozenset({
-    "too_large", "not_cbor", "not_cose_sign1", "bad_header", "unsupported_alg", "unknown_kid", "bad_signature",
-    # added by open_batch / open_ack on top of verify1
-    "bad_topic", "cabinet_mismatch", "bad_payload",
-})
+REASONS = frozenset(
+    {
+        "too_large",
+        "not_cbor",
+        "not_cose_sign1",
+        "bad_header",
+        "unsupported_alg",
+        "unknown_kid",
+        "bad_signature",
+        # added by open_batch / open_ack on top of verify1
+        "bad_topic",
+        "cabinet_mismatch",
+        "bad_payload",
+    }
+)
 _SCALARS = (int, str, bytes, bool, float, type(None))
 
 
@@ -102,8 +112,9 @@ def _decode_all(data: bytes, what: str, reason: str) -> Any:
     return obj
 
 
-def verify1(data: bytes, *, aad: bytes, keys: Callable[[bytes], Ed25519PublicKey | None],
-            max_size: int = MAX_MESSAGE) -> Signed:
+def verify1(
+    data: bytes, *, aad: bytes, keys: Callable[[bytes], Ed25519PublicKey | None], max_size: int = MAX_MESSAGE
+) -> Signed:
     """Check a tagged COSE_Sign1 made by `sign1` -> Signed(kid, headers, payload).
     `keys(kid)` returns the public key for a key id or None. Raises only VerifyError."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -158,6 +169,17 @@ def verify1(data: bytes, *, aad: bytes, keys: Callable[[bytes], Ed25519PublicKey
     return Signed(kid, texts, payload)
 
 
+def payload_of(data: bytes) -> bytes:
+    """The payload of a COSE_Sign1 message WITHOUT checking its signature: only for an
+    envelope that was verified before it was stored (the ingest's materializer)."""
+    msg = _decode_all(bytes(data), "message", "not_cbor")
+    if not isinstance(msg, cbor2.CBORTag) or msg.tag != TAG_SIGN1 or not isinstance(msg.value, (list, tuple)):
+        raise VerifyError("not_cose_sign1", "expected CBOR tag 18 (COSE_Sign1)")
+    if len(msg.value) != 4 or not isinstance(msg.value[2], bytes):
+        raise VerifyError("not_cose_sign1", "expected [protected, unprotected, payload, signature]")
+    return bytes(msg.value[2])
+
+
 # ---------------------------------------------------------------------- signed telemetry: types
 
 DEFAULT_PREFIX = "city/v1"
@@ -182,11 +204,14 @@ class Ack(NamedTuple):
 
 # ---------------------------------------------------------------------- topics
 
+
 def check_cabinet(cabinet: Any) -> str:
     """A cabinet id is one topic level: letters, digits, '.', '_' or '-', up to 64."""
     if not isinstance(cabinet, str) or not CABINET_RE.fullmatch(cabinet):
-        raise ValueError(f"cabinet id {cabinet!r}: must be letters, digits, '.', '_' or '-' (first a letter "
-                         f"or digit), up to 64 characters")
+        raise ValueError(
+            f"cabinet id {cabinet!r}: must be letters, digits, '.', '_' or '-' (first a letter "
+            f"or digit), up to 64 characters"
+        )
     return cabinet
 
 
@@ -195,8 +220,10 @@ def check_prefix(prefix: Any) -> str:
         raise ValueError(f"topic prefix {prefix!r} must be a non-empty string")
     for level in prefix.split("/"):
         if not level or any(c in level for c in "+#\0") or level != level.strip():
-            raise ValueError(f"topic prefix {prefix!r}: levels must be non-empty, without '+', '#', NUL or "
-                             f"surrounding spaces, and there is no leading or trailing '/'")
+            raise ValueError(
+                f"topic prefix {prefix!r}: levels must be non-empty, without '+', '#', NUL or "
+                f"surrounding spaces, and there is no leading or trailing '/'"
+            )
     return prefix
 
 
@@ -251,8 +278,10 @@ def _parse_topic(topic: str, leaf: str) -> tuple[str, bytes]:
 
 # ---------------------------------------------------------------------- telemetry
 
-def seal_batch(body: bytes, *, key: Ed25519PrivateKey, kid: bytes, cabinet: str, boot: int, seq: int,
-               topic: str) -> bytes:
+
+def seal_batch(
+    body: bytes, *, key: Ed25519PrivateKey, kid: bytes, cabinet: str, boot: int, seq: int, topic: str
+) -> bytes:
     """A batch body -> COSE_Sign1 with headers {"cab", "boot", "seq"}, external AAD = topic."""
     if topic_cabinet(topic, "telemetry") != check_cabinet(cabinet):
         raise ValueError(f"topic {topic!r} is not cabinet {cabinet!r}'s telemetry topic")
@@ -280,6 +309,7 @@ def open_batch(data: bytes, *, topic: str, keys: Keys) -> Batch:
 
 # ---------------------------------------------------------------------- acknowledgements
 
+
 def seal_ack(seqs: Sequence[int], *, key: Ed25519PrivateKey, kid: bytes, cabinet: str, topic: str) -> bytes:
     """The ingest's signed ack: payload msgpack {"cab": cabinet, "seq": [seq, ...]}, AAD = ack topic."""
     if topic_cabinet(topic, "ack") != check_cabinet(cabinet):
@@ -297,8 +327,15 @@ def open_ack(data: bytes, *, topic: str, keys: Keys) -> Ack:
     if signed.headers:
         raise VerifyError("bad_header", f"an ack has no text headers; got {sorted(signed.headers)}")
     try:
-        doc = msgpack.unpackb(signed.payload, raw=False, max_bin_len=0, max_ext_len=0, max_map_len=2,
-                              max_array_len=MAX_ACK_SEQS, max_str_len=256)
+        doc = msgpack.unpackb(
+            signed.payload,
+            raw=False,
+            max_bin_len=0,
+            max_ext_len=0,
+            max_map_len=2,
+            max_array_len=MAX_ACK_SEQS,
+            max_str_len=256,
+        )
     except Exception as e:  # msgpack raises several types; the payload is signed but still checked
         raise VerifyError("bad_payload", f"ack payload is not msgpack: {type(e).__name__}") from None
     if not isinstance(doc, dict) or set(doc) != {"cab", "seq"}:
@@ -318,7 +355,7 @@ class ReplayWindow:
     number `hwm` and a bitmap of the last `size` numbers (bit i = hwm - i accepted).
     A fresh window has hwm 0 and an empty bitmap, so every seq >= 0 is new."""
 
-    __slots__ = ("size", "hwm", "bitmap")
+    __slots__ = ("bitmap", "hwm", "size")
 
     def __init__(self, size: int = 1024) -> None:
         if type(size) is not int or not 1 <= size <= 1 << 20:

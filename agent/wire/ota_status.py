@@ -16,8 +16,20 @@ import cbor2
 
 from agent.wire import cose
 
-STATES = ("offered", "downloading", "downloaded", "installing", "restarting", "verifying", "success", "failure",
-          "rolled_back", "deferred", "rejected", "already_installed")
+STATES = (
+    "offered",
+    "downloading",
+    "downloaded",
+    "installing",
+    "restarting",
+    "verifying",
+    "success",
+    "failure",
+    "rolled_back",
+    "deferred",
+    "rejected",
+    "already_installed",
+)
 TERMINAL = frozenset({"success", "failure", "rolled_back", "rejected", "already_installed"})
 FIELDS = ("cabinet", "deployment", "state", "seq", "percent", "reason", "version", "running", "counter", "t")
 MAX_STATUS = 4096

@@ -10,7 +10,8 @@ and heater and shows wired contacts, the DALI gateway dims its circuit.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from boards.sim.plant import MeterValues, Plant
 
@@ -29,11 +30,20 @@ class Binding:
 
 def _sdm120(m: MeterValues) -> dict[str, Any]:
     pf = m.power_factor
-    return {"voltage": m.voltage[0], "current": m.current[0], "active_power": m.power[0],
-            "apparent_power": m.apparent_power, "reactive_power": m.reactive_power, "power_factor": pf,
-            "phase_angle": 0.0 if m.power[0] == 0 else _angle(pf), "frequency": m.frequency,
-            "import_energy": m.import_energy_kwh, "export_energy": m.export_energy_kwh,
-            "total_energy": m.total_energy_kwh, "total_reactive_energy": 0.0}
+    return {
+        "voltage": m.voltage[0],
+        "current": m.current[0],
+        "active_power": m.power[0],
+        "apparent_power": m.apparent_power,
+        "reactive_power": m.reactive_power,
+        "power_factor": pf,
+        "phase_angle": 0.0 if m.power[0] == 0 else _angle(pf),
+        "frequency": m.frequency,
+        "import_energy": m.import_energy_kwh,
+        "export_energy": m.export_energy_kwh,
+        "total_energy": m.total_energy_kwh,
+        "total_reactive_energy": 0.0,
+    }
 
 
 def _angle(pf: float) -> float:
@@ -51,18 +61,37 @@ def _sdm630(m: MeterValues) -> dict[str, Any]:
     for k in range(3):
         ph = f"l{k + 1}"
         on = p[k] != 0
-        out.update({f"voltage_{ph}": v[k], f"current_{ph}": i[k], f"power_{ph}": p[k],
-                    f"apparent_power_{ph}": m.apparent_power / n if on else 0.0,
-                    f"reactive_power_{ph}": m.reactive_power / n if on else 0.0,
-                    f"power_factor_{ph}": m.power_factor if on else 1.0,
-                    f"phase_angle_{ph}": _angle(m.power_factor) if on else 0.0})
-    ll = [round(x * 3 ** 0.5, 2) for x in v]
-    out.update({"voltage_avg": sum(v) / 3, "current_avg": sum(i) / 3, "current_sum": sum(i),
-                "power_total": sum(p), "power_factor_total": m.power_factor, "frequency": m.frequency,
-                "import_energy": m.import_energy_kwh, "export_energy": m.export_energy_kwh,
-                "voltage_l1_l2": ll[0], "voltage_l2_l3": ll[1], "voltage_l3_l1": ll[2], "voltage_ll_avg": sum(ll) / 3,
-                "current_neutral": abs(i[0] - i[1]) if len(m.current) == 1 else 0.0,
-                "total_energy": m.total_energy_kwh, "total_reactive_energy": 0.0})
+        out.update(
+            {
+                f"voltage_{ph}": v[k],
+                f"current_{ph}": i[k],
+                f"power_{ph}": p[k],
+                f"apparent_power_{ph}": m.apparent_power / n if on else 0.0,
+                f"reactive_power_{ph}": m.reactive_power / n if on else 0.0,
+                f"power_factor_{ph}": m.power_factor if on else 1.0,
+                f"phase_angle_{ph}": _angle(m.power_factor) if on else 0.0,
+            }
+        )
+    ll = [round(x * 3**0.5, 2) for x in v]
+    out.update(
+        {
+            "voltage_avg": sum(v) / 3,
+            "current_avg": sum(i) / 3,
+            "current_sum": sum(i),
+            "power_total": sum(p),
+            "power_factor_total": m.power_factor,
+            "frequency": m.frequency,
+            "import_energy": m.import_energy_kwh,
+            "export_energy": m.export_energy_kwh,
+            "voltage_l1_l2": ll[0],
+            "voltage_l2_l3": ll[1],
+            "voltage_l3_l1": ll[2],
+            "voltage_ll_avg": sum(ll) / 3,
+            "current_neutral": abs(i[0] - i[1]) if len(m.current) == 1 else 0.0,
+            "total_energy": m.total_energy_kwh,
+            "total_reactive_energy": 0.0,
+        }
+    )
     return out
 
 
@@ -73,9 +102,18 @@ class MeterBinding(Binding):
 
     def values(self, plant: Plant) -> dict[str, Any]:
         if self.circuit is None:
-            idle = MeterValues(voltage=[230.0], current=[0.0], power=[0.0], apparent_power=0.0, reactive_power=0.0,
-                               power_factor=1.0, frequency=50.0, import_energy_kwh=0.0, export_energy_kwh=0.0,
-                               total_energy_kwh=0.0)
+            idle = MeterValues(
+                voltage=[230.0],
+                current=[0.0],
+                power=[0.0],
+                apparent_power=0.0,
+                reactive_power=0.0,
+                power_factor=1.0,
+                frequency=50.0,
+                import_energy_kwh=0.0,
+                export_energy_kwh=0.0,
+                total_energy_kwh=0.0,
+            )
             return self.shape(idle)
         return self.shape(plant.meter(self.circuit))
 
@@ -93,8 +131,9 @@ class LuxBinding(Binding):
 class RelayBinding(Binding):
     """Coils drive what they are wired to; discrete inputs show wired contacts."""
 
-    def __init__(self, outputs: Mapping[str, Callable[[Plant, bool], None]],
-                 inputs: Mapping[str, Callable[[Plant], bool]]) -> None:
+    def __init__(
+        self, outputs: Mapping[str, Callable[[Plant, bool], None]], inputs: Mapping[str, Callable[[Plant], bool]]
+    ) -> None:
         self.outputs = dict(outputs)
         self.inputs = dict(inputs)
 
@@ -114,7 +153,7 @@ class DaliBinding(Binding):
 
     def __init__(self, circuit: str | None, addresses: list[int]) -> None:
         self.circuit = circuit
-        self.setpoints = {a: 100.0 for a in addresses}
+        self.setpoints = dict.fromkeys(addresses, 100.0)
 
     def _powered(self, plant: Plant) -> bool:
         return self.circuit is None or plant.circuit_on(self.circuit)

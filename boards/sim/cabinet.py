@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from boards.sim.bindings import (Binding, ClimateBinding, DaliBinding, LuxBinding, MeterBinding,
-                                 RelayBinding)
+from boards.sim.bindings import Binding, ClimateBinding, DaliBinding, LuxBinding, MeterBinding, RelayBinding
 from boards.sim.faults import Fault, FaultKind, FaultTable
 from boards.sim.line import RtuLine
 from boards.sim.nmea_out import NmeaWriter
@@ -54,9 +54,13 @@ class SimCabinet:
         self.site = Site(s.latitude, s.longitude, s.elevation, s.timezone)
         sim = config.sim
         dali_circuits = {c.dali for c in sim.circuits if c.dali}
-        self.plant = Plant(self.site, [Circuit(c.name, c.load_w, c.phases, dimmable=c.dali is not None)
-                                       for c in sim.circuits], seed=sim.seed, start=clock.now(),
-                           cabinet=PlantCabinet(electronics_w=sim.electronics_w))
+        self.plant = Plant(
+            self.site,
+            [Circuit(c.name, c.load_w, c.phases, dimmable=c.dali is not None) for c in sim.circuits],
+            seed=sim.seed,
+            start=clock.now(),
+            cabinet=PlantCabinet(electronics_w=sim.electronics_w),
+        )
         self.stores: dict[str, RegisterStore] = {}
         self.bindings: dict[str, Binding] = {}
         self.faults: dict[str, FaultTable] = {name: FaultTable() for name in config.buses}
@@ -83,6 +87,7 @@ class SimCabinet:
     def _writer(self, binding: Binding) -> Callable[[str, Any], None]:
         def on_write(key: str, value: Any) -> None:
             binding.on_write(self.plant, key, value)
+
         return on_write
 
     def _binding(self, name: str, dev: Any, sim: Any, dali_circuits: set[str]) -> Binding:
@@ -103,8 +108,11 @@ class SimCabinet:
                 outputs[sim.fan.split(".", 1)[1]] = lambda p, v: setattr(p, "fan_on", v)
             if sim.heater and sim.heater.split(".", 1)[0] == name:
                 outputs[sim.heater.split(".", 1)[1]] = lambda p, v: setattr(p, "heater_on", v)
-            inputs = {ref.split(".", 1)[1]: _contact(contact) for contact, ref in sim.contacts.items()
-                      if not ref.startswith("pin:") and ref.split(".", 1)[0] == name}
+            inputs = {
+                ref.split(".", 1)[1]: _contact(contact)
+                for contact, ref in sim.contacts.items()
+                if not ref.startswith("pin:") and ref.split(".", 1)[0] == name
+            }
             return RelayBinding(outputs, inputs)
         if kind == "dali-gateway":
             circuit = next((c.name for c in sim.circuits if c.dali == name), None)
@@ -114,8 +122,10 @@ class SimCabinet:
     def _pin_outputs(self) -> None:
         """Outputs of the agent on pins (fan, heater, contactors) drive the plant."""
         sim = self.config.sim
-        wired = [(sim.fan, lambda v: setattr(self.plant, "fan_on", v)),
-                 (sim.heater, lambda v: setattr(self.plant, "heater_on", v))]
+        wired = [
+            (sim.fan, lambda v: setattr(self.plant, "fan_on", v)),
+            (sim.heater, lambda v: setattr(self.plant, "heater_on", v)),
+        ]
         wired += [(c.relay, (lambda n: lambda v: self.plant.set_circuit(n, v))(c.name)) for c in sim.circuits]
         for ref, act in wired:
             if ref and ref.startswith("pin:"):
@@ -152,8 +162,15 @@ class SimCabinet:
         for name, bus in self.config.buses.items():
             units = {d.unit: self.stores[n] for n, d in self.config.devices.items() if d.bus == name}
             if bus.kind == "rtu":
-                line = RtuLine(self.dir / f"{name}.tty", units, baudrate=bus.baudrate, parity=bus.parity,
-                               stopbits=bus.stopbits, faults=self.faults[name], seed=self.config.sim.seed)
+                line = RtuLine(
+                    self.dir / f"{name}.tty",
+                    units,
+                    baudrate=bus.baudrate,
+                    parity=bus.parity,
+                    stopbits=bus.stopbits,
+                    faults=self.faults[name],
+                    seed=self.config.sim.seed,
+                )
                 await line.start()
                 self.lines[name] = line
                 buses[name] = ["rtu", line.port]
@@ -164,8 +181,9 @@ class SimCabinet:
                 buses[name] = ["tcp", host, port]
         gps_link = None
         if self.config.gps is not None:
-            self.gps = NmeaWriter(self.dir / "gps.tty", self.clock, self.site, faults=self.gps_faults,
-                                  seed=self.config.sim.seed)
+            self.gps = NmeaWriter(
+                self.dir / "gps.tty", self.clock, self.site, faults=self.gps_faults, seed=self.config.sim.seed
+            )
             self.gps.open()
             self.gps.start()
             gps_link = str(self.dir / "gps.tty")
@@ -173,8 +191,9 @@ class SimCabinet:
         self._task = asyncio.create_task(self._plant_loop(), name="sim-plant")
         if self.config.sim.script:
             self._script = asyncio.create_task(self._run_script(), name="sim-script")
-        log.info("simulated cabinet %s serving %d devices on %d buses", self.config.cabinet_id,
-                 len(self.stores), len(buses))
+        log.info(
+            "simulated cabinet %s serving %d devices on %d buses", self.config.cabinet_id, len(self.stores), len(buses)
+        )
         return {"buses": buses, "gps": gps_link, "pins": str(self.pins_dir)}
 
     async def _plant_loop(self) -> None:
@@ -184,7 +203,7 @@ class SimCabinet:
             await self.clock.sleep(step)
             try:
                 self.refresh()
-            except Exception:  # noqa: BLE001 - a plant bug must not stop the servers
+            except Exception:
                 log.exception("plant step failed")
 
     async def _run_script(self) -> None:
@@ -268,18 +287,27 @@ class SimCabinet:
                     raise ValueError('"stuck" must be "closed", "open" or null')
                 self.plant.stick_contactor(name, None if stuck is None else stuck == "closed")
         elif cmd != "state":
-            raise ValueError(f"unknown cmd {cmd!r}; known: fault, clear, vanish, restore, refuse, set, gps, circuit, "
-                             "state")
+            raise ValueError(
+                f"unknown cmd {cmd!r}; known: fault, clear, vanish, restore, refuse, set, gps, circuit, state"
+            )
 
     def state(self) -> dict[str, Any]:
         p = self.plant
-        return {"lux": round(p.lux, 2), "ambient_c": round(p.ambient_c, 2), "cabinet_c": round(p.cabinet_c, 2),
-                "cabinet_rh": round(p.cabinet_rh, 2), "fan_on": p.fan_on, "heater_on": p.heater_on,
-                "door_open": p.door_open, "flood": p.flood, "mains_ok": p.mains_ok,
-                "circuits": {c: {"on": p.circuit_on(c), "power_w": round(p.circuit_power_w(c), 1)} for c in p.circuits},
-                "lines": {n: dict(line.stats) for n, line in self.lines.items()},
-                "tcp": {n: dict(ep.stats) for n, ep in self.endpoints.items()},
-                "gps_mode": self.gps_faults.mode}
+        return {
+            "lux": round(p.lux, 2),
+            "ambient_c": round(p.ambient_c, 2),
+            "cabinet_c": round(p.cabinet_c, 2),
+            "cabinet_rh": round(p.cabinet_rh, 2),
+            "fan_on": p.fan_on,
+            "heater_on": p.heater_on,
+            "door_open": p.door_open,
+            "flood": p.flood,
+            "mains_ok": p.mains_ok,
+            "circuits": {c: {"on": p.circuit_on(c), "power_w": round(p.circuit_power_w(c), 1)} for c in p.circuits},
+            "lines": {n: dict(line.stats) for n, line in self.lines.items()},
+            "tcp": {n: dict(ep.stats) for n, ep in self.endpoints.items()},
+            "gps_mode": self.gps_faults.mode,
+        }
 
 
 def _text(req: dict[str, Any], key: str) -> str:

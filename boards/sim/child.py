@@ -12,8 +12,9 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 class SimChild:
@@ -29,14 +30,27 @@ class SimChild:
         return self.proc.returncode
 
     @classmethod
-    async def start(cls, config_path: str, data_dir: Path, *, speed: float | None = None,
-                    timeout: float = 30.0) -> "SimChild":
+    async def start(
+        cls, config_path: str, data_dir: Path, *, speed: float | None = None, timeout: float = 30.0
+    ) -> SimChild:
         ready = Path(data_dir) / "sim" / "endpoints.json"
         ready.parent.mkdir(parents=True, exist_ok=True)
         if ready.exists():
             ready.unlink()
-        cmd = [sys.executable, "-m", "tools.cli", "sim", "--config", str(config_path), "--data-dir", str(data_dir),
-               "--ready-file", str(ready), "--parent-pid", str(os.getpid())]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tools.cli",
+            "sim",
+            "--config",
+            str(config_path),
+            "--data-dir",
+            str(data_dir),
+            "--ready-file",
+            str(ready),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         if speed:
             cmd += ["--speed", str(speed)]
         proc = await asyncio.create_subprocess_exec(*cmd)
@@ -57,6 +71,7 @@ class SimChild:
             if not self._stopping:
                 self.failed = True
                 callback()
+
         self._watch = asyncio.create_task(watch())
 
     async def stop(self) -> None:
@@ -65,7 +80,7 @@ class SimChild:
             self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         if self._watch is not None:

@@ -52,14 +52,14 @@ import logging
 import os
 import random
 import termios
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from boards.sim.faults import Fault, FaultCounter, FaultKind, FaultTable
 from boards.sim.ptys import close_pty, open_raw_pty, point_link
-from boards.sim.rtu_frames import (Frame, RequestFramer, crc_ok, exception_frame, t35, wire_time,
-                                   with_crc)
+from boards.sim.rtu_frames import Frame, RequestFramer, crc_ok, exception_frame, t35, wire_time, with_crc
 from boards.sim.rtu_server import DeviceServer
 from boards.sim.store import RegisterStore, check_request
 
@@ -89,10 +89,19 @@ class Transaction:
 class RtuLine:
     """One simulated RS-485 line with the devices `{unit id: store}`."""
 
-    def __init__(self, link: str | os.PathLike, devices: Mapping[int, RegisterStore], *,
-                 baudrate: int = 9600, parity: str = "N", stopbits: int = 1,
-                 faults: FaultTable | None = None, turnaround_ms: float = 2.0,
-                 check_baud: bool = True, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        link: str | os.PathLike,
+        devices: Mapping[int, RegisterStore],
+        *,
+        baudrate: int = 9600,
+        parity: str = "N",
+        stopbits: int = 1,
+        faults: FaultTable | None = None,
+        turnaround_ms: float = 2.0,
+        check_baud: bool = True,
+        seed: int | None = None,
+    ) -> None:
         for unit in devices:
             if not 1 <= unit <= 247:
                 raise ValueError(f"unit id {unit} not in 1..247")
@@ -111,15 +120,29 @@ class RtuLine:
         self.check_baud = check_baud
         self.trace: Callable[[str, bytes], None] | None = None
         self.stats: dict[str, int] = dict.fromkeys(
-            ("requests", "replies", "silent_unknown_unit", "crc_errors_in_requests", "collisions",
-             "faults_applied", "broadcasts", "exceptions", "baud_mismatch", "bytes_in", "bytes_out",
-             "dropped_bytes"), 0)
+            (
+                "requests",
+                "replies",
+                "silent_unknown_unit",
+                "crc_errors_in_requests",
+                "collisions",
+                "faults_applied",
+                "broadcasts",
+                "exceptions",
+                "baud_mismatch",
+                "bytes_in",
+                "bytes_out",
+                "dropped_bytes",
+            ),
+            0,
+        )
         self.transactions: collections.deque[Transaction] = collections.deque(maxlen=256)
         self._rng = random.Random(seed)
         self._counter = FaultCounter(faults)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._device = DeviceServer(self.devices, baudrate=self.baudrate, parity=parity,
-                                    stopbits=stopbits, label=self.link)
+        self._device = DeviceServer(
+            self.devices, baudrate=self.baudrate, parity=parity, stopbits=stopbits, label=self.link
+        )
         self._framer = RequestFramer(self.baudrate)
         self._m_fd: int | None = None  # master side of the public pty (ours)
         self._m_keep: int | None = None  # its slave, kept open (no EIO when the client closes)
@@ -160,7 +183,7 @@ class RtuLine:
         self._close_master(remove_link=True)
         await self._device.stop()
 
-    async def __aenter__(self) -> "RtuLine":
+    async def __aenter__(self) -> RtuLine:
         await self.start()
         return self
 
@@ -256,8 +279,7 @@ class RtuLine:
             return False
         if not self._warned_baud:
             self._warned_baud = True
-            log.warning("%s: master's serial port is not set to %d baud: devices see garbage",
-                        self.link, self.baudrate)
+            log.warning("%s: master's serial port is not set to %d baud: devices see garbage", self.link, self.baudrate)
         return True
 
     def _on_frame(self, frame: Frame, mismatch: bool) -> None:

@@ -20,11 +20,19 @@ from boards.sim.control import ControlServer
 log = logging.getLogger("boards.sim")
 
 
-def main(config: Any, *, sim_dir: Path, clock: Any, ready_file: str | None = None,
-         parent_pid: int | None = None, log_level: str = "info") -> int:
+def main(
+    config: Any,
+    *,
+    sim_dir: Path,
+    clock: Any,
+    ready_file: str | None = None,
+    parent_pid: int | None = None,
+    log_level: str = "info",
+) -> int:
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logging.basicConfig(
+            level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
     try:
         asyncio.run(serve(config, sim_dir, clock, ready_file, parent_pid))
     except KeyboardInterrupt:

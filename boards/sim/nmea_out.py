@@ -68,8 +68,8 @@ def sentence(body: str) -> str:
 
 def _utc(when: dt.datetime | float) -> dt.datetime:
     if isinstance(when, dt.datetime):
-        return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when.astimezone(dt.timezone.utc)
-    return dt.datetime.fromtimestamp(when, dt.timezone.utc)
+        return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    return dt.datetime.fromtimestamp(when, dt.UTC)
 
 
 def _hhmmss(t: dt.datetime) -> str:

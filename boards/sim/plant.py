@@ -51,8 +51,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from astral import Observer
@@ -388,7 +388,7 @@ class Plant:
 
     def _outdoor(self, t: float) -> None:
         """Sun, daylight and ambient air at wall time t."""
-        when = dt.datetime.fromtimestamp(t, dt.timezone.utc)
+        when = dt.datetime.fromtimestamp(t, dt.UTC)
         self.solar_elevation = elevation(self._obs, when)
         w = self.weather
         self.lux = max(NIGHT_LUX, clear_sky_lux(self.solar_elevation) * cloud_factor(w.cloud))

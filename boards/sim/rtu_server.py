@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from boards.sim.ptys import close_pty, open_raw_pty
 from boards.sim.rtu_frames import reply_length
@@ -32,8 +33,9 @@ class DeviceServer:
     """pymodbus serving `devices` on an internal pty; `ask()` exchanges one frame with it.
     `label` names the line in log messages."""
 
-    def __init__(self, devices: Mapping[int, RegisterStore], *, baudrate: int, parity: str,
-                 stopbits: int, label: Any = "") -> None:
+    def __init__(
+        self, devices: Mapping[int, RegisterStore], *, baudrate: int, parity: str, stopbits: int, label: Any = ""
+    ) -> None:
         self.devices = devices
         self.baudrate = baudrate
         self.parity = parity
@@ -65,9 +67,15 @@ class DeviceServer:
         self._lock = asyncio.Lock()
         self._fd, self._keep, name = open_raw_pty()
         self._loop.add_reader(self._fd, self._on_readable)
-        server = ModbusSerialServer([sim_device(u, s) for u, s in sorted(self.devices.items())],
-                                    framer=FramerType.RTU, port=name, baudrate=self.baudrate,
-                                    parity=self.parity, stopbits=self.stopbits, reconnect_delay=0.1)
+        server = ModbusSerialServer(
+            [sim_device(u, s) for u, s in sorted(self.devices.items())],
+            framer=FramerType.RTU,
+            port=name,
+            baudrate=self.baudrate,
+            parity=self.parity,
+            stopbits=self.stopbits,
+            reconnect_delay=0.1,
+        )
         try:
             await server.serve_forever(background=True)
         except BaseException:
@@ -102,7 +110,7 @@ class DeviceServer:
             try:
                 os.write(self._fd, frame)
                 return await asyncio.wait_for(waiter, _DEVICE_TIMEOUT)
-            except (asyncio.TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 log.warning("%s: device %d did not answer internally", self.label, frame[0])
                 return None
             finally:

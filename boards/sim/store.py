@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
-
-from drivers.modbus import codec
-from drivers.profiles.base import DeviceProfile, RegisterPoint, Table
+from typing import Any
 
 from boards.sim.rtu_frames import parse_request
+from drivers.modbus import codec
+from drivers.profiles.base import DeviceProfile, RegisterPoint, Table
 
 
 class SimError(Exception):
@@ -75,8 +75,9 @@ class _Span:
 class RegisterStore:
     """The registers and bits of one simulated device."""
 
-    def __init__(self, profile: DeviceProfile, values: Mapping[str, Any] | None = None,
-                 *, strict_writes: bool = True) -> None:
+    def __init__(
+        self, profile: DeviceProfile, values: Mapping[str, Any] | None = None, *, strict_writes: bool = True
+    ) -> None:
         self.profile = profile
         self.strict_writes = strict_writes
         self.on_write: Callable[[str, Any], None] | None = None
@@ -95,7 +96,7 @@ class RegisterStore:
             span = _Span(table, start, end, [fill] * (end - start), bytearray(end - start))
             for p in pts:
                 if p.writable:
-                    span.writable[p.address - start: p.end - start] = b"\x01" * p.width
+                    span.writable[p.address - start : p.end - start] = b"\x01" * p.width
             self._spans[table] = span
         self._forbidden = [(Table(t), a, b) for t, a, b in profile.limits.forbidden]
         if values:
@@ -114,7 +115,7 @@ class RegisterStore:
                 span.data[off] = (reg | mask) if value else (reg & ~mask & 0xFFFF)
                 return
             regs = codec.encode(p, value)
-            span.data[off: off + p.width] = [bool(r) for r in regs] if p.table.is_bits else regs
+            span.data[off : off + p.width] = [bool(r) for r in regs] if p.table.is_bits else regs
 
     def set_many(self, values: Mapping[str, Any]) -> None:
         with self._lock:
@@ -127,7 +128,7 @@ class RegisterStore:
         with self._lock:
             span = self._spans[p.table]
             off = p.address - span.start
-            return codec.decode(p, span.data[off: off + p.width])
+            return codec.decode(p, span.data[off : off + p.width])
 
     def values(self) -> dict[str, Any]:
         """All point values by key."""
@@ -150,17 +151,20 @@ class RegisterStore:
                 raise IllegalValue(f"write of {count} values")
         elif not 1 <= count <= self.profile.limits.max_count(table):
             raise IllegalValue(
-                f"read of {count} {table.value}s exceeds the device limit {self.profile.limits.max_count(table)}")
+                f"read of {count} {table.value}s exceeds the device limit {self.profile.limits.max_count(table)}"
+            )
         span = self._spans.get(table)
         end = address + count
         if span is None or address < span.start or end > span.end:
-            raise IllegalAddress(f"{table.value} {address}..{end - 1} outside the served span"
-                                 + (f" {span.start}..{span.end - 1}" if span else " (none)"))
+            raise IllegalAddress(
+                f"{table.value} {address}..{end - 1} outside the served span"
+                + (f" {span.start}..{span.end - 1}" if span else " (none)")
+            )
         for t, a, b in self._forbidden:
             if t is table and address < b and a < end:
                 raise IllegalAddress(f"{table.value} {address}..{end - 1} touches forbidden {a}..{b - 1}")
         if write and self.strict_writes:
-            w = span.writable[address - span.start: end - span.start]
+            w = span.writable[address - span.start : end - span.start]
             if w.count(0):
                 bad = address + w.index(0)
                 raise IllegalAddress(f"{table.value} {bad} is not a writable point")
@@ -170,7 +174,7 @@ class RegisterStore:
         with self._lock:
             self.check(table, address, count)
             span = self._spans[table]
-            return list(span.data[address - span.start: address - span.start + count])
+            return list(span.data[address - span.start : address - span.start + count])
 
     def write(self, table: Table, address: int, values: Sequence[int] | Sequence[bool]) -> None:
         table = Table(table)
@@ -183,7 +187,7 @@ class RegisterStore:
             lo, hi = address, address + len(values)
             touched = [p for p in self._by_table[table] if p.address < hi and lo < p.end]
             before = [self._raw(span, p) for p in touched]
-            span.data[lo - span.start: hi - span.start] = values
+            span.data[lo - span.start : hi - span.start] = values
             changed = []
             for p, old in zip(touched, before):
                 new = self._raw(span, p)
@@ -224,7 +228,7 @@ class RegisterStore:
     @staticmethod
     def _raw(span: _Span, p: RegisterPoint) -> list:
         off = p.address - span.start
-        return span.data[off: off + p.width]
+        return span.data[off : off + p.width]
 
 
 _TABLE_OF = {"coil": Table.COIL, "discrete": Table.DISCRETE, "holding": Table.HOLDING, "input": Table.INPUT}
@@ -266,9 +270,18 @@ def quiet_pymodbus_server() -> None:
         logger.addFilter(_noise_filter)
 
 
-_FC_TABLE = {1: Table.COIL, 5: Table.COIL, 15: Table.COIL, 2: Table.DISCRETE,
-             3: Table.HOLDING, 6: Table.HOLDING, 16: Table.HOLDING, 22: Table.HOLDING, 23: Table.HOLDING,
-             4: Table.INPUT}
+_FC_TABLE = {
+    1: Table.COIL,
+    5: Table.COIL,
+    15: Table.COIL,
+    2: Table.DISCRETE,
+    3: Table.HOLDING,
+    6: Table.HOLDING,
+    16: Table.HOLDING,
+    22: Table.HOLDING,
+    23: Table.HOLDING,
+    4: Table.INPUT,
+}
 
 
 def _simdata(store: RegisterStore, table: Table) -> list:
@@ -284,15 +297,21 @@ def _simdata(store: RegisterStore, table: Table) -> list:
     return [SimData(span[0], count=span[1] - span[0], values=0, datatype=DataType.REGISTERS)]
 
 
-def sim_device(unit: int, store: RegisterStore) -> "Any":
+def sim_device(unit: int, store: RegisterStore) -> Any:
     """A pymodbus SimDevice for `unit` that serves `store` through its action= callback."""
     from pymodbus.constants import ExcCodes
     from pymodbus.simulator import SimDevice
 
     quiet_pymodbus_server()
 
-    async def action(fc: int, start_address: int, address: int, count: int,
-                     registers: list[int], set_values: list[int] | list[bool] | None) -> Any:
+    async def action(
+        fc: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> Any:
         table = _FC_TABLE.get(fc)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
@@ -304,9 +323,9 @@ def sim_device(unit: int, store: RegisterStore) -> "Any":
                 # pymodbus passes the bit address and the number of 16-bit words.
                 store.check(table, address, 1)
                 first = address // 16
-                registers[first - start_address: first - start_address + count] = store.words(table, first, count)
+                registers[first - start_address : first - start_address + count] = store.words(table, first, count)
             else:
-                registers[address - start_address: address - start_address + count] = store.read(table, address, count)
+                registers[address - start_address : address - start_address + count] = store.read(table, address, count)
         except SimError as exc:
             try:
                 return ExcCodes(exc.code)

@@ -35,7 +35,8 @@ import logging
 import random
 import socket
 import struct
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from boards.sim.faults import FaultCounter, FaultKind, FaultTable
 from boards.sim.store import RegisterStore, check_request, quiet_pymodbus_server, sim_device
@@ -53,9 +54,16 @@ def _mbap(tid: int, unit: int, pdu: bytes) -> bytes:
 class TcpEndpoint:
     """Simulated Modbus TCP devices `{unit id: store}` behind one address."""
 
-    def __init__(self, devices: Mapping[int, RegisterStore], *, faults: FaultTable | None = None,
-                 host: str = "127.0.0.1", port: int = 0, unknown_unit: str = "silent",
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        devices: Mapping[int, RegisterStore],
+        *,
+        faults: FaultTable | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        unknown_unit: str = "silent",
+        seed: int | None = None,
+    ) -> None:
         if unknown_unit not in ("silent", "gateway"):
             raise ValueError(f"unknown_unit {unknown_unit!r} must be 'silent' or 'gateway'")
         for unit in devices:
@@ -67,8 +75,17 @@ class TcpEndpoint:
         self.port = port
         self.unknown_unit = unknown_unit
         self.stats: dict[str, int] = dict.fromkeys(
-            ("requests", "replies", "silent_unknown_unit", "faults_applied", "exceptions", "connections",
-             "protocol_errors"), 0)
+            (
+                "requests",
+                "replies",
+                "silent_unknown_unit",
+                "faults_applied",
+                "exceptions",
+                "connections",
+                "protocol_errors",
+            ),
+            0,
+        )
         self._rng = random.Random(seed)
         self._counter = FaultCounter(faults)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -93,8 +110,11 @@ class TcpEndpoint:
 
         quiet_pymodbus_server()
         self._loop = asyncio.get_running_loop()
-        server = ModbusTcpServer([sim_device(u, s) for u, s in sorted(self.devices.items())],
-                                 framer=FramerType.SOCKET, address=("127.0.0.1", 0))
+        server = ModbusTcpServer(
+            [sim_device(u, s) for u, s in sorted(self.devices.items())],
+            framer=FramerType.SOCKET,
+            address=("127.0.0.1", 0),
+        )
         await server.serve_forever(background=True)
         self._server = server
         self._inner = server.transport.sockets[0].getsockname()[:2]
@@ -114,7 +134,7 @@ class TcpEndpoint:
             server, self._server = self._server, None
             await server.shutdown()
 
-    async def __aenter__(self) -> "TcpEndpoint":
+    async def __aenter__(self) -> TcpEndpoint:
         await self.start()
         return self
 
@@ -218,9 +238,14 @@ class TcpEndpoint:
             if upstream is not None:
                 upstream[1].transport.abort()
 
-    async def _handle(self, writer: asyncio.StreamWriter,
-                      upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
-                      tid: int, unit: int, pdu: bytes):
+    async def _handle(
+        self,
+        writer: asyncio.StreamWriter,
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
+        tid: int,
+        unit: int,
+        pdu: bytes,
+    ):
         fc = pdu[0]
         store = self.devices.get(unit)
         if store is None:
@@ -285,7 +310,7 @@ class TcpEndpoint:
             (length,) = struct.unpack_from(">H", header, 4)
             body = await asyncio.wait_for(reader.readexactly(length - 1), _UPSTREAM_TIMEOUT)
             return upstream, header + body
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, OSError):
+        except (TimeoutError, asyncio.IncompleteReadError, OSError):
             log.warning("TCP endpoint: device %d did not answer internally", unit)
             if upstream is not None:
                 upstream[1].transport.abort()

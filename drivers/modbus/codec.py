@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 from drivers.profiles.base import DataType, RegisterPoint
 
@@ -80,7 +81,7 @@ def decode_raw(point: RegisterPoint, regs: Sequence[int]) -> int | float | bool:
 class _ValueMaker:
     """raw -> final value for one point (bit, enum, scale/offset, float32 rounding)."""
 
-    __slots__ = ("bit", "enum", "scale", "offset", "digits", "is_f32", "plain", "decimals")
+    __slots__ = ("bit", "decimals", "digits", "enum", "is_f32", "offset", "plain", "scale")
 
     def __init__(self, point: RegisterPoint) -> None:
         self.bit = point.bit
@@ -173,7 +174,7 @@ class BlockDecoder:
     reason is None for a good value, else why the value cannot be trusted.
     """
 
-    __slots__ = ("start", "count", "is_bits", "_items")
+    __slots__ = ("_items", "count", "is_bits", "start")
 
     def __init__(self, start: int, count: int, points: Sequence[RegisterPoint]) -> None:
         self.start = start
@@ -201,7 +202,9 @@ class BlockDecoder:
         try:
             buf = struct.pack(f">{self.count}H", *regs[: self.count])
         except struct.error:
-            raise DecodeError(f"reply holds a value that is not a 16-bit register: {list(regs[: self.count])}") from None
+            raise DecodeError(
+                f"reply holds a value that is not a 16-bit register: {list(regs[: self.count])}"
+            ) from None
         for p, off, fast, make, needs_check in self._items:
             if fast is not None:
                 (raw,) = fast.unpack_from(buf, off * 2)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -52,14 +53,30 @@ class ModbusFault(Exception):
         return self.kind == "bus_down"
 
 
-_TABLE_READ = {"coil": "read_coils", "discrete": "read_discrete_inputs",
-               "holding": "read_holding_registers", "input": "read_input_registers"}
+_TABLE_READ = {
+    "coil": "read_coils",
+    "discrete": "read_discrete_inputs",
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
+}
 
 
 class BusEngine:
-    def __init__(self, name: str, client: Any, *, kind: str, timeout_s: float, retries: int,
-                 inter_frame_s: float, baudrate: int | None = None, target: str = "",
-                 rs485: bool = False, reconnect_initial_s: float = 0.5, reconnect_max_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        client: Any,
+        *,
+        kind: str,
+        timeout_s: float,
+        retries: int,
+        inter_frame_s: float,
+        baudrate: int | None = None,
+        target: str = "",
+        rs485: bool = False,
+        reconnect_initial_s: float = 0.5,
+        reconnect_max_s: float = 10.0,
+    ) -> None:
         self.name = name
         self.kind = kind
         self.target = target
@@ -76,29 +93,91 @@ class BusEngine:
         self._link = DeviceHealth(reconnect_initial_s, reconnect_max_s, seed=name)
         self.state = "closed"  # closed | up | down
         self.reason: str | None = None
-        self.stats = {"transactions": 0, "completed": 0, "failures": 0, "reconnects": 0, "busy_s": 0.0,
-                      "bytes_out": 0, "bytes_in": 0}
+        self.stats = {
+            "transactions": 0,
+            "completed": 0,
+            "failures": 0,
+            "reconnects": 0,
+            "busy_s": 0.0,
+            "bytes_out": 0,
+            "bytes_in": 0,
+        }
         client.ctx.trace_packet = self._trace
 
     # construction ---------------------------------------------------------------
     @classmethod
-    def rtu(cls, name: str, port: str, *, baudrate: int = 9600, parity: str = "N", stopbits: int = 1,
-            bytesize: int = 8, timeout_ms: float = 300, retries: int = 0, inter_frame_ms: float | None = None,
-            rs485: bool = False, **kw: Any) -> "BusEngine":
-        client = AsyncModbusSerialClient(port, framer=FramerType.RTU, baudrate=baudrate, bytesize=bytesize,
-                                         parity=parity, stopbits=stopbits, timeout=timeout_ms / 1000,
-                                         retries=retries, reconnect_delay=0, name=name)
+    def rtu(
+        cls,
+        name: str,
+        port: str,
+        *,
+        baudrate: int = 9600,
+        parity: str = "N",
+        stopbits: int = 1,
+        bytesize: int = 8,
+        timeout_ms: float = 300,
+        retries: int = 0,
+        inter_frame_ms: float | None = None,
+        rs485: bool = False,
+        **kw: Any,
+    ) -> BusEngine:
+        client = AsyncModbusSerialClient(
+            port,
+            framer=FramerType.RTU,
+            baudrate=baudrate,
+            bytesize=bytesize,
+            parity=parity,
+            stopbits=stopbits,
+            timeout=timeout_ms / 1000,
+            retries=retries,
+            reconnect_delay=0,
+            name=name,
+        )
         gap = replies.t35(baudrate) if inter_frame_ms is None else inter_frame_ms / 1000
-        return cls(name, client, kind="rtu", timeout_s=timeout_ms / 1000, retries=retries, inter_frame_s=gap,
-                   baudrate=baudrate, target=port, rs485=rs485, **kw)
+        return cls(
+            name,
+            client,
+            kind="rtu",
+            timeout_s=timeout_ms / 1000,
+            retries=retries,
+            inter_frame_s=gap,
+            baudrate=baudrate,
+            target=port,
+            rs485=rs485,
+            **kw,
+        )
 
     @classmethod
-    def tcp(cls, name: str, host: str, port: int = 502, *, timeout_ms: float = 1000, retries: int = 0,
-            inter_frame_ms: float = 0.0, **kw: Any) -> "BusEngine":
-        client = AsyncModbusTcpClient(host, port=port, framer=FramerType.SOCKET, timeout=timeout_ms / 1000,
-                                      retries=retries, reconnect_delay=0, name=name)
-        return cls(name, client, kind="tcp", timeout_s=timeout_ms / 1000, retries=retries,
-                   inter_frame_s=inter_frame_ms / 1000, target=f"{host}:{port}", **kw)
+    def tcp(
+        cls,
+        name: str,
+        host: str,
+        port: int = 502,
+        *,
+        timeout_ms: float = 1000,
+        retries: int = 0,
+        inter_frame_ms: float = 0.0,
+        **kw: Any,
+    ) -> BusEngine:
+        client = AsyncModbusTcpClient(
+            host,
+            port=port,
+            framer=FramerType.SOCKET,
+            timeout=timeout_ms / 1000,
+            retries=retries,
+            reconnect_delay=0,
+            name=name,
+        )
+        return cls(
+            name,
+            client,
+            kind="tcp",
+            timeout_s=timeout_ms / 1000,
+            retries=retries,
+            inter_frame_s=inter_frame_ms / 1000,
+            target=f"{host}:{port}",
+            **kw,
+        )
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if sending:
@@ -148,7 +227,7 @@ class BusEngine:
             return f"connect to {self.target} failed"
         except ConnectionRefusedError:
             return f"connection refused by {self.target}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return f"connect to {self.target} timed out"
         except OSError as e:
             return f"cannot connect to {self.target}: {e.strerror or e}"
@@ -246,8 +325,9 @@ class BusEngine:
         """Read `count` registers or bits. Raises ModbusFault."""
         fc = replies.READ_FC[table]
         method = getattr(self._client, _TABLE_READ[table])
-        resp = await self._transact(unit, fc, lambda: method(address, count=count, device_id=unit),
-                                    (8, replies.read_reply_len(fc, count)))
+        resp = await self._transact(
+            unit, fc, lambda: method(address, count=count, device_id=unit), (8, replies.read_reply_len(fc, count))
+        )
         if fc in (1, 2):
             values = resp.bits
             if len(values) < count:
@@ -265,15 +345,21 @@ class BusEngine:
         if table == "coil":
             vals = [bool(v) for v in values]
             fc = 5 if n == 1 else 15
-            call = (lambda: self._client.write_coil(address, vals[0], device_id=unit)) if n == 1 else \
-                   (lambda: self._client.write_coils(address, vals, device_id=unit))
+            call = (
+                (lambda: self._client.write_coil(address, vals[0], device_id=unit))
+                if n == 1
+                else (lambda: self._client.write_coils(address, vals, device_id=unit))
+            )
         elif table == "holding":
             vals = [int(v) for v in values]
             if any(not 0 <= v <= 0xFFFF for v in vals):
                 raise ValueError(f"register values must be 0..65535, got {vals}")
             fc = 6 if n == 1 else 16
-            call = (lambda: self._client.write_register(address, vals[0], device_id=unit)) if n == 1 else \
-                   (lambda: self._client.write_registers(address, vals, device_id=unit))
+            call = (
+                (lambda: self._client.write_register(address, vals[0], device_id=unit))
+                if n == 1
+                else (lambda: self._client.write_registers(address, vals, device_id=unit))
+            )
         else:
             raise ValueError(f"table {table!r} is read-only")
         await self._transact(unit, fc, call, replies.write_lengths(fc, n))
@@ -283,5 +369,11 @@ class BusEngine:
                 raise ModbusFault("verify", f"write not verified: wrote {vals} at {table} {address}, read back {back}")
 
     def snapshot(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "target": self.target, "state": self.state,
-                "reason": self.reason, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.stats.items()}}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "target": self.target,
+            "state": self.state,
+            "reason": self.reason,
+            **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.stats.items()},
+        }

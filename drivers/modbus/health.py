@@ -13,11 +13,24 @@ import random
 
 
 class DeviceHealth:
-    __slots__ = ("initial_s", "max_s", "factor", "jitter", "_rng", "state", "reason", "failures",
-                 "next_try", "since", "successes", "errors")
+    __slots__ = (
+        "_rng",
+        "errors",
+        "factor",
+        "failures",
+        "initial_s",
+        "jitter",
+        "max_s",
+        "next_try",
+        "reason",
+        "since",
+        "state",
+        "successes",
+    )
 
-    def __init__(self, initial_s: float = 1.0, max_s: float = 60.0, factor: float = 2.0,
-                 jitter: float = 0.1, seed: int | str = 0) -> None:
+    def __init__(
+        self, initial_s: float = 1.0, max_s: float = 60.0, factor: float = 2.0, jitter: float = 0.1, seed: int | str = 0
+    ) -> None:
         if initial_s <= 0 or max_s < initial_s or factor < 1 or not 0 <= jitter < 1:
             raise ValueError("backoff needs 0 < initial_s <= max_s, factor >= 1, 0 <= jitter < 1")
         self.initial_s = initial_s

@@ -60,8 +60,9 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from drivers.profiles.base import Limits, Table
 
@@ -124,11 +125,20 @@ def _check_limits(limits: Limits) -> dict[Table, list[tuple[int, int]]]:
         raise PlanError(None, f"limits: max_gap must be an integer >= 0, got {limits.max_gap!r}")
     forbidden: dict[Table, list[tuple[int, int]]] = {t: [] for t in Table}
     for entry in limits.forbidden:
-        ok = (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[0], Table)
-              and _is_int(entry[1]) and _is_int(entry[2]) and 0 <= entry[1] < entry[2] <= ADDRESS_SPACE)
+        ok = (
+            isinstance(entry, tuple)
+            and len(entry) == 3
+            and isinstance(entry[0], Table)
+            and _is_int(entry[1])
+            and _is_int(entry[2])
+            and 0 <= entry[1] < entry[2] <= ADDRESS_SPACE
+        )
         if not ok:
-            raise PlanError(None, f"limits: forbidden range {entry!r} must be (Table, start, end) "
-                                  f"with 0 <= start < end <= {ADDRESS_SPACE}, end exclusive")
+            raise PlanError(
+                None,
+                f"limits: forbidden range {entry!r} must be (Table, start, end) "
+                f"with 0 <= start < end <= {ADDRESS_SPACE}, end exclusive",
+            )
         forbidden[entry[0]].append((entry[1], entry[2]))
     for ranges in forbidden.values():
         ranges.sort()
@@ -141,16 +151,23 @@ def _check_point(point: Any, limits: Limits) -> tuple[Table, int, int]:
     if not isinstance(table, Table):
         raise PlanError(key, f"point {key!r}: table {table!r} is not a Modbus table")
     if not _is_int(address) or not _is_int(width) or width < 1 or address < 0 or address + width > ADDRESS_SPACE:
-        raise PlanError(key, f"point {key!r}: {table.value} address {address!r} width {width!r} "
-                             f"does not fit the address space 0..{ADDRESS_SPACE - 1}")
+        raise PlanError(
+            key,
+            f"point {key!r}: {table.value} address {address!r} width {width!r} "
+            f"does not fit the address space 0..{ADDRESS_SPACE - 1}",
+        )
     if table.is_bits and width != 1:
-        raise PlanError(key, f"point {key!r} at {_where(table, address)}: a {table.value} point is one bit, "
-                             f"got width {width}")
+        raise PlanError(
+            key, f"point {key!r} at {_where(table, address)}: a {table.value} point is one bit, got width {width}"
+        )
     limit = limits.max_count(table)
     if width > limit:
         name = "max_bits" if table.is_bits else "max_registers"
-        raise PlanError(key, f"point {key!r} at {_where(table, address, address + width)} is {width} wide, "
-                             f"more than {name}={limit}: it cannot be read in one request")
+        raise PlanError(
+            key,
+            f"point {key!r} at {_where(table, address, address + width)} is {width} wide, "
+            f"more than {name}={limit}: it cannot be read in one request",
+        )
     return table, address, address + width
 
 
@@ -168,8 +185,11 @@ def _check_forbidden(table: Table, items: list, forbidden: list[tuple[int, int]]
         if k >= 0 and merged[k][1] > address:
             f0, f1 = next((a, b) for a, b in forbidden if a < end and b > address)
             key = getattr(point, "key", None)
-            raise PlanError(key, f"point {key!r} at {_where(table, address, end)} overlaps the forbidden "
-                                 f"range {_where(table, f0, f1)}, which must never be read")
+            raise PlanError(
+                key,
+                f"point {key!r} at {_where(table, address, end)} overlaps the forbidden "
+                f"range {_where(table, f0, f1)}, which must never be read",
+            )
     return starts
 
 

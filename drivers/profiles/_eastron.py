@@ -17,13 +17,13 @@ Pure code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from drivers.profiles import _probe as pr
 from drivers.profiles._options import as_subset, resolve
-from drivers.profiles.base import (DataType, DeviceProfile, LineDefaults, Limits, Option, ProbeRead, RegisterPoint,
-                                   Table)
+from drivers.profiles.base import DataType, DeviceProfile, Limits, LineDefaults, Option, ProbeRead, RegisterPoint, Table
 
 PROBE_READS = (
     ProbeRead(Table.INPUT, 0x0000, 2),  # voltage (SDM630: L1)
@@ -48,8 +48,16 @@ DECIMALS = {"V": 1, "A": 3, "W": 1, "VA": 1, "var": 1, "Hz": 2, "°": 1, "": 3, 
 
 def point(key: str, address: int, unit: str, valid: tuple[float, float], description: str) -> RegisterPoint:
     """One Eastron measurement: float32 in input registers, high word first."""
-    return RegisterPoint(key, Table.INPUT, address, DataType.FLOAT32, unit=unit, valid=valid, description=description,
-                         decimals=DECIMALS.get(unit))
+    return RegisterPoint(
+        key,
+        Table.INPUT,
+        address,
+        DataType.FLOAT32,
+        unit=unit,
+        valid=valid,
+        description=description,
+        decimals=DECIMALS.get(unit),
+    )
 
 
 def groups_option(groups: dict) -> dict[str, Option]:
@@ -95,10 +103,7 @@ def evidence(results: Sequence[Any]) -> Evidence:
     volt, freq, power, v_ll = pr.padded(results, len(PROBE_READS))
     vw, fw = pr.words(volt, 2), pr.words(freq, 2)
     meter = (
-        vw is not None
-        and fw is not None
-        and pr.finite_in(pr.f32(*vw), *V_LN)
-        and pr.finite_in(pr.f32(*fw), 45.0, 65.0)
+        vw is not None and fw is not None and pr.finite_in(pr.f32(*vw), *V_LN) and pr.finite_in(pr.f32(*fw), 45.0, 65.0)
     )
     return Evidence(
         meter=meter,

@@ -13,11 +13,12 @@ so errors point at the exact place. Pure code.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 from drivers.profiles.base import Option, ProfileError
 
-__all__ = ["fail", "show", "resolve", "as_int", "as_number", "as_str", "as_bool", "as_list", "as_table", "as_subset"]
+__all__ = ["as_bool", "as_int", "as_list", "as_number", "as_str", "as_subset", "as_table", "fail", "resolve", "show"]
 
 
 def show(v: Any) -> str:

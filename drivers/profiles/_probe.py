@@ -13,7 +13,7 @@ import math
 import struct
 from typing import Any
 
-__all__ = ["padded", "words", "bits", "exception", "f32", "finite_in", "int16", "u32", "clamp"]
+__all__ = ["bits", "clamp", "exception", "f32", "finite_in", "int16", "padded", "u32", "words"]
 
 
 def padded(results: Any, n: int) -> list[Any]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 
 class Table(str, enum.Enum):
@@ -117,21 +118,36 @@ class RegisterPoint:
 
     def __post_init__(self) -> None:
         if self.table.is_bits != (self.dtype is DataType.BOOL):
-            raise ProfileError(self.key, f"point {self.key!r}: type {self.dtype.value} does not fit table {self.table.value}",
-                               self.dtype.value, "bool for coil/discrete, a register type for holding/input")
+            raise ProfileError(
+                self.key,
+                f"point {self.key!r}: type {self.dtype.value} does not fit table {self.table.value}",
+                self.dtype.value,
+                "bool for coil/discrete, a register type for holding/input",
+            )
         if not 0 <= self.address <= 0xFFFF or self.end > 0x10000:
-            raise ProfileError(self.key, f"point {self.key!r}: address {self.address} out of 0..65535", self.address, "0..65535")
+            raise ProfileError(
+                self.key, f"point {self.key!r}: address {self.address} out of 0..65535", self.address, "0..65535"
+            )
         if self.byte_order not in BYTE_ORDERS or self.word_order not in WORD_ORDERS:
             raise ProfileError(self.key, f"point {self.key!r}: byte/word order must be 'big' or 'little'")
         if self.bit is not None and (self.dtype.width != 1 or not 0 <= self.bit <= 15 or self.table.is_bits):
-            raise ProfileError(self.key, f"point {self.key!r}: bit {self.bit} needs a 16-bit register type and 0..15", self.bit, "0..15")
+            raise ProfileError(
+                self.key,
+                f"point {self.key!r}: bit {self.bit} needs a 16-bit register type and 0..15",
+                self.bit,
+                "0..15",
+            )
         if self.writable and not self.table.writable:
             raise ProfileError(self.key, f"point {self.key!r}: table {self.table.value} is read-only")
         if self.scale == 0:
             raise ProfileError(self.key, f"point {self.key!r}: scale must not be 0", 0, "a non-zero number")
         if not (math.isfinite(self.scale) and math.isfinite(self.offset)):
-            raise ProfileError(self.key, f"point {self.key!r}: scale and offset must be finite numbers",
-                               (self.scale, self.offset), "finite numbers")
+            raise ProfileError(
+                self.key,
+                f"point {self.key!r}: scale and offset must be finite numbers",
+                (self.scale, self.offset),
+                "finite numbers",
+            )
 
 
 @dataclass(frozen=True, slots=True)

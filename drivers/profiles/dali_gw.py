@@ -29,12 +29,23 @@ registers as 0, so zeros prove little). The line's failure bit fields (holding
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from drivers.profiles import _probe as pr
 from drivers.profiles._options import as_int, fail, resolve
-from drivers.profiles.base import (DataType, DeviceProfile, LineDefaults, Limits, Option, Probe, ProbeRead,
-                                   ProfileSpec, RegisterPoint, Table)
+from drivers.profiles.base import (
+    DataType,
+    DeviceProfile,
+    Limits,
+    LineDefaults,
+    Option,
+    Probe,
+    ProbeRead,
+    ProfileSpec,
+    RegisterPoint,
+    Table,
+)
 
 # The gateway's Modbus RTU side is set up by its configuration tool; 9600 8N1 is
 # what this profile documents as a starting point for `cabinet scan`.
@@ -57,10 +68,25 @@ def _ballast(line: int, a: int) -> tuple[RegisterPoint, ...]:
         RegisterPoint(k + "ballast_fail", H, base + STATUS, bit=0, description=f"ballast {a} failure"),
         RegisterPoint(k + "lamp_fail", H, base + STATUS, bit=1, description=f"ballast {a} lamp failure"),
         RegisterPoint(k + "lamp_power_on", H, base + STATUS, bit=2, description=f"ballast {a} lamp on"),
-        RegisterPoint(k + "level", H, base + LEVEL, DataType.UINT16, unit="%", valid=PERCENT,
-                      description=f"ballast {a} actual level"),
-        RegisterPoint(k + "setpoint", H, base + SETPOINT, DataType.UINT16, unit="%", valid=PERCENT, writable=True,
-                      description=f"ballast {a} arc power level (dim command)"),
+        RegisterPoint(
+            k + "level",
+            H,
+            base + LEVEL,
+            DataType.UINT16,
+            unit="%",
+            valid=PERCENT,
+            description=f"ballast {a} actual level",
+        ),
+        RegisterPoint(
+            k + "setpoint",
+            H,
+            base + SETPOINT,
+            DataType.UINT16,
+            unit="%",
+            valid=PERCENT,
+            writable=True,
+            description=f"ballast {a} arc power level (dim command)",
+        ),
     )
 
 
@@ -74,12 +100,26 @@ def build(options: Mapping[str, Any]) -> DeviceProfile:
             fail(f"addresses[{i}]", a, "listed twice", "each short address once")
         addresses.append(a)
     if not addresses and not opts["broadcast"]:
-        fail("addresses", opts["addresses"], "empty and broadcast = false: nothing to poll",
-             "at least one short address 0..63, or broadcast = true")
+        fail(
+            "addresses",
+            opts["addresses"],
+            "empty and broadcast = false: nothing to poll",
+            "at least one short address 0..63, or broadcast = true",
+        )
     points = tuple(p for a in sorted(addresses) for p in _ballast(line, a))
     if opts["broadcast"]:
-        points += (RegisterPoint("broadcast.level", Table.HOLDING, 7000 * line + BROADCAST, DataType.UINT16,
-                                 unit="%", valid=PERCENT, writable=True, description="broadcast arc power level"),)
+        points += (
+            RegisterPoint(
+                "broadcast.level",
+                Table.HOLDING,
+                7000 * line + BROADCAST,
+                DataType.UINT16,
+                unit="%",
+                valid=PERCENT,
+                writable=True,
+                description="broadcast arc power level",
+            ),
+        )
     return DeviceProfile(
         name="dali-gateway",
         points=points,

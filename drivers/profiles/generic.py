@@ -34,24 +34,52 @@ max_bits (1..2000), max_gap (0..2000), forbidden = [[table, start, end], ...]
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from drivers.profiles._options import as_bool, as_int, as_list, as_number, as_str, as_table, fail, resolve
-from drivers.profiles.base import DataType, DeviceProfile, LineDefaults, Limits, Option, ProfileError, ProfileSpec, RegisterPoint, Table
+from drivers.profiles.base import (
+    DataType,
+    DeviceProfile,
+    Limits,
+    LineDefaults,
+    Option,
+    ProfileError,
+    ProfileSpec,
+    RegisterPoint,
+    Table,
+)
 
 LINE = LineDefaults()
 TABLES = tuple(t.value for t in Table)
 TYPES = tuple(t.value for t in DataType)
 ORDERS = ("big", "little")
-FIELDS = ("key", "table", "address", "type", "unit", "scale", "offset", "byte_order", "word_order", "bit", "enum",
-          "valid", "writable", "description")
+FIELDS = (
+    "key",
+    "table",
+    "address",
+    "type",
+    "unit",
+    "scale",
+    "offset",
+    "byte_order",
+    "word_order",
+    "bit",
+    "enum",
+    "valid",
+    "writable",
+    "description",
+)
 REQUIRED = ("key", "table", "address")
 LIMIT_FIELDS = ("max_registers", "max_bits", "max_gap", "forbidden")
 KEY_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
 _INT_RANGE = {
-    DataType.INT16: (-(1 << 15), (1 << 15) - 1), DataType.UINT16: (0, (1 << 16) - 1),
-    DataType.INT32: (-(1 << 31), (1 << 31) - 1), DataType.UINT32: (0, (1 << 32) - 1),
-    DataType.INT64: (-(1 << 63), (1 << 63) - 1), DataType.UINT64: (0, (1 << 64) - 1),
+    DataType.INT16: (-(1 << 15), (1 << 15) - 1),
+    DataType.UINT16: (0, (1 << 16) - 1),
+    DataType.INT32: (-(1 << 31), (1 << 31) - 1),
+    DataType.UINT32: (0, (1 << 32) - 1),
+    DataType.INT64: (-(1 << 63), (1 << 63) - 1),
+    DataType.UINT64: (0, (1 << 64) - 1),
 }
 
 OPTIONS = {
@@ -103,19 +131,32 @@ def _point(path: str, spec: Any, seen: dict[str, str]) -> RegisterPoint:
             fail(f"{path}.{f}", None, "missing", "required: " + ", ".join(REQUIRED))
     key = as_str(f"{path}.key", spec["key"])
     if not KEY_RE.fullmatch(key):
-        fail(f"{path}.key", key, "not a usable key", "1..64 letters, digits, '_', '.', '-' (not starting with '.' or '-')")
+        fail(
+            f"{path}.key",
+            key,
+            "not a usable key",
+            "1..64 letters, digits, '_', '.', '-' (not starting with '.' or '-')",
+        )
     if key in seen:
         fail(f"{path}.key", key, f"already used by {seen[key]}", "a key unique in this device")
     seen[key] = path
     table = Table(as_str(f"{path}.table", spec["table"], TABLES))
     dtype = DataType(as_str(f"{path}.type", spec.get("type", "bool" if table.is_bits else "uint16"), TYPES))
     if table.is_bits != (dtype is DataType.BOOL):
-        fail(f"{path}.type", dtype.value, f"does not fit table {table.value!r}",
-             "bool" if table.is_bits else "one of " + ", ".join(t for t in TYPES if t != "bool"))
+        fail(
+            f"{path}.type",
+            dtype.value,
+            f"does not fit table {table.value!r}",
+            "bool" if table.is_bits else "one of " + ", ".join(t for t in TYPES if t != "bool"),
+        )
     address = as_int(f"{path}.address", spec["address"], 0, 0xFFFF)
     if address + dtype.width > 0x10000:
-        fail(f"{path}.address", address, f"a {dtype.value} there runs past the last register",
-             f"0..{0x10000 - dtype.width}")
+        fail(
+            f"{path}.address",
+            address,
+            f"a {dtype.value} there runs past the last register",
+            f"0..{0x10000 - dtype.width}",
+        )
     scale = as_number(f"{path}.scale", spec.get("scale", 1))
     if scale == 0:
         fail(f"{path}.scale", scale, "zero", "any non-zero number")
@@ -124,16 +165,28 @@ def _point(path: str, spec: Any, seen: dict[str, str]) -> RegisterPoint:
     if bit is not None:
         bit = as_int(f"{path}.bit", bit, 0, 15)
         if dtype not in (DataType.INT16, DataType.UINT16):
-            fail(f"{path}.bit", bit, f"a bit needs a 16-bit register, not {dtype.value}",
-                 "bit only with table holding/input and type int16 or uint16")
+            fail(
+                f"{path}.bit",
+                bit,
+                f"a bit needs a 16-bit register, not {dtype.value}",
+                "bit only with table holding/input and type int16 or uint16",
+            )
     enum = None
     if "enum" in spec:
         if dtype.is_float or dtype is DataType.BOOL or bit is not None:
-            fail(f"{path}.enum", spec["enum"], f"an enum needs an integer register, not {dtype.value}"
-                 + (" with bit" if bit is not None else ""), "enum with int16..uint64 and no bit")
+            fail(
+                f"{path}.enum",
+                spec["enum"],
+                f"an enum needs an integer register, not {dtype.value}" + (" with bit" if bit is not None else ""),
+                "enum with int16..uint64 and no bit",
+            )
         if scale != 1 or offset != 0:
-            fail(f"{path}.enum", spec["enum"], "an enum labels raw values; scale/offset would not apply",
-                 "enum with scale = 1 and offset = 0")
+            fail(
+                f"{path}.enum",
+                spec["enum"],
+                "an enum labels raw values; scale/offset would not apply",
+                "enum with scale = 1 and offset = 0",
+            )
         enum = _enum(f"{path}.enum", spec["enum"], dtype)
     valid = None
     if "valid" in spec:
@@ -154,9 +207,22 @@ def _point(path: str, spec: Any, seen: dict[str, str]) -> RegisterPoint:
     word_order = as_str(f"{path}.word_order", spec.get("word_order", "big"), ORDERS)
     description = as_str(f"{path}.description", spec.get("description", ""))
     try:
-        return RegisterPoint(key, table, address, dtype, unit=unit, scale=scale, offset=offset,
-                             byte_order=byte_order, word_order=word_order, bit=bit, enum=enum, valid=valid,
-                             writable=writable, description=description)
+        return RegisterPoint(
+            key,
+            table,
+            address,
+            dtype,
+            unit=unit,
+            scale=scale,
+            offset=offset,
+            byte_order=byte_order,
+            word_order=word_order,
+            bit=bit,
+            enum=enum,
+            valid=valid,
+            writable=writable,
+            description=description,
+        )
     except ProfileError as exc:  # base.py's own checks; the above should catch all first
         raise ProfileError(path, f"{path}: {exc}", exc.value, exc.allowed) from None
 
@@ -194,15 +260,23 @@ def build(options: Mapping[str, Any]) -> DeviceProfile:
     limits = _limits(opts["limits"])
     for i, p in enumerate(points):
         if p.width > limits.max_count(p.table):
-            fail("limits.max_registers", limits.max_registers,
-                 f"points[{i}] ({p.dtype.value}) needs {p.width} registers in one request", f">= {p.width}")
+            fail(
+                "limits.max_registers",
+                limits.max_registers,
+                f"points[{i}] ({p.dtype.value}) needs {p.width} registers in one request",
+                f">= {p.width}",
+            )
         for k, (table, start, end) in enumerate(limits.forbidden):
             if table is p.table and p.address < end and start < p.end:
-                fail(f"points[{i}].address", p.address,
-                     f"{p.table.value} {p.address}..{p.end - 1} overlaps limits.forbidden[{k}] ({start}..{end - 1})",
-                     "an address outside the forbidden ranges")
-    return DeviceProfile(name="generic", points=points, limits=limits, line=LINE,
-                         description=f"generic device, {len(points)} points")
+                fail(
+                    f"points[{i}].address",
+                    p.address,
+                    f"{p.table.value} {p.address}..{p.end - 1} overlaps limits.forbidden[{k}] ({start}..{end - 1})",
+                    "an address outside the forbidden ranges",
+                )
+    return DeviceProfile(
+        name="generic", points=points, limits=limits, line=LINE, description=f"generic device, {len(points)} points"
+    )
 
 
 SPEC = ProfileSpec(

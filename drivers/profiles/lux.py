@@ -23,12 +23,23 @@ baud code) also answering an address 1..247 and a baud code 0..7: 0.5.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from drivers.profiles import _probe as pr
 from drivers.profiles._options import fail, resolve
-from drivers.profiles.base import (DataType, DeviceProfile, LineDefaults, Limits, Option, Probe, ProbeRead,
-                                   ProfileSpec, RegisterPoint, Table)
+from drivers.profiles.base import (
+    DataType,
+    DeviceProfile,
+    Limits,
+    LineDefaults,
+    Option,
+    Probe,
+    ProbeRead,
+    ProfileSpec,
+    RegisterPoint,
+    Table,
+)
 
 LINE = LineDefaults(baudrate=4800, parity="N", stopbits=1)
 MAX_LUX = 200_000.0
@@ -50,13 +61,26 @@ def build(options: Mapping[str, Any]) -> DeviceProfile:
     dtype = TYPES[opts["type"]]
     address, scale = opts["address"], opts["scale"]
     if address + dtype.width > 0x10000:
-        fail("address", address, f"a {opts['type']} there runs past the last register",
-             f"0..{0x10000 - dtype.width} for {opts['type']}")
+        fail(
+            "address",
+            address,
+            f"a {opts['type']} there runs past the last register",
+            f"0..{0x10000 - dtype.width} for {opts['type']}",
+        )
     if not 0 < scale <= 1000:
         fail("scale", scale, "not a positive factor", "a number > 0 and <= 1000, e.g. 1, 0.1, 0.01, 0.001")
     top = MAX_LUX if dtype is not DataType.UINT16 else min(MAX_LUX, 0xFFFE * scale)
-    point = RegisterPoint("lux", TABLES[opts["table"]], address, dtype, unit="lx", scale=scale,
-                          word_order=opts["word_order"], valid=(0.0, top), description="illuminance")
+    point = RegisterPoint(
+        "lux",
+        TABLES[opts["table"]],
+        address,
+        dtype,
+        unit="lx",
+        scale=scale,
+        word_order=opts["word_order"],
+        valid=(0.0, top),
+        description="illuminance",
+    )
     return DeviceProfile(
         name="lux",
         points=(point,),

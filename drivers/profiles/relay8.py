@@ -18,12 +18,23 @@ than 8 channels). Meters and sensors refuse FC01 (exception 1): 0. Holding 0x400
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from drivers.profiles import _probe as pr
 from drivers.profiles._options import resolve
-from drivers.profiles.base import (DataType, DeviceProfile, LineDefaults, Limits, Option, Probe, ProbeRead,
-                                   ProfileSpec, RegisterPoint, Table)
+from drivers.profiles.base import (
+    DataType,
+    DeviceProfile,
+    Limits,
+    LineDefaults,
+    Option,
+    Probe,
+    ProbeRead,
+    ProfileSpec,
+    RegisterPoint,
+    Table,
+)
 
 LINE = LineDefaults(baudrate=9600, parity="N", stopbits=1)
 MAX_CHANNELS = 32

@@ -17,7 +17,8 @@ non-zero total power alone 0.3; zeros or silence there leave it open (0.6).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from drivers.profiles import _eastron as ea
 from drivers.profiles.base import DeviceProfile, LineDefaults, Probe, ProfileSpec

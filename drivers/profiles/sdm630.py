@@ -23,7 +23,8 @@ silence there leave it open (0.5; e.g. an SDM630 wired single phase, unloaded).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from drivers.profiles import _eastron as ea
 from drivers.profiles.base import DeviceProfile, LineDefaults, Probe, ProfileSpec

@@ -24,12 +24,23 @@ number (0..247 or a literal baud) adds 0.15; answering something else takes 0.2 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from drivers.profiles import _probe as pr
 from drivers.profiles._options import resolve
-from drivers.profiles.base import (DataType, DeviceProfile, LineDefaults, Limits, Option, Probe, ProbeRead,
-                                   ProfileSpec, RegisterPoint, Table)
+from drivers.profiles.base import (
+    DataType,
+    DeviceProfile,
+    Limits,
+    LineDefaults,
+    Option,
+    Probe,
+    ProbeRead,
+    ProfileSpec,
+    RegisterPoint,
+    Table,
+)
 
 LINE = LineDefaults(baudrate=9600, parity="N", stopbits=1)
 VARIANTS = ("x10", "x100")
@@ -47,11 +58,29 @@ def _config_points(variant: str) -> tuple[RegisterPoint, ...]:
     if variant == "x10":
         return (
             RegisterPoint("config.address", H, 0x0101, valid=(1, 247), description="Modbus address"),
-            RegisterPoint("config.baud", H, 0x0102, enum={0: "9600", 1: "14400", 2: "19200"}, description="baud rate code"),
-            RegisterPoint("config.temperature_offset", H, 0x0103, DataType.INT16, unit="°C", scale=0.1,
-                          valid=(-10.0, 10.0), description="temperature correction"),
-            RegisterPoint("config.humidity_offset", H, 0x0104, DataType.INT16, unit="%RH", scale=0.1,
-                          valid=(-10.0, 10.0), description="humidity correction"),
+            RegisterPoint(
+                "config.baud", H, 0x0102, enum={0: "9600", 1: "14400", 2: "19200"}, description="baud rate code"
+            ),
+            RegisterPoint(
+                "config.temperature_offset",
+                H,
+                0x0103,
+                DataType.INT16,
+                unit="°C",
+                scale=0.1,
+                valid=(-10.0, 10.0),
+                description="temperature correction",
+            ),
+            RegisterPoint(
+                "config.humidity_offset",
+                H,
+                0x0104,
+                DataType.INT16,
+                unit="%RH",
+                scale=0.1,
+                valid=(-10.0, 10.0),
+                description="humidity correction",
+            ),
         )
     return (
         RegisterPoint("config.address", H, 0x0100, valid=(1, 247), description="Modbus address"),
@@ -63,10 +92,26 @@ def build(options: Mapping[str, Any]) -> DeviceProfile:
     opts = resolve(OPTIONS, options)
     scale = 0.1 if opts["variant"] == "x10" else 0.01
     points = (
-        RegisterPoint("temperature", Table.INPUT, 0x0001, DataType.INT16, unit="°C", scale=scale, valid=T_VALID,
-                      description="air temperature"),
-        RegisterPoint("humidity", Table.INPUT, 0x0002, DataType.UINT16, unit="%RH", scale=scale, valid=RH_VALID,
-                      description="relative humidity"),
+        RegisterPoint(
+            "temperature",
+            Table.INPUT,
+            0x0001,
+            DataType.INT16,
+            unit="°C",
+            scale=scale,
+            valid=T_VALID,
+            description="air temperature",
+        ),
+        RegisterPoint(
+            "humidity",
+            Table.INPUT,
+            0x0002,
+            DataType.UINT16,
+            unit="%RH",
+            scale=scale,
+            valid=RH_VALID,
+            description="relative humidity",
+        ),
     )
     if opts["config_registers"]:
         points += _config_points(opts["variant"])

@@ -13,8 +13,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.bench")
     ap.add_argument("workload", choices=("w1", "rtu", "uplink", "outbox", "climate", "lighting", "ota"))
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    ap.add_argument("--seconds", type=float,
-                    help="measurement time (w1: 60, rtu: 30 per phase; climate: simulated seconds, default a week)")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        help="measurement time (w1: 60, rtu: 30 per phase; climate: simulated seconds, default a week)",
+    )
     ap.add_argument("--uplink", action="store_true", help="w1: with the uplink sealing, signing and publishing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)

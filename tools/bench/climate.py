@@ -29,34 +29,62 @@ from typing import Any
 
 from agent.control.alarms import AlarmManager
 from agent.control.climate import ClimateController
-from agent.control.climate_settings import (ClimateSettings, DoorSettings, FanSettings, FloodSettings, HeaterSettings,
-                                            UpsSettings)
+from agent.control.climate_settings import (
+    ClimateSettings,
+    DoorSettings,
+    FanSettings,
+    FloodSettings,
+    HeaterSettings,
+    UpsSettings,
+)
 from boards.sim.plant import Cabinet, Plant, Site, Weather
 
 TARGET_WEEK_S = 10.0
 BERLIN = Site(52.52, 13.41, 34.0, "Europe/Berlin")
 T, RH, FAN, HEATER = "climate.temperature", "climate.humidity", "dio.fan", "relays.relay_8"
-CONTACTS = {"dio.door": lambda p: p.door_open, "dio.flood": lambda p: p.flood,
-            "dio.ups_on_battery": lambda p: p.ups_on_battery, "dio.ups_battery_low": lambda p: p.ups_battery_low,
-            "dio.ups_replace_battery": lambda p: p.ups_replace_battery}
+CONTACTS = {
+    "dio.door": lambda p: p.door_open,
+    "dio.flood": lambda p: p.flood,
+    "dio.ups_on_battery": lambda p: p.ups_on_battery,
+    "dio.ups_battery_low": lambda p: p.ups_battery_low,
+    "dio.ups_replace_battery": lambda p: p.ups_replace_battery,
+}
 
 
 def example_settings(**changes: Any) -> ClimateSettings:
     """The example cabinet's climate settings (boards/sim/cabinet.toml)."""
     import dataclasses
 
-    s = ClimateSettings(T, RH, fans=(FanSettings("fan", FAN),), heater=HeaterSettings(HEATER),
-                        door=DoorSettings("dio.door"), flood=FloodSettings("dio.flood", shed=(HEATER,)),
-                        ups=UpsSettings("dio.ups_on_battery", "dio.ups_battery_low", "dio.ups_replace_battery",
-                                        shed_on_battery=(HEATER,)))
+    s = ClimateSettings(
+        T,
+        RH,
+        fans=(FanSettings("fan", FAN),),
+        heater=HeaterSettings(HEATER),
+        door=DoorSettings("dio.door"),
+        flood=FloodSettings("dio.flood", shed=(HEATER,)),
+        ups=UpsSettings(
+            "dio.ups_on_battery", "dio.ups_battery_low", "dio.ups_replace_battery", shed_on_battery=(HEATER,)
+        ),
+    )
     return dataclasses.replace(s, **changes)
 
 
 class ClosedLoop:
-    def __init__(self, weather: Weather, start: str, settings: ClimateSettings | None = None, *,
-                 site: Site = BERLIN, seed: int = 1, poll_s: float = 10.0, cabinet: Cabinet | None = None,
-                 schedule: list[tuple[float, str, Any]] | None = None, fan_broken: bool = False,
-                 control: bool = True, measure_from_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        weather: Weather,
+        start: str,
+        settings: ClimateSettings | None = None,
+        *,
+        site: Site = BERLIN,
+        seed: int = 1,
+        poll_s: float = 10.0,
+        cabinet: Cabinet | None = None,
+        schedule: list[tuple[float, str, Any]] | None = None,
+        fan_broken: bool = False,
+        control: bool = True,
+        measure_from_s: float = 0.0,
+    ) -> None:
         self.t0 = dt.datetime.fromisoformat(start).timestamp()
         self.plant = Plant(site, seed=seed, start=self.t0, weather=weather, cabinet=cabinet)
         self.settings = settings or example_settings()
@@ -83,7 +111,7 @@ class ClosedLoop:
         self.snap[RH] = (round(min(100.0, p.cabinet_rh), 1), "good", 0.0)
         self._polled = self.mono
 
-    def run(self, seconds: float) -> "ClosedLoop":
+    def run(self, seconds: float) -> ClosedLoop:
         end = self.mono + seconds
         p, ctl, alarms, snap, poll_s = self.plant, self.ctl, self.alarms, self.snap, self.poll_s
         outs = {FAN: "fan_on", HEATER: "heater_on"}

@@ -23,8 +23,11 @@ def generic_toml(device: str) -> str:
     """The bench profile as a generic-profile config section."""
     lines = [f"[devices.{device}.options]", "points = ["]
     for p in BENCH_POINTS:
-        lines.append(f'  {{ key = "{p.key}", table = "holding", address = {p.address}, type = "{p.dtype.value}"'
-                     + (f", scale = {p.scale}" if p.scale != 1 else "") + " },")
+        lines.append(
+            f'  {{ key = "{p.key}", table = "holding", address = {p.address}, type = "{p.dtype.value}"'
+            + (f", scale = {p.scale}" if p.scale != 1 else "")
+            + " },"
+        )
     lines.append("]")
     return "\n".join(lines) + "\n"
 
@@ -49,10 +52,16 @@ class SimProcess:
         self.info = info
 
     @classmethod
-    async def start(cls, *args: str) -> "SimProcess":
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tools.bench.simserver", *args,
-                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    async def start(cls, *args: str) -> SimProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tools.bench.simserver",
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         if not line:
             raise RuntimeError("bench simulator failed to start")
@@ -68,6 +77,6 @@ class SimProcess:
             self.proc.stdin.close()
             try:
                 await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()

@@ -19,17 +19,17 @@ from typing import Any
 
 from agent.control.lighting import LightingController
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
-def _controller() -> LightingController:
+def controller() -> LightingController:
     from agent import config as cfg
     from agent.runtime.entry import board_infos
 
     return LightingController.from_config(cfg.load(cfg.EXAMPLE, board_infos()))
 
 
-class _Plant:
+class Plant:
     """Just enough plant: relays read back, power and energy follow the decision, lux the sun."""
 
     def __init__(self, ctl: LightingController) -> None:
@@ -60,8 +60,8 @@ class _Plant:
 
 
 def measure_step(steps: int = 20000) -> float:
-    ctl = _controller()
-    plant = _Plant(ctl)
+    ctl = controller()
+    plant = Plant(ctl)
     t = dt.datetime(2025, 1, 15, 15, 0, tzinfo=UTC).timestamp()  # through dusk into the evening
     decisions: dict = {}
     costs = []
@@ -76,8 +76,8 @@ def measure_step(steps: int = 20000) -> float:
 
 
 def measure_year(days: float = 365.0, step_s: float = 60.0) -> dict[str, Any]:
-    ctl = _controller()
-    plant = _Plant(ctl)
+    ctl = controller()
+    plant = Plant(ctl)
     t0 = dt.datetime(2025, 1, 1, 0, 0, tzinfo=UTC).timestamp()
     n = int(days * 86400 / step_s)
     decisions: dict = {}
@@ -98,15 +98,25 @@ def measure_year(days: float = 365.0, step_s: float = 60.0) -> dict[str, Any]:
     wall = time.perf_counter() - start
     seg = ctl.state()["segments"]
     first = next(iter(seg.values()))
-    return {"year_s": round(in_step / 1e9, 3), "year_wall_s": round(wall, 3), "year_steps": n,
-            "year_step_s": step_s, "year_days": days, "year_events": events,
-            "burning_h": round(first["burning_h"], 1), "switches": first["switches"]}
+    return {
+        "year_s": round(in_step / 1e9, 3),
+        "year_wall_s": round(wall, 3),
+        "year_steps": n,
+        "year_step_s": step_s,
+        "year_days": days,
+        "year_events": events,
+        "burning_h": round(first["burning_h"], 1),
+        "switches": first["switches"],
+    }
 
 
 def run(steps: int = 20000, days: float = 365.0, step_s: float = 60.0) -> dict[str, Any]:
-    ctl = _controller()
-    out: dict[str, Any] = {"step_us": round(measure_step(steps), 2), "segments": len(ctl.settings.segments),
-                           "site": ctl.astro.timezone}
+    ctl = controller()
+    out: dict[str, Any] = {
+        "step_us": round(measure_step(steps), 2),
+        "segments": len(ctl.settings.segments),
+        "site": ctl.astro.timezone,
+    }
     out.update(measure_year(days, step_s))
     if days >= 365:
         out["met"] = {"year_s<=10": out["year_s"] <= 10.0}

@@ -18,15 +18,22 @@ class BenchBroker:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        conf = ["per_listener_settings false", "allow_anonymous true", "persistence false",
-                "max_inflight_messages 20", "max_queued_messages 100000", "log_dest none",
-                f"listener {self.port} 127.0.0.1"]
+        conf = [
+            "per_listener_settings false",
+            "allow_anonymous true",
+            "persistence false",
+            "max_inflight_messages 20",
+            "max_queued_messages 100000",
+            "log_dest none",
+            f"listener {self.port} 127.0.0.1",
+        ]
         if os.geteuid() == 0:
             conf.insert(0, "user root")
         (self.dir / "m.conf").write_text("\n".join(conf) + "\n")
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([binary, "-c", str(self.dir / "m.conf")], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(self.dir / "m.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while True:
             try:

@@ -41,8 +41,11 @@ def run() -> dict[str, Any]:
 
         root = d / "root"
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "ota.launcher", "install", str(x), "--root", str(root)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "ota.launcher", "install", str(x), "--root", str(root)],
+            check=True,
+            capture_output=True,
+        )
         out["install_cold_s"] = round(time.perf_counter() - t0, 1)
         from ota.slots import SlotStore
 
@@ -50,8 +53,9 @@ def run() -> dict[str, Any]:
         t0 = time.perf_counter()
         SlotStore(root).install(x1, man1)
         out["install_warm_s"] = round(time.perf_counter() - t0, 1)
-        out["slot_mib"] = round(sum(f.stat().st_size for f in (root / "releases" / "2-0.90.1").rglob("*")
-                                    if f.is_file()) / 2**20, 2)
+        out["slot_mib"] = round(
+            sum(f.stat().st_size for f in (root / "releases" / "2-0.90.1").rglob("*") if f.is_file()) / 2**20, 2
+        )
         out["store_mib"] = round(sum(f.stat().st_size for f in (root / "store").rglob("*") if f.is_file()) / 2**20, 1)
 
         keys = d / "keys"
@@ -62,8 +66,12 @@ def run() -> dict[str, Any]:
         try:
             refresh, download = [], []
             for i in range(3):
-                c = UpdateClient(cache_dir=d / f"tuf{i}", download_dir=d / f"dl{i}", repository_url=url,
-                                 bootstrap_root=repo.root_bytes(1))
+                c = UpdateClient(
+                    cache_dir=d / f"tuf{i}",
+                    download_dir=d / f"dl{i}",
+                    repository_url=url,
+                    bootstrap_root=repo.root_bytes(1),
+                )
                 t0 = time.perf_counter()
                 c.refresh()
                 refresh.append(time.perf_counter() - t0)

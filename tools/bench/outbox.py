@@ -56,7 +56,7 @@ def _encode(readings: list[Reading], seq: int) -> bytes:
 
 async def _run(readings: int, batch: int, tmp: Path) -> dict[str, Any]:
     data = _readings(readings, 1_700_000_000.0)
-    slices = [data[i:i + batch] for i in range(0, readings, batch)]
+    slices = [data[i : i + batch] for i in range(0, readings, batch)]
     path = tmp / "outbox.db"
     ob = Outbox(path, clock=WallClock())
     await ob.start()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from agent import config as cfg
-from agent.runtime.app import App
 from agent.clock import WallClock
+from agent.runtime.app import App
 from drivers.modbus import replies
 from tools.bench.common import BENCH_PROFILE, SimProcess, generic_toml
 
@@ -29,12 +29,16 @@ DEVICES = 4
 
 
 def rtu_config(port: str, poll_s: float, timeout_ms: float = 200.0) -> str:
-    parts = ['[cabinet]\nid = "BENCH-RTU"\n[site]\nlatitude = 52.5\nlongitude = 13.4\ntimezone = "UTC"\n'
-             f'[buses.line]\ntype = "rtu"\nport = "{port}"\nbaudrate = {BAUD}\ntimeout_ms = {timeout_ms}\n'
-             'backoff_initial_s = 1.0\nbackoff_max_s = 30.0\n']
+    parts = [
+        '[cabinet]\nid = "BENCH-RTU"\n[site]\nlatitude = 52.5\nlongitude = 13.4\ntimezone = "UTC"\n'
+        f'[buses.line]\ntype = "rtu"\nport = "{port}"\nbaudrate = {BAUD}\ntimeout_ms = {timeout_ms}\n'
+        "backoff_initial_s = 1.0\nbackoff_max_s = 30.0\n"
+    ]
     for u in range(1, DEVICES + 1):
-        parts.append(f'[devices.dev{u}]\nbus = "line"\nunit = {u}\nprofile = "generic"\npoll_s = {poll_s}\n'
-                     + generic_toml(f"dev{u}"))
+        parts.append(
+            f'[devices.dev{u}]\nbus = "line"\nunit = {u}\nprofile = "generic"\npoll_s = {poll_s}\n'
+            + generic_toml(f"dev{u}")
+        )
     return "\n".join(parts)
 
 
@@ -56,8 +60,11 @@ async def run(seconds: float = 30.0) -> dict[str, Any]:
     sim = await SimProcess.start("--mode", "rtu", "--devices", str(DEVICES), "--baud", str(BAUD))
     limit = cycle_limit_s(sim.info["turnaround"])
     names = [f"dev{u}" for u in range(1, DEVICES + 1)]
-    out: dict[str, Any] = {"line": f"{BAUD} Bd, {DEVICES} devices x 20 holding registers, 1 request each",
-                           "cycle_limit_ms": round(limit * 1000, 2), "limit_cycles_per_s": round(1 / limit, 3)}
+    out: dict[str, Any] = {
+        "line": f"{BAUD} Bd, {DEVICES} devices x 20 holding registers, 1 request each",
+        "cycle_limit_ms": round(limit * 1000, 2),
+        "limit_cycles_per_s": round(1 / limit, 3),
+    }
     try:
         with tempfile.TemporaryDirectory() as tmp:
             # 1. saturated: every device is always due
@@ -72,7 +79,9 @@ async def run(seconds: float = 30.0) -> dict[str, Any]:
 
             # 2. two-thirds load, then one device dies
             period = round(limit * 1.5, 3)
-            app = App(cfg.loads(rtu_config(sim.info["port"], period), "rtu.toml"), data_dir=Path(tmp), clock=WallClock())
+            app = App(
+                cfg.loads(rtu_config(sim.info["port"], period), "rtu.toml"), data_dir=Path(tmp), clock=WallClock()
+            )
             await app.start()
             await asyncio.sleep(2.0)
             alive = await _measure(app, seconds / 2, names)
@@ -91,6 +100,8 @@ async def run(seconds: float = 30.0) -> dict[str, Any]:
     out["dead_device_attempts"] = dead_attempts
     out["dead_device_rate_kept"] = round(min(dead.values()) * period, 3)
     out["targets"] = {"line_efficiency": ">= 0.9", "dead_device_rate_kept": ">= 0.9"}
-    out["met"] = {"line_efficiency": out["line_efficiency"] >= 0.9,
-                  "dead_device_rate_kept": out["dead_device_rate_kept"] >= 0.9}
+    out["met"] = {
+        "line_efficiency": out["line_efficiency"] >= 0.9,
+        "dead_device_rate_kept": out["dead_device_rate_kept"] >= 0.9,
+    }
     return out

@@ -46,8 +46,13 @@ async def main() -> None:
             servers.append(ep)
     else:
         tmp = tempfile.mkdtemp(prefix="bench-rtu-")
-        line = RtuLine(Path(tmp) / "tty", {u + 1: s for u, s in enumerate(stores)}, baudrate=args.baud,
-                       faults=faults, turnaround_ms=0.0)
+        line = RtuLine(
+            Path(tmp) / "tty",
+            {u + 1: s for u, s in enumerate(stores)},
+            baudrate=args.baud,
+            faults=faults,
+            turnaround_ms=0.0,
+        )
         await line.start()
         servers.append(line)
         info = {"port": line.port, "t35": line.t35, "turnaround": line.turnaround}

@@ -28,12 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.wire import cose
-from agent.wire.batch import encode_body
 from agent.clock import WallClock
 from agent.model import Quality, Reading
-from tools.provision import pki
+from agent.wire import cose
+from agent.wire.batch import encode_body
 from tools.bench.mqtt import BenchBroker
+from tools.provision import pki
 
 CAB = "CAB-BENCH"
 
@@ -62,8 +62,15 @@ def bytes_per_value_w1(key: Any, batch: int = 2000) -> float:
     total = 0
     n = 0
     for i in range(0, len(rs) - batch + 1, batch):
-        env = cose.seal_batch(encode_body(rs[i:i + batch]), key=key, kid=cose.key_id(key.public_key()), cabinet=CAB,
-                              boot=1, seq=i, topic=topic)
+        env = cose.seal_batch(
+            encode_body(rs[i : i + batch]),
+            key=key,
+            kid=cose.key_id(key.public_key()),
+            cabinet=CAB,
+            boot=1,
+            seq=i,
+            topic=topic,
+        )
         total += len(env)
         n += batch
     return round(total / n, 3)
@@ -76,8 +83,18 @@ def ingest_verify_ratio(key: Any, batches: int = 2000, size: int = 60) -> dict[s
     topic = cose.telemetry_topic("city/v1", CAB)
     kid = cose.key_id(key.public_key())
     rs = w1_readings(60)
-    envs = [cose.seal_batch(encode_body(rs[(i * size) % 8000:(i * size) % 8000 + size]), key=key, kid=kid,
-                            cabinet=CAB, boot=1, seq=i, topic=topic) for i in range(batches)]
+    envs = [
+        cose.seal_batch(
+            encode_body(rs[(i * size) % 8000 : (i * size) % 8000 + size]),
+            key=key,
+            kid=kid,
+            cabinet=CAB,
+            boot=1,
+            seq=i,
+            topic=topic,
+        )
+        for i in range(batches)
+    ]
     pub = key.public_key()
     sigs = [key.sign(env) for env in envs]  # raw Ed25519 over messages of the envelopes' sizes
 
@@ -94,7 +111,7 @@ def ingest_verify_ratio(key: Any, batches: int = 2000, size: int = 60) -> dict[s
         t = time.process_time()
         for g in range(0, batches, 100):  # group commits of 100 batches, as the service does
             c = Commit()
-            for env in envs[g:g + 100]:
+            for env in envs[g : g + 100]:
                 assert core.handle(topic, env, time.time(), c).kind == "stored"
             store.commit(c)
         rate = batches / (time.process_time() - t)
@@ -109,8 +126,12 @@ def ingest_verify_ratio(key: Any, batches: int = 2000, size: int = 60) -> dict[s
             raws.append(raw_pass())
             ingests.append(ingest_pass(Path(tmp), n))
     raw, ingest = max(raws), max(ingests)
-    return {"raw_verify_per_s": round(raw), "ingest_batches_per_cpu_s": round(ingest),
-            "batch_readings": size, "ingest_verify_ratio": round(ingest / raw, 3)}
+    return {
+        "raw_verify_per_s": round(raw),
+        "ingest_batches_per_cpu_s": round(ingest),
+        "batch_readings": size,
+        "ingest_verify_ratio": round(ingest / raw, 3),
+    }
 
 
 async def drain(n: int, key: Any, ingest_key: Any, d: Path) -> dict[str, Any]:
@@ -124,24 +145,49 @@ async def drain(n: int, key: Any, ingest_key: Any, d: Path) -> dict[str, Any]:
     store = Store(str(d / "ingest.db"))
     store.add_key(CAB, cose.key_id(key.public_key()), pki.public_key_raw(key.public_key()), time.time())
     store.close()
-    ingest = await asyncio.create_subprocess_exec(sys.executable, "-m", "tools.cli", "ingest", "run", "--db",
-                                                  str(d / "ingest.db"), "--broker", f"127.0.0.1:{broker.port}",
-                                                  "--key", str(d.parent / "ingest.key"), stderr=asyncio.subprocess.DEVNULL)
+    ingest = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tools.cli",
+        "ingest",
+        "run",
+        "--db",
+        str(d / "ingest.db"),
+        "--broker",
+        f"127.0.0.1:{broker.port}",
+        "--key",
+        str(d.parent / "ingest.key"),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     clock = WallClock()
     outbox = Outbox(d / "outbox.db", clock=clock, queue_max=200_000, max_bytes=2 * 2**30)
     await outbox.start()
     rs = w1_readings(n // 150 + 1)[:n]
     t = time.perf_counter()
     for i in range(0, n, 50_000):
-        await outbox.put(rs[i:i + 50_000])
+        await outbox.put(rs[i : i + 50_000])
     await outbox.flush()
     fill_s = time.perf_counter() - t
     await asyncio.sleep(1.5)  # the ingest subscribes
     ik = ingest_key.public_key()
-    settings = UplinkSettings(broker="127.0.0.1", port=broker.port, tls=False, batch_max_readings=2000,
-                              max_unacked=256, inflight=20, ack_timeout_s=30)
-    uplink = Uplink(settings, cabinet_id=CAB, outbox=outbox, signing_key=key, ingest_keys={cose.key_id(ik): ik}.get,
-                    clock=clock, birth=lambda: {})
+    settings = UplinkSettings(
+        broker="127.0.0.1",
+        port=broker.port,
+        tls=False,
+        batch_max_readings=2000,
+        max_unacked=256,
+        inflight=20,
+        ack_timeout_s=30,
+    )
+    uplink = Uplink(
+        settings,
+        cabinet_id=CAB,
+        outbox=outbox,
+        signing_key=key,
+        ingest_keys={cose.key_id(ik): ik}.get,
+        clock=clock,
+        birth=dict,
+    )
     cpu0, t0 = time.process_time(), time.perf_counter()
     task = asyncio.create_task(uplink.run())
     try:
@@ -164,21 +210,29 @@ async def drain(n: int, key: Any, ingest_key: Any, d: Path) -> dict[str, Any]:
     store = Store(str(d / "ingest.db"))
     stored = store.stats()
     store.close()
-    return {"readings": n, "fill_s": round(fill_s, 2), "drain_s": round(elapsed, 2),
-            "drain_per_s": round(n / elapsed), "agent_cpu_s": round(cpu, 2),
-            "stored": stored["readings"], "duplicates": stored["duplicates"], "batches": stored["batches_ok"],
-            "bytes_sent": uplink.stats["bytes_sent"]}
+    return {
+        "readings": n,
+        "fill_s": round(fill_s, 2),
+        "drain_s": round(elapsed, 2),
+        "drain_per_s": round(n / elapsed),
+        "agent_cpu_s": round(cpu, 2),
+        "stored": stored["readings"],
+        "duplicates": stored["duplicates"],
+        "batches": stored["batches_ok"],
+        "bytes_sent": uplink.stats["bytes_sent"],
+    }
 
 
 async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, Any]:
     """The example cabinet run by the real agent at `speed`x, with a local ingest
     acknowledging (so nothing is re-sent); bytes are what the uplink published."""
     from agent import config as cfg
-    from agent.runtime.app import App, Endpoints
-    from agent.runtime.entry import board_infos
-    from agent.runtime.uplink_setup import LocalIngest, _signing_key, wiring
     from agent.clock import ScaledClock
     from agent.config.model import Uplink as UplinkSettings
+    from agent.runtime.app import App, Endpoints
+    from agent.runtime.entry import board_infos
+    from agent.runtime.uplink_setup import signing_key, wiring
+    from tools.ingest.local import LocalIngest
     from boards.sim.cabinet import SimCabinet
     from drivers.dio import FilePinsDIO
     from tools.ingest.store import Store
@@ -190,11 +244,17 @@ async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, 
     ep = await sim.start()
     s = UplinkSettings(broker="127.0.0.1", port=broker.port, tls=False)
     (d / "agent").mkdir(parents=True, exist_ok=True)
-    ingest = await LocalIngest.start(d / "agent", s, config.cabinet_id, _signing_key(d / "agent" / "signing.key"))
+    ingest = await LocalIngest.start(d / "agent", s, config.cabinet_id, signing_key(s, d / "agent"))
     w = wiring(config, d / "agent", s, ingest.public_key)
-    app = App(config, data_dir=d / "agent", clock=clock, uplink=w,
-              endpoints=Endpoints(buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"],
-                                  dio=FilePinsDIO(ep["pins"])))
+    app = App(
+        config,
+        data_dir=d / "agent",
+        clock=clock,
+        uplink=w,
+        endpoints=Endpoints(
+            buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep["gps"], dio=FilePinsDIO(ep["pins"])
+        ),
+    )
     await app.start()
     try:
         await asyncio.sleep(seconds)
@@ -207,10 +267,16 @@ async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, 
     store = Store(str(ingest.db))
     stored = store.stats()
     store.close()
-    return {"sim_seconds": round(seconds * speed), "batch_max_age_s": s.batch_max_age_s,
-            "batches": u["batches_sent"], "batches_resent": u["batches_resent"], "readings": u["readings_sent"],
-            "stored": stored["readings"], "bytes": u["bytes_sent"],
-            "bytes_per_value": round(u["bytes_sent"] / u["readings_sent"], 3) if u["readings_sent"] else None}
+    return {
+        "sim_seconds": round(seconds * speed),
+        "batch_max_age_s": s.batch_max_age_s,
+        "batches": u["batches_sent"],
+        "batches_resent": u["batches_resent"],
+        "readings": u["readings_sent"],
+        "stored": stored["readings"],
+        "bytes": u["bytes_sent"],
+        "bytes_per_value": round(u["bytes_sent"] / u["readings_sent"], 3) if u["readings_sent"] else None,
+    }
 
 
 async def run(readings: int = 1_000_000, sim_seconds: float = 90.0, speed: float = 20.0) -> dict[str, Any]:
@@ -231,17 +297,34 @@ async def run(readings: int = 1_000_000, sim_seconds: float = 90.0, speed: float
         ratio = ingest_verify_ratio(key)
         out["ingest"] = ratio
         out["ingest_verify_ratio"] = ratio["ingest_verify_ratio"]
-        out["ingest_by_batch_size"] = {n: ingest_verify_ratio(key, batches=1000, size=n)["ingest_verify_ratio"]
-                                       for n in (170, 2000)}
+        out["ingest_by_batch_size"] = {
+            n: ingest_verify_ratio(key, batches=1000, size=n)["ingest_verify_ratio"] for n in (170, 2000)
+        }
         # in a fresh process: CPU and RSS are the agent's alone, not this benchmark's
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tools.bench", "w1", "--uplink", "--seconds",
-                                                    "30", "--json", stdout=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tools.bench",
+            "w1",
+            "--uplink",
+            "--seconds",
+            "30",
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+        )
         w = json.loads((await proc.communicate())[0])
         out["w1_with_uplink"] = {k: w[k] for k in ("values_per_cpu_s", "cpu_s", "rss_mb", "tx_per_cycle")}
         out["w1_with_uplink"]["bytes_per_value"] = w.get("uplink_bytes_per_value")
-    out["targets"] = {"bytes_per_value": "<= 3", "outbox_append_per_s": ">= 50000", "drain_per_s": ">= 100000",
-                      "ingest_verify_ratio": ">= 0.7"}
-    out["met"] = {"bytes_per_value": max(out["bytes_per_value_w1"], out["bytes_per_value_sim_cabinet"] or 99) <= 3,
-                  "outbox_append_per_s": out["outbox_append_per_s"] >= 50_000,
-                  "drain_per_s": out["drain_per_s"] >= 100_000, "ingest_verify_ratio": out["ingest_verify_ratio"] >= 0.7}
+    out["targets"] = {
+        "bytes_per_value": "<= 3",
+        "outbox_append_per_s": ">= 50000",
+        "drain_per_s": ">= 100000",
+        "ingest_verify_ratio": ">= 0.7",
+    }
+    out["met"] = {
+        "bytes_per_value": max(out["bytes_per_value_w1"], out["bytes_per_value_sim_cabinet"] or 99) <= 3,
+        "outbox_append_per_s": out["outbox_append_per_s"] >= 50_000,
+        "drain_per_s": out["drain_per_s"] >= 100_000,
+        "ingest_verify_ratio": out["ingest_verify_ratio"] >= 0.7,
+    }
     return out

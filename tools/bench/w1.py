@@ -18,20 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from agent import config as cfg
-from agent.runtime.app import App
 from agent.clock import WallClock
+from agent.runtime.app import App
 from tools.bench.common import SimProcess, generic_toml, rss_mb
 
 GATEWAY = {"tx_per_cycle": 200, "values_per_cpu_s": 2200.0, "rss_mb": 65.0}
 
 
 def w1_config(endpoints: list[list[Any]], poll_s: float = 1.0) -> str:
-    parts = ['[cabinet]\nid = "BENCH-W1"\n[site]\nlatitude = 52.5\nlongitude = 13.4\ntimezone = "UTC"\n'
-             '[board]\nprofile = "sim"\n']
+    parts = [
+        '[cabinet]\nid = "BENCH-W1"\n[site]\nlatitude = 52.5\nlongitude = 13.4\ntimezone = "UTC"\n'
+        '[board]\nprofile = "sim"\n'
+    ]
     for n, (host, port) in enumerate(endpoints):
-        parts.append(f'[buses.tcp{n}]\ntype = "tcp"\nhost = "{host}"\nport = {port}\ntimeout_ms = 1000\n'
-                     f'[devices.dev{n}]\nbus = "tcp{n}"\nunit = 1\nprofile = "generic"\npoll_s = {poll_s}\n'
-                     + generic_toml(f"dev{n}"))
+        parts.append(
+            f'[buses.tcp{n}]\ntype = "tcp"\nhost = "{host}"\nport = {port}\ntimeout_ms = 1000\n'
+            f'[devices.dev{n}]\nbus = "tcp{n}"\nunit = 1\nprofile = "generic"\npoll_s = {poll_s}\n'
+            + generic_toml(f"dev{n}")
+        )
     return "\n".join(parts)
 
 
@@ -43,13 +47,14 @@ async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0, upl
     with tempfile.TemporaryDirectory() as tmp:
         wiring = None
         if uplink:
-            from agent.runtime.uplink_setup import wiring as make_wiring
             from agent.config.model import Uplink
+            from agent.runtime.uplink_setup import wiring as make_wiring
             from tools.bench.mqtt import BenchBroker
 
             broker = BenchBroker()
-            wiring = make_wiring(config, Path(tmp), Uplink(broker="127.0.0.1", port=broker.port, tls=False,
-                                                           batch_max_age_s=5.0), None)
+            wiring = make_wiring(
+                config, Path(tmp), Uplink(broker="127.0.0.1", port=broker.port, tls=False, batch_max_age_s=5.0), None
+            )
         app = App(config, data_dir=Path(tmp), clock=WallClock(), uplink=wiring)
         await app.start()
         try:
@@ -95,10 +100,14 @@ async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0, upl
     out["ratios"] = {
         "tx_vs_gateway": round(GATEWAY["tx_per_cycle"] / out["tx_per_cycle"], 1) if out["tx_per_cycle"] else None,
         "values_per_cpu_s_vs_gateway": round(out["values_per_cpu_s"] / GATEWAY["values_per_cpu_s"], 1)
-        if out["values_per_cpu_s"] else None,
+        if out["values_per_cpu_s"]
+        else None,
         "rss_vs_gateway": round(rss / GATEWAY["rss_mb"], 2),
     }
     out["targets"] = {"tx_per_cycle": "== 10 (planner optimum)", "values_per_cpu_s": ">= 44000", "rss_mb": "<= 40"}
-    out["met"] = {"tx_per_cycle": out["tx_per_cycle"] == devices,
-                  "values_per_cpu_s": (out["values_per_cpu_s"] or 0) >= 44000, "rss_mb": rss <= 40}
+    out["met"] = {
+        "tx_per_cycle": out["tx_per_cycle"] == devices,
+        "values_per_cpu_s": (out["values_per_cpu_s"] or 0) >= 44000,
+        "rss_mb": rss <= 40,
+    }
     return out

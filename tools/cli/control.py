@@ -15,8 +15,9 @@ import asyncio
 import datetime as dt
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from agent.runtime.status_api import SOCKET_NAME, AgentRefused, fetch
 
@@ -28,7 +29,7 @@ def _call(data_dir: Path, target: str, body: dict[str, Any]) -> int:
     except AgentRefused as e:
         print(f"cabinet: {e}", file=sys.stderr)
         return 1
-    except (OSError, asyncio.TimeoutError) as e:
+    except (TimeoutError, OSError) as e:
         print(f"cabinet: no agent answering at {sock} ({e}); is `cabinet run` running?", file=sys.stderr)
         return 1
     try:
@@ -64,9 +65,22 @@ def add_parsers(sub: Any, data_dir: Callable[[argparse.Namespace], Path], common
     until.add_argument("--until", type=_until, help="expire at this ISO time with offset")
     until.add_argument("--forever", action="store_true", help="no expiry: stays until `cabinet light cancel`")
     ov.add_argument("--note", default="", help="why (kept with the override)")
-    ov.set_defaults(func=lambda a: _call(data_dir(a), "/lighting/override", {
-        "on": a.on, "level": a.level, "segments": a.segment, "minutes": a.minutes, "until": a.until,
-        "forever": a.forever, "note": a.note, "source": "local"}))
+    ov.set_defaults(
+        func=lambda a: _call(
+            data_dir(a),
+            "/lighting/override",
+            {
+                "on": a.on,
+                "level": a.level,
+                "segments": a.segment,
+                "minutes": a.minutes,
+                "until": a.until,
+                "forever": a.forever,
+                "note": a.note,
+                "source": "local",
+            },
+        )
+    )
     cancel = lsub.add_parser("cancel", help="cancel overrides (default: all segments)")
     common(cancel, config=False)
     cancel.add_argument("--segment", action="append")

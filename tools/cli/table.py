@@ -58,8 +58,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"{len(issues)} error(s) in {args.file}")
         return 2
     c = cfg.load(args.file, board_infos())
-    print(f"{args.file}: OK - cabinet {c.cabinet_id}, board {c.board}, {len(c.buses)} buses, "
-          f"{len(c.devices)} devices, {len(c.points())} points (sha256 {c.sha256[:12]})")
+    print(
+        f"{args.file}: OK - cabinet {c.cabinet_id}, board {c.board}, {len(c.buses)} buses, "
+        f"{len(c.devices)} devices, {len(c.points())} points (sha256 {c.sha256[:12]})"
+    )
     return 0
 
 
@@ -70,8 +72,11 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run the agent")
     entry.add_run_arguments(r)
-    r.add_argument("--with-ingest", action="store_true",
-                   help="also run a local ingest (default broker 127.0.0.1:1883) so verified rows arrive")
+    r.add_argument(
+        "--with-ingest",
+        action="store_true",
+        help="also run a local ingest (default broker 127.0.0.1:1883) so verified rows arrive",
+    )
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="live points and bus health of the running agent")

@@ -12,9 +12,10 @@ import asyncio
 import datetime as dt
 import sqlite3
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
@@ -61,6 +62,7 @@ async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 # ------------------------------------------------------------------------------------- config
 
+
 def check_config(path: str | Path, boards: Mapping[str, Any] | None) -> tuple[list[Result], Any]:
     """Validate the config; one FAIL line per issue. Returns (results, Config or None)."""
     from agent import config as cfg
@@ -70,20 +72,31 @@ def check_config(path: str | Path, boards: Mapping[str, Any] | None) -> tuple[li
         hint = f"fix the file, then `cabinet config check {path}`"
         return [Result("config", FAIL, str(i), hint) for i in issues], None
     c = cfg.load(path, boards)
-    return [Result("config", PASS, f"{path}: valid - cabinet {c.cabinet_id}, {len(c.buses)} buses, "
-                                  f"{len(c.devices)} devices (sha256 {c.sha256[:12]})")], c
+    return [
+        Result(
+            "config",
+            PASS,
+            f"{path}: valid - cabinet {c.cabinet_id}, {len(c.buses)} buses, "
+            f"{len(c.devices)} devices (sha256 {c.sha256[:12]})",
+        )
+    ], c
 
 
 # ------------------------------------------------------------------------------------- buses
 
+
 def bus_hint(kind: str, reason: str, bus: str) -> str:
     r = reason or ""
     if "port missing" in r:
-        return (f"the serial adapter is not there: plug in the RS-485 adapter, check `ls -l /dev/serial/by-id/` "
-                f"and [buses.{bus}] port")
+        return (
+            f"the serial adapter is not there: plug in the RS-485 adapter, check `ls -l /dev/serial/by-id/` "
+            f"and [buses.{bus}] port"
+        )
     if kind == "rtu":
-        return (f"the port exists but does not open: another program may hold it (`fuser {r.rsplit(' ', 1)[-1]}`; "
-                f"only one master per line), or the agent's user lacks permission (group dialout)")
+        return (
+            f"the port exists but does not open: another program may hold it (`fuser {r.rsplit(' ', 1)[-1]}`; "
+            f"only one master per line), or the agent's user lacks permission (group dialout)"
+        )
     if "refused" in r:
         return f"nothing listens there: check the gateway is powered and its Modbus TCP port, [buses.{bus}] host/port"
     return f"check the gateway's power, cable and IP address (`ping`), and [buses.{bus}] host/port"
@@ -92,10 +105,14 @@ def bus_hint(kind: str, reason: str, bus: str) -> str:
 def device_hint(reason: str, bus: str, unit: int) -> str:
     r = (reason or "").lower()
     if "crc" in r or "garbled" in r or "short" in r or "wrong unit" in r:
-        return (f"replies are corrupt: check baudrate/parity/stopbits of [buses.{bus}] against the device, "
-                f"termination (120 ohm at both ends) and the signal ground")
-    return (f"no answer at unit {unit}: check the wiring (A/B swapped?), the device's power, its unit id "
-            f"and line settings; `cabinet scan --bus {bus}` lists who answers")
+        return (
+            f"replies are corrupt: check baudrate/parity/stopbits of [buses.{bus}] against the device, "
+            f"termination (120 ohm at both ends) and the signal ground"
+        )
+    return (
+        f"no answer at unit {unit}: check the wiring (A/B swapped?), the device's power, its unit id "
+        f"and line settings; `cabinet scan --bus {bus}` lists who answers"
+    )
 
 
 def live_bus_results(bus_status: Mapping[str, Any], config_devices: Sequence[Any]) -> list[Result]:
@@ -106,30 +123,59 @@ def live_bus_results(bus_status: Mapping[str, Any], config_devices: Sequence[Any
     if state == "up":
         out = [Result(f"bus {name}", PASS, f"{target}: up (live, from the running agent)")]
     elif state == "down":
-        out = [Result(f"bus {name}", FAIL, f"{target}: down - {reason} (live)",
-                      bus_hint(bus_status.get("kind", ""), reason or "", name))]
+        out = [
+            Result(
+                f"bus {name}",
+                FAIL,
+                f"{target}: down - {reason} (live)",
+                bus_hint(bus_status.get("kind", ""), reason or "", name),
+            )
+        ]
     else:
-        out = [Result(f"bus {name}", WARN, f"{target}: {state}, no answer yet (live)",
-                      "the agent has not completed a transaction yet; run the doctor again in a minute")]
+        out = [
+            Result(
+                f"bus {name}",
+                WARN,
+                f"{target}: {state}, no answer yet (live)",
+                "the agent has not completed a transaction yet; run the doctor again in a minute",
+            )
+        ]
     live = {d["name"]: d for d in bus_status.get("devices", [])}
     for dev in config_devices:
         d = live.get(dev.name)
         label = f"device {dev.name}"
         if d is None:
-            out.append(Result(label, WARN, f"unit {dev.unit}: not polled by the running agent",
-                              "the agent runs another config: restart it with this one"))
+            out.append(
+                Result(
+                    label,
+                    WARN,
+                    f"unit {dev.unit}: not polled by the running agent",
+                    "the agent runs another config: restart it with this one",
+                )
+            )
             continue
         if d.get("profile") != dev.profile_name:
-            out.append(Result(label, WARN, f"unit {dev.unit}: the agent polls it as {d.get('profile')}, "
-                                           f"the config says {dev.profile_name}",
-                              "the agent runs another config: restart it with this one"))
+            out.append(
+                Result(
+                    label,
+                    WARN,
+                    f"unit {dev.unit}: the agent polls it as {d.get('profile')}, the config says {dev.profile_name}",
+                    "the agent runs another config: restart it with this one",
+                )
+            )
             continue
         what = f"unit {dev.unit} {dev.profile_name}"
         if d.get("state") == "ok":
             out.append(Result(label, PASS, f"{what}: answers the agent's polls (live; profile not re-probed)"))
         elif d.get("state") == "failing":
-            out.append(Result(label, FAIL, f"{what}: failing - {d.get('reason')} (live)",
-                              device_hint(d.get("reason") or "", name, dev.unit)))
+            out.append(
+                Result(
+                    label,
+                    FAIL,
+                    f"{what}: failing - {d.get('reason')} (live)",
+                    device_hint(d.get("reason") or "", name, dev.unit),
+                )
+            )
         else:
             out.append(Result(label, WARN, f"{what}: not polled yet (live)", "run the doctor again in a minute"))
     return out
@@ -160,36 +206,51 @@ async def probe_device(engine: Any, dev: Any) -> Result:
         return Result(label, FAIL, f"{what}: {reason}", device_hint(reason, dev.bus, dev.unit))
     f = found[0]
     if spec.probe is None:
-        return Result(label, WARN, f"{what}: answers; profile {dev.profile_name} has no probe to confirm it",
-                      "check the model on the device's label against [devices.%s] profile" % dev.name)
+        return Result(
+            label,
+            WARN,
+            f"{what}: answers; profile {dev.profile_name} has no probe to confirm it",
+            "check the model on the device's label against [devices.%s] profile" % dev.name,
+        )
     scores = dict(f.candidates)
     mine = scores.get(dev.profile_name, 0.0)
     if f.profile == dev.profile_name or (mine >= MIN_CONFIDENCE and mine >= f.confidence):
         return Result(label, PASS, f"{what}: answers as {dev.profile_name} (confidence {max(mine, f.confidence):.2f})")
     if f.profile is not None:
-        return Result(label, FAIL, f"{what}: answers like {f.profile} (confidence {f.confidence:.2f}), "
-                                   f"not {dev.profile_name} ({mine:.2f})",
-                      f"another device is at unit {dev.unit}: a replaced device or a wrong address. Set "
-                      f"[devices.{dev.name}] profile = \"{f.profile}\" if it was replaced on purpose, or set the "
-                      f"device's address / the config's unit id so the right device answers")
+        return Result(
+            label,
+            FAIL,
+            f"{what}: answers like {f.profile} (confidence {f.confidence:.2f}), not {dev.profile_name} ({mine:.2f})",
+            f"another device is at unit {dev.unit}: a replaced device or a wrong address. Set "
+            f'[devices.{dev.name}] profile = "{f.profile}" if it was replaced on purpose, or set the '
+            f"device's address / the config's unit id so the right device answers",
+        )
     best = ", ".join(f"{n} {c:.2f}" for n, c in f.candidates) or "no candidate"
-    return Result(label, WARN, f"{what}: answers but is not recognized as {dev.profile_name} ({best})",
-                  "check the model on the device's label and its register map; `cabinet scan --bus %s`" % dev.bus)
+    return Result(
+        label,
+        WARN,
+        f"{what}: answers but is not recognized as {dev.profile_name} ({best})",
+        "check the model on the device's label and its register map; `cabinet scan --bus %s`" % dev.bus,
+    )
 
 
 # ------------------------------------------------------------------------------------- clock
 
-async def check_clock(status: Mapping[str, Any] | None, timedatectl: Sequence[str] = ("timedatectl", "show", "-p",
-                                                                                      "NTPSynchronized", "--value"),
-                      timeout: float = 5.0) -> Result:
+
+async def check_clock(
+    status: Mapping[str, Any] | None,
+    timedatectl: Sequence[str] = ("timedatectl", "show", "-p", "NTPSynchronized", "--value"),
+    timeout: float = 5.0,
+) -> Result:
     """NTP (timedatectl) first, else the running agent's GPS time quality, else unknown."""
     ntp, why = None, ""
     try:
-        proc = await asyncio.create_subprocess_exec(*timedatectl, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            *timedatectl, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             out, err, why = b"", b"", "timedatectl timed out"
@@ -205,13 +266,22 @@ async def check_clock(status: Mapping[str, Any] | None, timedatectl: Sequence[st
     gps = (status or {}).get("gps") or {}
     quality = gps.get("time_quality")
     if quality == "gps":
-        return Result("clock", PASS, f"GPS time valid on {gps.get('port')} (from the running agent)"
-                      + ("; NTP not synchronized" if ntp is False else ""))
+        return Result(
+            "clock",
+            PASS,
+            f"GPS time valid on {gps.get('port')} (from the running agent)"
+            + ("; NTP not synchronized" if ntp is False else ""),
+        )
     seen = "NTP not synchronized" if ntp is False else why
-    gps_text = f"GPS time quality {quality!r}" if quality else \
-        ("no GPS in the agent's status" if status else "no agent running to ask for GPS time")
-    hint = ("let the cabinet reach its NTP servers (`timedatectl timesync-status`), or give the GPS antenna a view "
-            "of the sky; until then lighting runs by the photocell and timestamps may be wrong")
+    gps_text = (
+        f"GPS time quality {quality!r}"
+        if quality
+        else ("no GPS in the agent's status" if status else "no agent running to ask for GPS time")
+    )
+    hint = (
+        "let the cabinet reach its NTP servers (`timedatectl timesync-status`), or give the GPS antenna a view "
+        "of the sky; until then lighting runs by the photocell and timestamps may be wrong"
+    )
     if ntp is False:
         return Result("clock", FAIL, f"{seen}; {gps_text}", hint)
     return Result("clock", WARN, f"unknown: {seen}; {gps_text}", hint)
@@ -219,26 +289,36 @@ async def check_clock(status: Mapping[str, Any] | None, timedatectl: Sequence[st
 
 # ------------------------------------------------------------------------------------- uplink
 
+
 def _tls_hint(text: str) -> str:
     t = text.lower()
     if "certificate expired" in t or "certificate has expired" in t:
-        return "the broker refuses an expired certificate: issue a new one with `cabinet provision` (check the clock too)"
+        return (
+            "the broker refuses an expired certificate: issue a new one with `cabinet provision` (check the clock too)"
+        )
     if "unknown ca" in t or "bad certificate" in t or "certificate required" in t:
         return "the broker does not accept this certificate: it must be issued by the fleet's device CA (`cabinet provision`)"
     if "verify failed" in t:
-        return ("the broker's certificate does not verify against [uplink] ca: wrong CA file, wrong broker name, "
-                "or the cabinet's clock is far off")
+        return (
+            "the broker's certificate does not verify against [uplink] ca: wrong CA file, wrong broker name, "
+            "or the cabinet's clock is far off"
+        )
     return "check [uplink] ca/cert/key and that the broker's TLS listener is the one configured"
 
 
-async def check_broker(s: Any, cabinet_id: str, *, live: Mapping[str, Any] | None = None,
-                       timeout: float = 10.0) -> Result:
+async def check_broker(
+    s: Any, cabinet_id: str, *, live: Mapping[str, Any] | None = None, timeout: float = 10.0
+) -> Result:
     """TLS handshake with the cabinet's certificate, then an MQTT v5 CONNECT with the [uplink] settings."""
     import ssl
 
     if s is None:
-        return Result("broker", WARN, "no [uplink] configured: not checked",
-                      "add an [uplink] section (docs/uplink.md) for the cabinet to reach the cloud")
+        return Result(
+            "broker",
+            WARN,
+            "no [uplink] configured: not checked",
+            "add an [uplink] section (docs/uplink.md) for the cabinet to reach the cloud",
+        )
     where = f"{s.broker}:{s.port}"
     if live and live.get("state") == "connected":
         # connecting again with the same identity would take over the agent's session
@@ -252,17 +332,25 @@ async def check_broker(s: Any, cabinet_id: str, *, live: Mapping[str, Any] | Non
     if ctx is not None:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(s.broker, s.port, ssl=ctx), timeout)
-        except asyncio.TimeoutError:
-            return Result("broker", FAIL, f"{where}: TLS connect timed out after {timeout:g} s",
-                          "check the network route and firewall to the broker")
+        except TimeoutError:
+            return Result(
+                "broker",
+                FAIL,
+                f"{where}: TLS connect timed out after {timeout:g} s",
+                "check the network route and firewall to the broker",
+            )
         except ssl.SSLError as e:
             return Result("broker", FAIL, f"{where}: TLS handshake failed: {e}", _tls_hint(str(e)))
         except OSError as e:
-            return Result("broker", FAIL, f"{where}: cannot connect: {e.strerror or e}",
-                          "check the broker's host name and port in [uplink], DNS, the network route and firewall")
+            return Result(
+                "broker",
+                FAIL,
+                f"{where}: cannot connect: {e.strerror or e}",
+                "check the broker's host name and port in [uplink], DNS, the network route and firewall",
+            )
         try:  # TLS 1.3: a refused client certificate arrives as an alert after the handshake
             await asyncio.wait_for(reader.read(1), 0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # the broker waits for CONNECT: the certificate was accepted
         except (ssl.SSLError, OSError) as e:
             return Result("broker", FAIL, f"{where}: the broker rejected the TLS session: {e}", _tls_hint(str(e)))
@@ -272,27 +360,47 @@ async def check_broker(s: Any, cabinet_id: str, *, live: Mapping[str, Any] | Non
 
     ident = f"{s.client_id or cabinet_id}-doctor"
     try:
-        async with aiomqtt.Client(s.broker, s.port, identifier=ident, protocol=aiomqtt.ProtocolVersion.V5,
-                                  tls_context=tls_context(s), timeout=timeout, keepalive=max(5, int(timeout))):
+        async with aiomqtt.Client(
+            s.broker,
+            s.port,
+            identifier=ident,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=tls_context(s),
+            timeout=timeout,
+            keepalive=max(5, int(timeout)),
+        ):
             pass
     except aiomqtt.MqttError as e:
-        return Result("broker", FAIL, f"{where}: MQTT CONNECT failed: {e}",
-                      "the broker refused the session: check its ACL / user for this certificate's CN, "
-                      "and [uplink] client_id")
-    return Result("broker", PASS, f"{where}: TLS handshake and MQTT CONNECT accepted"
-                  + (" (no TLS configured)" if ctx is None else f" (client id {ident})"))
+        return Result(
+            "broker",
+            FAIL,
+            f"{where}: MQTT CONNECT failed: {e}",
+            "the broker refused the session: check its ACL / user for this certificate's CN, and [uplink] client_id",
+        )
+    return Result(
+        "broker",
+        PASS,
+        f"{where}: TLS handshake and MQTT CONNECT accepted"
+        + (" (no TLS configured)" if ctx is None else f" (client id {ident})"),
+    )
 
 
-def check_certificate(s: Any, cabinet_id: str, now: dt.datetime | None = None,
-                      warn_days: float = CERT_WARN_DAYS) -> Result:
+def check_certificate(
+    s: Any, cabinet_id: str, now: dt.datetime | None = None, warn_days: float = CERT_WARN_DAYS
+) -> Result:
     """The cabinet's client certificate: validity window, CN = cabinet id, key matches."""
     from cryptography.hazmat.primitives import serialization
+
     from tools.provision import pki
 
     if s is None or not s.tls or not s.cert:
-        return Result("certificate", WARN, "no [uplink] client certificate configured: not checked",
-                      "provisioned cabinets carry a certificate (`cabinet provision`, [uplink] cert/key)")
-    now = now or dt.datetime.now(dt.timezone.utc)
+        return Result(
+            "certificate",
+            WARN,
+            "no [uplink] client certificate configured: not checked",
+            "provisioned cabinets carry a certificate (`cabinet provision`, [uplink] cert/key)",
+        )
+    now = now or dt.datetime.now(dt.UTC)
     try:
         info = pki.cert_info(Path(s.cert).read_bytes())
     except (OSError, pki.PKIError) as e:
@@ -300,15 +408,23 @@ def check_certificate(s: Any, cabinet_id: str, now: dt.datetime | None = None,
     name = f"{s.cert} (CN {info['cn']}, until {info['not_after']:%Y-%m-%d})"
     reprov = "issue a new certificate with `cabinet provision` and restart the agent"
     if now < info["not_before"]:
-        return Result("certificate", FAIL, f"{name}: not valid before {info['not_before']:%Y-%m-%d %H:%M} UTC",
-                      "the cabinet's clock is behind (see the clock check), or the certificate was issued "
-                      "by a machine whose clock was ahead: " + reprov)
+        return Result(
+            "certificate",
+            FAIL,
+            f"{name}: not valid before {info['not_before']:%Y-%m-%d %H:%M} UTC",
+            "the cabinet's clock is behind (see the clock check), or the certificate was issued "
+            "by a machine whose clock was ahead: " + reprov,
+        )
     if now > info["not_after"]:
         return Result("certificate", FAIL, f"{name}: expired {info['not_after']:%Y-%m-%d %H:%M} UTC", reprov)
     if info["cn"] != cabinet_id:
-        return Result("certificate", FAIL, f"{name}: CN {info['cn']!r} is not the cabinet id {cabinet_id!r}",
-                      "the certificate belongs to another cabinet: provision this one "
-                      f"(`cabinet provision --id {cabinet_id}`) or fix [cabinet] id")
+        return Result(
+            "certificate",
+            FAIL,
+            f"{name}: CN {info['cn']!r} is not the cabinet id {cabinet_id!r}",
+            "the certificate belongs to another cabinet: provision this one "
+            f"(`cabinet provision --id {cabinet_id}`) or fix [cabinet] id",
+        )
     try:
         key = serialization.load_pem_private_key(Path(s.key).read_bytes(), None) if s.key else None
     except (OSError, ValueError, TypeError) as e:
@@ -316,8 +432,12 @@ def check_certificate(s: Any, cabinet_id: str, now: dt.datetime | None = None,
     cert_pub = pki._load_cert(Path(s.cert).read_bytes()).public_key()
     raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if key is None or key.public_key().public_bytes(*raw) != cert_pub.public_bytes(*raw):
-        return Result("certificate", FAIL, f"{name}: the key {s.key} does not belong to this certificate",
-                      "put the key the certificate was issued for in [uplink] key, or " + reprov)
+        return Result(
+            "certificate",
+            FAIL,
+            f"{name}: the key {s.key} does not belong to this certificate",
+            "put the key the certificate was issued for in [uplink] key, or " + reprov,
+        )
     left = info["not_after"] - now
     if left < dt.timedelta(days=warn_days):
         return Result("certificate", WARN, f"{name}: expires in {left.days} days", "renew it: " + reprov)
@@ -326,8 +446,16 @@ def check_certificate(s: Any, cabinet_id: str, now: dt.datetime | None = None,
 
 # ------------------------------------------------------------------------------------- storage
 
-def check_outbox(path: Path, now: float, *, max_bytes: float | None = None, warn_age_s: float = OUTBOX_WARN_AGE_S,
-                 fail_age_s: float = OUTBOX_FAIL_AGE_S, warn_fill: float = OUTBOX_WARN_FILL) -> Result:
+
+def check_outbox(
+    path: Path,
+    now: float,
+    *,
+    max_bytes: float | None = None,
+    warn_age_s: float = OUTBOX_WARN_AGE_S,
+    fail_age_s: float = OUTBOX_FAIL_AGE_S,
+    warn_fill: float = OUTBOX_WARN_FILL,
+) -> Result:
     """Open the outbox read-only: header, schema version, rows pending, oldest unsent age, evictions."""
     from agent.outbox.schema import APP_ID, MAGIC, SCHEMA_VERSION
 
@@ -345,12 +473,16 @@ def check_outbox(path: Path, now: float, *, max_bytes: float | None = None, warn
             app_id = con.execute("PRAGMA application_id").fetchone()[0]
             version = con.execute("PRAGMA user_version").fetchone()[0]
             if app_id != APP_ID:
-                return Result("outbox", FAIL, f"{path}: an SQLite database of something else "
-                                              f"(application_id {app_id:#x})", keep)
+                return Result(
+                    "outbox", FAIL, f"{path}: an SQLite database of something else (application_id {app_id:#x})", keep
+                )
             if version != SCHEMA_VERSION:
-                return Result("outbox", FAIL, f"{path}: schema version {version}, this agent writes {SCHEMA_VERSION}",
-                              "a newer agent wrote it: install that version again" if version > SCHEMA_VERSION
-                              else keep)
+                return Result(
+                    "outbox",
+                    FAIL,
+                    f"{path}: schema version {version}, this agent writes {SCHEMA_VERSION}",
+                    "a newer agent wrote it: install that version again" if version > SCHEMA_VERSION else keep,
+                )
             pending = con.execute("SELECT count(*) FROM rows WHERE batch IS NULL").fetchone()[0]
             batches = con.execute("SELECT count(*) FROM batches").fetchone()[0]
             oldest = con.execute("SELECT min(t) FROM rows").fetchone()[0]
@@ -362,18 +494,29 @@ def check_outbox(path: Path, now: float, *, max_bytes: float | None = None, warn
     evicted = sum(v for k, v in meta.items() if k.startswith("evicted_rows_"))
     size = path.stat().st_size + sum(p.stat().st_size for p in (path.with_name(path.name + "-wal"),) if p.exists())
     age = None if oldest is None else max(0.0, now - oldest)
-    text = (f"{path}: schema {version}, {pending} readings pending, {batches} sealed batches unacknowledged, "
-            f"{size / 2**20:.1f} MiB" + (f", oldest unsent {age / 3600:.1f} h old" if age is not None else "")
-            + (f", {evicted} readings evicted" if evicted else ""))
+    text = (
+        f"{path}: schema {version}, {pending} readings pending, {batches} sealed batches unacknowledged, "
+        f"{size / 2**20:.1f} MiB"
+        + (f", oldest unsent {age / 3600:.1f} h old" if age is not None else "")
+        + (f", {evicted} readings evicted" if evicted else "")
+    )
     uplink_hint = "the uplink is not delivering: see the broker check and `cabinet status` (uplink line)"
     if age is not None and age > fail_age_s:
         return Result("outbox", FAIL, text, uplink_hint)
     if age is not None and age > warn_age_s:
         return Result("outbox", WARN, text, uplink_hint)
     if max_bytes and size > warn_fill * max_bytes:
-        return Result("outbox", WARN, text + f" of {max_bytes / 2**20:.0f} MiB",
-                      "nearly full: oldest telemetry gets evicted next; restore the uplink or raise [outbox] max_mb")
+        return Result(
+            "outbox",
+            WARN,
+            text + f" of {max_bytes / 2**20:.0f} MiB",
+            "nearly full: oldest telemetry gets evicted next; restore the uplink or raise [outbox] max_mb",
+        )
     if evicted:
-        return Result("outbox", WARN, text, "readings were lost to the size cap while the uplink was down; "
-                                            "consider a larger [outbox] max_mb")
+        return Result(
+            "outbox",
+            WARN,
+            text,
+            "readings were lost to the size cap while the uplink was down; consider a larger [outbox] max_mb",
+        )
     return Result("outbox", PASS, text)

@@ -17,8 +17,9 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from tools.doctor.checks import FAIL, PASS, WARN, Result
 
@@ -30,8 +31,13 @@ DEVICE_TIMEOUT_S = 20.0
 CHECK_TIMEOUT_S = 20.0
 
 
-def check_disk(data_dir: Path, *, warn_pct: float = DISK_WARN_PCT, fail_pct: float = DISK_FAIL_PCT,
-               fail_bytes: float = DISK_FAIL_BYTES) -> Result:
+def check_disk(
+    data_dir: Path,
+    *,
+    warn_pct: float = DISK_WARN_PCT,
+    fail_pct: float = DISK_FAIL_PCT,
+    fail_bytes: float = DISK_FAIL_BYTES,
+) -> Result:
     """Free space on the file system holding the data dir."""
     p = Path(data_dir)
     while not p.exists() and p != p.parent:
@@ -39,8 +45,10 @@ def check_disk(data_dir: Path, *, warn_pct: float = DISK_WARN_PCT, fail_pct: flo
     u = shutil.disk_usage(p)
     pct = 100.0 * u.free / u.total if u.total else 0.0
     text = f"{data_dir}: {u.free / 2**20:.0f} MiB free of {u.total / 2**20:.0f} MiB ({pct:.1f} %)"
-    hint = ("free space: old logs (`journalctl --vacuum-size=50M`), old update bundles; the outbox evicts "
-            "telemetry when the disk is full")
+    hint = (
+        "free space: old logs (`journalctl --vacuum-size=50M`), old update bundles; the outbox evicts "
+        "telemetry when the disk is full"
+    )
     if pct < fail_pct or u.free < fail_bytes:
         return Result("disk", FAIL, text + f" - below {fail_pct:g} % or {fail_bytes / 2**20:.0f} MiB", hint)
     if pct < warn_pct:
@@ -58,8 +66,9 @@ def check_alarms(status: Mapping[str, Any] | None) -> Result:
     alarms = controls.get("alarms") or []
     if not alarms:
         return Result("alarms", PASS, "none active")
-    text = "; ".join(f"{a['severity']} {a['id']} [{a['state']}]" + (f" {a['message']}" if a.get("message") else "")
-                     for a in alarms)
+    text = "; ".join(
+        f"{a['severity']} {a['id']} [{a['state']}]" + (f" {a['message']}" if a.get("message") else "") for a in alarms
+    )
     hint = "fix the cause on site, then acknowledge latched alarms (`cabinet alarms ack`); docs/climate.md lists them"
     if any(a.get("severity") == "critical" for a in alarms):
         return Result("alarms", FAIL, f"{len(alarms)} active: {text}", hint)
@@ -68,14 +77,21 @@ def check_alarms(status: Mapping[str, Any] | None) -> Result:
 
 # ------------------------------------------------------------------------------------- running
 
+
 async def guarded(label: str, work: Awaitable[Any], timeout: float) -> list[Result]:
     """Await a check (a Result or a list of them) within `timeout`; a hang or a crash is a FAIL line."""
     try:
         r = await asyncio.wait_for(work, timeout)
-    except asyncio.TimeoutError:
-        return [Result(label, FAIL, f"no result within {timeout:g} s",
-                       "something hangs (a port, the network, the disk): run the doctor again; if it repeats, "
-                       "check that part by hand")]
+    except TimeoutError:
+        return [
+            Result(
+                label,
+                FAIL,
+                f"no result within {timeout:g} s",
+                "something hangs (a port, the network, the disk): run the doctor again; if it repeats, "
+                "check that part by hand",
+            )
+        ]
     except Exception as e:  # noqa: BLE001 - one broken check must not end the doctor
         return [Result(label, FAIL, f"the check itself failed: {type(e).__name__}: {e}", "report this with the output")]
     return r if isinstance(r, list) else [r]
@@ -87,19 +103,27 @@ async def agent_status(data_dir: Path, timeout: float = 3.0) -> tuple[dict | Non
     sock = Path(data_dir) / SOCKET_NAME
     try:
         return await fetch(sock, timeout=timeout), ""
-    except (OSError, asyncio.TimeoutError, ValueError) as e:
+    except (TimeoutError, OSError, ValueError) as e:
         return None, f"no agent answering at {sock} ({e or type(e).__name__})"
 
 
 def agent_result(status: dict | None, why: str, config: Any) -> Result:
     if status is None:
-        return Result("agent", WARN, f"not running: {why}; buses are opened directly",
-                      "start it (`cabinet run` or its service) once the checks pass")
+        return Result(
+            "agent",
+            WARN,
+            f"not running: {why}; buses are opened directly",
+            "start it (`cabinet run` or its service) once the checks pass",
+        )
     ag = status.get("agent", {})
     text = f"running, version {ag.get('version')}, up {ag.get('uptime_s', 0):.0f} s"
     if config is not None and ag.get("config_sha256") not in (None, config.sha256):
-        return Result("agent", WARN, f"{text}, with another config ({ag.get('config')})",
-                      "restart the agent so it runs the checked config")
+        return Result(
+            "agent",
+            WARN,
+            f"{text}, with another config ({ag.get('config')})",
+            "restart the agent so it runs the checked config",
+        )
     return Result("agent", PASS, text)
 
 
@@ -123,15 +147,28 @@ def make_engine(bus: Any, where: tuple | None) -> Any:
     from drivers.modbus.engine import BusEngine
 
     if bus.kind == "rtu":
-        return BusEngine.rtu(bus.name, where[1] if where else bus.port, baudrate=bus.baudrate, parity=bus.parity,
-                             stopbits=bus.stopbits, bytesize=bus.bytesize, timeout_ms=bus.timeout_ms,
-                             inter_frame_ms=bus.inter_frame_ms)
+        return BusEngine.rtu(
+            bus.name,
+            where[1] if where else bus.port,
+            baudrate=bus.baudrate,
+            parity=bus.parity,
+            stopbits=bus.stopbits,
+            bytesize=bus.bytesize,
+            timeout_ms=bus.timeout_ms,
+            inter_frame_ms=bus.inter_frame_ms,
+        )
     host, port = (where[1], where[2]) if where else (bus.host, bus.port)
     return BusEngine.tcp(bus.name, host, port, timeout_ms=bus.timeout_ms)
 
 
-async def check_bus(bus: Any, devices: list, where: tuple | None, *, open_timeout: float = BUS_OPEN_TIMEOUT_S,
-                    device_timeout: float = DEVICE_TIMEOUT_S) -> list[Result]:
+async def check_bus(
+    bus: Any,
+    devices: list,
+    where: tuple | None,
+    *,
+    open_timeout: float = BUS_OPEN_TIMEOUT_S,
+    device_timeout: float = DEVICE_TIMEOUT_S,
+) -> list[Result]:
     """Open one bus ourselves and probe its devices (only when no agent owns it)."""
     from tools.doctor.checks import open_bus, probe_device
 
@@ -139,9 +176,15 @@ async def check_bus(bus: Any, devices: list, where: tuple | None, *, open_timeou
     try:
         out = await guarded(f"bus {bus.name}", open_bus(engine, bus), open_timeout)
         if out[0].status != PASS:
-            return out + [Result(f"device {d.name}", FAIL, f"unit {d.unit} {d.profile_name}: not reached, "
-                                                           f"bus {bus.name} did not open", "fix the bus first")
-                          for d in devices]
+            return out + [
+                Result(
+                    f"device {d.name}",
+                    FAIL,
+                    f"unit {d.unit} {d.profile_name}: not reached, bus {bus.name} did not open",
+                    "fix the bus first",
+                )
+                for d in devices
+            ]
         for d in devices:
             out += await guarded(f"device {d.name}", probe_device(engine, d), device_timeout)
         return out
@@ -149,10 +192,18 @@ async def check_bus(bus: Any, devices: list, where: tuple | None, *, open_timeou
         await engine.close()
 
 
-async def run(config_path: str | Path, data_dir: Path, *, boards: Mapping[str, Any] | None = None,
-              skip_buses: bool = False, endpoints: Mapping[str, tuple] | None = None,
-              timedatectl: tuple[str, ...] | None = None, now: float | None = None,
-              disk: Mapping[str, float] | None = None, timeout: float = CHECK_TIMEOUT_S) -> list[Result]:
+async def run(
+    config_path: str | Path,
+    data_dir: Path,
+    *,
+    boards: Mapping[str, Any] | None = None,
+    skip_buses: bool = False,
+    endpoints: Mapping[str, tuple] | None = None,
+    timedatectl: tuple[str, ...] | None = None,
+    now: float | None = None,
+    disk: Mapping[str, float] | None = None,
+    timeout: float = CHECK_TIMEOUT_S,
+) -> list[Result]:
     """Every check, in a fixed order; independent groups run concurrently."""
     from tools.doctor import checks as dc
 
@@ -160,15 +211,27 @@ async def run(config_path: str | Path, data_dir: Path, *, boards: Mapping[str, A
     now = time.time() if now is None else now
     try:
         results, config = await asyncio.wait_for(dc.in_thread(_config, config_path, boards, dc), timeout)
-    except asyncio.TimeoutError:
-        results, config = [Result("config", FAIL, f"{config_path}: not read within {timeout:g} s",
-                                  "the file system hangs: check the storage")], None
+    except TimeoutError:
+        results, config = (
+            [
+                Result(
+                    "config",
+                    FAIL,
+                    f"{config_path}: not read within {timeout:g} s",
+                    "the file system hangs: check the storage",
+                )
+            ],
+            None,
+        )
     status, why = await agent_status(data_dir)
     results.append(agent_result(status, why, config))
     groups: list[Awaitable[list[Result]]] = []
     if config is not None and skip_buses:
-        results.append(Result("buses", WARN, "buses and devices not checked (--skip-buses)",
-                              "run without --skip-buses to check them"))
+        results.append(
+            Result(
+                "buses", WARN, "buses and devices not checked (--skip-buses)", "run without --skip-buses to check them"
+            )
+        )
     elif config is not None:
         live = {b["name"]: b for b in (status or {}).get("buses", [])}
         where = dict(endpoints) if endpoints is not None else bus_endpoints(config, data_dir)
@@ -182,8 +245,15 @@ async def run(config_path: str | Path, data_dir: Path, *, boards: Mapping[str, A
     groups.append(guarded("clock", dc.check_clock(status, **clock_args), timeout))
     if config is not None:
         up = config.uplink
-        groups.append(guarded("broker", dc.check_broker(up, config.cabinet_id, live=(status or {}).get("uplink"),
-                                                        timeout=min(10.0, timeout / 2)), timeout))
+        groups.append(
+            guarded(
+                "broker",
+                dc.check_broker(
+                    up, config.cabinet_id, live=(status or {}).get("uplink"), timeout=min(10.0, timeout / 2)
+                ),
+                timeout,
+            )
+        )
         groups.append(guarded("certificate", dc.in_thread(dc.check_certificate, up, config.cabinet_id), timeout))
         ob_path, max_bytes = data_dir / config.outbox.path, config.outbox.max_mb * 2**20
     else:
@@ -208,6 +278,7 @@ async def _sync(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------- output
+
 
 def render(results: list[Result]) -> str:
     w = max([len(r.check) for r in results] + [6])
@@ -240,11 +311,18 @@ def main(args: argparse.Namespace, data_dir: Path, boards: Mapping[str, Any]) ->
     return exit_code(results)
 
 
-def add_parsers(sub: Any, common: Callable, data_dir_of: Callable[[argparse.Namespace], Path],
-                boards: Callable[[], Mapping[str, Any]]) -> None:
+def add_parsers(
+    sub: Any,
+    common: Callable,
+    data_dir_of: Callable[[argparse.Namespace], Path],
+    boards: Callable[[], Mapping[str, Any]],
+) -> None:
     """`cabinet doctor [--config FILE] [--data-dir DIR] [--json] [--skip-buses]`."""
-    d = sub.add_parser("doctor", help="on-site checks: config, buses, devices, clock, broker, certificate, "
-                                      "outbox, disk, alarms; exit 1 if any failed")
+    d = sub.add_parser(
+        "doctor",
+        help="on-site checks: config, buses, devices, clock, broker, certificate, "
+        "outbox, disk, alarms; exit 1 if any failed",
+    )
     common(d)
     d.add_argument("--json", action="store_true", help="print the results as JSON")
     d.add_argument("--skip-buses", action="store_true", help="do not open buses or probe devices")

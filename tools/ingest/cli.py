@@ -45,8 +45,8 @@ def _broker(text: str, tls: bool) -> tuple[str, int]:
 
 def main(args: argparse.Namespace) -> int:
     from agent.wire import cose
-    from tools.provision import pki
     from tools.ingest.store import Store
+    from tools.provision import pki
 
     if args.action == "init":
         if not args.key:
@@ -80,8 +80,8 @@ def main(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, store: Any) -> int:
     from agent import logs
     from agent.clock import WallClock
-    from tools.provision import pki
     from tools.ingest.service import IngestService
+    from tools.provision import pki
 
     logs.setup("info")
     if not args.key:
@@ -92,8 +92,16 @@ def run(args: argparse.Namespace, store: Any) -> int:
     if args.tls:
         tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=args.ca)
         tls.load_cert_chain(args.cert, args.tls_key)
-    service = IngestService(store, broker=host, port=port, ack_key=pki.load_signing_key(Path(args.key)),
-                            clock=WallClock(), tls=tls, prefix=args.prefix, group=args.group)
+    service = IngestService(
+        store,
+        broker=host,
+        port=port,
+        ack_key=pki.load_signing_key(Path(args.key)),
+        clock=WallClock(),
+        tls=tls,
+        prefix=args.prefix,
+        group=args.group,
+    )
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -22,8 +22,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-import cbor2
-
 from agent.wire import cose
 from tools.ingest.store import Commit, Store, StoredBatch
 
@@ -52,10 +50,14 @@ class IngestCore:
 
     def reload(self, now: float = 0.0) -> None:
         """(Re)read keys and replay windows from the store (after a failed commit too)."""
-        self._keys = {kid: (cab, Ed25519PublicKey.from_public_bytes(pub)) for kid, (cab, pub) in self.store.keys().items()}
+        self._keys = {
+            kid: (cab, Ed25519PublicKey.from_public_bytes(pub)) for kid, (cab, pub) in self.store.keys().items()
+        }
         self._keys_loaded = now
-        self.windows = {cab: cose.ReplayWindow.from_state(hwm, bitmap, self.window_size)
-                        for cab, (hwm, bitmap) in self.store.windows().items()}
+        self.windows = {
+            cab: cose.ReplayWindow.from_state(hwm, bitmap, self.window_size)
+            for cab, (hwm, bitmap) in self.store.windows().items()
+        }
 
     def _lookup(self, kid: bytes) -> Ed25519PublicKey | None:
         entry = self._keys.get(kid)
@@ -96,11 +98,3 @@ class IngestCore:
     def _reject(self, commit: Commit, reason: str, cabinet: str | None = None, detail: Any = None) -> Outcome:
         commit.count(f"rejected.{reason}")
         return Outcome("rejected", cabinet, None, reason)
-
-
-def body_of(envelope: bytes) -> bytes:
-    """The payload of a stored (already verified) COSE_Sign1 envelope."""
-    msg = cbor2.loads(envelope)
-    if not isinstance(msg, cbor2.CBORTag) or msg.tag != 18 or len(msg.value) != 4:
-        raise ValueError("stored envelope is not a COSE_Sign1 message")
-    return bytes(msg.value[2])

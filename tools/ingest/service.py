@@ -20,8 +20,8 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.wire import cose
 from agent.aio import cancel_all, wait_within
+from agent.wire import cose
 from tools.ingest.core import IngestCore, Outcome
 from tools.ingest.store import Commit, Store
 
@@ -29,10 +29,23 @@ log = logging.getLogger("tools.ingest")
 
 
 class IngestService:
-    def __init__(self, store: Store, *, broker: str, port: int, ack_key: Any, clock: Any,
-                 tls: ssl.SSLContext | None = None, prefix: str = "city/v1", group: str = "ingest",
-                 client_id: str | None = None, group_max: int = 256, group_s: float = 0.02,
-                 window_size: int = 4096, ack_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        broker: str,
+        port: int,
+        ack_key: Any,
+        clock: Any,
+        tls: ssl.SSLContext | None = None,
+        prefix: str = "city/v1",
+        group: str = "ingest",
+        client_id: str | None = None,
+        group_max: int = 256,
+        group_s: float = 0.02,
+        window_size: int = 4096,
+        ack_timeout_s: float = 5.0,
+    ) -> None:
         self.store = store
         self.core = IngestCore(store, window_size=window_size)
         self.broker, self.port, self.tls = broker, port, tls
@@ -52,9 +65,17 @@ class IngestService:
     async def run(self) -> None:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        client = aiomqtt.Client(self.broker, self.port, identifier=self.client_id,
-                                protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
-                                tls_context=self.tls, keepalive=30, timeout=30)
+        client = aiomqtt.Client(
+            self.broker,
+            self.port,
+            identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=props,
+            tls_context=self.tls,
+            keepalive=30,
+            timeout=30,
+        )
         client.pending_calls_threshold = 10_000
         backoff = 0.5
         while True:
@@ -131,7 +152,7 @@ class IngestService:
             commit.count("acks_sent", sum(len(s) for s in acks.values()))
         try:
             self.store.commit(commit)  # acknowledged only once this transaction is on disk
-        except Exception:  # noqa: BLE001 - nothing acknowledged; the cabinets will send again
+        except Exception:
             log.exception("ingest could not store %d batches; not acknowledging them", len(commit.batches))
             self.core.reload(self.clock.now())
             return

@@ -13,8 +13,9 @@ if two ingest workers race; replay windows are the fast path in front of it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -124,8 +125,10 @@ class Store:
             self.conn.rollback()
             raise ValueError(f"key {kid.hex()} is registered for cabinet {row[0]}, not {cabinet}")
         if row is None:
-            cur.execute(self._sql("INSERT INTO cabinet_keys (kid, cabinet, public_key, added_t) VALUES (?, ?, ?, ?)"),
-                        (kid, cabinet, public_key, now))
+            cur.execute(
+                self._sql("INSERT INTO cabinet_keys (kid, cabinet, public_key, added_t) VALUES (?, ?, ?, ?)"),
+                (kid, cabinet, public_key, now),
+            )
         self.conn.commit()
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
@@ -155,13 +158,17 @@ class Store:
         cur = self._begin()
         new: list[StoredBatch] = []
         try:
-            insert = ("INSERT INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes, envelope) VALUES "
-                      "(%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING" if self.pg else
-                      "INSERT OR IGNORE INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes, envelope) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            insert = (
+                "INSERT INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes, envelope) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                if self.pg
+                else "INSERT OR IGNORE INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes, envelope) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            )
             for b in c.batches:
-                cur.execute(insert, (b.cabinet, b.seq, b.boot, b.kid, b.received_t, b.count, len(b.envelope),
-                                     b.envelope))
+                cur.execute(
+                    insert, (b.cabinet, b.seq, b.boot, b.kid, b.received_t, b.count, len(b.envelope), b.envelope)
+                )
                 if cur.rowcount != 1:
                     c.count("duplicates")
                     continue
@@ -169,7 +176,9 @@ class Store:
             if new:
                 c.count("batches_ok", len(new))
             for cab, (hwm, bitmap) in c.windows.items():
-                cur.execute(self._sql(self._upsert("replay", "cabinet", ("hwm", "bitmap"))), (cab, hwm, format(bitmap, "x")))
+                cur.execute(
+                    self._sql(self._upsert("replay", "cabinet", ("hwm", "bitmap"))), (cab, hwm, format(bitmap, "x"))
+                )
             for name, n in c.counters.items():
                 cur.execute(self._sql(self._upsert_add("counters", "name", "value")), (name, n))
             self.conn.commit()
@@ -185,17 +194,20 @@ class Store:
         return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {sets}"
 
     def _upsert_add(self, table: str, key: str, col: str) -> str:
-        return (f"INSERT INTO {table} ({key}, {col}) VALUES (?, ?) "
-                f"ON CONFLICT ({key}) DO UPDATE SET {col} = {table}.{col} + excluded.{col}")
+        return (
+            f"INSERT INTO {table} ({key}, {col}) VALUES (?, ?) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {col} = {table}.{col} + excluded.{col}"
+        )
 
     def materialize(self, limit: int = 200) -> tuple[int, int]:
         """Decode up to `limit` stored batches into reading rows, in one transaction.
         Returns (batches, readings). A body that cannot be decoded marks its batch bad."""
-        from tools.ingest.core import body_of  # the envelope's payload (it was verified on arrival)
         from agent.wire.batch import BatchError, decode_body
+        from agent.wire.cose import payload_of  # the envelope was verified on arrival
 
-        todo = self._read("SELECT cabinet, seq, envelope FROM batches WHERE state = 'new' ORDER BY received_t LIMIT ?",
-                          (limit,))
+        todo = self._read(
+            "SELECT cabinet, seq, envelope FROM batches WHERE state = 'new' ORDER BY received_t LIMIT ?", (limit,)
+        )
         if not todo:
             return 0, 0
         rows: list[tuple] = []
@@ -203,17 +215,23 @@ class Store:
         bad: list[tuple] = []
         for cabinet, seq, env in todo:
             try:
-                decoded = rows_of(decode_body(body_of(bytes(env))))
+                decoded = rows_of(decode_body(payload_of(bytes(env))))
                 rows += [(cabinet, seq, *r) for r in decoded]
                 done.append((len(decoded), cabinet, seq))
             except (BatchError, ValueError) as e:
                 bad.append((str(e)[:500], cabinet, seq))
         cur = self._begin()
         try:
-            cur.executemany(self._sql("INSERT INTO readings (cabinet, seq, point, t, kind, num, text, quality, reason) "
-                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
-            cur.executemany(self._sql("UPDATE batches SET state = 'done', readings = ? WHERE cabinet = ? AND seq = ?"),
-                            done)
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO readings (cabinet, seq, point, t, kind, num, text, quality, reason) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                rows,
+            )
+            cur.executemany(
+                self._sql("UPDATE batches SET state = 'done', readings = ? WHERE cabinet = ? AND seq = ?"), done
+            )
             cur.executemany(self._sql("UPDATE batches SET state = 'bad', error = ? WHERE cabinet = ? AND seq = ?"), bad)
             counts = {"readings": len(rows), "rejected.bad_body": len(bad)}
             for name, n in counts.items():
@@ -230,11 +248,17 @@ class Store:
         counters = {n: int(v) for n, v in self._read("SELECT name, value FROM counters")}
         cabinets = int(self._read("SELECT COUNT(DISTINCT cabinet) FROM batches")[0][0])
         pending = int(self._read("SELECT COUNT(*) FROM batches WHERE state = 'new'")[0][0])
-        rejected = {k[len("rejected."):]: v for k, v in counters.items() if k.startswith("rejected.")}
-        return {"batches_ok": counters.get("batches_ok", 0), "readings": counters.get("readings", 0),
-                "duplicates": counters.get("duplicates", 0), "rejected": rejected,
-                "rejected_total": sum(rejected.values()), "acks_sent": counters.get("acks_sent", 0),
-                "cabinets": cabinets, "batches_to_materialize": pending}
+        rejected = {k[len("rejected.") :]: v for k, v in counters.items() if k.startswith("rejected.")}
+        return {
+            "batches_ok": counters.get("batches_ok", 0),
+            "readings": counters.get("readings", 0),
+            "duplicates": counters.get("duplicates", 0),
+            "rejected": rejected,
+            "rejected_total": sum(rejected.values()),
+            "acks_sent": counters.get("acks_sent", 0),
+            "cabinets": cabinets,
+            "batches_to_materialize": pending,
+        }
 
     def readings(self, cabinet: str, point: str | None = None) -> list[tuple]:
         """(seq, point, t, kind, num, text, quality, reason) rows, for tools and tests."""
@@ -251,6 +275,15 @@ def rows_of(readings: Iterable[Any]) -> list[tuple]:
     out = []
     for r in readings:
         kind, num, text = split_value(r.value)
-        out.append((r.point, r.t, kind, num, text, str(r.quality.value if hasattr(r.quality, "value") else r.quality),
-                    r.reason))
+        out.append(
+            (
+                r.point,
+                r.t,
+                kind,
+                num,
+                text,
+                str(r.quality.value if hasattr(r.quality, "value") else r.quality),
+                r.reason,
+            )
+        )
     return out

@@ -51,11 +51,11 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--segments", help="comma-separated segment names")
     s.add_argument("--alarm", help="alarm id (alarm.ack)")
     s.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    _signing_and_broker_args(s)
+    signing_and_broker_args(s)
     s.set_defaults(func=send_main)
 
 
-def _signing_and_broker_args(p: argparse.ArgumentParser) -> None:
+def signing_and_broker_args(p: argparse.ArgumentParser) -> None:
     """What every operator command needs: the key it signs with, the broker, the reply check."""
     p.add_argument("--key", required=True, help="the operator's Ed25519 key (PEM)")
     p.add_argument("--broker", required=True, help="HOST[:PORT]")
@@ -112,18 +112,20 @@ def operator_main(a: argparse.Namespace) -> int:
         print(f"cabinet operator init: {e}", file=sys.stderr)
         return 1
     print(pub.hex())
-    print(f"# operator key written to {a.key}; on each cabinet add:\n"
-          f"#   [trust.operators.NAME]\n#   key = \"{pub.hex()}\"\n#   allow = [\"ping\", \"status\"]  # or \"*\"",
-          file=sys.stderr)
+    print(
+        f"# operator key written to {a.key}; on each cabinet add:\n"
+        f'#   [trust.operators.NAME]\n#   key = "{pub.hex()}"\n#   allow = ["ping", "status"]  # or "*"',
+        file=sys.stderr,
+    )
     return 0
 
 
-def _cabinet_keys(a: argparse.Namespace) -> Any:
+def cabinet_keys(a: argparse.Namespace) -> Any:
     """kid -> (cabinet, public key) lookup for replies."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from agent.wire import cose
     from agent.runtime.keys import parse_public_key
+    from agent.wire import cose
 
     found: dict[bytes, tuple[str | None, Any]] = {}
     if a.cabinet_key:
@@ -141,8 +143,9 @@ def _cabinet_keys(a: argparse.Namespace) -> Any:
     return found
 
 
-async def send(a: argparse.Namespace, kind: str | None = None, args: dict[str, Any] | None = None
-               ) -> list[dict[str, Any]]:
+async def send(
+    a: argparse.Namespace, kind: str | None = None, args: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     import aiomqtt
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
@@ -154,7 +157,7 @@ async def send(a: argparse.Namespace, kind: str | None = None, args: dict[str, A
     key = pki.load_signing_key(a.key)
     kind = kind or a.kind
     args = command_args(a) if args is None else args
-    keys = _cabinet_keys(a)
+    keys = cabinet_keys(a)
     host, _, port = a.broker.rpartition(":") if ":" in a.broker else (a.broker, "", "")
     tls = None
     if a.tls or a.ca:
@@ -169,16 +172,20 @@ async def send(a: argparse.Namespace, kind: str | None = None, args: dict[str, A
     base_cid = a.cid or f"op-{secrets.token_hex(8)}"
     pending: dict[bytes, dict[str, Any]] = {}
     results: list[dict[str, Any]] = []
-    async with aiomqtt.Client(host or a.broker, int(port) if port else (8883 if tls else 1883), tls_context=tls,
-                              protocol=aiomqtt.ProtocolVersion.V5, identifier=f"op-{secrets.token_hex(6)}",
-                              timeout=a.timeout) as client:
+    async with aiomqtt.Client(
+        host or a.broker,
+        int(port) if port else (8883 if tls else 1883),
+        tls_context=tls,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        identifier=f"op-{secrets.token_hex(6)}",
+        timeout=a.timeout,
+    ) as client:
         for i, cab in enumerate(a.ids):
             resp = C.reply_topic(a.prefix, cab, kind)
             await client.subscribe(resp, qos=1)
             cid = base_cid if len(a.ids) == 1 else f"{base_cid}-{i}"
             topic = C.command_topic(a.prefix, cab, kind)
-            env = C.sign_command(kind, args, key=key, cid=cid, iat=now, exp=now + ttl, to=to_group or cab,
-                                 topic=topic)
+            env = C.sign_command(kind, args, key=key, cid=cid, iat=now, exp=now + ttl, to=to_group or cab, topic=topic)
             corr = secrets.token_bytes(16)
             pending[corr] = {"cabinet": cab, "cid": cid, "topic": resp}
             props = Properties(PacketTypes.PUBLISH)
@@ -201,27 +208,51 @@ async def send(a: argparse.Namespace, kind: str | None = None, args: dict[str, A
                 try:
                     rep = C.open_reply(bytes(msg.payload), topic=want["topic"], keys=lookup)
                 except cose.VerifyError as e:
-                    results.append({"cabinet": want["cabinet"], "cid": want["cid"], "ok": False,
-                                    "reason": f"reply_not_verified:{e.reason}", "detail": e.detail})
+                    results.append(
+                        {
+                            "cabinet": want["cabinet"],
+                            "cid": want["cid"],
+                            "ok": False,
+                            "reason": f"reply_not_verified:{e.reason}",
+                            "detail": e.detail,
+                        }
+                    )
                 else:
-                    results.append({"cabinet": rep.cabinet, "cid": rep.cid or want["cid"], "ok": rep.ok,
-                                    "reason": rep.reason, "detail": rep.detail, "result": rep.result, "t": rep.t})
+                    results.append(
+                        {
+                            "cabinet": rep.cabinet,
+                            "cid": rep.cid or want["cid"],
+                            "ok": rep.ok,
+                            "reason": rep.reason,
+                            "detail": rep.detail,
+                            "result": rep.result,
+                            "t": rep.t,
+                        }
+                    )
                 del pending[bytes(corr)]
                 if not pending:
                     return
 
         try:
             await asyncio.wait_for(collect(), max(0.1, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     for want in pending.values():
-        results.append({"cabinet": want["cabinet"], "cid": want["cid"], "ok": False, "reason": "timeout",
-                        "detail": f"no reply within {a.timeout} s"})
+        results.append(
+            {
+                "cabinet": want["cabinet"],
+                "cid": want["cid"],
+                "ok": False,
+                "reason": "timeout",
+                "detail": f"no reply within {a.timeout} s",
+            }
+        )
     return results
 
 
-def send_main(a: argparse.Namespace, kind: str | None = None, args: dict[str, Any] | None = None,
-              name: str = "cabinet cmd send") -> int:
+def send_main(
+    a: argparse.Namespace, kind: str | None = None, args: dict[str, Any] | None = None, name: str = "cabinet cmd send"
+) -> int:
     if not a.cabinet_key and not a.ingest_db:
         print(f"{name}: --cabinet-key or --ingest-db is needed to verify the cabinet's reply", file=sys.stderr)
         return 2
@@ -252,12 +283,12 @@ def with_version(text: str, version: int) -> str:
         raise ValueError("the config has no [cabinet] table")
     end = TABLE_LINE.search(text, m.end())
     body_end = end.start() if end else len(text)
-    body = text[m.end():body_end]
+    body = text[m.end() : body_end]
     if VERSION_LINE.search(body):
         body = VERSION_LINE.sub(f"config_version = {version}", body, count=1)
     else:
         body = f"\nconfig_version = {version}" + body
-    return text[:m.end()] + body + text[body_end:]
+    return text[: m.end()] + body + text[body_end:]
 
 
 def add_config_push(csub: Any) -> None:
@@ -269,7 +300,7 @@ def add_config_push(csub: Any) -> None:
     p.add_argument("--expect-sha256", help="refuse unless the cabinet runs this config (sha256 of its file)")
     p.add_argument("--trial", default="5m", help="health gate window, e.g. 90s, 5m (default 5m)")
     p.add_argument("--no-check", action="store_true", help="do not validate the file locally first")
-    _signing_and_broker_args(p)
+    signing_and_broker_args(p)
     p.set_defaults(func=push_main)
 
 

@@ -38,13 +38,18 @@ class BuildError(RuntimeError):
 
 
 def add_build_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--counter", type=int, required=True,
-                   help="release counter (anti-rollback): must grow with every release")
+    p.add_argument(
+        "--counter", type=int, required=True, help="release counter (anti-rollback): must grow with every release"
+    )
     p.add_argument("--version", help="stamp this version (default: the source's agent.__version__)")
     p.add_argument("--board", action="append", dest="boards", help="compatible board (repeat; default: all known)")
     p.add_argument("--out", default="dist", help="output directory (default dist/)")
-    p.add_argument("--platform", action="append", dest="platforms",
-                   help="wheel platform tag of the board, e.g. manylinux2014_aarch64 (repeat); default: this machine")
+    p.add_argument(
+        "--platform",
+        action="append",
+        dest="platforms",
+        help="wheel platform tag of the board, e.g. manylinux2014_aarch64 (repeat); default: this machine",
+    )
     p.add_argument("--python-version", help="the board's Python, e.g. 3.11 (default: this interpreter's)")
     p.add_argument("--wheelhouse", help="take dependency wheels from this directory only (offline)")
     p.add_argument("--source", help="project source tree (default: the one this runs from)")
@@ -77,7 +82,10 @@ def project_wheel(source: Path, out: Path, version: str | None) -> Path:
                 raise BuildError(f"{init}: no __version__ line to stamp")
             init.write_text(VERSION_LINE.sub(f'__version__ = "{version}"', text, count=1))
         before = set(out.glob("*.whl"))
-        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(tree)], "building the project wheel")
+        _run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(tree)],
+            "building the project wheel",
+        )
         made = [p for p in out.glob("cabinet_agent-*.whl") if p not in before]
         if len(made) != 1:
             raise BuildError(f"expected one new cabinet_agent wheel in {out}, found {[p.name for p in made]}")
@@ -108,14 +116,26 @@ def pins() -> list[str]:
     return [f"{k}=={v}" for k, v in sorted(seen.items())]
 
 
-def dependency_wheels(project: Path, out: Path, *, platforms: list[str] | None, python_version: str | None,
-                      wheelhouse: Path | None) -> list[Path]:
+def dependency_wheels(
+    project: Path, out: Path, *, platforms: list[str] | None, python_version: str | None, wheelhouse: Path | None
+) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="ota-deps-") as tmp:
         constraints = Path(tmp) / "pins.txt"
         constraints.write_text("\n".join(pins()) + "\n")
         dest = Path(tmp) / "w"
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(dest),
-               "-c", str(constraints), str(project)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--only-binary=:all:",
+            "-d",
+            str(dest),
+            "-c",
+            str(constraints),
+            str(project),
+        ]
         for p in platforms or []:
             cmd += ["--platform", p]
         if python_version:
@@ -136,8 +156,18 @@ def dependency_wheels(project: Path, out: Path, *, platforms: list[str] | None, 
 
 def installer_wheel(out: Path, wheelhouse: Path | None) -> Path:
     version = metadata.version("pip")
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(out),
-           f"pip=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-d",
+        str(out),
+        f"pip=={version}",
+    ]
     if wheelhouse is not None:
         cmd += ["--no-index", "--find-links", str(wheelhouse)]
     _run(cmd, "downloading pip's wheel")
@@ -147,9 +177,17 @@ def installer_wheel(out: Path, wheelhouse: Path | None) -> Path:
     return found[0]
 
 
-def build(*, counter: int, version: str | None = None, boards: list[str] | None = None, out: Path,
-          platforms: list[str] | None = None, python_version: str | None = None, wheelhouse: Path | None = None,
-          source: Path | None = None) -> tuple[Path, mf.Manifest]:
+def build(
+    *,
+    counter: int,
+    version: str | None = None,
+    boards: list[str] | None = None,
+    out: Path,
+    platforms: list[str] | None = None,
+    python_version: str | None = None,
+    wheelhouse: Path | None = None,
+    source: Path | None = None,
+) -> tuple[Path, mf.Manifest]:
     source = Path(source) if source else Path(__file__).resolve().parent.parent
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,30 +199,53 @@ def build(*, counter: int, version: str | None = None, boards: list[str] | None 
         work = Path(tmp)
         proj = project_wheel(source, work, version)
         version = version or proj.name.split("-")[1]
-        deps = dependency_wheels(proj, work, platforms=platforms, python_version=python_version,
-                                 wheelhouse=Path(wheelhouse) if wheelhouse else None)
+        deps = dependency_wheels(
+            proj,
+            work,
+            platforms=platforms,
+            python_version=python_version,
+            wheelhouse=Path(wheelhouse) if wheelhouse else None,
+        )
         pip_whl = installer_wheel(work, Path(wheelhouse) if wheelhouse else None)
         deps = [d for d in deps if d.name != pip_whl.name]
         files = [proj, pip_whl, *deps]
-        created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-        man = mf.parse({"format": mf.FORMAT, "name": NAME, "version": version, "counter": counter,
-                        "boards": boards, "python": python_version or f"{sys.version_info[0]}.{sys.version_info[1]}",
-                        "created": created, "project_wheel": proj.name, "installer_wheel": pip_whl.name,
-                        "wheels": bundle.describe_wheels(files)})
+        created = dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+        man = mf.parse(
+            {
+                "format": mf.FORMAT,
+                "name": NAME,
+                "version": version,
+                "counter": counter,
+                "boards": boards,
+                "python": python_version or f"{sys.version_info[0]}.{sys.version_info[1]}",
+                "created": created,
+                "project_wheel": proj.name,
+                "installer_wheel": pip_whl.name,
+                "wheels": bundle.describe_wheels(files),
+            }
+        )
         path = bundle.build(out / f"{NAME}-{version}.bundle", man, files)
     return path, man
 
 
 def build_main(a: argparse.Namespace) -> int:
     try:
-        path, man = build(counter=a.counter, version=a.version, boards=a.boards, out=Path(a.out),
-                          platforms=a.platforms, python_version=a.python_version, wheelhouse=a.wheelhouse,
-                          source=a.source)
+        path, man = build(
+            counter=a.counter,
+            version=a.version,
+            boards=a.boards,
+            out=Path(a.out),
+            platforms=a.platforms,
+            python_version=a.python_version,
+            wheelhouse=a.wheelhouse,
+            source=a.source,
+        )
     except (BuildError, mf.ManifestError, bundle.BundleError) as e:
         print(f"cabinet ota build: {e}", file=sys.stderr)
         return 1
     size = path.stat().st_size
-    print(f"{path}: {man.name} {man.version} counter {man.counter}, {len(man.wheels)} wheels, "
-          f"{size / 2**20:.1f} MiB, boards {', '.join(man.boards)}")
+    print(
+        f"{path}: {man.name} {man.version} counter {man.counter}, {len(man.wheels)} wheels, "
+        f"{size / 2**20:.1f} MiB, boards {', '.join(man.boards)}"
+    )
     return 0
-

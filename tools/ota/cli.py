@@ -1,14 +1,14 @@
 """`cabinet ota ...`: the operators' side of over-the-air updates (docs/ota.md).
 
-    cabinet ota keys init --keys DIR [--root-keys 3]        root (offline), targets, snapshot, timestamp keys
-    cabinet ota repo init --repo DIR --keys DIR [--threshold 2] [--expiry ROLE=DAYS ...]
-    cabinet ota build --counter N [--version V] ...          a release bundle (tools/ota/build.py)
-    cabinet ota publish BUNDLE --repo DIR --keys DIR         sign it into the repository as a target
-    cabinet ota timestamp --repo DIR --keys DIR [--days N]   re-sign the timestamp (cron, online key)
-    cabinet ota root rotate --repo DIR --keys DIR --replace OLD=NEW ...
-    cabinet ota targets --repo DIR                           what the repository offers
-    cabinet ota serve DIR [--host H] [--port P]              a range-capable HTTP server for a repository
-    cabinet ota rollout --target NAME --version V ...        waves, gates, halt (tools/ota/rollout_run.py)
+cabinet ota keys init --keys DIR [--root-keys 3]        root (offline), targets, snapshot, timestamp keys
+cabinet ota repo init --repo DIR --keys DIR [--threshold 2] [--expiry ROLE=DAYS ...]
+cabinet ota build --counter N [--version V] ...          a release bundle (tools/ota/build.py)
+cabinet ota publish BUNDLE --repo DIR --keys DIR         sign it into the repository as a target
+cabinet ota timestamp --repo DIR --keys DIR [--days N]   re-sign the timestamp (cron, online key)
+cabinet ota root rotate --repo DIR --keys DIR --replace OLD=NEW ...
+cabinet ota targets --repo DIR                           what the repository offers
+cabinet ota serve DIR [--host H] [--port P]              a range-capable HTTP server for a repository
+cabinet ota rollout --target NAME --version V ...        waves, gates, halt (tools/ota/rollout_run.py)
 """
 
 from __future__ import annotations
@@ -98,8 +98,10 @@ def keys_main(a: argparse.Namespace) -> int:
         return _fail(e)
     for name, k in sorted(doc["keys"].items()):
         print(f"{name:16} {k['role']:10} keyid {k['keyid'][:16]}")
-    print(f"keys in {a.keys}: keep root-*.pem offline, one per holder; targets.pem with the release manager; "
-          "snapshot.pem and timestamp.pem on the update server")
+    print(
+        f"keys in {a.keys}: keep root-*.pem offline, one per holder; targets.pem with the release manager; "
+        "snapshot.pem and timestamp.pem on the update server"
+    )
     return 0
 
 
@@ -120,8 +122,10 @@ def repo_main(a: argparse.Namespace) -> int:
         repo = Repository.create(Path(a.repo), Path(a.keys), **kw)
     except RepoError as e:
         return _fail(e)
-    print(f"repository {a.repo}: metadata/1.root.json is the trusted root to install on cabinets "
-          f"({len(repo.root_bytes(1))} bytes)")
+    print(
+        f"repository {a.repo}: metadata/1.root.json is the trusted root to install on cabinets "
+        f"({len(repo.root_bytes(1))} bytes)"
+    )
     return 0
 
 

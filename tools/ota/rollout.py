@@ -23,8 +23,7 @@ from typing import Any
 FORMAT = 1
 SUCCESS = frozenset({"success", "already_installed"})
 FAILURE = frozenset({"failure", "rolled_back", "rejected"})
-IN_PROGRESS = frozenset({"offered", "downloading", "downloaded", "installing", "restarting", "verifying",
-                         "deferred"})
+IN_PROGRESS = frozenset({"offered", "downloading", "downloaded", "installing", "restarting", "verifying", "deferred"})
 STATES = SUCCESS | FAILURE | IN_PROGRESS
 PENDING, SENT, TIMEOUT, REFUSED = "pending", "sent", "timeout", "refused"  # row states of ours, not reported
 MAX_TEXT = 200
@@ -43,12 +42,20 @@ def _tags(v: Any, what: str) -> tuple[str, ...]:
 class Plan:
     """The ordered waves of a fleet: `waves` (lists of ids), `wave_of`, `buckets`, `excluded`."""
 
-    def __init__(self, cabinets: Mapping[str, Mapping[str, Any]], waves: Iterable[int] = (1, 10, 50, 100),
-                 canary_tag: str | None = "canary", include_tags: Iterable[str] = (),
-                 exclude_tags: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        cabinets: Mapping[str, Mapping[str, Any]],
+        waves: Iterable[int] = (1, 10, 50, 100),
+        canary_tag: str | None = "canary",
+        include_tags: Iterable[str] = (),
+        exclude_tags: Iterable[str] = (),
+    ) -> None:
         pcts = list(waves)
-        if not pcts or any(type(p) is not int or not 1 <= p <= 100 for p in pcts) \
-                or any(b <= a for a, b in zip(pcts, pcts[1:])):
+        if (
+            not pcts
+            or any(type(p) is not int or not 1 <= p <= 100 for p in pcts)
+            or any(b <= a for a, b in zip(pcts, pcts[1:]))
+        ):
             raise ValueError(f"waves {pcts!r}: increasing whole percents in 1..100, e.g. 1,10,50,100")
         if not isinstance(cabinets, Mapping):
             raise ValueError("cabinets: a map id -> {tags, version}")
@@ -64,8 +71,7 @@ class Plan:
             version = info.get("version")
             if version is not None and not isinstance(version, str):
                 raise ValueError(f"cabinet {cid}: version must be a string or null")
-            self.cabinets[cid] = {"tags": list(_tags(info.get("tags", ()), f"cabinet {cid} tags")),
-                                  "version": version}
+            self.cabinets[cid] = {"tags": list(_tags(info.get("tags", ()), f"cabinet {cid} tags")), "version": version}
         self.buckets = {cid: bucket(cid) for cid in self.cabinets}
         self.excluded: list[str] = []
         self.waves: list[list[str]] = [[] for _ in self.pcts]
@@ -85,13 +91,17 @@ class Plan:
         self.wave_of = {cid: k for k, w in enumerate(self.waves) for cid in w}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cabinets": self.cabinets, "waves": list(self.pcts), "canary_tag": self.canary_tag,
-                "include_tags": list(self.include_tags), "exclude_tags": list(self.exclude_tags)}
+        return {
+            "cabinets": self.cabinets,
+            "waves": list(self.pcts),
+            "canary_tag": self.canary_tag,
+            "include_tags": list(self.include_tags),
+            "exclude_tags": list(self.exclude_tags),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Plan":
-        return cls(d["cabinets"], d["waves"], d.get("canary_tag"), d.get("include_tags", ()),
-                   d.get("exclude_tags", ()))
+    def from_dict(cls, d: Mapping[str, Any]) -> Plan:
+        return cls(d["cabinets"], d["waves"], d.get("canary_tag"), d.get("include_tags", ()), d.get("exclude_tags", ()))
 
 
 def _num(v: Any, what: str, lo: float = 0.0, hi: float = math.inf) -> float:
@@ -115,9 +125,20 @@ def _text(v: Any) -> str | None:
 class Rollout:
     """One deployment walking a Plan; see the module docstring. `state` is running, halted or done."""
 
-    def __init__(self, plan: Plan, *, deployment: str, target: str, version: str, success_pct: float = 95,
-                 max_failure_pct: float = 10, min_cabinets: int = 5, cabinet_timeout_s: float = 3600,
-                 soak_s: float = 0, batch: int | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        deployment: str,
+        target: str,
+        version: str,
+        success_pct: float = 95,
+        max_failure_pct: float = 10,
+        min_cabinets: int = 5,
+        cabinet_timeout_s: float = 3600,
+        soak_s: float = 0,
+        batch: int | None = None,
+    ) -> None:
         for name, v in (("deployment", deployment), ("target", target), ("version", version)):
             if not isinstance(v, str) or not v:
                 raise ValueError(f"{name}: a non-empty string")
@@ -133,9 +154,18 @@ class Rollout:
         self.state, self.reason, self.wave = "running", None, 0
         self.ignored: dict[str, int] = {}
         self.cab: dict[str, dict[str, Any]] = {
-            cid: {"state": PENDING, "outcome": None, "reason": None, "version": plan.cabinets[cid]["version"],
-                  "seq": None, "percent": None, "offered_at": None, "finished_at": None}
-            for cid in plan.wave_of}
+            cid: {
+                "state": PENDING,
+                "outcome": None,
+                "reason": None,
+                "version": plan.cabinets[cid]["version"],
+                "seq": None,
+                "percent": None,
+                "offered_at": None,
+                "finished_at": None,
+            }
+            for cid in plan.wave_of
+        }
 
     # ------------------------------------------------------------------ inputs
 
@@ -146,8 +176,9 @@ class Rollout:
         wave = self.plan.waves[self.wave]
         room = len(wave)
         if self.batch is not None:
-            room = self.batch - sum(1 for c in wave if self.cab[c]["offered_at"] is not None
-                                    and self.cab[c]["outcome"] is None)
+            room = self.batch - sum(
+                1 for c in wave if self.cab[c]["offered_at"] is not None and self.cab[c]["outcome"] is None
+            )
         out = []
         for cid in wave:
             if len(out) >= room:
@@ -214,8 +245,7 @@ class Rollout:
             return False
         changed = False
         for r in self.cab.values():
-            if r["outcome"] is None and r["offered_at"] is not None \
-                    and now - r["offered_at"] >= self.cabinet_timeout_s:
+            if r["outcome"] is None and r["offered_at"] is not None and now - r["offered_at"] >= self.cabinet_timeout_s:
                 r["state"], r["outcome"], r["finished_at"] = TIMEOUT, "failure", now
                 r["reason"] = f"no terminal status within {self.cabinet_timeout_s:g} s"
                 changed = True
@@ -223,8 +253,7 @@ class Rollout:
         finished, failed = s["success"] + s["failure"], s["failure"]
         if finished >= max(1, self.min_cabinets) and failed * 100 > self.max_failure_pct * finished:
             self.state = "halted"
-            self.reason = (f"failures {failed}/{finished} = {100 * failed / finished:.1f}% "
-                           f"> {self.max_failure_pct:g}%")
+            self.reason = f"failures {failed}/{finished} = {100 * failed / finished:.1f}% > {self.max_failure_pct:g}%"
             return True
         while self.wave < len(self.plan.waves):
             wave = [self.cab[c] for c in self.plan.waves[self.wave]]
@@ -233,8 +262,10 @@ class Rollout:
             ok = sum(1 for r in wave if r["outcome"] == "success")
             if wave and ok * 100 < self.success_pct * len(wave):
                 self.state = "halted"
-                self.reason = (f"wave {self.wave + 1} below success threshold "
-                               f"({ok}/{len(wave)} = {100 * ok / len(wave):.1f}% < {self.success_pct:g}%)")
+                self.reason = (
+                    f"wave {self.wave + 1} below success threshold "
+                    f"({ok}/{len(wave)} = {100 * ok / len(wave):.1f}% < {self.success_pct:g}%)"
+                )
                 return True
             if wave and now - max(r["finished_at"] for r in wave) < self.soak_s:
                 break
@@ -258,54 +289,101 @@ class Rollout:
         waves = []
         for k, ids in enumerate(self.plan.waves):
             rows = [self.cab[c] for c in ids]
-            waves.append({"wave": k + 1, "pct": self.plan.pcts[k], "cabinets": len(ids),
-                          "offered": sum(r["offered_at"] is not None for r in rows),
-                          "success": sum(r["outcome"] == "success" for r in rows),
-                          "failure": sum(r["outcome"] == "failure" for r in rows)})
-        return {"deployment": self.deployment, "target": self.target, "version": self.version,
-                "state": self.state, "reason": self.reason, "wave": min(self.wave + 1, len(self.plan.waves)),
-                "waves": waves, "cabinets": len(self.cab), "excluded": len(self.plan.excluded),
-                "ignored": dict(self.ignored), **counts}
+            waves.append(
+                {
+                    "wave": k + 1,
+                    "pct": self.plan.pcts[k],
+                    "cabinets": len(ids),
+                    "offered": sum(r["offered_at"] is not None for r in rows),
+                    "success": sum(r["outcome"] == "success" for r in rows),
+                    "failure": sum(r["outcome"] == "failure" for r in rows),
+                }
+            )
+        return {
+            "deployment": self.deployment,
+            "target": self.target,
+            "version": self.version,
+            "state": self.state,
+            "reason": self.reason,
+            "wave": min(self.wave + 1, len(self.plan.waves)),
+            "waves": waves,
+            "cabinets": len(self.cab),
+            "excluded": len(self.plan.excluded),
+            "ignored": dict(self.ignored),
+            **counts,
+        }
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
         for k, ids in enumerate(self.plan.waves):
             for cid in ids:
                 r = self.cab[cid]
-                out.append({"id": cid, "wave": k + 1, "bucket": self.plan.buckets[cid], "state": r["state"],
-                            "reason": r["reason"], "version": r["version"], "offered_at": r["offered_at"],
-                            "finished_at": r["finished_at"]})
+                out.append(
+                    {
+                        "id": cid,
+                        "wave": k + 1,
+                        "bucket": self.plan.buckets[cid],
+                        "state": r["state"],
+                        "reason": r["reason"],
+                        "version": r["version"],
+                        "offered_at": r["offered_at"],
+                        "finished_at": r["finished_at"],
+                    }
+                )
         return out
 
     # ------------------------------------------------------------------ persistence
 
-    SETTINGS = ("deployment", "target", "version", "success_pct", "max_failure_pct", "min_cabinets",
-                "cabinet_timeout_s", "soak_s", "batch")
+    SETTINGS = (
+        "deployment",
+        "target",
+        "version",
+        "success_pct",
+        "max_failure_pct",
+        "min_cabinets",
+        "cabinet_timeout_s",
+        "soak_s",
+        "batch",
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "plan": self.plan.to_dict(), **{k: getattr(self, k) for k in self.SETTINGS},
-                "state": self.state, "reason": self.reason, "wave": self.wave, "ignored": dict(self.ignored),
-                "cabinets": {c: dict(r) for c, r in self.cab.items()}}
+        return {
+            "format": FORMAT,
+            "plan": self.plan.to_dict(),
+            **{k: getattr(self, k) for k in self.SETTINGS},
+            "state": self.state,
+            "reason": self.reason,
+            "wave": self.wave,
+            "ignored": dict(self.ignored),
+            "cabinets": {c: dict(r) for c, r in self.cab.items()},
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Rollout":
+    def from_dict(cls, d: Mapping[str, Any]) -> Rollout:
         """A saved rollout; ValueError when `d` is not one (wrong format, missing or odd fields)."""
         try:
             if d.get("format") != FORMAT:
                 raise ValueError(f"rollout state format {d.get('format')!r}, expected {FORMAT}")
             ro = cls(Plan.from_dict(d["plan"]), **{k: d[k] for k in cls.SETTINGS})
-            if d["state"] not in ("running", "halted", "done") or type(d["wave"]) is not int \
-                    or not 0 <= d["wave"] <= len(ro.plan.waves):
+            if (
+                d["state"] not in ("running", "halted", "done")
+                or type(d["wave"]) is not int
+                or not 0 <= d["wave"] <= len(ro.plan.waves)
+            ):
                 raise ValueError("bad state or wave")
             saved = d["cabinets"]
             if set(saved) != set(ro.cab):
                 raise ValueError("the saved cabinets do not match the plan")
             for cid, r in saved.items():
-                if set(r) != set(ro.cab[cid]) or r["outcome"] not in (None, "success", "failure") \
-                        or not isinstance(r["state"], str) or not _maybe_int(r["seq"]) \
-                        or not all(_maybe_num(r[k]) for k in ("offered_at", "finished_at", "percent")) \
-                        or (r["outcome"] is not None and r["finished_at"] is None) \
-                        or (r["state"] != PENDING and r["offered_at"] is None):
+                if (
+                    set(r) != set(ro.cab[cid])
+                    or r["outcome"] not in (None, "success", "failure")
+                    or not isinstance(r["state"], str)
+                    or not _maybe_int(r["seq"])
+                    or not all(_maybe_num(r[k]) for k in ("offered_at", "finished_at", "percent"))
+                    or (r["outcome"] is not None and r["finished_at"] is None)
+                    or (r["state"] != PENDING and r["offered_at"] is None)
+                ):
                     raise ValueError(f"cabinet {cid}: bad record")
                 ro.cab[cid] = dict(r)
             ro.state, ro.reason, ro.wave = d["state"], d["reason"], d["wave"]

@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-from tools.operator.commands import _cabinet_keys, _signing_and_broker_args, duration
+from tools.operator.commands import cabinet_keys, signing_and_broker_args, duration
 from tools.ota.rollout import Plan, Rollout
 
 KIND = "ota.offer"
@@ -41,7 +41,7 @@ def add_rollout_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", required=True, help="the release version (shown; cabinets report it)")
     p.add_argument("--deployment", help="deployment id, 1..64 characters (default: TARGET@VERSION)")
     p.add_argument("--repository", help="repository URL sent with the offer (default: the cabinet's [ota])")
-    _signing_and_broker_args(p)
+    signing_and_broker_args(p)
     p.add_argument("--cabinet-keys", help='JSON file {"CAB-ID": "public key hex", ...} to verify statuses')
     p.add_argument("--waves", default="1,10,50,100", help="cumulative percents (default 1,10,50,100)")
     p.add_argument("--success", type=float, default=95.0, help="percent of a wave that must succeed (95)")
@@ -63,12 +63,13 @@ def add_rollout_args(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------- inputs
 
+
 def load_fleet(path: str) -> dict[str, dict[str, Any]]:
     from agent.wire.cose import check_cabinet
 
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(doc, list):
-        raise ValueError(f"{path}: a JSON list of {{\"id\", \"tags\"}}")
+        raise ValueError(f'{path}: a JSON list of {{"id", "tags"}}')
     out: dict[str, dict[str, Any]] = {}
     for item in doc:
         if not isinstance(item, dict):
@@ -96,10 +97,10 @@ def parse_birth(topic: str, payload: bytes) -> tuple[str, dict[str, Any]] | None
 
 def key_lookup(a: argparse.Namespace) -> dict[bytes, tuple[str | None, Any]]:
     """kid -> (cabinet or None for any, public key): tools.operator.commands's keys plus --cabinet-keys."""
-    from agent.wire import cose
     from agent.runtime.keys import parse_public_key
+    from agent.wire import cose
 
-    found = _cabinet_keys(a)
+    found = cabinet_keys(a)
     if a.cabinet_keys:
         doc = json.loads(Path(a.cabinet_keys).read_text(encoding="utf-8"))
         if not isinstance(doc, dict):
@@ -123,21 +124,35 @@ def save(path: str, ro: Rollout) -> None:
 
 # ---------------------------------------------------------------------- display
 
+
 def _when(t: float | None) -> str:
     return time.strftime("%m-%d %H:%M:%S", time.gmtime(t)) if t is not None else "-"
 
 
 def progress_line(s: dict[str, Any]) -> str:
     w = s["waves"][s["wave"] - 1] if s["waves"] else {"pct": 0, "cabinets": 0, "success": 0, "failure": 0}
-    return (f"{s['state']} wave {s['wave']}/{len(s['waves'])} ({w['pct']}%): {w['success']}+{w['failure']}"
-            f"/{w['cabinets']} | fleet ok {s['success']} failed {s['failure']} (timeout {s['timeout']}) "
-            f"in progress {s['in_progress']} pending {s['pending']}")
+    return (
+        f"{s['state']} wave {s['wave']}/{len(s['waves'])} ({w['pct']}%): {w['success']}+{w['failure']}"
+        f"/{w['cabinets']} | fleet ok {s['success']} failed {s['failure']} (timeout {s['timeout']}) "
+        f"in progress {s['in_progress']} pending {s['pending']}"
+    )
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("id", "wave", "bucket", "state", "version", "offered", "finished", "reason")
-    body = [(r["id"], str(r["wave"]), str(r["bucket"]), r["state"], r["version"] or "-", _when(r["offered_at"]),
-             _when(r["finished_at"]), r["reason"] or "") for r in rows]
+    body = [
+        (
+            r["id"],
+            str(r["wave"]),
+            str(r["bucket"]),
+            r["state"],
+            r["version"] or "-",
+            _when(r["offered_at"]),
+            _when(r["finished_at"]),
+            r["reason"] or "",
+        )
+        for r in rows
+    ]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(line, widths)).rstrip() for line in [head, *body])
 
@@ -168,6 +183,7 @@ class Display:
 
 
 # ---------------------------------------------------------------------- the MQTT loop
+
 
 async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any], out: TextIO) -> int:
     import asyncio
@@ -202,6 +218,7 @@ async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any]
         def lookup(kid: bytes) -> Any:
             hit = keys.get(kid)
             return hit[1] if hit and hit[0] in (None, cab) else None
+
         return lookup
 
     def on_message(msg: Any) -> None:
@@ -215,7 +232,7 @@ async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any]
                 dropped["bad_birth"] += 1
             return
         head = f"{a.prefix}/cab/"
-        cab, _, tail = topic[len(head):].partition("/") if topic.startswith(head) else ("", "", "")
+        cab, _, tail = topic[len(head) :].partition("/") if topic.startswith(head) else ("", "", "")
         is_status = tail == "ota/status"
         try:
             if not is_status and tail != f"cmd/{KIND}/resp":
@@ -231,8 +248,7 @@ async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any]
         now = time.time()
         if not is_status:
             if ro is not None and not rep.ok and rep.cid == sent_cid.get(cab) and rep.reason != "busy":
-                if ro.on_refused(cab, f"offer refused: {rep.reason}" + (f" ({rep.detail})" if rep.detail else ""),
-                                 now):
+                if ro.on_refused(cab, f"offer refused: {rep.reason}" + (f" ({rep.detail})" if rep.detail else ""), now):
                     dirty[0] = True
                     disp.change(cab, ro)
             return
@@ -253,9 +269,14 @@ async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any]
         props.CorrelationData = cid.encode()
         await client.publish(topic, env, qos=1, properties=props)
 
-    async with aiomqtt.Client(host or a.broker, int(port) if port else (8883 if tls else 1883), tls_context=tls,
-                              protocol=aiomqtt.ProtocolVersion.V5, identifier=f"rollout-{secrets.token_hex(6)}",
-                              timeout=a.timeout) as client:
+    async with aiomqtt.Client(
+        host or a.broker,
+        int(port) if port else (8883 if tls else 1883),
+        tls_context=tls,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        identifier=f"rollout-{secrets.token_hex(6)}",
+        timeout=a.timeout,
+    ) as client:
 
         async def reader() -> None:
             async for m in client.messages:
@@ -271,18 +292,29 @@ async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any]
                     await client.subscribe(f"{a.prefix}/cab/+/state", qos=1)
                     await asyncio.sleep(a.discover)
                     offline = sorted(c for c, b in births.items() if not b["online"])
-                    plan_kw["cabinets"] = {c: {"tags": b["tags"], "version": b["version"]} for c, b in births.items()
-                                           if b["online"] or a.include_offline}
+                    plan_kw["cabinets"] = {
+                        c: {"tags": b["tags"], "version": b["version"]}
+                        for c, b in births.items()
+                        if b["online"] or a.include_offline
+                    }
                     if offline and not a.include_offline:
-                        print(f"left out {len(offline)} offline cabinet(s): {', '.join(offline[:10])}"
-                              f"{' ...' if len(offline) > 10 else ''}", file=out, flush=True)
+                        print(
+                            f"left out {len(offline)} offline cabinet(s): {', '.join(offline[:10])}"
+                            f"{' ...' if len(offline) > 10 else ''}",
+                            file=out,
+                            flush=True,
+                        )
                 plan = Plan(plan_kw.pop("cabinets"), **plan_kw.pop("plan"))
                 if not plan.wave_of:
                     print("cabinet ota rollout: no cabinets to offer to", file=sys.stderr)
                     return 1
                 ro = Rollout(plan, **plan_kw)
-                print(f"deployment {ro.deployment}: {len(plan.wave_of)} cabinet(s) in waves "
-                      f"{[len(w) for w in plan.waves]} ({len(plan.excluded)} left out)", file=out, flush=True)
+                print(
+                    f"deployment {ro.deployment}: {len(plan.wave_of)} cabinet(s) in waves "
+                    f"{[len(w) for w in plan.waves]} ({len(plan.excluded)} left out)",
+                    file=out,
+                    flush=True,
+                )
             await client.subscribe(f"{a.prefix}/cab/+/ota/status", qos=1)
             await client.subscribe(f"{a.prefix}/cab/+/cmd/{KIND}/resp", qos=1)
             await asyncio.sleep(min(0.5, a.poll))  # retained statuses of this deployment first
@@ -328,8 +360,10 @@ def rollout_main(a: argparse.Namespace, out: TextIO | None = None) -> int:
             ro = Rollout.from_dict(json.loads(Path(a.state).read_text(encoding="utf-8")))
             want = a.deployment or f"{a.target}@{a.version}"
             if (ro.deployment, ro.target, ro.version) != (want, a.target, a.version):
-                raise ValueError(f"{a.state} is deployment {ro.deployment} ({ro.target} {ro.version}), "
-                                 f"not {want} ({a.target} {a.version})")
+                raise ValueError(
+                    f"{a.state} is deployment {ro.deployment} ({ro.target} {ro.version}), "
+                    f"not {want} ({a.target} {a.version})"
+                )
             print(f"resuming {ro.deployment} from {a.state}: {ro.state}", file=out, flush=True)
             if ro.state != "running":
                 print(table(ro.rows()), file=out)
@@ -344,13 +378,24 @@ def rollout_main(a: argparse.Namespace, out: TextIO | None = None) -> int:
 
                 cabinets.setdefault(check_cabinet(cab), {"tags": [], "version": None})
             waves = [int(x) for x in a.waves.split(",") if x.strip()]
-            plan_kw = {"cabinets": cabinets,
-                       "plan": {"waves": waves, "canary_tag": a.canary_tag, "include_tags": a.tag,
-                                "exclude_tags": a.exclude_tag},
-                       "deployment": deployment, "target": a.target, "version": a.version,
-                       "success_pct": a.success, "max_failure_pct": a.max_failures, "min_cabinets": a.min_cabinets,
-                       "cabinet_timeout_s": duration(a.cabinet_timeout), "soak_s": duration(a.soak),
-                       "batch": a.batch}
+            plan_kw = {
+                "cabinets": cabinets,
+                "plan": {
+                    "waves": waves,
+                    "canary_tag": a.canary_tag,
+                    "include_tags": a.tag,
+                    "exclude_tags": a.exclude_tag,
+                },
+                "deployment": deployment,
+                "target": a.target,
+                "version": a.version,
+                "success_pct": a.success,
+                "max_failure_pct": a.max_failures,
+                "min_cabinets": a.min_cabinets,
+                "cabinet_timeout_s": duration(a.cabinet_timeout),
+                "soak_s": duration(a.soak),
+                "batch": a.batch,
+            }
             Plan({}, **plan_kw["plan"])  # the options are checked before connecting
             Rollout(Plan({}), **{k: v for k, v in plan_kw.items() if k not in ("cabinets", "plan")})
         duration(a.ttl)

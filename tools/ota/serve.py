@@ -25,7 +25,7 @@ SERVED = ("metadata", "targets")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     """(start, end inclusive) for a satisfiable single range, None to send the whole file
     (no header, several ranges or bad syntax: RFC 9110 lets us ignore it), "unsatisfiable"."""
     if not header:
@@ -34,7 +34,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     if not m or (not m.group(1) and not m.group(2)):
         return None
     a, b = m.group(1), m.group(2)
-    if not a:                                 # suffix: the last b bytes
+    if not a:  # suffix: the last b bytes
         n = int(b)
         if n == 0:
             return "unsatisfiable"
@@ -55,7 +55,7 @@ class RepoHandler(BaseHTTPRequestHandler):
     server_version = "cabinet-ota-serve/1"
     quiet = True
 
-    def log_message(self, format: str, *args) -> None:   # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args) -> None:
         if not getattr(self.server, "quiet", True):
             sys.stderr.write("%s - %s\n" % (self.address_string(), format % args))
 
@@ -63,12 +63,13 @@ class RepoHandler(BaseHTTPRequestHandler):
         """The file for the request path, or None (after sending the error)."""
         raw = urlsplit(self.path).path
         parts = unquote(raw).split("/")
-        if not raw.startswith("/") or any(p in (".", "..") or p.startswith(".") or "\\" in p
-                                          or "\0" in p for p in parts[1:]):
+        if not raw.startswith("/") or any(
+            p in (".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts[1:]
+        ):
             self.send_error(HTTPStatus.FORBIDDEN, "path refused")
             return None
         if len(parts) < 3 or parts[1] not in SERVED:
-            self.send_error(HTTPStatus.NOT_FOUND)       # only metadata/ and targets/ files
+            self.send_error(HTTPStatus.NOT_FOUND)  # only metadata/ and targets/ files
             return None
         root: Path = self.server.root
         try:
@@ -80,7 +81,7 @@ class RepoHandler(BaseHTTPRequestHandler):
             self.send_error(HTTPStatus.FORBIDDEN, "path refused")
             return None
         if not p.is_file():
-            self.send_error(HTTPStatus.NOT_FOUND)      # directories: no listing
+            self.send_error(HTTPStatus.NOT_FOUND)  # directories: no listing
             return None
         return p
 
@@ -115,8 +116,7 @@ class RepoHandler(BaseHTTPRequestHandler):
                 start, count = rng[0], rng[1] - rng[0] + 1
                 self.send_response(HTTPStatus.PARTIAL_CONTENT)
                 self.send_header("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}")
-            self.send_header("Content-Type", "application/json" if p.suffix == ".json"
-                             else "application/octet-stream")
+            self.send_header("Content-Type", "application/json" if p.suffix == ".json" else "application/octet-stream")
             self.send_header("Accept-Ranges", "bytes")
             length = self.length_header(p, count)
             if length is not None:
@@ -156,7 +156,7 @@ class RepoServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address) -> None:
         if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return                                   # a client that went away: normal
+            return  # a client that went away: normal
         super().handle_error(request, client_address)
 
     @property
@@ -166,16 +166,16 @@ class RepoServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
-def start_server(root: Path, host: str = "127.0.0.1", port: int = 0, *,
-                 handler=RepoHandler, quiet: bool = True) -> tuple[RepoServer, str]:
+def start_server(
+    root: Path, host: str = "127.0.0.1", port: int = 0, *, handler=RepoHandler, quiet: bool = True
+) -> tuple[RepoServer, str]:
     """Serve `root` from a daemon thread; returns (server, base URL). Stop with
     `server.shutdown(); server.server_close()`. Port 0 picks a free port."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root} is not a directory")
     server = RepoServer(root, (host, port), handler, quiet=quiet)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                     name="ota-serve", daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="ota-serve", daemon=True).start()
     return server, server.url
 
 

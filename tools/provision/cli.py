@@ -50,8 +50,10 @@ def ca_main(args: argparse.Namespace) -> int:
         print(f"cabinet ca init: {e}", file=sys.stderr)
         return 1
     info = pki.cert_info(ca.cert_pem)
-    print(f"device CA in {args.dir}: {info['subject']}, valid until {info['not_after']:%Y-%m-%d}, "
-          f"sha256 {info['fingerprint']}")
+    print(
+        f"device CA in {args.dir}: {info['subject']}, valid until {info['not_after']:%Y-%m-%d}, "
+        f"sha256 {info['fingerprint']}"
+    )
     return 0
 
 
@@ -68,10 +70,20 @@ def provision_main(args: argparse.Namespace) -> int:
                 store.add_key(cabinet, kid, raw, time.time())
             finally:
                 store.close()
+
     try:
-        info = provision(args.cabinet_id, Path(args.out), ca_dir=Path(args.ca_dir), broker_host=args.broker,
-                         broker_port=args.port, topic_prefix=args.topic_prefix, registry=registry, force=args.force,
-                         template=args.template, ingest_key=args.ingest_key)
+        info = provision(
+            args.cabinet_id,
+            Path(args.out),
+            ca_dir=Path(args.ca_dir),
+            broker_host=args.broker,
+            broker_port=args.port,
+            topic_prefix=args.topic_prefix,
+            registry=registry,
+            force=args.force,
+            template=args.template,
+            ingest_key=args.ingest_key,
+        )
     except (ValueError, FileExistsError, OSError) as e:
         print(f"cabinet provision: {e}", file=sys.stderr)
         return 1

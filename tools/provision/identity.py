@@ -34,16 +34,22 @@ import re
 import shutil
 import tempfile
 import tomllib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tools.provision import pki
 
 Registry = Callable[[str, bytes, bytes], None]
 
-FILES = {"signing_key": "signing.key", "tls_key": "tls.key", "tls_cert": "tls.crt",
-         "ca_cert": "ca.crt", "config": "cabinet.toml"}
+FILES = {
+    "signing_key": "signing.key",
+    "tls_key": "tls.key",
+    "tls_cert": "tls.crt",
+    "ca_cert": "ca.crt",
+    "config": "cabinet.toml",
+}
 
 CABINET_ID_MAX = 64
 _CABINET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -67,31 +73,52 @@ def validate_cabinet_id(cabinet_id: Any) -> str:
     bad = sorted({c for c in cabinet_id if not (c.isascii() and (c.isalnum() or c in "._-"))})
     if bad:
         what = ", ".join(repr(c) for c in bad)
-        why = (" ('/' separates MQTT topic levels, '+' and '#' are MQTT wildcards)"
-               if set(bad) & {"/", "+", "#"} else "")
-        raise ValueError(f"cabinet id {cabinet_id!r}: character(s) {what} not allowed{why}; "
-                         f"use letters, digits, '.', '_' and '-'")
+        why = " ('/' separates MQTT topic levels, '+' and '#' are MQTT wildcards)" if set(bad) & {"/", "+", "#"} else ""
+        raise ValueError(
+            f"cabinet id {cabinet_id!r}: character(s) {what} not allowed{why}; use letters, digits, '.', '_' and '-'"
+        )
     if not _CABINET_ID.fullmatch(cabinet_id):
         raise ValueError(f"cabinet id {cabinet_id!r}: must start with a letter or digit")
     if cabinet_id.lower() in RESERVED_IDS:
-        raise ValueError(f"cabinet id {cabinet_id!r}: reserved for a broker user with other rights "
-                         f"({', '.join(sorted(RESERVED_IDS))})")
+        raise ValueError(
+            f"cabinet id {cabinet_id!r}: reserved for a broker user with other rights "
+            f"({', '.join(sorted(RESERVED_IDS))})"
+        )
     return cabinet_id
 
 
 def validate_topic_prefix(prefix: str) -> str:
     levels = prefix.split("/") if isinstance(prefix, str) else [""]
-    if (not prefix or len(prefix) > 128 or any(not lv for lv in levels)
-            or any(c in prefix for c in "+#\x00 ") or prefix.startswith("$")):
-        raise ValueError(f"topic prefix {prefix!r}: non-empty topic levels separated by '/', no wildcards "
-                         f"('+', '#'), no spaces, no leading '$' or '/', no trailing '/' (e.g. 'city/v1')")
+    if (
+        not prefix
+        or len(prefix) > 128
+        or any(not lv for lv in levels)
+        or any(c in prefix for c in "+#\x00 ")
+        or prefix.startswith("$")
+    ):
+        raise ValueError(
+            f"topic prefix {prefix!r}: non-empty topic levels separated by '/', no wildcards "
+            f"('+', '#'), no spaces, no leading '$' or '/', no trailing '/' (e.g. 'city/v1')"
+        )
     return prefix
 
 
-def provision(cabinet_id: str, out_dir: Path | str, *, ca_dir: Path | str, broker_host: str, broker_port: int,
-              topic_prefix: str = "city/v1", registry: Registry | None = None, force: bool = False,
-              algorithm: str = "ed25519", days: int = 825, template: Path | str | None = None,
-              ca_passphrase: bytes | None = None, ingest_key: str | None = None) -> dict[str, Any]:
+def provision(
+    cabinet_id: str,
+    out_dir: Path | str,
+    *,
+    ca_dir: Path | str,
+    broker_host: str,
+    broker_port: int,
+    topic_prefix: str = "city/v1",
+    registry: Registry | None = None,
+    force: bool = False,
+    algorithm: str = "ed25519",
+    days: int = 825,
+    template: Path | str | None = None,
+    ca_passphrase: bytes | None = None,
+    ingest_key: str | None = None,
+) -> dict[str, Any]:
     """Create the identity and config of cabinet `cabinet_id` in `out_dir` (see the module doc).
 
     Refuses (FileExistsError) if out_dir already holds any identity file, unless `force`.
@@ -100,7 +127,9 @@ def provision(cabinet_id: str, out_dir: Path | str, *, ca_dir: Path | str, broke
     validate_cabinet_id(cabinet_id)
     validate_topic_prefix(topic_prefix)
     if not isinstance(broker_host, str) or not _HOST.fullmatch(broker_host):
-        raise ValueError(f"broker host {broker_host!r}: a host name or IP address (letters, digits, '.', ':', '-', '_')")
+        raise ValueError(
+            f"broker host {broker_host!r}: a host name or IP address (letters, digits, '.', ':', '-', '_')"
+        )
     if isinstance(broker_port, bool) or not isinstance(broker_port, int) or not 1 <= broker_port <= 65535:
         raise ValueError(f"broker port {broker_port!r}: an integer from 1 to 65535")
     ca = pki.load_ca(ca_dir, passphrase=ca_passphrase)  # before anything is written
@@ -109,13 +138,22 @@ def provision(cabinet_id: str, out_dir: Path | str, *, ca_dir: Path | str, broke
     paths = {name: out_dir / fn for name, fn in FILES.items()}
     existing = [p.name for p in paths.values() if p.exists()]
     if existing and not force:
-        raise FileExistsError(f"{out_dir}: already holds a cabinet identity ({', '.join(existing)}); "
-                              f"refusing to overwrite it (force=True replaces it; the old keys are lost)")
+        raise FileExistsError(
+            f"{out_dir}: already holds a cabinet identity ({', '.join(existing)}); "
+            f"refusing to overwrite it (force=True replaces it; the old keys are lost)"
+        )
     if ingest_key is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", ingest_key):
-        raise ValueError("ingest key: the ingest's raw Ed25519 public key as 64 hex digits "
-                         "(`cabinet ingest init` prints it)")
-    config_text = cabinet_config(cabinet_id, broker_host=broker_host, broker_port=broker_port,
-                                 topic_prefix=topic_prefix, template=template, ingest_key=ingest_key)
+        raise ValueError(
+            "ingest key: the ingest's raw Ed25519 public key as 64 hex digits (`cabinet ingest init` prints it)"
+        )
+    config_text = cabinet_config(
+        cabinet_id,
+        broker_host=broker_host,
+        broker_port=broker_port,
+        topic_prefix=topic_prefix,
+        template=template,
+        ingest_key=ingest_key,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stage = Path(tempfile.mkdtemp(prefix=".provision-", dir=out_dir))
@@ -153,8 +191,15 @@ def default_template() -> str:
     return resources.files("boards").joinpath("sim", "cabinet.toml").read_text(encoding="utf-8")
 
 
-def cabinet_config(cabinet_id: str, *, broker_host: str, broker_port: int, topic_prefix: str = "city/v1",
-                   template: Path | str | None = None, ingest_key: str | None = None) -> str:
+def cabinet_config(
+    cabinet_id: str,
+    *,
+    broker_host: str,
+    broker_port: int,
+    topic_prefix: str = "city/v1",
+    template: Path | str | None = None,
+    ingest_key: str | None = None,
+) -> str:
     """The config text: `template` (default boards/sim/cabinet.toml) with [cabinet] id set to
     `cabinet_id`, any [uplink] section removed, and the provisioned [uplink] appended."""
     text = Path(template).read_text(encoding="utf-8") if template is not None else default_template()
@@ -167,10 +212,14 @@ def cabinet_config(cabinet_id: str, *, broker_host: str, broker_port: int, topic
         raise ValueError(f"{where}: has no [cabinet] section")
     text = _drop_table(text, "uplink")
     text = _set_cabinet_id(text, cabinet_id, where)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = (f"# Provisioned for cabinet {cabinet_id} by tools/provision/identity.py on {stamp}.\n"
-            f"# Keys and certificates live next to this file; keep the directory private.\n\n" + text.rstrip("\n")
-            + "\n\n" + _uplink_section(broker_host, broker_port, topic_prefix, ingest_key))
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = (
+        f"# Provisioned for cabinet {cabinet_id} by tools/provision/identity.py on {stamp}.\n"
+        f"# Keys and certificates live next to this file; keep the directory private.\n\n"
+        + text.rstrip("\n")
+        + "\n\n"
+        + _uplink_section(broker_host, broker_port, topic_prefix, ingest_key)
+    )
     check = tomllib.loads(text)  # what we wrote must parse and say what we meant
     if check["cabinet"].get("id") != cabinet_id or check.get("uplink", {}).get("broker") != broker_host:
         raise ValueError(f"{where}: could not set [cabinet] id / [uplink] in this template")
@@ -188,8 +237,7 @@ def _uplink_section(host: str, port: int, prefix: str, ingest_key: str | None = 
         'cert = "tls.crt"\n'
         'key = "tls.key"\n'
         'signing_key = "signing.key"\n'
-        f'topic_prefix = "{prefix}"\n'
-        + trust
+        f'topic_prefix = "{prefix}"\n' + trust
     )
 
 
@@ -237,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m tools.provision.identity",
-                                description="create a cabinet's identity (keys, certificate) and uplink config")
+    p = argparse.ArgumentParser(
+        prog="python -m tools.provision.identity",
+        description="create a cabinet's identity (keys, certificate) and uplink config",
+    )
     p.add_argument("cabinet_id")
     p.add_argument("--out", required=True, help="output directory (created; 0700)")
     p.add_argument("--ca-dir", required=True, help="the device CA directory (tools.provision.pki init-ca)")
@@ -250,9 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="replace an existing identity in --out")
     args = p.parse_args(argv)
     try:
-        result = provision(args.cabinet_id, args.out, ca_dir=args.ca_dir, broker_host=args.broker,
-                           broker_port=args.port, topic_prefix=args.topic_prefix, force=args.force,
-                           algorithm=args.algorithm, template=args.template)
+        result = provision(
+            args.cabinet_id,
+            args.out,
+            ca_dir=args.ca_dir,
+            broker_host=args.broker,
+            broker_port=args.port,
+            topic_prefix=args.topic_prefix,
+            force=args.force,
+            algorithm=args.algorithm,
+            template=args.template,
+        )
     except (ValueError, FileExistsError, pki.PKIError, OSError) as e:
         print(f"provision: {e}", file=sys.stderr)
         return 2

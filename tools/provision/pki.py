@@ -28,13 +28,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 import re
 import secrets
-import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -42,8 +41,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent.runtime.keys import (KeyFileError, load_signing_key, new_signing_key, public_key_raw, write_private,
-                                write_public)
+from agent.runtime.keys import KeyFileError
+from agent.runtime.keys import load_signing_key as load_signing_key  # re-exported: the tools' one place for keys
+from agent.runtime.keys import new_signing_key as new_signing_key
+from agent.runtime.keys import public_key_raw as public_key_raw
+from agent.runtime.keys import write_private as write_private
+from agent.runtime.keys import write_public as write_public
 
 ALGORITHMS = ("ed25519", "p256")
 CA_KEY = "ca.key"
@@ -70,8 +73,7 @@ def generate_key(algorithm: str = "ed25519") -> PrivateKey:
 
 
 def key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
-    enc = (serialization.BestAvailableEncryption(passphrase) if passphrase
-           else serialization.NoEncryption())
+    enc = serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
 
 
@@ -89,6 +91,7 @@ def _algorithm_of(key: Any) -> str:
 
 
 # --------------------------------------------------------------------------- the CA
+
 
 @dataclass
 class CA:
@@ -114,18 +117,27 @@ class CA:
     def algorithm(self) -> str:
         return _algorithm_of(self.key)
 
-    def issue_client(self, cn: str, *, days: int = 825, algorithm: str = "ed25519",
-                     now: dt.datetime | None = None) -> tuple[bytes, bytes]:
+    def issue_client(
+        self, cn: str, *, days: int = 825, algorithm: str = "ed25519", now: dt.datetime | None = None
+    ) -> tuple[bytes, bytes]:
         """A new key and a client certificate (CN = `cn`, EKU clientAuth): (key_pem, cert_pem)."""
         _check_cn(cn)
         key = generate_key(algorithm)
         builder = self._leaf(cn, key.public_key(), days, now).add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
         cert = builder.sign(self.key, _sign_hash(self.key))
         return key_pem(key), cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue_server(self, names: Iterable[str] | str, *, cn: str | None = None, days: int = 825,
-                     algorithm: str = "ed25519", now: dt.datetime | None = None) -> tuple[bytes, bytes]:
+    def issue_server(
+        self,
+        names: Iterable[str] | str,
+        *,
+        cn: str | None = None,
+        days: int = 825,
+        algorithm: str = "ed25519",
+        now: dt.datetime | None = None,
+    ) -> tuple[bytes, bytes]:
         """A new key and a server certificate with SAN DNS/IP entries (EKU serverAuth).
 
         `names`: host names and IP addresses ("localhost", "127.0.0.1", "::1", "mqtt.example")."""
@@ -141,9 +153,11 @@ class CA:
                     raise ValueError(f"issue_server: {n!r} is neither an IP address nor a DNS name") from None
                 sans.append(x509.DNSName(n))
         key = generate_key(algorithm)
-        builder = (self._leaf(cn or names[0], key.public_key(), days, now)
-                   .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+        builder = (
+            self._leaf(cn or names[0], key.public_key(), days, now)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        )
         cert = builder.sign(self.key, _sign_hash(self.key))
         return key_pem(key), cert.public_bytes(serialization.Encoding.PEM)
 
@@ -157,37 +171,63 @@ class CA:
         except (ValueError, TypeError) as e:
             raise PKIError(f"certificate {_cn(cert)!r} was not issued by {_cn(self.cert)!r}: {e}") from None
         except InvalidSignature:
-            raise PKIError(f"certificate {_cn(cert)!r}: its signature does not verify with the key of "
-                           f"{_cn(self.cert)!r}") from None
-        now = now or dt.datetime.now(dt.timezone.utc)
+            raise PKIError(
+                f"certificate {_cn(cert)!r}: its signature does not verify with the key of {_cn(self.cert)!r}"
+            ) from None
+        now = now or dt.datetime.now(dt.UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise PKIError(f"certificate {_cn(cert)!r} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
-                           f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, not at {now:%Y-%m-%d %H:%M}")
+            raise PKIError(
+                f"certificate {_cn(cert)!r} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
+                f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, not at {now:%Y-%m-%d %H:%M}"
+            )
         return cert
 
     def _leaf(self, cn: str, public_key: Any, days: int, now: dt.datetime | None) -> x509.CertificateBuilder:
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         not_after = min(now + dt.timedelta(days=days), self.cert.not_valid_after_utc)  # never outlive the CA
-        return (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-                .issuer_name(self.cert.subject)
-                .public_key(public_key)
-                .serial_number(_serial())
-                .not_valid_before(now - BACKDATE)
-                .not_valid_after(not_after)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                             key_encipherment=False, data_encipherment=False,
-                                             key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                             encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                    self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value),
-                    critical=False))
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(_serial())
+            .not_valid_before(now - BACKDATE)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+                ),
+                critical=False,
+            )
+        )
 
 
-def init_ca(dir: Path | str, *, name: str = DEFAULT_CA_NAME, days: int = 3650, algorithm: str = "ed25519",
-            force: bool = False, passphrase: bytes | None = None, now: dt.datetime | None = None) -> CA:
+def init_ca(
+    dir: Path | str,
+    *,
+    name: str = DEFAULT_CA_NAME,
+    days: int = 3650,
+    algorithm: str = "ed25519",
+    force: bool = False,
+    passphrase: bytes | None = None,
+    now: dt.datetime | None = None,
+) -> CA:
     """Create a self-signed device CA in `dir`: ca.key (PKCS8 PEM, 0600) and ca.crt.
 
     Refuses to replace an existing CA unless `force` (every certificate the old CA issued
@@ -195,27 +235,43 @@ def init_ca(dir: Path | str, *, name: str = DEFAULT_CA_NAME, days: int = 3650, a
     dir = Path(dir)
     existing = [p for p in (dir / CA_KEY, dir / CA_CERT) if p.exists()]
     if existing and not force:
-        raise FileExistsError(f"{dir}: a device CA already exists ({', '.join(p.name for p in existing)}); "
-                              f"refusing to replace it (forcing it would invalidate every certificate it issued)")
+        raise FileExistsError(
+            f"{dir}: a device CA already exists ({', '.join(p.name for p in existing)}); "
+            f"refusing to replace it (forcing it would invalidate every certificate it issued)"
+        )
     if not name or len(name) > 64:
         raise ValueError(f"CA name {name!r}: 1 to 64 characters")
     key = generate_key(algorithm)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(_serial())
-            .not_valid_before(now - BACKDATE)
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(ski, critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-            .sign(key, _sign_hash(key)))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, _sign_hash(key))
+    )
     dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_private(dir / CA_KEY, key_pem(key, passphrase), force=True)
     write_public(dir / CA_CERT, cert.public_bytes(serialization.Encoding.PEM), force=True)
@@ -237,8 +293,9 @@ def load_ca(dir: Path | str, *, passphrase: bytes | None = None) -> CA:
     if not isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
         raise PKIError(f"{key_path}: a {type(key).__name__}; the device CA key must be Ed25519 or ECDSA P-256")
     pub = serialization.PublicFormat.SubjectPublicKeyInfo
-    if (key.public_key().public_bytes(serialization.Encoding.DER, pub)
-            != cert.public_key().public_bytes(serialization.Encoding.DER, pub)):
+    if key.public_key().public_bytes(serialization.Encoding.DER, pub) != cert.public_key().public_bytes(
+        serialization.Encoding.DER, pub
+    ):
         raise PKIError(f"{key_path} does not belong to {cert_path} (different public keys)")
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -254,6 +311,7 @@ def load_ca(dir: Path | str, *, passphrase: bytes | None = None) -> CA:
 
 
 # --------------------------------------------------------------------------- inspection
+
 
 def cert_info(pem: bytes | str) -> dict[str, Any]:
     """What a doctor check needs to know about a certificate (PEM bytes or text).
@@ -315,6 +373,7 @@ def _serial() -> int:
 
 # --------------------------------------------------------------------------- telemetry signing keys
 
+
 def key_id(public_key_raw: bytes) -> bytes:
     """kid: the first 8 bytes of SHA-256 over the raw 32-byte Ed25519 public key."""
     if len(public_key_raw) != 32:
@@ -323,6 +382,7 @@ def key_id(public_key_raw: bytes) -> bytes:
 
 
 # --------------------------------------------------------------------------- command line
+
 
 def main(argv: list[str] | None = None) -> int:
     import argparse

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from drivers.modbus.engine import BusEngine
 from tools.scan.probe import parse_units, progress_bar, report, scan
@@ -25,13 +26,25 @@ def _engine(args: Any, load_config: Callable, data_dir: Path) -> BusEngine:
             where = json.loads(ready.read_text())["buses"].get(args.bus)
         if bus.kind == "rtu":
             port = where[1] if where else bus.port
-            return BusEngine.rtu(bus.name, port, baudrate=bus.baudrate, parity=bus.parity, stopbits=bus.stopbits,
-                                 timeout_ms=args.timeout_ms)
+            return BusEngine.rtu(
+                bus.name,
+                port,
+                baudrate=bus.baudrate,
+                parity=bus.parity,
+                stopbits=bus.stopbits,
+                timeout_ms=args.timeout_ms,
+            )
         host, port = (where[1], where[2]) if where else (bus.host, bus.port)
         return BusEngine.tcp(bus.name, host, port, timeout_ms=args.timeout_ms)
     if args.port:
-        return BusEngine.rtu("scan", args.port, baudrate=args.baudrate, parity=args.parity, stopbits=args.stopbits,
-                             timeout_ms=args.timeout_ms)
+        return BusEngine.rtu(
+            "scan",
+            args.port,
+            baudrate=args.baudrate,
+            parity=args.parity,
+            stopbits=args.stopbits,
+            timeout_ms=args.timeout_ms,
+        )
     if args.host:
         return BusEngine.tcp("scan", args.host, args.tcp_port, timeout_ms=args.timeout_ms)
     raise SystemExit("cabinet scan: give --bus NAME, --port DEVICE or --host HOST")
@@ -43,6 +56,7 @@ def main(args: Any, load_config: Callable, default_data_dir: Callable[[], Path])
     except ValueError as e:
         print(f"cabinet scan: --units: {e}", file=sys.stderr)
         return 2
+
     async def go() -> list:
         engine = _engine(args, load_config, Path(args.data_dir or default_data_dir()))  # needs a running loop
         if not await engine.connect():

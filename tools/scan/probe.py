@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from drivers import profiles
 from drivers.modbus.engine import BusEngine, ModbusFault
-
 
 MIN_CONFIDENCE = 0.2  # below this a device is listed as unknown, with its candidates
 
@@ -42,8 +42,13 @@ async def _probe_read(engine: BusEngine, unit: int, read: Any, cache: dict) -> A
     return cache[key]
 
 
-async def scan(engine: BusEngine, units: Iterable[int], *, silent_reads: int = 2,
-               progress: Callable[[int, int, int], None] | None = None) -> list[Found]:
+async def scan(
+    engine: BusEngine,
+    units: Iterable[int],
+    *,
+    silent_reads: int = 2,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> list[Found]:
     """Probe `units` on `engine`; `silent_reads` unanswered reads in a row mean nobody is there."""
     specs = [s for s in (profiles.get(n) for n in profiles.names()) if s.probe is not None]
     units = list(units)
@@ -77,8 +82,15 @@ async def scan(engine: BusEngine, units: Iterable[int], *, silent_reads: int = 2
                     scores.append((spec.name, 0.0))
             scores.sort(key=lambda s: -s[1])
             best = scores[0] if scores and scores[0][1] >= MIN_CONFIDENCE else (None, scores[0][1] if scores else 0.0)
-            found.append(Found(unit, best[0], round(best[1], 2), [(n, round(c, 2)) for n, c in scores if c > 0][:3],
-                               sum(1 for v in cache.values() if v is not None)))
+            found.append(
+                Found(
+                    unit,
+                    best[0],
+                    round(best[1], 2),
+                    [(n, round(c, 2)) for n, c in scores if c > 0][:3],
+                    sum(1 for v in cache.values() if v is not None),
+                )
+            )
         if progress:
             progress(i, len(units), len(found))
     return found
@@ -94,11 +106,12 @@ def progress_bar(stream=sys.stderr) -> Callable[[int, int, int], None]:
         if done == total:
             stream.write("\n")
         stream.flush()
+
     return show
 
 
 def parse_units(text: str) -> list[int]:
-    """"1-10,20,30-32" -> unit ids; each 1..247."""
+    """ "1-10,20,30-32" -> unit ids; each 1..247."""
     units: list[int] = []
     for part in text.split(","):
         part = part.strip()

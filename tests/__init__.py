@@ -1,0 +1,1 @@
+"""The test suite (docs/architecture.md, "Tests"; CONTRIBUTING.md for the fast loop and the full run)."""
