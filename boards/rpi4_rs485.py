@@ -33,7 +33,9 @@ BOARD = BoardProfile(
     },
     dio="blinka",
     notes=(
-        "contactor coils are driven by the Modbus relay board through normally-closed contacts, "
-        "so a dead controller leaves the lighting on (see docs)",
+        (
+            "contactor coils are driven by the Modbus relay board through normally-closed contacts, "
+            "so a dead controller leaves the lighting on (see docs)"
+        ),
     ),
 )

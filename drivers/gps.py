@@ -25,6 +25,7 @@ import re
 import select
 import time
 from collections.abc import Callable
+from typing import Any
 
 import serial
 
@@ -146,11 +147,10 @@ class GpsReader:
         self._lost = loop.create_future()
         loop.add_reader(fd, self._on_readable, fd)
         stop_task = asyncio.ensure_future(self._stop.wait())
+        waiters: set[asyncio.Future[Any]] = {self._lost, stop_task}  # a Future[str] and a Task[bool]
         try:
             while True:
-                done, _ = await asyncio.wait(
-                    {self._lost, stop_task}, timeout=self._error_interval, return_when=asyncio.FIRST_COMPLETED
-                )
+                done, _ = await asyncio.wait(waiters, timeout=self._error_interval, return_when=asyncio.FIRST_COMPLETED)
                 self._flush_errors()
                 if self._lost in done:
                     return self._lost.result()
@@ -211,7 +211,7 @@ class GpsReader:
         self.lines_ok += 1
         try:
             self._on_sentence(sentence)
-        except Exception as exc:  # a consumer bug must not stop the GPS reader
+        except Exception as exc:  # noqa: BLE001 - a consumer bug must not stop the GPS reader (it is reported)
             self.callback_errors += 1
             self._on_error(f"GPS on_sentence callback failed: {type(exc).__name__}: {exc}")
 

@@ -16,9 +16,9 @@ can `await asyncio.sleep(delay)` in between. `measure(sleep=time.sleep)` does bo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 class SensorError(Exception):
@@ -81,7 +81,7 @@ def _two_words(reply: bytes, what: str) -> tuple[int, int]:
 class _Sensirion:
     model = "?"
     addresses: tuple[int, ...] = ()
-    commands: dict[str, tuple[bytes, float]] = {}  # precision -> (command, max wait s)
+    commands: ClassVar[Mapping[str, tuple[bytes, float]]] = {}  # precision -> (command, max wait s)
     decode: Callable[[bytes], Measurement]
 
     def __init__(self, i2c: Any, address: int | None = None, *, precision: str = "high") -> None:
@@ -147,7 +147,7 @@ class SHT3x(_Sensirion):
 
     model = "SHT3x"
     addresses = (0x44, 0x45)
-    commands = {
+    commands: ClassVar[Mapping[str, tuple[bytes, float]]] = {
         "high": (b"\x24\x00", 0.016),
         "medium": (b"\x24\x0b", 0.007),
         "low": (b"\x24\x16", 0.005),
@@ -173,7 +173,7 @@ class SHT4x(_Sensirion):
 
     model = "SHT4x"
     addresses = (0x44, 0x45, 0x46)
-    commands = {
+    commands: ClassVar[Mapping[str, tuple[bytes, float]]] = {
         "high": (b"\xfd", 0.010),
         "medium": (b"\xf6", 0.005),
         "low": (b"\xe0", 0.002),

@@ -156,6 +156,8 @@ def _decode(line: str | bytes) -> str:
 # ---- field helpers (raise NmeaError naming the field) --------------------------------
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_LATITUDE = re.compile(r"(\d{1,2})(\d{2}(?:\.\d*)?)")  # ddmm.mmmm
+_LONGITUDE = re.compile(r"(\d{1,3})(\d{2}(?:\.\d*)?)")  # dddmm.mmmm
 
 
 def _num(value: str, name: str) -> float | None:
@@ -190,7 +192,7 @@ def _coord(value: str, hemi: str, name: str) -> float | None:
     if hemi not in signs:
         raise NmeaError(f"{name} hemisphere '{hemi}' is not {' or '.join(signs)}")
     max_deg_digits = 2 if is_lat else 3
-    match = re.fullmatch(r"(\d{1,%d})(\d{2}(?:\.\d*)?)" % max_deg_digits, value)
+    match = (_LATITUDE if is_lat else _LONGITUDE).fullmatch(value)
     if not match:
         raise NmeaError(f"{name} '{value}' is not {'d' * max_deg_digits}mm.mmmm")
     degrees, minutes = int(match.group(1)), float(match.group(2))

@@ -68,6 +68,30 @@ log = logging.getLogger(__name__)
 WRITE_FCS = frozenset((5, 6, 15, 16, 22, 23))
 _EPS = 1e-6
 _SPIN_MIN, _SPIN_MAX = 0.0003, 0.003  # s before a deadline where the reply writer stops sleeping
+STATS = (  # the counters of `RtuLine.stats` (module doc)
+    "requests",
+    "replies",
+    "silent_unknown_unit",
+    "crc_errors_in_requests",
+    "collisions",
+    "faults_applied",
+    "broadcasts",
+    "exceptions",
+    "baud_mismatch",
+    "bytes_in",
+    "bytes_out",
+    "dropped_bytes",
+)
+
+
+def _check_settings(devices: Mapping[int, RegisterStore], parity: str, stopbits: int) -> None:
+    for unit in devices:
+        if not 1 <= unit <= 247:
+            raise ValueError(f"unit id {unit} not in 1..247")
+    if parity not in ("N", "E", "O"):
+        raise ValueError(f"parity {parity!r} not one of N, E, O")
+    if stopbits not in (1, 2):
+        raise ValueError(f"stopbits {stopbits} not 1 or 2")
 
 
 @dataclass
@@ -102,13 +126,7 @@ class RtuLine:
         check_baud: bool = True,
         seed: int | None = None,
     ) -> None:
-        for unit in devices:
-            if not 1 <= unit <= 247:
-                raise ValueError(f"unit id {unit} not in 1..247")
-        if parity not in ("N", "E", "O"):
-            raise ValueError(f"parity {parity!r} not one of N, E, O")
-        if stopbits not in (1, 2):
-            raise ValueError(f"stopbits {stopbits} not 1 or 2")
+        _check_settings(devices, parity, stopbits)
         self.link = Path(link)
         self.devices = dict(devices)
         self.baudrate = int(baudrate)
@@ -119,23 +137,7 @@ class RtuLine:
         self.t35 = t35(self.baudrate)
         self.check_baud = check_baud
         self.trace: Callable[[str, bytes], None] | None = None
-        self.stats: dict[str, int] = dict.fromkeys(
-            (
-                "requests",
-                "replies",
-                "silent_unknown_unit",
-                "crc_errors_in_requests",
-                "collisions",
-                "faults_applied",
-                "broadcasts",
-                "exceptions",
-                "baud_mismatch",
-                "bytes_in",
-                "bytes_out",
-                "dropped_bytes",
-            ),
-            0,
-        )
+        self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
         self.transactions: collections.deque[Transaction] = collections.deque(maxlen=256)
         self._rng = random.Random(seed)
         self._counter = FaultCounter(faults)

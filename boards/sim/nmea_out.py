@@ -47,10 +47,13 @@ class _Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
-class _Site(Protocol):
-    latitude: float
-    longitude: float
-    elevation: float
+class _Site(Protocol):  # read-only: boards.sim.plant.Site is a frozen dataclass
+    @property
+    def latitude(self) -> float: ...
+    @property
+    def longitude(self) -> float: ...
+    @property
+    def elevation(self) -> float: ...
 
 
 def checksum(body: str) -> str:

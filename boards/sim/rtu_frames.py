@@ -75,10 +75,6 @@ def t35(baudrate: int) -> float:
     return 0.00175 if baudrate > 19200 else 3.5 * CHAR_BITS / baudrate
 
 
-def t15(baudrate: int) -> float:
-    return 0.00075 if baudrate > 19200 else 1.5 * CHAR_BITS / baudrate
-
-
 def request_length(buf: bytes | bytearray) -> int | None:
     """Length of the request frame at the start of `buf` (unit + PDU + CRC), or None
     when more bytes are needed or the function code has no fixed layout."""

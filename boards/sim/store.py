@@ -37,11 +37,14 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boards.sim.rtu_frames import parse_request
 from drivers.modbus import codec
 from drivers.profiles.base import DeviceProfile, RegisterPoint, Table
+
+if TYPE_CHECKING:  # pymodbus' server side is imported only when a device is served
+    from pymodbus.simulator import SimData, SimDevice
 
 
 class SimError(Exception):
@@ -189,7 +192,7 @@ class RegisterStore:
             before = [self._raw(span, p) for p in touched]
             span.data[lo - span.start : hi - span.start] = values
             changed = []
-            for p, old in zip(touched, before):
+            for p, old in zip(touched, before, strict=True):
                 new = self._raw(span, p)
                 if p.bit is not None:
                     if (old[0] >> p.bit) & 1 == (new[0] >> p.bit) & 1:
@@ -284,7 +287,7 @@ _FC_TABLE = {
 }
 
 
-def _simdata(store: RegisterStore, table: Table) -> list:
+def _simdata(store: RegisterStore, table: Table) -> list[SimData]:
     from pymodbus.simulator import DataType, SimData
 
     span = store.span(table)
@@ -297,7 +300,7 @@ def _simdata(store: RegisterStore, table: Table) -> list:
     return [SimData(span[0], count=span[1] - span[0], values=0, datatype=DataType.REGISTERS)]
 
 
-def sim_device(unit: int, store: RegisterStore) -> Any:
+def sim_device(unit: int, store: RegisterStore) -> SimDevice:
     """A pymodbus SimDevice for `unit` that serves `store` through its action= callback."""
     from pymodbus.constants import ExcCodes
     from pymodbus.simulator import SimDevice
@@ -333,5 +336,10 @@ def sim_device(unit: int, store: RegisterStore) -> Any:
                 return ExcCodes.DEVICE_FAILURE
         return None
 
-    tables = (Table.COIL, Table.DISCRETE, Table.HOLDING, Table.INPUT)  # pymodbus' non-shared order
-    return SimDevice(id=unit, simdata=tuple(_simdata(store, t) for t in tables), action=action)
+    simdata = (  # pymodbus' non-shared order
+        _simdata(store, Table.COIL),
+        _simdata(store, Table.DISCRETE),
+        _simdata(store, Table.HOLDING),
+        _simdata(store, Table.INPUT),
+    )
+    return SimDevice(id=unit, simdata=simdata, action=action)

@@ -117,7 +117,10 @@ class TcpEndpoint:
         )
         await server.serve_forever(background=True)
         self._server = server
-        self._inner = server.transport.sockets[0].getsockname()[:2]
+        listener = server.transport
+        # pymodbus types its listener as a BaseTransport; for TCP it is loop.create_server's Server
+        assert isinstance(listener, asyncio.Server)
+        self._inner = listener.sockets[0].getsockname()[:2]
         try:
             self._listen()
         except BaseException:
@@ -272,9 +275,9 @@ class TcpEndpoint:
                 reply = self._spoil(reply, fault.kind)
         if reply is None:
             return upstream
-        if fault is None or fault.kind in (FaultKind.SLOW, FaultKind.EXCEPTION):
-            if len(reply) >= 8 and reply[7] & 0x80:
-                self.stats["exceptions"] += 1
+        spoiled = fault is not None and fault.kind not in (FaultKind.SLOW, FaultKind.EXCEPTION)  # garbage, CRC, ...
+        if not spoiled and len(reply) >= 8 and reply[7] & 0x80:
+            self.stats["exceptions"] += 1
         if fault is not None and fault.delay_ms > 0:
             await asyncio.sleep(fault.delay_ms / 1000.0)
         await self._send(writer, reply)

@@ -74,6 +74,7 @@ def decode_raw(point: RegisterPoint, regs: Sequence[int]) -> int | float | bool:
     for r in regs:
         if not 0 <= r <= 0xFFFF:
             raise DecodeError(f"{point.key}: register value {r} is not 16-bit")
+    raw: int | float
     (raw,) = struct.unpack(">" + _FMT[point.dtype], _registers_to_bytes(point, regs))
     return raw
 
@@ -106,7 +107,7 @@ class _ValueMaker:
             return raw
         v = raw * self.scale + self.offset
         if isinstance(raw, int):
-            v = round(v, self.digits) if self.digits else int(round(v))
+            v = round(v, self.digits) if self.digits else round(v)
             if self.decimals is not None and isinstance(v, float) and self.decimals < self.digits:
                 v = round(v, self.decimals)
             return v
@@ -159,7 +160,7 @@ def encode(point: RegisterPoint, value: Any) -> list[int]:
     if not point.dtype.is_float and isinstance(raw, float):
         if not math.isfinite(raw):
             raise DecodeError(f"{point.key}: {value!r} does not fit {point.dtype.value}")
-        raw = int(round(raw))
+        raw = round(raw)
     try:
         packed = struct.pack(">" + _FMT[point.dtype], raw)
     except struct.error as exc:
@@ -194,9 +195,9 @@ class BlockDecoder:
     def decode(self, regs: Sequence[Any]) -> list[tuple[RegisterPoint, Any, str | None]]:
         if len(regs) < self.count:
             raise DecodeError(f"short reply: {len(regs)} of {self.count} values")
-        out = []
+        out: list[tuple[RegisterPoint, Any, str | None]] = []
         if self.is_bits:
-            for p, off, _, make, _ in self._items:
+            for p, off, _, _, _ in self._items:
                 out.append((p, bool(regs[off]), None))
             return out
         try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pymodbus import FramerType, ModbusException
@@ -271,7 +271,7 @@ class BusEngine:
             return self.timeout_s + replies.wire_time(request_len + reply_len, self.baudrate) + self.inter_frame_s
         return self.timeout_s
 
-    async def _transact(self, unit: int, fc: int, call: Any, lengths: tuple[int, int]) -> Any:
+    async def _transact(self, unit: int, fc: int, call: Callable[[], Awaitable[Any]], lengths: tuple[int, int]) -> Any:
         if not self._client.connected and not await self.connect():
             raise ModbusFault("bus_down", f"bus down: {self.reason}")
         async with self._lock:
@@ -342,6 +342,7 @@ class BusEngine:
         """Write coils or holding registers, then read them back. Raises ModbusFault
         (kind "verify" when the device kept other values than written)."""
         n = len(values)
+        vals: list[bool] | list[int]
         if table == "coil":
             vals = [bool(v) for v in values]
             fc = 5 if n == 1 else 15
@@ -368,7 +369,7 @@ class BusEngine:
             if list(back) != vals:
                 raise ModbusFault("verify", f"write not verified: wrote {vals} at {table} {address}, read back {back}")
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,

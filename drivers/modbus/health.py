@@ -2,14 +2,18 @@
 
 A device that stops answering is retried after `initial_s`, then twice as long
 each time up to `max_s` (with a little deterministic jitter), so a dead device
-cannot steal the line from the others. Transitions (ok <-> failing, or a new
-failure reason) are reported so the caller logs once per state change, never per
-failed request. Time is passed in (`now` is monotonic seconds).
+cannot steal the line from the others. Any number of consecutive failures gives a
+finite delay: once `initial_s * factor ** n` is past `max_s` (or past the float
+range) the delay stays at `max_s` (and its jitter). Transitions (ok <-> failing, or
+a new failure reason) are reported so the caller logs once per state change, never
+per failed request. Time is passed in (`now` is monotonic seconds).
 """
 
 from __future__ import annotations
 
+import math
 import random
+from typing import Any
 
 
 class DeviceHealth:
@@ -31,8 +35,11 @@ class DeviceHealth:
     def __init__(
         self, initial_s: float = 1.0, max_s: float = 60.0, factor: float = 2.0, jitter: float = 0.1, seed: int | str = 0
     ) -> None:
-        if initial_s <= 0 or max_s < initial_s or factor < 1 or not 0 <= jitter < 1:
-            raise ValueError("backoff needs 0 < initial_s <= max_s, factor >= 1, 0 <= jitter < 1")
+        # NaN fails every comparison; a finite max_s / initial_s is what _capped() relies on
+        if not (0 < initial_s <= max_s and math.isfinite(max_s / initial_s) and 1 <= factor < math.inf):
+            raise ValueError("backoff needs 0 < initial_s <= max_s (a finite ratio), 1 <= factor < inf")
+        if not 0 <= jitter < 1:
+            raise ValueError("backoff needs 0 <= jitter < 1")
         self.initial_s = initial_s
         self.max_s = max_s
         self.factor = factor
@@ -54,8 +61,16 @@ class DeviceHealth:
         """The backoff delay after the current number of consecutive failures."""
         if self.failures == 0:
             return 0.0
-        base = min(self.max_s, self.initial_s * self.factor ** (self.failures - 1))
+        base = self._capped(self.failures - 1)
         return base * (1.0 + self.jitter * (2 * self._rng.random() - 1))
+
+    def _capped(self, n: int) -> float:
+        """min(max_s, initial_s * factor ** n), for any n >= 0."""
+        try:
+            grown = self.initial_s * self.factor**n
+        except OverflowError:  # factor ** n is past the float range, so past max_s / initial_s too
+            return self.max_s
+        return min(self.max_s, grown)
 
     def success(self, now: float) -> bool:
         """Record an answer. True when this is a state change (log it)."""
@@ -77,7 +92,7 @@ class DeviceHealth:
         self.next_try = now + self.delay()
         return changed
 
-    def snapshot(self, now: float) -> dict:
+    def snapshot(self, now: float) -> dict[str, Any]:
         return {
             "state": self.state,
             "reason": self.reason,

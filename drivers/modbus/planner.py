@@ -1,8 +1,10 @@
 """Request planner: the fewest block reads that cover every point of one device.
 
-Owns `plan()`, `Block` and `PlanError`. Pure code: points and limits in, blocks out;
-the bus engine sends one read request (FC01/02/03/04) per Block and decodes
-`Block.points` from the answer.
+Owns `plan()`, `Block`, `PointLike` and `PlanError`. Pure code: points and limits in,
+blocks out; the bus engine sends one read request (FC01/02/03/04) per Block and
+decodes `Block.points` from the answer. A point is anything `PointLike` (key, table,
+address, width; a RegisterPoint in the agent); a Block holds the caller's own point
+objects, so `plan(register_points, ...)` gives `Block[RegisterPoint]`s.
 
 Definitions, for each table T of one device (tables are never mixed):
   coverage C(T)  the addresses covered by at least one point of the device in T
@@ -62,12 +64,29 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeGuard, TypeVar
 
 from drivers.profiles.base import Limits, Table
 
 ADDRESS_SPACE = 0x10000
 PROTOCOL_MAX = {False: 125, True: 2000}  # per request: registers (FC03/04), bits (FC01/02)
+
+
+class PointLike(Protocol):
+    """What the planner reads of a point (RegisterPoint, or any object with these);
+    `plan()` still checks each value, since a point may come from anywhere."""
+
+    @property
+    def key(self) -> object: ...
+    @property
+    def table(self) -> Table: ...
+    @property
+    def address(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+
+
+PointT = TypeVar("PointT", bound=PointLike)
 
 
 class PlanError(ValueError):
@@ -79,27 +98,31 @@ class PlanError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Block:
+class Block(Generic[PointT]):
     """One read request: `count` registers (or bits) of `table` from `start`."""
 
     table: Table
     start: int
     count: int
-    points: tuple  # the points assigned to this block, in address order
+    points: tuple[PointT, ...]  # the points assigned to this block, in address order
 
     @property
     def end(self) -> int:
         return self.start + self.count
 
 
-def plan(points: Iterable, limits: Limits) -> list[Block]:
+# A point as the planner sorts it: (address, end, input index, point).
+_Item = tuple[int, int, int, PointT]
+
+
+def plan(points: Iterable[PointT], limits: Limits) -> list[Block[PointT]]:
     """The fewest blocks covering `points` within `limits` (see the module doc)."""
     forbidden = _check_limits(limits)
-    by_table: dict[Table, list[tuple[int, int, int, Any]]] = {t: [] for t in Table}
+    by_table: dict[Table, list[_Item[PointT]]] = {t: [] for t in Table}
     for index, point in enumerate(points):
         table, address, end = _check_point(point, limits)
         by_table[table].append((address, end, index, point))
-    blocks: list[Block] = []
+    blocks: list[Block[PointT]] = []
     for table in Table:
         if by_table[table]:
             blocks.extend(_plan_table(table, by_table[table], limits, forbidden[table]))
@@ -111,7 +134,7 @@ def _where(table: Table, address: int, end: int | None = None) -> str:
     return f"{table.value} {span} (0x{address:04X})"
 
 
-def _is_int(x: Any) -> bool:
+def _is_int(x: object) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
@@ -145,7 +168,7 @@ def _check_limits(limits: Limits) -> dict[Table, list[tuple[int, int]]]:
     return forbidden
 
 
-def _check_point(point: Any, limits: Limits) -> tuple[Table, int, int]:
+def _check_point(point: PointLike, limits: Limits) -> tuple[Table, int, int]:
     key = getattr(point, "key", None)
     table, address, width = (getattr(point, a, None) for a in ("table", "address", "width"))
     if not isinstance(table, Table):
@@ -171,7 +194,7 @@ def _check_point(point: Any, limits: Limits) -> tuple[Table, int, int]:
     return table, address, address + width
 
 
-def _check_forbidden(table: Table, items: list, forbidden: list[tuple[int, int]]) -> list[int]:
+def _check_forbidden(table: Table, items: list[_Item[PointT]], forbidden: list[tuple[int, int]]) -> list[int]:
     """Raise if a point overlaps a forbidden range; return the sorted forbidden starts."""
     merged: list[list[int]] = []
     for start, end in forbidden:
@@ -193,7 +216,9 @@ def _check_forbidden(table: Table, items: list, forbidden: list[tuple[int, int]]
     return starts
 
 
-def _plan_table(table: Table, items: list, limits: Limits, forbidden: list[tuple[int, int]]) -> list[Block]:
+def _plan_table(
+    table: Table, items: list[_Item[PointT]], limits: Limits, forbidden: list[tuple[int, int]]
+) -> list[Block[PointT]]:
     forbidden_starts = _check_forbidden(table, items, forbidden)
     items.sort(key=lambda it: (it[0], it[1], it[2]))
     # Maximal points (not inside another point): strictly increasing starts and ends.
@@ -206,7 +231,7 @@ def _plan_table(table: Table, items: list, limits: Limits, forbidden: list[tuple
     # Starts of uncovered runs longer than max_gap.
     big_gaps: list[int] = []
     covered_to = ends[0]
-    for address, end in zip(starts, ends):
+    for address, end in zip(starts, ends, strict=True):
         if address - covered_to > limits.max_gap:
             big_gaps.append(covered_to)
         covered_to = max(covered_to, end)
@@ -224,10 +249,10 @@ def _plan_table(table: Table, items: list, limits: Limits, forbidden: list[tuple
     runs = _best_runs(starts, ends, reach)
     block_ranges = [(starts[i], ends[j]) for i, j in runs]
     block_ends = [e for _, e in block_ranges]
-    assigned: list[list[Any]] = [[] for _ in block_ranges]
-    for address, end, _, point in items:  # already in address order
+    assigned: list[list[PointT]] = [[] for _ in block_ranges]
+    for _, end, _, point in items:  # already in address order
         assigned[bisect_left(block_ends, end)].append(point)
-    return [Block(table, s, e - s, tuple(pts)) for (s, e), pts in zip(block_ranges, assigned)]
+    return [Block(table, s, e - s, tuple(pts)) for (s, e), pts in zip(block_ranges, assigned, strict=True)]
 
 
 def _best_runs(starts: list[int], ends: list[int], reach: list[int]) -> list[tuple[int, int]]:

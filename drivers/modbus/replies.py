@@ -64,10 +64,6 @@ def read_reply_len(fc: int, count: int) -> int:
     return 5 + nbytes
 
 
-def read_request_len() -> int:
-    return 8
-
-
 def write_lengths(fc: int, count: int) -> tuple[int, int]:
     """(request, reply) RTU lengths for write function codes."""
     if fc in (5, 6):

@@ -17,7 +17,7 @@ Pure code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,11 @@ ENERGY = (0.0, 1e9)
 DECIMALS = {"V": 1, "A": 3, "W": 1, "VA": 1, "var": 1, "Hz": 2, "°": 1, "": 3, "kWh": 3, "kvarh": 3}
 
 
+# One measurement of a register group: (key, input address, unit, valid range, description).
+Row = tuple[str, int, str, tuple[float, float], str]
+Groups = Mapping[str, tuple[Row, ...]]
+
+
 def point(key: str, address: int, unit: str, valid: tuple[float, float], description: str) -> RegisterPoint:
     """One Eastron measurement: float32 in input registers, high word first."""
     return RegisterPoint(
@@ -60,11 +65,13 @@ def point(key: str, address: int, unit: str, valid: tuple[float, float], descrip
     )
 
 
-def groups_option(groups: dict) -> dict[str, Option]:
+def groups_option(groups: Groups) -> dict[str, Option]:
     return {"groups": Option("list", list(groups), "which register groups to poll: " + ", ".join(groups))}
 
 
-def build_meter(name: str, groups: dict, options: Any, line: LineDefaults, description: str) -> DeviceProfile:
+def build_meter(
+    name: str, groups: Groups, options: Mapping[str, Any] | None, line: LineDefaults, description: str
+) -> DeviceProfile:
     """A meter profile from the chosen register groups (option `groups`)."""
     opts = resolve(groups_option(groups), options)
     chosen = as_subset("groups", opts["groups"], groups)

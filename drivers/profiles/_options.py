@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 from drivers.profiles.base import Option, ProfileError
 
@@ -40,11 +40,11 @@ def fail(key: str, value: Any, problem: str, allowed: str) -> NoReturn:
     raise ProfileError(key, f"{problem}: got {show(value)}; allowed: {allowed}", value, allowed)
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: object) -> TypeGuard[int | float]:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
@@ -139,9 +139,8 @@ def _check(key: str, opt: Option, v: Any) -> Any:
         raise TypeError(f"option {key!r} has unknown kind {opt.kind!r}")
     if opt.choices is not None and v not in opt.choices:
         fail(key, v, "not a known choice", "one of " + ", ".join(map(show, opt.choices)))
-    if opt.min is not None or opt.max is not None:
-        if (opt.min is not None and v < opt.min) or (opt.max is not None and v > opt.max):
-            fail(key, v, "out of range", _range_text(opt.min, opt.max))
+    if (opt.min is not None and v < opt.min) or (opt.max is not None and v > opt.max):
+        fail(key, v, "out of range", _range_text(opt.min, opt.max))
     return v
 
 

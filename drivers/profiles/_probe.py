@@ -55,7 +55,9 @@ def exception(result: Any) -> int | None:
 
 def f32(hi: int, lo: int) -> float:
     """Two registers, high word first, big-endian bytes (Eastron) -> float."""
-    return struct.unpack(">f", struct.pack(">HH", hi, lo))[0]
+    value: float
+    (value,) = struct.unpack(">f", struct.pack(">HH", hi, lo))
+    return value
 
 
 def finite_in(v: float, lo: float, hi: float) -> bool:

@@ -122,86 +122,22 @@ def _enum(path: str, v: Any, dtype: DataType) -> dict[int, str]:
 
 
 def _point(path: str, spec: Any, seen: dict[str, str]) -> RegisterPoint:
+    """One `[[devices.X.options.points]]` table -> a RegisterPoint. The checks run in
+    a fixed order (fields, key, table and type, address, scale, ...); the first problem
+    found is the error."""
     spec = as_table(path, spec)
-    for f in spec:
-        if f not in FIELDS:
-            fail(f"{path}.{f}", spec[f], "unknown field", ", ".join(FIELDS))
-    for f in REQUIRED:
-        if f not in spec:
-            fail(f"{path}.{f}", None, "missing", "required: " + ", ".join(REQUIRED))
-    key = as_str(f"{path}.key", spec["key"])
-    if not KEY_RE.fullmatch(key):
-        fail(
-            f"{path}.key",
-            key,
-            "not a usable key",
-            "1..64 letters, digits, '_', '.', '-' (not starting with '.' or '-')",
-        )
-    if key in seen:
-        fail(f"{path}.key", key, f"already used by {seen[key]}", "a key unique in this device")
-    seen[key] = path
-    table = Table(as_str(f"{path}.table", spec["table"], TABLES))
-    dtype = DataType(as_str(f"{path}.type", spec.get("type", "bool" if table.is_bits else "uint16"), TYPES))
-    if table.is_bits != (dtype is DataType.BOOL):
-        fail(
-            f"{path}.type",
-            dtype.value,
-            f"does not fit table {table.value!r}",
-            "bool" if table.is_bits else "one of " + ", ".join(t for t in TYPES if t != "bool"),
-        )
-    address = as_int(f"{path}.address", spec["address"], 0, 0xFFFF)
-    if address + dtype.width > 0x10000:
-        fail(
-            f"{path}.address",
-            address,
-            f"a {dtype.value} there runs past the last register",
-            f"0..{0x10000 - dtype.width}",
-        )
+    _check_fields(path, spec)
+    key = _key(path, spec, seen)
+    table, dtype = _table_and_type(path, spec)
+    address = _address(path, spec, dtype)
     scale = as_number(f"{path}.scale", spec.get("scale", 1))
     if scale == 0:
         fail(f"{path}.scale", scale, "zero", "any non-zero number")
     offset = as_number(f"{path}.offset", spec.get("offset", 0))
-    bit = spec.get("bit")
-    if bit is not None:
-        bit = as_int(f"{path}.bit", bit, 0, 15)
-        if dtype not in (DataType.INT16, DataType.UINT16):
-            fail(
-                f"{path}.bit",
-                bit,
-                f"a bit needs a 16-bit register, not {dtype.value}",
-                "bit only with table holding/input and type int16 or uint16",
-            )
-    enum = None
-    if "enum" in spec:
-        if dtype.is_float or dtype is DataType.BOOL or bit is not None:
-            fail(
-                f"{path}.enum",
-                spec["enum"],
-                f"an enum needs an integer register, not {dtype.value}" + (" with bit" if bit is not None else ""),
-                "enum with int16..uint64 and no bit",
-            )
-        if scale != 1 or offset != 0:
-            fail(
-                f"{path}.enum",
-                spec["enum"],
-                "an enum labels raw values; scale/offset would not apply",
-                "enum with scale = 1 and offset = 0",
-            )
-        enum = _enum(f"{path}.enum", spec["enum"], dtype)
-    valid = None
-    if "valid" in spec:
-        pair = as_list(f"{path}.valid", spec["valid"])
-        if len(pair) != 2:
-            fail(f"{path}.valid", spec["valid"], "not a pair", "[lo, hi]")
-        lo, hi = (as_number(f"{path}.valid[{j}]", v) for j, v in enumerate(pair))
-        if lo > hi:
-            fail(f"{path}.valid", spec["valid"], "lo is above hi", "[lo, hi] with lo <= hi")
-        valid = (lo, hi)
-    writable = as_bool(f"{path}.writable", spec.get("writable", False))
-    if writable and not table.writable:
-        fail(f"{path}.writable", writable, f"table {table.value!r} is read-only", "writable only for coil/holding")
-    if writable and bit is not None:
-        fail(f"{path}.writable", writable, "a bit of a register cannot be written alone", "false for bit points")
+    bit = _bit(path, spec, dtype)
+    enum = _point_enum(path, spec, dtype, bit, scaled=scale != 1 or offset != 0)
+    valid = _valid(path, spec)
+    writable = _writable(path, spec, table, bit)
     unit = as_str(f"{path}.unit", spec.get("unit", ""))
     byte_order = as_str(f"{path}.byte_order", spec.get("byte_order", "big"), ORDERS)
     word_order = as_str(f"{path}.word_order", spec.get("word_order", "big"), ORDERS)
@@ -225,6 +161,114 @@ def _point(path: str, spec: Any, seen: dict[str, str]) -> RegisterPoint:
         )
     except ProfileError as exc:  # base.py's own checks; the above should catch all first
         raise ProfileError(path, f"{path}: {exc}", exc.value, exc.allowed) from None
+
+
+def _check_fields(path: str, spec: Mapping[str, Any]) -> None:
+    for f in spec:
+        if f not in FIELDS:
+            fail(f"{path}.{f}", spec[f], "unknown field", ", ".join(FIELDS))
+    for f in REQUIRED:
+        if f not in spec:
+            fail(f"{path}.{f}", None, "missing", "required: " + ", ".join(REQUIRED))
+
+
+def _key(path: str, spec: Mapping[str, Any], seen: dict[str, str]) -> str:
+    """The point's key, usable and unique in the device (recorded in `seen`)."""
+    key = as_str(f"{path}.key", spec["key"])
+    if not KEY_RE.fullmatch(key):
+        fail(
+            f"{path}.key",
+            key,
+            "not a usable key",
+            "1..64 letters, digits, '_', '.', '-' (not starting with '.' or '-')",
+        )
+    if key in seen:
+        fail(f"{path}.key", key, f"already used by {seen[key]}", "a key unique in this device")
+    seen[key] = path
+    return key
+
+
+def _table_and_type(path: str, spec: Mapping[str, Any]) -> tuple[Table, DataType]:
+    table = Table(as_str(f"{path}.table", spec["table"], TABLES))
+    dtype = DataType(as_str(f"{path}.type", spec.get("type", "bool" if table.is_bits else "uint16"), TYPES))
+    if table.is_bits != (dtype is DataType.BOOL):
+        fail(
+            f"{path}.type",
+            dtype.value,
+            f"does not fit table {table.value!r}",
+            "bool" if table.is_bits else "one of " + ", ".join(t for t in TYPES if t != "bool"),
+        )
+    return table, dtype
+
+
+def _address(path: str, spec: Mapping[str, Any], dtype: DataType) -> int:
+    address = as_int(f"{path}.address", spec["address"], 0, 0xFFFF)
+    if address + dtype.width > 0x10000:
+        fail(
+            f"{path}.address",
+            address,
+            f"a {dtype.value} there runs past the last register",
+            f"0..{0x10000 - dtype.width}",
+        )
+    return address
+
+
+def _bit(path: str, spec: Mapping[str, Any], dtype: DataType) -> int | None:
+    bit = spec.get("bit")
+    if bit is None:
+        return None
+    bit = as_int(f"{path}.bit", bit, 0, 15)
+    if dtype not in (DataType.INT16, DataType.UINT16):
+        fail(
+            f"{path}.bit",
+            bit,
+            f"a bit needs a 16-bit register, not {dtype.value}",
+            "bit only with table holding/input and type int16 or uint16",
+        )
+    return bit
+
+
+def _point_enum(
+    path: str, spec: Mapping[str, Any], dtype: DataType, bit: int | None, *, scaled: bool
+) -> dict[int, str] | None:
+    if "enum" not in spec:
+        return None
+    if dtype.is_float or dtype is DataType.BOOL or bit is not None:
+        fail(
+            f"{path}.enum",
+            spec["enum"],
+            f"an enum needs an integer register, not {dtype.value}" + (" with bit" if bit is not None else ""),
+            "enum with int16..uint64 and no bit",
+        )
+    if scaled:
+        fail(
+            f"{path}.enum",
+            spec["enum"],
+            "an enum labels raw values; scale/offset would not apply",
+            "enum with scale = 1 and offset = 0",
+        )
+    return _enum(f"{path}.enum", spec["enum"], dtype)
+
+
+def _valid(path: str, spec: Mapping[str, Any]) -> tuple[float, float] | None:
+    if "valid" not in spec:
+        return None
+    pair = as_list(f"{path}.valid", spec["valid"])
+    if len(pair) != 2:
+        fail(f"{path}.valid", spec["valid"], "not a pair", "[lo, hi]")
+    lo, hi = (as_number(f"{path}.valid[{j}]", v) for j, v in enumerate(pair))
+    if lo > hi:
+        fail(f"{path}.valid", spec["valid"], "lo is above hi", "[lo, hi] with lo <= hi")
+    return (lo, hi)
+
+
+def _writable(path: str, spec: Mapping[str, Any], table: Table, bit: int | None) -> bool:
+    writable = as_bool(f"{path}.writable", spec.get("writable", False))
+    if writable and not table.writable:
+        fail(f"{path}.writable", writable, f"table {table.value!r} is read-only", "writable only for coil/holding")
+    if writable and bit is not None:
+        fail(f"{path}.writable", writable, "a bit of a register cannot be written alone", "false for bit points")
+    return writable
 
 
 def _limits(v: Mapping[str, Any]) -> Limits:

@@ -25,7 +25,7 @@ from drivers.profiles.base import DeviceProfile, LineDefaults, Probe, ProfileSpe
 
 LINE = LineDefaults(baudrate=2400, parity="N", stopbits=1)
 
-GROUPS: dict[str, tuple] = {
+GROUPS: dict[str, tuple[ea.Row, ...]] = {
     "basic": (
         ("voltage", 0x0000, "V", ea.V_LN, "voltage L-N"),
         ("current", 0x0006, "A", (0.0, 100.0), "current"),

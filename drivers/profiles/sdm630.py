@@ -35,11 +35,11 @@ _I = (0.0, 10000.0)  # CT-connected variants report primary current
 _P = (-1e7, 1e7)
 
 
-def _phases(key: str, base: int, unit: str, valid: tuple[float, float], what: str) -> tuple:
+def _phases(key: str, base: int, unit: str, valid: tuple[float, float], what: str) -> tuple[ea.Row, ...]:
     return tuple((f"{key}_l{n}", base + 2 * (n - 1), unit, valid, f"{what} L{n}") for n in (1, 2, 3))
 
 
-GROUPS: dict[str, tuple] = {
+GROUPS: dict[str, tuple[ea.Row, ...]] = {
     "basic": (
         *_phases("voltage", 0x0000, "V", ea.V_LN, "voltage L-N"),
         *_phases("current", 0x0006, "A", _I, "current"),

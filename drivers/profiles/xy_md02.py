@@ -91,7 +91,7 @@ def _config_points(variant: str) -> tuple[RegisterPoint, ...]:
 def build(options: Mapping[str, Any]) -> DeviceProfile:
     opts = resolve(OPTIONS, options)
     scale = 0.1 if opts["variant"] == "x10" else 0.01
-    points = (
+    points: tuple[RegisterPoint, ...] = (
         RegisterPoint(
             "temperature",
             Table.INPUT,
