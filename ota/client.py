@@ -77,7 +77,7 @@ class UpdateClient:
             if md.signed.type != Root.type:
                 raise ValueError(f"it is {md.signed.type} metadata")
             md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - python-tuf raises many types for a bad root; each is bad_root
             raise OtaError("bad_root", f"bootstrap root is not a self-signed root.json: {e}") from None
         for n, v in (("max_bundle_bytes", max_bundle_bytes), ("reserve_bytes", reserve_bytes)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -98,6 +98,9 @@ class UpdateClient:
     def refresh(self) -> None:
         """Fetch and verify the newest metadata (root walk, timestamp, snapshot, targets).
         A new Updater each call: ngclient refreshes once per Updater (gotcha 4)."""
+        self._refresh()
+
+    def _refresh(self) -> Updater:
         self._updater = None
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -114,15 +117,15 @@ class UpdateClient:
         except Exception as e:
             raise tuf_reason(e) from e
         self._updater = up
+        return up
 
     def target(self, name: str) -> TargetFile:
         """The signed TargetFile of `name` (refreshes first when needed)."""
         if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
             raise OtaError("bad_target_name", f"{name!r} is not a valid target name")
-        if self._updater is None:
-            self.refresh()
+        updater = self._updater if self._updater is not None else self._refresh()
         try:
-            info = self._updater.get_targetinfo(name)
+            info = updater.get_targetinfo(name)
         except Exception as e:
             raise tuf_reason(e) from e
         if info is None:
@@ -194,7 +197,7 @@ class UpdateClient:
         """Remove downloads (and .part files) except those in `keep`: target names or
         file names (`<sha256>.<name>`). Returns the removed file names."""
         keep = set(keep)
-        removed = []
+        removed: list[str] = []
         if not self.download_dir.is_dir():
             return removed
         for p in sorted(self.download_dir.iterdir()):

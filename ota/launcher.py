@@ -4,7 +4,8 @@ Owns the run loop (recover, count a trial start, start `python -m agent`, superv
 through its own sd_notify socket, restart, roll back a crash loop or a missed health
 deadline), the systemd side (forward the first READY=1, ping systemd's watchdog) and the
 `install` (bootstrap) and `status` subcommands. Durations use time.monotonic(). Stdlib
-and ota.{slots,status,sdnotify,fsutil} only: it must stay small and rarely change.
+and ota.{slots,slotstate,status,sdnotify,fsutil} only (`install` also loads ota.bundle):
+it must stay small and rarely change.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from ota import fsutil, sdnotify
-from ota.slots import SlotError, SlotStore, validate_state
+from ota.slots import SlotError, SlotStore
+from ota.slotstate import validate_state
 from ota.status import StatusBook, StatusError
 
 log = logging.getLogger("cabinet-boot")
@@ -56,6 +61,13 @@ class Launcher:
         self.sd_next_ping = 0.0
         self.sent_ready = False
 
+    @property
+    def notify_server(self) -> sdnotify.NotifyServer:
+        """The children's notify socket: open for the whole of run(), where everything else runs."""
+        if self.server is None:
+            raise RuntimeError("the notify server exists only inside Launcher.run()")
+        return self.server
+
     # ---- systemd side ------------------------------------------------------------
     def _sd(self, msg: str) -> None:
         if self.sd_socket:
@@ -63,8 +75,8 @@ class Launcher:
 
     def _tick(self, timeout: float) -> list[str]:
         """Wait up to timeout for child notify lines, pinging systemd's watchdog when due."""
-        lines = []
-        for m in self.server.receive(timeout):
+        lines: list[str] = []
+        for m in self.notify_server.receive(timeout):
             lines.extend(m.splitlines())
         now = time.monotonic()
         if self.sd_ping_s and now >= self.sd_next_ping:
@@ -109,7 +121,7 @@ class Launcher:
                     self._rollback(trial, f"crash_loop: {trial['attempts'] - 1} starts without a commit")
                     continue
                 log.info("trial of %s: start %d of %d", slot, trial["attempts"], limit)
-            if not self.store.is_complete(slot):
+            if slot is None or not self.store.is_complete(slot):
                 log.error(
                     "no complete release at %s/current; install one with `cabinet-boot install BUNDLE_DIR --root %s`",
                     self.root,
@@ -123,7 +135,7 @@ class Launcher:
                 rc, why = None, f"start failed: {e}"
             if self.stopping:
                 break
-            if why == "deadline":
+            if why == "deadline" and trial is not None:
                 self._rollback(trial, f"health_deadline: not committed within {trial['trial_s']:g} s")
             elif trial is not None:
                 log.info("trial child exited (%s, rc %s); restarting", why, rc)
@@ -169,13 +181,16 @@ class Launcher:
         env = {
             k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "WATCHDOG_PID", "LISTEN_PID")
         }
-        env.update(NOTIFY_SOCKET=self.server.path, WATCHDOG_USEC=str(int(wd * 1e6)), CABINET_OTA_ROOT=str(self.root))
+        env.update(
+            NOTIFY_SOCKET=self.notify_server.path, WATCHDOG_USEC=str(int(wd * 1e6)), CABINET_OTA_ROOT=str(self.root)
+        )
         argv = [str(self.store.releases / slot / "bin" / "python"), "-m", "agent", *self.agent_args]
-        self.server.receive(0)  # drop stale messages of an earlier child
+        self.notify_server.receive(0)  # drop stale messages of an earlier child
         proc = subprocess.Popen(argv, cwd=self.root, env=env, stdin=subprocess.DEVNULL)
         log.info("started %s (pid %d)", slot, proc.pid)
         start = last = next_poll = time.monotonic()
-        deadline = start + trial["trial_s"] if trial else None
+        trial_s = trial["trial_s"] if trial else None
+        deadline = start + trial_s if trial_s is not None else None
         ready = False
         while True:
             for line in self._tick(0.1):
@@ -211,7 +226,7 @@ class Launcher:
                     )
                     trial = deadline = None
             if deadline is not None and now >= deadline:
-                log.warning("%s not committed within %g s; killing it", slot, trial["trial_s"])
+                log.warning("%s not committed within %g s; killing it", slot, trial_s)
                 return self._stop(proc, self.kill_after_s), "deadline"
 
     def _stop(self, proc: subprocess.Popen, grace: float) -> int | None:
@@ -227,12 +242,10 @@ class Launcher:
 
 
 # ---- command line --------------------------------------------------------------------
-def _install(args) -> int:
+def _install(args: argparse.Namespace) -> int:
     """Bootstrap a fresh root from a bundle file (checked against its manifest: sizes, SHA-256,
     nothing but wheels) or from an already extracted bundle directory."""
-    import shutil
-    import tempfile
-
+    # deferred: heavy for the boot process (tarfile, dataclasses: ~20 % of its start), only install unpacks bundles
     from ota import bundle as bundles
 
     src = Path(args.bundle_dir)
@@ -255,9 +268,9 @@ def _install(args) -> int:
     return 0
 
 
-def _status(args) -> int:
+def _status(args: argparse.Namespace) -> int:
     root = Path(args.root)
-    out = {"current_link": SlotStore(root).current_slot()}
+    out: dict[str, Any] = {"current_link": SlotStore(root).current_slot()}
     for key, path, check in (
         ("ota", root / "state" / "ota.json", validate_state),
         ("status", root / "state" / "status.json", None),

@@ -120,23 +120,7 @@ def parse(data: bytes | str | dict[str, Any]) -> Manifest:
     created = _get(data, "created", str)
     if len(created) > 40:
         raise ManifestError("manifest: created is too long")
-    wheels = _get(data, "wheels", dict)
-    if not 1 <= len(wheels) <= MAX_WHEELS:
-        raise ManifestError(f"manifest: wheels must list 1..{MAX_WHEELS} files")
-    clean: dict[str, dict[str, Any]] = {}
-    for fname, meta in wheels.items():
-        where = f"manifest: wheels[{fname!r}]"
-        if not isinstance(fname, str) or not WHEEL_RE.fullmatch(fname) or fname.startswith("."):
-            raise ManifestError(f"{where}: not a wheel file name")
-        if not isinstance(meta, dict):
-            raise ManifestError(f"{where}: must be an object with sha256 and size")
-        sha = _get(meta, "sha256", str, where)
-        if not SHA_RE.fullmatch(sha):
-            raise ManifestError(f"{where}: sha256 must be 64 lowercase hex digits")
-        size = _get(meta, "size", int, where)
-        if not 0 < size < 2**32:
-            raise ManifestError(f"{where}: size {size} out of range")
-        clean[fname] = {"sha256": sha, "size": size}
+    clean = _wheels(_get(data, "wheels", dict))
     for key in ("project_wheel", "installer_wheel"):
         w = _get(data, key, str)
         if w not in clean:
@@ -157,3 +141,24 @@ def parse(data: bytes | str | dict[str, Any]) -> Manifest:
         installer_wheel=installer,
         wheels=clean,
     )
+
+
+def _wheels(wheels: dict[Any, Any]) -> dict[str, dict[str, Any]]:
+    """The manifest's wheels table checked: {file name: {"sha256", "size"}}."""
+    if not 1 <= len(wheels) <= MAX_WHEELS:
+        raise ManifestError(f"manifest: wheels must list 1..{MAX_WHEELS} files")
+    clean: dict[str, dict[str, Any]] = {}
+    for fname, meta in wheels.items():
+        where = f"manifest: wheels[{fname!r}]"
+        if not isinstance(fname, str) or not WHEEL_RE.fullmatch(fname) or fname.startswith("."):
+            raise ManifestError(f"{where}: not a wheel file name")
+        if not isinstance(meta, dict):
+            raise ManifestError(f"{where}: must be an object with sha256 and size")
+        sha = _get(meta, "sha256", str, where)
+        if not SHA_RE.fullmatch(sha):
+            raise ManifestError(f"{where}: sha256 must be 64 lowercase hex digits")
+        size = _get(meta, "size", int, where)
+        if not 0 < size < 2**32:
+            raise ManifestError(f"{where}: size {size} out of range")
+        clean[fname] = {"sha256": sha, "size": size}
+    return clean

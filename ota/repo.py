@@ -1,7 +1,8 @@
-"""The operator's TUF repository: keys, signed metadata and target files on disk.
+"""The operator's TUF repository: signed metadata and target files on disk.
 
-Owns `init_keys` (Ed25519 key files plus the public keys.json) and `Repository`, which
-writes consistent-snapshot metadata with python-tuf's Metadata API:
+Owns `Repository`, which writes consistent-snapshot metadata with python-tuf's Metadata
+API (the key directory, `init_keys` and keys.json, is ota.repo_keys; its `init_keys`,
+`load_keys` and `load_signer` are re-exported here):
 
     <path>/metadata/N.root.json  N.targets.json  N.snapshot.json  timestamp.json
     <path>/targets/<sha256>.<name>
@@ -14,11 +15,12 @@ needs, so a key directory may hold a subset of the keys (plus keys.json, which i
 publishing needs targets+snapshot+timestamp, `refresh_timestamp` needs timestamp (and
 snapshot when that expires first), `rotate_root` needs a threshold of old and new root keys.
 Every method takes `now` (tz-aware UTC) so tests can make already-expired metadata.
+Files are written with ota.fsutil.write_atomic and a hidden temp file, so a repository
+directory never serves a half-written one.
 """
 
 from __future__ import annotations
 
-import copy
 import fcntl
 import hashlib
 import json
@@ -30,18 +32,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from securesystemslib.signer import CryptoSigner, SSlibKey
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
 from ota.errors import RepoError
+from ota.fsutil import write_atomic
+from ota.repo_keys import ROLES, keyfile_name, new_key, public_key, save_keys, threshold_signers
+from ota.repo_keys import init_keys as init_keys  # re-exported: the operator's one import
+from ota.repo_keys import load_keys as load_keys
+from ota.repo_keys import load_signer as load_signer
 
-ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 DEFAULT_EXPIRY = {"root": 365, "targets": 90, "snapshot": 7, "timestamp": 7}
 MAX_CUSTOM_BYTES = 64 * 1024
 _TARGET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,199}$")
-_KEYFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}\.pem$")
 _SER = JSONSerializer(compact=True)
 _CHUNK = 1024 * 1024
 
@@ -63,107 +66,6 @@ def validate_target_name(name: str) -> str:
             "starting with a letter or digit, no '/' and no '..'"
         )
     return name
-
-
-def _keyfile(name: str) -> str:
-    if not isinstance(name, str) or not _KEYFILE_RE.match(name):
-        raise RepoError(f"bad key file name {name!r} (want e.g. root-4.pem)")
-    return name
-
-
-def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Not ota.fsutil.write_atomic: the temp name is a dot file (never served from a
-    repository directory mid-write) and keys need mode 0600 from the first byte."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def load_keys(keydir: Path) -> dict[str, dict[str, Any]]:
-    """keys.json of a key directory: {file name: {"keyid", "public", "role"}}."""
-    p = Path(keydir) / "keys.json"
-    try:
-        keys = json.loads(p.read_text())["keys"]
-        for name, e in keys.items():
-            _keyfile(name)
-            if e["role"] not in ROLES or not isinstance(e["keyid"], str):
-                raise ValueError(f"bad entry {name}")
-            _public(e)
-    except FileNotFoundError:
-        raise RepoError(f"{p} missing (run init_keys, or copy keys.json with the key files)") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise RepoError(f"{p} is not a valid keys.json: {e}") from None
-    return keys
-
-
-def _public(entry: dict) -> SSlibKey:
-    return SSlibKey.from_dict(entry["keyid"], copy.deepcopy(entry["public"]))
-
-
-def _save_keys(keydir: Path, keys: dict) -> None:
-    _atomic_write(
-        Path(keydir) / "keys.json", json.dumps({"format": 1, "keys": keys}, indent=2, sort_keys=True).encode()
-    )
-
-
-def _new_key(keydir: Path, name: str, role: str, keys: dict, force: bool = False) -> None:
-    path = Path(keydir) / _keyfile(name)
-    if path.exists() and not force:
-        raise RepoError(f"{path} exists; refusing to overwrite a key (force=True to replace)")
-    signer = CryptoSigner.generate_ed25519()
-    _atomic_write(path, signer.private_bytes, mode=0o600)
-    os.chmod(path, 0o600)
-    pub = signer.public_key
-    keys[name] = {"keyid": pub.keyid, "public": pub.to_dict(), "role": role}
-
-
-def init_keys(keydir: Path, *, root_keys: int = 3, force: bool = False) -> dict:
-    """Generate root-1.pem..root-<n>.pem, targets.pem, snapshot.pem, timestamp.pem
-    (PKCS#8 PEM, mode 0600) and keys.json (public keys); return the keys.json content.
-    Move the root keys offline afterwards (one per holder)."""
-    if not isinstance(root_keys, int) or not 1 <= root_keys <= 16:
-        raise RepoError(f"root_keys must be 1..16, got {root_keys!r}")
-    keydir = Path(keydir)
-    keydir.mkdir(parents=True, exist_ok=True)
-    os.chmod(keydir, 0o700)
-    plan = [(f"root-{i}.pem", Root.type) for i in range(1, root_keys + 1)]
-    plan += [(f"{r}.pem", r) for r in (Targets.type, Snapshot.type, Timestamp.type)]
-    if not force:
-        taken = [n for n, _ in plan if (keydir / n).exists()]
-        if taken:
-            raise RepoError(f"{keydir} already holds {', '.join(taken)}; refusing to overwrite (force=True to replace)")
-    keys: dict = {}
-    for name, role in plan:
-        _new_key(keydir, name, role, keys, force=force)
-    _save_keys(keydir, keys)
-    return {"format": 1, "keys": keys}
-
-
-def load_signer(keydir: Path, name: str, keys: dict | None = None) -> CryptoSigner:
-    """The signer of key file `name`, checked against its keys.json entry."""
-    keys = load_keys(keydir) if keys is None else keys
-    if name not in keys:
-        raise RepoError(f"{name} is not listed in {keydir}/keys.json")
-    try:
-        priv = load_pem_private_key((Path(keydir) / _keyfile(name)).read_bytes(), password=None)
-        signer = CryptoSigner(priv)
-    except (OSError, ValueError, TypeError) as e:
-        raise RepoError(f"cannot load key {keydir}/{name}: {e}") from None
-    if signer.public_key.keyid != keys[name]["keyid"]:
-        raise RepoError(f"{keydir}/{name} does not match its keys.json entry")
-    return signer
 
 
 class Repository:
@@ -202,19 +104,19 @@ class Repository:
         keys = load_keys(keydir)
         root = Metadata(Root(expires=now + timedelta(days=exp["root"])))
         for _, e in sorted(keys.items()):
-            root.signed.add_key(_public(e), e["role"])
+            root.signed.add_key(public_key(e), e["role"])
         if missing := [r for r in ROLES if not root.signed.roles[r].keyids]:
             raise RepoError(f"{keydir}/keys.json has no {', '.join(missing)} key")
         n_root = len(root.signed.roles[Root.type].keyids)
         if isinstance(root_threshold, bool) or not isinstance(root_threshold, int) or not 1 <= root_threshold <= n_root:
             raise RepoError(f"root_threshold must be 1..{n_root}, got {root_threshold!r}")
         root.signed.roles[Root.type].threshold = root_threshold
-        for s in _signers(keydir, keys, Root.type, root.signed):
+        for s in threshold_signers(keydir, keys, Root.type, root.signed):
             root.sign(s, append=True)
         (path / "metadata").mkdir(parents=True, exist_ok=True)
         (path / "targets").mkdir(exist_ok=True)
-        _atomic_write(path / "repo.json", json.dumps({"format": 1, "expiry": exp}, indent=2).encode())
-        _atomic_write(path / "metadata" / "1.root.json", root.to_bytes(_SER))
+        write_atomic(path / "repo.json", json.dumps({"format": 1, "expiry": exp}, indent=2).encode(), hidden_tmp=True)
+        write_atomic(path / "metadata" / "1.root.json", root.to_bytes(_SER), hidden_tmp=True)
         repo = cls(path)
         with repo._lock():
             repo._publish(keydir, now, targets={}, snapshot=True)
@@ -266,7 +168,7 @@ class Repository:
         with self._lock():
             root, keys = self._load(Root.type).signed, load_keys(keydir)
             for r in (Targets.type, Snapshot.type, Timestamp.type):
-                _signers(keydir, keys, r, root)  # refuse before copying
+                threshold_signers(keydir, keys, r, root)  # refuse before copying
             tmp = self.targets_dir / f".{name}.tmp"
             h, length = hashlib.sha256(), 0
             with open(file, "rb") as src, open(tmp, "wb") as dst:
@@ -320,16 +222,16 @@ class Repository:
                 raise RepoError(f"threshold must be 1..{n_root}, got {threshold!r}")
             changed = set()
             for old_name, new_name in (replace or {}).items():
-                role, old_id = keys.get(_keyfile(old_name), {}).get("role"), keys.get(old_name, {}).get("keyid")
+                role, old_id = keys.get(keyfile_name(old_name), {}).get("role"), keys.get(old_name, {}).get("keyid")
                 if role is None or old_id not in new.signed.roles[role].keyids:
                     raise RepoError(f"{old_name} is not a key of root v{old.signed.version} in {keydir}/keys.json")
-                if _keyfile(new_name) not in keys:
-                    _new_key(keydir, new_name, role, keys)
-                    _save_keys(keydir, keys)
+                if keyfile_name(new_name) not in keys:
+                    new_key(keydir, new_name, role, keys)
+                    save_keys(keydir, keys)
                 elif keys[new_name]["role"] != role or keys[new_name]["keyid"] in new.signed.roles[role].keyids:
                     raise RepoError(f"{new_name} is not a new {role} key")
                 new.signed.revoke_key(old_id, role)
-                new.signed.add_key(_public(keys[new_name]), role)
+                new.signed.add_key(public_key(keys[new_name]), role)
                 changed.add(role)
             if threshold is not None:
                 new.signed.roles[Root.type].threshold = threshold
@@ -337,14 +239,16 @@ class Repository:
             new.signed.expires = now + timedelta(days=days)
             new.signatures.clear()
             signers = {
-                sg.public_key.keyid: sg for r in (old.signed, new.signed) for sg in _signers(keydir, keys, Root.type, r)
+                sg.public_key.keyid: sg
+                for r in (old.signed, new.signed)
+                for sg in threshold_signers(keydir, keys, Root.type, r)
             }
             for sg in signers.values():
                 new.sign(sg, append=True)
             data = new.to_bytes(_SER)
             for trusted in (old.signed, new.signed):  # old threshold AND new threshold
                 trusted.verify_delegate(Root.type, Metadata.from_bytes(data).signed_bytes, new.signatures)
-            _atomic_write(self.meta_dir / f"{new.signed.version}.root.json", data)
+            write_atomic(self.meta_dir / f"{new.signed.version}.root.json", data, hidden_tmp=True)
             if changed - {Root.type}:  # re-sign with the new online keys
                 cur = self._load(Targets.type).signed.targets if Targets.type in changed else None
                 self._publish(keydir, now, targets=cur, snapshot=True)
@@ -374,43 +278,31 @@ class Repository:
             + ([Snapshot.type] if targets is not None or snapshot else [])
             + [Timestamp.type]
         )
-        signers = {r: _signers(keydir, keys, r, root) for r in roles}
+        signers = {r: threshold_signers(keydir, keys, r, root) for r in roles}
 
         def write(md: Metadata, fname: str) -> bytes:
             for sg in signers[md.signed.type]:
                 md.sign(sg, append=True)
-            _atomic_write(self.meta_dir / fname, data := md.to_bytes(_SER))
+            write_atomic(self.meta_dir / fname, data := md.to_bytes(_SER), hidden_tmp=True)
             return data
 
         ts_exp = now + timedelta(days=exp[Timestamp.type] if ts_days is None else ts_days)
         tv, sv = self.version(Targets.type), self.version(Snapshot.type)
         if targets is not None:
             tv += 1
-            md = Metadata(Targets(version=tv, expires=now + timedelta(days=exp[Targets.type])))
-            md.signed.targets.update(targets)
-            write(md, f"{tv}.targets.json")
+            tmd = Metadata(Targets(version=tv, expires=now + timedelta(days=exp[Targets.type])))
+            tmd.signed.targets.update(targets)
+            write(tmd, f"{tv}.targets.json")
         if Snapshot.type in roles:
             tb = self._file(Targets.type, tv).read_bytes()  # the exact published bytes
             sv += 1
-            md = Metadata(Snapshot(version=sv, expires=max(now + timedelta(days=exp[Snapshot.type]), ts_exp)))
-            md.signed.meta["targets.json"] = MetaFile(tv, len(tb), {"sha256": hashlib.sha256(tb).hexdigest()})
-            write(md, f"{sv}.snapshot.json")
+            smd = Metadata(Snapshot(version=sv, expires=max(now + timedelta(days=exp[Snapshot.type]), ts_exp)))
+            smd.signed.meta["targets.json"] = MetaFile(tv, len(tb), {"sha256": hashlib.sha256(tb).hexdigest()})
+            write(smd, f"{sv}.snapshot.json")
         sb = self._file(Snapshot.type, sv).read_bytes()
-        md = Metadata(Timestamp(version=self.version(Timestamp.type) + 1, expires=ts_exp))
-        md.signed.snapshot_meta = MetaFile(sv, len(sb), {"sha256": hashlib.sha256(sb).hexdigest()})
-        write(md, "timestamp.json")
-
-
-def _signers(keydir: Path, keys: dict, role: str, root: Root) -> list[CryptoSigner]:
-    """A threshold of `role`'s keys (per `root`) loaded from keydir, or RepoError."""
-    r = root.roles[role]
-    present = [n for n, e in sorted(keys.items()) if e["keyid"] in r.keyids and (Path(keydir) / n).is_file()]
-    if len(present) < r.threshold:
-        raise RepoError(
-            f"signing {role} (root v{root.version}) needs {r.threshold} of its keys; "
-            f"{keydir} holds {len(present)} ({', '.join(present) or 'none'})"
-        )
-    return [load_signer(keydir, n, keys) for n in present[: r.threshold]]
+        tsmd = Metadata(Timestamp(version=self.version(Timestamp.type) + 1, expires=ts_exp))
+        tsmd.signed.snapshot_meta = MetaFile(sv, len(sb), {"sha256": hashlib.sha256(sb).hexdigest()})
+        write(tsmd, "timestamp.json")
 
 
 def _check_days(role: str, days: Any) -> int:

@@ -1,11 +1,12 @@
 """Release slots under the OTA root: install, atomic switch, trial, commit, rollback, recovery.
 
 Owns <root>/releases, <root>/current, <root>/store and <root>/state/ota.json (format in
-docs/ota-internals.md). ota.json holds the intent: its "current" is where the `current`
-link must point, and it is always written before the link is switched, so recover() can
-finish or undo any interrupted switch. Every mutating step goes through ota.fsutil (whose
-fault hook the power-cut tests use); state changes hold an flock on state/ota.lock because
-the launcher and the agent both write ota.json. Stdlib only.
+docs/ota-internals.md; the document and its validation are ota.slotstate). ota.json holds
+the intent: its "current" is where the `current` link must point, and it is always written
+before the link is switched, so recover() can finish or undo any interrupted switch. Every
+mutating step goes through ota.fsutil (whose fault hook the power-cut tests use); state
+changes hold an flock on state/ota.lock because the launcher and the agent both write
+ota.json. Stdlib only.
 """
 
 from __future__ import annotations
@@ -15,20 +16,19 @@ import fcntl
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from ota import fsutil
-from ota.fsutil import CorruptFile
+from ota.fsutil import CorruptFile, PathArg
+from ota.slotstate import empty_state, is_count, is_slot_name, validate_state
 
 log = logging.getLogger("ota.slots")
 
-SLOT_RE = re.compile(r"^[0-9]+-[A-Za-z0-9][A-Za-z0-9._+-]*$")
-STATE_KEYS = ("format", "current", "last_good", "previous_good", "high_water", "pending", "last_outcome")
-PENDING_KEYS = ("slot", "from", "counter", "version", "deployment", "attempts", "max_attempts", "trial_s", "watchdog_s")
 PIP_OPTS = (
     "--no-index",
     "--no-deps",
@@ -49,62 +49,10 @@ class SlotError(Exception):
         self.detail = detail
 
 
-def empty_state() -> dict:
-    return {
-        "format": 1,
-        "current": None,
-        "last_good": None,
-        "previous_good": None,
-        "high_water": 0,
-        "pending": None,
-        "last_outcome": None,
-    }
-
-
-def _slot_ok(v, nullable=True) -> bool:
-    return (v is None and nullable) or (isinstance(v, str) and bool(SLOT_RE.match(v)) and not v.endswith(".tmp"))
-
-
-def _int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def validate_state(obj) -> None:
-    """Raise ValueError naming the first problem of an ota.json document."""
-    if not isinstance(obj, dict) or obj.get("format") != 1:
-        raise ValueError("not a format 1 object")
-    if set(obj) != set(STATE_KEYS):
-        raise ValueError(f"keys must be {sorted(STATE_KEYS)}")
-    for k in ("current", "last_good", "previous_good"):
-        if not _slot_ok(obj[k]):
-            raise ValueError(f"{k}: not a slot name: {obj[k]!r}")
-    if not _int(obj["high_water"]):
-        raise ValueError("high_water: not an int >= 0")
-    p = obj["pending"]
-    if p is not None:
-        if not isinstance(p, dict) or set(p) != set(PENDING_KEYS):
-            raise ValueError(f"pending: keys must be {sorted(PENDING_KEYS)}")
-        if not _slot_ok(p["slot"], False) or not _slot_ok(p["from"]):
-            raise ValueError("pending: bad slot/from")
-        if not (_int(p["counter"]) and _int(p["attempts"]) and _int(p["max_attempts"])):
-            raise ValueError("pending: counter/attempts/max_attempts not ints >= 0")
-        if not isinstance(p["version"], str) or not isinstance(p["deployment"], str):
-            raise ValueError("pending: version/deployment not strings")
-        for k in ("trial_s", "watchdog_s"):
-            v = p[k]
-            if not (v is None and k == "watchdog_s") and not (
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-            ):
-                raise ValueError(f"pending: {k} not a positive number")
-    o = obj["last_outcome"]
-    if o is not None and (not isinstance(o, dict) or o.get("result") not in ("committed", "rolled_back", "failure")):
-        raise ValueError("last_outcome: bad result")
-
-
 class SlotStore:
     """The slots of one OTA root (see the module docstring)."""
 
-    def __init__(self, root: os.PathLike | str):
+    def __init__(self, root: PathArg):
         self.root = Path(root).absolute()
         self.releases = self.root / "releases"
         self.store = self.root / "store"
@@ -139,10 +87,12 @@ class SlotStore:
         except OSError:
             return None
         head, _, name = target.partition("/")
-        return name if head == "releases" and _slot_ok(name, False) else None
+        return name if head == "releases" and is_slot_name(name, False) else None
 
     def is_complete(self, slot: str | None) -> bool:
-        return bool(slot) and (self.releases / slot / ".complete").is_file()
+        if not slot:
+            return False
+        return (self.releases / slot / ".complete").is_file()
 
     def manifest(self, slot: str) -> dict:
         return json.loads((self.releases / slot / "manifest.json").read_text())
@@ -150,11 +100,11 @@ class SlotStore:
     def slots(self) -> list[str]:
         if not self.releases.is_dir():
             return []
-        return sorted(p.name for p in self.releases.iterdir() if _slot_ok(p.name, False))
+        return sorted(p.name for p in self.releases.iterdir() if is_slot_name(p.name, False))
 
     # ---- writing -----------------------------------------------------------------
     @contextlib.contextmanager
-    def _locked(self):
+    def _locked(self) -> Iterator[dict[str, Any]]:
         fsutil.makedirs(self.state_dir)
         with open(self.state_dir / "ota.lock", "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -332,7 +282,7 @@ class SlotStore:
         for slot in self.slots():
             if slot not in keep:
                 fsutil.rmtree(self.releases / slot)
-        used = set()
+        used: set[str] = set()
         for slot in keep:
             for pth in (self.releases / slot).glob("lib/python3*/site-packages/_cabinet_deps.pth"):
                 used.update(Path(line).name for line in pth.read_text().split())
@@ -344,7 +294,7 @@ class SlotStore:
                     fsutil.rmtree(d)
 
     def bootstrap(
-        self, bundle_dir: os.PathLike | str, manifest: dict, *, python: str = sys.executable, timeout_s: float = 600
+        self, bundle_dir: PathArg, manifest: dict, *, python: str = sys.executable, timeout_s: float = 600
     ) -> str:
         """First install on a fresh root: install, then ota.json, then the link."""
         slot = self.install(bundle_dir, manifest, python=python, timeout_s=timeout_s)
@@ -359,7 +309,7 @@ class SlotStore:
 
     # ---- install -----------------------------------------------------------------
     def install(
-        self, bundle_dir: os.PathLike | str, manifest: dict, *, python: str = sys.executable, timeout_s: float = 600
+        self, bundle_dir: PathArg, manifest: dict, *, python: str = sys.executable, timeout_s: float = 600
     ) -> str:
         """Install an extracted bundle into releases/<counter>-<version>; the slot name.
 
@@ -374,7 +324,7 @@ class SlotStore:
         except (KeyError, TypeError, ValueError) as e:
             raise SlotError("bad_manifest", repr(e)) from e
         slot = f"{counter}-{version}"
-        if not _slot_ok(slot, False) or not _int(counter) or project not in listed or installer not in listed:
+        if not is_slot_name(slot, False) or not is_count(counter) or project not in listed or installer not in listed:
             raise SlotError("bad_manifest", f"slot {slot!r}, project/installer wheel listed?")
         final = self.releases / slot
         if self.is_complete(slot):
@@ -437,7 +387,7 @@ class SlotStore:
             fsutil.fsync_path(self.store)
         return str(d / "pip")
 
-    def _store_wheel(self, python, pip, wheel: Path, sha: str, timeout_s) -> None:
+    def _store_wheel(self, python: str, pip: str, wheel: Path, sha: str, timeout_s: float) -> None:
         tmp = self.store / (sha + ".tmp")
         if os.path.lexists(tmp):
             fsutil.rmtree(tmp)
@@ -447,7 +397,9 @@ class SlotStore:
         fsutil.fsync_path(self.store)
 
     @staticmethod
-    def _run(what: str, argv: list, timeout_s, cwd=None):
+    def _run(
+        what: str, argv: Sequence[PathArg], timeout_s: float, cwd: PathArg | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_", "VIRTUAL_ENV"))}
         try:
             r = fsutil.run(argv, timeout=timeout_s, cwd=cwd, env=env)

@@ -79,7 +79,7 @@ def validate(doc) -> None:
     if not isinstance(doc["delivered_seq"], int) or not isinstance(doc["seq"], int):
         raise ValueError("seq/delivered_seq: not ints")
     if not isinstance(doc["history"], list) or len(doc["history"]) > HISTORY:
-        raise ValueError("history: not a list of at most %d" % HISTORY)
+        raise ValueError(f"history: not a list of at most {HISTORY}")
     for h in doc["history"]:
         if not isinstance(h, dict) or h.get("state") not in STATES:
             raise ValueError("history: bad entry")
@@ -99,7 +99,7 @@ class StatusBook:
             base = int(time.time())
             try:
                 base = max(base, int(json.loads(self.path.read_text())["seq"]))
-            except Exception:  # the seq of a corrupt file is a best effort
+            except Exception:  # noqa: BLE001 - the seq of a corrupt file is a best effort (even RecursionError)
                 pass
             fsutil.move_aside(self.path)
             doc = {"format": 1, "record": None, "seq": base, "delivered_seq": base, "history": []}

@@ -18,10 +18,11 @@ import json
 import subprocess
 import sys
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 OTA_SRC = Path(__file__).resolve().parent.parent / "ota"
-OTA_MODULES = ("__init__.py", "fsutil.py", "slots.py", "sdnotify.py", "status.py")
+OTA_MODULES = ("__init__.py", "fsutil.py", "slots.py", "slotstate.py", "sdnotify.py", "status.py")
 PIP_VERSION = "23.2.1"
 
 AGENT_MAIN = r"""
@@ -77,7 +78,7 @@ def build_wheel(
     out_dir: Path,
     dist: str,
     version: str,
-    files: dict[str, str | bytes],
+    files: Mapping[str, str | bytes],
     requires: tuple[str, ...] = (),
     entry_points: str | None = None,
 ) -> Path:

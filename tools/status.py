@@ -38,46 +38,66 @@ def _dur(s: float | None) -> str:
 def render(doc: dict[str, Any]) -> str:
     cab, ag = doc.get("cabinet", {}), doc.get("agent", {})
     lines = [
-        f"cabinet {cab.get('id')} ({cab.get('name') or 'unnamed'}) - agent {ag.get('version')}, "
-        f"up {_dur(ag.get('uptime_s'))}, board {ag.get('board')}, clock {ag.get('wall_time_iso')}"
+        (
+            f"cabinet {cab.get('id')} ({cab.get('name') or 'unnamed'}) - agent {ag.get('version')}, "
+            f"up {_dur(ag.get('uptime_s'))}, board {ag.get('board')}, clock {ag.get('wall_time_iso')}"
+        )
     ]
-    pts = doc.get("points", [])
+    lines += _points(doc.get("points", []))
+    lines.append("")
+    lines += _buses(doc.get("buses", []))
+    lines += _outbox_uplink(doc)
+    lines += _controls(doc.get("controls"))
+    lines += _gps(doc.get("gps"))
+    return "\n".join(lines)
+
+
+def _points(pts: list[dict[str, Any]]) -> list[str]:
     w = max([len(p["name"]) for p in pts] + [5])
-    lines.append(f"{'POINT':<{w}}  {'VALUE':>12}  {'UNIT':<5}  {'QUALITY':<11}  {'AGE':>7}  REASON")
+    out = [f"{'POINT':<{w}}  {'VALUE':>12}  {'UNIT':<5}  {'QUALITY':<11}  {'AGE':>7}  REASON"]
     for p in pts:
-        lines.append(
+        out.append(
             f"{p['name']:<{w}}  {_fmt_value(p['value']):>12}  {p.get('unit') or '':<5}  "
             f"{p['quality']:<11}  {_dur(p.get('age_s')):>7}  {p.get('reason') or ''}"
         )
     good = sum(1 for p in pts if p["quality"] == "good")
-    lines.append(f"{good}/{len(pts)} points good")
-    lines.append("")
-    for b in doc.get("buses", []):
-        lines.append(
+    out.append(f"{good}/{len(pts)} points good")
+    return out
+
+
+def _buses(buses: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for b in buses:
+        out.append(
             f"bus {b['name']} ({b['kind']} {b['target']}): {b['state']}"
             + (f" - {b['reason']}" if b.get("reason") else "")
             + f"; {b['transactions']} transactions, {b['failures']} failed, "
             f"{b['requests_per_cycle']} requests per cycle"
         )
         for d in b.get("devices", []):
-            lines.append(
+            out.append(
                 f"  unit {d['unit']:>3} {d['name']:<16} {d['profile']:<14} {d['state']:<8} "
                 f"every {d['poll_s']:g}s, {d['requests_per_poll']} req, last {d['last_poll_ms']} ms"
                 + (f" - {d['reason']}, retry in {d['retry_in_s']}s" if d.get("reason") else "")
             )
+    return out
+
+
+def _outbox_uplink(doc: dict[str, Any]) -> list[str]:
+    out = []
     ob = doc.get("outbox")
     if ob:
         oldest = ob.get("oldest_unsent_t")
         age = f", oldest unsent {_dur(doc['agent']['wall_time'] - oldest)} old" if oldest else ""
         evicted = sum((ob.get("evicted_rows") or {}).values())
-        lines.append(
+        out.append(
             f"outbox: {ob['rows_pending']} readings waiting, {ob['rows_sealed']} in "
             f"{ob['batches_unacked']} sealed batches, {ob['bytes'] / 2**20:.1f} of {ob['max_bytes'] / 2**20:.0f} MiB"
             f"{age}" + (f", {evicted} evicted" if evicted else "")
         )
     up = doc.get("uplink")
     if up:
-        lines.append(
+        out.append(
             f"uplink {up['broker']}: {up['state']}"
             + (f" - {up['reason']}" if up.get("reason") else "")
             + f"; {up['batches_sent']} batches sent ({up['batches_resent']} again), "
@@ -85,23 +105,25 @@ def render(doc: dict[str, Any]) -> str:
             f"{up['reconnects']} reconnects"
         )
     elif ob:
-        lines.append("uplink: none configured ([uplink] or --broker); readings are kept in the outbox")
-    lines += _controls(doc.get("controls"))
-    gps = doc.get("gps")
-    if gps:
-        lines.append(
-            f"gps {gps['port']}: {'open' if gps['open'] else 'closed'}, time {gps['time_quality']}, "
-            f"position {'valid' if gps['position_valid'] else 'invalid'}, "
-            f"{gps['lines_ok']} lines ok, {gps['lines_bad']} bad"
-            + (f" - {gps['last_error']}" if gps.get("last_error") else "")
-        )
-    return "\n".join(lines)
+        out.append("uplink: none configured ([uplink] or --broker); readings are kept in the outbox")
+    return out
+
+
+def _gps(gps: dict[str, Any] | None) -> list[str]:
+    if not gps:
+        return []
+    return [
+        f"gps {gps['port']}: {'open' if gps['open'] else 'closed'}, time {gps['time_quality']}, "
+        f"position {'valid' if gps['position_valid'] else 'invalid'}, "
+        f"{gps['lines_ok']} lines ok, {gps['lines_bad']} bad"
+        + (f" - {gps['last_error']}" if gps.get("last_error") else "")
+    ]
 
 
 def _controls(c: dict | None) -> list[str]:
     if not c:
         return []
-    out = []
+    out: list[str] = []
     li = c.get("lighting")
     if li:
         night = li.get("night") or {}

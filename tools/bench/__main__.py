@@ -1,4 +1,10 @@
-"""python -m tools.bench w1|rtu|uplink|outbox|climate|lighting|ota [--json] [--seconds N] [--uplink]: run a benchmark, print its figures."""
+"""Run one benchmark and print its figures:
+
+    python -m tools.bench w1|rtu|uplink|outbox|climate|lighting|ota [--json] [--seconds N] [--uplink]
+
+Each benchmark module is imported only when it runs: each loads its own stack (pymodbus,
+tuf, the MQTT client ...), and w1 measures the RSS of this very process.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--uplink", action="store_true", help="w1: with the uplink sealing, signing and publishing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    # deferred: heavy (each workload's own stack; w1 measures this process's RSS)
     if args.workload == "w1":
         from tools.bench import w1
 

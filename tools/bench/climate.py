@@ -22,7 +22,9 @@ Figures:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import itertools
 import math
 import time
 from typing import Any
@@ -53,8 +55,6 @@ CONTACTS = {
 
 def example_settings(**changes: Any) -> ClimateSettings:
     """The example cabinet's climate settings (boards/sim/cabinet.toml)."""
-    import dataclasses
-
     s = ClimateSettings(
         T,
         RH,
@@ -145,10 +145,10 @@ class ClosedLoop:
                 on = d.on and self.control
                 if not hist or hist[-1][1] != on:
                     hist.append((self.mono, on, d.trip))
-                attr = outs.get(d.point)
-                if attr is not None and getattr(p, attr) != on and not (attr == "fan_on" and self.fan_broken):
+                output = outs.get(d.point)
+                if output is not None and getattr(p, output) != on and not (output == "fan_on" and self.fan_broken):
                     p.step(self.t0 + self.mono)
-                    setattr(p, attr, on)
+                    setattr(p, output, on)
             wake = min(st.wake_at, self._polled + poll_s)
             if self.schedule:
                 wake = min(wake, self.schedule[0][0])
@@ -157,10 +157,10 @@ class ClosedLoop:
 
     def shortest_runs(self) -> dict[str, tuple[float | None, float | None]]:
         """Per output: (shortest on time, shortest off time) between switches."""
-        out = {}
+        out: dict[str, tuple[float | None, float | None]] = {}
         for point, hist in self.switches.items():
-            on = [b[0] - a[0] for a, b in zip(hist, hist[1:]) if a[1]]
-            off = [b[0] - a[0] for a, b in zip(hist, hist[1:]) if not a[1]]
+            on = [b[0] - a[0] for a, b in itertools.pairwise(hist) if a[1]]
+            off = [b[0] - a[0] for a, b in itertools.pairwise(hist) if not a[1]]
             out[point] = (min(on) if on else None, min(off) if off else None)
         return out
 

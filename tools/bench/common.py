@@ -48,8 +48,12 @@ class SimProcess:
     not counted as the agent's. Commands go to its stdin, one JSON line each."""
 
     def __init__(self, proc: asyncio.subprocess.Process, info: dict[str, Any]) -> None:
+        if proc.stdin is None or proc.stdout is None:
+            raise ValueError("the simulator process needs pipes for stdin and stdout")
         self.proc = proc
         self.info = info
+        self.stdin: asyncio.StreamWriter = proc.stdin
+        self.stdout: asyncio.StreamReader = proc.stdout
 
     @classmethod
     async def start(cls, *args: str) -> SimProcess:
@@ -62,19 +66,21 @@ class SimProcess:
             stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        sim = cls(proc, {})
+        line = await asyncio.wait_for(sim.stdout.readline(), 30)
         if not line:
             raise RuntimeError("bench simulator failed to start")
-        return cls(proc, json.loads(line))
+        sim.info = json.loads(line)
+        return sim
 
     async def command(self, **cmd: Any) -> dict[str, Any]:
-        self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
-        await self.proc.stdin.drain()
-        return json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 10))
+        self.stdin.write(json.dumps(cmd).encode() + b"\n")
+        await self.stdin.drain()
+        return json.loads(await asyncio.wait_for(self.stdout.readline(), 10))
 
     async def stop(self) -> None:
         if self.proc.returncode is None:
-            self.proc.stdin.close()
+            self.stdin.close()
             try:
                 await asyncio.wait_for(self.proc.wait(), 10)
             except TimeoutError:

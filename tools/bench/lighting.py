@@ -17,15 +17,14 @@ import statistics
 import time
 from typing import Any
 
+from agent import config as cfg
 from agent.control.lighting import LightingController
+from agent.runtime.entry import board_infos
 
 UTC = dt.UTC
 
 
 def controller() -> LightingController:
-    from agent import config as cfg
-    from agent.runtime.entry import board_infos
-
     return LightingController.from_config(cfg.load(cfg.EXAMPLE, board_infos()))
 
 

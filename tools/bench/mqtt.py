@@ -41,7 +41,7 @@ class BenchBroker:
                 break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("mosquitto did not start (is it installed? apt-get install mosquitto)")
+                    raise RuntimeError("mosquitto did not start (is it installed? apt-get install mosquitto)") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

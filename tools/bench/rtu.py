@@ -30,9 +30,11 @@ DEVICES = 4
 
 def rtu_config(port: str, poll_s: float, timeout_ms: float = 200.0) -> str:
     parts = [
-        '[cabinet]\nid = "BENCH-RTU"\n[site]\nlatitude = 52.5\nlongitude = 13.4\ntimezone = "UTC"\n'
-        f'[buses.line]\ntype = "rtu"\nport = "{port}"\nbaudrate = {BAUD}\ntimeout_ms = {timeout_ms}\n'
-        "backoff_initial_s = 1.0\nbackoff_max_s = 30.0\n"
+        (
+            '[cabinet]\nid = "BENCH-RTU"\n[site]\nlatitude = 52.5\nlongitude = 13.4\ntimezone = "UTC"\n'
+            f'[buses.line]\ntype = "rtu"\nport = "{port}"\nbaudrate = {BAUD}\ntimeout_ms = {timeout_ms}\n'
+            "backoff_initial_s = 1.0\nbackoff_max_s = 30.0\n"
+        )
     ]
     for u in range(1, DEVICES + 1):
         parts.append(

@@ -13,6 +13,7 @@ import math
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from boards.sim.faults import Fault, FaultKind, FaultTable
 from boards.sim.line import RtuLine
@@ -37,7 +38,8 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     faults = FaultTable()
     stores = [RegisterStore(BENCH_PROFILE, values(0, i)) for i in range(args.devices)]
-    servers: list = []
+    servers: list[TcpEndpoint | RtuLine] = []
+    info: dict[str, Any]
     if args.mode == "tcp":
         info = {"endpoints": []}
         for store in stores:

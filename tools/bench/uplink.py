@@ -28,19 +28,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.clock import WallClock
+from agent import config as cfg
+from agent.clock import ScaledClock, WallClock
+from agent.config.model import Uplink as UplinkSettings
 from agent.model import Quality, Reading
+from agent.outbox.writer import Outbox
+from agent.runtime.app import App, Endpoints
+from agent.runtime.entry import board_infos
+from agent.uplink.client import Uplink
+from agent.uplink.setup import signing_key, wiring
 from agent.wire import cose
 from agent.wire.batch import encode_body
+from boards.sim.cabinet import SimCabinet
+from drivers.dio import FilePinsDIO
+from tools.bench import outbox as outbox_bench
 from tools.bench.mqtt import BenchBroker
+from tools.bench.simserver import values
+from tools.ingest.core import IngestCore
+from tools.ingest.local import LocalIngest
+from tools.ingest.store import Commit, Store
 from tools.provision import pki
 
 CAB = "CAB-BENCH"
 
 
 def w1_readings(seconds: int, t0: float = 1_800_000_000.0) -> list[Reading]:
-    from tools.bench.simserver import values
-
     out = []
     for s in range(seconds):
         for dev in range(10):
@@ -77,9 +89,6 @@ def bytes_per_value_w1(key: Any, batch: int = 2000) -> float:
 
 
 def ingest_verify_ratio(key: Any, batches: int = 2000, size: int = 60) -> dict[str, Any]:
-    from tools.ingest.core import IngestCore
-    from tools.ingest.store import Commit, Store
-
     topic = cose.telemetry_topic("city/v1", CAB)
     kid = cose.key_id(key.public_key())
     rs = w1_readings(60)
@@ -100,7 +109,7 @@ def ingest_verify_ratio(key: Any, batches: int = 2000, size: int = 60) -> dict[s
 
     def raw_pass() -> float:
         t = time.process_time()
-        for env, sig in zip(envs, sigs):
+        for env, sig in zip(envs, sigs, strict=True):
             pub.verify(sig, env)
         return batches / (time.process_time() - t)
 
@@ -136,38 +145,12 @@ def ingest_verify_ratio(key: Any, batches: int = 2000, size: int = 60) -> dict[s
 
 async def drain(n: int, key: Any, ingest_key: Any, d: Path) -> dict[str, Any]:
     """Needs d/ingest.key: the ingest process signs acks with it."""
-    from agent.config.model import Uplink as UplinkSettings
-    from agent.outbox.writer import Outbox
-    from agent.uplink.client import Uplink
-    from tools.ingest.store import Store
-
     broker = BenchBroker()
-    store = Store(str(d / "ingest.db"))
-    store.add_key(CAB, cose.key_id(key.public_key()), pki.public_key_raw(key.public_key()), time.time())
-    store.close()
-    ingest = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tools.cli",
-        "ingest",
-        "run",
-        "--db",
-        str(d / "ingest.db"),
-        "--broker",
-        f"127.0.0.1:{broker.port}",
-        "--key",
-        str(d.parent / "ingest.key"),
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    ingest = await start_ingest(d, broker.port, key)
     clock = WallClock()
     outbox = Outbox(d / "outbox.db", clock=clock, queue_max=200_000, max_bytes=2 * 2**30)
     await outbox.start()
-    rs = w1_readings(n // 150 + 1)[:n]
-    t = time.perf_counter()
-    for i in range(0, n, 50_000):
-        await outbox.put(rs[i : i + 50_000])
-    await outbox.flush()
-    fill_s = time.perf_counter() - t
+    fill_s = await fill(outbox, n)
     await asyncio.sleep(1.5)  # the ingest subscribes
     ik = ingest_key.public_key()
     settings = UplinkSettings(
@@ -223,20 +206,41 @@ async def drain(n: int, key: Any, ingest_key: Any, d: Path) -> dict[str, Any]:
     }
 
 
+async def start_ingest(d: Path, port: int, key: Any) -> asyncio.subprocess.Process:
+    """A `cabinet ingest` process on d/ingest.db (the cabinet's key registered) and the
+    broker on 127.0.0.1:port; it signs acks with d's parent's ingest.key."""
+    store = Store(str(d / "ingest.db"))
+    store.add_key(CAB, cose.key_id(key.public_key()), pki.public_key_raw(key.public_key()), time.time())
+    store.close()
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tools.cli",
+        "ingest",
+        "run",
+        "--db",
+        str(d / "ingest.db"),
+        "--broker",
+        f"127.0.0.1:{port}",
+        "--key",
+        str(d.parent / "ingest.key"),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def fill(outbox: Outbox, n: int) -> float:
+    """Queue n W1 readings durably; the seconds it took."""
+    rs = w1_readings(n // 150 + 1)[:n]
+    t = time.perf_counter()
+    for i in range(0, n, 50_000):
+        await outbox.put(rs[i : i + 50_000])
+    await outbox.flush()
+    return time.perf_counter() - t
+
+
 async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, Any]:
     """The example cabinet run by the real agent at `speed`x, with a local ingest
     acknowledging (so nothing is re-sent); bytes are what the uplink published."""
-    from agent import config as cfg
-    from agent.clock import ScaledClock
-    from agent.config.model import Uplink as UplinkSettings
-    from agent.runtime.app import App, Endpoints
-    from agent.runtime.entry import board_infos
-    from agent.runtime.uplink_setup import signing_key, wiring
-    from tools.ingest.local import LocalIngest
-    from boards.sim.cabinet import SimCabinet
-    from drivers.dio import FilePinsDIO
-    from tools.ingest.store import Store
-
     broker = BenchBroker()
     config = cfg.load(cfg.EXAMPLE, board_infos())
     clock = ScaledClock(speed)
@@ -263,6 +267,7 @@ async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, 
         await sim.stop()
         await ingest.stop()
         broker.stop()
+    assert app.uplink is not None  # wired above (uplink=w)
     u = app.uplink.stats
     store = Store(str(ingest.db))
     stored = store.stats()
@@ -280,8 +285,6 @@ async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, 
 
 
 async def run(readings: int = 1_000_000, sim_seconds: float = 90.0, speed: float = 20.0) -> dict[str, Any]:
-    from tools.bench import outbox as outbox_bench
-
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         key, ingest_key = _keys(d)

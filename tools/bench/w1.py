@@ -27,8 +27,10 @@ GATEWAY = {"tx_per_cycle": 200, "values_per_cpu_s": 2200.0, "rss_mb": 65.0}
 
 def w1_config(endpoints: list[list[Any]], poll_s: float = 1.0) -> str:
     parts = [
-        '[cabinet]\nid = "BENCH-W1"\n[site]\nlatitude = 52.5\nlongitude = 13.4\ntimezone = "UTC"\n'
-        '[board]\nprofile = "sim"\n'
+        (
+            '[cabinet]\nid = "BENCH-W1"\n[site]\nlatitude = 52.5\nlongitude = 13.4\ntimezone = "UTC"\n'
+            '[board]\nprofile = "sim"\n'
+        )
     ]
     for n, (host, port) in enumerate(endpoints):
         parts.append(
@@ -39,6 +41,9 @@ def w1_config(endpoints: list[list[Any]], poll_s: float = 1.0) -> str:
     return "\n".join(parts)
 
 
+Sample = tuple[float, int, float, int, float]  # CPU s, image updates, transactions, polls, monotonic s
+
+
 async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0, uplink: bool = False) -> dict[str, Any]:
     """`uplink`: also seal, sign and publish to a local Mosquitto (the agent's full path)."""
     sim = await SimProcess.start("--mode", "tcp", "--devices", str(devices))
@@ -47,8 +52,9 @@ async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0, upl
     with tempfile.TemporaryDirectory() as tmp:
         wiring = None
         if uplink:
+            # deferred: heavy (the uplink's stack): without --uplink it would inflate the RSS measured
             from agent.config.model import Uplink
-            from agent.runtime.uplink_setup import wiring as make_wiring
+            from agent.uplink.setup import wiring as make_wiring
             from tools.bench.mqtt import BenchBroker
 
             broker = BenchBroker()
@@ -60,14 +66,14 @@ async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0, upl
         try:
             await asyncio.sleep(warmup)
 
-            def sample() -> tuple[float, int, int, int, float]:
+            def sample() -> Sample:
                 polls = sum(st.polls for p in app.pollers.values() for st in p.devices.values())
                 tx = sum(e.stats["completed"] for e in app.engines.values())
                 return time.process_time(), app.image.updates, tx, polls, time.monotonic()
 
-            cpu0, upd0, tx0, polls0, t0 = sample()
+            first = sample()
             await asyncio.sleep(seconds)
-            cpu1, upd1, tx1, polls1, t1 = sample()
+            last = sample()
             failures = sum(e.stats["failures"] for e in app.engines.values())
             bad = sum(1 for p in app.image.snapshot(app.clock.monotonic()) if p["quality"] != "good")
         finally:
@@ -75,11 +81,36 @@ async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0, upl
             await sim.stop()
             if broker is not None:
                 broker.stop()
+    out = figures(devices, seconds, first, last, failures, bad)
+    if app.uplink is not None:
+        u = app.uplink.stats
+        out["uplink_batches"] = u["batches_sent"]
+        out["uplink_bytes_per_value"] = round(u["bytes_sent"] / u["readings_sent"], 3) if u["readings_sent"] else None
+    out["ratios"] = {
+        "tx_vs_gateway": round(GATEWAY["tx_per_cycle"] / out["tx_per_cycle"], 1) if out["tx_per_cycle"] else None,
+        "values_per_cpu_s_vs_gateway": round(out["values_per_cpu_s"] / GATEWAY["values_per_cpu_s"], 1)
+        if out["values_per_cpu_s"]
+        else None,
+        "rss_vs_gateway": round(out["rss_mb"] / GATEWAY["rss_mb"], 2),
+    }
+    out["targets"] = {"tx_per_cycle": "== 10 (planner optimum)", "values_per_cpu_s": ">= 44000", "rss_mb": "<= 40"}
+    out["met"] = {
+        "tx_per_cycle": out["tx_per_cycle"] == devices,
+        "values_per_cpu_s": (out["values_per_cpu_s"] or 0) >= 44000,
+        "rss_mb": out["rss_mb"] <= 40,
+    }
+    return out
+
+
+def figures(devices: int, seconds: float, first: Sample, last: Sample, failures: float, bad: int) -> dict[str, Any]:
+    """The measured figures between two samples, with this process's RSS now."""
+    cpu0, upd0, tx0, polls0, t0 = first
+    cpu1, upd1, tx1, polls1, t1 = last
     cycles = (polls1 - polls0) / devices
     cpu = cpu1 - cpu0
     rss, peak = rss_mb()
     values = upd1 - upd0
-    out = {
+    return {
         "workload": f"W1: {devices} TCP devices x 20 holding registers (15 values), 1 s polls, {seconds:g} s",
         "seconds": round(t1 - t0, 2),
         "cycles": round(cycles, 2),
@@ -93,21 +124,3 @@ async def run(seconds: float = 60.0, devices: int = 10, warmup: float = 3.0, upl
         "failures": failures,
         "points_not_good": bad,
     }
-    if app.uplink is not None:
-        u = app.uplink.stats
-        out["uplink_batches"] = u["batches_sent"]
-        out["uplink_bytes_per_value"] = round(u["bytes_sent"] / u["readings_sent"], 3) if u["readings_sent"] else None
-    out["ratios"] = {
-        "tx_vs_gateway": round(GATEWAY["tx_per_cycle"] / out["tx_per_cycle"], 1) if out["tx_per_cycle"] else None,
-        "values_per_cpu_s_vs_gateway": round(out["values_per_cpu_s"] / GATEWAY["values_per_cpu_s"], 1)
-        if out["values_per_cpu_s"]
-        else None,
-        "rss_vs_gateway": round(rss / GATEWAY["rss_mb"], 2),
-    }
-    out["targets"] = {"tx_per_cycle": "== 10 (planner optimum)", "values_per_cpu_s": ">= 44000", "rss_mb": "<= 40"}
-    out["met"] = {
-        "tx_per_cycle": out["tx_per_cycle"] == devices,
-        "values_per_cpu_s": (out["values_per_cpu_s"] or 0) >= 44000,
-        "rss_mb": rss <= 40,
-    }
-    return out

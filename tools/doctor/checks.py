@@ -11,11 +11,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
+import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from agent import config as cfg
+from agent.outbox.schema import APP_ID, MAGIC, SCHEMA_VERSION
+from drivers import profiles
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
@@ -65,8 +70,6 @@ async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 def check_config(path: str | Path, boards: Mapping[str, Any] | None) -> tuple[list[Result], Any]:
     """Validate the config; one FAIL line per issue. Returns (results, Config or None)."""
-    from agent import config as cfg
-
     issues = cfg.check(path, boards)
     if issues:
         hint = f"fix the file, then `cabinet config check {path}`"
@@ -141,44 +144,38 @@ def live_bus_results(bus_status: Mapping[str, Any], config_devices: Sequence[Any
             )
         ]
     live = {d["name"]: d for d in bus_status.get("devices", [])}
-    for dev in config_devices:
-        d = live.get(dev.name)
-        label = f"device {dev.name}"
-        if d is None:
-            out.append(
-                Result(
-                    label,
-                    WARN,
-                    f"unit {dev.unit}: not polled by the running agent",
-                    "the agent runs another config: restart it with this one",
-                )
-            )
-            continue
-        if d.get("profile") != dev.profile_name:
-            out.append(
-                Result(
-                    label,
-                    WARN,
-                    f"unit {dev.unit}: the agent polls it as {d.get('profile')}, the config says {dev.profile_name}",
-                    "the agent runs another config: restart it with this one",
-                )
-            )
-            continue
-        what = f"unit {dev.unit} {dev.profile_name}"
-        if d.get("state") == "ok":
-            out.append(Result(label, PASS, f"{what}: answers the agent's polls (live; profile not re-probed)"))
-        elif d.get("state") == "failing":
-            out.append(
-                Result(
-                    label,
-                    FAIL,
-                    f"{what}: failing - {d.get('reason')} (live)",
-                    device_hint(d.get("reason") or "", name, dev.unit),
-                )
-            )
-        else:
-            out.append(Result(label, WARN, f"{what}: not polled yet (live)", "run the doctor again in a minute"))
+    out += [_live_device_result(dev, live.get(dev.name), name) for dev in config_devices]
     return out
+
+
+def _live_device_result(dev: Any, d: Mapping[str, Any] | None, bus: str) -> Result:
+    """A configured device judged from its entry in the running agent's bus status (None: absent)."""
+    label = f"device {dev.name}"
+    if d is None:
+        return Result(
+            label,
+            WARN,
+            f"unit {dev.unit}: not polled by the running agent",
+            "the agent runs another config: restart it with this one",
+        )
+    if d.get("profile") != dev.profile_name:
+        return Result(
+            label,
+            WARN,
+            f"unit {dev.unit}: the agent polls it as {d.get('profile')}, the config says {dev.profile_name}",
+            "the agent runs another config: restart it with this one",
+        )
+    what = f"unit {dev.unit} {dev.profile_name}"
+    if d.get("state") == "ok":
+        return Result(label, PASS, f"{what}: answers the agent's polls (live; profile not re-probed)")
+    if d.get("state") == "failing":
+        return Result(
+            label,
+            FAIL,
+            f"{what}: failing - {d.get('reason')} (live)",
+            device_hint(d.get("reason") or "", bus, dev.unit),
+        )
+    return Result(label, WARN, f"{what}: not polled yet (live)", "run the doctor again in a minute")
 
 
 async def open_bus(engine: Any, bus: Any) -> Result:
@@ -195,8 +192,7 @@ async def open_bus(engine: Any, bus: Any) -> Result:
 
 async def probe_device(engine: Any, dev: Any) -> Result:
     """Probe one device with every profile's probe reads (tools.scan.probe) and compare the best match."""
-    from drivers import profiles
-    from tools.scan.probe import MIN_CONFIDENCE, scan
+    from tools.scan.probe import MIN_CONFIDENCE, scan  # deferred: heavy (pymodbus)
 
     label, what = f"device {dev.name}", f"unit {dev.unit} {dev.profile_name}"
     spec = profiles.get(dev.profile_name)
@@ -210,7 +206,7 @@ async def probe_device(engine: Any, dev: Any) -> Result:
             label,
             WARN,
             f"{what}: answers; profile {dev.profile_name} has no probe to confirm it",
-            "check the model on the device's label against [devices.%s] profile" % dev.name,
+            f"check the model on the device's label against [devices.{dev.name}] profile",
         )
     scores = dict(f.candidates)
     mine = scores.get(dev.profile_name, 0.0)
@@ -230,7 +226,7 @@ async def probe_device(engine: Any, dev: Any) -> Result:
         label,
         WARN,
         f"{what}: answers but is not recognized as {dev.profile_name} ({best})",
-        "check the model on the device's label and its register map; `cabinet scan --bus %s`" % dev.bus,
+        f"check the model on the device's label and its register map; `cabinet scan --bus {dev.bus}`",
     )
 
 
@@ -297,7 +293,10 @@ def _tls_hint(text: str) -> str:
             "the broker refuses an expired certificate: issue a new one with `cabinet provision` (check the clock too)"
         )
     if "unknown ca" in t or "bad certificate" in t or "certificate required" in t:
-        return "the broker does not accept this certificate: it must be issued by the fleet's device CA (`cabinet provision`)"
+        return (
+            "the broker does not accept this certificate: it must be issued by the fleet's device CA "
+            "(`cabinet provision`)"
+        )
     if "verify failed" in t:
         return (
             "the broker's certificate does not verify against [uplink] ca: wrong CA file, wrong broker name, "
@@ -310,8 +309,6 @@ async def check_broker(
     s: Any, cabinet_id: str, *, live: Mapping[str, Any] | None = None, timeout: float = 10.0
 ) -> Result:
     """TLS handshake with the cabinet's certificate, then an MQTT v5 CONNECT with the [uplink] settings."""
-    import ssl
-
     if s is None:
         return Result(
             "broker",
@@ -323,40 +320,56 @@ async def check_broker(
     if live and live.get("state") == "connected":
         # connecting again with the same identity would take over the agent's session
         return Result("broker", PASS, f"{live.get('broker', where)}: the running agent is connected (live)")
-    try:
-        from agent.uplink.client import tls_context
+    from agent.uplink.client import tls_context  # deferred: heavy (aiomqtt)
 
+    try:
         ctx = tls_context(s)
     except (OSError, ssl.SSLError, ValueError) as e:
         return Result("broker", FAIL, f"{where}: cannot load the TLS files: {e}", "check [uplink] ca, cert and key")
     if ctx is not None:
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(s.broker, s.port, ssl=ctx), timeout)
-        except TimeoutError:
-            return Result(
-                "broker",
-                FAIL,
-                f"{where}: TLS connect timed out after {timeout:g} s",
-                "check the network route and firewall to the broker",
-            )
-        except ssl.SSLError as e:
-            return Result("broker", FAIL, f"{where}: TLS handshake failed: {e}", _tls_hint(str(e)))
-        except OSError as e:
-            return Result(
-                "broker",
-                FAIL,
-                f"{where}: cannot connect: {e.strerror or e}",
-                "check the broker's host name and port in [uplink], DNS, the network route and firewall",
-            )
-        try:  # TLS 1.3: a refused client certificate arrives as an alert after the handshake
-            await asyncio.wait_for(reader.read(1), 0.5)
-        except TimeoutError:
-            pass  # the broker waits for CONNECT: the certificate was accepted
-        except (ssl.SSLError, OSError) as e:
-            return Result("broker", FAIL, f"{where}: the broker rejected the TLS session: {e}", _tls_hint(str(e)))
-        finally:
-            writer.close()
+        refused = await _tls_handshake(s, ctx, where, timeout)
+        if refused is not None:
+            return refused
+    return await _mqtt_connect(s, cabinet_id, where, timeout, tls=ctx is not None)
+
+
+async def _tls_handshake(s: Any, ctx: ssl.SSLContext, where: str, timeout: float) -> Result | None:
+    """A TLS session to the broker with the cabinet's certificate: None when it holds, else the FAIL."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(s.broker, s.port, ssl=ctx), timeout)
+    except TimeoutError:
+        return Result(
+            "broker",
+            FAIL,
+            f"{where}: TLS connect timed out after {timeout:g} s",
+            "check the network route and firewall to the broker",
+        )
+    except ssl.SSLError as e:
+        return Result("broker", FAIL, f"{where}: TLS handshake failed: {e}", _tls_hint(str(e)))
+    except OSError as e:
+        return Result(
+            "broker",
+            FAIL,
+            f"{where}: cannot connect: {e.strerror or e}",
+            "check the broker's host name and port in [uplink], DNS, the network route and firewall",
+        )
+    try:  # TLS 1.3: a refused client certificate arrives as an alert after the handshake
+        await asyncio.wait_for(reader.read(1), 0.5)
+    except TimeoutError:
+        pass  # the broker waits for CONNECT: the certificate was accepted
+    except (ssl.SSLError, OSError) as e:
+        return Result("broker", FAIL, f"{where}: the broker rejected the TLS session: {e}", _tls_hint(str(e)))
+    finally:
+        writer.close()
+    return None
+
+
+async def _mqtt_connect(s: Any, cabinet_id: str, where: str, timeout: float, *, tls: bool) -> Result:
+    """An MQTT v5 CONNECT (and DISCONNECT) with the [uplink] settings, under a doctor's client id."""
+    # deferred: heavy (aiomqtt)
     import aiomqtt
+
+    from agent.uplink.client import tls_context
 
     ident = f"{s.client_id or cabinet_id}-doctor"
     try:
@@ -381,7 +394,7 @@ async def check_broker(
         "broker",
         PASS,
         f"{where}: TLS handshake and MQTT CONNECT accepted"
-        + (" (no TLS configured)" if ctx is None else f" (client id {ident})"),
+        + (f" (client id {ident})" if tls else " (no TLS configured)"),
     )
 
 
@@ -389,6 +402,7 @@ def check_certificate(
     s: Any, cabinet_id: str, now: dt.datetime | None = None, warn_days: float = CERT_WARN_DAYS
 ) -> Result:
     """The cabinet's client certificate: validity window, CN = cabinet id, key matches."""
+    # deferred: heavy (cryptography)
     from cryptography.hazmat.primitives import serialization
 
     from tools.provision import pki
@@ -429,7 +443,7 @@ def check_certificate(
         key = serialization.load_pem_private_key(Path(s.key).read_bytes(), None) if s.key else None
     except (OSError, ValueError, TypeError) as e:
         return Result("certificate", FAIL, f"{s.key}: cannot load the key: {e}", reprov)
-    cert_pub = pki._load_cert(Path(s.cert).read_bytes()).public_key()
+    cert_pub = pki.load_cert(Path(s.cert).read_bytes()).public_key()
     raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if key is None or key.public_key().public_bytes(*raw) != cert_pub.public_bytes(*raw):
         return Result(
@@ -457,8 +471,6 @@ def check_outbox(
     warn_fill: float = OUTBOX_WARN_FILL,
 ) -> Result:
     """Open the outbox read-only: header, schema version, rows pending, oldest unsent age, evictions."""
-    from agent.outbox.schema import APP_ID, MAGIC, SCHEMA_VERSION
-
     path = Path(path)
     keep = "move the file aside (never delete readings without need) and restart the agent; it starts a new outbox"
     if not path.exists():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import shutil
 import sys
 import time
@@ -21,6 +22,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agent import config as cfg
+from agent.runtime.status_api import SOCKET_NAME, fetch
+from boards.registry import boards as known_boards
+from tools.doctor import checks as dc
 from tools.doctor.checks import FAIL, PASS, WARN, Result
 
 DISK_WARN_PCT = 10.0
@@ -98,8 +103,6 @@ async def guarded(label: str, work: Awaitable[Any], timeout: float) -> list[Resu
 
 
 async def agent_status(data_dir: Path, timeout: float = 3.0) -> tuple[dict | None, str]:
-    from agent.runtime.status_api import SOCKET_NAME, fetch
-
     sock = Path(data_dir) / SOCKET_NAME
     try:
         return await fetch(sock, timeout=timeout), ""
@@ -130,21 +133,19 @@ def agent_result(status: dict | None, why: str, config: Any) -> Result:
 def bus_endpoints(config: Any, data_dir: Path) -> dict[str, tuple]:
     """Where each bus really is: the simulator's ports (board "sim", from its endpoints file)
     or the board's device paths."""
-    from boards.registry import boards
-
     if config.board == "sim":
         ready = Path(data_dir) / "sim" / "endpoints.json"
         try:
             return {k: tuple(v) for k, v in json.loads(ready.read_text())["buses"].items()}
         except (OSError, ValueError, KeyError):
             return {}
-    board = boards().get(config.board)
+    board = known_boards().get(config.board)
     ports = dict(board.ports) if board else {}
     return {n: ("rtu", ports.get(b.port) or b.port) for n, b in config.buses.items() if b.kind == "rtu"}
 
 
 def make_engine(bus: Any, where: tuple | None) -> Any:
-    from drivers.modbus.engine import BusEngine
+    from drivers.modbus.engine import BusEngine  # deferred: heavy (pymodbus)
 
     if bus.kind == "rtu":
         return BusEngine.rtu(
@@ -170,11 +171,9 @@ async def check_bus(
     device_timeout: float = DEVICE_TIMEOUT_S,
 ) -> list[Result]:
     """Open one bus ourselves and probe its devices (only when no agent owns it)."""
-    from tools.doctor.checks import open_bus, probe_device
-
     engine = make_engine(bus, where)
     try:
-        out = await guarded(f"bus {bus.name}", open_bus(engine, bus), open_timeout)
+        out = await guarded(f"bus {bus.name}", dc.open_bus(engine, bus), open_timeout)
         if out[0].status != PASS:
             return out + [
                 Result(
@@ -186,7 +185,7 @@ async def check_bus(
                 for d in devices
             ]
         for d in devices:
-            out += await guarded(f"device {d.name}", probe_device(engine, d), device_timeout)
+            out += await guarded(f"device {d.name}", dc.probe_device(engine, d), device_timeout)
         return out
     finally:
         await engine.close()
@@ -205,24 +204,9 @@ async def run(
     timeout: float = CHECK_TIMEOUT_S,
 ) -> list[Result]:
     """Every check, in a fixed order; independent groups run concurrently."""
-    from tools.doctor import checks as dc
-
     data_dir = Path(data_dir)
     now = time.time() if now is None else now
-    try:
-        results, config = await asyncio.wait_for(dc.in_thread(_config, config_path, boards, dc), timeout)
-    except TimeoutError:
-        results, config = (
-            [
-                Result(
-                    "config",
-                    FAIL,
-                    f"{config_path}: not read within {timeout:g} s",
-                    "the file system hangs: check the storage",
-                )
-            ],
-            None,
-        )
+    results, config = await _read_config(config_path, boards, timeout)
     status, why = await agent_status(data_dir)
     results.append(agent_result(status, why, config))
     groups: list[Awaitable[list[Result]]] = []
@@ -233,16 +217,12 @@ async def run(
             )
         )
     elif config is not None:
-        live = {b["name"]: b for b in (status or {}).get("buses", [])}
         where = dict(endpoints) if endpoints is not None else bus_endpoints(config, data_dir)
-        for name, bus in config.buses.items():
-            devs = [d for d in config.devices.values() if d.bus == name]
-            if name in live:
-                groups.append(guarded(f"bus {name}", _sync(dc.live_bus_results, live[name], devs), timeout))
-            else:
-                groups.append(check_bus(bus, devs, where.get(name)))
-    clock_args = {} if timedatectl is None else {"timedatectl": timedatectl}
-    groups.append(guarded("clock", dc.check_clock(status, **clock_args), timeout))
+        groups += _bus_groups(config, status, where, timeout)
+    if timedatectl is None:
+        groups.append(guarded("clock", dc.check_clock(status), timeout))
+    else:
+        groups.append(guarded("clock", dc.check_clock(status, timedatectl=timedatectl), timeout))
     if config is not None:
         up = config.uplink
         groups.append(
@@ -266,10 +246,35 @@ async def run(
     return results
 
 
-def _config(path: str | Path, boards: Any, dc: Any) -> tuple[list[Result], Any]:
+async def _read_config(path: str | Path, boards: Mapping[str, Any] | None, timeout: float) -> tuple[list[Result], Any]:
+    """The config check's results and the Config (None when invalid), read in a thread within `timeout`."""
+    try:
+        return await asyncio.wait_for(dc.in_thread(_config, path, boards), timeout)
+    except TimeoutError:
+        return [
+            Result("config", FAIL, f"{path}: not read within {timeout:g} s", "the file system hangs: check the storage")
+        ], None
+
+
+def _bus_groups(
+    config: Any, status: Mapping[str, Any] | None, where: Mapping[str, tuple], timeout: float
+) -> list[Awaitable[list[Result]]]:
+    """Per bus: judged from the running agent's live status when it owns the bus, else opened and probed."""
+    live = {b["name"]: b for b in (status or {}).get("buses", [])}
+    groups: list[Awaitable[list[Result]]] = []
+    for name, bus in config.buses.items():
+        devs = [d for d in config.devices.values() if d.bus == name]
+        if name in live:
+            groups.append(guarded(f"bus {name}", _sync(dc.live_bus_results, live[name], devs), timeout))
+        else:
+            groups.append(check_bus(bus, devs, where.get(name)))
+    return groups
+
+
+def _config(path: str | Path, boards: Any) -> tuple[list[Result], Any]:
     try:
         return dc.check_config(path, boards)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a crashing config check is a FAIL line, not the doctor's end
         return [Result("config", FAIL, f"{path}: {type(e).__name__}: {e}", "report this with the file")], None
 
 
@@ -297,10 +302,6 @@ def exit_code(results: list[Result]) -> int:
 
 
 def main(args: argparse.Namespace, data_dir: Path, boards: Mapping[str, Any]) -> int:
-    import logging
-
-    from agent import config as cfg
-
     logging.getLogger("drivers").setLevel(logging.CRITICAL)  # the bus's own log lines would repeat the results
     results = asyncio.run(run(args.config or cfg.EXAMPLE, data_dir, boards=boards, skip_buses=args.skip_buses))
     if args.json:

@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent import logs
+from agent.clock import WallClock
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("ingest", help="the cloud ingest: verify, dedupe, store and acknowledge batches")
@@ -44,6 +47,9 @@ def _broker(text: str, tls: bool) -> tuple[str, int]:
 
 
 def main(args: argparse.Namespace) -> int:
+    # deferred: heavy (cryptography, the wire formats)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from agent.wire import cose
     from tools.ingest.store import Store
     from tools.provision import pki
@@ -65,8 +71,6 @@ def main(args: argparse.Namespace) -> int:
             print(json.dumps(st, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in st.items()))
             return 0
         if args.action == "register":
-            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
             raw = bytes.fromhex(args.public_key or "")
             kid = cose.key_id(Ed25519PublicKey.from_public_bytes(raw))
             store.add_key(args.cabinet, kid, raw, time.time())
@@ -78,8 +82,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, store: Any) -> int:
-    from agent import logs
-    from agent.clock import WallClock
+    # deferred: heavy (aiomqtt, cryptography)
     from tools.ingest.service import IngestService
     from tools.provision import pki
 

@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.config.model import Uplink
-from agent.runtime import keys
+from agent.uplink import keys
 from agent.wire import cose
 from tools.ingest.store import Store
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 SCHEMA_VERSION = 1
 
@@ -34,6 +34,15 @@ TABLES = [
     """CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
 ]
+
+
+class Connection(Protocol):
+    """What Store uses of a DB-API connection (sqlite3's and psycopg's are both one)."""
+
+    def cursor(self) -> Any: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -78,15 +87,17 @@ class Store:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.pg = dsn.startswith(("postgresql://", "postgres://"))
+        self.conn: Connection
         if self.pg:
-            import psycopg
+            import psycopg  # deferred: heavy, and only for postgresql:// DSNs
 
             self.conn = psycopg.connect(dsn, autocommit=False)
             self.ph = "%s"
         else:
-            self.conn = sqlite3.connect(dsn, isolation_level=None, check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
+            lite = sqlite3.connect(dsn, isolation_level=None, check_same_thread=False)
+            lite.execute("PRAGMA journal_mode=WAL")
+            lite.execute("PRAGMA synchronous=FULL")
+            self.conn = lite
             self.ph = "?"
         self._init()
 
@@ -202,6 +213,7 @@ class Store:
     def materialize(self, limit: int = 200) -> tuple[int, int]:
         """Decode up to `limit` stored batches into reading rows, in one transaction.
         Returns (batches, readings). A body that cannot be decoded marks its batch bad."""
+        # deferred: heavy (msgpack, zstandard, cryptography): the key registry's users never materialize
         from agent.wire.batch import BatchError, decode_body
         from agent.wire.cose import payload_of  # the envelope was verified on arrival
 

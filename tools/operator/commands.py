@@ -10,7 +10,9 @@
 --group the header says to = "group:TAG"), publishes it (QoS 1, MQTT v5 response topic
 and correlation data), waits for each cabinet's signed reply, verifies it with the
 cabinet's public key (--cabinet-key, or the key registered in the ingest's registry),
-prints it as JSON, and exits 0 when every cabinet replied ok, 1 otherwise.
+prints it as JSON, and exits 0 when every cabinet replied ok, 1 otherwise. The broker
+connection, the TLS context and the reply-key lookup are shared with `cabinet ota rollout`
+(tools/ota/rollout_run.py).
 """
 
 from __future__ import annotations
@@ -20,10 +22,24 @@ import asyncio
 import json
 import re
 import secrets
+import ssl
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent import config as cfg
+from agent.runtime.entry import board_infos
+from tools.ingest.store import Store
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+KeyLookup = dict[bytes, tuple[str | None, Any]]  # kid -> (cabinet, or None for any; public key)
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -104,7 +120,7 @@ def command_args(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def operator_main(a: argparse.Namespace) -> int:
-    from tools.provision import pki
+    from tools.provision import pki  # deferred: heavy (cryptography)
 
     try:
         pub = pki.new_signing_key(Path(a.key), force=a.force)
@@ -120,20 +136,19 @@ def operator_main(a: argparse.Namespace) -> int:
     return 0
 
 
-def cabinet_keys(a: argparse.Namespace) -> Any:
+def cabinet_keys(a: argparse.Namespace) -> KeyLookup:
     """kid -> (cabinet, public key) lookup for replies."""
+    # deferred: heavy (cryptography)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from agent.runtime.keys import parse_public_key
+    from agent.uplink.keys import parse_public_key
     from agent.wire import cose
 
-    found: dict[bytes, tuple[str | None, Any]] = {}
+    found: KeyLookup = {}
     if a.cabinet_key:
         k = parse_public_key(a.cabinet_key)
         found[cose.key_id(k)] = (None, k)
     if a.ingest_db:
-        from tools.ingest.store import Store
-
         store = Store(a.ingest_db)
         try:
             for kid, (cab, raw) in store.keys().items():
@@ -143,43 +158,69 @@ def cabinet_keys(a: argparse.Namespace) -> Any:
     return found
 
 
+def key_lookup_for(keys: KeyLookup, cabinet: str) -> Callable[[bytes], Any]:
+    """The public key of a kid, when it belongs to `cabinet` (or to any cabinet), else None."""
+
+    def lookup(kid: bytes) -> Any:
+        hit = keys.get(kid)
+        return hit[1] if hit and hit[0] in (None, cabinet) else None
+
+    return lookup
+
+
+def tls_context(a: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context of --tls/--ca (with --cert/--tls-key: a client certificate); None: plain MQTT."""
+    if not (a.tls or a.ca):
+        return None
+    tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=a.ca)
+    if a.cert and a.tls_key:
+        tls.load_cert_chain(a.cert, a.tls_key)
+    return tls
+
+
+def mqtt_client(a: argparse.Namespace, tls: ssl.SSLContext | None, identifier: str) -> aiomqtt.Client:
+    """An MQTT v5 client for --broker HOST[:PORT] (default port 8883 with TLS, else 1883)."""
+    import aiomqtt  # deferred: heavy (aiomqtt, paho-mqtt client)
+
+    host, _, port = a.broker.rpartition(":") if ":" in a.broker else (a.broker, "", "")
+    return aiomqtt.Client(
+        host or a.broker,
+        int(port) if port else (8883 if tls else 1883),
+        tls_context=tls,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        identifier=identifier,
+        timeout=a.timeout,
+    )
+
+
+def reply_properties(response_topic: str, correlation: bytes) -> Properties:
+    """PUBLISH properties asking for a reply on response_topic, tagged with correlation."""
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = response_topic
+    props.CorrelationData = correlation
+    return props
+
+
 async def send(
     a: argparse.Namespace, kind: str | None = None, args: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    import aiomqtt
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
+    """Sign and publish the command to each cabinet, collect the signed replies until the timeout."""
+    # deferred: heavy (cryptography, the MQTT client)
     from agent.wire import commands as C
-    from agent.wire import cose
     from tools.provision import pki
 
     key = pki.load_signing_key(a.key)
     kind = kind or a.kind
     args = command_args(a) if args is None else args
     keys = cabinet_keys(a)
-    host, _, port = a.broker.rpartition(":") if ":" in a.broker else (a.broker, "", "")
-    tls = None
-    if a.tls or a.ca:
-        import ssl
-
-        tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=a.ca)
-        if a.cert and a.tls_key:
-            tls.load_cert_chain(a.cert, a.tls_key)
+    tls = tls_context(a)
     now = int(time.time())
     ttl = int(duration(a.ttl))
     to_group = f"{C.GROUP_PREFIX}{a.group}" if getattr(a, "group", None) else None
     base_cid = a.cid or f"op-{secrets.token_hex(8)}"
     pending: dict[bytes, dict[str, Any]] = {}
     results: list[dict[str, Any]] = []
-    async with aiomqtt.Client(
-        host or a.broker,
-        int(port) if port else (8883 if tls else 1883),
-        tls_context=tls,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        identifier=f"op-{secrets.token_hex(6)}",
-        timeout=a.timeout,
-    ) as client:
+    async with mqtt_client(a, tls, f"op-{secrets.token_hex(6)}") as client:
         for i, cab in enumerate(a.ids):
             resp = C.reply_topic(a.prefix, cab, kind)
             await client.subscribe(resp, qos=1)
@@ -188,53 +229,12 @@ async def send(
             env = C.sign_command(kind, args, key=key, cid=cid, iat=now, exp=now + ttl, to=to_group or cab, topic=topic)
             corr = secrets.token_bytes(16)
             pending[corr] = {"cabinet": cab, "cid": cid, "topic": resp}
-            props = Properties(PacketTypes.PUBLISH)
-            props.ResponseTopic = resp
-            props.CorrelationData = corr
-            await client.publish(topic, env, qos=1, properties=props)
+            await client.publish(topic, env, qos=1, properties=reply_properties(resp, corr))
         deadline = time.monotonic() + a.timeout
-
-        async def collect() -> None:
-            async for msg in client.messages:
-                corr = getattr(msg.properties, "CorrelationData", None)
-                want = pending.get(bytes(corr)) if corr else None
-                if want is None or str(msg.topic) != want["topic"]:
-                    continue
-
-                def lookup(kid: bytes) -> Any:
-                    hit = keys.get(kid)
-                    return hit[1] if hit and hit[0] in (None, want["cabinet"]) else None
-
-                try:
-                    rep = C.open_reply(bytes(msg.payload), topic=want["topic"], keys=lookup)
-                except cose.VerifyError as e:
-                    results.append(
-                        {
-                            "cabinet": want["cabinet"],
-                            "cid": want["cid"],
-                            "ok": False,
-                            "reason": f"reply_not_verified:{e.reason}",
-                            "detail": e.detail,
-                        }
-                    )
-                else:
-                    results.append(
-                        {
-                            "cabinet": rep.cabinet,
-                            "cid": rep.cid or want["cid"],
-                            "ok": rep.ok,
-                            "reason": rep.reason,
-                            "detail": rep.detail,
-                            "result": rep.result,
-                            "t": rep.t,
-                        }
-                    )
-                del pending[bytes(corr)]
-                if not pending:
-                    return
-
         try:
-            await asyncio.wait_for(collect(), max(0.1, deadline - time.monotonic()))
+            await asyncio.wait_for(
+                collect_replies(client, pending, keys, results), max(0.1, deadline - time.monotonic())
+            )
         except TimeoutError:
             pass
     for want in pending.values():
@@ -250,6 +250,51 @@ async def send(
     return results
 
 
+async def collect_replies(
+    client: aiomqtt.Client, pending: dict[bytes, dict[str, Any]], keys: KeyLookup, results: list[dict[str, Any]]
+) -> None:
+    """Verify the replies to the `pending` commands (by correlation data) into `results`,
+    removing each from `pending`; return when none is left."""
+    # deferred: heavy (cryptography)
+    from agent.wire import commands as C
+    from agent.wire import cose
+
+    async for msg in client.messages:
+        corr = getattr(msg.properties, "CorrelationData", None)
+        if not corr:
+            continue
+        want = pending.get(bytes(corr))
+        if want is None or str(msg.topic) != want["topic"]:
+            continue
+        try:
+            rep = C.open_reply(bytes(msg.payload), topic=want["topic"], keys=key_lookup_for(keys, want["cabinet"]))
+        except cose.VerifyError as e:
+            results.append(
+                {
+                    "cabinet": want["cabinet"],
+                    "cid": want["cid"],
+                    "ok": False,
+                    "reason": f"reply_not_verified:{e.reason}",
+                    "detail": e.detail,
+                }
+            )
+        else:
+            results.append(
+                {
+                    "cabinet": rep.cabinet,
+                    "cid": rep.cid or want["cid"],
+                    "ok": rep.ok,
+                    "reason": rep.reason,
+                    "detail": rep.detail,
+                    "result": rep.result,
+                    "t": rep.t,
+                }
+            )
+        del pending[bytes(corr)]
+        if not pending:
+            return
+
+
 def send_main(
     a: argparse.Namespace, kind: str | None = None, args: dict[str, Any] | None = None, name: str = "cabinet cmd send"
 ) -> int:
@@ -261,7 +306,7 @@ def send_main(
     except (ValueError, OSError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # aiomqtt.MqttError and friends: the broker is unreachable
+    except Exception as e:  # noqa: BLE001 - aiomqtt.MqttError and friends (aiomqtt loads lazily): no broker
         print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     for r in results:
@@ -316,9 +361,6 @@ def push_main(a: argparse.Namespace) -> int:
         print(f"{name}: {e}", file=sys.stderr)
         return 2
     if not a.no_check:
-        from agent import config as cfg
-        from agent.runtime.entry import board_infos
-
         try:
             cfg.loads(text, str(Path(a.file).resolve()), board_infos())
         except cfg.ConfigError as e:

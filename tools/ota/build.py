@@ -25,6 +25,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from boards.registry import boards as known_boards
 from ota import bundle
 from ota import manifest as mf
 
@@ -188,13 +189,11 @@ def build(
     wheelhouse: Path | None = None,
     source: Path | None = None,
 ) -> tuple[Path, mf.Manifest]:
-    source = Path(source) if source else Path(__file__).resolve().parent.parent
+    source = Path(source) if source else Path(__file__).resolve().parents[2]  # tools/ota/build.py -> the checkout
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if boards is None:
-        from boards.registry import boards as known
-
-        boards = sorted(known())
+        boards = sorted(known_boards())
     with tempfile.TemporaryDirectory(prefix="ota-wheels-", dir=out) as tmp:
         work = Path(tmp)
         proj = project_wheel(source, work, version)

@@ -19,6 +19,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ota import bundle
+from ota.errors import RepoError
+from tools.ota.build import add_build_args, build_main
+from tools.ota.rollout_run import add_rollout_args, rollout_main
+from tools.ota.serve import add_serve_args, serve_main
+
 
 def add_parsers(sub: Any) -> None:
     o = sub.add_parser("ota", help="over-the-air updates: keys, bundles, the TUF repository, rollouts")
@@ -38,8 +44,6 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("--threshold", type=int, default=2, help="root signatures required (default 2 of 3)")
     r.add_argument("--expiry", action="append", default=[], help="ROLE=DAYS, e.g. timestamp=7 (repeat)")
     r.set_defaults(func=repo_main)
-
-    from tools.ota.build import add_build_args, build_main
 
     b = osub.add_parser("build", help="build a release bundle of this project")
     add_build_args(b)
@@ -70,13 +74,9 @@ def add_parsers(sub: Any) -> None:
     ls.add_argument("--repo", required=True)
     ls.set_defaults(func=targets_main)
 
-    from tools.ota.serve import add_serve_args, serve_main
-
     s = osub.add_parser("serve", help="serve a repository directory over HTTP (with range requests)")
     add_serve_args(s)
     s.set_defaults(func=serve_main)
-
-    from tools.ota.rollout_run import add_rollout_args, rollout_main
 
     rl = osub.add_parser("rollout", help="offer a release to the fleet in waves; halt on failures")
     add_rollout_args(rl)
@@ -89,8 +89,7 @@ def _fail(e: Exception) -> int:
 
 
 def keys_main(a: argparse.Namespace) -> int:
-    from ota.errors import RepoError
-    from ota.repo import init_keys
+    from ota.repo import init_keys  # deferred: heavy (tuf, cryptography)
 
     try:
         doc = init_keys(Path(a.keys), root_keys=a.root_keys, force=a.force)
@@ -106,8 +105,7 @@ def keys_main(a: argparse.Namespace) -> int:
 
 
 def repo_main(a: argparse.Namespace) -> int:
-    from ota.errors import RepoError
-    from ota.repo import Repository
+    from ota.repo import Repository  # deferred: heavy (tuf, cryptography)
 
     expiry: dict[str, int] = {}
     for item in a.expiry:
@@ -130,9 +128,7 @@ def repo_main(a: argparse.Namespace) -> int:
 
 
 def publish_main(a: argparse.Namespace) -> int:
-    from ota import bundle
-    from ota.errors import RepoError
-    from ota.repo import Repository
+    from ota.repo import Repository  # deferred: heavy (tuf, cryptography)
 
     path = Path(a.bundle)
     try:
@@ -146,8 +142,7 @@ def publish_main(a: argparse.Namespace) -> int:
 
 
 def timestamp_main(a: argparse.Namespace) -> int:
-    from ota.errors import RepoError
-    from ota.repo import Repository
+    from ota.repo import Repository  # deferred: heavy (tuf, cryptography)
 
     try:
         v = Repository(Path(a.repo)).refresh_timestamp(Path(a.keys), a.days)
@@ -158,10 +153,9 @@ def timestamp_main(a: argparse.Namespace) -> int:
 
 
 def rotate_main(a: argparse.Namespace) -> int:
-    from ota.errors import RepoError
-    from ota.repo import Repository
+    from ota.repo import Repository  # deferred: heavy (tuf, cryptography)
 
-    replace = {}
+    replace: dict[str, str] = {}
     for item in a.replace:
         old, _, new = item.partition("=")
         if not old or not new:
@@ -176,8 +170,7 @@ def rotate_main(a: argparse.Namespace) -> int:
 
 
 def targets_main(a: argparse.Namespace) -> int:
-    from ota.errors import RepoError
-    from ota.repo import Repository
+    from ota.repo import Repository  # deferred: heavy (tuf, cryptography)
 
     try:
         print(json.dumps(Repository(Path(a.repo)).targets(), indent=1, sort_keys=True))

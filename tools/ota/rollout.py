@@ -16,6 +16,7 @@ A cabinet's late terminal status overrides its timeout (its row tells the truth)
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -54,7 +55,7 @@ class Plan:
         if (
             not pcts
             or any(type(p) is not int or not 1 <= p <= 100 for p in pcts)
-            or any(b <= a for a, b in zip(pcts, pcts[1:]))
+            or any(b <= a for a, b in itertools.pairwise(pcts))
         ):
             raise ValueError(f"waves {pcts!r}: increasing whole percents in 1..100, e.g. 1,10,50,100")
         if not isinstance(cabinets, Mapping):
@@ -151,7 +152,9 @@ class Rollout:
         if batch is not None and (type(batch) is not int or batch < 1):
             raise ValueError(f"batch {batch!r}: a positive int or None")
         self.batch = batch
-        self.state, self.reason, self.wave = "running", None, 0
+        self.state: str = "running"
+        self.reason: str | None = None
+        self.wave = 0
         self.ignored: dict[str, int] = {}
         self.cab: dict[str, dict[str, Any]] = {
             cid: {
@@ -179,7 +182,7 @@ class Rollout:
             room = self.batch - sum(
                 1 for c in wave if self.cab[c]["offered_at"] is not None and self.cab[c]["outcome"] is None
             )
-        out = []
+        out: list[str] = []
         for cid in wave:
             if len(out) >= room:
                 break
@@ -314,7 +317,7 @@ class Rollout:
         }
 
     def rows(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         for k, ids in enumerate(self.plan.waves):
             for cid in ids:
                 r = self.cab[cid]

@@ -15,23 +15,36 @@ are verified with the cabinet's key (agent.wire.ota_status.open_status) and fed 
 an unverifiable or malformed message is counted and ignored. A refused offer (the cabinet's
 signed reply says not ok) counts as a failure. --state FILE is written after every change and
 resumes the rollout when it exists (unanswered offers are sent again: offers are idempotent).
-Exit 0 done, 3 halted, 1 error (broker, keys), 2 bad arguments.
+Exit 0 done, 3 halted, 1 error (broker, keys), 2 bad arguments. `RolloutSession` is the
+MQTT side of one run (discovery, offers, statuses and refusals in); the inputs (fleet file,
+births, keys, options, saved state) are tools/ota/rollout_inputs.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import asyncio
 import secrets
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from tools.operator.commands import cabinet_keys, signing_and_broker_args, duration
+from tools.operator.commands import (
+    KeyLookup,
+    duration,
+    key_lookup_for,
+    mqtt_client,
+    reply_properties,
+    signing_and_broker_args,
+    tls_context,
+)
 from tools.ota.rollout import Plan, Rollout
+from tools.ota.rollout_inputs import key_lookup, parse_birth, plan_options, resume, save
+
+if TYPE_CHECKING:
+    import aiomqtt
 
 KIND = "ota.offer"
 
@@ -59,67 +72,6 @@ def add_rollout_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--discover", type=float, default=3.0, help="seconds to collect birth messages (3)")
     p.add_argument("--state", help="save the rollout here after every change; resume from it")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between decisions (1)")
-
-
-# ---------------------------------------------------------------------- inputs
-
-
-def load_fleet(path: str) -> dict[str, dict[str, Any]]:
-    from agent.wire.cose import check_cabinet
-
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(doc, list):
-        raise ValueError(f'{path}: a JSON list of {{"id", "tags"}}')
-    out: dict[str, dict[str, Any]] = {}
-    for item in doc:
-        if not isinstance(item, dict):
-            raise ValueError(f"{path}: {item!r} is not an object")
-        out[check_cabinet(item.get("id"))] = {"tags": item.get("tags") or [], "version": item.get("version")}
-    return out
-
-
-def parse_birth(topic: str, payload: bytes) -> tuple[str, dict[str, Any]] | None:
-    """(cabinet id, birth map) of a retained `<prefix>/cab/<id>/state` message, or None if junk."""
-    from agent.wire.cose import topic_cabinet
-
-    try:
-        cab = topic_cabinet(topic, "state")
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(doc, dict):
-        return None
-    tags = doc.get("tags")
-    tags = [t for t in tags if isinstance(t, str) and t] if isinstance(tags, list) else []
-    version = doc.get("version") if isinstance(doc.get("version"), str) else None
-    return cab, {"tags": tags, "version": version, "online": doc.get("online") is not False}
-
-
-def key_lookup(a: argparse.Namespace) -> dict[bytes, tuple[str | None, Any]]:
-    """kid -> (cabinet or None for any, public key): tools.operator.commands's keys plus --cabinet-keys."""
-    from agent.runtime.keys import parse_public_key
-    from agent.wire import cose
-
-    found = cabinet_keys(a)
-    if a.cabinet_keys:
-        doc = json.loads(Path(a.cabinet_keys).read_text(encoding="utf-8"))
-        if not isinstance(doc, dict):
-            raise ValueError(f"{a.cabinet_keys}: a JSON object {{cabinet id: public key hex}}")
-        for cab, text in doc.items():
-            if not isinstance(text, str) or len(text) != 64:
-                raise ValueError(f"{a.cabinet_keys}: {cab}: 64 hex characters")
-            k = parse_public_key(text)
-            found[cose.key_id(k)] = (cose.check_cabinet(cab), k)
-    return found
-
-
-def save(path: str, ro: Rollout) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(ro.to_dict(), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------- display
@@ -154,7 +106,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         for r in rows
     ]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(line, widths)).rstrip() for line in [head, *body])
+    return "\n".join(
+        "  ".join(c.ljust(wd) for c, wd in zip(line, widths, strict=True)).rstrip() for line in [head, *body]
+    )
 
 
 class Display:
@@ -182,56 +136,52 @@ class Display:
         self.last = line
 
 
-# ---------------------------------------------------------------------- the MQTT loop
+# ---------------------------------------------------------------------- the MQTT side
 
 
-async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any], out: TextIO) -> int:
-    import asyncio
+class RolloutSession:
+    """One run over MQTT: collects births, offers (signed `ota.offer` commands) and feeds the
+    verified statuses and refusals to the Rollout; counts what it cannot use in `dropped`."""
 
-    import aiomqtt
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
+    def __init__(self, a: argparse.Namespace, key: Any, keys: KeyLookup, out: TextIO) -> None:
+        self.a, self.key, self.keys, self.out = a, key, keys, out
+        self.ttl = int(duration(a.ttl))
+        self.ro: Rollout | None = None
+        self.births: dict[str, dict[str, Any]] = {}
+        self.sent_cid: dict[str, str] = {}
+        self.dropped: Counter[str] = Counter()
+        self.disp = Display(out)
+        self.dirty = False
 
-    from agent.wire import commands as C
-    from agent.wire import cose
-    from agent.wire.ota_status import open_status
-    from tools.provision import pki
+    # ---- messages in
 
-    key = pki.load_signing_key(a.key)
-    keys = key_lookup(a)
-    ttl = int(duration(a.ttl))
-    host, _, port = a.broker.rpartition(":") if ":" in a.broker else (a.broker, "", "")
-    tls = None
-    if a.tls or a.ca:
-        import ssl
+    async def read(self, client: aiomqtt.Client) -> None:
+        async for m in client.messages:
+            try:
+                self.on_message(m)
+            except Exception as e:  # noqa: BLE001 - one odd message must not end the rollout
+                self.dropped[f"unhandled_{type(e).__name__}"] += 1
 
-        tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=a.ca)
-        if a.cert and a.tls_key:
-            tls.load_cert_chain(a.cert, a.tls_key)
-    births: dict[str, dict[str, Any]] = {}
-    sent_cid: dict[str, str] = {}
-    dropped: Counter[str] = Counter()
-    disp = Display(out)
-    dirty = [False]
-
-    def lookup_for(cab: str) -> Any:
-        def lookup(kid: bytes) -> Any:
-            hit = keys.get(kid)
-            return hit[1] if hit and hit[0] in (None, cab) else None
-
-        return lookup
-
-    def on_message(msg: Any) -> None:
+    def on_message(self, msg: Any) -> None:
         topic = str(msg.topic)
         data = bytes(msg.payload) if isinstance(msg.payload, (bytes, bytearray)) else b""
         if topic.endswith("/state"):
             hit = parse_birth(topic, data)
             if hit:
-                births[hit[0]] = hit[1]
+                self.births[hit[0]] = hit[1]
             else:
-                dropped["bad_birth"] += 1
+                self.dropped["bad_birth"] += 1
             return
-        head = f"{a.prefix}/cab/"
+        self.on_cabinet_message(topic, data)
+
+    def on_cabinet_message(self, topic: str, data: bytes) -> None:
+        """A status message or a reply to an offer: verified with the cabinet's key, then fed."""
+        # deferred: heavy (cryptography)
+        from agent.wire import commands as C
+        from agent.wire import cose
+        from agent.wire.ota_status import open_status
+
+        head = f"{self.a.prefix}/cab/"
         cab, _, tail = topic[len(head) :].partition("/") if topic.startswith(head) else ("", "", "")
         is_status = tail == "ota/status"
         try:
@@ -239,104 +189,126 @@ async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any]
                 raise ValueError(f"unexpected topic {topic!r}")
             cose.check_cabinet(cab)
             if is_status:
-                doc = open_status(data, topic=topic, keys=lookup_for(cab))
+                doc = open_status(data, topic=topic, keys=key_lookup_for(self.keys, cab))
             else:
-                rep = C.open_reply(data, topic=topic, keys=lookup_for(cab))
+                rep = C.open_reply(data, topic=topic, keys=key_lookup_for(self.keys, cab))
         except (cose.VerifyError, ValueError) as e:
-            dropped[getattr(e, "reason", "bad_topic")] += 1
+            self.dropped[getattr(e, "reason", "bad_topic")] += 1
             return
         now = time.time()
+        ro = self.ro
         if not is_status:
-            if ro is not None and not rep.ok and rep.cid == sent_cid.get(cab) and rep.reason != "busy":
-                if ro.on_refused(cab, f"offer refused: {rep.reason}" + (f" ({rep.detail})" if rep.detail else ""), now):
-                    dirty[0] = True
-                    disp.change(cab, ro)
+            if ro is not None and not rep.ok and rep.cid == self.sent_cid.get(cab) and rep.reason != "busy":
+                why = f"offer refused: {rep.reason}" + (f" ({rep.detail})" if rep.detail else "")
+                if ro.on_refused(cab, why, now):
+                    self.dirty = True
+                    self.disp.change(cab, ro)
             return
         if ro is not None and ro.on_status(cab, doc, now):
-            dirty[0] = True
-            disp.change(cab, ro)
+            self.dirty = True
+            self.disp.change(cab, ro)
 
-    async def offer(client: Any, cab: str) -> None:
-        now = int(time.time())
+    # ---- the walk
+
+    async def discover(self, client: aiomqtt.Client) -> dict[str, dict[str, Any]]:
+        """The cabinets whose retained births arrived within --discover seconds (online ones
+        unless --include-offline)."""
+        a = self.a
+        await client.subscribe(f"{a.prefix}/cab/+/state", qos=1)
+        await asyncio.sleep(a.discover)
+        offline = sorted(c for c, b in self.births.items() if not b["online"])
+        cabinets = {
+            c: {"tags": b["tags"], "version": b["version"]}
+            for c, b in self.births.items()
+            if b["online"] or a.include_offline
+        }
+        if offline and not a.include_offline:
+            print(
+                f"left out {len(offline)} offline cabinet(s): {', '.join(offline[:10])}"
+                f"{' ...' if len(offline) > 10 else ''}",
+                file=self.out,
+                flush=True,
+            )
+        return cabinets
+
+    async def start(self, client: aiomqtt.Client, plan_kw: dict[str, Any]) -> Rollout | None:
+        """The new Rollout (the fleet discovered when none was given); None: nobody to offer to."""
+        if not plan_kw["cabinets"]:
+            plan_kw["cabinets"] = await self.discover(client)
+        plan = Plan(plan_kw.pop("cabinets"), **plan_kw.pop("plan"))
+        if not plan.wave_of:
+            print("cabinet ota rollout: no cabinets to offer to", file=sys.stderr)
+            return None
+        ro = self.ro = Rollout(plan, **plan_kw)
+        print(
+            f"deployment {ro.deployment}: {len(plan.wave_of)} cabinet(s) in waves "
+            f"{[len(w) for w in plan.waves]} ({len(plan.excluded)} left out)",
+            file=self.out,
+            flush=True,
+        )
+        return ro
+
+    async def offer(self, client: aiomqtt.Client, ro: Rollout, cab: str) -> None:
+        from agent.wire import commands as C  # deferred: heavy (cryptography)
+
+        a, now = self.a, int(time.time())
         topic = C.command_topic(a.prefix, cab, KIND)
         args = {"deployment": ro.deployment, "target": ro.target}
         if a.repository:
             args["repository"] = a.repository
-        cid = sent_cid[cab] = f"ota-{secrets.token_hex(8)}"
-        env = C.sign_command(KIND, args, key=key, cid=cid, iat=now, exp=now + ttl, to=cab, topic=topic)
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = C.reply_topic(a.prefix, cab, KIND)
-        props.CorrelationData = cid.encode()
-        await client.publish(topic, env, qos=1, properties=props)
+        cid = self.sent_cid[cab] = f"ota-{secrets.token_hex(8)}"
+        env = C.sign_command(KIND, args, key=self.key, cid=cid, iat=now, exp=now + self.ttl, to=cab, topic=topic)
+        await client.publish(
+            topic, env, qos=1, properties=reply_properties(C.reply_topic(a.prefix, cab, KIND), cid.encode())
+        )
 
-    async with aiomqtt.Client(
-        host or a.broker,
-        int(port) if port else (8883 if tls else 1883),
-        tls_context=tls,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        identifier=f"rollout-{secrets.token_hex(6)}",
-        timeout=a.timeout,
-    ) as client:
+    async def walk(self, client: aiomqtt.Client, ro: Rollout) -> None:
+        """Offer wave after wave and decide every --poll seconds until the rollout is done or halted."""
+        a = self.a
+        await client.subscribe(f"{a.prefix}/cab/+/ota/status", qos=1)
+        await client.subscribe(f"{a.prefix}/cab/+/cmd/{KIND}/resp", qos=1)
+        await asyncio.sleep(min(0.5, a.poll))  # retained statuses of this deployment first
+        for cab in ro.unanswered():
+            await self.offer(client, ro, cab)
+        while True:
+            now = time.time()
+            self.dirty |= ro.tick(now)
+            for cab in ro.offers(now):
+                await self.offer(client, ro, cab)
+                self.dirty = True
+            if self.dirty and a.state:
+                save(a.state, ro)
+            self.dirty = False
+            self.disp.progress(ro, final=ro.state != "running")
+            if ro.state != "running":
+                break
+            await asyncio.sleep(a.poll)
 
-        async def reader() -> None:
-            async for m in client.messages:
-                try:
-                    on_message(m)
-                except Exception as e:  # noqa: BLE001 - one odd message must not end the rollout
-                    dropped[f"unhandled_{type(e).__name__}"] += 1
 
-        task = asyncio.create_task(reader())
+async def run(a: argparse.Namespace, ro: Rollout | None, plan_kw: dict[str, Any], out: TextIO) -> int:
+    from tools.provision import pki  # deferred: heavy (cryptography)
+
+    key = pki.load_signing_key(a.key)
+    session = RolloutSession(a, key, key_lookup(a), out)
+    session.ro = ro
+    tls = tls_context(a)
+    async with mqtt_client(a, tls, f"rollout-{secrets.token_hex(6)}") as client:
+        task = asyncio.create_task(session.read(client))
         try:
             if ro is None:
-                if not plan_kw["cabinets"]:
-                    await client.subscribe(f"{a.prefix}/cab/+/state", qos=1)
-                    await asyncio.sleep(a.discover)
-                    offline = sorted(c for c, b in births.items() if not b["online"])
-                    plan_kw["cabinets"] = {
-                        c: {"tags": b["tags"], "version": b["version"]}
-                        for c, b in births.items()
-                        if b["online"] or a.include_offline
-                    }
-                    if offline and not a.include_offline:
-                        print(
-                            f"left out {len(offline)} offline cabinet(s): {', '.join(offline[:10])}"
-                            f"{' ...' if len(offline) > 10 else ''}",
-                            file=out,
-                            flush=True,
-                        )
-                plan = Plan(plan_kw.pop("cabinets"), **plan_kw.pop("plan"))
-                if not plan.wave_of:
-                    print("cabinet ota rollout: no cabinets to offer to", file=sys.stderr)
+                ro = await session.start(client, plan_kw)
+                if ro is None:
                     return 1
-                ro = Rollout(plan, **plan_kw)
-                print(
-                    f"deployment {ro.deployment}: {len(plan.wave_of)} cabinet(s) in waves "
-                    f"{[len(w) for w in plan.waves]} ({len(plan.excluded)} left out)",
-                    file=out,
-                    flush=True,
-                )
-            await client.subscribe(f"{a.prefix}/cab/+/ota/status", qos=1)
-            await client.subscribe(f"{a.prefix}/cab/+/cmd/{KIND}/resp", qos=1)
-            await asyncio.sleep(min(0.5, a.poll))  # retained statuses of this deployment first
-            for cab in ro.unanswered():
-                await offer(client, cab)
-            while True:
-                now = time.time()
-                dirty[0] |= ro.tick(now)
-                for cab in ro.offers(now):
-                    await offer(client, cab)
-                    dirty[0] = True
-                if dirty[0] and a.state:
-                    save(a.state, ro)
-                dirty[0] = False
-                disp.progress(ro, final=ro.state != "running")
-                if ro.state != "running":
-                    break
-                await asyncio.sleep(a.poll)
+            await session.walk(client, ro)
         finally:
             task.cancel()
-            if ro is not None and a.state:
-                save(a.state, ro)
+            if session.ro is not None and a.state:
+                save(a.state, session.ro)
+    return final_report(ro, session.dropped, out)
+
+
+def final_report(ro: Rollout, dropped: Counter[str], out: TextIO) -> int:
+    """The per-cabinet table, why it stopped, the ignored messages; the exit code."""
     print(table(ro.rows()), file=out)
     if ro.reason:
         print(f"{ro.state}: {ro.reason}", file=out)
@@ -357,47 +329,13 @@ def rollout_main(a: argparse.Namespace, out: TextIO | None = None) -> int:
     plan_kw: dict[str, Any] = {}
     try:
         if a.state and Path(a.state).exists():
-            ro = Rollout.from_dict(json.loads(Path(a.state).read_text(encoding="utf-8")))
-            want = a.deployment or f"{a.target}@{a.version}"
-            if (ro.deployment, ro.target, ro.version) != (want, a.target, a.version):
-                raise ValueError(
-                    f"{a.state} is deployment {ro.deployment} ({ro.target} {ro.version}), "
-                    f"not {want} ({a.target} {a.version})"
-                )
+            ro = resume(a)
             print(f"resuming {ro.deployment} from {a.state}: {ro.state}", file=out, flush=True)
             if ro.state != "running":
                 print(table(ro.rows()), file=out)
                 return 0 if ro.state == "done" else 3
         else:
-            deployment = a.deployment or f"{a.target}@{a.version}"
-            if not 1 <= len(deployment) <= 64:
-                raise ValueError(f"deployment {deployment!r}: 1..64 characters (give --deployment)")
-            cabinets = load_fleet(a.fleet) if a.fleet else {}
-            for cab in a.ids:
-                from agent.wire.cose import check_cabinet
-
-                cabinets.setdefault(check_cabinet(cab), {"tags": [], "version": None})
-            waves = [int(x) for x in a.waves.split(",") if x.strip()]
-            plan_kw = {
-                "cabinets": cabinets,
-                "plan": {
-                    "waves": waves,
-                    "canary_tag": a.canary_tag,
-                    "include_tags": a.tag,
-                    "exclude_tags": a.exclude_tag,
-                },
-                "deployment": deployment,
-                "target": a.target,
-                "version": a.version,
-                "success_pct": a.success,
-                "max_failure_pct": a.max_failures,
-                "min_cabinets": a.min_cabinets,
-                "cabinet_timeout_s": duration(a.cabinet_timeout),
-                "soak_s": duration(a.soak),
-                "batch": a.batch,
-            }
-            Plan({}, **plan_kw["plan"])  # the options are checked before connecting
-            Rollout(Plan({}), **{k: v for k, v in plan_kw.items() if k not in ("cabinets", "plan")})
+            plan_kw = plan_options(a)
         duration(a.ttl)
         if a.poll <= 0 or a.discover < 0:
             raise ValueError("--poll must be > 0 and --discover >= 0")
@@ -405,8 +343,6 @@ def rollout_main(a: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"{name}: {e}", file=sys.stderr)
         return 2
     try:
-        import asyncio
-
         return asyncio.run(run(a, ro, plan_kw, out))
     except KeyboardInterrupt:
         print(f"{name}: interrupted" + (f"; resume with --state {a.state}" if a.state else ""), file=sys.stderr)
@@ -414,6 +350,6 @@ def rollout_main(a: argparse.Namespace, out: TextIO | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 1
-    except Exception as e:  # aiomqtt.MqttError and friends: the broker is unreachable or went away
+    except Exception as e:  # noqa: BLE001 - aiomqtt.MqttError and friends (aiomqtt loads lazily): no broker
         print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

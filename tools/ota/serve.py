@@ -18,6 +18,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 CHUNK = 64 * 1024
@@ -54,10 +55,11 @@ class RepoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "cabinet-ota-serve/1"
     quiet = True
+    server: RepoServer
 
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, format: str, *args: Any) -> None:
         if not getattr(self.server, "quiet", True):
-            sys.stderr.write("%s - %s\n" % (self.address_string(), format % args))
+            sys.stderr.write(f"{self.address_string()} - {format % args}\n")
 
     def resolve(self) -> Path | None:
         """The file for the request path, or None (after sending the error)."""
@@ -96,7 +98,7 @@ class RepoHandler(BaseHTTPRequestHandler):
         if p is None:
             return
         try:
-            f = open(p, "rb")
+            f = open(p, "rb")  # noqa: SIM115 - `with f` below: only open() errors become a 404
         except OSError:
             self.send_error(HTTPStatus.NOT_FOUND)
             return
@@ -162,6 +164,7 @@ class RepoServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET(6) server's address is (host, port, ...)
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}"
 

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tools.ingest.store import Store
+
 
 def add_parsers(sub: Any) -> None:
     ca = sub.add_parser("ca", help="the development device CA")
@@ -42,7 +44,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def ca_main(args: argparse.Namespace) -> int:
-    from tools.provision import pki
+    from tools.provision import pki  # deferred: heavy (cryptography)
 
     try:
         ca = pki.init_ca(Path(args.dir), algorithm=args.algorithm, force=args.force)
@@ -58,11 +60,10 @@ def ca_main(args: argparse.Namespace) -> int:
 
 
 def provision_main(args: argparse.Namespace) -> int:
-    from tools.provision.identity import provision
+    from tools.provision.identity import provision  # deferred: heavy (cryptography)
 
     registry = None
     if args.ingest_db:
-        from tools.ingest.store import Store
 
         def registry(cabinet: str, kid: bytes, raw: bytes) -> None:
             store = Store(args.ingest_db)

@@ -29,9 +29,12 @@ Command line:  python -m tools.provision.identity CAB-0001 --out DIR --ca-dir PK
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import json
 import re
 import shutil
+import sys
 import tempfile
 import tomllib
 from collections.abc import Callable
@@ -155,6 +158,37 @@ def provision(
         ingest_key=ingest_key,
     )
 
+    public_raw, kid, cert_pem = _write_identity(
+        out_dir, paths, ca, cabinet_id, config_text, registry, days=days, algorithm=algorithm
+    )
+    info = pki.cert_info(cert_pem)
+    return {
+        "cabinet_id": cabinet_id,
+        "kid": kid.hex(),
+        "public_key": public_raw.hex(),
+        "cert_fingerprint": info["fingerprint"],
+        "ca_fingerprint": pki.cert_info(ca.cert_pem)["fingerprint"],
+        "not_after": info["not_after"].isoformat(),
+        "broker": broker_host,
+        "port": broker_port,
+        "topic_prefix": topic_prefix,
+        "files": {name: str(p) for name, p in paths.items()},
+    }
+
+
+def _write_identity(
+    out_dir: Path,
+    paths: dict[str, Path],
+    ca: pki.CA,
+    cabinet_id: str,
+    config_text: str,
+    registry: Registry | None,
+    *,
+    days: int,
+    algorithm: str,
+) -> tuple[bytes, bytes, bytes]:
+    """Generate the keys and the certificate into a staging directory in out_dir, call the
+    registry, then move every file into place (module doc, Order). (public key, kid, cert PEM)."""
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stage = Path(tempfile.mkdtemp(prefix=".provision-", dir=out_dir))
     try:
@@ -171,20 +205,7 @@ def provision(
             (stage / fn).replace(paths[name])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-    info = pki.cert_info(cert_pem)
-    return {
-        "cabinet_id": cabinet_id,
-        "kid": kid.hex(),
-        "public_key": public_raw.hex(),
-        "cert_fingerprint": info["fingerprint"],
-        "ca_fingerprint": pki.cert_info(ca.cert_pem)["fingerprint"],
-        "not_after": info["not_after"].isoformat(),
-        "broker": broker_host,
-        "port": broker_port,
-        "topic_prefix": topic_prefix,
-        "files": {name: str(p) for name, p in paths.items()},
-    }
+    return public_raw, kid, cert_pem
 
 
 def default_template() -> str:
@@ -281,10 +302,6 @@ def _drop_table(text: str, name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-    import sys
-
     p = argparse.ArgumentParser(
         prog="python -m tools.provision.identity",
         description="create a cabinet's identity (keys, certificate) and uplink config",

@@ -25,15 +25,18 @@ Command line (for operators; provisioning a cabinet is tools/provision/identity.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import hashlib
 import ipaddress
+import json
 import re
 import secrets
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -41,12 +44,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent.runtime.keys import KeyFileError
-from agent.runtime.keys import load_signing_key as load_signing_key  # re-exported: the tools' one place for keys
-from agent.runtime.keys import new_signing_key as new_signing_key
-from agent.runtime.keys import public_key_raw as public_key_raw
-from agent.runtime.keys import write_private as write_private
-from agent.runtime.keys import write_public as write_public
+from agent.uplink.keys import KeyFileError
+from agent.uplink.keys import load_signing_key as load_signing_key  # re-exported: the tools' one place for keys
+from agent.uplink.keys import new_signing_key as new_signing_key
+from agent.uplink.keys import public_key_raw as public_key_raw
+from agent.uplink.keys import write_private as write_private
+from agent.uplink.keys import write_public as write_public
 
 ALGORITHMS = ("ed25519", "p256")
 CA_KEY = "ca.key"
@@ -54,13 +57,13 @@ CA_CERT = "ca.crt"
 DEFAULT_CA_NAME = "cabinet-agent device CA"
 BACKDATE = dt.timedelta(hours=1)  # not_before this far in the past: tolerate small clock skew
 
-PrivateKey = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
 # --------------------------------------------------------------------------- files and keys
 
 # write_private, write_public, new_signing_key, load_signing_key and public_key_raw are the
-# runtime's (agent/runtime/keys.py): the cabinet reads its own key with them.
+# runtime's (agent/uplink/keys.py): the cabinet reads its own key with them.
 PKIError = KeyFileError
 
 
@@ -77,7 +80,7 @@ def key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
 
 
-def _sign_hash(issuer_key: PrivateKey) -> hashes.HashAlgorithm | None:
+def _sign_hash(issuer_key: PrivateKey) -> hashes.SHA256 | None:
     # Ed25519 signs the message itself: the algorithm must be None (stack-notes §2.2).
     return None if isinstance(issuer_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
@@ -165,7 +168,7 @@ class CA:
         """Check that this CA issued `cert_pem` (signature, issuer name) and that it is valid at `now`.
 
         Returns the certificate; raises PKIError naming what is wrong."""
-        cert = _load_cert(cert_pem)
+        cert = load_cert(cert_pem)
         try:
             cert.verify_directly_issued_by(self.cert)
         except (ValueError, TypeError) as e:
@@ -285,7 +288,7 @@ def load_ca(dir: Path | str, *, passphrase: bytes | None = None) -> CA:
     for p in (key_path, cert_path):
         if not p.is_file():
             raise PKIError(f"{p}: missing; create a CA with tools.provision.pki.init_ca({str(dir)!r}) first")
-    cert = _load_cert(cert_path.read_bytes(), where=str(cert_path))
+    cert = load_cert(cert_path.read_bytes(), where=str(cert_path))
     try:
         key = serialization.load_pem_private_key(key_path.read_bytes(), passphrase)
     except (ValueError, TypeError) as e:
@@ -319,7 +322,7 @@ def cert_info(pem: bytes | str) -> dict[str, Any]:
     Keys: cn, subject, issuer, issuer_cn, serial, not_before, not_after (aware UTC datetimes),
     fingerprint (SHA-256, lowercase hex), key_algorithm, is_ca, dns_names, ip_addresses,
     extended_key_usage ("clientAuth"/"serverAuth"/dotted OID)."""
-    cert = _load_cert(pem)
+    cert = load_cert(pem)
     ext = cert.extensions
 
     def get(cls: Any) -> Any:
@@ -349,7 +352,8 @@ def cert_info(pem: bytes | str) -> dict[str, Any]:
     }
 
 
-def _load_cert(pem: bytes | str, where: str = "certificate") -> x509.Certificate:
+def load_cert(pem: bytes | str, where: str = "certificate") -> x509.Certificate:
+    """A PEM certificate (bytes or text) parsed; PKIError naming `where` when it is not one."""
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         return x509.load_pem_x509_certificate(data)
@@ -385,10 +389,6 @@ def key_id(public_key_raw: bytes) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-    import sys
-
     p = argparse.ArgumentParser(prog="python -m tools.provision.pki", description="device CA and certificates")
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("init-ca", help="create a device CA in DIR")

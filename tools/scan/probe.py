@@ -50,7 +50,7 @@ async def scan(
     progress: Callable[[int, int, int], None] | None = None,
 ) -> list[Found]:
     """Probe `units` on `engine`; `silent_reads` unanswered reads in a row mean nobody is there."""
-    specs = [s for s in (profiles.get(n) for n in profiles.names()) if s.probe is not None]
+    probes = [(s.name, s.probe) for s in (profiles.get(n) for n in profiles.names()) if s.probe is not None]
     units = list(units)
     found: list[Found] = []
     for i, unit in enumerate(units, 1):
@@ -58,9 +58,9 @@ async def scan(
         silent = 0
         present = False
         results: dict[str, list[Any]] = {}
-        for spec in specs:
+        for name, probe in probes:
             res = []
-            for read in spec.probe.reads:
+            for read in probe.reads:
                 r = await _probe_read(engine, unit, read, cache)
                 res.append(r)
                 if r is None and not present:
@@ -69,17 +69,17 @@ async def scan(
                         break
                 elif r is not None:
                     present = True
-            results[spec.name] = res
+            results[name] = res
             if silent >= silent_reads and not present:
                 break
         if present:
             scores = []
-            for spec in specs:
-                res = [await _probe_read(engine, unit, rd, cache) for rd in spec.probe.reads]
+            for name, probe in probes:
+                res = [await _probe_read(engine, unit, rd, cache) for rd in probe.reads]
                 try:
-                    scores.append((spec.name, float(spec.probe.recognize(res))))
+                    scores.append((name, float(probe.recognize(res))))
                 except Exception:  # noqa: BLE001 - a profile's judge must not end the scan
-                    scores.append((spec.name, 0.0))
+                    scores.append((name, 0.0))
             scores.sort(key=lambda s: -s[1])
             best = scores[0] if scores and scores[0][1] >= MIN_CONFIDENCE else (None, scores[0][1] if scores else 0.0)
             found.append(
