@@ -2,7 +2,7 @@
 
 On 3.11, `asyncio.wait_for` can swallow a cancellation that races with the awaited
 thing finishing (fixed in 3.12), and a loop that waits that way may then never stop.
-`wait_event` and `get_within` use asyncio.wait instead, which always lets
+`wait_within` and `wait_event` use asyncio.wait instead, which always lets
 CancelledError through; `cancel_all` cancels again until tasks are really done.
 """
 
@@ -34,7 +34,7 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return (await wait_within(event.wait(), timeout))[0]
 
 
-async def cancel_all(tasks: Iterable[asyncio.Task], rounds: int = 100) -> None:
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]], rounds: int = 100) -> None:
     """Cancel tasks and wait until they are done, cancelling again if a cancellation
     was swallowed (see above)."""
     tasks = list(tasks)

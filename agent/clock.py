@@ -34,6 +34,15 @@ class Clock(Protocol):
     async def sleep_until(self, deadline: float) -> None: ...
 
 
+TRUSTED_AFTER = 1_767_225_600.0  # 2026-01-01T00:00:00Z: no cabinet runs this software earlier
+
+
+def clock_trusted(clock: Clock) -> bool:
+    """Is the clock's wall time usable for calendars and command expiry? Not when it says
+    it is unset, nor when it reads before TRUSTED_AFTER (a board that booted at 1970)."""
+    return clock.synced is not False and clock.now() >= TRUSTED_AFTER
+
+
 class WallClock:
     """The real clocks of this machine."""
 

@@ -11,8 +11,12 @@ import json
 import logging
 import sys
 import time
+from typing import TextIO
 
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+LEVELS = ("debug", "info", "warning", "error")  # what --log-level, [agent] log_level and log.level take
 
 
 def _ts(record: logging.LogRecord) -> str:
@@ -20,6 +24,8 @@ def _ts(record: logging.LogRecord) -> str:
 
 
 class TextFormatter(logging.Formatter):
+    """`<ts> <LEVEL> <logger> <message> key=value ...` (the record's `extra=` fields), then any traceback."""
+
     def format(self, record: logging.LogRecord) -> str:
         extra = {k: v for k, v in vars(record).items() if k not in _STD}
         text = f"{_ts(record)} {record.levelname} {record.name} {record.getMessage()}"
@@ -31,6 +37,8 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, msg, the `extra=` fields, exc."""
+
     def format(self, record: logging.LogRecord) -> str:
         doc = {"ts": _ts(record), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
         doc.update({k: v for k, v in vars(record).items() if k not in _STD})
@@ -39,7 +47,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def setup(level: str = "info", fmt: str = "text", stream=None) -> None:
+def setup(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -1,15 +1,18 @@
 """The pure data model every part of the agent speaks: Point, Reading, Quality.
 
 A Reading is what a driver produced for one point at one time; a Point is the
-configured description of a value (name, unit, reporting rules). Nothing here does
-I/O or reads a clock.
+configured description of a value (name, unit, reporting rules). QUALITY_CODES and
+QUALITY_OF_CODE are the one table of a quality's number in the batch body
+(docs/batch-format.md) and in the outbox's rows (agent/outbox/schema.py). Nothing
+here does I/O or reads a clock.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 
 class Quality(str, enum.Enum):
@@ -22,6 +25,17 @@ class Quality(str, enum.Enum):
 
     def __str__(self) -> str:  # "good", not "Quality.GOOD", in logs and JSON
         return self.value
+
+
+# A quality's code on the wire (batch bodies) and on disk (outbox rows): never renumber.
+# Keyed by Quality, which is a str enum, so "good" etc. find their code too.
+QUALITY_CODES: Final[Mapping[Quality, int]] = {
+    Quality.GOOD: 0,
+    Quality.STALE: 1,
+    Quality.BAD: 2,
+    Quality.SUBSTITUTED: 3,
+}
+QUALITY_OF_CODE: Final[tuple[Quality, ...]] = tuple(sorted(QUALITY_CODES, key=QUALITY_CODES.__getitem__))
 
 
 class Priority(enum.IntEnum):

@@ -10,13 +10,15 @@ points. docs/climate.md is the reference for both sections.
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
+from agent.config.schema import MISSING, NAME_RE, F, Issues, Section, or_default
 from agent.control.alarms import SEVERITIES, AlarmOverride
 from agent.control.climate_settings import (
+    DEFAULT_TRIP_C,
     ClimateSettings,
     DoorSettings,
     FanCheck,
@@ -33,7 +35,7 @@ ALARM_ID_RE = r"[a-z][a-z0-9_-]*(\.[A-Za-z0-9_-]+)+"
 _DEF = ClimateSettings("t")  # defaults
 
 
-def _point_check(points: Mapping[str, Point], writable: bool = False):
+def _point_check(points: Mapping[str, Point], writable: bool = False) -> Callable[[str], str | None]:
     def check(v: str) -> str | None:
         p = points.get(v)
         if p is None:
@@ -73,6 +75,12 @@ def _pair(
         s.error(key, v, allowed, f"the two numbers must satisfy {order}")
         return default
     return a, b
+
+
+def _range(s: Section, key: str, default: tuple[float, float], help_: str) -> tuple[float, float]:
+    """A (low, high) pair that cannot be turned off: the default when given badly."""
+    v = _pair(s, key, default, help_, "a < b")
+    return default if v is None else v
 
 
 def _points_list(
@@ -189,8 +197,8 @@ def _parse_sensor(ss: Section) -> SensorSettings:
         max_age_s=_num(ss, "max_age_s", d.max_age_s, 1, 86_400, "seconds; older values are stale"),
         confirm_s=_delay(ss, "confirm_s", d.confirm_s, 3600, "seconds a fault must last"),
         stuck_s=_delay(ss, "stuck_s", d.stuck_s, 7 * 86_400, "seconds of one unchanged value; 0 = off"),
-        temperature_range=_pair(ss, "temperature_range", d.temperature_range, "°C", "a < b"),
-        humidity_range=_pair(ss, "humidity_range", d.humidity_range, "%RH", "a < b"),
+        temperature_range=_range(ss, "temperature_range", d.temperature_range, "°C"),
+        humidity_range=_range(ss, "humidity_range", d.humidity_range, "%RH"),
         hold_s=_delay(ss, "hold_s", d.hold_s, 7 * 86_400, "seconds the last good reading drives the heater"),
     )
     ss.finish()
@@ -206,48 +214,22 @@ def parse_climate(s: Section, points: Mapping[str, Point]) -> ClimateSettings | 
     min_on = _num(s, "min_on_s", d.min_on_s, 0, 3600, "seconds an output stays on at least")
     min_off = _num(s, "min_off_s", d.min_off_s, 0, 3600, "seconds an output stays off at least")
     trip_on = s.get("trip", F("bool", default=True, help="over-temperature trip"))
-    trip_c = _num(s, "trip_c", d.trip_c, 0, 100, "°C: all fans on, heater off, minimum times bypassed")
+    trip_c = _num(s, "trip_c", DEFAULT_TRIP_C, 0, 100, "°C: all fans on, heater off, minimum times bypassed")
     trip_band = _num(s, "trip_band_k", d.trip_band_k, 0.1, 30, "K: the trip ends this far below trip_c")
 
-    fans: list[FanSettings] = []
-    raw_fans = s.get("fans", F("list", default=[], help="[[climate.fans]] tables"))
-    for i, t in enumerate(raw_fans or []):
-        if not isinstance(t, Mapping):
-            s.error(f"fans[{i}]", t, "a table ([[climate.fans]])", "must be a table")
-            continue
-        fan = _parse_fan(i, Section(s.issues, f"{s.name}.fans[{i}]", t), points)
-        if fan is not None:
-            fans.append(fan)
+    fans = _parse_fans(s, points)
     heater = _parse_heater(s.sub("heater"), points) if "heater" in s.data else None
     s.used.add("heater")
     limits = _parse_limits(s.sub("limits"))
     sensor = _parse_sensor(s.sub("sensor"))
-    fcs = s.sub("fan_check")
-    fc = FanCheck(
-        after_s=_delay(fcs, "after_s", d.fan_check.after_s, 86_400, "seconds; 0 = off"),
-        drop_k=_num(fcs, "drop_k", d.fan_check.drop_k, 0, 20, "K the temperature must fall"),
-        ambient_margin_k=_num(fcs, "ambient_margin_k", d.fan_check.ambient_margin_k, 0, 20),
-    )
-    fcs.finish()
+    fc = _parse_fan_check(s.sub("fan_check"))
     door = _parse_door(s.sub("door"), points) if "door" in s.data else None
     s.used.add("door")
     flood = _parse_flood(s.sub("flood"), points) if "flood" in s.data else None
     s.used.add("flood")
     ups = _parse_ups(s.sub("ups"), points) if "ups" in s.data else None
     s.used.add("ups")
-
-    names: dict[str, str] = {}
-    outs: dict[str, str] = {}
-    for i, f in enumerate(fans):
-        if f.name in names:
-            s.error(f"fans[{i}].name", f.name, "a name not used by another fan", f"used by {names[f.name]}")
-        names[f.name] = f"fans[{i}]"
-    for key, out in [(f"fans[{i}].output", f.output) for i, f in enumerate(fans)] + (
-        [("heater.output", heater.output)] if heater else []
-    ):
-        if out in outs:
-            s.error(key, out, "an output not used by another fan or the heater", f"already used by {outs[out]}")
-        outs[out] = key
+    _check_outputs(s, fans, heater)
     if heater and trip_on and trip_c <= heater.max_c:
         s.error(
             "trip_c", trip_c, f"above heater.max_c ({heater.max_c:g})", "the trip would sit inside the heater's range"
@@ -274,6 +256,47 @@ def parse_climate(s: Section, points: Mapping[str, Point]) -> ClimateSettings | 
     )
 
 
+def _parse_fans(s: Section, points: Mapping[str, Point]) -> list[FanSettings]:
+    """[[climate.fans]] tables."""
+    fans: list[FanSettings] = []
+    raw_fans = s.get("fans", F("list", default=[], help="[[climate.fans]] tables"))
+    for i, t in enumerate(raw_fans or []):
+        if not isinstance(t, Mapping):
+            s.error(f"fans[{i}]", t, "a table ([[climate.fans]])", "must be a table")
+            continue
+        fan = _parse_fan(i, Section(s.issues, f"{s.name}.fans[{i}]", t), points)
+        if fan is not None:
+            fans.append(fan)
+    return fans
+
+
+def _parse_fan_check(fcs: Section) -> FanCheck:
+    d = _DEF.fan_check
+    fc = FanCheck(
+        after_s=_delay(fcs, "after_s", d.after_s, 86_400, "seconds; 0 = off"),
+        drop_k=_num(fcs, "drop_k", d.drop_k, 0, 20, "K the temperature must fall"),
+        ambient_margin_k=_num(fcs, "ambient_margin_k", d.ambient_margin_k, 0, 20),
+    )
+    fcs.finish()
+    return fc
+
+
+def _check_outputs(s: Section, fans: list[FanSettings], heater: HeaterSettings | None) -> None:
+    """Fan names unique; each output driven by one fan or the heater."""
+    names: dict[str, str] = {}
+    outs: dict[str, str] = {}
+    for i, f in enumerate(fans):
+        if f.name in names:
+            s.error(f"fans[{i}].name", f.name, "a name not used by another fan", f"used by {names[f.name]}")
+        names[f.name] = f"fans[{i}]"
+    for key, out in [(f"fans[{i}].output", f.output) for i, f in enumerate(fans)] + (
+        [("heater.output", heater.output)] if heater else []
+    ):
+        if out in outs:
+            s.error(key, out, "an output not used by another fan or the heater", f"already used by {outs[out]}")
+        outs[out] = key
+
+
 def _parse_door(ds: Section, points: Mapping[str, Point]) -> DoorSettings | None:
     d = DoorSettings("")
     inp = ds.get("input", _points_field(points, False, "the door contact (true = open)"))
@@ -281,7 +304,7 @@ def _parse_door(ds: Section, points: Mapping[str, Point]) -> DoorSettings | None
         inp or "",
         _delay(ds, "debounce_s", d.debounce_s, 60),
         _delay(ds, "open_too_long_s", d.open_too_long_s, 7 * 86_400),
-        _or(ds.get("stops_fans", F("bool", default=False, help="fans off while the door is open")), False),
+        or_default(ds.get("stops_fans", F("bool", default=False, help="fans off while the door is open")), False),
     )
     ds.finish()
     return door if inp else None
@@ -318,10 +341,6 @@ def _parse_ups(us: Section, points: Mapping[str, Point]) -> UpsSettings:
     return ups
 
 
-def _or(v: Any, default: Any) -> Any:
-    return default if v is None else v
-
-
 def parse_alarms(issues: Issues, data: Any, known: Mapping[str, str]) -> dict[str, AlarmOverride]:
     """[alarms."<id>"] tables. `known`: alarm ids of configured controllers -> what they are.
     An id under a known controller prefix (e.g. "climate.") must be one of its alarms;
@@ -344,8 +363,6 @@ def parse_alarms(issues: Issues, data: Any, known: Mapping[str, str]) -> dict[st
             )
             continue
         if aid not in known and any(aid.startswith(p) for p in prefixes):
-            import difflib
-
             close = difflib.get_close_matches(aid, sorted(known), n=1)
             issues.add(
                 "alarms",

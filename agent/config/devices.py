@@ -13,7 +13,7 @@ from agent.config.schema import MISSING, F, Section
 from agent.model import Point
 from drivers import profiles
 from drivers.modbus.planner import PlanError, plan
-from drivers.profiles.base import Limits, Option, ProfileError, RegisterPoint, Table
+from drivers.profiles.base import DeviceProfile, Limits, Option, ProfileError, ProfileSpec, RegisterPoint, Table
 
 
 def _option_value(s: Section, key: str, opt: Option) -> Any:
@@ -57,6 +57,7 @@ def _limits(s: Section, base: Limits) -> Limits:
 def parse_device(
     name: str, s: Section, buses: Mapping[str, Any], defaults: tuple[float, float], stale_factor: float
 ) -> Device | None:
+    """A [devices.NAME] section -> Device, or None (disabled, or its problems recorded)."""
     bus = s.get("bus", F("str", help="the name of a [buses.NAME] section"))
     if bus is not None and bus not in buses:
         s.error("bus", bus, ", ".join(sorted(buses)) or "no buses defined", "no such bus")
@@ -70,86 +71,20 @@ def parse_device(
     s.finish()
     if pname is None:
         return None
-    spec = profiles.get(pname)
-
-    opts = {k: _option_value(opt_section, k, o) for k, o in spec.options.items()}
-    opt_section.finish()
-    if any(v is None and spec.options[k].default is not None for k, v in opts.items()):
+    built = _profile(profiles.get(pname), opt_section, lim_section)
+    if built is None:
         return None
-    try:
-        profile = spec.build(opts)
-    except ProfileError as e:
-        key = e.key or ""
-        message = str(e)
-        allowed = "" if "allowed" in message else e.allowed  # the profile's message already says it
-        opt_section.error(
-            key, e.value if e.value is not None else opts.get(key.split("[")[0].split(".")[0]), allowed, message
-        )
-        return None
-    profile = dataclasses.replace(profile, limits=_limits(lim_section, profile.limits))
-
-    deadband, heartbeat = defaults
-    keys = [p.key for p in profile.points]
+    profile, opts = built
+    tables = _point_tables(s, pt_tables, profile, pname)
+    stale_after_s = max(stale_factor * poll_s, poll_s + 2.0)
     regs: list[RegisterPoint] = []
     points: dict[str, Point] = {}
-    overrides: dict[str, Mapping[str, Any]] = {}
-    for key, table in pt_tables.items():
-        if key not in keys:
-            close = difflib.get_close_matches(key, keys, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            s.error(f"points.{key}", table, f"points of {pname}: {', '.join(keys)}", f"no such point{hint}")
-        elif not isinstance(table, Mapping):
-            s.error(f"points.{key}", table, "a table", "must be a table")
-        else:
-            overrides[key] = table
     for rp in profile.points:
-        ps = Section(s.issues, f"{s.name}.points.{rp.key}", overrides.get(rp.key, {}))
-        on = ps.get("enabled", F("bool", default=True))
-        scale = ps.get("scale", F("float", default=rp.scale, help="replaces the profile's scale, e.g. a CT ratio"))
-        offset = ps.get("offset", F("float", default=rp.offset))
-        unit_s = ps.get("unit", F("str", default=rp.unit))
-        dec = ps.get(
-            "decimals",
-            F("int", default=rp.decimals, min=0, max=9, help="decimals worth reporting (rounds float values)"),
-        )
-        if scale == 0:
-            ps.error("scale", 0, "a non-zero number", "scale must not be 0")
-        if not scale:
-            scale = rp.scale
-        db = ps.get("deadband", F("float", default=deadband, min=0))
-        hb = ps.get("heartbeat_s", F("float", default=heartbeat, min=1, max=86400))
-        ps.finish()
-        if not on:
-            continue
-        if dec != rp.decimals:
-            rp = dataclasses.replace(rp, decimals=dec)
-        if (
-            scale != rp.scale
-            or (offset is not None and offset != rp.offset)
-            or (unit_s is not None and unit_s != rp.unit)
-        ):
-            valid = rp.valid
-            if valid is not None and scale != rp.scale:  # a CT ratio scales the plausible range too
-                lo, hi = sorted((valid[0] * scale / rp.scale, valid[1] * scale / rp.scale))
-                valid = (lo, hi)
-            rp = dataclasses.replace(
-                rp,
-                scale=scale,
-                offset=rp.offset if offset is None else offset,
-                unit=rp.unit if unit_s is None else unit_s,
-                valid=valid,
-            )
-        regs.append(rp)
-        points[rp.key] = Point(
-            name=f"{name}.{rp.key}",
-            unit=rp.unit,
-            source=name,
-            deadband=deadband if db is None else db,
-            heartbeat_s=heartbeat if hb is None else hb,
-            stale_after_s=max(stale_factor * poll_s, poll_s + 2.0),
-            description=rp.description,
-            writable=rp.writable,
-        )
+        ps = Section(s.issues, f"{s.name}.points.{rp.key}", tables.get(rp.key, {}))
+        got = _point(name, ps, rp, defaults, stale_after_s)
+        if got is not None:
+            regs.append(got[0])
+            points[got[0].key] = got[1]
     profile = dataclasses.replace(profile, points=tuple(regs))
     if not regs:
         s.error(
@@ -167,3 +102,91 @@ def parse_device(
     if not enabled or bus is None or bus not in buses or unit is None:
         return None  # disabled, or already reported
     return Device(name, bus, unit, pname, profile, poll_s, points, opts)
+
+
+def _profile(
+    spec: ProfileSpec, opt_section: Section, lim_section: Section
+) -> tuple[DeviceProfile, dict[str, Any]] | None:
+    """The profile built from [devices.NAME.options], with [devices.NAME.limits]; and the options."""
+    opts = {k: _option_value(opt_section, k, o) for k, o in spec.options.items()}
+    opt_section.finish()
+    if any(v is None and spec.options[k].default is not None for k, v in opts.items()):
+        return None
+    try:
+        profile = spec.build(opts)
+    except ProfileError as e:
+        key = e.key or ""
+        message = str(e)
+        allowed = "" if "allowed" in message else e.allowed  # the profile's message already says it
+        opt_section.error(
+            key, e.value if e.value is not None else opts.get(key.split("[")[0].split(".")[0]), allowed, message
+        )
+        return None
+    return dataclasses.replace(profile, limits=_limits(lim_section, profile.limits)), opts
+
+
+def _point_tables(
+    s: Section, tables: Mapping[str, Any], profile: DeviceProfile, pname: str
+) -> dict[str, Mapping[str, Any]]:
+    """[devices.NAME.points.KEY] tables by key; a key the profile does not have is reported."""
+    keys = [p.key for p in profile.points]
+    out: dict[str, Mapping[str, Any]] = {}
+    for key, table in tables.items():
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            s.error(f"points.{key}", table, f"points of {pname}: {', '.join(keys)}", f"no such point{hint}")
+        elif not isinstance(table, Mapping):
+            s.error(f"points.{key}", table, "a table", "must be a table")
+        else:
+            out[key] = table
+    return out
+
+
+def _point(
+    device: str, ps: Section, rp: RegisterPoint, defaults: tuple[float, float], stale_after_s: float
+) -> tuple[RegisterPoint, Point] | None:
+    """One profile point with its [devices.NAME.points.KEY] settings, or None when disabled."""
+    deadband, heartbeat = defaults
+    on = ps.get("enabled", F("bool", default=True))
+    scale = ps.get("scale", F("float", default=rp.scale, help="replaces the profile's scale, e.g. a CT ratio"))
+    offset = ps.get("offset", F("float", default=rp.offset))
+    unit_s = ps.get("unit", F("str", default=rp.unit))
+    dec = ps.get(
+        "decimals",
+        F("int", default=rp.decimals, min=0, max=9, help="decimals worth reporting (rounds float values)"),
+    )
+    if scale == 0:
+        ps.error("scale", 0, "a non-zero number", "scale must not be 0")
+    if not scale:
+        scale = rp.scale
+    db = ps.get("deadband", F("float", default=deadband, min=0))
+    hb = ps.get("heartbeat_s", F("float", default=heartbeat, min=1, max=86400))
+    ps.finish()
+    if not on:
+        return None
+    if dec != rp.decimals:
+        rp = dataclasses.replace(rp, decimals=dec)
+    if scale != rp.scale or (offset is not None and offset != rp.offset) or (unit_s is not None and unit_s != rp.unit):
+        valid = rp.valid
+        if valid is not None and scale != rp.scale:  # a CT ratio scales the plausible range too
+            lo, hi = sorted((valid[0] * scale / rp.scale, valid[1] * scale / rp.scale))
+            valid = (lo, hi)
+        rp = dataclasses.replace(
+            rp,
+            scale=scale,
+            offset=rp.offset if offset is None else offset,
+            unit=rp.unit if unit_s is None else unit_s,
+            valid=valid,
+        )
+    point = Point(
+        name=f"{device}.{rp.key}",
+        unit=rp.unit,
+        source=device,
+        deadband=deadband if db is None else db,
+        heartbeat_s=heartbeat if hb is None else hb,
+        stale_after_s=stale_after_s,
+        description=rp.description,
+        writable=rp.writable,
+    )
+    return rp, point

@@ -75,6 +75,9 @@ class Gps:
     stale_s: float = 5.0
 
 
+UNSET_POINT = Point("dio.unset")  # the point of an input or output built without one (Point is frozen)
+
+
 @dataclass(frozen=True)
 class Input:
     name: str
@@ -82,7 +85,7 @@ class Input:
     invert: bool = False
     pull: str | None = None
     poll_s: float = 0.2
-    point: Point = Point("dio.unset")
+    point: Point = UNSET_POINT
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class Output:
     pin: str
     invert: bool = False
     initial: bool = False
-    point: Point = Point("dio.unset")
+    point: Point = UNSET_POINT
 
 
 @dataclass(frozen=True)

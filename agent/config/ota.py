@@ -36,7 +36,7 @@ class OtaSettings:
 
 
 def _url_check(v: str) -> str | None:
-    if v and not (v.startswith("http://") or v.startswith("https://")):
+    if v and not v.startswith(("http://", "https://")):
         return "an http:// or https:// URL"
     return None
 

@@ -1,4 +1,5 @@
-"""The config validator's vocabulary: typed fields, collected errors, unknown-key hints.
+"""The config validator's vocabulary: typed fields, collected errors, unknown-key hints
+(and `or_default`, for a value that may be None after a recorded error).
 
 Every error is a ConfigIssue naming the file, the section and key, the value given
 and what is allowed, so `cabinet config check` can print them all at once. Pure code.
@@ -11,9 +12,15 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 MISSING = object()
+T = TypeVar("T")
+
+
+def or_default(value: T | None, default: T) -> T:
+    """`value` unless it is None (a recorded error, or an optional key left out): 0 and False are values."""
+    return default if value is None else value
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Parsers for each config section: raw TOML tables in, model dataclasses out.
+"""Parsers for the smaller config sections ([cabinet], [site], [agent], [report],
+[buses.NAME], [gps], [inputs.NAME], [outputs.NAME], [uplink], [outbox]): raw TOML
+tables in, model dataclasses out. The larger sections have their own modules
+(devices, sim, climate, lighting, trust, ota).
 
 Each parser records every problem in the shared Issues and returns its best result,
 so one pass over a file reports all errors.
@@ -6,10 +9,9 @@ so one pass over a file reports all errors.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
+import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +23,11 @@ from agent.config.model import (
     OutboxSettings,
     Output,
     RtuBus,
-    Sim,
-    SimCircuit,
     Site,
     TcpBus,
     Uplink,
 )
-from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
-
-FAULT_KINDS = ("silent", "garbage", "crc", "wrong_unit", "short", "slow", "exception")
-PLANT_INPUTS = ("door_open", "flood", "mains_ok", "ups_replace_battery", "fan_on", "heater_on", "fan_failed")
-GPS_MODES = ("normal", "no_fix", "bad_checksum", "garbage", "silent")
+from agent.config.schema import MISSING, NAME_RE, F, Issues, Section, or_default
 from agent.model import Point
 
 BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
@@ -46,7 +42,7 @@ def _tz_check(v: str) -> str | None:
     return None
 
 
-def _port_check(ports: frozenset[str] | None):
+def _port_check(ports: frozenset[str] | None) -> Callable[[str], str | None]:
     def check(v: str) -> str | None:
         if v.startswith("/") or ports is None or v in ports:
             return None
@@ -107,6 +103,7 @@ def _backoff(s: Section) -> Backoff:
 
 def parse_bus(name: str, s: Section, ports: frozenset[str] | None) -> RtuBus | TcpBus | None:
     kind = s.get("type", F("str", choices=("rtu", "tcp")))
+    bus: RtuBus | TcpBus | None
     if kind == "rtu":
         bus = RtuBus(
             name=name,
@@ -143,11 +140,6 @@ def parse_bus(name: str, s: Section, ports: frozenset[str] | None) -> RtuBus | T
     return bus
 
 
-def _or(value, default):
-    """`value` unless it is None (a recorded error): 0 and False are values."""
-    return default if value is None else value
-
-
 def parse_gps(s: Section, ports: frozenset[str] | None) -> Gps | None:
     enabled = s.get("enabled", F("bool", default=True))
     gps = Gps(
@@ -159,7 +151,7 @@ def parse_gps(s: Section, ports: frozenset[str] | None) -> Gps | None:
     return gps if enabled else None
 
 
-def _pin_check(pins: frozenset[str] | None):
+def _pin_check(pins: frozenset[str] | None) -> Callable[[str], str | None]:
     def check(v: str) -> str | None:
         if pins is None or v in pins:
             return None
@@ -195,127 +187,6 @@ def parse_output(name: str, s: Section, pins: frozenset[str] | None, heartbeat: 
     return out
 
 
-SCRIPT_CMDS = {  # control command -> required keys (besides at_s and cmd)
-    "fault": ("device", "kind"),
-    "clear": ("device",),
-    "vanish": ("bus",),
-    "restore": ("bus",),
-    "refuse": ("bus",),
-    "set": ("input", "value"),
-    "gps": ("mode",),
-    "circuit": ("circuit",),
-}
-SCRIPT_OPTIONAL = {"fault": ("delay_ms", "exception_code", "every"), "refuse": ("on",), "circuit": ("failed", "stuck")}
-
-
-def _parse_script(s: Section, devices: frozenset[str] | None, buses: Mapping[str, str] | None) -> tuple:
-    steps = []
-    for i, step in enumerate(s.get("script", F("list", default=[])) or []):
-        where = f"script[{i}]"
-        if not isinstance(step, Mapping):
-            s.error(where, step, "a table {at_s = ..., cmd = ...}", "must be a table")
-            continue
-        at = step.get("at_s")
-        cmd = step.get("cmd")
-        if not isinstance(at, (int, float)) or isinstance(at, bool) or at < 0:
-            s.error(f"{where}.at_s", at, "seconds >= 0 after the simulator starts", "bad or missing time")
-            continue
-        if cmd not in SCRIPT_CMDS:
-            s.error(f"{where}.cmd", cmd, ", ".join(SCRIPT_CMDS), "unknown command")
-            continue
-        allowed = {"at_s", "cmd", *SCRIPT_CMDS[cmd], *SCRIPT_OPTIONAL.get(cmd, ())}
-        missing = [k for k in SCRIPT_CMDS[cmd] if k not in step]
-        extra = [k for k in step if k not in allowed]
-        if missing or extra:
-            s.error(
-                where,
-                dict(step),
-                f"keys for {cmd}: {', '.join(sorted(allowed))}",
-                f"missing {missing}" if missing else f"unknown keys {extra}",
-            )
-            continue
-        if devices is not None and "device" in step and step["device"] not in devices:
-            s.error(f"{where}.device", step["device"], ", ".join(sorted(devices)) or "no devices", "no such device")
-            continue
-        bad = _script_value(step, buses)
-        if bad:
-            key, allowed = bad
-            s.error(f"{where}.{key}", step[key], allowed, "not allowed here")
-            continue
-        steps.append((float(at), {k: v for k, v in step.items() if k != "at_s"}))
-    return tuple(sorted(steps, key=lambda x: x[0]))
-
-
-def _script_value(step: Mapping[str, Any], buses: Mapping[str, str] | None) -> tuple[str, str] | None:
-    """(key, allowed) of the first value a script step cannot use, else None."""
-    cmd = step["cmd"]
-    if cmd == "fault" and step["kind"] not in FAULT_KINDS:
-        return "kind", ", ".join(FAULT_KINDS)
-    if cmd == "set" and step["input"] not in PLANT_INPUTS:
-        return "input", ", ".join(PLANT_INPUTS)
-    if cmd == "gps" and step["mode"] not in GPS_MODES:
-        return "mode", ", ".join(GPS_MODES)
-    if cmd in ("vanish", "restore", "refuse") and buses is not None:
-        want = "tcp" if cmd == "refuse" else "rtu"
-        names = sorted(n for n, k in buses.items() if k == want)
-        if step["bus"] not in names:
-            return "bus", f"a {want} bus: {', '.join(names) or 'none'}"
-    return None
-
-
-def parse_sim(s: Section, devices: frozenset[str] | None = None, buses: Mapping[str, str] | None = None) -> Sim:
-    def start_check(v: str) -> str | None:
-        if v == "now":
-            return None
-        try:
-            t = dt.datetime.fromisoformat(v)
-        except ValueError:
-            return "not an ISO 8601 date-time"
-        return None if t.tzinfo is not None else "needs a UTC offset, e.g. 2026-06-21T12:00:00+02:00"
-
-    sim = Sim(
-        speed=s.get("speed", F("float", default=1.0, min=0.01, max=10000)) or 1.0,
-        seed=s.get("seed", F("int", default=0)) or 0,
-        start=s.get("start", F("str", default="now", check=start_check)) or "now",
-        fan=s.get("fan", F("str", default=None)),
-        heater=s.get("heater", F("str", default=None)),
-        electronics_w=_or(s.get("electronics_w", F("float", default=20.0, min=0, max=2000)), 20.0),
-    )
-    contacts = s.get("contacts", F("table", default={})) or {}
-    known_contacts = ("door", "flood", "ups_on_battery", "ups_battery_low", "ups_replace_battery")
-    for k, v in contacts.items():
-        if k not in known_contacts:
-            s.error(f"contacts.{k}", v, ", ".join(known_contacts), "unknown plant contact")
-        elif not isinstance(v, str):
-            s.error(f"contacts.{k}", v, '"pin:<name>" or "<device>.<point>"', "must be a string")
-    circuits = []
-    raw = s.get("circuits", F("list", default=[])) or []
-    names: set[str] = set()
-    for i, c in enumerate(raw):
-        cs = Section(s.issues, f"{s.name}.circuits[{i}]", c if isinstance(c, Mapping) else {})
-        if not isinstance(c, Mapping):
-            s.error(f"circuits[{i}]", c, "a table", "must be a table")
-            continue
-        name = cs.get("name", F("str", pattern=NAME_RE))
-        if name in names:
-            cs.error("name", name, "a unique name", "duplicate circuit")
-        names.add(name)
-        circuits.append(
-            SimCircuit(
-                name=name or f"circuit{i}",
-                load_w=cs.get("load_w", F("float", min=0, max=100000)) or 0.0,
-                relay=cs.get("relay", F("str", default=None)),
-                meter=cs.get("meter", F("str", default=None)),
-                dali=cs.get("dali", F("str", default=None)),
-                phases=cs.get("phases", F("int", default=1, choices=(1, 3))) or 1,
-            )
-        )
-        cs.finish()
-    script = _parse_script(s, devices, buses)
-    s.finish()
-    return dataclasses.replace(sim, circuits=tuple(circuits), contacts=dict(contacts), script=script)
-
-
 def parse_named_tables(issues: Issues, section: str, data: Any) -> dict[str, Mapping[str, Any]]:
     """[section.NAME] tables: checks names, returns NAME -> table."""
     out: dict[str, Mapping[str, Any]] = {}
@@ -324,8 +195,6 @@ def parse_named_tables(issues: Issues, section: str, data: Any) -> dict[str, Map
     if not isinstance(data, Mapping):
         issues.add("", section, data, "a table of named tables", f"[{section}] must be a table")
         return out
-    import re
-
     for name, table in data.items():
         if not re.fullmatch(NAME_RE, name):
             issues.add(section, name, MISSING, "a letter, then letters, digits, '_' or '-' (max 64)", "bad name")
@@ -354,9 +223,7 @@ def _resolve(base: Path | None, v: str | None) -> str | None:
     return str(base / v)
 
 
-def _ingest_key_check(base: Path | None):
-    import re
-
+def _ingest_key_check(base: Path | None) -> Callable[[str], str | None]:
     def check(v: str) -> str | None:
         if re.fullmatch(r"[0-9a-fA-F]{64}", v):
             return None
@@ -372,7 +239,7 @@ def parse_uplink(s: Section, base: Path | None) -> Uplink | None:
     u = Uplink(
         broker=s.get("broker", F("str", pattern=r"[A-Za-z0-9.:_-]{1,253}", help="MQTT broker host name or IP")) or "",
         port=s.get("port", F("int", default=8883 if tls is not False else 1883, min=1, max=65535)) or 8883,
-        tls=_or(tls, True),
+        tls=or_default(tls, True),
         ca=_resolve(base, s.get("ca", _file_field(base, "CA certificate (PEM) of the broker"))),
         cert=_resolve(base, s.get("cert", _file_field(base, "the cabinet's client certificate (PEM)"))),
         key=_resolve(base, s.get("key", _file_field(base, "the cabinet's TLS key (PEM)"))),
@@ -398,7 +265,7 @@ def parse_uplink(s: Section, base: Path | None) -> Uplink | None:
         or "city/v1",
         client_id=s.get("client_id", F("str", default=None, pattern=TOPIC_LEVEL)),
         keepalive_s=s.get("keepalive_s", F("int", default=30, min=5, max=3600)) or 30,
-        session_expiry_s=_or(s.get("session_expiry_s", F("int", default=86400, min=0, max=2**32 - 1)), 86400),
+        session_expiry_s=or_default(s.get("session_expiry_s", F("int", default=86400, min=0, max=2**32 - 1)), 86400),
         inflight=s.get("inflight", F("int", default=10, min=1, max=100, help="publishes awaiting PUBACK")) or 10,
         max_unacked=s.get(
             "max_unacked", F("int", default=256, min=1, max=4096, help="batches sent but not yet acknowledged")

@@ -14,6 +14,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+
 from agent.config.schema import MISSING, NAME_RE, F, Section
 from agent.wire.commands import KIND_RE, Operator, Trust
 
@@ -33,9 +36,6 @@ def _read_key(v: str, base: Path | None) -> bytes | str:
     if HEX64.fullmatch(text):
         return bytes.fromhex(text)
     try:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
-
         key = load_pem_public_key(data)
     except (ValueError, TypeError):
         return f"{p}: neither 64 hex digits nor a PEM public key"

@@ -1,8 +1,9 @@
 """The alarm framework's value types (re-exported by agent.control.alarms, which
-documents them): severities, the raw `Condition` a controller emits, the
-`Hysteresis` helper, an alarm's definition `AlarmDef`, config overrides
-`AlarmOverride`, the `AlarmEvent` a transition produces, and `as_condition`, which
-normalises the condition shapes other controllers emit. Pure.
+documents them): severities, the raw `Condition` every controller emits (climate
+and lighting alike), the `Hysteresis` helper, an alarm's definition `AlarmDef`,
+config overrides `AlarmOverride`, the `AlarmEvent` a transition produces, and
+`as_condition`, which normalises the other condition shapes a source may report
+(tuples, mappings, objects). Pure.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ SHOWN = ("active", "acknowledged", "latched")  # states in the active list
 
 
 class Condition(NamedTuple):
-    """A raw alarm condition as a controller sees it in one step."""
+    """A raw alarm condition as a controller sees it in one step (climate and lighting emit these)."""
 
     alarm_id: str
     source: str
@@ -42,6 +43,17 @@ class Condition(NamedTuple):
     active: bool
     message: str = ""
     value: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, keyed like the alarm list (`id`, not `alarm_id`)."""
+        return {
+            "id": self.alarm_id,
+            "source": self.source,
+            "severity": self.severity,
+            "active": self.active,
+            "message": self.message,
+            "value": json_num(self.value),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,45 +165,47 @@ def json_num(v: Any) -> float | None:
 
 
 def as_condition(c: Any) -> Condition:
-    """Normalise what a controller emitted into a Condition (see the module docstring)."""
-    if isinstance(c, Condition):
-        cond = c
-    elif isinstance(c, tuple):
+    """Normalise what a controller emitted into a Condition (see agent.control.alarms)."""
+    aid, source, severity, active, message, value = _fields(c)
+    if not isinstance(aid, str) or not aid:
+        raise ValueError(f"alarm condition without an alarm id: {c!r}")
+    sev = severity.value if isinstance(severity, Severity) else severity
+    if sev not in SEVERITIES:
+        raise ValueError(f"alarm {aid}: severity must be one of {', '.join(SEVERITIES)}, got {sev!r}")
+    if not isinstance(active, bool):
+        raise ValueError(f"alarm {aid}: active must be true or false, got {active!r}")
+    if isinstance(c, Condition) and sev is c.severity:
+        return c
+    return Condition(aid, source, sev, active, message, value)
+
+
+def _fields(c: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """(alarm_id, source, severity, active, message, value) of a condition in any accepted shape, unchecked."""
+    if isinstance(c, tuple):  # a Condition, or a plain 4..6-tuple in its order
         if not 4 <= len(c) <= 6:
             raise ValueError(
                 f"alarm condition tuple must be (alarm_id, source, severity, active[, message[, value]]), got {c!r}"
             )
-        cond = Condition(*c)
-    elif isinstance(c, Mapping):
-        aid = c.get("alarm_id", c.get("id"))
-        cond = Condition(
-            aid,
+        aid, source, severity, active, *rest = c
+        return aid, source, severity, active, rest[0] if rest else "", rest[1] if len(rest) > 1 else None
+    if isinstance(c, Mapping):
+        return (
+            c.get("alarm_id", c.get("id")),
             c.get("source", ""),
             c.get("severity", "warning"),
             c.get("active"),
             c.get("message", ""),
             c.get("value"),
         )
-    else:
-        aid = getattr(c, "alarm_id", None)
-        if aid is None:
-            aid = getattr(c, "id", None)
-        source = getattr(c, "source", None) or getattr(c, "segment", None) or str(aid).split(".", 1)[0]
-        cond = Condition(
-            aid,
-            source,
-            getattr(c, "severity", "warning"),
-            getattr(c, "active", None),
-            getattr(c, "message", "") or "",
-            getattr(c, "value", None),
-        )
-    if not isinstance(cond.alarm_id, str) or not cond.alarm_id:
-        raise ValueError(f"alarm condition without an alarm id: {c!r}")
-    sev = cond.severity.value if isinstance(cond.severity, Severity) else cond.severity
-    if sev not in SEVERITIES:
-        raise ValueError(f"alarm {cond.alarm_id}: severity must be one of {', '.join(SEVERITIES)}, got {sev!r}")
-    if not isinstance(cond.active, bool):
-        raise ValueError(f"alarm {cond.alarm_id}: active must be true or false, got {cond.active!r}")
-    if sev is not cond.severity:
-        cond = cond._replace(severity=sev)
-    return cond
+    aid = getattr(c, "alarm_id", None)
+    if aid is None:
+        aid = getattr(c, "id", None)
+    source = getattr(c, "source", None) or getattr(c, "segment", None) or str(aid).split(".", 1)[0]
+    return (
+        aid,
+        source,
+        getattr(c, "severity", "warning"),
+        getattr(c, "active", None),
+        getattr(c, "message", "") or "",
+        getattr(c, "value", None),
+    )

@@ -9,10 +9,11 @@ Owns:
   or "critical". `value` is optional: when the alarm's definition has a
   `Hysteresis` and `value` is a number, the manager derives `active` from the value
   (raise at one level, clear at another) and ignores the `active` field.
-  `AlarmManager.update` also accepts plain 5/6-tuples in that order, mappings with
-  those keys (`id` or `alarm_id`), or any object with those attributes (`id` or
-  `alarm_id`; without `source`, its `segment` or else the id's first part is the
-  source), so other controllers (lighting's `Condition`) need not import this class.
+  The climate and lighting controllers emit `Condition` itself. `AlarmManager.update`
+  also accepts plain 4..6-tuples in that order, mappings with those keys (`id` or
+  `alarm_id`), or any object with those attributes (`id` or `alarm_id`; without
+  `source`, its `segment` or else the id's first part is the source), so a source
+  outside agent/control need not import this class.
 * `Hysteresis(raise_at, clear_at)` — an analogue switch: a high alarm when
   raise_at > clear_at (raised once value >= raise_at, cleared once value <=
   clear_at), a low alarm when raise_at < clear_at (raised at value <= raise_at,
@@ -49,11 +50,12 @@ The value types live in agent/control/alarm_model.py and are re-exported here.
 
 Time: `update(now, ...)` and `acknowledge(id, now, ...)` take `now` as monotonic
 seconds (delays; `next_due()` says when the next one ends); `wall=` gives the
-wall time stamped on events and shown as "since" (default: `now`). Persistence: `to_dict()` / `AlarmManager.from_dict(data,
-definitions, overrides)`, JSON-safe. Restored alarms keep their state, "since",
-acknowledgement, count and last condition; a restored active alarm is not raised
-again. Running delays are not persisted: an alarm that was waiting to be raised or
-cleared waits its full delay again after a restart (never shorter).
+wall time stamped on events and shown as "since" (default: `now`). Persistence:
+`to_dict()` / `AlarmManager.from_dict(data, definitions, overrides)`, JSON-safe.
+Restored alarms keep their state, "since", acknowledgement, count and last
+condition; a restored active alarm is not raised again. Running delays are not
+persisted: an alarm that was waiting to be raised or cleared waits its full delay
+again after a restart (never shorter).
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ from agent.control.alarm_model import (
     Condition,
     Hysteresis,
     Severity,
-    json_num,
     as_condition,
+    json_num,
 )
 
 __all__ = [
@@ -176,49 +178,56 @@ class AlarmManager:
 
     def update(self, now: float, conditions: Iterable[Any] = (), *, wall: float | None = None) -> list[AlarmEvent]:
         """Take this step's conditions, run the delays, return the transitions."""
-        wall = now if wall is None else wall
-        alarms = self._alarms
         for raw_c in conditions:
             c = (
                 raw_c
                 if type(raw_c) is Condition and type(raw_c.active) is bool and raw_c.severity in SEVERITIES
                 else as_condition(raw_c)
             )
-            a = alarms.get(c.alarm_id)
-            if a is None:
-                a = alarms[c.alarm_id] = _Alarm(
-                    self._effective(AlarmDef(c.alarm_id, source=c.source, severity=c.severity)), False
-                )
-            if not a.defined:  # severity and source follow the condition unless overridden
-                o = self.overrides.get(c.alarm_id)
-                sev = o.severity if o is not None and o.severity is not None else c.severity
-                if sev != a.defn.severity or c.source != a.defn.source:
-                    a.defn = dataclasses.replace(a.defn, severity=sev, source=c.source)
-                    a.severity, a.source = sev, c.source
-            h = a.defn.hysteresis
-            v = c.value
-            if (
-                h is not None
-                and v is not None
-                and not isinstance(v, bool)
-                and isinstance(v, (int, float))
-                and math.isfinite(v)
-            ):
-                raw = h.next(a.raw, v)
-            else:
-                raw = c.active
-            if c.message:
-                a.message = c.message
-            a.value = v
-            if raw != a.raw:
-                a.raw = raw
-                a.pending_since = now
-                self._recheck(a)
+            self._take(now, c)
         if not self._pending:
             return []
+        return self._transitions(now, now if wall is None else wall)
+
+    def _take(self, now: float, c: Condition) -> None:
+        """One condition: the alarm's raw state (from the value through its hysteresis, else
+        `active`), message and value; a changed raw state starts its delay."""
+        a = self._alarms.get(c.alarm_id)
+        if a is None:
+            a = self._alarms[c.alarm_id] = _Alarm(
+                self._effective(AlarmDef(c.alarm_id, source=c.source, severity=c.severity)), False
+            )
+        if not a.defined:  # severity and source follow the condition unless overridden
+            o = self.overrides.get(c.alarm_id)
+            sev = o.severity if o is not None and o.severity is not None else c.severity
+            if sev != a.defn.severity or c.source != a.defn.source:
+                a.defn = dataclasses.replace(a.defn, severity=sev, source=c.source)
+                a.severity, a.source = sev, c.source
+        h = a.defn.hysteresis
+        v = c.value
+        if (
+            h is not None
+            and v is not None
+            and not isinstance(v, bool)
+            and isinstance(v, (int, float))
+            and math.isfinite(v)
+        ):
+            raw = h.next(a.raw, v)
+        else:
+            raw = c.active
+        if c.message:
+            a.message = c.message
+        a.value = v
+        if raw != a.raw:
+            a.raw = raw
+            a.pending_since = now
+            self._recheck(a)
+
+    def _transitions(self, now: float, wall: float) -> list[AlarmEvent]:
+        """The alarms whose delay ran out change state (in id order)."""
         events: list[AlarmEvent] = []
         for aid in sorted(self._pending):
-            a = alarms[aid]
+            a = self._alarms[aid]
             if not a.wants_change():
                 self._recheck(a)
                 continue

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -76,13 +77,13 @@ class Night:
     sunset: float | None  # the real event, if there is one in the span
     sunrise: float | None
     dark_from: float | None  # None: no darkness in this span (polar day)
-    dark_until: float | None
+    dark_until: float | None  # None exactly when dark_from is; else after dark_from
     kind: str  # "normal", "polar_night", "polar_day"
     noon_elevation: float
     midnight_elevation: float
 
     def dark(self, t: float) -> bool:
-        return self.dark_from is not None and self.dark_from <= t < self.dark_until  # type: ignore[operator]
+        return self.dark_from is not None and self.dark_until is not None and self.dark_from <= t < self.dark_until
 
     def as_dict(self) -> dict[str, Any]:
         def iso(x: float | None) -> str | None:
@@ -214,7 +215,7 @@ class AstroClock:
             night = self._cache[day] = self._compute(day)
         return night
 
-    def _event(self, fn: Any, day: dt.date) -> float | None:
+    def _event(self, fn: Callable[..., dt.datetime], day: dt.date) -> float | None:
         try:
             return fn(self._obs, day, tzinfo=self.tz).timestamp()
         except ValueError:  # no such event on that local date; the elevations decide what that means

@@ -50,6 +50,10 @@ class DateSpec:
     def key(self) -> tuple[int, int]:
         return (self.month, self.day)
 
+    def absolute(self) -> dt.date | None:
+        """The date, when it has a year (None: it recurs every year)."""
+        return None if self.year is None else dt.date(self.year, self.month, self.day)
+
     def matches(self, d: dt.date) -> bool:
         return d.month == self.month and d.day == self.day and (self.year is None or self.year == d.year)
 
@@ -71,10 +75,10 @@ class Rule:
         s, e = self.start, self.end
         if s is None and e is None:
             return True
-        if (s is None or s.year is not None) and (e is None or e.year is not None):
-            return (s is None or d >= dt.date(s.year, s.month, s.day)) and (
-                e is None or d <= dt.date(e.year, e.month, e.day)
-            )  # type: ignore[arg-type]
+        s_date = None if s is None else s.absolute()
+        e_date = None if e is None else e.absolute()
+        if (s is None or s_date is not None) and (e is None or e_date is not None):  # no recurring end
+            return (s_date is None or d >= s_date) and (e_date is None or d <= e_date)
         lo = s.key() if s is not None else (1, 1)
         hi = e.key() if e is not None else (12, 31)
         k = (d.month, d.day)

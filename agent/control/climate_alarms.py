@@ -2,7 +2,7 @@
 
 | id | severity | default delays / behaviour |
 |---|---|---|
-| climate.temperature_high.warning / .critical | warning / critical | limits (45 / 55 °C), cleared 2 K lower; raise and clear after 60 s |
+| climate.temperature_high.warning / .critical | warning / critical | limits (45 / 55 °C), cleared 2 K lower |
 | climate.temperature_low.warning / .critical | warning / critical | limits (0 / -10 °C), cleared 2 K higher |
 | climate.humidity_high.warning / .critical | warning / critical | limits (80 / 90 %RH), cleared 5 %RH lower |
 | climate.humidity_low.warning / .critical | warning / critical | limits (10 / 5 %RH), cleared 5 %RH higher |
@@ -18,8 +18,9 @@
 | climate.ups_replace_battery | warning | immediate |
 | climate.input_failed | warning | a door/flood/UPS contact has had no good value for sensor.confirm_s |
 
-The limit alarms are value alarms: the controller sends the measured value and the
-AlarmManager applies the hysteresis of the definition (so it survives a restart).
+The limit alarms raise and clear after 60 s (limits.raise_delay_s, clear_delay_s). They
+are value alarms: the controller sends the measured value and the AlarmManager applies
+the hysteresis of the definition (so it survives a restart).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def limit_alarms(s: ClimateSettings) -> list[tuple[str, str, float, float, str, 
             levels = getattr(lim, f"{quantity}_{side}")
             if levels is None:
                 continue
-            for level, at in zip(("warning", "critical"), levels):
+            for level, at in zip(("warning", "critical"), levels, strict=True):  # Limits: (warning, critical)
                 word = "at or above" if side == "high" else "at or below"
                 out.append(
                     (
@@ -66,14 +67,21 @@ def contact_points(s: ClimateSettings) -> tuple[str, ...]:
 
 def alarm_definitions(s: ClimateSettings) -> list[AlarmDef]:
     """The alarms a controller with settings `s` raises, with their default delays."""
+    return _limit_definitions(s) + _sensor_definitions(s) + _fan_definitions(s) + _contact_definitions(s)
+
+
+def _limit_definitions(s: ClimateSettings) -> list[AlarmDef]:
     lim = s.limits
-    defs = [
+    return [
         AlarmDef(
             aid, point, sev, lim.raise_delay_s, lim.clear_delay_s, hysteresis=Hysteresis(at, clear), description=msg
         )
         for aid, point, at, clear, sev, msg in limit_alarms(s)
     ]
-    defs.append(
+
+
+def _sensor_definitions(s: ClimateSettings) -> list[AlarmDef]:
+    defs = [
         AlarmDef(
             "climate.temperature_sensor_failed",
             s.temperature,
@@ -82,7 +90,7 @@ def alarm_definitions(s: ClimateSettings) -> list[AlarmDef]:
             60.0,
             description="temperature sensor failed: fans on, heater by the last good reading",
         )
-    )
+    ]
     if s.humidity:
         defs.append(
             AlarmDef(
@@ -94,6 +102,11 @@ def alarm_definitions(s: ClimateSettings) -> list[AlarmDef]:
                 description="humidity sensor failed: heater by the last dew point",
             )
         )
+    return defs
+
+
+def _fan_definitions(s: ClimateSettings) -> list[AlarmDef]:
+    defs = []
     if s.fans and s.fan_check.after_s > 0:
         defs.append(
             AlarmDef(
@@ -110,6 +123,11 @@ def alarm_definitions(s: ClimateSettings) -> list[AlarmDef]:
                     description=f"fan {f.name}: monitor out of its window",
                 )
             )
+    return defs
+
+
+def _contact_definitions(s: ClimateSettings) -> list[AlarmDef]:
+    defs = []
     if s.door:
         defs.append(AlarmDef("climate.door_open", s.door.input, "warning", description="cabinet door open"))
         defs.append(
@@ -127,13 +145,13 @@ def alarm_definitions(s: ClimateSettings) -> list[AlarmDef]:
         )
     u = s.ups
     if u:
-        for key, sev, delay, msg in (
-            ("on_battery", "warning", u.on_battery_delay_s, "mains lost: UPS on battery"),
-            ("battery_low", "critical", 0.0, "UPS battery low"),
-            ("replace_battery", "warning", 0.0, "UPS battery needs replacing"),
+        for key, point, sev, delay, msg in (
+            ("on_battery", u.on_battery, "warning", u.on_battery_delay_s, "mains lost: UPS on battery"),
+            ("battery_low", u.battery_low, "critical", 0.0, "UPS battery low"),
+            ("replace_battery", u.replace_battery, "warning", 0.0, "UPS battery needs replacing"),
         ):
-            if getattr(u, key):
-                defs.append(AlarmDef(f"climate.ups_{key}", getattr(u, key), sev, delay, description=msg))
+            if point:
+                defs.append(AlarmDef(f"climate.ups_{key}", point, sev, delay, description=msg))
     if contact_points(s):
         defs.append(
             AlarmDef(

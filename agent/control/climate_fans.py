@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from agent.control.alarms import Condition
@@ -25,6 +26,15 @@ from agent.control.climate_parts import Switch, good_value
 from agent.control.climate_settings import ClimateSettings, FanSettings
 
 INF = math.inf
+
+
+@dataclass(slots=True)
+class _Run:
+    """One run of the fans for the indirect check."""
+
+    start: float  # monotonic time the run started (or was restarted near ambient)
+    t_start: float  # the temperature then
+    cooled: bool | None = None  # the verdict: None until given
 
 
 class FanWatch:
@@ -35,7 +45,7 @@ class FanWatch:
         self.failed = [False] * n  # per fan, by its monitor
         self._out_since: list[float | None] = [None] * n
         self.indirect_failed = False
-        self._run: list[Any] | None = None  # [start, temperature at start, verdict None/True/False]
+        self._run: _Run | None = None  # the fans' current run (None: not running, or not judged)
         self._fail_text = ""
 
     def update(self, now: float, t: float | None, snapshot: Mapping[str, Any], wake: list[float]) -> None:
@@ -45,7 +55,7 @@ class FanWatch:
             sw = self.switches[i]
             cooling = cooling or bool(sw.on)
             if f.monitor:
-                self._monitor(i, f, sw, now, snapshot, wake)
+                self._monitor(i, f, f.monitor, sw, now, snapshot, wake)
         if self.settings.fan_check.after_s > 0:
             if not cooling:
                 self._run = None
@@ -53,16 +63,25 @@ class FanWatch:
                 self._judge_run(now, t, snapshot, wake)
 
     def _monitor(
-        self, i: int, f: FanSettings, sw: Switch, now: float, snapshot: Mapping[str, Any], wake: list[float]
+        self,
+        i: int,
+        f: FanSettings,
+        monitor: str,
+        sw: Switch,
+        now: float,
+        snapshot: Mapping[str, Any],
+        wake: list[float],
     ) -> None:
-        if not sw.on:
+        """Judge fan `i` by its `monitor` point while it runs."""
+        switched_at = sw.changed_at
+        if not sw.on or switched_at is None:  # off (a switch that is on has switched)
             self._out_since[i] = None
             return
-        if now - sw.changed_at < f.monitor_spinup_s:
+        if now - switched_at < f.monitor_spinup_s:
             self._out_since[i] = None
-            wake.append(sw.changed_at + f.monitor_spinup_s)
+            wake.append(switched_at + f.monitor_spinup_s)
             return
-        v = _num(snapshot.get(f.monitor), INF)
+        v = _num(snapshot.get(monitor), INF)
         if v is None:
             return
         if not ((f.monitor_min is not None and v < f.monitor_min) or (f.monitor_max is not None and v > f.monitor_max)):
@@ -80,31 +99,30 @@ class FanWatch:
     def _judge_run(self, now: float, t: float, snapshot: Mapping[str, Any], wake: list[float]) -> None:
         s, fc, run = self.settings, self.settings.fan_check, self._run
         if run is None:
-            self._run = [now, t, None]
+            self._run = _Run(now, t)
             wake.append(now + fc.after_s)
             return
-        start, t_start, verdict = run
-        if verdict is not True and t <= t_start - fc.drop_k:
-            run[2], self.indirect_failed = True, False
-        elif verdict is None:
-            if now - start < fc.after_s:
-                wake.append(start + fc.after_s)
+        if run.cooled is not True and t <= run.t_start - fc.drop_k:
+            run.cooled, self.indirect_failed = True, False
+        elif run.cooled is None:
+            if now - run.start < fc.after_s:
+                wake.append(run.start + fc.after_s)
                 return
             amb = _num(snapshot.get(s.ambient), s.sensor.max_age_s) if s.ambient else None
             if amb is not None and t - amb < fc.ambient_margin_k:
-                self._run = [now, t, None]  # near ambient: the fans cannot cool, judge later
+                self._run = _Run(now, t)  # near ambient: the fans cannot cool, judge later
                 return
-            run[2], self.indirect_failed = False, True
+            run.cooled, self.indirect_failed = False, True
             self._fail_text = (
-                f"temperature not falling {fc.after_s:g} s after the fans started ({t_start:.1f} -> {t:.1f} °C)"
+                f"temperature not falling {fc.after_s:g} s after the fans started ({run.t_start:.1f} -> {t:.1f} °C)"
             )
 
-    def key(self) -> tuple:
+    def key(self) -> tuple[tuple[bool, ...], bool]:
         return tuple(self.failed), self.indirect_failed
 
     def conditions(self, messages: Mapping[str, str]) -> list[Condition]:
         s = self.settings
-        out = []
+        out: list[Condition] = []
         for i, f in enumerate(s.fans):
             if f.monitor:
                 aid = f"climate.fan_failed.{f.name}"

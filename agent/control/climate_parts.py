@@ -4,7 +4,9 @@
   Sonntag's constants (17.62, 243.12 °C; Sensirion's application note), over water
   at every temperature (below 0 °C the heater's minimum temperature rule rules).
 * `Switch`: one output with minimum on and off times; a safety trip bypasses them.
-* `Debounce`: a contact accepted only after it held its new state `delay_s`.
+* `Debounce`: a contact accepted only after it held its new state `delay_s` (the
+  first value at once; lighting's failure checks are a different thing:
+  lighting_monitor.FailureCheck).
 * `SensorWatch`: judges a T or RH point each step (missing, bad, stale, out of
   range, stuck), bridges a short fault with the last good value, and keeps that
   value and its time for the controller's bounded hold.
@@ -62,7 +64,7 @@ class Switch:
 
     def apply(self, now: float, want: bool, trip: bool = False) -> bool:
         self.held_until = None
-        if self.on is None:
+        if self.on is None or self.changed_at is None:  # the first call (both are set together)
             self.on, self.changed_at = want, now
             return want
         if want == self.on:
@@ -174,20 +176,18 @@ class SensorWatch:
         return float(value), None
 
     def check(self, now: float, entry: Any) -> tuple[float | None, str | None]:
-        if self._started is None:
-            self._started = now
+        started = self._started
+        if started is None:
+            started = self._started = now
         value, why = self._judge(now, entry)
         if why is None:
             self.last, self.last_at = value, now
             self.fault = self.fault_since = None
             return value, None
-        if self.fault is None:
-            self.fault_since = now if self.last_at is not None else self._started
+        since = self.fault_since
+        if self.fault is None or since is None:  # a new fault (fault and fault_since are set together)
+            since = self.fault_since = now if self.last_at is not None else started
         self.fault = why
-        if now - self.fault_since >= self.confirm_s:
+        if now - since >= self.confirm_s:
             return None, why
         return self.last, None  # bridged (None before the first good value)
-
-    def confirm_at(self) -> float | None:
-        """When the current fault will count as confirmed (None: no fault pending)."""
-        return None if self.fault_since is None else self.fault_since + self.confirm_s

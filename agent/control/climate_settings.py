@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+DEFAULT_TRIP_C = 50.0  # °C (None in ClimateSettings.trip_c: no trip)
+
 
 @dataclass(frozen=True)
 class FanSettings:
@@ -112,7 +114,7 @@ class ClimateSettings:
     heater: HeaterSettings | None = None
     min_on_s: float = 60.0
     min_off_s: float = 60.0
-    trip_c: float | None = 50.0  # over-temperature trip: all fans on, heater off, min times bypassed
+    trip_c: float | None = DEFAULT_TRIP_C  # over-temperature trip: all fans on, heater off, min times bypassed
     trip_band_k: float = 5.0
     limits: Limits = field(default_factory=Limits)
     sensor: SensorSettings = field(default_factory=SensorSettings)

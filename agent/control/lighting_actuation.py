@@ -28,7 +28,9 @@ from typing import Any
 from agent.control.lighting_model import Actuation, Segment, Write
 
 
-class Actuator:
+class SegmentActuation:
+    """The output side of one segment (see the module docstring)."""
+
     __slots__ = (
         "_dim_at",
         "_last_write",
@@ -73,6 +75,16 @@ class Actuator:
         self.readback_changed = False  # some entry of `readback` went from None to a message or back
         self._tol = abs(segment.dim_range[1] - segment.dim_range[0]) * 0.01  # dimming read-back tolerance
         self._dim_at: tuple[float, float] = (math.nan, 0.0)  # (level, seg.dim_value(level)) of the last write
+
+    def steady(self, mono: float) -> bool:
+        """Settled `settle_s` since the last switch or level change, and not warming up:
+        power can be judged."""
+        changed_at, level_changed = self.changed_at, self.level_changed
+        return (
+            changed_at is not None
+            and mono - (level_changed if level_changed > changed_at else changed_at) >= self.a.settle_s
+            and not self.warming(mono)
+        )
 
     def warming(self, mono: float) -> bool:
         return self.on is True and self.on_since is not None and mono - self.on_since < self.a.warm_up_s
@@ -164,7 +176,7 @@ class Actuator:
             if self.readback["dimming_failure"] is not None:
                 self._fail("dimming_failure", None)
         if seg.feedback is not None:
-            self._feedback(mono, image)
+            self._feedback(mono, seg.feedback, image)
         return out
 
     def _output(
@@ -211,19 +223,19 @@ class Actuator:
             self._fail(kind, f"{point} reads back {got!r}, commanded {want!r}")
         return out
 
-    def _feedback(self, mono: float, image: Mapping[str, Any]) -> None:
-        point = self.seg.feedback
+    def _feedback(self, mono: float, point: str, image: Mapping[str, Any]) -> None:
+        """Judge the contactor's auxiliary contact `point` against the command."""
         got = good_value(image.get(point))
         if got is NO_VALUE or self.readback["relay_failure"]:
-            self._mismatch.pop(point, None)  # type: ignore[arg-type]
+            self._mismatch.pop(point, None)
             if self.readback["relay_failure"]:
                 self._fail("contactor_failure", None)
             return
         if bool(got) == bool(self.on):
-            self._mismatch.pop(point, None)  # type: ignore[arg-type]
+            self._mismatch.pop(point, None)
             self._fail("contactor_failure", None)
             return
-        since = self._mismatch.setdefault(point, mono)  # type: ignore[arg-type]
+        since = self._mismatch.setdefault(point, mono)
         since = max(since, self.last_switch or since)
         if mono - since >= self.a.readback_delay_s:
             state = "closed" if got else "open"
@@ -236,10 +248,6 @@ class Actuator:
         if (self.readback[kind] is None) != (message is None):
             self.readback_changed = True
             self.readback[kind] = message
-
-    def forget_writes(self) -> None:
-        """Write everything again at the next step (e.g. after the wrapper lost its devices)."""
-        self._written.clear()
 
 
 NO_VALUE = object()

@@ -2,9 +2,11 @@
 
 Owns the data shapes shared by the controller, the config parser and the asyncio
 wrapper: LightingSettings (segments, calendars, programs, photocell, actuation and
-failure-detection settings), Sample (one process-image entry), and the step's
-outputs Decision, Write, Event, Condition and StepResult, each with a JSON-safe
-`to_dict()`. No logic beyond small helpers.
+failure-detection settings), LightingConfig (what the controller needs of the
+agent's Config, which agent/control does not import) and the step's outputs Decision, Write, Event and
+StepResult, each with a JSON-safe `to_dict()`. The alarm conditions a step returns
+are the alarm framework's `Condition` (agent.control.alarm_model), as climate's are.
+No logic beyond small helpers.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from itertools import pairwise
+from typing import Any, NamedTuple, Protocol
 
+from agent.control.alarm_model import Condition
 from agent.control.calendar import Calendar
 from agent.control.overrides import DEFAULT_EXPIRY_S
 from agent.control.photocell import PhotocellSettings
@@ -43,7 +47,7 @@ class Segment:
         pts = self.power_curve
         if level <= pts[0][0]:
             return self.expected_w * pts[0][1]
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        for (x0, y0), (x1, y1) in pairwise(pts):
             if level <= x1:
                 return self.expected_w * (y0 + (y1 - y0) * (level - x0) / (x1 - x0))
         return self.expected_w * pts[-1][1]
@@ -101,14 +105,6 @@ class LightingSettings:
         return out
 
 
-class Sample(NamedTuple):
-    """One process-image entry as the controller sees it."""
-
-    value: Any
-    quality: str  # "good", "stale", "bad", "substituted" (agent.model.Quality compares equal)
-    age: float | None = 0.0  # seconds since it was read
-
-
 @dataclass(frozen=True, slots=True)
 class Decision:
     segment: str
@@ -142,24 +138,30 @@ class Event:
         return {"kind": self.kind, "message": self.message, "segment": self.segment, "data": dict(self.data)}
 
 
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """A raw alarm condition; debouncing beyond lighting's own delays and latching are the alarm layer's."""
-
-    id: str  # "lighting.<segment>.<kind>" or "lighting.<kind>"
-    severity: str  # "warning" or "critical"
-    active: bool
-    message: str
-    segment: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 @dataclass(slots=True)
 class StepResult:
     decisions: dict[str, Decision]
     writes: list[Write]
     events: list[Event]
-    conditions: list[Condition]  # only those whose state or message changed in this step
+    conditions: list[Condition]  # alarm conditions whose state changed in this step
     mode: str  # "normal", "failsafe:clock-unknown", "failsafe:no-clock-no-photocell"
+
+
+class SiteConfig(Protocol):
+    @property
+    def latitude(self) -> float: ...
+    @property
+    def longitude(self) -> float: ...
+    @property
+    def elevation(self) -> float: ...
+    @property
+    def timezone(self) -> str: ...
+
+
+class LightingConfig(Protocol):
+    """What from_config needs of an agent.config.Config (which agent/control does not import)."""
+
+    @property
+    def site(self) -> SiteConfig: ...
+    @property
+    def lighting(self) -> LightingSettings | None: ...

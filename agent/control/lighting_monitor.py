@@ -39,11 +39,15 @@ SEVERITY = {
     "power_too_high": "warning",
 }
 KINDS = tuple(SEVERITY)
-_CANNOT_JUDGE = (None, None, None, None, None)
+Causes = tuple[bool | None, ...]  # per kind, in KINDS order: the cause now, None = cannot judge
+_CANNOT_JUDGE: Causes = (None, None, None, None, None)
 
 
-class Debounce:
-    """A cause confirmed for `delay` before it is active, and absent as long before it clears."""
+class FailureCheck:
+    """One failure kind of a segment: its cause confirmed for `delay` before it is
+    active, and absent as long before it clears; `message` says what is wrong while
+    active. Unlike climate's contact Debounce it starts inactive, and a step that
+    cannot judge (None) restarts the confirmation."""
 
     __slots__ = ("_since", "active", "message")
 
@@ -91,8 +95,8 @@ class Monitor:
 
     def __init__(self, segment: Segment, actuation: Actuation, failure: FailureDetection) -> None:
         self.seg, self.a, self.f = segment, actuation, failure
-        self.checks = {kind: Debounce() for kind in SEVERITY}
-        self._causes: tuple = ()
+        self.checks = {kind: FailureCheck() for kind in SEVERITY}
+        self._causes: Causes = ()
         self._timing = False  # some check's confirmation timer is running
         self.burning_s = 0.0
         self.switches = 0
@@ -127,9 +131,10 @@ class Monitor:
         self.power = p
         if seg.expected_w <= 0:
             return []
-        v = exp = 0.0
+        exp = 0.0
+        v: float | None = 0.0  # the segment's voltage, when it was needed
         if p is None or not steady:
-            causes: tuple = _CANNOT_JUDGE
+            causes: Causes = _CANNOT_JUDGE
         elif not on:
             causes = (p > f.off_power_w, False, False, False, False)
         else:
@@ -137,7 +142,7 @@ class Monitor:
             none = p < no_power_w
             supply = False
             if none and seg.voltage:
-                v = _value(image.get(seg.voltage), f.max_age_s)  # type: ignore[assignment]
+                v = _value(image.get(seg.voltage), f.max_age_s)
                 supply = v is not None and v < f.supply_min_v
             causes = (False, supply, none and not supply, not none and p < low_w, p > high_w)
         if causes == self._causes and not self._timing:
@@ -145,7 +150,7 @@ class Monitor:
         self._causes = causes
         flipped = []
         checks, delay = self.checks, f.confirm_s
-        for kind, cause in zip(KINDS, causes):
+        for kind, cause in zip(KINDS, causes, strict=True):
             chk = checks[kind]
             if chk._since is None and (cause is None or cause == chk.active):
                 continue  # nothing pending, nothing new (the common case, kept cheap)

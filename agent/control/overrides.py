@@ -105,22 +105,7 @@ class Overrides:
             raise ValueError("give at most one of expires, duration_s, forever")
         if duration_s is not None and not (isinstance(duration_s, (int, float)) and 0 < duration_s < math.inf):
             raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
-        begin = start if start is not None else utc
-        if start is not None and utc is None:
-            raise ValueError("a start time needs a known clock")
-        deadline: float | None = None
-        if forever:
-            exp = None
-        elif expires is not None:
-            if utc is None:
-                raise ValueError("an absolute expiry needs a known clock; give duration_s")
-            exp = float(expires)
-            if begin is not None and exp <= begin:
-                raise ValueError("expires must be after the start")
-        else:
-            span = float(duration_s if duration_s is not None else self.default_expiry_s)
-            exp = None if begin is None else begin + span
-            deadline = mono + span if start is None else None
+        begin, exp, deadline = self._span(utc, mono, start, expires, duration_s, forever)
         ov = Override(
             on=bool(on),
             level=None if level is None else float(level),
@@ -136,6 +121,32 @@ class Overrides:
             self._slots[seg] = ov
         self.changed += 1
         return ov
+
+    def _span(
+        self,
+        utc: float | None,
+        mono: float,
+        start: float | None,
+        expires: float | None,
+        duration_s: float | None,
+        forever: bool,
+    ) -> tuple[float | None, float | None, float | None]:
+        """(start, expiry in UTC seconds, expiry on the monotonic clock) of a new override;
+        ValueError when the clock cannot place it."""
+        begin = start if start is not None else utc
+        if start is not None and utc is None:
+            raise ValueError("a start time needs a known clock")
+        if forever:
+            return begin, None, None
+        if expires is not None:
+            if utc is None:
+                raise ValueError("an absolute expiry needs a known clock; give duration_s")
+            exp = float(expires)
+            if begin is not None and exp <= begin:
+                raise ValueError("expires must be after the start")
+            return begin, exp, None
+        span = float(duration_s if duration_s is not None else self.default_expiry_s)
+        return begin, None if begin is None else begin + span, mono + span if start is None else None
 
     def cancel(self, segments: Iterable[str] | None = None) -> list[str]:
         """Cancel the overrides of `segments` (None = all); the segments that had one."""
@@ -243,7 +254,7 @@ class Overrides:
             if not ov.forever and ov.expires is None:
                 notes.append(f"{seg}: override without expiry dropped")
                 continue
-            if not ov.forever and utc is not None and utc >= ov.expires:  # type: ignore[operator]
+            if not ov.forever and utc is not None and ov.expires is not None and utc >= ov.expires:
                 notes.append(f"{seg}: {ov.describe()} expired while stopped")
                 continue
             out._slots[seg] = ov

@@ -88,6 +88,8 @@ class Photocell:
         """Feed one snapshot entry (value, quality, age) or None. `phase`: "day", "night",
         "twilight" from the astro clock, or None when the clock is unknown."""
         s = self.s
+        problem: str | None
+        value: float | None
         if (
             type(sample) is tuple
             and len(sample) == 3
@@ -100,24 +102,14 @@ class Photocell:
             problem, value = None, sample[0]  # _classify()'s common case
         else:
             problem, value = self._classify(sample)
-        if problem is None and phase == "night" and value >= s.night_max_lux:  # type: ignore[operator]
-            problem = "implausible"
-        if problem is None:
-            problem = self._track_stuck(mono, value, phase)  # type: ignore[arg-type]
-        if problem is None:
-            self.lux = value
-            self._pending = None
-            if self._good_since is None:
-                self._good_since = mono
-            if self.fault is not None and mono - self._good_since >= s.recover_s:
-                self.fault = None
-                self.dark = None  # decide afresh from the current value
-            dark = self.dark
-            if dark is not None and not (value >= s.off_lux if dark else value <= s.on_lux):  # type: ignore
-                self._cross_since = None  # _hysteresis()'s common case: not across the threshold
+        if problem is None and value is not None:  # (_classify gives a value exactly when no problem)
+            if phase == "night" and value >= s.night_max_lux:
+                problem = "implausible"
+            else:
+                problem = self._track_stuck(mono, value, phase)
+            if problem is None:
+                self._good(mono, value)
                 return
-            self._hysteresis(mono, value)  # type: ignore[arg-type]
-            return
         self._good_since = None
         if problem == "stuck":  # the stuck judgement has its own long delay built in
             self.fault = problem
@@ -126,6 +118,23 @@ class Photocell:
             self._pending, self._pending_since = problem, mono
         if self.fault is not None or mono - self._pending_since >= s.fault_delay_s:
             self.fault = problem
+
+    def _good(self, mono: float, value: float) -> None:
+        """A trusted value: recover from a fault after `recover_s`, then dark or light."""
+        s = self.s
+        self.lux = value
+        self._pending = None
+        good_since = self._good_since
+        if good_since is None:
+            good_since = self._good_since = mono
+        if self.fault is not None and mono - good_since >= s.recover_s:
+            self.fault = None
+            self.dark = None  # decide afresh from the current value
+        dark = self.dark
+        if dark is not None and not (value >= s.off_lux if dark else value <= s.on_lux):
+            self._cross_since = None  # _hysteresis()'s common case: not across the threshold
+            return
+        self._hysteresis(mono, value)
 
     def _classify(self, sample: Any) -> tuple[str | None, float | None]:
         if sample is None:

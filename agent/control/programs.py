@@ -89,6 +89,16 @@ class Program:
     def uses_photocell(self) -> bool:
         return self.period in ("sensor", "astro+sensor")
 
+    def on_off_s(self) -> tuple[int, int]:
+        """The local times of day (seconds) of an absolute period's `on` and `off`."""
+        if self.on is None or self.off is None:
+            raise ValueError(f"program {self.name}: an absolute period needs `on` and `off`")
+        return _seconds(self.on), _seconds(self.off)
+
+
+def _seconds(t: dt.time) -> int:
+    return t.hour * 3600 + t.minute * 60 + t.second
+
 
 class PhotocellView(NamedTuple):
     """What a program needs of the photocell: is it trusted, and does it say dark."""
@@ -120,14 +130,20 @@ def local_instant(day: dt.date, at: dt.time, tz: ZoneInfo) -> float:
     return float(round(hi))
 
 
+# per window kind (0: the active period, 1: astro+sensor's backstop, 2: its photocell window),
+# the (start, end) intervals in UTC seconds
+Windows = tuple[tuple[tuple[float, float], ...], ...]
+
+
 class Schedule:
     """Evaluates programs at the site; caches each astro day's windows and level timeline."""
 
     def __init__(self, astro: AstroClock) -> None:
         self.astro = astro
-        self._windows: dict[tuple[str, dt.date], tuple] = {}
+        self._windows: dict[tuple[str, dt.date], Windows] = {}
         self._timelines: dict[tuple[str, dt.date], tuple[list[float], list[float]]] = {}
-        self._outcomes: dict[str, tuple] = {}  # program -> (t_lo, t_hi, tod_lo, tod_hi, photocell, Outcome)
+        # program -> (t_lo, t_hi, tod_lo, tod_hi, photocell, Outcome): see outcome()
+        self._outcomes: dict[str, tuple[float, float, float, float, PhotocellView | None, Outcome]] = {}
 
     def clear(self) -> None:
         self._windows.clear()
@@ -151,12 +167,11 @@ class Schedule:
         lo, hi, tod_lo, tod_hi = night.noon, night.next_noon, -math.inf, math.inf
         bounds: list[float] = []
         if p.period == "absolute":
-            for x in (p.on, p.off):
-                b = x.hour * 3600 + x.minute * 60 + x.second  # type: ignore[union-attr]
-                if b <= tod_s:
-                    tod_lo = max(tod_lo, b)
+            for edge in p.on_off_s():
+                if edge <= tod_s:
+                    tod_lo = max(tod_lo, edge)
                 else:
-                    tod_hi = min(tod_hi, b)
+                    tod_hi = min(tod_hi, edge)
         else:
             bounds = [b for kind in self._window(p, night) for iv in kind for b in iv]
         if p.steps or p.astro_steps:
@@ -180,29 +195,25 @@ class Schedule:
     def _active(self, p: Program, t: float, tod_s: float, pc: PhotocellView | None) -> tuple[bool, str]:
         kind = p.period
         if kind == "absolute":
-            on = p.on.hour * 3600 + p.on.minute * 60 + p.on.second  # type: ignore[union-attr]
-            off = p.off.hour * 3600 + p.off.minute * 60 + p.off.second  # type: ignore[union-attr]
+            on, off = p.on_off_s()
             inside = on <= tod_s < off if on <= off else (tod_s >= on or tod_s < off)
             return inside, "absolute"
-        healthy = pc is not None and pc.healthy and pc.dark is not None
-        if kind == "astro" or (kind in ("sensor", "astro+sensor") and not healthy):
+        dark = pc.dark if pc is not None and pc.healthy else None  # None: the photocell cannot say
+        if kind == "astro" or dark is None:  # a sensor period with a degraded photocell: the astro clock
             return self._in_windows(p, t, 0), "astro" if kind == "astro" else "astro-fallback"
         if kind == "sensor":
-            return bool(pc.dark), "photocell"  # type: ignore[union-attr]
+            return dark, "photocell"
         if self._in_windows(p, t, 1):  # astro+sensor: deep night, on regardless of the photocell
             return True, "astro-backstop"
         if self._in_windows(p, t, 2):
-            return bool(pc.dark), "photocell"  # type: ignore[union-attr]
+            return dark, "photocell"
         return False, "astro"
 
     def _in_windows(self, p: Program, t: float, which: int) -> bool:
         night = self.astro.night_at(t)
-        for lo, hi in self._window(p, night)[which]:
-            if lo <= t < hi:
-                return True
-        return False
+        return any(lo <= t < hi for lo, hi in self._window(p, night)[which])
 
-    def _window(self, p: Program, night: Night) -> tuple:
+    def _window(self, p: Program, night: Night) -> Windows:
         """For each window kind, the intervals of this astro day and its neighbours (offsets may
         push a window over the span's ends: short nights near polar day and night)."""
         key = (p.name, night.day)

@@ -18,13 +18,13 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import Any
 
 import msgpack
 import zstandard
 
-from agent.model import Quality, Reading
+from agent.model import QUALITY_CODES, QUALITY_OF_CODE, Quality, Reading
 
 VERSION = 1
 MAX_BODY = 16 * 1024 * 1024  # decompressed msgpack bytes
@@ -41,8 +41,7 @@ ZSTD_LEVEL, ZLIB_LEVEL = 19, 9
 
 # value kinds of a series; decimal with d digits is DECIMAL + d
 NULL, BOOL, INT, FLOAT, STR, MIXED, DECIMAL = 0, 1, 2, 3, 4, 5, 16
-QUALITY_CODES = {Quality.GOOD: 0, Quality.STALE: 1, Quality.BAD: 2, Quality.SUBSTITUTED: 3}
-QUALITIES = tuple(QUALITY_CODES)
+# quality codes: agent.model.QUALITY_CODES (the one table, shared with the outbox)
 _POW10 = tuple(10**d for d in range(MAX_DECIMALS + 1))
 
 
@@ -217,7 +216,7 @@ _SAFE_MAGNITUDE = 2.0**50 / 10**6  # below this, |v| * 10^d < 2^50 for every d <
 
 
 def _delta(xs: list[int]) -> list[int]:
-    return [b - a for a, b in zip([0, *xs], xs)]
+    return [b - a for a, b in pairwise([0, *xs])]
 
 
 def _best_deltas(xs: list[int]) -> tuple[int, list[int]]:
@@ -240,8 +239,9 @@ def _series(rows: list[tuple[str, int, Any, int, str | None]], t0: int) -> list[
     values = [row[2] for row in rows]
     kind = _kind(values)
     v_order = 0
+    column: list[Any] | None = values
     if kind == NULL:
-        values = None
+        column = None
     elif kind == INT or kind >= DECIMAL:
         if kind >= DECIMAL:
             scale = _POW10[kind - DECIMAL]
@@ -249,20 +249,20 @@ def _series(rows: list[tuple[str, int, Any, int, str | None]], t0: int) -> list[
         present = [v for v in values if v is not None]
         v_order, coded = _best_deltas(present)
         it = iter(coded)
-        values = [None if v is None else next(it) for v in values]
+        column = [None if v is None else next(it) for v in values]
     exceptions: list[Any] = []
     last = -1
     for i, row in enumerate(rows):
         if row[3] or row[4] is not None:
             exceptions += (i - last - 1, row[3], row[4])
             last = i
-    return [kind, len(rows), ts_order, ts, v_order, values, exceptions]
+    return [kind, len(rows), ts_order, ts, v_order, column, exceptions]
 
 
 # ---------------------------------------------------------------------- decoding
 
 
-def _unpack(data: bytes) -> tuple[int, list, list]:
+def _unpack(data: bytes) -> tuple[int, list[Any], list[Any]]:
     """Body bytes -> (t0, names, series) after the checks that need no per-reading work."""
     raw = _decompress(*_split(data))
     try:
@@ -277,7 +277,7 @@ def _unpack(data: bytes) -> tuple[int, list, list]:
             max_array_len=3 * MAX_READINGS,
             max_map_len=16,
         )
-    except Exception as e:  # msgpack raises several types (ExtraData, ValueError, UnicodeDecodeError ...)
+    except Exception as e:  # noqa: BLE001 - msgpack raises several types (ExtraData, ValueError, UnicodeDecodeError ...)
         raise BatchError(f"batch body is not valid msgpack: {type(e).__name__}: {e}") from None
     if not isinstance(doc, list) or len(doc) != 4:
         raise BatchError("batch body must be a 4-element array [version, t0, names, series]")
@@ -297,49 +297,15 @@ def _split(data: bytes) -> tuple[int, bytes]:
 
 
 def _check_head(version: Any, t0: Any, names: Any, n_series: int) -> int:
-    """Checks of version, t0 and names shared by check_body and decode_body -> t0."""
+    """Checks of version, t0 and names -> t0."""
     if type(version) is not int or version != VERSION:
         raise BatchError(f"unsupported batch version {version!r} (this decoder reads version {VERSION})")
-    t0 = _int(t0, "t0", -MAX_MS, MAX_MS)
+    start = _int(t0, "t0", -MAX_MS, MAX_MS)
     if not isinstance(names, list) or not names:
         raise BatchError("names must be a non-empty array of point names")
     if n_series != len(names):
         raise BatchError(f"series must be an array with one entry per name ({len(names)})")
-    return t0
-
-
-def check_body(data: bytes) -> int:
-    """The cheap check of a body without building readings: decompression, the msgpack
-    framing of the whole document (the C parser walks the series without making
-    objects), version, t0 and the names; returns the number of points. decode_body still
-    checks everything else. Raises BatchError."""
-    raw = _decompress(*_split(data))
-    u = msgpack.Unpacker(
-        raw=False,
-        max_buffer_size=max(len(raw), 1),
-        max_str_len=MAX_BODY,
-        max_bin_len=0,
-        max_ext_len=0,
-        max_array_len=3 * MAX_READINGS,
-        max_map_len=16,
-    )
-    u.feed(raw)
-    try:
-        if u.read_array_header() != 4:
-            raise ValueError("not a 4-element array")
-        version, t0, names = u.unpack(), u.unpack(), u.unpack()
-        n_series = u.read_array_header()
-        for _ in range(n_series):
-            u.skip()
-        extra = len(raw) - u.tell()
-    except Exception as e:  # OutOfData, ValueError, UnicodeDecodeError, ...
-        raise BatchError(
-            f"batch body is not a valid [version, t0, names, series] msgpack array: {type(e).__name__}: {e}"
-        ) from None
-    if extra:
-        raise BatchError(f"batch body is not valid msgpack: ExtraData: {extra} bytes after the document")
-    _check_head(version, t0, names, n_series)
-    return len(names)
+    return start
 
 
 def decode_body(data: bytes) -> list[Reading]:
@@ -348,7 +314,7 @@ def decode_body(data: bytes) -> list[Reading]:
     t0, names, series = _unpack(data)
     out: list[Reading] = []
     prev = None
-    for p, (name, s) in enumerate(zip(names, series)):
+    for p, (name, s) in enumerate(zip(names, series, strict=True)):  # _check_head: as many series as names
         if not isinstance(name, str) or not name:
             raise BatchError(f"names[{p}] must be a non-empty string, got {name!r}")
         if prev is not None and not prev < name:
@@ -428,12 +394,12 @@ def _decode_series(name: str, p: int, s: Any, t0: int, out: list[Reading]) -> No
     if any(type(x) is not int for x in ts):
         raise BatchError(f"{where}: ts must hold integers only")
     ms = _undelta(ts, ts_order)
-    if any(b < a for a, b in zip(ms, ms[1:])):
+    if any(b < a for a, b in pairwise(ms)):
         raise BatchError(f"{where}: timestamps must not decrease")
     if ms[0] < 0 or t0 + ms[-1] > MAX_MS:
         raise BatchError(f"{where}: timestamps out of range (before t0 or beyond {MAX_MS} ms)")
     vals = _decode_values(where, kind, n, v_order, values)
-    qs = [QUALITIES[0]] * n
+    qs = [Quality.GOOD] * n
     reasons: list[str | None] = [None] * n
     if not isinstance(exc, list) or len(exc) % 3:
         raise BatchError(f"{where}: exceptions must be an array of (gap, quality, reason) triples")
@@ -448,8 +414,8 @@ def _decode_series(name: str, p: int, s: Any, t0: int, out: list[Reading]) -> No
             raise BatchError(f"{where}: exception {k // 3} reason must be a string or nil")
         if q == 0 and reason is None:
             raise BatchError(f"{where}: exception {k // 3} is good with no reason (must be left out)")
-        qs[i], reasons[i] = QUALITIES[q], reason
-    out.extend(Reading(name, (t0 + m) / 1000, v, q, r) for m, v, q, r in zip(ms, vals, qs, reasons))
+        qs[i], reasons[i] = QUALITY_OF_CODE[q], reason
+    out.extend(Reading(name, (t0 + m) / 1000, v, q, r) for m, v, q, r in zip(ms, vals, qs, reasons, strict=True))
 
 
 _TYPES = {BOOL: (bool,), INT: (int,), FLOAT: (float,), STR: (str,), MIXED: (bool, int, float, str)}

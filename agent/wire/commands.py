@@ -1,6 +1,6 @@
 """Signed commands (the downlink's format): operator-signed COSE_Sign1 envelopes, their
-verification against the cabinet's trust config, the command-id replay memory, and
-the cabinet's signed replies. Pure: no I/O, no clock (`now` is a parameter).
+verification against the cabinet's trust config, and the command-id replay memory.
+Pure: no I/O, no clock (`now` is a parameter).
 
 Envelope (docs/commands.md): agent.wire.cose.sign1 with the protected text headers
     cid  command id, text 1..64 (unique per command; the replay key)
@@ -15,6 +15,9 @@ published once per cabinet topic, each copy signed with that topic).
 `verify_command` returns a Command or raises CommandError whose `.reason` is one of
 REJECT_REASONS; checks run in a fixed order (size, envelope, signature, headers,
 operator rights, target, time, arguments, replay) so a message gets one stable reason.
+
+The cabinet's signed replies are agent.wire.replies' (`seal_reply`, `open_reply`,
+`Reply`, re-exported here).
 
 Clock unknown (the cabinet's wall clock is not trusted: no RTC/NTP/GPS yet): `iat`
 and `exp` cannot be checked, so a captured old command could be replayed once its id
@@ -32,8 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import msgpack
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent.wire import cose
+from agent.wire.replies import Reply as Reply
+from agent.wire.replies import open_reply as open_reply
+from agent.wire.replies import seal_reply as seal_reply
 
 MAX_COMMAND = 256 * 1024  # bytes of one envelope (a config document fits; a flood of big junk does not)
 MAX_CID = 64
@@ -117,14 +124,12 @@ class Trust:
     max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S
 
     def __post_init__(self) -> None:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-        self._by_kid: dict[bytes, tuple[Operator, Any]] = {}
+        self._by_kid: dict[bytes, tuple[Operator, Ed25519PublicKey]] = {}
         for op in self.operators:
             pub = Ed25519PublicKey.from_public_bytes(op.public_key)
             self._by_kid[cose.key_id(pub)] = (op, pub)
 
-    def lookup(self, kid: bytes) -> tuple[Operator, Any] | None:
+    def lookup(self, kid: bytes) -> tuple[Operator, Ed25519PublicKey] | None:
         return self._by_kid.get(kid)
 
 
@@ -226,7 +231,15 @@ def topic_kind(topic: str, prefix: str, cabinet: str) -> str | None:
 
 
 def sign_command(
-    kind: str, args: Mapping[str, Any], *, key: Any, cid: str, iat: int, exp: int, to: str, topic: str
+    kind: str,
+    args: Mapping[str, Any],
+    *,
+    key: Ed25519PrivateKey,
+    cid: str,
+    iat: int,
+    exp: int,
+    to: str,
+    topic: str,
 ) -> bytes:
     """The operator's envelope for one cabinet topic (a group command: call once per cabinet topic)."""
     check_kind(kind)
@@ -276,12 +289,33 @@ def verify_command(
     """Verify an envelope received on `topic` by cabinet `cabinet` -> Command; raises CommandError.
     `now` is the trusted wall clock, or None when the clock is unknown. `schema(kind)` gives the
     argument schema (None: unchecked). On success the command id is recorded in `replay`."""
-    cid: str | None = None
     if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > max_size:
         raise CommandError("too_large", f"{len(data)} bytes; at most {max_size}")
+    signed, operator = _open(data, topic, trust, max_size)
+    h = _Headers.of(signed.headers, topic, cabinet, trust)
+    if not operator.allows(h.kind):
+        raise CommandError("kind_not_allowed", f"operator {operator.name} may not send {h.kind}", h.cid)
+    _check_target(h, cabinet, tags)
+    _check_time(h, now, trust, clock_free)
+    try:
+        args = _unpack(signed.payload)
+    except Exception as e:  # noqa: BLE001 - msgpack raises several types; the payload is signed but still checked
+        raise CommandError("bad_args", f"payload is not msgpack: {type(e).__name__}", h.cid) from None
+    try:
+        args = check_args(args, schema(h.kind) if schema is not None else None)
+    except CommandError as e:
+        e.cid = h.cid
+        raise
+    if replay is not None:
+        replay.accept(h.cid, h.exp, now)
+    return Command(h.cid, h.kind, h.iat, h.exp, h.to, args, operator.name, signed.kid)
+
+
+def _open(data: Any, topic: str, trust: Trust, max_size: int) -> tuple[cose.Signed, Operator]:
+    """The envelope's signature checked with the key of the operator it names -> (signed, operator)."""
     found: list[Operator] = []
 
-    def keys(kid: bytes) -> Any:
+    def keys(kid: bytes) -> Ed25519PublicKey | None:
         hit = trust.lookup(kid)
         if hit is None:
             return None
@@ -292,61 +326,73 @@ def verify_command(
         signed = cose.verify1(data, aad=topic.encode(), keys=keys, max_size=max_size)
     except cose.VerifyError as e:
         raise CommandError(_COSE_REASON[e.reason], e.detail) from None
-    h = signed.headers
-    operator = found[-1]
-    cid, kind, iat, exp, to = h.get("cid"), h.get("kind"), h.get("iat"), h.get("exp"), h.get("to")
-    if not isinstance(cid, str) or not CID_RE.fullmatch(cid):
-        raise CommandError("bad_header", f"cid must be 1..{MAX_CID} printable ASCII characters")
-    for name, v in (("iat", iat), ("exp", exp)):
-        if type(v) is not int or not 0 <= v < 2**63:
-            raise CommandError("bad_header", f"{name} must be an int (epoch seconds)", cid)
-    if not isinstance(to, str) or not to:
-        raise CommandError("bad_header", "to must be a cabinet id or group:<tag>", cid)
-    if not isinstance(kind, str) or not KIND_RE.fullmatch(kind) or not topic.endswith(f"/cab/{cabinet}/cmd/{kind}"):
-        raise CommandError("bad_header", f"kind {kind!r} does not match the topic {topic!r}", cid)
-    extra = sorted(set(h) - {"cid", "kind", "iat", "exp", "to"})
-    if extra:
-        raise CommandError("bad_header", f"unexpected header(s) {', '.join(extra)}", cid)
-    if exp <= iat or exp - iat > trust.max_lifetime_s:
-        raise CommandError("bad_header", f"lifetime exp - iat = {exp - iat} s; must be 1..{trust.max_lifetime_s}", cid)
-    if not operator.allows(kind):
-        raise CommandError("kind_not_allowed", f"operator {operator.name} may not send {kind}", cid)
-    if to.startswith(GROUP_PREFIX):
-        if to[len(GROUP_PREFIX) :] not in tags:
-            raise CommandError("wrong_target", f"{to}: this cabinet's tags are {', '.join(tags) or 'none'}", cid)
-    elif to != cabinet:
-        raise CommandError("wrong_target", f"for {to}, this is {cabinet}", cid)
+    return signed, found[-1]
+
+
+class _Headers(NamedTuple):
+    cid: str
+    kind: str
+    iat: int
+    exp: int
+    to: str
+
+    @classmethod
+    def of(cls, h: Mapping[str, Any], topic: str, cabinet: str, trust: Trust) -> _Headers:
+        """The protected headers checked (types, kind against the topic, no others, the lifetime)."""
+        cid, kind, to = h.get("cid"), h.get("kind"), h.get("to")
+        if not isinstance(cid, str) or not CID_RE.fullmatch(cid):
+            raise CommandError("bad_header", f"cid must be 1..{MAX_CID} printable ASCII characters")
+        iat, exp = _epoch_s(h.get("iat"), "iat", cid), _epoch_s(h.get("exp"), "exp", cid)
+        if not isinstance(to, str) or not to:
+            raise CommandError("bad_header", "to must be a cabinet id or group:<tag>", cid)
+        if not isinstance(kind, str) or not KIND_RE.fullmatch(kind) or not topic.endswith(f"/cab/{cabinet}/cmd/{kind}"):
+            raise CommandError("bad_header", f"kind {kind!r} does not match the topic {topic!r}", cid)
+        extra = sorted(set(h) - {"cid", "kind", "iat", "exp", "to"})
+        if extra:
+            raise CommandError("bad_header", f"unexpected header(s) {', '.join(extra)}", cid)
+        if exp <= iat or exp - iat > trust.max_lifetime_s:
+            raise CommandError(
+                "bad_header", f"lifetime exp - iat = {exp - iat} s; must be 1..{trust.max_lifetime_s}", cid
+            )
+        return cls(cid, kind, iat, exp, to)
+
+
+def _check_target(h: _Headers, cabinet: str, tags: tuple[str, ...] | frozenset[str]) -> None:
+    if h.to.startswith(GROUP_PREFIX):
+        if h.to[len(GROUP_PREFIX) :] not in tags:
+            raise CommandError("wrong_target", f"{h.to}: this cabinet's tags are {', '.join(tags) or 'none'}", h.cid)
+    elif h.to != cabinet:
+        raise CommandError("wrong_target", f"for {h.to}, this is {cabinet}", h.cid)
+
+
+def _check_time(h: _Headers, now: float | None, trust: Trust, clock_free: Callable[[str], bool]) -> None:
+    """iat and exp against the trusted clock; with the clock unknown only clock-free kinds pass."""
     if now is None:
-        if not clock_free(kind):
+        if not clock_free(h.kind):
             raise CommandError(
-                "clock_unknown", f"the cabinet's clock is not trusted; {kind} needs a checked expiry", cid
+                "clock_unknown", f"the cabinet's clock is not trusted; {h.kind} needs a checked expiry", h.cid
             )
-    else:
-        if iat > now + trust.max_skew_s:
-            raise CommandError(
-                "not_yet_valid", f"issued {iat - now:.0f} s in the future (skew {trust.max_skew_s} s)", cid
-            )
-        if exp < now - trust.max_skew_s:
-            raise CommandError("expired", f"expired {now - exp:.0f} s ago (skew {trust.max_skew_s} s)", cid)
-    try:
-        args = _unpack(signed.payload)
-    except Exception as e:  # msgpack raises several types; the payload is signed but still checked
-        raise CommandError("bad_args", f"payload is not msgpack: {type(e).__name__}", cid) from None
-    try:
-        args = check_args(args, schema(kind) if schema is not None else None)
-    except CommandError as e:
-        e.cid = cid
-        raise
-    if replay is not None:
-        replay.accept(cid, exp, now)
-    return Command(cid, kind, iat, exp, to, args, operator.name, signed.kid)
+        return
+    if h.iat > now + trust.max_skew_s:
+        raise CommandError(
+            "not_yet_valid", f"issued {h.iat - now:.0f} s in the future (skew {trust.max_skew_s} s)", h.cid
+        )
+    if h.exp < now - trust.max_skew_s:
+        raise CommandError("expired", f"expired {now - h.exp:.0f} s ago (skew {trust.max_skew_s} s)", h.cid)
+
+
+def _epoch_s(v: Any, name: str, cid: str) -> int:
+    """A header's epoch seconds (iat, exp): an int in 0..2^63-1, else CommandError bad_header."""
+    if type(v) is not int or not 0 <= v < 2**63:
+        raise CommandError("bad_header", f"{name} must be an int (epoch seconds)", cid)
+    return v
 
 
 class CommandReplay:
     """Command ids accepted so far, each remembered until its expiry (plus the skew): a
     command is accepted at most once. Bounded: when `max_entries` unexpired ids are held,
     new commands are refused (`replay_full`) rather than forgetting an id that could then be
-    replayed. `to_dict`/`from_dict` persist it (agent/runtime/statefile.py, state/commands.json)."""
+    replayed. `to_dict`/`from_dict` persist it (agent/statefile.py, state/commands.json)."""
 
     FORMAT = 1
 
@@ -399,57 +445,3 @@ class CommandReplay:
                 r.ids[cid] = exp
         r.prune(now)
         return r
-
-
-# ---------------------------------------------------------------------- replies
-
-
-class Reply(NamedTuple):
-    cabinet: str
-    cid: str | None
-    ok: bool
-    reason: str | None
-    detail: str | None
-    result: Any
-    t: float | None
-
-
-def seal_reply(
-    *,
-    cabinet: str,
-    cid: str | None,
-    ok: bool,
-    topic: str,
-    key: Any,
-    reason: str | None = None,
-    detail: str | None = None,
-    result: Any = None,
-    t: float | None = None,
-) -> bytes:
-    """The cabinet's signed reply: COSE_Sign1 by the cabinet's key, header {"cab"}, AAD = the
-    response topic, payload msgpack {cab, cid, ok, reason?, detail?, result?, t}."""
-    doc: dict[str, Any] = {"cab": cabinet, "cid": cid, "ok": bool(ok), "t": t}
-    if reason is not None:
-        doc["reason"] = reason
-    if detail:
-        doc["detail"] = detail[:512]
-    if result is not None:
-        doc["result"] = result
-    payload = msgpack.packb(doc, use_bin_type=True, default=str)
-    return cose.sign1(payload, key=key, kid=cose.key_id(key.public_key()), headers={"cab": cabinet}, aad=topic.encode())
-
-
-def open_reply(data: bytes, *, topic: str, keys: cose.Keys) -> Reply:
-    """Verify a cabinet's reply received on `topic`; raises cose.VerifyError."""
-    signed = cose.verify1(data, aad=topic.encode(), keys=keys)
-    try:
-        doc = msgpack.unpackb(signed.payload, raw=False, max_ext_len=0)
-    except Exception as e:  # noqa: BLE001 - any msgpack failure
-        raise cose.VerifyError("bad_payload", f"reply is not msgpack: {type(e).__name__}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("ok"), bool) or doc.get("cab") != signed.headers.get("cab"):
-        raise cose.VerifyError("bad_payload", "reply must be a map with ok and the signer's cab")
-    if f"/cab/{doc['cab']}/" not in topic:
-        raise cose.VerifyError("cabinet_mismatch", f"reply from {doc['cab']!r} on {topic!r}")
-    return Reply(
-        doc["cab"], doc.get("cid"), doc["ok"], doc.get("reason"), doc.get("detail"), doc.get("result"), doc.get("t")
-    )

@@ -105,7 +105,7 @@ def _decode_all(data: bytes, what: str, reason: str) -> Any:
     fp = io.BytesIO(data)
     try:
         obj = cbor2.CBORDecoder(fp, allow_indefinite=False, allow_duplicate_keys=False, max_depth=16).decode()
-    except Exception as e:  # cbor2 raises CBORDecodeError and, from tag decoders, others
+    except Exception as e:  # noqa: BLE001 - cbor2 raises CBORDecodeError and, from tag decoders, others
         raise VerifyError(reason, f"{what}: {type(e).__name__}: {e}") from None
     if fp.tell() != len(data):
         raise VerifyError(reason, f"{what}: {len(data) - fp.tell()} bytes after the CBOR item")
@@ -296,15 +296,19 @@ def open_batch(data: bytes, *, topic: str, keys: Keys) -> Batch:
     cabinet, aad = _topic_for(topic, "telemetry")
     signed = verify1(data, aad=aad, keys=keys)
     h = signed.headers
-    cab, boot, seq = h.get("cab"), h.get("boot"), h.get("seq")
+    cab = h.get("cab")
     if set(h) != {"cab", "boot", "seq"} or not isinstance(cab, str):
         raise VerifyError("bad_header", f"telemetry needs exactly the headers cab, boot, seq; got {sorted(h)}")
-    for name, v in (("boot", boot), ("seq", seq)):
-        if type(v) is not int or not 0 <= v <= U64_MAX:
-            raise VerifyError("bad_header", f"{name} must be an unsigned 64-bit int")
+    boot, seq = _u64_header(h["boot"], "boot"), _u64_header(h["seq"], "seq")
     if cab != cabinet:
         raise VerifyError("cabinet_mismatch", f"header cab {cab!r}, topic cabinet {cabinet!r}")
     return Batch(signed.kid, cab, boot, seq, signed.payload)
+
+
+def _u64_header(v: Any, name: str) -> int:
+    if type(v) is not int or not 0 <= v <= U64_MAX:
+        raise VerifyError("bad_header", f"{name} must be an unsigned 64-bit int")
+    return v
 
 
 # ---------------------------------------------------------------------- acknowledgements
@@ -336,7 +340,7 @@ def open_ack(data: bytes, *, topic: str, keys: Keys) -> Ack:
             max_array_len=MAX_ACK_SEQS,
             max_str_len=256,
         )
-    except Exception as e:  # msgpack raises several types; the payload is signed but still checked
+    except Exception as e:  # noqa: BLE001 - msgpack raises several types; the payload is signed but still checked
         raise VerifyError("bad_payload", f"ack payload is not msgpack: {type(e).__name__}") from None
     if not isinstance(doc, dict) or set(doc) != {"cab", "seq"}:
         raise VerifyError("bad_payload", "ack payload must be a map with exactly cab and seq")
