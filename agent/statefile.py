@@ -15,27 +15,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ota.fsutil import write_atomic
+
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 4 * 2**20
 
 
 def save(path: Path, obj: Any) -> None:
-    path = Path(path)
     data = json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(Path(path), data, mode=0o640)
 
 
 def load(path: Path) -> Any | None:

@@ -108,7 +108,9 @@ def private_imports() -> list[str]:
                     continue
                 for alias in node.names:
                     private = alias.name.startswith("_") and not alias.name.startswith("__")
-                    if private and not (node.module == package and (TOP / package.replace(".", "/") / f"{alias.name}.py").exists()):
+                    if private and not (
+                        node.module == package and (TOP / package.replace(".", "/") / f"{alias.name}.py").exists()
+                    ):
                         rel = path.relative_to(TOP)
                         problems.append(f"{rel}:{node.lineno}: imports {node.module}.{alias.name}")
     return problems

@@ -61,7 +61,7 @@ class ProcessImage:
         return reading.value if reading is not None and reading.quality is Quality.GOOD else default
 
     def snapshot(self, mono: float) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         for name, point in sorted(self._points.items()):
             reading, age = self.get(name, mono)
             if reading is None:
@@ -86,7 +86,7 @@ class ProcessImage:
                         "value": value,
                         "unit": point.unit,
                         "quality": reading.quality.value,
-                        "age_s": round(age, 3),
+                        "age_s": None if age is None else round(age, 3),
                         "reason": reading.reason,
                         "t": reading.t,
                     }

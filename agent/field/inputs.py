@@ -2,9 +2,10 @@
 
 DioPoller reads each configured contact (door, flood, UPS) through a DigitalIO
 backend on its period, sets outputs (relays on pins) to their initial state,
-writes them on request with a read-back check, and shows their read-back state. GpsPoints runs the NMEA reader and turns its state into
-points once a second: position (only from a valid fix), fix quality, satellites,
-whether GPS time is valid, and the offset of GPS time against the agent's clock.
+writes them on request with a read-back check, and shows their read-back state.
+GpsPoints runs the NMEA reader and turns its state into points once a second:
+position (only from a valid fix), fix quality, satellites, whether GPS time is
+valid, and the offset of GPS time against the agent's clock.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class DioPoller:
         self.sink = sink
         self.errors: dict[str, str] = {}
         pins = pins or {}
-        for item in [*self.inputs, *self.outputs.values()]:
+        every: list[Input | Output] = [*self.inputs, *self.outputs.values()]
+        for item in every:
             try:
                 if dio is None:
                     raise RuntimeError(no_dio_reason or "this board has no digital I/O backend")

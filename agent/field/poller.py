@@ -13,7 +13,7 @@ logged once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agent.clock import Clock
@@ -218,7 +218,3 @@ class BusPoller:
                 }
             )
         return out
-
-
-def bad_readings(names: Iterable[str], t: float, reason: str) -> list[Reading]:
-    return [Reading(n, t, None, Quality.BAD, reason) for n in names]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from agent.model import Priority
 
@@ -71,7 +71,8 @@ class Kind(str, enum.Enum):
     BATCH = "batch"
 
 
-class Candidate(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Candidate:
     """Something the store could delete. `key` orders candidates of one class by age
     (row id or batch sequence number: smaller is older); `count` is readings."""
 

@@ -28,15 +28,15 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from agent.model import Priority, Quality, Reading
+from agent.model import QUALITY_CODES, QUALITY_OF_CODE, Priority, Reading
 
 APP_ID = 0x43414F42  # "CAOB"
 ROW_BASE = 50  # bytes on disk per row besides its text (record, index entry, page slack; measured)
 BATCH_BASE = 64
 MAGIC = b"SQLite format 3\x00"
 PRIOS = tuple(int(p) for p in Priority)  # 0 alarm, 1 event, 2 telemetry
-QCODE = {Quality.GOOD: 0, Quality.STALE: 1, Quality.BAD: 2, Quality.SUBSTITUTED: 3}  # also keyed by "good" etc.
-QUALITY = {v: k for k, v in QCODE.items()}
+QCODE = QUALITY_CODES  # the one table (agent.model); also keyed by "good" etc.
+QUALITY = QUALITY_OF_CODE
 F_BOOL, F_NAN, F_BIG = 4, 8, 16
 I64 = 2**63
 
@@ -44,15 +44,21 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {  # version -> statements taking the s
     1: (
         "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
         "CREATE TABLE points(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-        "CREATE TABLE rows(id INTEGER PRIMARY KEY, prio INTEGER NOT NULL, point INTEGER NOT NULL, t REAL NOT NULL,"
-        " v, q INTEGER NOT NULL, reason TEXT, nbytes INTEGER NOT NULL, batch INTEGER)",
+        (
+            "CREATE TABLE rows(id INTEGER PRIMARY KEY, prio INTEGER NOT NULL, point INTEGER NOT NULL, t REAL NOT NULL,"
+            " v, q INTEGER NOT NULL, reason TEXT, nbytes INTEGER NOT NULL, batch INTEGER)"
+        ),
         "CREATE INDEX rows_unsealed ON rows(prio, id) WHERE batch IS NULL",
         "CREATE INDEX rows_batch ON rows(batch) WHERE batch IS NOT NULL",
-        "CREATE TABLE batches(seq INTEGER PRIMARY KEY, prio INTEGER NOT NULL, count INTEGER NOT NULL,"
-        " created_t REAL NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL)",
+        (
+            "CREATE TABLE batches(seq INTEGER PRIMARY KEY, prio INTEGER NOT NULL, count INTEGER NOT NULL,"
+            " created_t REAL NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL)"
+        ),
         "CREATE INDEX batches_prio ON batches(prio, seq)",
-        "INSERT INTO meta VALUES ('boot_epoch', 0), ('seq_hi', 0), ('evicted_batches', 0),"
-        " ('evicted_rows_0', 0), ('evicted_rows_1', 0), ('evicted_rows_2', 0)",
+        (
+            "INSERT INTO meta VALUES ('boot_epoch', 0), ('seq_hi', 0), ('evicted_batches', 0),"
+            " ('evicted_rows_0', 0), ('evicted_rows_1', 0), ('evicted_rows_2', 0)"
+        ),
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)  # the store migrates to max(MIGRATIONS) as it is when a file is opened
@@ -70,7 +76,8 @@ def to_rows(
 ) -> tuple[list[tuple], int]:
     """Validate and convert readings to table rows and their byte estimate; `intern`
     gives a new point name its id (and adds it to `ids`). Raises before anything is queued."""
-    out, total = [], 0
+    out: list[tuple[Any, ...]] = []
+    total = 0
     append = out.append
     for point, t, v, q, reason in readings:
         pid = ids.get(point)

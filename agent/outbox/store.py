@@ -22,11 +22,19 @@ import logging
 import math
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from agent.model import Priority, Reading
+from agent.outbox.errors import (
+    OutboxBusy,
+    OutboxCorrupt,
+    OutboxError,
+    OutboxForeign,
+    OutboxTooNew,
+    Sealed,
+)
 from agent.outbox.policy import Candidate, EvictionPolicy, Kind
 from agent.outbox.schema import (
     APP_ID,
@@ -35,45 +43,12 @@ from agent.outbox.schema import (
     MAGIC,
     MIGRATIONS,
     PRIOS,
-    ROW_COLUMNS,
     SELECT_PENDING,
     to_readings,
 )
 
 log = logging.getLogger("agent.outbox")  # one logger for the whole outbox
 SEQ_BLOCK = 64
-
-
-class OutboxError(RuntimeError):
-    """The outbox cannot be used (closed, or its writer failed)."""
-
-
-class OutboxFileError(OutboxError):
-    """The file is not an outbox this code may use; it was left untouched."""
-
-
-class OutboxCorrupt(OutboxFileError):
-    pass
-
-
-class OutboxForeign(OutboxFileError):
-    pass
-
-
-class OutboxTooNew(OutboxFileError):
-    pass
-
-
-class OutboxBusy(OutboxFileError):
-    pass
-
-
-class Sealed(NamedTuple):
-    seq: int
-    payload: bytes
-    count: int
-    priority: Priority
-    created_t: float
 
 
 class Store:
@@ -93,6 +68,13 @@ class Store:
         self.next_seq = 1
         self.commits = self.acked_rows = self.write_errors = 0
         self.warned = False
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection (every transaction method runs between open() and close())."""
+        if self.conn is None:
+            raise OutboxError(f"outbox {self.path}: not open")
+        return self.conn
 
     # -- opening -----------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -124,7 +106,7 @@ class Store:
             )
 
     def _inspect_and_migrate(self) -> None:
-        c, where = self.conn, f"outbox {self.path}"
+        c, where = self.db, f"outbox {self.path}"
         schema = max(MIGRATIONS)  # the version this code writes: the migration table decides
         try:
             app_id = c.execute("PRAGMA application_id").fetchone()[0]
@@ -173,7 +155,7 @@ class Store:
                 os.close(dfd)
 
     def _load(self) -> None:
-        c = self.conn
+        c = self.db
         meta = dict(c.execute("SELECT key, value FROM meta"))
         self.boot_epoch, self.seq_hi = meta["boot_epoch"], meta["seq_hi"]
         self.evicted = [meta[f"evicted_rows_{p}"] for p in PRIOS]
@@ -214,7 +196,7 @@ class Store:
             list(self.evicted),
             list(self.pending_since),
         )
-        c = self.conn
+        c = self.db
         c.execute("BEGIN IMMEDIATE")
         try:
             result = body()
@@ -244,11 +226,12 @@ class Store:
         return result
 
     def _refresh(self) -> None:
-        row = self.conn.execute("SELECT t FROM rows ORDER BY id LIMIT 1").fetchone()
+        row = self.db.execute("SELECT t FROM rows ORDER BY id LIMIT 1").fetchone()
         self.oldest_t = row[0] if row else None
 
     def write(self, items: list[tuple[int, list[tuple], int, float]], points: list[tuple[int, str]]) -> None:
-        counts, since, nbytes = [0, 0, 0], [None, None, None], 0
+        counts, nbytes = [0, 0, 0], 0
+        since: list[float | None] = [None, None, None]
         for prio, rows, nb, mono in items:
             counts[prio] += len(rows)
             nbytes += nb
@@ -257,8 +240,8 @@ class Store:
 
         def body() -> None:
             if points:
-                self.conn.executemany("INSERT OR IGNORE INTO points(id, name) VALUES (?, ?)", points)
-            self.conn.executemany(INSERT_ROW, itertools.chain.from_iterable(it[1] for it in items))
+                self.db.executemany("INSERT OR IGNORE INTO points(id, name) VALUES (?, ?)", points)
+            self.db.executemany(INSERT_ROW, itertools.chain.from_iterable(it[1] for it in items))
             self.bytes += nbytes
             for p in PRIOS:
                 if counts[p]:
@@ -276,7 +259,7 @@ class Store:
     def _evict(self, need: int) -> None:
         if need <= 0:
             return
-        c, freed = self.conn, 0
+        c, freed = self.db, 0
         for prio, kind in self.policy.order:
             while freed < need:
                 if kind is Kind.ROWS:
@@ -327,7 +310,7 @@ class Store:
             self.cap,
             freed,
             extra={
-                "evicted_rows": dict(zip(("alarm", "event", "telemetry"), self.evicted)),
+                "evicted_rows": dict(zip(("alarm", "event", "telemetry"), self.evicted, strict=True)),
                 "evicted_batches": self.evicted_batches,
             },
         )
@@ -343,12 +326,12 @@ class Store:
 
             def reserve() -> None:
                 self.seq_hi = self.next_seq + SEQ_BLOCK - 1
-                self.conn.execute("UPDATE meta SET value = ? WHERE key = 'seq_hi'", (self.seq_hi,))
+                self.db.execute("UPDATE meta SET value = ? WHERE key = 'seq_hi'", (self.seq_hi,))
 
             self._tx(reserve)
 
         def body() -> Sealed | None:
-            c, n = self.conn, max_readings
+            c, n = self.db, max_readings
             if prio_first:
                 rows: list[tuple] = []
                 for p in PRIOS:
@@ -397,7 +380,7 @@ class Store:
 
     def ack(self, seqs: list[int]) -> int:
         def body() -> int:
-            c, deleted = self.conn, 0
+            c, deleted = self.db, 0
             for seq in seqs:
                 row = c.execute("SELECT count, nbytes FROM batches WHERE seq = ?", (seq,)).fetchone()
                 if row is None:
@@ -412,35 +395,3 @@ class Store:
         n = self._tx(body)
         self.acked_rows += n
         return n
-
-
-def read_unacked(reader: sqlite3.Connection) -> list[Sealed]:
-    """Sealed batches not yet acknowledged, oldest first."""
-    rows = reader.execute("SELECT seq, payload, count, prio, created_t FROM batches ORDER BY seq").fetchall()
-    return [Sealed(seq, payload, n, Priority(p), t) for seq, payload, n, p, t in rows]
-
-
-def read_unacked_seqs(reader: sqlite3.Connection) -> list[int]:
-    return [seq for (seq,) in reader.execute("SELECT seq FROM batches ORDER BY seq")]
-
-
-def read_sealed(reader: sqlite3.Connection, seqs: Sequence[int]) -> list[Sealed]:
-    out: list[Sealed] = []
-    seqs = list(seqs)
-    for i in range(0, len(seqs), 500):  # stay under SQLite's variable limit
-        part = seqs[i : i + 500]
-        rows = reader.execute(
-            f"SELECT seq, payload, count, prio, created_t FROM batches WHERE seq IN "
-            f"({','.join('?' * len(part))}) ORDER BY seq",
-            part,
-        ).fetchall()
-        out += [Sealed(seq, payload, n, Priority(p), t) for seq, payload, n, p, t in rows]
-    return out
-
-
-def read_unsealed(reader: sqlite3.Connection, names: dict[int, str], limit: int) -> list[tuple[Priority, Reading]]:
-    """Unsealed rows in sealing order (priority, then oldest)."""
-    rows = reader.execute(
-        f"SELECT {ROW_COLUMNS} FROM rows WHERE batch IS NULL ORDER BY prio, id LIMIT ?", (limit,)
-    ).fetchall()
-    return list(zip((Priority(r[1]) for r in rows), to_readings(names, rows)))

@@ -32,10 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.model import Priority, Reading
-from agent.outbox.policy import EvictionPolicy, SealPolicy, age
-from agent.outbox.schema import APP_ID, I64, MIGRATIONS, PRIOS, ROW_BASE, SCHEMA_VERSION, text_len, to_rows
-from agent.outbox.store import (
-    SEQ_BLOCK,
+from agent.outbox.errors import (
     OutboxBusy,
     OutboxCorrupt,
     OutboxError,
@@ -43,12 +40,11 @@ from agent.outbox.store import (
     OutboxForeign,
     OutboxTooNew,
     Sealed,
-    Store,
-    read_sealed,
-    read_unacked,
-    read_unacked_seqs,
-    read_unsealed,
 )
+from agent.outbox.policy import EvictionPolicy, SealPolicy, age
+from agent.outbox.readers import read_sealed, read_unacked, read_unacked_seqs, read_unsealed
+from agent.outbox.schema import APP_ID, I64, MIGRATIONS, PRIOS, ROW_BASE, SCHEMA_VERSION, text_len, to_rows
+from agent.outbox.store import SEQ_BLOCK, Store
 
 __all__ = [
     "APP_ID",
@@ -136,9 +132,11 @@ class Outbox:
         self._wake_space(all_=True)
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
-        self._reader.close()
+        if self._reader is not None:
+            self._reader.close()
         await self._call(self._store.close)
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         self._state = "closed"
 
     async def __aenter__(self) -> Outbox:
@@ -148,11 +146,13 @@ class Outbox:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _check(self) -> None:
+    def _check(self) -> sqlite3.Connection:
+        """The read-only connection, once the outbox is open and its writer healthy."""
         if self._fatal is not None:
             raise OutboxError(f"outbox {self.path}: writer failed: {self._fatal!r}") from self._fatal
-        if self._state != "open":
+        if self._state != "open" or self._reader is None:
             raise OutboxError(f"outbox {self.path}: not open ({self._state})")
+        return self._reader
 
     # -- appending ---------------------------------------------------------------------------------------
     def _intern(self, point: Any) -> int:
@@ -324,18 +324,18 @@ class Outbox:
 
     def unacked(self) -> list[Sealed]:
         """Sealed batches not yet acknowledged, oldest first (committed state)."""
-        self._check()
-        return read_unacked(self._reader)
+        reader = self._check()
+        return read_unacked(reader)
 
     def unacked_seqs(self) -> list[int]:
         """Sequence numbers of the sealed batches not yet acknowledged, oldest first."""
-        self._check()
-        return read_unacked_seqs(self._reader)
+        reader = self._check()
+        return read_unacked_seqs(reader)
 
     def sealed(self, seqs: Sequence[int]) -> list[Sealed]:
         """The stored sealed batches among `seqs` (acknowledged or evicted ones are absent)."""
-        self._check()
-        return read_sealed(self._reader, seqs)
+        reader = self._check()
+        return read_sealed(reader, seqs)
 
     async def ack(self, seqs: Iterable[int]) -> int:
         """Delete acknowledged batches and their rows (one fsynced transaction); returns rows deleted."""
@@ -345,8 +345,8 @@ class Outbox:
 
     def peek(self, limit: int = 100) -> list[tuple[Priority, Reading]]:
         """Committed unsealed readings in sealing order (priority, then oldest): diagnostics."""
-        self._check()
-        return read_unsealed(self._reader, self._store.names, limit)
+        reader = self._check()
+        return read_unsealed(reader, self._store.names, limit)
 
     def seal_due(self, policy: SealPolicy) -> bool:
         """Ask `policy` whether to seal now, with this store's pending counts and ages."""
@@ -369,7 +369,7 @@ class Outbox:
         highest = next((Priority(p) for p in PRIOS if st.pending[p]), None)
         return {
             "rows_pending": sum(st.pending),
-            "rows_pending_by_priority": dict(zip(names, st.pending)),
+            "rows_pending_by_priority": dict(zip(names, st.pending, strict=True)),
             "rows_sealed": st.sealed_rows,
             "batches_unacked": st.batches,
             "bytes": st.bytes,
@@ -378,7 +378,7 @@ class Outbox:
             "oldest_unsent_t": st.oldest_t,
             "oldest_pending_age_s": max(ages) if ages else None,
             "pending_priority": highest,
-            "evicted_rows": dict(zip(names, st.evicted)),
+            "evicted_rows": dict(zip(names, st.evicted, strict=True)),
             "evicted_batches": st.evicted_batches,
             "appended": self._appended,
             "committed": self._committed,

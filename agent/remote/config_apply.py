@@ -30,14 +30,21 @@ import hashlib
 import json
 import logging
 import os
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent import config as cfg
+from agent import statefile
+from agent.config import BoardInfo
 from agent.model import Priority, Quality, Reading
 from agent.remote import health
-from agent.runtime import statefile
+from agent.remote.downlink import CommandFailed, Downlink
+from agent.remote.host import Host
 from agent.wire.commands import MAX_COMMAND, Arg, Command
 from ota.fsutil import fsync_path as fsync_dir
+from ota.fsutil import write_atomic, write_file
 
 log = logging.getLogger("agent.config_apply")
 
@@ -63,26 +70,10 @@ def sha256_file(path: Path) -> str | None:
         return None
 
 
-def write_atomic(path: Path, data: bytes, *, rename: bool = True) -> Path:
-    """data to <path>.tmp, fsync; then (rename=True) rename over path and fsync the directory."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if rename:
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    return tmp
-
-
 class ConfigManager:
     """The running config's file, the trial marker and the history, for one App."""
 
-    def __init__(self, app: Any, boards: Any = None) -> None:
+    def __init__(self, app: Host, boards: Mapping[str, BoardInfo] | None = None) -> None:
         self.app = app
         self.boards = boards
         self.path = Path(app.config.source)
@@ -126,50 +117,17 @@ class ConfigManager:
             Quality.GOOD,
         )
         try:
-            await self.app._put_priority([r], Priority.EVENT)
+            await self.app.put([r], Priority.EVENT)
         except Exception as e:  # noqa: BLE001 - the outbox may be closing; the history file has it
             log.warning("config event %s not queued: %s", kind, e)
 
     # ------------------------------------------------------------------ apply (the command)
     async def apply(self, cmd: Command) -> dict[str, Any]:
-        from agent import config as cfg
-        from agent.remote.downlink import CommandFailed
-
+        """Check the pushed document (refused with a reason code), write it with a trial
+        marker (steps 1-4 of the module doc), then restart into the trial."""
         a = cmd.args
         running = self.app.config
-        if self.trial is not None and self.outcome == "trial":
-            raise CommandFailed(
-                f"trial_running: config {self.trial.get('sha256')} (version {self.trial.get('version')}) "
-                "is on trial; push again after it is committed or rolled back"
-            )
-        if a["version"] <= running.config_version:
-            raise CommandFailed(
-                f"stale_version: version {a['version']} is not newer than the running version {running.config_version}"
-            )
-        if "expect_sha256" in a and a["expect_sha256"] != running.sha256:
-            raise CommandFailed(f"expect_mismatch: the running config is {running.sha256}, not {a['expect_sha256']}")
-        on_disk = sha256_file(self.path)
-        if on_disk != running.sha256:
-            raise CommandFailed(
-                f"local_changes: {self.path} has sha256 {on_disk}, the agent loaded {running.sha256}; "
-                "a local edit was not pushed (bump its version and push it, or restart to load it)"
-            )
-        text = a["toml"].encode()
-        try:
-            new = cfg.loads(text, str(self.path), self.boards)
-        except cfg.ConfigError as e:
-            raise CommandFailed(f"invalid: {len(e.issues)} issue(s)\n" + "\n".join(str(i) for i in e.issues)) from None
-        if new.config_version != a["version"]:
-            raise CommandFailed(
-                f"invalid: [cabinet] config_version is {new.config_version}, the push says "
-                f"version {a['version']} (cabinet config push sets it)"
-            )
-        if new.cabinet_id != running.cabinet_id:
-            raise CommandFailed(
-                f"wrong_cabinet: the document is for {new.cabinet_id!r}, this is {running.cabinet_id!r}"
-            )
-        if new.sha256 == running.sha256:
-            raise CommandFailed("unchanged: the document is the running config")
+        new, text = self._validate(a)
         trial_s = float(a.get("trial_s", DEFAULT_TRIAL_S))
         marker = {
             "sha256": new.sha256,
@@ -209,10 +167,49 @@ class ConfigManager:
             "restarting_in_s": delay,
         }
 
+    def _validate(self, a: dict[str, Any]) -> tuple[cfg.Config, bytes]:
+        """The new config and its bytes, or CommandFailed with the refusal's code first."""
+        running = self.app.config
+        if self.trial is not None and self.outcome == "trial":
+            raise CommandFailed(
+                f"trial_running: config {self.trial.get('sha256')} (version {self.trial.get('version')}) "
+                "is on trial; push again after it is committed or rolled back"
+            )
+        if a["version"] <= running.config_version:
+            raise CommandFailed(
+                f"stale_version: version {a['version']} is not newer than the running version {running.config_version}"
+            )
+        if "expect_sha256" in a and a["expect_sha256"] != running.sha256:
+            raise CommandFailed(f"expect_mismatch: the running config is {running.sha256}, not {a['expect_sha256']}")
+        on_disk = sha256_file(self.path)
+        if on_disk != running.sha256:
+            raise CommandFailed(
+                f"local_changes: {self.path} has sha256 {on_disk}, the agent loaded {running.sha256}; "
+                "a local edit was not pushed (bump its version and push it, or restart to load it)"
+            )
+        text = a["toml"].encode()
+        try:
+            new = cfg.loads(text, str(self.path), self.boards)
+        except cfg.ConfigError as e:
+            raise CommandFailed(f"invalid: {len(e.issues)} issue(s)\n" + "\n".join(str(i) for i in e.issues)) from None
+        if new.config_version != a["version"]:
+            raise CommandFailed(
+                f"invalid: [cabinet] config_version is {new.config_version}, the push says "
+                f"version {a['version']} (cabinet config push sets it)"
+            )
+        if new.cabinet_id != running.cabinet_id:
+            raise CommandFailed(
+                f"wrong_cabinet: the document is for {new.cabinet_id!r}, this is {running.cabinet_id!r}"
+            )
+        if new.sha256 == running.sha256:
+            raise CommandFailed("unchanged: the document is the running config")
+        return new, text
+
     def stage(self, text: bytes, marker: dict[str, Any], *, crash_before_rename: bool = False) -> None:
         """Steps 1-4 of the module doc (crash_before_rename: tests stop after step 3)."""
-        write_atomic(Path(marker["previous"]), self.path.read_bytes())
-        tmp = write_atomic(self.path, text, rename=False)
+        write_atomic(Path(marker["previous"]), self.path.read_bytes(), mode=0o640)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        write_file(tmp, text, mode=0o640)
         self.state.mkdir(parents=True, exist_ok=True)
         statefile.save(self.trial_path, marker)
         if crash_before_rename:
@@ -348,10 +345,10 @@ def restore(m: dict[str, Any], reason: str, history_path: Path, now: float) -> d
     try:
         old = previous.read_bytes()
         try:
-            write_atomic(path.with_name(path.name + ".failed"), path.read_bytes())
+            write_atomic(path.with_name(path.name + ".failed"), path.read_bytes(), mode=0o640)
         except OSError as e:
             log.warning("could not keep the failed config: %s", e)
-        write_atomic(path, old)
+        write_atomic(path, old, mode=0o640)
     except OSError as e:
         log.error("config rollback to %s failed: %s; keeping the trial marker", previous, e)
         entry["error"] = str(e)
@@ -375,10 +372,6 @@ def restore(m: dict[str, Any], reason: str, history_path: Path, now: float) -> d
 def boot_guard(data_dir: Path, boards: Any = None, now: float | None = None) -> dict[str, Any] | None:
     """Before the config is loaded (`cabinet run`): a trial whose file no longer loads, or that has
     had MAX_BOOTS starts without a commit, is rolled back here. Returns the rollback entry, if any."""
-    import time
-
-    from agent import config as cfg
-
     state = Path(data_dir) / "state"
     m = statefile.load(state / TRIAL_FILE)
     if not isinstance(m, dict) or "config" not in m or sha256_file(Path(m["config"])) != m.get("sha256"):
@@ -393,5 +386,5 @@ def boot_guard(data_dir: Path, boards: Any = None, now: float | None = None) -> 
     return None
 
 
-def install(dl: Any, app: Any) -> None:
-    dl.register("config.apply", app.config_manager.apply, SCHEMA)
+def install(dl: Downlink, manager: ConfigManager) -> None:
+    dl.register("config.apply", manager.apply, SCHEMA)

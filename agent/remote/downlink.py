@@ -29,18 +29,30 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-from agent.runtime import statefile
+from agent import statefile
+from agent.aio import cancel_all
+from agent.remote.host import ActionError
 from agent.wire import commands as C
 from agent.wire.commands import Arg, Command, CommandError
+
+
+class DownlinkStats(TypedDict):
+    received: int
+    accepted: int
+    rejected: int
+    replies: int
+    replies_dropped: int
+    failed: int
+    by_reason: dict[str, int]  # rejections by reason
+
 
 log = logging.getLogger("agent.downlink")
 
 Handler = Callable[[Command], Awaitable[Any]]
 MAX_CORRELATION = 64
 LOG_SUMMARY_S = 60.0
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class CommandFailed(Exception):
@@ -84,7 +96,7 @@ class Downlink:
         self._tokens, self._refill = float(reject_burst), time.monotonic()
         self._log_counts: dict[str, int] = {}
         self._log_next = 0.0
-        self.stats = {
+        self.stats: DownlinkStats = {
             "received": 0,
             "accepted": 0,
             "rejected": 0,
@@ -194,7 +206,6 @@ class Downlink:
         task.add_done_callback(self._running.discard)
 
     async def _run(self, cmd: Command, client: Any, topic: str, corr: bytes | None) -> None:
-        from agent.runtime.status_api import ActionError
 
         try:
             result = await self.kinds[cmd.kind].handler(cmd)
@@ -222,7 +233,7 @@ class Downlink:
         detail: str | None,
         result: Any = None,
     ) -> None:
-        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.packettypes import PacketTypes  # deferred: heavy, only once a command is answered
         from paho.mqtt.properties import Properties
 
         payload = C.seal_reply(
@@ -276,98 +287,4 @@ class Downlink:
             self._log_next = now + LOG_SUMMARY_S
 
     async def close(self) -> None:
-        from agent.aio import cancel_all
-
         await cancel_all(list(self._running))
-
-
-# -------------------------------------------------------------------- built-in commands
-
-
-def install_builtins(dl: Downlink, app: Any) -> None:
-    """ping, status, light.override, light.cancel, alarm.ack, log.level, reboot."""
-    controls = app.controls
-
-    async def ping(cmd: Command) -> dict[str, Any]:
-        return {"pong": True, "t": app.clock.now(), "uptime_s": round(app.clock.monotonic() - app.started_mono, 3)}
-
-    async def status(cmd: Command) -> dict[str, Any]:
-        import agent
-
-        ob = app.outbox.stats()
-        return {
-            "version": agent.__version__,
-            "config_sha256": app.config.sha256,
-            "cabinet": app.config.cabinet_id,
-            "clock_trusted": dl.clock_trusted(),
-            "t": app.clock.now(),
-            "points": len(app.image.points()),
-            "alarms": controls.alarms.active() if controls.active else [],
-            "lighting_mode": controls.mode if controls.active else None,
-            "outbox": {
-                k: ob.get(k)
-                for k in ("rows_pending", "rows_sealed", "batches_unacked", "oldest_pending_age_s", "bytes")
-                if k in ob
-            },
-            "uplink": {
-                k: v
-                for k, v in (app.uplink.snapshot() if app.uplink else {}).items()
-                if k in ("state", "batches_sent", "batches_acked")
-            },
-            "downlink": {k: v for k, v in dl.snapshot().items() if k in ("received", "accepted", "rejected")},
-        }
-
-    async def light_override(cmd: Command) -> dict[str, Any]:
-        a = cmd.args
-        level = a.get("level")
-        args: dict[str, Any] = {
-            "on": a.get("on", level is None or level > 0),
-            "source": f"cmd:{cmd.operator}",
-            "note": cmd.cid,
-        }
-        for k in ("level", "segments", "until", "forever"):
-            if k in a:
-                args[k] = a[k]
-        if "for_s" in a:
-            args["minutes"] = a["for_s"] / 60
-        res = await controls.override(args)
-        return {"override": res["override"]}
-
-    async def light_cancel(cmd: Command) -> dict[str, Any]:
-        return await controls.cancel({**cmd.args, "source": f"cmd:{cmd.operator}"})
-
-    async def alarm_ack(cmd: Command) -> dict[str, Any]:
-        return await controls.acknowledge({"id": cmd.args["id"], "by": f"cmd:{cmd.operator}"})
-
-    async def log_level(cmd: Command) -> dict[str, Any]:
-        root = logging.getLogger()
-        before = logging.getLevelName(root.level).lower()
-        root.setLevel(cmd.args["level"].upper())
-        log.warning("log level %s -> %s by command %s", before, cmd.args["level"], cmd.cid)
-        return {"before": before, "level": cmd.args["level"]}
-
-    async def reboot(cmd: Command) -> dict[str, Any]:
-        delay = float(cmd.args.get("delay_s", 1.0))
-        log.warning("graceful restart in %.1f s by command %s (operator %s)", delay, cmd.cid, cmd.operator)
-        asyncio.get_running_loop().call_later(delay, app.request_stop)
-        return {"stopping_in_s": delay}
-
-    dl.register("ping", ping, {}, clock_free=True)
-    dl.register("status", status, {}, clock_free=True)
-    if controls.active:
-        dl.register(
-            "light.override",
-            light_override,
-            {
-                "on": Arg("bool"),
-                "level": Arg("number", min=0, max=100),
-                "segments": Arg("list[str]", max_len=64),
-                "for_s": Arg("number", min=1, max=366 * 86400),
-                "until": Arg("int", min=0),
-                "forever": Arg("bool"),
-            },
-        )
-        dl.register("light.cancel", light_cancel, {"segments": Arg("list[str]", max_len=64)})
-        dl.register("alarm.ack", alarm_ack, {"id": Arg("str", required=True, max_len=128)})
-    dl.register("log.level", log_level, {"level": Arg("str", required=True, choices=LOG_LEVELS)})
-    dl.register("reboot", reboot, {"delay_s": Arg("number", min=0, max=60)})

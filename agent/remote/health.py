@@ -5,10 +5,10 @@ the ingest must also have acknowledged a batch sent by this process."""
 
 from __future__ import annotations
 
-from typing import Any
+from agent.remote.host import Host
 
 
-def initial(app: Any) -> dict[str, bool]:
+def initial(app: Host) -> dict[str, bool]:
     checks = {f"bus:{n}": False for n in app.engines}
     if app.controls.active:
         checks["control"] = False
@@ -17,17 +17,14 @@ def initial(app: Any) -> dict[str, bool]:
     return checks
 
 
-def update(app: Any, checks: dict[str, bool], *, need_ack: bool = False) -> bool:
+def update(app: Host, checks: dict[str, bool], *, need_ack: bool = False) -> bool:
     """Mark what has become true since; True when every check passed."""
     for n, e in app.engines.items():
         if e.stats.get("completed", 0) > 0:
             checks[f"bus:{n}"] = True
     if "control" in checks and app.controls.steps > 0:
         checks["control"] = True
-    if (
-        "uplink" in checks
-        and app.uplink.state == "connected"
-        and (not need_ack or app.uplink.stats["batches_acked"] > 0)
-    ):
-        checks["uplink"] = True
+    up = app.uplink
+    if "uplink" in checks and up is not None and up.state == "connected":
+        checks["uplink"] = not need_ack or up.stats["batches_acked"] > 0
     return all(checks.values())

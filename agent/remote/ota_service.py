@@ -34,12 +34,17 @@ from pathlib import Path
 from typing import Any
 
 import agent
+from agent import statefile
+from agent.clock import Clock, clock_trusted
+from agent.config.ota import OtaSettings
 from agent.remote import health
-from agent.remote.downlink import CommandFailed
-from agent.runtime import statefile
-from agent.runtime.control_loop import clock_trusted
+from agent.remote.downlink import CommandFailed, Downlink
+from agent.remote.host import Host
 from agent.wire.commands import Arg, Command
 from agent.wire.ota_status import TERMINAL, seal_status, status_topic
+from ota import bundle
+from ota.slots import SlotError, SlotStore
+from ota.status import StatusBook
 
 log = logging.getLogger("agent.ota")
 
@@ -85,23 +90,42 @@ def running_slot(root: Path) -> str | None:
 
 
 class OtaService:
-    def __init__(self, app: Any, settings: Any, *, root: Path | None, wall: Any) -> None:
+    def __init__(self, app: Host, settings: OtaSettings, *, root: Path | None, wall: Clock) -> None:
         self.app, self.s, self.wall = app, settings, wall
         self.root = Path(root) if root else None
-        self.slots: Any = None
-        self.book: Any = None
-        if self.root is not None:
-            from ota.slots import SlotStore
-            from ota.status import StatusBook
-
-            self.slots = SlotStore(self.root)
-            self.book = StatusBook(self.root / "state" / "status.json")
-        self.offer_path = self.root / "state" / "offer.json" if self.root else None
-        self.floor_path = self.root / "state" / "clock_floor.json" if self.root else None
+        self._slots = SlotStore(self.root) if self.root else None
+        self._book = StatusBook(self.root / "state" / "status.json") if self.root else None
         self.slot = running_slot(self.root) if self.root else None
         self.task: asyncio.Task | None = None
         self.gate_checks: dict[str, bool] = {}
         self._last_pct = -1
+
+    # Everything but offer() refusing and snapshot() runs only under the launcher (a root).
+    @property
+    def home(self) -> Path:
+        if self.root is None:
+            raise RuntimeError("OTA: this agent does not run under cabinet-boot")
+        return self.root
+
+    @property
+    def slots(self) -> SlotStore:
+        if self._slots is None:
+            raise RuntimeError("OTA: this agent does not run under cabinet-boot")
+        return self._slots
+
+    @property
+    def book(self) -> StatusBook:
+        if self._book is None:
+            raise RuntimeError("OTA: this agent does not run under cabinet-boot")
+        return self._book
+
+    @property
+    def offer_path(self) -> Path:
+        return self.home / "state" / "offer.json"
+
+    @property
+    def floor_path(self) -> Path:
+        return self.home / "state" / "clock_floor.json"
 
     # ------------------------------------------------------------------ start, status
     def start(self) -> None:
@@ -240,18 +264,18 @@ class OtaService:
         return float(v) if isinstance(v, (int, float)) else 0.0
 
     async def _attempt(self, offer: dict[str, Any]) -> None:
-        from ota.client import UpdateClient
+        from ota.client import UpdateClient  # deferred: heavy (tuf, urllib3), only while updating
         from ota.errors import OtaError
 
         dep = offer["deployment"]
         self._check_clock(offer)
         try:
-            root_bytes = Path(self.s.trusted_root or self.root / "trusted_root.json").read_bytes()
+            root_bytes = Path(self.s.trusted_root or self.home / "trusted_root.json").read_bytes()
         except OSError as e:
             raise Final("failure", f"no trusted root: {e}") from None
         client = UpdateClient(
-            cache_dir=self.root / "tuf",
-            download_dir=self.root / "downloads",
+            cache_dir=self.home / "tuf",
+            download_dir=self.home / "downloads",
             repository_url=offer["repository"],
             bootstrap_root=root_bytes,
             max_bundle_bytes=int(self.s.max_bundle_mb * 2**20),
@@ -319,10 +343,7 @@ class OtaService:
             self._set(dep, "downloading", percent=pct, version=custom["version"], counter=custom["counter"])
 
     def _install(self, path: Path, custom: dict[str, Any]) -> tuple[str, Any]:
-        from ota import bundle
-        from ota.slots import SlotError
-
-        work = self.root / "downloads" / (path.name + ".unpacked")
+        work = self.home / "downloads" / (path.name + ".unpacked")
         shutil.rmtree(work, ignore_errors=True)
         try:
             man = bundle.extract(path, work)
@@ -382,7 +403,7 @@ class OtaService:
                 )
                 return
             await asyncio.sleep(CHECK_PERIOD_S)
-        if await asyncio.to_thread(self.slots.commit, self.slot):
+        if self.slot is not None and await asyncio.to_thread(self.slots.commit, self.slot):
             self._set(pend["deployment"], "success", version=pend.get("version"), counter=pend.get("counter"))
             self._drop_offer()
             log.warning("release %s committed (slot %s)", pend.get("version"), self.slot)
@@ -398,8 +419,8 @@ class OtaService:
                 pass
 
 
-def install(dl: Any, app: Any) -> None:
-    dl.register("ota.offer", app.ota.offer, SCHEMA, clock_free=True)
+def install(dl: Downlink, service: OtaService) -> None:
+    dl.register("ota.offer", service.offer, SCHEMA, clock_free=True)
 
 
 def ota_root() -> Path | None:

@@ -13,27 +13,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import agent
 from agent.aio import cancel_all
-from agent.clock import Clock
+from agent.clock import Clock, WallClock, clock_trusted
 from agent.config import BoardInfo, Config
 from agent.config.model import RtuBus, TcpBus
+from agent.config.ota import OtaSettings
 from agent.field.actuator import Actuator
 from agent.field.image import ProcessImage
 from agent.field.inputs import DioPoller, GpsPoints
 from agent.field.poller import BusPoller
 from agent.field.report import ReportFilter
-from agent.model import Priority, Reading
+from agent.model import Point, Priority, Reading
 from agent.outbox.writer import Outbox
+from agent.remote import config_apply, ota_service
+from agent.remote.builtins import Builtins
+from agent.remote.config_apply import ConfigManager
+from agent.remote.downlink import Downlink
+from agent.remote.ota_service import OtaService, ota_root
 from agent.runtime.control_loop import Controls
 from agent.runtime.status_api import SOCKET_NAME, StatusServer
+from agent.runtime.watchdog import Watchdog
 from agent.uplink.selftel import SelfTelemetry
+from agent.uplink.setup import UplinkWiring
+from agent.wire.commands import Trust
 from drivers.modbus.engine import BusEngine
+
+if TYPE_CHECKING:
+    from agent.uplink.client import Uplink
 
 log = logging.getLogger("agent.app")
 
@@ -48,17 +60,6 @@ class Endpoints:
     dio: Any = None  # a drivers.dio.DigitalIO, or None when the cabinet has no inputs
     pins: dict[str, str] = field(default_factory=dict)  # board pin name -> backend pin name
     dio_error: str | None = None  # why there is no DigitalIO backend
-
-
-@dataclass
-class UplinkWiring:
-    """What the uplink needs besides the config: settings (possibly overridden on the
-    command line), the cabinet's signing key, the ingest's keys, the TLS context."""
-
-    settings: Any  # agent.config.model.Uplink
-    signing_key: Any  # Ed25519PrivateKey
-    ingest_keys: Callable[[bytes], Any]  # kid -> Ed25519PublicKey | None
-    tls: Any = None  # ssl.SSLContext | None
 
 
 class App:
@@ -83,6 +84,45 @@ class App:
         self.started_mono = clock.monotonic()
         self.image = ProcessImage(config.points())
         self.reporter = ReportFilter(config.points())
+        self._field()
+        self.outbox = self._outbox()
+        self.uplink: Uplink | None = self._uplink(uplink) if uplink is not None else None
+        self._stop: asyncio.Event | None = None
+        self.selftel = SelfTelemetry(self.outbox, self.uplink, clock, self.ingest, selftel_period_s)
+        self._add_points(self.selftel.points())
+        self.sinks.insert(0, self._to_outbox)
+        self.actuator = Actuator(config, self.pollers, self.dio, self.image, clock, self.ingest)
+        self.controls = Controls(
+            config,
+            image=self.image,
+            actuator=self.actuator,
+            clock=clock,
+            put=self.put,
+            data_dir=self.data_dir,
+            ingest=self.ingest,
+        )
+        self._add_points(self.controls.points)
+        self.config_manager = ConfigManager(self, boards)  # remote configuration: trial marker and health gate
+        # over-the-air updates under the launcher; TUF checks expiry against the system clock,
+        # so the OTA clock policy looks at that clock even on a simulated (scaled) cabinet
+        self.ota = OtaService(self, config.ota or OtaSettings(), root=ota_root(), wall=ota_wall or WallClock())
+        self.downlink = self._downlink(uplink) if uplink is not None else None
+        self.status_server = StatusServer(
+            self.data_dir / SOCKET_NAME, self.status, self.controls.actions() if self.controls.active else None
+        )
+        self._tasks: list[asyncio.Task] = []
+        self.restarts: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ building the parts
+    def _add_points(self, points: Iterable[Point]) -> None:
+        """Points that come from the agent itself (GPS, self-telemetry, control decisions)."""
+        for p in points:
+            self.image.add_point(p)
+            self.reporter.add_point(p)
+
+    def _field(self) -> None:
+        """A bus engine and a poller per bus, digital I/O and the GPS: every reading enters `ingest`."""
+        config, clock = self.config, self.clock
         self.engines: dict[str, BusEngine] = {}
         self.pollers: dict[str, BusPoller] = {}
         for name, bus in config.buses.items():
@@ -90,8 +130,9 @@ class App:
             self.engines[name] = engine
             devices = [d for d in config.devices.values() if d.bus == name]
             self.pollers[name] = BusPoller(engine, devices, clock, self.ingest, bus.backoff)
-        self.dio = (
-            DioPoller(
+        self.dio = None
+        if config.inputs or config.outputs:
+            self.dio = DioPoller(
                 config.inputs.values(),
                 config.outputs.values(),
                 self.endpoints.dio,
@@ -100,97 +141,54 @@ class App:
                 pins=self.endpoints.pins,
                 no_dio_reason=self.endpoints.dio_error,
             )
-            if config.inputs or config.outputs
-            else None
-        )
-        self.gps = (
-            GpsPoints(self.endpoints.gps_port or config.gps.port, config.gps, clock, self.ingest)
-            if config.gps
-            else None
-        )
-        for p in self.gps.points if self.gps else ():
-            self.image.add_point(p)
-            self.reporter.add_point(p)
-        ob = config.outbox
-        self.outbox = Outbox(
+        self.gps = None
+        if config.gps:
+            self.gps = GpsPoints(self.endpoints.gps_port or config.gps.port, config.gps, clock, self.ingest)
+            self._add_points(self.gps.points)
+
+    def _outbox(self) -> Outbox:
+        ob = self.config.outbox
+        return Outbox(
             self.data_dir / ob.path,
-            clock=clock,
+            clock=self.clock,
             max_bytes=int(ob.max_mb * 2**20),
             queue_max=ob.queue_max,
             commit_interval_s=ob.commit_interval_ms / 1000,
         )
-        self.uplink = None
-        self._stop: asyncio.Event | None = None
-        if uplink is not None:
-            from agent.uplink.client import Uplink
 
-            self.uplink = Uplink(
-                uplink.settings,
-                cabinet_id=config.cabinet_id,
-                outbox=self.outbox,
-                signing_key=uplink.signing_key,
-                ingest_keys=uplink.ingest_keys,
-                clock=clock,
-                birth=self.birth,
-                tls=uplink.tls,
-            )
-        self.selftel = SelfTelemetry(self.outbox, self.uplink, clock, self.ingest, selftel_period_s)
-        for p in self.selftel.points():
-            self.image.add_point(p)
-            self.reporter.add_point(p)
-        self.sinks.insert(0, self._to_outbox)
-        self.actuator = Actuator(config, self.pollers, self.dio, self.image, clock, self.ingest)
-        self.controls = Controls(
-            config,
-            image=self.image,
-            actuator=self.actuator,
-            clock=clock,
-            put=self._put_priority,
+    def _uplink(self, wiring: UplinkWiring) -> Uplink:
+        from agent.uplink.client import Uplink  # deferred: heavy (aiomqtt, paho), only with an uplink
+
+        return Uplink(
+            wiring.settings,
+            cabinet_id=self.config.cabinet_id,
+            outbox=self.outbox,
+            signing_key=wiring.signing_key,
+            ingest_keys=wiring.ingest_keys,
+            clock=self.clock,
+            birth=self.birth,
+            tls=wiring.tls,
+        )
+
+    def _downlink(self, wiring: UplinkWiring) -> Downlink:
+        """Signed commands arrive over the uplink's session: the built-in commands, remote
+        configuration and OTA offers, each handler given only what it needs."""
+        assert self.uplink is not None  # built with the uplink
+        dl = Downlink(
+            cabinet=self.config.cabinet_id,
+            prefix=wiring.settings.topic_prefix,
+            tags=self.config.tags,
+            trust=self.config.trust or Trust(),
+            signing_key=wiring.signing_key,
+            clock=self.clock,
+            clock_trusted=lambda: clock_trusted(self.clock),
             data_dir=self.data_dir,
-            ingest=self.ingest,
         )
-        for p in self.controls.points:
-            self.image.add_point(p)
-            self.reporter.add_point(p)
-        from agent.remote.config_apply import ConfigManager
-
-        self.config_manager = ConfigManager(self, boards)  # remote configuration: trial marker and health gate
-        from agent.clock import WallClock
-        from agent.config.ota import OtaSettings
-        from agent.remote.ota_service import OtaService, ota_root
-
-        # over-the-air updates under the launcher; TUF checks expiry against the system clock,
-        # so the OTA clock policy looks at that clock even on a simulated (scaled) cabinet
-        self.ota = OtaService(self, config.ota or OtaSettings(), root=ota_root(), wall=ota_wall or WallClock())
-        self.downlink = None
-        if self.uplink is not None:  # signed commands arrive over the uplink's session
-            from agent.remote.downlink import Downlink, install_builtins
-            from agent.runtime.control_loop import clock_trusted
-            from agent.wire.commands import Trust
-
-            self.downlink = Downlink(
-                cabinet=config.cabinet_id,
-                prefix=uplink.settings.topic_prefix,
-                tags=config.tags,
-                trust=config.trust or Trust(),
-                signing_key=uplink.signing_key,
-                clock=clock,
-                clock_trusted=lambda: clock_trusted(clock),
-                data_dir=self.data_dir,
-            )
-            install_builtins(self.downlink, self)
-            from agent.remote import config_apply
-
-            config_apply.install(self.downlink, self)
-            from agent.remote import ota_service
-
-            ota_service.install(self.downlink, self)
-            self.uplink.downlink = self.downlink
-        self.status_server = StatusServer(
-            self.data_dir / SOCKET_NAME, self.status, self.controls.actions() if self.controls.active else None
-        )
-        self._tasks: list[asyncio.Task] = []
-        self.restarts: dict[str, int] = {}
+        Builtins(dl, self).install()
+        config_apply.install(dl, self.config_manager)
+        ota_service.install(dl, self.ota)
+        self.uplink.downlink = dl
+        return dl
 
     def _engine(self, name: str, bus: RtuBus | TcpBus) -> BusEngine:
         where = self.endpoints.buses.get(name)
@@ -234,7 +232,7 @@ class App:
         if self.uplink is not None:
             self.uplink.wake()
 
-    async def _put_priority(self, readings: list[Reading], priority: Priority) -> None:
+    async def put(self, readings: list[Reading], priority: Priority) -> None:
         """Events and alarms: straight to the outbox with their priority (no report filter)."""
         await self.outbox.put(readings, priority)
         if self.uplink is not None:
@@ -285,8 +283,6 @@ class App:
             self._spawn("controls", self.controls.run)
         if self.uplink:
             self._spawn("uplink", self.uplink.run)
-        from agent.runtime.watchdog import Watchdog
-
         if Watchdog.wanted():  # under the launcher or systemd: READY=1 and WATCHDOG=1 while healthy
             self.watchdog = Watchdog(self)
             self._spawn("watchdog", self.watchdog.run)
@@ -326,10 +322,14 @@ class App:
             await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             for t in self._tasks:
-                if t.done() and not t.cancelled() and t.exception():
-                    raise t.exception()
+                if t.done() and not t.cancelled() and (error := t.exception()) is not None:
+                    raise error
         finally:
             await self.stop()
+
+    def brief(self) -> dict[str, Any]:
+        """Counts for the `status` command: points in the process image, the outbox's stats."""
+        return {"points": len(self.image.points()), "outbox": self.outbox.stats()}
 
     def status(self) -> dict[str, Any]:
         mono = self.clock.monotonic()

@@ -22,17 +22,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from agent.clock import Clock
+from agent import statefile
+from agent.clock import Clock, clock_trusted
 from agent.config import Config
+from agent.control.alarms import AlarmManager
+from agent.control.climate import ClimateController
+from agent.control.lighting import LightingController
 from agent.field.actuator import Actuator
 from agent.field.image import ProcessImage
 from agent.model import Point, Priority, Quality, Reading
-from agent.runtime import statefile
-from agent.runtime.status_api import ActionError
+from agent.remote.host import ActionError
 
 log = logging.getLogger(__name__)
 
-TRUSTED_AFTER = 1_767_225_600.0  # 2026-01-01T00:00:00Z: no cabinet runs this software earlier
 SAVE_PERIOD_S = 300.0
 GPS_REFINE_S = 3600.0
 
@@ -68,10 +70,6 @@ def segment_points(segments: list[Any]) -> list[Point]:
     ]
 
 
-def clock_trusted(clock: Clock) -> bool:
-    return clock.synced is not False and clock.now() >= TRUSTED_AFTER
-
-
 class Controls:
     def __init__(
         self,
@@ -85,8 +83,6 @@ class Controls:
         ingest: Ingest | None = None,
         period_s: float = 1.0,
     ) -> None:
-        from agent.control.alarms import AlarmManager
-
         self.image = image
         self.actuator = actuator
         self.clock = clock
@@ -94,16 +90,12 @@ class Controls:
         self.ingest = ingest
         self.period_s = period_s
         self.dir = Path(data_dir) / "state"
-        self.lighting = None
-        self.climate = None
+        self.lighting: LightingController | None = None
+        self.climate: ClimateController | None = None
         defs = []
         if config.lighting is not None:
-            from agent.control.lighting import LightingController
-
             self.lighting = LightingController.from_config(config)
         if config.climate is not None:
-            from agent.control.climate import ClimateController
-
             self.climate = ClimateController(config.climate)
             defs = self.climate.definitions()
         self._alarm_defs, self._alarm_overrides = defs, dict(config.alarms or {})
@@ -128,8 +120,6 @@ class Controls:
 
     # -- state files -------------------------------------------------------------------------------
     def restore(self) -> None:
-        from agent.control.alarms import AlarmManager
-
         self.dir.mkdir(parents=True, exist_ok=True)
         utc = self._utc()
         if self.lighting is not None:
@@ -168,7 +158,7 @@ class Controls:
         out: dict[str, tuple[Any, Quality, float] | None] = {}
         for p in self._points:
             reading, age = self.image.get(p, mono)
-            out[p] = None if reading is None else (reading.value, reading.quality, age)
+            out[p] = None if reading is None or age is None else (reading.value, reading.quality, age)
         return out
 
     async def run(self) -> None:
@@ -233,7 +223,7 @@ class Controls:
         if events:
             await self.put(events, Priority.EVENT)
         if self.lighting is not None:
-            await self._lighting_telemetry(mono, wall)
+            await self._lighting_telemetry(self.lighting, mono, wall)
             if self.lighting.overrides.changed != self._overrides_seen:
                 self.save("overrides")
             if switched or mono - self._saved_at >= SAVE_PERIOD_S:
@@ -242,7 +232,7 @@ class Controls:
         self.steps += 1
         return wake
 
-    async def _lighting_telemetry(self, mono: float, wall: float) -> None:
+    async def _lighting_telemetry(self, lighting: LightingController, mono: float, wall: float) -> None:
         """Decisions and accounting per segment into the image and (by exception) the telemetry;
         the site refined from a good GPS position now and then."""
         if mono >= self._next_refine:
@@ -250,11 +240,11 @@ class Controls:
             self._next_refine = mono + (GPS_REFINE_S if lat is not None and lon is not None else 60.0)
             if lat is not None and lon is not None:
                 fix = _Fix(lat, lon, self.image.value("gps.altitude", mono))
-                if self.lighting.refine_site(fix):
-                    log.info("lighting site refined by GPS: %s", self.lighting.astro.refine_note or fix)
+                if lighting.refine_site(fix):
+                    log.info("lighting site refined by GPS: %s", lighting.astro.refine_note or fix)
         if self.ingest is None:
             return
-        segs = self.lighting.status(None)["segments"]
+        segs = lighting.status(None)["segments"]
         readings = [
             Reading(name, wall, _json_value(st.get(key)), Quality.GOOD)
             for seg, st in segs.items()

@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING
 import agent
 from agent import config as cfg
 from agent import logs
+from agent.clock import ScaledClock
+from agent.logs import LEVELS as LOG_LEVELS
+from agent.runtime.datadir import DataDirBusy, DataDirLock
+from boards.registry import boards
 
 if TYPE_CHECKING:
     from agent.runtime.run import IngestStarter
-
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def default_data_dir() -> Path:
@@ -47,8 +49,6 @@ def data_dir_of(args: argparse.Namespace) -> Path:
 
 def board_infos() -> dict[str, cfg.BoardInfo]:
     """Every known board's ports and pins, as the config checks them."""
-    from boards.registry import boards
-
     return {b.name: cfg.BoardInfo(b.name, frozenset(b.ports), frozenset(b.pins)) for b in boards().values()}
 
 
@@ -88,7 +88,7 @@ def add_sim_arguments(sm: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace, ingest: IngestStarter | None = None) -> int:
     """`run`: the agent until SIGTERM/SIGINT. `ingest` starts a local cloud ingest beside it."""
-    from agent.remote.config_apply import boot_guard
+    from agent.remote.config_apply import boot_guard  # deferred: heavy (the whole runtime: pymodbus...)
     from agent.runtime.run import run
 
     data_dir = data_dir_of(args)
@@ -108,9 +108,7 @@ def cmd_run(args: argparse.Namespace, ingest: IngestStarter | None = None) -> in
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """`sim`: the simulated cabinet alone, until SIGTERM/SIGINT or its parent is gone."""
-    from agent.clock import ScaledClock
-    from agent.runtime.datadir import DataDirBusy, DataDirLock
-    from boards.sim.cabinet import start_time
+    from boards.sim.cabinet import start_time  # deferred: heavy (pymodbus servers), only for `sim`
     from boards.sim.main import main
 
     config = load_config(args.config)

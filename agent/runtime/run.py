@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent import logs
-from agent.clock import ScaledClock, WallClock
+from agent.clock import Clock, ScaledClock, WallClock
 from agent.config import BoardInfo, Config
 from agent.config.model import RtuBus, Uplink
-from agent.runtime import uplink_setup
 from agent.runtime.app import App, Endpoints
 from agent.runtime.datadir import DataDirLock
+from agent.uplink import setup as uplink_setup
+from boards.registry import get as get_board
+from boards.sim.child import SimChild
+from drivers.dio import BlinkaDIO, FilePinsDIO
 
 log = logging.getLogger("agent.run")
 
@@ -42,7 +45,7 @@ def run(
     *,
     data_dir: Path,
     boards: dict[str, BoardInfo] | None = None,
-    guard: Callable[[], None] | None = None,
+    guard: Callable[[], object] | None = None,
     log_level: str | None = None,
     log_format: str | None = None,
     speed: float | None = None,
@@ -74,8 +77,6 @@ async def _main(
     start_ingest: IngestStarter | None = None,
     boards: dict[str, BoardInfo] | None = None,
 ) -> int:
-    from boards.registry import get as get_board
-
     board = get_board(config.board)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,19 +84,14 @@ async def _main(
         loop.add_signal_handler(sig, stop.set)
     child = None
     if board.name == "sim":
-        from boards.sim.child import SimChild
-        from drivers.dio import FilePinsDIO
-
         child = await SimChild.start(config.source, data_dir, speed=speed)
         ep = child.endpoints
         clk = ep["clock"]
-        clock = ScaledClock(clk["speed"], start=clk["wall"] + (time.time() - clk["real"]) * clk["speed"])
+        clock: Clock = ScaledClock(clk["speed"], start=clk["wall"] + (time.time() - clk["real"]) * clk["speed"])
         endpoints = Endpoints(
             buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep.get("gps"), dio=FilePinsDIO(ep["pins"])
         )
     else:
-        from drivers.dio import BlinkaDIO
-
         clock = WallClock()
         buses = {n: ("rtu", board.ports.get(b.port, b.port)) for n, b in config.buses.items() if isinstance(b, RtuBus)}
         gps = board.ports.get(config.gps.port, config.gps.port) if config.gps else None

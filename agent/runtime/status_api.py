@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from agent.remote.host import ActionError  # what a local action raises when it refuses
+
 SOCKET_NAME = "agent.sock"
 _MAX_REQUEST = 8192
 _MAX_BODY = 65536
@@ -28,10 +30,6 @@ Action = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 class AgentRefused(OSError):
     """The agent answered, with an error status (the message is its reason)."""
-
-
-class ActionError(Exception):
-    """An action refused its request: the message says why (sent back with status 409)."""
 
 
 class StatusServer:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
 
+from agent.remote.host import Host
 from ota import sdnotify
 
 log = logging.getLogger("agent.watchdog")
@@ -24,7 +24,7 @@ STALL_PERIODS = 3  # periods without a control step before the pings stop
 
 
 class Watchdog:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Host) -> None:
         self.app = app
         self.pings = 0
         self.withheld = 0

@@ -24,15 +24,16 @@ from typing import Any
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.aio import cancel_all, wait_event
 from agent.config.model import Uplink as UplinkSettings
-from agent.model import Priority, Reading
+from agent.model import Reading
 from agent.outbox.policy import SealPolicy
 from agent.outbox.writer import Outbox, Sealed
+from agent.uplink.backoff import Backoff
 from agent.wire import cose
 from agent.wire.batch import encode_body
-from drivers.modbus.health import DeviceHealth
 
 log = logging.getLogger("agent.uplink")
 
@@ -74,7 +75,7 @@ class Uplink:
         self.ack_topic = cose.ack_topic(prefix, cabinet_id)
         self.state_topic = f"{prefix}/cab/{cabinet_id}/state"
         self.policy = SealPolicy(settings.batch_max_readings, settings.batch_max_age_s)
-        self.backoff = DeviceHealth(settings.backoff_initial_s, settings.backoff_max_s, jitter=0.3, seed=cabinet_id)
+        self.backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, jitter=0.3, seed=cabinet_id)
         self.state = "starting"
         self.reason: str | None = None
         # Unacknowledged batches of this session: seq -> monotonic time of the last send
@@ -156,23 +157,21 @@ class Uplink:
                     self._watch_pubacks(client)
                     await client.subscribe(self.ack_topic, qos=1)
                     if self.downlink is not None:  # no-local: our replies (cmd/<kind>/resp) do not come back
-                        from paho.mqtt.subscribeoptions import SubscribeOptions
-
                         await client.subscribe(self.downlink.filter, options=SubscribeOptions(qos=1, noLocal=True))
                     await client.publish(
                         self.state_topic, json.dumps({"online": True, **self.birth()}), qos=1, retain=True
                     )
                     self._set_state("connected", None)
                     self._retained_due = [(t, p, cb) for t, (p, cb) in self._retained.items()]
-                    self.backoff.success(self.clock.monotonic())
+                    self.backoff.success()
                     # a new connection: whatever is unacknowledged goes again, oldest first
                     self._sent = dict.fromkeys(self.outbox.unacked_seqs())
                     await self._session(client)
             except aiomqtt.MqttError as e:
                 reason = str(e) or type(e).__name__
-                self.backoff.failure(self.clock.monotonic(), reason)
+                delay = self.backoff.failure(reason)
                 self._set_state("disconnected", reason)
-                await self.clock.sleep(self.backoff.delay())
+                await self.clock.sleep(delay)
 
     # ---------------------------------------------------------------- internals
     def _client(self) -> aiomqtt.Client:
@@ -258,18 +257,11 @@ class Uplink:
                 if self._sent.get(seq) is not None:
                     self.stats["batches_resent"] += 1
                 await self._publish(client, sealed, window, tasks)
-        while len(self._sent) < self.s.max_unacked and self._seal_due():
+        while len(self._sent) < self.s.max_unacked and self.outbox.seal_due(self.policy):
             sealed = await self.outbox.seal(self.encode, max_readings=self.s.batch_max_readings)
             if sealed is None:
                 break
             await self._publish(client, sealed, window, tasks)
-
-    def _seal_due(self) -> bool:
-        st = self.outbox.stats()
-        prio = st["pending_priority"]
-        return self.policy.due(
-            st["rows_pending"], st["oldest_pending_age_s"], Priority(prio) if prio is not None else None
-        )
 
     async def _publish(
         self, client: aiomqtt.Client, sealed: Sealed, window: asyncio.Semaphore, tasks: set[asyncio.Task]

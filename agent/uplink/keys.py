@@ -10,11 +10,12 @@ these same functions.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from ota.fsutil import write_atomic
 
 
 class KeyFileError(Exception):
@@ -34,34 +35,9 @@ def write_public(path: Path, data: bytes, *, force: bool = False) -> None:
 
 def _write(path: Path, data: bytes, mode: int, *, force: bool) -> None:
     path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path}: exists; refusing to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
-# --------------------------------------------------------------------------- keys
+    write_atomic(path, data, mode=mode, exclusive=not force, hidden_tmp=True)
+    os.chmod(path, mode)  # exactly `mode`, whatever the umask
 
 
 def new_signing_key(path: Path | str, *, force: bool = False) -> bytes:

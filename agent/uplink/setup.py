@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.config import Config
 from agent.config.model import Uplink
-from agent.runtime import keys
-from agent.runtime.app import UplinkWiring
+from agent.uplink import keys
 from agent.wire import cose
+
+
+@dataclass
+class UplinkWiring:
+    """What the uplink needs besides the config: settings (possibly overridden on the
+    command line), the cabinet's signing key, the ingest's keys, the TLS context."""
+
+    settings: Any  # agent.config.model.Uplink
+    signing_key: Any  # Ed25519PrivateKey
+    ingest_keys: Callable[[bytes], Any]  # kid -> Ed25519PublicKey | None
+    tls: Any = None  # ssl.SSLContext | None
+
 
 log = logging.getLogger("agent.run")
 
@@ -54,7 +67,7 @@ def settings(config: Config, broker: str | None) -> Uplink | None:
 
 
 def wiring(config: Config, data_dir: Path, s: Uplink, ingest_pub: Ed25519PublicKey | None) -> UplinkWiring:
-    from agent.uplink.client import tls_context
+    from agent.uplink.client import tls_context  # deferred: heavy (aiomqtt), only with an uplink
 
     key = signing_key(s, data_dir)
     trusted: dict[bytes, Ed25519PublicKey] = {}

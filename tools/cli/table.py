@@ -11,7 +11,8 @@
     cabinet operator init / cabinet cmd send        operator keys; signed commands to cabinets
     cabinet ota keys|repo|build|publish|timestamp|root|targets|serve|rollout   over-the-air updates
 
-Imports are lazy so `cabinet status` starts fast and never loads pymodbus.
+Heavy imports (pymodbus, the runtime, aiomqtt, tuf) are deferred to the commands that use
+them, so `cabinet status` starts fast and never loads pymodbus.
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 """
 
@@ -22,35 +23,40 @@ import sys
 from pathlib import Path
 
 import agent
+from agent import config as cfg
 from agent.runtime import entry
 from agent.runtime.entry import add_common as common
 from agent.runtime.entry import board_infos, default_data_dir, load_config
+from tools import status
+from tools.cli.control import add_parsers as add_control
+from tools.doctor.report import add_parsers as add_doctor
+from tools.ingest.cli import add_parser as add_ingest
+from tools.operator.commands import add_config_push
+from tools.operator.commands import add_parsers as add_cmd
+from tools.ota.cli import add_parsers as add_ota
+from tools.provision.cli import add_parsers as add_provision
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     ingest = None
     if args.with_ingest:
-        from tools.ingest.local import LocalIngest
+        from tools.ingest.local import LocalIngest  # deferred: the ingest only with --with-ingest
 
         ingest = LocalIngest.start
     return entry.cmd_run(args, ingest=ingest)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from tools import status
-
     return status.main(Path(args.data_dir or default_data_dir()), args.json)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from tools.scan.cli import main
+    from tools.scan.cli import main  # deferred: heavy (pymodbus), only for scan
 
     return main(args, load_config, default_data_dir)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from agent import config as cfg
-
     issues = cfg.check(args.file, board_infos())
     for issue in issues:
         print(issue)
@@ -102,22 +108,11 @@ def parser() -> argparse.ArgumentParser:
     entry.add_sim_arguments(sm)
     sm.set_defaults(func=entry.cmd_sim)
 
-    from tools.ingest.cli import add_parser as add_ingest
-    from tools.provision.cli import add_parsers as add_provision
-
     add_ingest(sub)
     add_provision(sub)
-    from tools.operator.commands import add_parsers as add_cmd
-
     add_cmd(sub)
-    from tools.cli.control import add_parsers as add_control
-
     add_control(sub, lambda a: Path(a.data_dir or default_data_dir()), common)
-    from tools.doctor.report import add_parsers as add_doctor
-
     add_doctor(sub, common, lambda a: Path(a.data_dir or default_data_dir()), board_infos)
-
-    from tools.ota.cli import add_parsers as add_ota
 
     add_ota(sub)
 
@@ -126,8 +121,6 @@ def parser() -> argparse.ArgumentParser:
     cc = csub.add_parser("check", help="validate a config file; exit 2 on errors")
     cc.add_argument("file")
     cc.set_defaults(func=cmd_config_check)
-    from tools.operator.commands import add_config_push
-
     add_config_push(csub)
     return p
 
