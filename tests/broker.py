@@ -232,13 +232,12 @@ class Broker:
         arguments go to aiomqtt.Client (timeout defaults to 5 s). Call it inside a running loop."""
         import aiomqtt
 
-        if (port or self.tls_port) is None:
+        port = port or self.tls_port
+        if port is None:
             raise BrokerError("Broker.client: this broker has no TLS listener (use plain_port)")
         kwargs.setdefault("protocol", aiomqtt.ProtocolVersion.V5)
         kwargs.setdefault("timeout", 5)
-        return aiomqtt.Client(
-            HOST, port or self.tls_port, identifier=identifier or cn, tls_context=self.tls_context(cn), **kwargs
-        )
+        return aiomqtt.Client(HOST, port, identifier=identifier or cn, tls_context=self.tls_context(cn), **kwargs)
 
     def _ensure_server_cert(self) -> None:
         if not self.server_cert.exists():
@@ -300,7 +299,7 @@ class Broker:
 
     def _spawn(self) -> None:
         start_offset = self.log.stat().st_size if self.log.exists() else 0
-        self._log_fh = open(self.log, "ab")
+        self._log_fh = open(self.log, "ab")  # noqa: SIM115 - mosquitto's stdout while it runs; _reap() closes it
         self.proc = subprocess.Popen(
             [mosquitto_binary(), "-c", str(self.conf_path)],
             stdin=subprocess.DEVNULL,

@@ -3,6 +3,7 @@ point by point, an AlarmManager fed with every step, and a record of every switc
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from typing import Any
 
@@ -46,7 +47,13 @@ class Rig:
         self.now = 0.0
         self.events: list[Any] = []
         self.switches: dict[str, list[tuple[float, bool, bool]]] = {}  # point -> (time, on, trip)
-        self.last: ClimateStep | None = None
+        self._last: ClimateStep | None = None
+
+    @property
+    def last(self) -> ClimateStep:
+        """The latest step (tests read it only after stepping)."""
+        assert self._last is not None, "Rig.last: no step yet"
+        return self._last
 
     def set(self, point: str, value: Any, quality: str = "good", age: float = 1.0) -> None:
         self.snap[point] = (value, quality, age)
@@ -60,13 +67,14 @@ class Rig:
             hist = self.switches.setdefault(d.point, [])
             if not hist or hist[-1][1] != d.on:
                 hist.append((self.now, d.on, d.trip))
-        self.last = st
+        self._last = st
         return st
 
     def run(self, until: float, dt: float = 1.0) -> ClimateStep:
-        st = self.last
+        st = self._last
         while self.now + dt <= until + 1e-9:
             st = self.step(self.now + dt)
+        assert st is not None, "Rig.run: no step taken"
         return st
 
     def out(self, point: str) -> Any:
@@ -78,7 +86,7 @@ class Rig:
     def raised(self) -> list[str]:
         return [e.alarm_id for e in self.events if e.transition == "raised"]
 
-    def active(self) -> set[str]:
+    def active(self) -> builtins.set[str]:  # `set` alone would name the method above
         return {a["id"] for a in self.alarms.active()}
 
     def cond(self, alarm_id: str) -> bool:

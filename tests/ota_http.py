@@ -48,32 +48,37 @@ class Faults:
 
 
 class FaultyHandler(RepoHandler):
+    @property
+    def faults(self) -> Faults:
+        fl: Faults = self.server.faults  # type: ignore[attr-defined]  # RepoRig puts it on its RepoServer
+        return fl
+
     def _hit(self) -> bool:
-        return self.path.startswith(self.server.faults.match)
+        return self.path.startswith(self.faults.match)
 
     def handle_file(self, head: bool) -> None:
-        fl: Faults = self.server.faults
+        fl = self.faults
         with fl.lock:
             fl.requests.append(Request(self.command, self.path, self.headers.get("Range")))
         super().handle_file(head)
 
     def choose_range(self, header, size):
-        if self._hit() and self.server.faults.ignore_range:
+        if self._hit() and self.faults.ignore_range:
             return None
         return parse_range(header, size)
 
     def extra_length(self, path: Path) -> int:
-        return self.server.faults.extra if self._hit() else 0
+        return self.faults.extra if self._hit() else 0
 
     def length_header(self, path: Path, count: int) -> str | None:
-        if self._hit() and self.server.faults.no_length:
+        if self._hit() and self.faults.no_length:
             self.close_connection = True
             self.send_header("Connection", "close")
             return None
         return super().length_header(path, count)
 
     def send_body(self, path: Path, f, count: int) -> None:
-        fl: Faults = self.server.faults
+        fl = self.faults
         cut = None
         if self._hit():
             with fl.lock:
@@ -99,7 +104,7 @@ class RepoRig:
         self.root = Path(root)
         self.server, self.url = start_server(self.root, handler=FaultyHandler)
         self.faults = Faults()
-        self.server.faults = self.faults
+        self.server.faults = self.faults  # type: ignore[attr-defined]  # read by FaultyHandler.faults
 
     def close(self) -> None:
         self.server.shutdown()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import io
 import json
 import random
 import sys
@@ -112,7 +113,10 @@ class Checker:
         self.flushed = 0  # numbers whose durability was checked
 
     async def check(self, db: str, lines: list[str], start: int) -> None:
-        flushed, sealed, intents, done = start - 1, [], {}, set()
+        flushed = start - 1
+        sealed: list[int] = []
+        intents: dict[int, list[int]] = {}  # seq -> numbers, from the "a" line written before the ack
+        done: set[int] = set()
         for line in lines:
             tag, _, rest = line.partition(" ")
             if tag == "R":
@@ -124,8 +128,8 @@ class Checker:
             elif tag == "S":
                 sealed.append(int(rest))
             elif tag == "a":
-                seq, nums = rest.split(" ", 1)
-                intents[int(seq)] = json.loads(nums)
+                seq_text, nums_json = rest.split(" ", 1)
+                intents[int(seq_text)] = json.loads(nums_json)
             elif tag == "A":
                 done.add(int(rest))
         assert sealed == sorted(set(sealed)), f"sequence numbers not strictly increasing in one run: {sealed}"
@@ -198,6 +202,7 @@ async def run_one(
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     lines: list[str] = []
     ready = asyncio.Event()
+    assert proc.stdout is not None and proc.stderr is not None  # both are PIPEs
     reader = asyncio.create_task(_drain(proc.stdout, lines, ready))
     errs = asyncio.create_task(proc.stderr.read())
     try:
@@ -246,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", help="where to keep the outbox file (default: a temp dir)")
     a = ap.parse_args(argv)
     if a.mode == "child":
+        assert isinstance(sys.stdout, io.TextIOWrapper)  # the child's stdout is the parent's pipe
         sys.stdout.reconfigure(line_buffering=True)
         db, start, seed = a.args
         asyncio.run(child(db, int(start), int(seed), a.hang_in_encode))

@@ -68,13 +68,16 @@ class Rig:
             await asyncio.sleep(every)
 
     def segment(self, name: str) -> dict[str, Any]:
+        assert self.app is not None, "Rig.segment: start() first"
         return self.app.controls.status()["lighting"]["segments"][name]
 
     def alarm_ids(self) -> set[str]:
+        assert self.app is not None, "Rig.alarm_ids: start() first"
         return {a["id"] for a in self.app.controls.alarms.active()}
 
     def stored(self, prefix: str) -> list[tuple[str, dict]]:
         """Outbox rows (committed) whose point starts with `prefix`: (point, decoded JSON value)."""
+        assert self.app is not None, "Rig.stored: start() first"
         out = []
         for _, r in self.app.outbox.peek(100_000):
             if r.point.startswith(prefix):

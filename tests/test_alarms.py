@@ -115,6 +115,7 @@ def test_latching_alarm_stays_until_acknowledged():
     assert [a["id"] for a in m.active()] == ["f"] and m.active()[0]["state"] == "latched"
     assert m.update(100, [Condition("f", "dio.flood", "critical", False)]) == []
     ack = m.acknowledge("f", 200, wall=1_700_000_200.0, by="tech")
+    assert ack is not None
     assert (ack.transition, ack.state, ack.by, ack.t) == ("acknowledged", "cleared", "tech", 1_700_000_200.0)
     assert m.active() == [] and m.state("f") == "cleared"
     assert m.acknowledge("f", 201) is None  # nothing left to acknowledge
@@ -132,6 +133,7 @@ def test_acknowledged_latching_alarm_clears_normally():
     m = AlarmManager([AlarmDef("f", latching=True)])
     run(m, [(0, True)], "f")
     ack = m.acknowledge("f", 1)
+    assert ack is not None
     assert (ack.transition, ack.state) == ("acknowledged", "acknowledged")
     assert m.active()[0]["acknowledged"] is True
     assert run(m, [(2, False)], "f") == [(2, "cleared", "cleared")]
@@ -156,6 +158,7 @@ def test_undefined_alarm_gets_a_default_definition_from_its_condition():
         ("lighting.segment1.lamp_failure", "meter_seg1.current", "critical", "no current")
     ]
     d = m.definition("lighting.segment1.lamp_failure")
+    assert d is not None
     assert (d.raise_delay_s, d.clear_delay_s, d.latching) == (0.0, 0.0, False)
     assert [
         e.transition for e in m.update(1, [Condition("lighting.segment1.lamp_failure", "s", "critical", False)])
@@ -309,7 +312,9 @@ def test_restored_latched_and_acknowledged_states():
     m2 = _restart(m, defs)
     assert {a["id"]: a["state"] for a in m2.active()} == {"l": "latched", "k": "acknowledged"}
     assert m2.update(0, [cond(True, "k")]) == []
-    assert m2.acknowledge("l", 1).state == "cleared"
+    ack = m2.acknowledge("l", 1)
+    assert ack is not None
+    assert ack.state == "cleared"
 
 
 def test_a_pending_raise_waits_its_full_delay_again_after_a_restart():

@@ -25,6 +25,8 @@ from boards.sim.control import ControlServer, send
 from drivers.dio import FilePinsDIO
 from tests.conftest import wait_until
 
+pytestmark = pytest.mark.integration  # the agent against the simulated cabinet; `cabinet` CLI processes
+
 
 @pytest.fixture
 async def running(tmp_path):
@@ -54,7 +56,7 @@ def point(doc, name):
 
 
 async def test_all_points_good_and_status_socket(running):
-    app, sim, data_dir = running
+    _, _, data_dir = running
     sock = data_dir / SOCKET_NAME
 
     async def all_good() -> bool:
@@ -81,7 +83,7 @@ async def test_all_points_good_and_status_socket(running):
 
 
 async def test_faults_and_inputs_reach_the_agent(running):
-    app, sim, data_dir = running
+    app, sim, _ = running
     await wait_until(lambda: app.image.value("lux.lux", app.clock.monotonic()) is not None, timeout=10)
     sim.device_fault("lux", "silent")
     await wait_until(lambda: app.image.get("lux.lux", app.clock.monotonic())[0].quality.value == "bad", timeout=10)
@@ -200,7 +202,9 @@ device = "lux"
     await sim.start()
     try:
         await wait_until(lambda: sim.script_done >= 1, timeout=5)
-        assert sim.faults["rs485"].get(30).exception_code == 6
+        fault = sim.faults["rs485"].get(30)
+        assert fault is not None
+        assert fault.exception_code == 6
         await wait_until(lambda: sim.script_done == 3, timeout=5)
         assert sim.plant.door_open and sim.faults["rs485"].get(30) is None
     finally:

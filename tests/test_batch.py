@@ -12,10 +12,12 @@ import struct
 import sys
 import time
 import zlib
+from typing import Any
 
 import msgpack
 import pytest
 import zstandard
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,7 +53,7 @@ def doc(body: bytes) -> list:
 
 def kinds(readings) -> dict[str, int]:
     d = doc(encode_body(readings, compression="none"))
-    return {name: s[0] for name, s in zip(d[2], d[3])}
+    return {name: s[0] for name, s in zip(d[2], d[3], strict=True)}  # one series per name
 
 
 def raw_body(document) -> bytes:
@@ -154,7 +156,7 @@ def w1_readings(n: int, seed: int = 1) -> list[Reading]:
     return out[:n]
 
 
-KEY = cose.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 TOPIC = "city/v1/cab/CAB-SIM-0001/telemetry"
 
 
@@ -261,7 +263,7 @@ def test_quality_and_reason_survive_on_any_value():
         Reading("p", 2.0, None, Quality.BAD, "timeout"),
         Reading("p", 3.0, 230.2, Quality.SUBSTITUTED, None),
         Reading("p", 4.0, 230.3, G, "note on a good one"),
-        Reading("p", 5.0, 230.4, "good", None),
+        Reading("p", 5.0, 230.4, "good", None),  # type: ignore[arg-type]  # a plain str quality is accepted
     ]
     assert exact(decode_body(encode_body(rs))) == exact(rs)
     assert all(type(r.quality) is Quality for r in decode_body(encode_body(rs)))
@@ -277,7 +279,7 @@ def test_nan_inf_and_negative_zero_are_kept_as_float64():
     ]
     out = decode_body(encode_body(rs))
     assert exact(out) == exact(canonical(rs))
-    assert math.copysign(1, [r for r in out if r.point == "z"][0].value) == -1
+    assert math.copysign(1, next(r for r in out if r.point == "z").value) == -1
     assert kinds(rs) == {"i": batch.FLOAT, "n": batch.FLOAT, "z": batch.FLOAT}
 
 
@@ -355,7 +357,7 @@ def test_layout_of_a_small_batch():
 def test_counter_and_regular_timestamps_delta_code_to_small_numbers():
     rs = [Reading("e", T0 + 5 * i, 123456.78 + i * 0.01, G) for i in range(100)]
     rs = [r._replace(value=round(r.value, 2)) for r in rs]
-    kind, n, ts_order, ts, v_order, values, exc = doc(encode_body(rs, compression="none"))[3][0]
+    kind, n, ts_order, ts, v_order, values, _exc = doc(encode_body(rs, compression="none"))[3][0]
     assert (kind, n, ts_order, v_order) == (batch.DECIMAL + 2, 100, 2, 1)
     assert ts[:2] == [0, 5000] and set(ts[2:]) == {0} and values[0] == 12345678 and set(values[1:]) == {1}
 
@@ -376,11 +378,11 @@ def test_empty_batch_is_refused():
         (Reading("p", math.inf, 1, G), "finite time"),
         (Reading("p", 1e20, 1, G), "finite time"),
         (Reading("p", True, 1, G), "t must be"),
-        (Reading("p", "1", 1, G), "t must be"),
-        (Reading("p", 1.0, 1, "fine"), "unknown quality"),
-        (Reading("p", 1.0, 1, G, 5), "reason"),
+        (Reading("p", "1", 1, G), "t must be"),  # type: ignore[arg-type]  # wrong on purpose
+        (Reading("p", 1.0, 1, "fine"), "unknown quality"),  # type: ignore[arg-type]  # wrong on purpose
+        (Reading("p", 1.0, 1, G, 5), "reason"),  # type: ignore[arg-type]  # wrong on purpose
         (Reading("", 1.0, 1, G), "point"),
-        (Reading(None, 1.0, 1, G), "point"),
+        (Reading(None, 1.0, 1, G), "point"),  # type: ignore[arg-type]  # wrong on purpose
         ((1, 2), "not a Reading"),
     ],
 )
@@ -395,7 +397,7 @@ def test_encode_limits():
         encode_body([Reading("p", 1.0, 1, G)] * (batch.MAX_READINGS + 1))
     with pytest.raises(BatchError, match="compression"):
         encode_body([Reading("p", 1.0, 1, G)], compression="lz4")
-    with pytest.raises(BatchError, match="surrogates|str"):
+    with pytest.raises(BatchError, match=r"surrogates|str"):
         encode_body([Reading("p", 1.0, "\ud800", G)])
 
 
@@ -416,7 +418,7 @@ def test_columnar_beats_row_wise_msgpack_by_far():
 
 # ---------------------------------------------------------------------- malformed input
 
-GOOD_DOC = [
+GOOD_DOC: list[Any] = [
     1,
     1000,
     ["a", "b"],
@@ -576,8 +578,8 @@ def measure() -> None:
             rs = gen(n)
             sizes = {c: len(encode_body(rs, compression=c)) for c in ("none", "zlib", "zstd")}
             body = encode_body(rs)
-            enc = {c: best(lambda c=c: encode_body(rs, compression=c)) for c in ("zstd", "zlib")}
-            dec = best(lambda: decode_body(body))
+            enc = {c: best(lambda c=c, rs=rs: encode_body(rs, compression=c)) for c in ("zstd", "zlib")}
+            dec = best(lambda body=body: decode_body(body))
             sz, sl = sealed_size(rs), sealed_size(rs, "zlib")
             print(
                 f"| {gen.__name__[:-9]} | {n} | {sizes['none']} | {sizes['zlib']} | {sizes['zstd']} "

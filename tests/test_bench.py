@@ -3,7 +3,11 @@ speed is measured by `python -m tools.bench`, recorded in docs/benchmarks.md).""
 
 from __future__ import annotations
 
+import pytest
+
 from tools.bench import rtu, w1
+
+pytestmark = pytest.mark.integration  # the device simulator runs in its own process
 
 
 async def test_w1_reports_its_figures_and_the_plan_optimum():

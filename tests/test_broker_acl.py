@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -32,7 +33,7 @@ class Pubacks:
 
     def __init__(self, client: aiomqtt.Client) -> None:
         self.codes: list[int] = []
-        original = client._client.on_publish
+        original: Any = client._client.on_publish  # typed as paho's v1 | v2 union; aiomqtt installs the v2 form
 
         def on_publish(c, userdata, mid, reason_code, properties):
             self.codes.append(reason_code.value)
@@ -89,10 +90,12 @@ def ingest(b: Broker, identifier: str = "ingest-1") -> aiomqtt.Client:
 # ----------------------------------------------------------------------------- telemetry path
 
 
+@pytest.mark.integration
 async def test_cabinet_telemetry_reaches_the_shared_ingest(acl_broker):
     ing, cab = ingest(acl_broker), acl_broker.client("CAB-A")
     async with ing, cab:
         granted = await ing.subscribe("$share/ingest/city/v1/cab/+/telemetry", qos=1)
+        assert isinstance(granted, list)  # MQTT v5: reason codes, not the v3 tuple of ints
         assert [r.value for r in granted] == [1]
         inbox, acks = Inbox(ing), Pubacks(cab)
         await cab.publish(T.format("CAB-A", "telemetry"), b"batch-1", qos=1)
@@ -102,6 +105,7 @@ async def test_cabinet_telemetry_reaches_the_shared_ingest(acl_broker):
         await inbox.close()
 
 
+@pytest.mark.integration
 async def test_publishing_as_another_cabinet_is_dropped(acl_broker):
     ing, cab = ingest(acl_broker), acl_broker.client("CAB-A")
     async with ing, cab:
@@ -124,6 +128,7 @@ async def test_publishing_as_another_cabinet_is_dropped(acl_broker):
         await inbox.close()
 
 
+@pytest.mark.integration
 async def test_ingest_acks_but_cannot_forge_telemetry(acl_broker):
     ing, cab = ingest(acl_broker), acl_broker.client("CAB-A")
     async with ing, cab:
@@ -142,6 +147,7 @@ async def test_ingest_acks_but_cannot_forge_telemetry(acl_broker):
         await ing_inbox.close()
 
 
+@pytest.mark.integration
 async def test_cabinet_cannot_read_another_cabinets_topics(acl_broker):
     ing, cab_a, cab_b = ingest(acl_broker), acl_broker.client("CAB-A"), acl_broker.client("CAB-B")
     async with ing, cab_a, cab_b:
@@ -168,6 +174,7 @@ async def test_cabinet_cannot_read_another_cabinets_topics(acl_broker):
 
 
 async def _connect_fails(b: Broker, ctx: ssl.SSLContext, log_line: str) -> None:
+    assert b.tls_port is not None
     client = aiomqtt.Client(
         "127.0.0.1", b.tls_port, identifier="CAB-A", tls_context=ctx, protocol=aiomqtt.ProtocolVersion.V5, timeout=1.0
     )
@@ -180,10 +187,12 @@ async def _connect_fails(b: Broker, ctx: ssl.SSLContext, log_line: str) -> None:
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.integration
 async def test_client_without_certificate_is_rejected(acl_broker):
     await _connect_fails(acl_broker, acl_broker.tls_context(None), "peer did not return a certificate")
 
 
+@pytest.mark.integration
 async def test_certificate_from_another_ca_is_rejected(acl_broker, tmp_path):
     other = pki.init_ca(tmp_path / "other-ca", name=acl_broker.ca.cert.subject.rfc4514_string()[3:])
     key_pem, cert_pem = other.issue_client("CAB-A")  # same CA name, same CN, different key
@@ -216,6 +225,7 @@ async def _impostor_has_only_its_own_rights(b: Broker, impostor: aiomqtt.Client,
     await imp_inbox.close()
 
 
+@pytest.mark.integration
 async def test_client_id_is_replaced_by_the_certificate_cn(acl_broker):
     """The cabinet listener (use_username_as_clientid): saying "CAB-B" gets the client id CAB-A,
     CAB-A's rights, and leaves the real CAB-B connected."""
@@ -234,6 +244,7 @@ async def test_client_id_is_replaced_by_the_certificate_cn(acl_broker):
     assert "as CAB-B (p5, c1, k60, u'CAB-A')" not in acl_broker.log_text()
 
 
+@pytest.mark.integration
 async def test_without_clientid_binding_rights_still_follow_the_cn_but_the_session_is_taken(acl_broker):
     """The service listener has no use_username_as_clientid: the client id "CAB-B" is used as is.
     %u keeps the rights at CAB-A's, but the real CAB-B is kicked off (session takeover), which is
@@ -254,6 +265,7 @@ async def test_without_clientid_binding_rights_still_follow_the_cn_but_the_sessi
 # ----------------------------------------------------------------------------- shared subscriptions
 
 
+@pytest.mark.integration
 async def test_shared_group_member_without_read_rights_black_holes_messages(acl_broker):
     """Characterises mosquitto 2.0: a shared group hands each message to its next member; if that
     member may not read it, the message is dropped, not given to another member. Subscribing is
@@ -276,6 +288,7 @@ async def test_shared_group_member_without_read_rights_black_holes_messages(acl_
 # ----------------------------------------------------------------------------- provisioning end to end
 
 
+@pytest.mark.integration
 async def test_provisioned_cabinet_connects_and_publishes(acl_broker, tmp_path):
     import tomllib
 
@@ -323,6 +336,7 @@ def test_acl_example_has_no_client_id_patterns_and_only_column_0_comments():
     assert "city/v1/cab/%u/telemetry" in text
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(
     shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(), reason="mosquitto not installed"
 )
@@ -372,6 +386,7 @@ def test_broker_config_example_is_accepted_by_mosquitto(tmp_path):
 # ----------------------------------------------------------------------------- the Broker helper
 
 
+@pytest.mark.integration
 async def test_broker_fixture_plain_and_tls_and_restart_keeps_sessions(broker):
     assert broker.plain_port and broker.tls_port and broker.plain_port != broker.tls_port
     assert 1883 not in (broker.plain_port, broker.tls_port)
@@ -396,6 +411,7 @@ async def test_broker_fixture_plain_and_tls_and_restart_keeps_sessions(broker):
         await inbox.close()
 
 
+@pytest.mark.integration
 def test_broker_picks_new_ports_when_one_is_taken(tmp_path, monkeypatch):
     import socket
 
@@ -417,6 +433,7 @@ def test_broker_picks_new_ports_when_one_is_taken(tmp_path, monkeypatch):
             b.close()
 
 
+@pytest.mark.integration
 def test_broker_start_failure_reports_the_log(tmp_path):
     b = Broker(tmp_path, plain=True, tls=False, extra_config="this_is_not_an_option 1")
     with pytest.raises(Exception, match="this_is_not_an_option"):

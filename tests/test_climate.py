@@ -5,6 +5,7 @@ door, flood, UPS and their shedding order, fan-failure detection, and its alarms
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 
@@ -152,11 +153,13 @@ def test_over_temperature_trip_bypasses_minimum_times():
 )
 def test_no_output_switches_faster_than_its_minimum_time_except_for_trips(steps):
     fans = (FanSettings("fan1", FAN, 35, 30), FanSettings("fan2", FAN2, 40, 35, min_on_s=120))
+    flood = settings().flood
+    assert flood is not None
     s = settings(
         fans=fans,
         min_on_s=60,
         min_off_s=90,
-        flood=dataclasses.replace(settings().flood, shed=(HEATER, FAN2), release_s=30),
+        flood=dataclasses.replace(flood, shed=(HEATER, FAN2), release_s=30),
     )
     r = Rig(s)
     for dt, t, rh, flood, on_batt in steps:
@@ -167,7 +170,7 @@ def test_no_output_switches_faster_than_its_minimum_time_except_for_trips(steps)
         r.step(r.now + dt)
     mins = {FAN: (60, 90), FAN2: (120, 90), HEATER: (60, 90)}
     for point, hist in r.switches.items():
-        for (t0, on0, _), (t1, _on1, trip1) in zip(hist, hist[1:]):
+        for (t0, on0, _), (t1, _on1, trip1) in itertools.pairwise(hist):
             if not trip1:
                 assert t1 - t0 >= (mins[point][0] if on0 else mins[point][1]) - 1e-9, (point, hist)
 
@@ -331,7 +334,9 @@ def test_door_debounce_and_open_too_long():
 
 
 def test_door_may_stop_the_fans():
-    s = settings(door=dataclasses.replace(settings().door, stops_fans=True), **NO_MIN)
+    door = settings().door
+    assert door is not None
+    s = settings(door=dataclasses.replace(door, stops_fans=True), **NO_MIN)
     r = Rig(s, t=36)
     assert r.step(0).outputs[0].on
     r.set(DOOR, True)
@@ -372,7 +377,9 @@ def test_restoring_after_a_shed_respects_minimum_off():
 
 def test_ups_sheds_the_heater_first_then_the_battery_low_loads():
     ups = UpsSettings(ON_BATT, LOW, REPL, shed_on_battery_low=(FAN,))
-    heater = dataclasses.replace(settings().heater, max_c=45.0)  # so that fan and heater can run together
+    base_heater = settings().heater
+    assert base_heater is not None
+    heater = dataclasses.replace(base_heater, max_c=45.0)  # so that fan and heater can run together
     r = Rig(settings(ups=ups, heater=heater, min_on_s=600, min_off_s=600), t=36, rh=90)  # hot and damp
     r.step(0)
     assert r.on(FAN) and r.on(HEATER)
@@ -402,7 +409,9 @@ def test_ups_sheds_the_heater_first_then_the_battery_low_loads():
 
 
 def test_flood_shedding_outranks_the_over_temperature_trip():
-    s = settings(flood=dataclasses.replace(settings().flood, shed=(FAN, HEATER)), **NO_MIN)
+    flood = settings().flood
+    assert flood is not None
+    s = settings(flood=dataclasses.replace(flood, shed=(FAN, HEATER)), **NO_MIN)
     r = Rig(s, t=55)
     assert r.step(0).outputs[0].on
     r.set(FLOOD, True)

@@ -22,6 +22,7 @@ def test_hot_summer_day_temperature_held_in_band_without_short_cycling():
     fan = loop.switches[FAN]
     assert 2 <= len(fan) - 1 <= 24  # it cycles, but not often
     shortest_on, shortest_off = loop.shortest_runs()[FAN]
+    assert shortest_on is not None and shortest_off is not None
     assert shortest_on >= 60 and shortest_off >= 60
     assert not any(trip for _, _, trip in fan)
     assert not any(on for _, on, _ in loop.switches[HEATER])  # no heating on a summer day
@@ -38,6 +39,7 @@ def test_cold_humid_night_cabinet_kept_above_dew_point_with_margin():
     heater = loop.switches[HEATER]
     assert len(heater) > 3
     shortest_on, shortest_off = loop.shortest_runs()[HEATER]
+    assert shortest_on is not None and shortest_off is not None
     assert shortest_on >= 60 and shortest_off >= 60
     assert not any(on for _, on, _ in loop.switches[FAN])
     # the cabinet starts as damp as the night air (83 %RH): warned once, cleared as the heater dries it
@@ -52,7 +54,7 @@ def test_failed_fan_raises_its_alarm_within_the_configured_time():
     s = example_settings(fan_check=FanCheck(after_s=1200.0, drop_k=0.5))
     loop = ClosedLoop(HOT_DAY, "2026-07-15T06:00:00+02:00", s, fan_broken=True).run(12 * 3600)
     first_on = next(t for t, on, _ in loop.switches[FAN] if on)
-    raised = dict((a, t) for t, a in reversed(loop.raised()))
+    raised = {a: t for t, a in reversed(loop.raised())}
     assert "climate.fan_failed" in raised
     assert 1200 <= raised["climate.fan_failed"] - first_on <= 1200 + 2 * loop.poll_s
     healthy = ClosedLoop(HOT_DAY, "2026-07-15T06:00:00+02:00", s).run(12 * 3600)

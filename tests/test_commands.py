@@ -10,9 +10,9 @@ from pathlib import Path
 import cbor2
 import msgpack
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent.runtime import statefile
+from agent import statefile
 from agent.wire import commands as C
 from agent.wire import cose
 from tests.conftest import issues_of
@@ -98,7 +98,7 @@ def test_a_good_command_verifies():
 
 def _tampered_signature():
     tag = cbor2.loads(envelope())
-    prot, unprot, payload, sig = tag.value
+    prot, unprot, payload, _sig = tag.value
     return cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, payload, bytes(64)]))
 
 
@@ -201,8 +201,9 @@ def test_reply_round_trip_and_forgery():
     assert (rep.cabinet, rep.cid, rep.ok, rep.reason, rep.detail) == (CAB, "c-1", False, "expired", "late")
     with pytest.raises(cose.VerifyError):
         C.open_reply(data, topic=C.reply_topic(PREFIX, CAB, "status"), keys=keys)
+    no_keys: dict[bytes, Ed25519PublicKey] = {}
     with pytest.raises(cose.VerifyError):
-        C.open_reply(data, topic=t, keys={}.get)
+        C.open_reply(data, topic=t, keys=no_keys.get)
 
 
 # ---------------------------------------------------------------------- [trust] config

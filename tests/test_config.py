@@ -55,6 +55,7 @@ def test_example_config_is_valid_and_complete():
 def test_minimal_config_defaults():
     c = cfg.loads(MINIMAL, "cab.toml")
     bus = c.buses["rs485"]
+    assert isinstance(bus, RtuBus)
     assert (bus.baudrate, bus.parity, bus.stopbits, bus.timeout_ms, bus.retries) == (9600, "N", 1, 300.0, 0)
     dev = c.devices["meter"]
     assert dev.poll_s == 5.0 and dev.unit == 1
@@ -219,6 +220,7 @@ def test_toml_syntax_error_and_unreadable_file(tmp_path: Path):
     assert "not UTF-8" in cfg.check(binary)[0].message
 
 
+@pytest.mark.integration
 def test_config_check_command_exit_codes(tmp_path: Path):
     bad = tmp_path / "bad.toml"
     bad.write_text(MINIMAL.replace("latitude = 52.5", "latitude = 95").replace("unit = 1", "unit = 0"))
@@ -281,7 +283,9 @@ def test_point_override_edge_cases():
     issues = issues_of(MINIMAL + "[devices.meter.points.current]\nscale = 0.0\n")
     assert "must not be 0" in find(issues, "devices.meter.points.current", "scale").message
     c = cfg.loads(MINIMAL + "[devices.meter.points.current]\nscale = 40.0\n", "cab.toml")
-    lo, hi = c.devices["meter"].profile.point("current").valid
+    valid = c.devices["meter"].profile.point("current").valid
+    assert valid is not None
+    _lo, hi = valid
     assert hi == 40 * 100.0  # a CT ratio widens the plausible range with it
     every = "".join(
         f"[devices.meter.points.{k}]\nenabled = false\n"

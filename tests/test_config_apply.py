@@ -13,6 +13,7 @@ import json
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,8 @@ from tools.operator.commands import with_version
 from tools.provision import pki
 
 CAB = "CAB-SIM-0001"
+
+pytestmark = pytest.mark.integration  # the agent against the simulated cabinet (and a real broker)
 
 
 def closed_port() -> int:
@@ -83,7 +86,8 @@ class Rig:
                 backoff_initial_s=0.2,
                 backoff_max_s=1.0,
             )
-            wiring = UplinkWiring(settings, pki.load_signing_key(self.cab_path), {}.get)
+            no_keys: dict[bytes, Any] = {}  # no ingest key trusted: acks are not verified here
+            wiring = UplinkWiring(settings, pki.load_signing_key(self.cab_path), no_keys.get)
         return App(config, data_dir=self.tmp / "agent", clock=self.clock, endpoints=endpoints, uplink=wiring)
 
     async def boot(self) -> App:
@@ -96,11 +100,13 @@ class Rig:
 
     async def stopped(self, timeout: float = 10.0) -> None:
         """Wait for the App to stop by itself (request_stop after an apply or a rollback)."""
+        assert self._task is not None, "Rig.stopped: boot() first"
         await asyncio.wait_for(self._task, timeout)
         self._task = None
 
     async def stop(self) -> None:
         if self._task is not None:
+            assert self.app is not None  # boot() sets both
             self.app.request_stop()
             await asyncio.wait_for(self._task, 10)
             self._task = None
@@ -186,7 +192,9 @@ async def test_good_push_with_cabinet_config_push_is_committed_after_the_restart
     rig = Rig(tmp_path, broker.plain_port)
     try:
         app = await rig.boot()
-        await wait_until(lambda: app.uplink.state == "connected", timeout=10)
+        uplink = app.uplink
+        assert uplink is not None
+        await wait_until(lambda: uplink.state == "connected", timeout=10)
         await asyncio.sleep(0.3)  # the command subscription follows the connect
         old_sha = app.config.sha256
         new_file = tmp_path / "new.toml"
@@ -320,6 +328,7 @@ async def test_boot_guard_rolls_back_a_pushed_config_that_cannot_load(rig):
     app.config_manager.stage(text.encode(), marker)
     assert boot_guard(rig.tmp / "agent", {}) is None  # no board table given: it loads, nothing to do
     entry = boot_guard(rig.tmp / "agent", board_infos())
+    assert entry is not None
     assert entry["reason"].startswith("load_failed") and "gone-board" in entry["reason"]
     assert sha256_file(rig.path) == old_sha and not rig.marker().exists()
     app = await rig.boot()  # the App reports the guard's rollback once

@@ -9,10 +9,9 @@ import json
 import pytest
 
 from agent import config as cfg
-from agent.clock import SimClock
+from agent.clock import TRUSTED_AFTER, SimClock, clock_trusted
 from agent.model import Quality, Reading
 from agent.runtime.app import App
-from agent.runtime.control_loop import TRUSTED_AFTER, clock_trusted
 from agent.runtime.entry import board_infos
 from agent.runtime.status_api import ActionError
 

@@ -111,8 +111,10 @@ def test_process_image_staleness_and_unknown_points():
     assert img.get("a", 0.0) == (None, None)
     img.update(Reading("a", 1000.0, 230.1, Quality.GOOD), mono=5.0)
     r, age = img.get("a", 12.0)
+    assert r is not None
     assert r.quality is Quality.GOOD and age == 7.0 and img.value("a", 12.0) == 230.1
     r, _ = img.get("a", 16.0)
+    assert r is not None and r.reason is not None
     assert r.quality is Quality.STALE and "no update" in r.reason and img.value("a", 16.0) is None
     with pytest.raises(KeyError):
         img.update(Reading("zz", 0.0, 1, Quality.GOOD), 0.0)
@@ -170,7 +172,7 @@ async def test_scaled_clock_runs_faster():
 async def test_cancel_all_cancels_again_when_a_cancellation_is_swallowed():
     from agent.aio import cancel_all
 
-    swallowed = []
+    swallowed: list[int] = []
 
     async def stubborn() -> None:
         while True:

@@ -48,7 +48,7 @@ def sealed(body: bytes = b"body", seq: int = 5, boot: int = 1) -> bytes:
     return cose.seal_batch(body, key=KEY, kid=KID, cabinet="CAB-0042", boot=boot, seq=seq, topic=TOPIC)
 
 
-def reason(data, aad=TOPIC.encode(), ks=keys, **kw) -> str:
+def reason(data, aad=TOPIC.encode(), ks=keys, **kw) -> str:  # noqa: B008 - bytes of a constant, made once
     with pytest.raises(VerifyError) as e:
         cose.verify1(data, aad=aad, keys=ks, **kw)
     return e.value.reason
@@ -212,7 +212,11 @@ def test_edits_of_a_valid_envelope_are_rejected(data):
         op = data.draw(st.sampled_from(["set", "insert", "delete"]))
         i = data.draw(st.integers(0, len(msg) - 1))
         if op == "set":
-            b = data.draw(st.integers(0, 255).filter(lambda b, i=i: b != msg[i]))
+
+            def differs(b: int, old: int = msg[i]) -> bool:
+                return b != old
+
+            b = data.draw(st.integers(0, 255).filter(differs))
             msg[i] = b
         elif op == "insert":
             msg.insert(i, data.draw(st.integers(0, 255)))
@@ -370,7 +374,8 @@ class ModelWindow:
     """The specification as a set: accepted numbers, judged against the highest one."""
 
     def __init__(self, size: int) -> None:
-        self.size, self.seen = size, set()
+        self.size = size
+        self.seen: set[int] = set()
 
     def check(self, seq: int) -> str:
         hwm = max(self.seen, default=0)
@@ -569,7 +574,7 @@ def test_vector_envelope_verifies_the_way_the_doc_says(vec):
 
     env = bytes.fromhex(vec["telemetry"]["envelope_hex"])
     tag = cbor2.loads(env)
-    protected, unprotected, payload, signature = tag.value
+    protected, _unprotected, payload, signature = tag.value
     header = cbor2.loads(protected)
     assert tag.tag == 18 and header[1] == -19 and header[4].hex() == vec["cabinet_key"]["kid_hex"]
     assert (header["cab"], header["boot"], header["seq"]) == ("CAB-0042", 7, 1000)

@@ -85,8 +85,9 @@ async def running(tmp_path):
 # ------------------------------------------------------------------ buses and devices, no agent running
 
 
+@pytest.mark.integration
 async def test_no_agent_every_bus_opens_and_every_device_answers_with_its_profile(sim):
-    cab, ep, tmp = sim
+    _, _, tmp = sim
     results = await doctor.run(cfg.EXAMPLE, tmp, boards=board_infos())
     r = by_check(results)
     assert r["config"].status == "PASS"
@@ -100,8 +101,9 @@ async def test_no_agent_every_bus_opens_and_every_device_answers_with_its_profil
     assert doctor.exit_code(results) == 0, doctor.render(results)
 
 
+@pytest.mark.integration
 async def test_device_answering_as_another_profile_fails_with_a_hint(sim):
-    cab, ep, tmp = sim
+    _, _, tmp = sim
     path = write_config(
         tmp,
         """
@@ -136,6 +138,7 @@ profile = "xy-md02"
     assert "FAIL  device lux" in text and "fix: another device is at unit 10" in text
 
 
+@pytest.mark.integration  # doctor.run runs timedatectl
 async def test_missing_serial_port_fails_the_bus_and_its_devices(tmp_path):
     path = write_config(
         tmp_path,
@@ -160,6 +163,7 @@ profile = "sdm120"
     assert doctor.exit_code(results) == 1
 
 
+@pytest.mark.integration  # doctor.run runs timedatectl
 async def test_skip_buses_and_invalid_config_lists_every_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(HEAD + '[buses.x]\ntype = "rtu"\nport = "nowhere"\nbaudrate = -5\n[agent]\nlog_level = "loud"\n')
@@ -177,6 +181,7 @@ async def test_skip_buses_and_invalid_config_lists_every_error(tmp_path):
 # ------------------------------------------------------------------ with the agent running
 
 
+@pytest.mark.integration
 async def test_running_agent_live_health_clock_outbox_and_alarms(running):
     app, cab, tmp = running
     sock = tmp / SOCKET_NAME
@@ -207,6 +212,7 @@ async def test_running_agent_live_health_clock_outbox_and_alarms(running):
     assert doctor.exit_code(results) == 1
 
 
+@pytest.mark.integration
 async def test_live_failing_device_is_a_fail(running):
     app, cab, tmp = running
     cab.device_fault("lux", "silent")
@@ -229,6 +235,7 @@ def test_alarm_severities():
 # ------------------------------------------------------------------ clock
 
 
+@pytest.mark.integration  # runs a python -c as timedatectl
 async def test_clock_falls_back_to_gps_then_unknown():
     missing = ("/nonexistent/timedatectl", "show")
     gps_ok = {"gps": {"port": "/dev/ttyGPS", "time_quality": "gps"}}
@@ -272,6 +279,7 @@ def uplink_for(
     )
 
 
+@pytest.mark.integration
 async def test_good_certificate_passes_broker_and_certificate(broker, tmp_path):
     s = uplink_for(broker, tmp_path)
     r = await dc.check_broker(s, CAB)
@@ -281,6 +289,7 @@ async def test_good_certificate_passes_broker_and_certificate(broker, tmp_path):
     assert c.status == "PASS" and "key matches" in c.detail
 
 
+@pytest.mark.integration
 async def test_expired_certificate_fails_both_with_the_hint(broker, tmp_path):
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=100)
     s = uplink_for(broker, tmp_path, days=10, issued=past)
@@ -290,6 +299,7 @@ async def test_expired_certificate_fails_both_with_the_hint(broker, tmp_path):
     assert r.status == "FAIL" and "expired" in r.detail.lower() and "cabinet provision" in r.hint, r
 
 
+@pytest.mark.integration
 async def test_wrong_cn_key_mismatch_expiring_and_foreign_ca(broker, tmp_path):
     other = dc.check_certificate(uplink_for(broker, tmp_path, "CAB-SOMEONE-ELSE"), CAB)
     assert other.status == "FAIL" and "'CAB-SOMEONE-ELSE' is not the cabinet id" in other.detail
@@ -305,6 +315,7 @@ async def test_wrong_cn_key_mismatch_expiring_and_foreign_ca(broker, tmp_path):
     assert r.status == "FAIL" and "device CA" in r.hint, r
 
 
+@pytest.mark.integration
 async def test_broker_unreachable_no_uplink_and_a_hanging_broker(tmp_path, broker):
     s = uplink_for(broker, tmp_path)
     broker.stop()
@@ -376,8 +387,9 @@ def test_disk_thresholds(tmp_path):
 # ------------------------------------------------------------------ the command
 
 
+@pytest.mark.integration
 async def test_cabinet_doctor_command_json_against_the_sim(sim):
-    cab, ep, tmp = sim
+    cab, _, tmp = sim
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.clock import WallClock
 from tests.broker import acl_broker, broker  # noqa: F401
 from tests.conftest import wait_until
@@ -21,6 +23,8 @@ from tools.provision import pki
 from tools.provision.identity import provision
 
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.integration  # `cabinet run` processes against a real broker
 
 
 async def cabinet(*args: str, data_dir: Path) -> asyncio.subprocess.Process:

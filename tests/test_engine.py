@@ -17,6 +17,8 @@ from tests.conftest import TEST_PROFILE, TEST_VALUES, wait_until
 
 BAUD = 19200
 
+pytestmark = pytest.mark.integration  # real Modbus servers (an emulated RS-485 line on ptys, TCP) in real time
+
 
 @pytest.fixture
 async def rtu(tmp_path):
@@ -52,7 +54,7 @@ def decode(key, regs):
 
 
 async def test_rtu_reads_two_units_and_decodes(rtu):
-    engine, line, _, _ = rtu
+    engine, _, _, _ = rtu
     regs = await engine.read(1, "input", 0, 3)
     assert decode("voltage", regs[:2]) == pytest.approx(230.2) and decode("temp", regs[2:]) == 21.5
     assert decode("temp", (await engine.read(2, "input", 2, 1))) == -3.0

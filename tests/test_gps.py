@@ -43,6 +43,7 @@ class Port:
 
     def unplug(self) -> None:
         if self.master is not None:
+            assert self.slave is not None  # plug() opens both
             os.close(self.master)
             os.close(self.slave)
             self.master = self.slave = None
@@ -50,6 +51,7 @@ class Port:
             os.unlink(self.path)
 
     def write(self, data: bytes) -> None:
+        assert self.master is not None, "Port.write: unplugged"
         os.write(self.master, data)
 
 
@@ -83,6 +85,7 @@ class Harness:
 
     async def __aexit__(self, *exc):
         self.reader.stop()
+        assert self.task is not None
         await asyncio.wait_for(self.task, 5)
 
 
@@ -97,6 +100,7 @@ def open_fds_to(target: str) -> int:
     return count
 
 
+@pytest.mark.integration  # a real pty, in real time
 async def test_good_sentences_arrive_parsed(port):
     port.plug()
     async with Harness(port.path) as h:
@@ -110,6 +114,7 @@ async def test_good_sentences_arrive_parsed(port):
     assert h.errors == [] and not h.reader.is_open
 
 
+@pytest.mark.integration
 async def test_bad_lines_are_counted_and_reading_goes_on(port):
     port.plug()
     async with Harness(port.path) as h:
@@ -124,6 +129,7 @@ async def test_bad_lines_are_counted_and_reading_goes_on(port):
     assert "3 bad NMEA lines" in h.errors[-1] and "noise before '$'" in h.errors[-1]  # flushed on stop
 
 
+@pytest.mark.integration
 async def test_partial_line_over_two_writes(port):
     port.plug()
     async with Harness(port.path) as h:
@@ -138,6 +144,7 @@ async def test_partial_line_over_two_writes(port):
     assert h.reader.lines_bad == 0 and isinstance(h.sentences[1], nmea.RMC)
 
 
+@pytest.mark.integration
 async def test_port_vanishes_and_comes_back(port):
     port.plug()
     async with Harness(port.path) as h:
@@ -157,6 +164,7 @@ async def test_port_vanishes_and_comes_back(port):
     assert h.reader.lines_bad == 0 and len(h.errors) == 1
 
 
+@pytest.mark.integration
 async def test_port_missing_at_start(port):
     async with Harness(port.path) as h:
         await until(lambda: len(h.errors) == 1)
@@ -168,6 +176,7 @@ async def test_port_missing_at_start(port):
     assert h.reader.reopen_count == 0 and len(h.errors) == 1
 
 
+@pytest.mark.integration
 async def test_cancellation_closes_the_port(port):
     port.plug()
     target = os.ttyname(port.slave)
@@ -181,6 +190,7 @@ async def test_cancellation_closes_the_port(port):
     assert not h.reader.is_open and open_fds_to(target) == 1
 
 
+@pytest.mark.integration
 async def test_stop_during_backoff_is_prompt(port):
     h = Harness(port.path, backoff_initial_s=5.0, backoff_max_s=5.0)
     task = asyncio.create_task(h.reader.run())
@@ -235,6 +245,7 @@ def test_bad_arguments(kwargs):
         GpsReader(**args)
 
 
+@pytest.mark.integration
 async def test_empty_read_without_hangup_is_not_a_loss(port):
     """pyserial sets VMIN=0: a read with nothing queued returns b"" like EOF does.
     Only a hang-up may count as the port being gone."""

@@ -162,6 +162,7 @@ def _postgres_dsn():
     return base.rsplit("/", 1)[0] + f"/{name}", name
 
 
+@pytest.mark.integration  # a PostgreSQL server (skipped when none is reachable)
 def test_postgres_store_same_behaviour(tmp_path):
     dsn, name = _postgres_dsn()
     if dsn is None:

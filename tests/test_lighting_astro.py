@@ -60,6 +60,7 @@ def test_berlin_sunset_moves_smoothly_in_utc_and_jumps_an_hour_in_local_time_at_
     a = clock("berlin")
     for before, after in ((dt.date(2024, 3, 30), dt.date(2024, 3, 31)), (dt.date(2024, 10, 26), dt.date(2024, 10, 27))):
         n0, n1 = a.night_of(before), a.night_of(after)
+        assert n0.sunset is not None and n1.sunset is not None
         utc_step = (n1.sunset - n0.sunset) - 86400
         assert abs(utc_step) < 200  # a couple of minutes a day
         local_step = (local(a, n1.sunset).hour * 60 + local(a, n1.sunset).minute) - (
@@ -67,6 +68,7 @@ def test_berlin_sunset_moves_smoothly_in_utc_and_jumps_an_hour_in_local_time_at_
         )
         assert abs(abs(local_step) - 60) < 5
     midsummer = a.night_of(dt.date(2024, 6, 21))
+    assert midsummer.sunset is not None
     assert local(a, midsummer.sunset).strftime("%H:%M") in ("21:32", "21:33", "21:34")
 
 
@@ -104,6 +106,7 @@ def test_transition_nights_are_cut_at_the_span_ends_so_darkness_is_continuous():
 def test_reykjavik_sunset_after_midnight_belongs_to_the_evening_before():
     a = AstroClock(64.15, -21.94, 0.0, "Atlantic/Reykjavik")
     n = a.night_of(dt.date(2024, 6, 20))
+    assert n.sunset is not None and n.sunrise is not None
     ss, sr = local(a, n.sunset), local(a, n.sunrise)
     assert ss.date() == dt.date(2024, 6, 21) and ss.hour == 0  # after local midnight
     assert sr.date() == dt.date(2024, 6, 21) and sr > ss
@@ -114,10 +117,15 @@ def test_melbourne_and_santiago_have_long_nights_in_june_and_short_in_december()
     for site in ("melbourne", "santiago"):
         a = clock(site)
         june, dec = a.night_of(dt.date(2024, 6, 21)), a.night_of(dt.date(2024, 12, 21))
+        assert june.dark_from is not None and june.dark_until is not None
+        assert dec.dark_from is not None and dec.dark_until is not None
         assert (june.dark_until - june.dark_from) > (dec.dark_until - dec.dark_from) + 3 * 3600
     a = clock("melbourne")  # DST begins on the first Sunday of October
     n0, n1 = a.night_of(dt.date(2024, 10, 5)), a.night_of(dt.date(2024, 10, 6))
-    assert local(a, n1.sunset).utcoffset() - local(a, n0.sunset).utcoffset() == dt.timedelta(hours=1)
+    assert n0.sunset is not None and n1.sunset is not None
+    off0, off1 = local(a, n0.sunset).utcoffset(), local(a, n1.sunset).utcoffset()
+    assert off0 is not None and off1 is not None  # aware datetimes
+    assert off1 - off0 == dt.timedelta(hours=1)
 
 
 def test_night_at_finds_the_span_holding_a_time():
@@ -126,6 +134,7 @@ def test_night_at_finds_the_span_holding_a_time():
     assert a.night_at(n.noon).day == n.day
     assert a.night_at(n.noon - 1).day == n.day - D
     assert a.night_at(n.next_noon).day == n.day + D
+    assert n.dark_from is not None and n.dark_until is not None
     mid = (n.dark_from + n.dark_until) / 2
     assert a.night_at(mid).dark(mid) and a.elevation(mid) < -20
 
@@ -133,8 +142,12 @@ def test_night_at_finds_the_span_holding_a_time():
 def test_gps_refinement_moves_the_site_within_bounds_only():
     a = clock("berlin")
     before = a.night_of(dt.date(2024, 3, 1)).sunset
+    assert before is not None
     assert a.refine(GpsFix(52.52, 13.9, 40.0))  # 34 km east: accepted
-    assert a.night_of(dt.date(2024, 3, 1)).sunset < before - 60  # the sun sets earlier further east
+    after = a.night_of(dt.date(2024, 3, 1)).sunset
+    assert after is not None
+    assert after < before - 60  # the sun sets earlier further east
+    assert a.refine_note is not None  # every refine() leaves a note
     assert "refined" in a.refine_note
     assert not a.refine(GpsFix(48.14, 11.58))  # Munich: 500 km away, refused
     assert "km from the configured site" in a.refine_note
@@ -155,6 +168,7 @@ def test_any_place_and_date_gives_a_consistent_night_and_never_raises(lat, lon, 
     n = a.night_of(dt.date(2000, 1, 1) + dt.timedelta(days=days))
     assert n.kind in ("normal", "polar_day", "polar_night")
     if n.dark_from is not None:
+        assert n.dark_until is not None
         assert n.noon <= n.dark_from < n.dark_until <= n.next_noon
         mid = (n.dark_from + n.dark_until) / 2
         assert a.elevation(mid) < 1.0  # the middle of the dark interval is not daylight

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tools.bench import lighting
 
 
@@ -18,6 +20,7 @@ def test_lighting_bench_reports_step_cost_and_year_figures():
     assert "met" not in out  # the target is judged only for a whole year
 
 
+@pytest.mark.integration
 def test_bench_command_accepts_the_lighting_workload():
     proc = subprocess.run([sys.executable, "-m", "tools.bench", "--help"], capture_output=True, text=True, timeout=60)
     assert "lighting" in proc.stdout

@@ -145,7 +145,7 @@ def test_program_outcomes_from_the_cache_equal_a_fresh_evaluation(name, start, m
     st.lists(st.integers(-7200 * 4, 7200 * 4), min_size=1, max_size=80),
 )
 def test_local_time_and_calendar_day_from_the_window_equal_the_time_zone(site, day_start, start, moves):
-    lat, lon, elev, tz = SITES[site]
+    _lat, _lon, _elev, tz = SITES[site]
     zone = ZoneInfo(tz)
     rig = Rig(site, settings(day_start=dt.time(*day_start)))
     t = float(start)
@@ -179,12 +179,14 @@ class _NoStore(dict):
 def _from_scratch(rig: Rig) -> None:
     """Switch the controller's caches off: every step computes everything afresh."""
     ctl = rig.ctl
-    ctl.schedule.outcome = ctl.schedule.evaluate
-    ctl.astro.phase = lambda t: _phase_of(ctl.astro.elevation(t))
+    ctl.schedule.outcome = ctl.schedule.evaluate  # type: ignore[method-assign]  # the cache switched off
+    ctl.astro.phase = lambda t: _phase_of(ctl.astro.elevation(t))  # type: ignore[method-assign]  # the same
     zone = ZoneInfo(rig.tz)
 
     def local(t: float):
-        off = dt.datetime.fromtimestamp(t // 900 * 900.0, zone).utcoffset().total_seconds()
+        offset = dt.datetime.fromtimestamp(t // 900 * 900.0, zone).utcoffset()
+        assert offset is not None  # an aware datetime
+        off = offset.total_seconds()
         days, tod = divmod(t + off, 86400.0)
         return tod, dt.date(1970, 1, 1) + dt.timedelta(days=int(days) - (tod < 12 * 3600))
 
@@ -281,11 +283,11 @@ def test_decisions_with_the_caches_equal_decisions_computed_from_scratch(start, 
 
 def test_a_whole_day_of_the_example_cabinet_equals_the_computation_from_scratch():
     """Across the spring DST change at 60 s steps (the benchmark's cadence)."""
-    from tools.bench.lighting import controller, Plant
+    from tools.bench.lighting import Plant, controller
 
     fast, slow = controller(), controller()
-    slow.schedule.outcome = slow.schedule.evaluate
-    slow.astro.phase = lambda t: _phase_of(slow.astro.elevation(t))
+    slow.schedule.outcome = slow.schedule.evaluate  # type: ignore[method-assign]  # the cache switched off
+    slow.astro.phase = lambda t: _phase_of(slow.astro.elevation(t))  # type: ignore[method-assign]  # the same
     slow._fast = _NoStore()
     plants = (Plant(fast), Plant(slow))
     decisions: list[dict] = [{}, {}]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from agent import config as cfg
 from agent.control.lighting import LightingController
 from agent.runtime.entry import board_infos
@@ -139,6 +141,7 @@ def test_cross_checks_photocell_needed_duplicates_and_shapes():
     find(issues, "lighting.calendars.c.rules[0]", "occurrences")
 
 
+@pytest.mark.integration  # a `cabinet config check` process
 def test_example_config_check_command_still_passes():
     import subprocess
     import sys

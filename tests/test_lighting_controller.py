@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from typing import Any
 
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
@@ -23,7 +24,7 @@ MIDNIGHT = ts(2024, 1, 16, 0, tz="Europe/Berlin")
 
 
 def cond(rig: Rig, cid: str):
-    return next(c for c in rig.ctl.conditions() if c.id == cid)
+    return next(c for c in rig.ctl.conditions() if c.alarm_id == cid)
 
 
 # -- fail-safe ------------------------------------------------------------------------------------
@@ -54,6 +55,7 @@ def test_no_clock_and_no_photocell_means_lights_on():
     assert c.active and c.severity == "critical"
     rig2 = Rig("berlin", settings(photocell=False), start=NOON, clock=False)
     rig2.step(1)
+    assert rig2.result is not None
     assert rig2.decision().on and rig2.result.mode == "failsafe:no-clock-no-photocell"
 
 
@@ -154,7 +156,7 @@ def test_inverted_contactor_wiring_writes_the_coil_the_other_way():
 
 # -- failure detection -----------------------------------------------------------------------------
 
-FAST = dict(
+FAST: dict[str, Any] = dict(
     actuation=Actuation(min_switch_interval_s=0, warm_up_s=0, settle_s=10), failure=FailureDetection(confirm_s=60)
 )
 
@@ -245,13 +247,14 @@ def test_energy_from_a_meter_polled_less_often_than_the_controller_steps():
     def polled_meter(dt_s):
         fill(dt_s)
         for sg in rig.s.segments:
+            assert sg.energy is not None  # seg() gives every segment a meter
             value, q, _ = rig.image[sg.energy]
             last = held.get(sg.energy)
             if last is None or rig.t - last[1] >= 60:
                 held[sg.energy] = last = (value, rig.t)
             rig.image[sg.energy] = (last[0], q, rig.t - last[1])
 
-    rig._fill = polled_meter
+    rig._fill = polled_meter  # type: ignore[method-assign]  # the plant's meter, polled once a minute
     rig.run(3600, 1)  # an hour lit at 1000 W
     st = rig.ctl.state()["segments"]["seg1"]
     assert abs(st["energy_kwh"] - 1.0) < 0.02, st
@@ -332,7 +335,7 @@ def test_any_snapshot_never_crashes_and_decisions_stay_in_range(snap, clock, dt_
         settings(segments=[dimmed()], programs=[prog]), latitude=52.5, longitude=13.4, timezone="Europe/Berlin"
     )
     mono, t = 0.0, NOON
-    for image, known in zip(snap, clock):
+    for image, known in zip(snap, clock, strict=False):  # 1 to 6 snapshots, 6 clock flags
         mono += dt_s
         t += dt_s
         r = ctl.step(mono, t if known else None, image)

@@ -7,11 +7,18 @@ import json
 
 import pytest
 
-from agent.control.overrides import Overrides
+from agent.control.overrides import Override, Overrides
 from tests.test_lighting_rig import Rig, dimmed, seg, settings, ts
 
 T0 = ts(2024, 5, 1, 12)
 H = 3600.0
+
+
+def active(o: Overrides, segment: str, utc: float | None, mono: float) -> Override:
+    """The override active on `segment` (an assertion error if there is none)."""
+    ov = o.active(segment, utc, mono)
+    assert ov is not None, f"no override active on {segment}"
+    return ov
 
 
 def table() -> Overrides:
@@ -24,9 +31,9 @@ def test_default_expiry_forever_only_explicitly_and_last_wins_per_segment():
     assert ov.expires == T0 + 8 * H and not ov.forever
     assert o.active("seg1", T0 + 8 * H - 1, 0) is ov and o.active("seg1", T0 + 8 * H, 0) is None
     o.set(on=False, utc=T0 + 60, mono=60.0, segments=["seg2"], forever=True)
-    assert o.active("seg2", T0 + 1e7, 0).forever and o.active("seg1", T0 + 120, 0) is ov
+    assert active(o, "seg2", T0 + 1e7, 0).forever and o.active("seg1", T0 + 120, 0) is ov
     o.set(on=True, level=30, utc=T0 + 120, mono=120.0, segments="seg2", duration_s=600)
-    assert o.active("seg2", T0 + 200, 0).target == 30
+    assert active(o, "seg2", T0 + 200, 0).target == 30
     assert o.active("seg2", T0 + 800, 0) is None  # the forever one it replaced does not come back
     assert o.cancel("seg1") == ["seg1"] and o.active("seg1", T0 + 200, 0) is None
     assert o.cancel() == ["seg2"] and o.cancel() == []
@@ -36,7 +43,7 @@ def test_start_in_the_future_and_absolute_expiry():
     o = table()
     o.set(on=False, utc=T0, mono=0.0, start=T0 + H, expires=T0 + 2 * H)
     assert o.active("seg1", T0 + 10, 0) is None
-    assert o.active("seg1", T0 + 1.5 * H, 0).on is False
+    assert active(o, "seg1", T0 + 1.5 * H, 0).on is False
     assert o.prune(T0 + 2 * H, 0)[0][0] == "seg1"
 
 
@@ -69,11 +76,11 @@ def test_persisted_overrides_survive_a_restart_and_expired_ones_are_dropped():
     o.set(on=False, utc=T0, mono=0.0, segments=["seg2"], duration_s=10 * H)
     text = json.dumps(o.to_dict())  # JSON-safe
     back, notes = Overrides.from_dict(json.loads(text), ["seg1", "seg2"], utc=T0 + H)
-    assert notes == [] and back.active("seg1", T0 + H, 5.0).target == 60
-    assert back.active("seg1", T0 + H, 5.0).note == "market"
+    assert notes == [] and active(back, "seg1", T0 + H, 5.0).target == 60
+    assert active(back, "seg1", T0 + H, 5.0).note == "market"
     back, notes = Overrides.from_dict(json.loads(text), ["seg1", "seg2"], utc=T0 + 3 * H)
     assert back.active("seg1", T0 + 3 * H, 5.0) is None and "expired while stopped" in notes[0]
-    assert back.active("seg2", T0 + 3 * H, 5.0).on is False
+    assert active(back, "seg2", T0 + 3 * H, 5.0).on is False
     back, notes = Overrides.from_dict(json.loads(text), ["seg2"], utc=T0)
     assert "no such segment" in notes[0]
     assert Overrides.from_dict({"format": 99}, ["seg1"], T0)[1] and not Overrides.from_dict({}, ["seg1"], T0)[1]
@@ -89,7 +96,7 @@ def test_restored_timed_override_is_dormant_until_the_clock_is_known_forever_app
     back, _ = Overrides.from_dict(o.to_dict(), ["seg1", "seg2"], utc=None)
     assert back.active("seg1", None, 1.0) is None  # cannot tell whether it expired
     assert back.active("seg1", T0 + 60, 1.0) is not None  # now we can
-    assert back.active("seg2", None, 1.0).target == 20
+    assert active(back, "seg2", None, 1.0).target == 20
 
 
 def test_override_set_with_no_clock_runs_on_the_monotonic_clock_then_gets_its_utc_expiry():
@@ -98,8 +105,8 @@ def test_override_set_with_no_clock_runs_on_the_monotonic_clock_then_gets_its_ut
     assert o.active("seg1", None, 650.0) is not None and o.active("seg1", None, 701.0) is None
     o = table()
     o.set(on=True, utc=None, mono=100.0, duration_s=600)
-    ov = o.active("seg1", T0, 400.0)  # the clock is known now: expiry = T0 + 300 s
-    assert ov.expires == T0 + 300 and o.active("seg2", T0, 400.0).expires == T0 + 300
+    ov = active(o, "seg1", T0, 400.0)  # the clock is known now: expiry = T0 + 300 s
+    assert ov.expires == T0 + 300 and active(o, "seg2", T0, 400.0).expires == T0 + 300
     with pytest.raises(ValueError):
         o.set(on=True, utc=None, mono=0.0, expires=T0 + 60)
 

@@ -118,6 +118,7 @@ def test_a_faulty_lux_sensor_degrades_to_the_astronomical_clock_and_says_so(faul
     assert rig.active("lighting.lux_sensor")
     assert any(e.kind == "photocell" and "astronomical clock" in e.message for e in rig.events)
     night = rig.ctl.astro.night_of(dt.date(2024, 1, 15))
+    assert night.sunset is not None
     rig.run(night.sunset + 60 - rig.t, 10)
     d = rig.decision()
     assert d.on and d.detail.startswith("astro-fallback") and d.reason == "program:evening"
@@ -130,10 +131,12 @@ def test_a_stuck_lux_sensor_is_found_and_the_lights_still_come_on():
     rig = photocell_rig()
     rig.lux = 800.0  # frozen at an afternoon value
     night = rig.ctl.astro.night_of(dt.date(2024, 1, 15))
+    assert night.sunset is not None
     rig.run(night.sunset + 30 * 60 - rig.t, 30)
     assert rig.decision().on  # the astro backstop at sunset + 30 min
     rig.run(3600, 30)
     assert rig.active("lighting.lux_sensor")
+    assert rig.ctl.photocell is not None
     assert rig.ctl.photocell.fault == "stuck"
 
 
@@ -144,6 +147,7 @@ def test_the_photocell_is_trusted_only_inside_the_astronomical_window():
     assert not rig.decision().on
     night = rig.ctl.astro.night_of(dt.date(2024, 1, 15))
     rig.lux = "sun"
+    assert night.dark_from is not None and night.dark_until is not None
     rig.run((night.dark_from + night.dark_until) / 2 - rig.t, 60)
     rig.lux = 5000.0  # headlights / a torch at midnight, for a short while
     rig.run(20, 10)
@@ -157,6 +161,7 @@ def test_the_photocell_is_trusted_only_inside_the_astronomical_window():
 def test_the_photocell_switches_on_early_on_a_dark_afternoon_inside_the_window():
     rig = photocell_rig()
     night = rig.ctl.astro.night_of(dt.date(2024, 1, 15))
+    assert night.sunset is not None
     rig.run(night.sunset - 40 * 60 - rig.t, 60)
     rig.lux = 10.0  # a thunderstorm 40 min before sunset
     rig.run(120, 10)

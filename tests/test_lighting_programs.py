@@ -24,6 +24,7 @@ def test_madinah_a_whole_night_on_near_sunset_dimming_followed_off_after_sunrise
         start=ts(2024, 4, 10, 12, tz="Asia/Riyadh"),
     )
     night = rig.ctl.astro.night_of(dt.date(2024, 4, 10))
+    assert night.sunset is not None and night.sunrise is not None
     levels = {}
     while rig.t < ts(2024, 4, 11, 11, tz="Asia/Riyadh"):
         rig.step(20)
@@ -45,6 +46,7 @@ def test_berlin_astro_offsets_switch_within_a_step_of_sunset_and_sunrise():
     )
     rig.run(86400, 30)
     night = rig.ctl.astro.night_of(dt.date(2024, 1, 15))
+    assert night.sunset is not None and night.sunrise is not None
     (t_on, _), (t_off, _) = rig.switches["seg1"][1:3]
     assert abs(t_on - (night.sunset + 900)) <= 30 and abs(t_off - (night.sunrise - 900)) <= 30
 
@@ -107,6 +109,7 @@ def test_astro_steps_override_the_fixed_state_from_their_event_on():
         start=ts(2024, 1, 15, 12, tz="Europe/Berlin"),
     )
     night = rig.ctl.astro.night_of(dt.date(2024, 1, 15))
+    assert night.sunset is not None and night.sunrise is not None
     seen = {}
     while rig.t < night.sunrise + 600:
         rig.step(60)

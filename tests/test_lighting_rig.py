@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import replace
+from typing import Any
 
 from agent.control.calendar import Calendar
 from agent.control.lighting import LightingController
-from agent.control.lighting_model import Actuation, FailureDetection, LightingSettings, Segment, Write
+from agent.control.lighting_model import Actuation, FailureDetection, LightingSettings, Segment, StepResult, Write
 from agent.control.photocell import PhotocellSettings
 from agent.control.programs import Program, Step
 
@@ -31,7 +32,7 @@ DIM_FLOOR = 0.1
 
 
 def seg(name: str = "seg1", **kw) -> Segment:
-    base = dict(
+    base: dict[str, Any] = dict(
         name=name,
         contactor=f"relays.{name}",
         calendar="main",
@@ -91,10 +92,10 @@ def sun_lux(elevation: float) -> float:
     return 0.5
 
 
-def ts(*args, tz: str = "UTC") -> float:
+def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, *, tz: str = "UTC") -> float:
     from zoneinfo import ZoneInfo
 
-    return dt.datetime(*args, tzinfo=ZoneInfo(tz)).timestamp()
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo(tz)).timestamp()
 
 
 class Rig:
@@ -109,7 +110,8 @@ class Rig:
         self.t = start if start is not None else ts(2024, 3, 20, 12, tz=tz)
         self.clock = clock  # False: the controller is told the clock is unknown
         self.image: dict[str, tuple] = {}
-        self.lux: float | str | None = "sun"  # "sun", a number, None (missing) or a (value, quality, age) tuple
+        # "sun", a number, None (missing) or a (value, quality, age) tuple
+        self.lux: float | str | tuple[Any, ...] | None = "sun"
         self.motion: dict[str, bool] = {}
         self.relay_stuck: dict[str, bool] = {}  # segment -> coil stuck at this value
         self.contactor_stuck: dict[str, bool] = {}  # segment -> contactor stuck closed (True) / open (False)
@@ -122,7 +124,7 @@ class Rig:
         self.events: list = []
         self.conditions: list = []
         self.writes: list[Write] = []
-        self.result = None
+        self.result: StepResult | None = None
 
     # -- plant ----------------------------------------------------------------------------------
 
@@ -206,10 +208,11 @@ class Rig:
         return self.result
 
     def decision(self, name: str = "seg1"):
+        assert self.result is not None, "Rig.decision: no step yet"
         return self.result.decisions[name]
 
     def active(self, cid: str) -> bool:
-        c = next((c for c in self.ctl.conditions() if c.id == cid), None)
+        c = next((c for c in self.ctl.conditions() if c.alarm_id == cid), None)
         return bool(c and c.active)
 
     def local(self, t: float | None = None) -> dt.datetime:

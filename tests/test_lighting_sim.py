@@ -17,6 +17,8 @@ SUNSET = "2026-11-22T15:05:38+00:00"
 SUNRISE = "2026-11-23T06:40:25+00:00"
 CIRCUITS = {"seg1": "segment1", "seg2": "segment2", "seg3": "dali_segment"}
 
+pytestmark = pytest.mark.integration  # the agent against the simulated cabinet, in accelerated time
+
 
 @pytest.fixture
 async def rig_at(tmp_path):

@@ -104,6 +104,7 @@ def test_rmc_fields_and_fraction_of_second():
     s = parse(
         rmc(time="235959.25", lat="3351.1234", ns="S", lon="15112.5000", ew="E", course="359.9", var="3.1", var_dir="W")
     )
+    assert isinstance(s, RMC)
     assert s.time_utc == dt.datetime(2024, 3, 23, 23, 59, 59, 250000, tzinfo=UTC)
     assert s.latitude == pytest.approx(-(33 + 51.1234 / 60))
     assert s.longitude == pytest.approx(151 + 12.5 / 60)
@@ -129,6 +130,7 @@ def test_rmc_fields_and_fraction_of_second():
 )
 def test_mode_dominates_status(status, mode, valid):
     s = parse(rmc(status=status, mode=mode))
+    assert isinstance(s, RMC)
     assert s.valid is valid
     assert s.mode == (mode or None)
 
@@ -140,6 +142,7 @@ def test_nmea41_rmc_with_nav_status_field():
 
 def test_leap_second_rolls_into_next_minute():
     s = parse(rmc(time="235960.00", date="311224"))
+    assert isinstance(s, RMC)
     assert s.time_utc == dt.datetime(2025, 1, 1, 0, 0, 0, tzinfo=UTC)
 
 
@@ -156,23 +159,28 @@ def test_invalid_rmc_zero_filled_is_accepted_without_time():
             mode="N",
         )
     )
+    assert isinstance(s, RMC)
     assert not s.valid and s.time_utc is None
     assert s.latitude == 0.0
 
 
 def test_invalid_rmc_with_receiver_default_date_is_not_an_error():
     s = parse(rmc(status="V", date="060180", mode="N"))  # 1980 epoch -> 2080
+    assert isinstance(s, RMC)
     assert s.time_utc is None and not s.valid
     assert "default date" in reason(rmc(date="060180"))
 
 
 def test_empty_fields_give_none():
     s = parse(rmc(status="V", time="", lat="", ns="", lon="", ew="", speed="", course="", date="", mode="N"))
+    assert isinstance(s, RMC)
     assert (s.time_utc, s.latitude, s.longitude, s.speed_knots, s.course_deg) == (None,) * 5
 
 
 def test_min_year_is_a_parameter():
-    assert parse(rmc(date="230324"), min_year=2024).valid
+    s = parse(rmc(date="230324"), min_year=2024)
+    assert isinstance(s, RMC)
+    assert s.valid
     assert "week rollover" in reason(rmc(date="230324"), min_year=2025)
 
 
@@ -193,9 +201,11 @@ def test_gga_fields():
 
 def test_gga_no_fix_and_negative_altitude_and_dgps():
     g = parse(gga(q="0", sats="00", hdop="99.99", lat="", ns="", lon="", ew=""))
+    assert isinstance(g, GGA)
     assert g.fix_quality == 0 and g.latitude is None
     body = "GPGGA,000001.5,0130.0000,S,00030.0000,W,2,12,1.0,-12.5,M,-3.0,M,1.2,0031"
     g = parse(line(body))
+    assert isinstance(g, GGA)
     assert g.fix_quality == 2 and g.altitude_m == -12.5 and g.geoid_separation_m == -3.0
     assert g.latitude == pytest.approx(-1.5) and g.longitude == pytest.approx(-0.5)
     assert g.dgps_age_s == pytest.approx(1.2) and g.dgps_station == "0031"
@@ -328,6 +338,7 @@ def test_coordinates_round_trip(lat, lon):
 
     text = gga(lat=fmt(lat, 2), ns="N" if lat >= 0 else "S", lon=fmt(lon, 3), ew="E" if lon >= 0 else "W")
     g = parse(text)
+    assert isinstance(g, GGA)
     assert g.latitude == pytest.approx(lat, abs=1e-5) and g.longitude == pytest.approx(lon, abs=1e-5)
 
 

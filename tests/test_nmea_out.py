@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import os
 import random
 import re
@@ -145,7 +146,7 @@ def test_modes_content():
     assert nofix[0][2] == "V" and nofix[1][6] == "0"
 
     bad = lines(sentences("bad_checksum", T, BEND, rng))
-    for good_line, bad_line in zip(normal, bad):
+    for good_line, bad_line in zip(normal, bad, strict=False):
         assert bad_line[:-4] == good_line[:-4] and bad_line[-4:-2] != good_line[-4:-2]
         m = LINE.fullmatch(bad_line.encode())
         assert m and int(m.group(2), 16) != xor(m.group(1))
@@ -190,6 +191,7 @@ def sim_clock() -> SimClock:
     return SimClock(start=T.replace(microsecond=0).timestamp() + 0.4)
 
 
+@pytest.mark.integration  # a real pty
 async def test_writer_serves_lines_on_the_symlink(tmp_path, sim_clock):
     link = tmp_path / "ttyGPS"
     os.symlink("/nonexistent", link)  # a stale link from a previous run is replaced
@@ -211,6 +213,7 @@ async def test_writer_serves_lines_on_the_symlink(tmp_path, sim_clock):
     assert writer.epochs == 4 and writer.dropped_bytes == 0 and writer.written_bytes == len(data)
 
 
+@pytest.mark.integration
 async def test_writer_follows_fault_modes_live(tmp_path, sim_clock):
     faults = SimpleNamespace(mode="normal")
     link = tmp_path / "gps"
@@ -232,6 +235,7 @@ async def test_writer_follows_fault_modes_live(tmp_path, sim_clock):
     assert writer.epochs == len(MODES)  # the task first runs inside the first advance
 
 
+@pytest.mark.integration
 async def test_writer_never_blocks_without_a_reader(tmp_path, sim_clock):
     writer = NmeaWriter(tmp_path / "gps", sim_clock, BEND, rate_hz=10)
     writer.start()
@@ -239,6 +243,7 @@ async def test_writer_never_blocks_without_a_reader(tmp_path, sim_clock):
     await sim_clock.advance(600.0)  # ~900 kB, nobody reads
     assert writer.epochs == 6001
     assert writer.dropped_bytes > 0 and writer.written_bytes > 0
+    assert writer._task is not None
     assert not writer._task.done()  # still alive: no EIO, no blocking
     # a reader that attaches late still gets whole lines after the first line break
     with serial.Serial(str(tmp_path / "gps"), 9600, timeout=0) as port:
@@ -248,6 +253,7 @@ async def test_writer_never_blocks_without_a_reader(tmp_path, sim_clock):
     await writer.aclose()
 
 
+@pytest.mark.integration  # a real pty, in (scaled) real time
 async def test_writer_with_a_scaled_clock(tmp_path):
     clock = ScaledClock(speed=50, start=T.timestamp())
     link = tmp_path / "gps"
@@ -268,7 +274,7 @@ async def test_writer_with_a_scaled_clock(tmp_path):
     assert len(stamps) >= 7
     assert all(s.endswith(".00") for s in stamps)
     secs = [int(s[4:6]) for s in stamps]
-    assert all((b - a) % 60 == 1 for a, b in zip(secs, secs[1:]))  # no gaps, no repeats
+    assert all((b - a) % 60 == 1 for a, b in itertools.pairwise(secs))  # no gaps, no repeats
     assert writer.dropped_bytes == 0
 
 

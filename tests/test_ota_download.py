@@ -18,6 +18,8 @@ from tests.ota_http import build_world, fast_fetcher
 
 SIZE = 300_000
 
+pytestmark = pytest.mark.integration  # a real HTTP server (in a thread, and `tools.ota.serve` processes)
+
 
 @pytest.fixture
 def world(tmp_path):
@@ -205,7 +207,7 @@ def test_cleanup_keeps_only_what_is_asked(world):
 
 def test_client_refuses_bad_configuration(world, tmp_path):
     for url in ("ftp://x/", "repo", "http://", "http://h/?q=1"):
-        assert fail(lambda: _client(world, url)).reason == "bad_repository"
+        assert fail(lambda url=url: _client(world, url)).reason == "bad_repository"
     with pytest.raises(OtaError, match="bad_root"):
         _client(world, world.rig.url, root=b"{}")
     with pytest.raises(OtaError, match="bad_root"):
@@ -283,6 +285,7 @@ def test_serve_cli(world, tmp_path):
         text=True,
         cwd=Path(__file__).parent.parent,
     )
+    assert proc.stdout is not None
     try:
         line = proc.stdout.readline()
         url = line.split(" at ")[1].split("/ ")[0]

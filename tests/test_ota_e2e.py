@@ -37,7 +37,7 @@ from tools.ota.build import SOURCE_PARTS, build
 from tools.ota.serve import RepoHandler, start_server
 from tools.provision import pki
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "city/v1"
 
@@ -48,7 +48,7 @@ def releases(tmp_path_factory):
     N installed (its dependency store is hard-linked into each test's roots: installs take seconds)."""
     d = tmp_path_factory.mktemp("releases")
     t0 = time.monotonic()
-    n, man_n = build(counter=1, version="0.90.0", out=d / "dist", boards=["sim"])
+    n, _man_n = build(counter=1, version="0.90.0", out=d / "dist", boards=["sim"])
     first_build_s = time.monotonic() - t0
     x = d / "n"
     bundle.extract(n, x)
@@ -115,7 +115,7 @@ class Fleet:
         self.db = tmp / "ingest.db"
         self.cabinets: dict[str, dict] = {}
         self.procs: list[subprocess.Popen] = []
-        self.ingest = None
+        self.ingest: subprocess.Popen[bytes] | None = None
 
     def publish(self, path: Path) -> str:
         man = bundle.read_manifest(path)
@@ -159,7 +159,7 @@ class Fleet:
         return c
 
     def start_ingest(self) -> None:
-        log = open(self.tmp / "ingest.log", "wb")
+        log = open(self.tmp / "ingest.log", "wb")  # noqa: SIM115 - the ingest's output for as long as it runs
         self.ingest = subprocess.Popen(
             [
                 sys.executable,
@@ -180,7 +180,7 @@ class Fleet:
         self.procs.append(self.ingest)
 
     def launch(self, c: dict) -> None:
-        log = open(c["log"], "ab")
+        log = open(c["log"], "ab")  # noqa: SIM115 - the launcher's output for as long as it runs
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
         c["proc"] = subprocess.Popen(
@@ -298,6 +298,7 @@ class Watcher:
 
     async def wait(self, pred, timeout: float, what: str, fleet: Fleet) -> None:
         end = time.monotonic() + timeout
+        assert self.task is not None, "Watcher.wait: start() first"
         while not pred():
             if self.task.done():
                 self.task.result()
@@ -364,6 +365,7 @@ async def test_update_commits_then_a_broken_release_rolls_back(fleet, releases):
         lambda: (w.final("CAB-OTA-1", "d-broken") or {}).get("state") == "rolled_back", 240, "rolled_back", fleet
     )
     final = w.final("CAB-OTA-1", "d-broken")
+    assert final is not None
     assert "crash_loop" in final["reason"], final
     st = fleet.ota_state(c)
     assert os.readlink(c["root"] / "current") == "releases/2-0.90.1"
@@ -374,6 +376,7 @@ async def test_update_commits_then_a_broken_release_rolls_back(fleet, releases):
         "N+1 running again",
         fleet,
     )
+    assert w.task is not None
     w.task.cancel()
 
 
@@ -427,6 +430,7 @@ async def test_rollout_of_a_broken_release_halts(fleet, releases):
         assert os.readlink(c["root"] / "current") == "releases/1-0.90.0"
     saved = json.loads((fleet.tmp / "rollout.json").read_text())
     assert saved["state"] == "halted"
+    assert w.task is not None
     w.task.cancel()
 
 
@@ -452,7 +456,7 @@ async def test_kill9_in_every_state_ends_committed(tmp_path, releases, broker):
             ("installing", lambda s: s.get("state") in ("installing", "restarting")),
             ("verifying", lambda s: s.get("state") == "verifying"),
         ):
-            await w.wait(lambda: cond(last()) or last().get("state") == "success", 240, state, fleet)
+            await w.wait(lambda cond=cond: cond(last()) or last().get("state") == "success", 240, state, fleet)
             if last().get("state") == "success":
                 break
             fleet.kill9(c)
@@ -470,6 +474,7 @@ async def test_kill9_in_every_state_ends_committed(tmp_path, releases, broker):
         assert st["high_water"] == 2 and st["pending"] is None
         assert not list((c["root"] / "releases").glob("*.tmp"))
         print(f"\nkilled in {killed}; resumed with {resumed}")
+        assert w.task is not None
         w.task.cancel()
     finally:
         fleet.close()

@@ -13,13 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.test_ota_slots import clone
 
 from ota.sdnotify import NotifyServer
 from ota.slots import SlotStore
 from tests import ota_fake
+from tests.test_ota_slots import clone
 
 V1, V2 = "1-1.0.0", "2-2.0.0"
+
+pytestmark = pytest.mark.integration  # cabinet-boot as a real process
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,8 @@ class Boot:
         for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
             if env is None or k not in env:
                 e.pop(k, None)
-        self.proc = subprocess.Popen(argv, env=e, stderr=open(self.log, "a"), start_new_session=True)
+        log = open(self.log, "a")  # noqa: SIM115 - the launcher's stderr for as long as it runs
+        self.proc = subprocess.Popen(argv, env=e, stderr=log, start_new_session=True)
 
     def events(self, what: str = "") -> list[str]:
         p = self.data / "events.log"
@@ -101,11 +104,13 @@ class Boot:
             time.sleep(0.05)
 
     def term(self, timeout=30) -> int:
+        assert self.proc is not None, "Boot.term: start() first"
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
     def kill_all(self) -> None:
         """SIGKILL the launcher and its child (systemd's cgroup kill after a crash)."""
+        assert self.proc is not None, "Boot.kill_all: start() first"
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
@@ -203,7 +208,7 @@ def test_sigkill_of_the_launcher_mid_trial_keeps_counting(boot):
     boot.trial("nohealth", max_attempts=3, trial_s=120)
     for attempt in (1, 2, 3):
         boot.start()
-        boot.wait(lambda: len(boot.events("2.0.0 ready")) == attempt, what=f"start {attempt}")
+        boot.wait(lambda attempt=attempt: len(boot.events("2.0.0 ready")) == attempt, what=f"start {attempt}")
         assert boot.state()["pending"]["attempts"] == attempt
         boot.kill_all()
     boot.start()  # the 4th start is over the limit: rolled back before the child starts

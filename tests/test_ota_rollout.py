@@ -8,6 +8,7 @@ import heapq
 import json
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ class World:
         fate, d = self.fate[cid]
         if fate == "silent":
             return
-        states = list(STEPS) + [fate]
+        states = [*STEPS, fate]
         for i, st in enumerate(states):
             msg = {
                 "cabinet": cid,
@@ -130,7 +131,7 @@ def test_canaries_come_first_and_tag_filters_apply():
     assert all(bucket(c) >= 20 for c in partial.excluded)
     for bad in ([], [10, 5], [0, 100], [50, 101], [1.5]):
         with pytest.raises(ValueError):
-            Plan(cabs, waves=bad)
+            Plan(cabs, waves=bad)  # type: ignore[arg-type]  # [1.5]: not an int, on purpose
     with pytest.raises(ValueError):
         Plan({"A": {"tags": "canary"}})
 
@@ -219,6 +220,8 @@ def test_statuses_are_idempotent_and_order_free():
     run(ref, world)
 
     class Noisy(World):
+        last: dict[str, dict[str, Any]]  # cabinet -> the newest status delivered (set below)
+
         def deliver(self, ro, t):
             batch = []
             while self.queue and self.queue[0][0] <= t:
@@ -262,14 +265,15 @@ def test_other_deployments_and_junk_are_ignored():
     ro.offers(0)
     assert not ro.on_status("A", {"deployment": "older", "state": "success", "seq": 9}, 1)
     assert not ro.on_status("Z", {"deployment": DEP, "state": "success", "seq": 9}, 1)
-    for junk in (
+    junks: list[Any] = [
         {"deployment": DEP, "state": "won", "seq": 1},
         {"deployment": DEP, "state": "success", "seq": "1"},
         {"deployment": DEP, "state": "success", "seq": -1},
         {"deployment": DEP, "state": "success", "seq": True},
         None,
         [],
-    ):
+    ]
+    for junk in junks:
         assert not ro.on_status("A", junk, 1)
     assert ro.summary()["ignored"] == {"other_deployment": 3, "not_in_plan": 1, "malformed": 4}
     assert ro.rows()[0]["state"] == "sent"

@@ -11,6 +11,7 @@ import json
 import time
 
 import aiomqtt
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.wire import commands as C
@@ -168,6 +169,7 @@ async def rollout(tmp_path, b, outcome, *extra, offline=(), allow=("ota.offer",)
     return rc, out.getvalue(), fleet
 
 
+@pytest.mark.integration  # a real broker
 async def test_a_good_release_is_offered_to_every_wave_and_done(tmp_path, broker):
     rc, out, fleet = await rollout(tmp_path, broker, "success", offline=("CAB-011",))
     plan = Plan({c: {"tags": fleet.tags[c]} for c in IDS if c != "CAB-011"})
@@ -189,6 +191,7 @@ async def test_a_good_release_is_offered_to_every_wave_and_done(tmp_path, broker
     assert rollout_main(a, again) == 0 and "CAB-000" in again.getvalue()
 
 
+@pytest.mark.integration
 async def test_a_broken_release_halts_at_the_failure_threshold(tmp_path, broker):
     rc, out, fleet = await rollout(tmp_path, broker, "rolled_back")
     plan = Plan({c: {"tags": fleet.tags[c]} for c in IDS})
@@ -201,6 +204,7 @@ async def test_a_broken_release_halts_at_the_failure_threshold(tmp_path, broker)
     assert all(r[4] == "0.8.0" for r in rows if r[3] == "rolled_back")
 
 
+@pytest.mark.integration
 async def test_unverifiable_statuses_alone_never_finish_a_cabinet(tmp_path, broker):
     """Cabinets whose keys the runner does not know: their statuses are dropped, they time out."""
     fleet = FakeFleet(tmp_path, broker.plain_port, IDS[:2], IDS[:2], "success")
@@ -225,6 +229,7 @@ async def test_unverifiable_statuses_alone_never_finish_a_cabinet(tmp_path, brok
     assert text.count("timeout") >= 2
 
 
+@pytest.mark.integration
 async def test_a_refused_offer_fails_at_once(tmp_path, broker):
     """The operator key may not send ota.offer: the cabinets' signed refusals halt wave 1
     without waiting for the cabinet timeout."""
@@ -236,6 +241,7 @@ async def test_a_refused_offer_fails_at_once(tmp_path, broker):
     assert time.monotonic() - t0 < 30
 
 
+@pytest.mark.integration
 async def test_a_saved_rollout_resumes_and_sends_unanswered_offers_again(tmp_path, broker):
     """A state file whose wave 1 was offered but never answered (the tool died after publishing):
     the resumed run offers those cabinets again (fresh command ids) and finishes."""

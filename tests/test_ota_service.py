@@ -11,6 +11,7 @@ import asyncio
 import socket
 import sys
 import types
+from typing import Any
 
 import pytest
 
@@ -65,8 +66,7 @@ async def test_offer_refused_without_launcher_or_repository(tmp_path):
 
 def test_clock_policy():
     s = OtaService(app_stub(), OtaSettings(), root=None, wall=SimClock(NOW, synced=False))
-    s.floor_path = None
-    s._floor = lambda: 0.0
+    s._floor = lambda: 0.0  # type: ignore[method-assign]  # no launcher root: no floor file
     with pytest.raises(Retry, match="clock_unknown"):
         s._check_clock({"iat": NOW})
     s.wall = SimClock(BUILD_FLOOR - 86400)  # synchronised, they say, but before any build of ours
@@ -76,17 +76,18 @@ def test_clock_policy():
     with pytest.raises(Retry, match="clock_behind"):  # the operator signed the offer an hour from now
         s._check_clock({"iat": NOW + 3600})
     s._check_clock({"iat": NOW + 200})  # within the skew
-    s._floor = lambda: NOW + 1000.0  # a refresh succeeded later than this clock says
+    s._floor = lambda: NOW + 1000.0  # type: ignore[method-assign]  # a refresh succeeded later than this clock says
     with pytest.raises(Retry, match="clock_behind"):
         s._check_clock({"iat": NOW})
 
 
 def test_target_checks_before_download(tmp_path):
     s = service(tmp_path)
+    assert s.root is not None
     st = SlotStore(s.root)
-    with st._locked() as state:
-        state["high_water"] = 5
-        st._save(state)
+    with st._locked() as slot_state:
+        slot_state["high_water"] = 5
+        st._save(slot_state)
 
     def info(**c):
         return types.SimpleNamespace(
@@ -104,7 +105,8 @@ def test_target_checks_before_download(tmp_path):
     ):
         with pytest.raises(Final) as e:
             s._check_target(info(**custom))
-        assert e.value.state == state and (words is None or words in e.value.reason), (custom, e.value.reason)
+        reason = e.value.reason
+        assert e.value.state == state and (words is None or (reason is not None and words in reason)), (custom, reason)
 
 
 @pytest.fixture
@@ -127,13 +129,18 @@ def repo(tmp_path):
 
 
 async def _settle(s: OtaService, timeout: float = 20.0) -> dict:
+    assert s.task is not None, "no worker running"
     await asyncio.wait_for(s.task, timeout)
-    return s.book.current()
+    rec = s.book.current()
+    assert rec is not None
+    return rec
 
 
+@pytest.mark.integration  # `repo` serves a TUF repository over HTTP
 async def test_incompatible_release_rejected_before_download(tmp_path, repo):
     r, url = repo
     s = service(tmp_path, wall=SimClock(NOW))
+    assert s.root is not None
     (s.root / "trusted_root.json").write_bytes(r.root_bytes(1))
     reply = await s.offer(command(deployment="d-board", target="other-board.bundle", repository=url))
     assert reply["state"] == "offered"
@@ -158,39 +165,47 @@ def closed_port() -> int:
     return port
 
 
+@pytest.mark.integration
 async def test_unreachable_repository_deferred_then_failure(tmp_path, repo):
     r, _ = repo
     wall = SimClock(NOW)
     s = service(tmp_path, wall=wall, retry_s=60, max_retry_s=600, give_up_h=1)
+    assert s.root is not None
     (s.root / "trusted_root.json").write_bytes(r.root_bytes(1))
-    seen = []
+    seen: list[tuple[str, Any]] = []  # (state, reason) of every status set
     real_set = s._set
 
-    def spy(dep, state, **kw):
+    def spy(dep: str, state: str, **kw: Any) -> dict[str, Any]:
         seen.append((state, kw.get("reason")))
         if state == "deferred":
             wall.set_wall(wall.now() + 1500)  # time passes while it waits
         return real_set(dep, state, **kw)
 
-    s._set = spy
+    s._set = spy  # type: ignore[method-assign,assignment]  # a spy around the real one
     await s.offer(command(deployment="d-down", target="x.bundle", repository=f"http://127.0.0.1:{closed_port()}"))
     rec = await _settle(s, 30)
     deferred = [r for st, r in seen if st == "deferred"]
     assert len(deferred) >= 2 and all("unreachable" in r for r in deferred), seen
     assert rec["state"] == "failure" and "gave up after 1 h" in rec["reason"], rec
-    assert s.app.stops == []  # the agent keeps running
+    assert s.app.stops == []  # type: ignore[attr-defined]  # app_stub() counts request_stop() there; the agent keeps running
 
 
+@pytest.mark.integration
 async def test_busy_while_another_deployment_runs(tmp_path, repo):
     r, url = repo
     s = service(tmp_path, wall=SimClock(NOW, synced=False), retry_s=3600)  # clock unknown: it waits
+    assert s.root is not None
     (s.root / "trusted_root.json").write_bytes(r.root_bytes(1))
     await s.offer(command(deployment="d-wait", target="other-board.bundle", repository=url))
     for _ in range(100):
-        if s.book.current()["state"] == "deferred":
+        rec = s.book.current()
+        assert rec is not None  # "offered" at least
+        if rec["state"] == "deferred":
             break
         await asyncio.sleep(0.02)
-    assert s.book.current()["reason"].startswith("clock_unknown")
+    rec = s.book.current()
+    assert rec is not None
+    assert rec["reason"].startswith("clock_unknown")
     with pytest.raises(CommandFailed, match="busy: deployment d-wait is deferred"):
         await s.offer(command(deployment="d-other", target="t.bundle", repository=url))
     await s.close()

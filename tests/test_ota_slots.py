@@ -19,6 +19,8 @@ from tests import ota_fake
 
 V1, V2 = "1-1.0.0", "2-2.0.0"
 
+pytestmark = pytest.mark.integration  # real venvs and pip, slot pythons and killed children in subprocesses
+
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
@@ -264,6 +266,7 @@ def check_invariants(root: Path, bundles) -> str:
     st = json.loads(s.state_path.read_text())
     validate_state(st)
     cur = s.current_slot()
+    assert cur is not None
     assert cur == st["current"] and s.is_complete(cur)
     manifests = {V1: bundles["v1"][1], V2: bundles["v2"][1]}
     assert s.manifest(cur) == manifests[cur]

@@ -4,6 +4,7 @@ persistence across instances, corrupt files."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -18,18 +19,17 @@ def book(tmp_path):
 def test_happy_path_seq_and_persistence(book):
     assert book.current() is None and book.undelivered() is None
     seqs = []
-    for i, (state, kw) in enumerate(
-        [
-            ("offered", {}),
-            ("downloading", {"percent": 0}),
-            ("downloading", {"percent": 55.5}),
-            ("downloaded", {}),
-            ("installing", {}),
-            ("restarting", {}),
-            ("verifying", {}),
-            ("success", {}),
-        ]
-    ):
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("offered", {}),
+        ("downloading", {"percent": 0}),
+        ("downloading", {"percent": 55.5}),
+        ("downloaded", {}),
+        ("installing", {}),
+        ("restarting", {}),
+        ("verifying", {}),
+        ("success", {}),
+    ]
+    for i, (state, kw) in enumerate(steps):
         r = book.set(
             "dep-1", state, version="0.9.0" if i == 0 else None, counter=12 if i == 0 else None, t=1000.0 + i, **kw
         )
@@ -57,7 +57,7 @@ def test_rules(book):
         book.set("d", "exploded", t=1)
     with pytest.raises(StatusError, match="percent"):
         book.set("d", "installing", percent=5, t=1)
-    with pytest.raises(StatusError, match="0..100"):
+    with pytest.raises(StatusError, match=r"0..100"):
         book.set("d", "downloading", percent=101, t=1)
     for state in ("failure", "rolled_back", "deferred", "rejected"):
         with pytest.raises(StatusError, match="needs a reason"):

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from securesystemslib.signer import CryptoSigner
-from tuf.api.metadata import Metadata, Root
+from tuf.api.metadata import Metadata, Root, Targets
 from tuf.api.serialization.json import JSONSerializer
 from tuf.ngclient._internal import trusted_metadata_set
 
@@ -35,6 +35,7 @@ def reason_of(fn) -> OtaError:
     return e.value
 
 
+@pytest.mark.integration  # `world` serves the repository over HTTP
 def test_happy_path_refresh_target_download(world):
     c = world.client()
     c.refresh()
@@ -49,6 +50,7 @@ def test_happy_path_refresh_target_download(world):
     assert reason_of(lambda: c.target("../x")).reason == "bad_target_name"
 
 
+@pytest.mark.integration
 def test_tampered_target_rejected(world):
     p = world.target_path()
     data = bytearray(p.read_bytes())
@@ -60,6 +62,7 @@ def test_tampered_target_rejected(world):
     assert list(c.download_dir.iterdir()) == []  # the .part is gone
 
 
+@pytest.mark.integration
 def test_endless_data_rejected(world):
     with open(world.target_path(), "ab") as f:  # mirror file longer than signed
         f.write(b"\0" * 5000)
@@ -69,6 +72,7 @@ def test_endless_data_rejected(world):
     assert not any(p.stat().st_size > len(world.payload) for p in c.download_dir.iterdir())
 
 
+@pytest.mark.integration
 def test_rollback_of_timestamp_rejected(world):
     ts = world.repo.meta_dir / "timestamp.json"
     old = ts.read_bytes()
@@ -80,6 +84,7 @@ def test_rollback_of_timestamp_rejected(world):
     assert e.reason == "rollback_attack" and not e.transient
 
 
+@pytest.mark.integration
 def test_freeze_expired_timestamp_then_operator_refresh(world):
     # the timestamp was valid for one day, ten days ago: a frozen mirror
     world.repo.refresh_timestamp(world.keys, 1, now=utcnow() - timedelta(days=10))
@@ -92,6 +97,7 @@ def test_freeze_expired_timestamp_then_operator_refresh(world):
     assert c.download(c.target(world.name)).read_bytes() == world.payload
 
 
+@pytest.mark.integration
 def test_timestamp_signed_by_unknown_key_rejected(world):
     ts = world.repo.meta_dir / "timestamp.json"
     md = Metadata.from_bytes(ts.read_bytes())
@@ -102,10 +108,11 @@ def test_timestamp_signed_by_unknown_key_rejected(world):
     assert e.reason == "bad_signature" and not e.transient
 
 
+@pytest.mark.integration
 def test_mix_and_match_targets_rejected(world):
     v = world.repo.version("targets")
     path = world.repo.meta_dir / f"{v}.targets.json"
-    md = Metadata.from_bytes(path.read_bytes())
+    md = Metadata[Targets].from_bytes(path.read_bytes())
     md.signed.targets[world.name].unrecognized_fields["custom"]["boards"] = ["evil"]
     md.sign(load_signer(world.keys, "targets.pem"))  # validly signed, same version
     path.write_bytes(md.to_bytes(JSONSerializer()))
@@ -113,6 +120,7 @@ def test_mix_and_match_targets_rejected(world):
     assert e.reason == "metadata_mismatch" and not e.transient
 
 
+@pytest.mark.integration
 def test_root_rotation_accepted_then_new_keys_only_rejected(world):
     c = world.client()
     c.refresh()
@@ -145,6 +153,7 @@ def test_root_rotation_accepted_then_new_keys_only_rejected(world):
         assert e.reason == "bad_signature" and not e.transient
 
 
+@pytest.mark.integration
 def test_rotation_of_the_timestamp_key_resigns_timestamp(world):
     c = world.client()
     c.refresh()
@@ -170,6 +179,7 @@ def _shift_clock(monkeypatch, offset: timedelta) -> None:
     monkeypatch.setattr(trusted_metadata_set, "datetime", types.SimpleNamespace(datetime=clock, timezone=dt.timezone))
 
 
+@pytest.mark.integration
 def test_clock_far_ahead_is_a_transient_expiry(world, monkeypatch):
     _shift_clock(monkeypatch, timedelta(days=400))  # beyond even the root expiry
     c = world.client()
@@ -180,6 +190,7 @@ def test_clock_far_ahead_is_a_transient_expiry(world, monkeypatch):
     assert c.target(world.name).length == len(world.payload)
 
 
+@pytest.mark.integration
 def test_clock_far_behind_accepts_stale_metadata(world, monkeypatch):
     """Why the agent enforces a clock floor: a cabinet whose clock is behind takes a
     timestamp that expired long ago (freeze protection is only as good as the clock)."""
@@ -209,6 +220,7 @@ def test_keys_are_private_and_not_overwritten(tmp_path):
     assert (tmp_path / "k" / "root-1.pem").read_bytes() != before
 
 
+@pytest.mark.integration
 def test_repository_refuses_bad_input(world, tmp_path):
     src = tmp_path / "src.bin"
     for bad in ("a/b", "../x", ".hidden", "", "x" * 201, "a..b"):
@@ -231,10 +243,11 @@ def test_repository_refuses_bad_input(world, tmp_path):
     assert set(world.repo.targets()) == {world.name}  # nothing published by the refusals
     assert not list(world.repo.targets_dir.glob(".*.tmp"))
     (world.repo.path / "repo.json").write_text('{"expiry": {"timestamp": 0}}')
-    with pytest.raises(RepoError, match="repo.json is not valid"):
+    with pytest.raises(RepoError, match=r"repo.json is not valid"):
         Repository(world.repo.path)
 
 
+@pytest.mark.integration
 def test_steps_load_only_the_keys_they_need(world, tmp_path):
     """A server key directory with only timestamp.pem (+ public keys.json) can refresh
     the timestamp; it cannot publish targets or rotate the root."""
@@ -244,11 +257,11 @@ def test_steps_load_only_the_keys_they_need(world, tmp_path):
     (online / "timestamp.pem").write_bytes((world.keys / "timestamp.pem").read_bytes())
     v = world.repo.version("timestamp")
     assert world.repo.refresh_timestamp(online, 1) == v + 1
-    with pytest.raises(RepoError, match="signing targets .* needs 1"):
+    with pytest.raises(RepoError, match=r"signing targets .* needs 1"):
         world.repo.add_target(tmp_path / "src.bin", "x.bundle", {}, online)
     # one root holder alone cannot rotate (threshold 2)
     (online / "root-1.pem").write_bytes((world.keys / "root-1.pem").read_bytes())
-    with pytest.raises(RepoError, match="signing root .* needs 2"):
+    with pytest.raises(RepoError, match=r"signing root .* needs 2"):
         world.repo.rotate_root(online)
     assert world.repo.version("root") == 1
     # a timestamp outliving the snapshot (7 days) needs the snapshot key too

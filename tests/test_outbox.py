@@ -11,7 +11,6 @@ import random
 import sqlite3
 
 import pytest
-from tests.conftest import wait_until
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,6 +27,7 @@ from agent.outbox.writer import (
     OutboxForeign,
     OutboxTooNew,
 )
+from tests.conftest import wait_until
 
 A, E, T = Priority.ALARM, Priority.EVENT, Priority.TELEMETRY
 
@@ -130,7 +130,7 @@ async def test_values_round_trip_and_survive_a_restart(tmp_path):
         Reading("a.f", 1.5, 230.25, Quality.GOOD),
         Reading("a.b", 2.0, True, Quality.SUBSTITUTED, "manual"),
         Reading("a.b", 3.0, False, Quality.GOOD),
-        Reading("a.i", 4, -7, "stale"),
+        Reading("a.i", 4, -7, "stale"),  # type: ignore[arg-type]  # a plain str quality is accepted
         Reading("a.big", 5.0, 2**70, Quality.GOOD),
         Reading("a.s", 6.0, "Grüße ✓", Quality.GOOD),
         Reading("a.n", 7.0, None, Quality.BAD, "timeout"),
@@ -139,7 +139,7 @@ async def test_values_round_trip_and_survive_a_restart(tmp_path):
     nan = Reading("a.nan", 9.0, math.nan, Quality.BAD, "overflow")
     ob = await opened(path)
     epoch = ob.boot_epoch
-    await ob.put(odd + [nan], E)
+    await ob.put([*odd, nan], E)
     await ob.flush()
     before = ob.stats()
     await ob.close()
@@ -154,8 +154,14 @@ async def test_values_round_trip_and_survive_a_restart(tmp_path):
         after = ob.stats()
         for key in ("rows_pending", "bytes", "oldest_unsent_t", "rows_sealed", "batches_unacked"):
             assert after[key] == before[key], key
-        seen = []
-        sealed = await ob.seal(lambda rs, seq: seen.extend(rs) or b"x", max_readings=100)
+        seen: list[Reading] = []
+
+        def keep(rs: list[Reading], seq: int) -> bytes:
+            seen.extend(rs)
+            return b"x"
+
+        sealed = await ob.seal(keep, max_readings=100)
+        assert sealed is not None
         assert seen[:-1] == odd and sealed.count == 9 and sealed.priority is E
     finally:
         await ob.close()
@@ -164,18 +170,18 @@ async def test_values_round_trip_and_survive_a_restart(tmp_path):
 async def test_put_validates_before_queueing(tmp_path):
     ob = await opened(tmp_path / "o.db")
     try:
-        with pytest.raises(TypeError, match="m.v.*list"):
+        with pytest.raises(TypeError, match=r"m.v.*list"):
             await ob.put([rd(1), Reading("m.v", 2.0, [1, 2], Quality.GOOD)])
         with pytest.raises(ValueError, match="quality"):
-            await ob.put([Reading("m.v", 2.0, 1, "fine")])
+            await ob.put([Reading("m.v", 2.0, 1, "fine")])  # type: ignore[arg-type]  # wrong on purpose
         with pytest.raises(ValueError, match="NaN"):
             await ob.put([Reading("m.v", math.nan, 1, Quality.GOOD)])
         with pytest.raises(TypeError, match="point name"):
-            await ob.put([Reading(7, 1.0, 1, Quality.GOOD)])
+            await ob.put([Reading(7, 1.0, 1, Quality.GOOD)])  # type: ignore[arg-type]  # wrong on purpose
         with pytest.raises(UnicodeEncodeError):
             await ob.put([Reading("m.v", 1.0, "\ud800", Quality.GOOD)])
         with pytest.raises(ValueError):
-            await ob.put([rd(1)], priority=7)
+            await ob.put([rd(1)], priority=7)  # type: ignore[arg-type]  # wrong on purpose
         assert ob.stats()["appended"] == 0  # nothing of a bad slice got in
         await ob.put([rd(1)])
         await ob.flush()
@@ -195,10 +201,13 @@ async def test_seal_takes_priority_first_then_oldest_and_numbers_batches(tmp_pat
     await ob.flush()
     assert ob.stats()["pending_priority"] is A  # the highest priority waiting
     b1 = await ob.seal(enc, max_readings=3)
+    assert b1 is not None
     assert values(b1.payload) == [6, 7, 8] and b1.priority is A and b1.count == 3
     b2 = await ob.seal(enc, max_readings=3, min_priority_first=False)
+    assert b2 is not None
     assert values(b2.payload) == [1, 2, 3] and b2.priority is T  # oldest regardless of priority
     b3 = await ob.seal(enc, max_readings=100)
+    assert b3 is not None
     assert values(b3.payload) == [9, 4, 5] and b3.priority is E
     assert await ob.seal(enc, max_readings=100) is None  # nothing pending: no batch, no seq used
     assert b1.seq < b2.seq < b3.seq
@@ -215,6 +224,7 @@ async def test_seal_takes_priority_first_then_oldest_and_numbers_batches(tmp_pat
         await ob.put([rd(10)])
         await ob.flush()
         b4 = await ob.seal(enc, max_readings=1)
+        assert b4 is not None
         assert b4.seq > b3.seq  # monotonic across restarts
         assert ob.stats()["next_seq"] > b4.seq
     finally:
@@ -236,12 +246,13 @@ async def test_failed_encode_changes_nothing_but_burns_its_seq(tmp_path):
         with pytest.raises(RuntimeError, match="signing key"):
             await ob.seal(bad, max_readings=10)
         with pytest.raises(TypeError, match="bytes"):
-            await ob.seal(lambda rs, seq: "text", max_readings=10)
+            await ob.seal(lambda rs, seq: "text", max_readings=10)  # type: ignore[arg-type,return-value]  # on purpose
         after = ob.stats()
         for key in ("rows_pending", "rows_sealed", "batches_unacked", "bytes"):
             assert after[key] == before[key], key
         assert ob.unacked() == [] and [r.value for _, r in ob.peek()] == [1, 2]
         b = await ob.seal(enc, max_readings=10)
+        assert b is not None
         assert b.seq > seen[0]  # a seq encode has seen is never handed out again
     finally:
         await ob.close()
@@ -254,6 +265,7 @@ async def test_ack_deletes_whole_batches_idempotently(tmp_path):
     await ob.flush()
     b1 = await ob.seal(enc, max_readings=4)
     b2 = await ob.seal(enc, max_readings=4)
+    assert b1 is not None and b2 is not None
     bytes_before = ob.stats()["bytes"]
     assert await ob.ack([b1.seq, 999_999, b1.seq]) == 4
     assert await ob.ack([b1.seq]) == 0  # again: nothing, no error
@@ -366,6 +378,7 @@ async def test_eviction_on_a_small_byte_cap(tmp_path):
     await ob.flush()
     assert ob.stats()["bytes"] == cap and ob.stats()["evicted_rows"] == {"alarm": 0, "event": 0, "telemetry": 0}
     tb = await ob.seal(enc, max_readings=10, min_priority_first=False)  # the oldest: telemetry 100..109
+    assert tb is not None
     assert values(tb.payload) == list(range(100, 110)) and tb.priority is T
     await ob.put([rd(n) for n in range(200, 240)], T)
     await ob.flush()
@@ -407,6 +420,7 @@ async def test_a_sealed_batch_is_evicted_before_newer_events(tmp_path):
         await ob.put([rd(n) for n in range(10)], T)
         await ob.flush()
         b = await ob.seal(enc, max_readings=10)
+        assert b is not None
         await ob.put([rd(n) for n in range(10, 40)], E)
         await ob.flush()
         st_ = ob.stats()
@@ -422,8 +436,10 @@ async def test_full_disk_evicts_and_recovers(tmp_path):
     try:
         await ob.put([rd(n, value="x" * 200) for n in range(2000)])
         await ob.flush()
-        pages = await ob._call(lambda: ob._store.conn.execute("PRAGMA page_count").fetchone()[0])
-        await ob._call(lambda: ob._store.conn.execute(f"PRAGMA max_page_count={pages}"))
+        conn = ob._store.conn
+        assert conn is not None  # open
+        pages = await ob._call(lambda: conn.execute("PRAGMA page_count").fetchone()[0])
+        await ob._call(lambda: conn.execute(f"PRAGMA max_page_count={pages}"))
         for k in range(5):
             await ob.put([rd(n, value="y" * 200) for n in range(3000 + 200 * k, 3200 + 200 * k)])
         await asyncio.wait_for(ob.flush(), 20)

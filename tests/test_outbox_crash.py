@@ -23,6 +23,8 @@ from tests import outbox_writer as w
 
 KILLS = 60
 
+pytestmark = pytest.mark.integration  # a writer process, SIGKILLed
+
 
 def _seed() -> int:
     return int(os.environ.get("OUTBOX_CRASH_SEED") or random.randrange(2**31))
@@ -48,5 +50,6 @@ async def test_kill_between_encode_and_commit_never_reuses_the_seq(tmp_path):
         assert ob.unacked() == []  # the batch never committed
         assert [r.value for _, r in ob.peek()] == [1]  # its reading is still unsealed
         sealed = await ob.seal(w.encode, max_readings=10)
+    assert sealed is not None
     assert sealed.seq > seen
     assert json.loads(sealed.payload)["n"] == [1]

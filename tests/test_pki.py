@@ -87,7 +87,7 @@ def test_load_ca_round_trip(tmp_path, algorithm):
 
 
 def test_load_ca_errors_name_the_file(tmp_path):
-    with pytest.raises(pki.PKIError, match="ca.key: missing"):
+    with pytest.raises(pki.PKIError, match=r"ca.key: missing"):
         pki.load_ca(tmp_path)
     pki.init_ca(tmp_path / "a")
     pki.init_ca(tmp_path / "b")
@@ -107,6 +107,7 @@ def test_encrypted_ca_key(tmp_path):
 # ----------------------------------------------------------------------------- issued certificates
 
 
+@pytest.mark.integration  # cross-checked with an `openssl verify` process
 @pytest.mark.parametrize("ca_alg", ALGORITHMS)
 @pytest.mark.parametrize("leaf_alg", ALGORITHMS)
 def test_client_certificate(tmp_path, ca_alg, leaf_alg):
@@ -141,6 +142,7 @@ def test_client_certificate(tmp_path, ca_alg, leaf_alg):
         assert r.returncode != 0  # a client certificate is not good for a server
 
 
+@pytest.mark.integration  # cross-checked with an `openssl verify` process
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_server_certificate_sans(tmp_path, algorithm):
     ca = pki.init_ca(tmp_path / "ca", algorithm=algorithm)
@@ -225,6 +227,7 @@ def ca_dir(tmp_path) -> Path:
     return tmp_path / "pki"
 
 
+@pytest.mark.integration  # cross-checked with an `openssl verify` process
 def test_provision_writes_a_complete_identity(tmp_path, ca_dir):
     calls = []
     out = tmp_path / "cab"
@@ -300,7 +303,7 @@ def test_provision_refuses_to_overwrite_unless_forced(tmp_path, ca_dir):
     for p in out.iterdir():
         if p.name != "signing.key":
             p.unlink()
-    with pytest.raises(FileExistsError, match="signing.key"):
+    with pytest.raises(FileExistsError, match=r"signing.key"):
         provision("CAB-1", out, ca_dir=ca_dir, broker_host="127.0.0.1", broker_port=8883)
     second = provision("CAB-1", out, ca_dir=ca_dir, broker_host="127.0.0.1", broker_port=8883, force=True)
     assert second["public_key"] != first["public_key"]

@@ -51,7 +51,7 @@ def check_plan(points: list, limits: Limits, blocks: list[Block]) -> None:
         forbidden[t][a:e] = b"\x01" * (e - a)
 
     assert [(TABLE_ORDER[b.table], b.start) for b in blocks] == sorted((TABLE_ORDER[b.table], b.start) for b in blocks)
-    assigned = Counter()
+    assigned: Counter[int] = Counter()  # id(point) -> blocks holding it
     furthest_end = dict.fromkeys(Table, -1)  # of the earlier blocks of each table
     for b in blocks:
         assert b.end == b.start + b.count
@@ -90,7 +90,7 @@ def brute_force(points: list, limits: Limits) -> tuple[int, int]:
         covered = {a for p in pts for a in range(p.address, p.address + p.width)}
         bad = {a for t, s, e in limits.forbidden if t == table for a in range(s, e)}
 
-        def feasible(s: int, e: int) -> bool:
+        def feasible(s: int, e: int, table: Table = table, bad: set[int] = bad, covered: set[int] = covered) -> bool:
             if e - s > limits.max_count(table) or any(a in bad for a in range(s, e)):
                 return False
             run = 0
@@ -259,7 +259,7 @@ def test_bits_of_one_status_register_and_overlapping_points():
     bits = [hr(f"status.{b}", 5, bit=b) for b in range(16)]
     word = hr("status", 5)
     wide = hr("counter", 4, DataType.UINT32)  # covers 4..5, so the status register too
-    points = bits + [word, wide]
+    points = [*bits, word, wide]
     blocks = plan(points, Limits())
     assert ranges(blocks) == [(Table.HOLDING, 4, 2)]
     assert blocks[0].points[0] is wide
@@ -346,7 +346,7 @@ def test_point_outside_the_address_space():
         (Limits(max_bits=2001), "max_bits"),
         (Limits(max_gap=-1), "max_gap"),
         (Limits(forbidden=((Table.HOLDING, 10, 10),)), "forbidden"),
-        (Limits(forbidden=(("holding", 1, 2),)), "forbidden"),
+        (Limits(forbidden=(("holding", 1, 2),)), "forbidden"),  # type: ignore[arg-type]  # a str, on purpose
     ],
 )
 def test_bad_limits(limits, words):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import time
 from zoneinfo import ZoneInfo
@@ -28,8 +29,8 @@ TROMSO = Site(69.65, 18.96, 0.0, "Europe/Oslo")
 SINGAPORE = Site(1.35, 103.82, 15.0, "Asia/Singapore")
 
 
-def local(site: Site, *args: int) -> float:
-    return dt.datetime(*args, tzinfo=ZoneInfo(site.timezone)).timestamp()
+def local(site: Site, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(site.timezone)).timestamp()
 
 
 def plant_at(site: Site, t: float, **kw) -> Plant:
@@ -57,12 +58,12 @@ def test_lux_falls_monotonically_through_sunset():
     tz = ZoneInfo(BERLIN.timezone)
     t_set = sunset(BERLIN.observer, dt.date(2024, 3, 20), tzinfo=tz).timestamp()
     values = [plant_at(BERLIN, t_set + m * 60).lux for m in range(-90, 91)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(values))
     at_sunset = values[90]
     assert 100 < at_sunset < 1000  # ~400 lx at sunset
     assert values[0] > 5_000 and values[-1] < 1  # bright 1.5 h before, night 1.5 h after
     # the German switching window (40 lx .. 10 lx) lies a few minutes after sunset
-    first_below_40 = next(m for m, v in zip(range(-90, 91), values) if v < 40)
+    first_below_40 = next(m for m, v in zip(range(-90, 91), values, strict=True) if v < 40)
     assert 5 <= first_below_40 <= 40
 
 
@@ -145,7 +146,7 @@ def test_ambient_day_shape_berlin():
     assert cov < 0
     assert max(r[2] for r in rows) == pytest.approx(90, abs=0.1)
     # continuous: no jumps between 5-minute samples (also across midnight)
-    assert all(abs(a[1] - b[1]) < 0.3 for a, b in zip(rows, rows[1:]))
+    assert all(abs(a[1] - b[1]) < 0.3 for a, b in itertools.pairwise(rows))
 
 
 def test_day_to_day_variation_is_seeded():

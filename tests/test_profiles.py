@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from drivers import profiles
 from drivers.modbus.codec import BlockDecoder, check, decode, encode
 from drivers.profiles import xy_md02
-from drivers.profiles.base import DataType, DeviceProfile, ProbeRead, ProfileError, Table
+from drivers.profiles.base import DataType, DeviceProfile, Probe, ProbeRead, ProfileError, Table
 
 ALL = {"sdm120", "sdm630", "xy-md02", "relay-board", "lux", "dali-gateway", "generic"}
 GENERIC_MIN = {"points": [{"key": "x", "table": "holding", "address": 1}]}
@@ -209,9 +209,9 @@ def test_dali_gateway_map():
     addr = {p.key: p.address for p in prof.points}
     assert addr["a0.level"] == 7006 and addr["a3.level"] == 7306 and addr["a3.setpoint"] == 7315
     assert addr["a3.lamp_fail"] == 7305 and addr["broadcast.level"] == 13800
-    assert [k for k in addr][:2] == ["a0.ballast_fail", "a0.lamp_fail"]  # sorted by address
+    assert list(addr)[:2] == ["a0.ballast_fail", "a0.lamp_fail"]  # sorted by address
     status = [p for p in prof.points if p.key.startswith("a3.") and p.bit is not None]
-    block = BlockDecoder(7305, 2, status + [prof.point("a3.level")])
+    block = BlockDecoder(7305, 2, [*status, prof.point("a3.level")])
     out = {p.key: v for p, v, _ in block.decode([0b101, 75])}
     assert out == {"a3.ballast_fail": True, "a3.lamp_fail": False, "a3.lamp_power_on": True, "a3.level": 75}
     sp = prof.point("a3.setpoint")
@@ -361,10 +361,17 @@ DEVICES = {
 THRESHOLD = {"lux": 0.5}  # lux sensors have no standard map: low confidence by design
 
 
+def probe_of(name: str) -> Probe:
+    """The probe of profile `name` (every profile but generic has one)."""
+    probe = profiles.get(name).probe
+    assert probe is not None, f"profile {name} has no probe"
+    return probe
+
+
 def scores(device) -> dict[str, float]:
     out = {}
     for name in ALL - {"generic"}:
-        probe = profiles.get(name).probe
+        probe = probe_of(name)
         out[name] = probe.recognize([device.answer(r) for r in probe.reads])
     return out
 
@@ -383,12 +390,12 @@ def test_probe_silent_unit_scores_zero():
 
 
 def test_sdm_probes_discriminate():
-    reads = profiles.get("sdm120").probe.reads
-    assert reads == profiles.get("sdm630").probe.reads  # one set of reads for both meters
+    reads = probe_of("sdm120").reads
+    assert reads == probe_of("sdm630").reads  # one set of reads for both meters
     single = [f32_words(231.4), f32_words(50.0), 2, 2]
     three = [f32_words(230.2), f32_words(50.0), f32_words(1539.75), f32_words(399.1)]
     three_idle = [f32_words(230.2), f32_words(49.98), f32_words(0.0), f32_words(400.0)]
-    r120, r630 = profiles.get("sdm120").probe.recognize, profiles.get("sdm630").probe.recognize
+    r120, r630 = probe_of("sdm120").recognize, probe_of("sdm630").recognize
     assert r120(single) >= 0.9 and r630(single) <= 0.2
     assert r630(three) >= 0.9 and r120(three) <= 0.2
     assert r630(three_idle) > r120(three_idle)
@@ -397,7 +404,7 @@ def test_sdm_probes_discriminate():
 
 
 def test_xy_md02_probe_variant_and_zero_registers():
-    rec = profiles.get("xy-md02").probe.recognize
+    rec = probe_of("xy-md02").recognize
     assert xy_md02.guess_variant([[0x0131, 0x0222], [1]]) == "x10"
     assert xy_md02.guess_variant([[0x0BEA, 5460], [2]]) == "x100"
     assert xy_md02.guess_variant([[0x3334, 0x4366], None]) is None
@@ -407,28 +414,28 @@ def test_xy_md02_probe_variant_and_zero_registers():
 
 
 def test_relay_and_dali_probe_details():
-    relay = profiles.get("relay-board").probe.recognize
+    relay = probe_of("relay-board").recognize
     assert relay([[False] * 8, [0x0100]]) == 0.8
     assert relay([[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 2]) == 0.45
     assert relay([2, [0x0100]]) == 0.4  # fewer than 8 channels
     assert relay([1, 2]) == relay([[1] * 8, 1]) - 0.45 == 0.0
-    dali = profiles.get("dali-gateway").probe.recognize
+    dali = probe_of("dali-gateway").recognize
     block = [0b100, 75, 6, 1, 1, 100, 100, 255, 4, 7, 75]
     assert dali([[0] * 4, block, [100]]) == pytest.approx(0.85)
     assert dali([2, block, 2]) == pytest.approx(0.6)
     assert dali([[0] * 4, [0] * 11, [0]]) < 0.5  # zeros prove little: scan will not claim it
-    assert dali([[0] * 4, block[:4] + [50, 10] + block[6:], [100]]) == 0.0  # min > max
+    assert dali([[0] * 4, [*block[:4], 50, 10, *block[6:]], [100]]) == 0.0  # min > max
 
 
 def test_lux_probe_and_ambiguous_meter():
-    lux = profiles.get("lux").probe.recognize
+    lux = probe_of("lux").recognize
     assert lux([[0x0002, 0x06F6], 2]) == 0.25  # value only: a candidate, not a claim
     assert lux([[0x0002, 0x06F6], [1, 2]]) == 0.5
     assert lux([[0xFFFF, 0xFFFF], [1, 2]]) == lux([[0x0006, 0x0001], [1, 2]]) == 0.0  # > 200 000 lx
     assert lux([1, [1, 2]]) == 0.0
     # An SDM120 that reads unimplemented registers as 0 instead of refusing them:
     zeros = [f32_words(231.4), f32_words(50.0), [0, 0], [0, 0]]
-    r120, r630 = profiles.get("sdm120").probe.recognize, profiles.get("sdm630").probe.recognize
+    r120, r630 = probe_of("sdm120").recognize, probe_of("sdm630").recognize
     assert r120(zeros) > r630(zeros) >= 0.5  # open question, single phase preferred
 
 
@@ -449,7 +456,7 @@ results = st.lists(
 @given(results)
 def test_probes_never_raise_on_garbage(res):
     for name in ALL - {"generic"}:
-        v = profiles.get(name).probe.recognize(res)
+        v = probe_of(name).recognize(res)
         assert isinstance(v, float) and 0.0 <= v <= 1.0
 
 

@@ -25,8 +25,9 @@ async def sim(tmp_path):
     await cab.stop()
 
 
+@pytest.mark.integration  # the simulated cabinet
 async def test_scan_finds_and_recognizes_the_rtu_devices(sim):
-    cab, ep = sim
+    _, ep = sim
     engine = BusEngine.rtu("scan", ep["buses"]["rs485"][1], baudrate=9600, timeout_ms=60)
     seen = []
     found = await scan(engine, parse_units("1-3,9-11,20,30,31"), progress=lambda d, t, n: seen.append((d, t, n)))
@@ -40,8 +41,9 @@ async def test_scan_finds_and_recognizes_the_rtu_devices(sim):
     assert "sdm630" in report(found, False) and json.loads(report(found, True))[0]["unit"] == 1
 
 
+@pytest.mark.integration  # the simulated cabinet
 async def test_scan_tcp_dali_gateway(sim):
-    cab, ep = sim
+    _, ep = sim
     _, host, port = ep["buses"]["dali"]
     engine = BusEngine.tcp("scan", host, port, timeout_ms=100)
     found = await scan(engine, [1, 2])
@@ -55,8 +57,9 @@ def test_parse_units():
         parse_units("0-5")
 
 
+@pytest.mark.integration  # the simulated cabinet and a `cabinet scan` process
 async def test_scan_command_against_a_sim_port(sim):
-    cab, ep = sim
+    _, ep = sim
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

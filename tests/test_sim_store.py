@@ -156,8 +156,10 @@ def test_request_framer_serializes_back_to_back_frames():
     # an unknown function code ends by a silence of t3.5
     odd = rf.with_crc(bytes([1, 0x41, 9, 9]))
     assert fr.feed(odd, 20.0) == []
-    assert fr.flush(fr.deadline() - 1e-4) is None
-    frame = fr.flush(fr.deadline())
+    deadline = fr.deadline()
+    assert deadline is not None  # a frame is pending
+    assert fr.flush(deadline - 1e-4) is None
+    frame = fr.flush(deadline)
     assert frame is not None and frame.data == odd
     # a gap longer than t3.5 inside a frame cuts it
     assert fr.feed(f1[:4], 30.0) == []
@@ -165,12 +167,14 @@ def test_request_framer_serializes_back_to_back_frames():
     assert [(f.data, f.complete) for f in out] == [(f1[:4], False)]
 
 
+@pytest.mark.integration  # a real pymodbus TCP server on a loopback port
 async def test_sim_device_served_by_pymodbus_tcp_server():
     st = RegisterStore(profile(), {"voltage": 231.0, "relay2": True})
     writes = []
     st.on_write = lambda k, v: writes.append((k, v))
     server = ModbusTcpServer([sim_device(7, st)], framer=FramerType.SOCKET, address=("127.0.0.1", 0))
     await server.serve_forever(background=True)
+    assert isinstance(server.transport, asyncio.Server)  # a listener's transport is the asyncio server
     port = server.transport.sockets[0].getsockname()[1]
     client = AsyncModbusTcpClient("127.0.0.1", port=port, framer=FramerType.SOCKET, timeout=2, retries=0)
     try:

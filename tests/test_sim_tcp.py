@@ -18,6 +18,8 @@ from drivers.profiles.base import DataType, DeviceProfile, RegisterPoint, Table
 
 TIMEOUT = 0.3
 
+pytestmark = pytest.mark.integration  # real Modbus TCP servers on loopback ports, in real time
+
 PROFILE = DeviceProfile(
     "tcpdev",
     (

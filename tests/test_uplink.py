@@ -26,6 +26,8 @@ from tools.provision import pki
 
 CAB = "CAB-T1"
 
+pytestmark = pytest.mark.integration  # a real broker
+
 
 class Rig:
     """An outbox + uplink (the cabinet) and an ingest, on one test broker."""

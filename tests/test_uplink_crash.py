@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.clock import WallClock
 from agent.wire import cose
 from tests.broker import broker  # noqa: F401
@@ -22,6 +24,8 @@ from tools.ingest.store import Store
 from tools.provision import pki
 
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.integration  # agent processes, SIGKILLed, against a real broker
 KILLS = int(os.environ.get("CABINET_UPLINK_SOAK", "50"))
 
 
@@ -36,6 +40,7 @@ async def start_agent(d: Path, port: int, *extra: str) -> asyncio.subprocess.Pro
         cwd=str(ROOT),
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+    assert proc.stdout is not None  # a PIPE
     line = await asyncio.wait_for(proc.stdout.readline(), 20)
     assert line.strip() == b"ready", line
     return proc
@@ -61,6 +66,7 @@ async def test_agent_killed_at_random_moments_every_flushed_reading_arrives_once
     try:
         for _ in range(KILLS):
             proc = await start_agent(d, broker.plain_port)
+            assert proc.stdout is not None  # a PIPE
             deadline = asyncio.get_running_loop().time() + rng.uniform(0.05, 0.6)
             while asyncio.get_running_loop().time() < deadline:
                 try:

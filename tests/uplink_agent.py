@@ -6,7 +6,8 @@ Appends readings numbered 0, 1, 2, ... (point "n", t = 1.8e9 + number), in slice
 flushes each slice and prints "first last" of it (so the test knows what reached the
 outbox durably), while the uplink sends and deletes acknowledged batches. A slice's
 numbers are reserved in DIR/next before it is appended, so a restart never reuses a
-number (a killed slice leaves a gap, never a double). With --drain it appends nothing and exits once the outbox is empty.
+number (a killed slice leaves a gap, never a double). With --drain it appends nothing and
+exits once the outbox is empty.
 Keys: DIR/cab.key (signing), DIR/ingest.pub (trusted for acks)."""
 
 from __future__ import annotations
