@@ -7,9 +7,9 @@ import builtins
 import dataclasses
 from typing import Any
 
-from agent.control.alarms import AlarmManager
-from agent.control.climate import ClimateController, ClimateStep
-from agent.control.climate_settings import (
+from agent.control.alarms.manager import AlarmManager
+from agent.control.climate.controller import ClimateController, ClimateStep
+from agent.control.climate.settings import (
     ClimateSettings,
     DoorSettings,
     FanSettings,

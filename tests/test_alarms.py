@@ -1,4 +1,4 @@
-"""The alarm framework (agent.control.alarms): delays, hysteresis, latching,
+"""The alarm framework (agent.control.alarms.manager): delays, hysteresis, latching,
 acknowledge, default definitions, overrides, persistence across a restart."""
 
 from __future__ import annotations
@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.control.alarms import AlarmDef, AlarmEvent, AlarmManager, AlarmOverride, Condition, Hysteresis, as_condition
+from agent.control.alarms.manager import (
+    AlarmDef,
+    AlarmEvent,
+    AlarmManager,
+    AlarmOverride,
+    Condition,
+    Hysteresis,
+    as_condition,
+)
 from agent.model import Quality
 
 

@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from agent.control.climate import ClimateController, take_snapshot
-from agent.control.climate_parts import Debounce, Switch, dew_point_c, rh_from_dew_point, saturation_vp_hpa
-from agent.control.climate_settings import FanCheck, FanSettings, Limits, SensorSettings, UpsSettings
+from agent.control.climate.controller import ClimateController, take_snapshot
+from agent.control.climate.parts import Debounce, Switch, dew_point_c, rh_from_dew_point, saturation_vp_hpa
+from agent.control.climate.settings import FanCheck, FanSettings, Limits, SensorSettings, UpsSettings
 from agent.field.image import ProcessImage
 from agent.model import Point, Quality, Reading
 from tests.climate_rig import DOOR, FAN, FAN2, FLOOD, HEATER, LOW, ON_BATT, REPL, RH, Rig, T, settings

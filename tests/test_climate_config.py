@@ -4,8 +4,8 @@ naming file, section, key, value and what is allowed, all in one pass."""
 from __future__ import annotations
 
 from agent import config as cfg
-from agent.control.alarms import AlarmOverride
-from agent.control.climate import ClimateController
+from agent.control.alarms.manager import AlarmOverride
+from agent.control.climate.controller import ClimateController
 from agent.runtime.entry import board_infos
 from tests.conftest import find, issues_of
 

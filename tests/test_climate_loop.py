@@ -5,7 +5,7 @@ fault) to show that the figures asserted are the controller's doing."""
 
 from __future__ import annotations
 
-from agent.control.climate_settings import FanCheck
+from agent.control.climate.settings import FanCheck
 from boards.sim.plant import Cabinet, Weather
 from tools.bench.climate import FAN, HEATER, ClosedLoop, example_settings
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from agent.control.astro import HORIZON, AstroClock, GpsFix
+from agent.control.lighting.astro import HORIZON, AstroClock, GpsFix
 from tests.test_lighting_rig import SITES
 
 D = dt.timedelta(days=1)

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from agent.control.astro import DAY_ELEVATION, NIGHT_ELEVATION, AstroClock
-from agent.control.calendar import LAST, Calendar, DateSpec, Rule
-from agent.control.lighting_model import Actuation
-from agent.control.programs import AstroStep, Boost, PhotocellView, Program, Schedule, Step
+from agent.control.lighting.astro import DAY_ELEVATION, NIGHT_ELEVATION, AstroClock
+from agent.control.lighting.calendar import LAST, Calendar, DateSpec, Rule
+from agent.control.lighting.model import Actuation
+from agent.control.lighting.programs import AstroStep, Boost, PhotocellView, Program, Schedule, Step
 from tests.test_lighting_rig import EVENING, SITES, Rig, dimmed, seg, settings, ts
 
 PROGRAMS = {

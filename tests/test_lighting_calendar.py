@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from agent.control.calendar import LAST, Calendar, DateSpec, Rule, nth_weekday
-from agent.control.programs import Program
+from agent.control.lighting.calendar import LAST, Calendar, DateSpec, Rule, nth_weekday
+from agent.control.lighting.programs import Program
 from tests.test_lighting_rig import Rig, dimmed, settings, ts
 
 THU, SAT, SUN = 3, 5, 6

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from agent import config as cfg
-from agent.control.lighting import LightingController
+from agent.control.lighting.controller import LightingController
 from agent.runtime.entry import board_infos
 from tests.conftest import find, issues_of
 

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from agent.control.lighting import LightingController
-from agent.control.lighting_model import Actuation, FailureDetection
-from agent.control.programs import Program
+from agent.control.lighting.controller import LightingController
+from agent.control.lighting.model import Actuation, FailureDetection
+from agent.control.lighting.programs import Program
 from agent.model import Quality
 from tests.test_lighting_rig import LUX, SITES, Rig, dimmed, seg, settings, ts
 
@@ -328,7 +328,7 @@ samples = st.one_of(
     dt_s=st.floats(0, 5000),
 )
 def test_any_snapshot_never_crashes_and_decisions_stay_in_range(snap, clock, dt_s):
-    from agent.control.programs import Boost
+    from agent.control.lighting.programs import Boost
 
     prog = Program("p", period="astro+sensor", boost=Boost("dio.motion", level=90))
     ctl = LightingController(

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agent.control.overrides import Override, Overrides
+from agent.control.lighting.overrides import Override, Overrides
 from tests.test_lighting_rig import Rig, dimmed, seg, settings, ts
 
 T0 = ts(2024, 5, 1, 12)

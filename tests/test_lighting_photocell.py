@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from agent.control.photocell import Photocell, PhotocellSettings
-from agent.control.programs import Program
+from agent.control.lighting.photocell import Photocell, PhotocellSettings
+from agent.control.lighting.programs import Program
 from tests.test_lighting_rig import LUX, Rig, settings, ts
 
 S = PhotocellSettings(LUX)

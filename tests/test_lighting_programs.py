@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from agent.control.lighting_model import Actuation
-from agent.control.programs import AstroStep, Boost, Program, Step, local_instant
+from agent.control.lighting.model import Actuation
+from agent.control.lighting.programs import AstroStep, Boost, Program, Step, local_instant
 from tests.test_lighting_rig import EVENING, Recorder, Rig, dimmed, settings, ts
 
 NO_WAIT = Actuation(min_switch_interval_s=0, warm_up_s=0, settle_s=0)

@@ -13,11 +13,11 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from agent.control.calendar import Calendar
-from agent.control.lighting import LightingController
-from agent.control.lighting_model import Actuation, FailureDetection, LightingSettings, Segment, StepResult, Write
-from agent.control.photocell import PhotocellSettings
-from agent.control.programs import Program, Step
+from agent.control.lighting.calendar import Calendar
+from agent.control.lighting.controller import LightingController
+from agent.control.lighting.model import Actuation, FailureDetection, LightingSettings, Segment, StepResult, Write
+from agent.control.lighting.photocell import PhotocellSettings
+from agent.control.lighting.programs import Program, Step
 
 UTC = dt.UTC
 SITES = {

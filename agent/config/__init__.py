@@ -36,7 +36,7 @@ from agent.config.sections import (
 )
 from agent.config.sim import parse_sim
 from agent.config.trust import parse_trust
-from agent.control.climate_alarms import alarm_definitions
+from agent.control.climate.alarms import alarm_definitions
 from agent.model import Point
 from agent.wire.commands import Trust
 

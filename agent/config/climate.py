@@ -1,6 +1,6 @@
 """Parsers for `[climate]` (the climate controller) and `[alarms]` (per-alarm overrides).
 
-`parse_climate(section, points)` returns an `agent.control.climate_settings.ClimateSettings`
+`parse_climate(section, points)` returns an `agent.control.climate.settings.ClimateSettings`
 (or None when the section is absent or disabled); `parse_alarms(issues, raw,
 known)` returns {alarm id: AlarmOverride}. Every problem is recorded in the shared
 Issues (file, section, key, value, what is allowed), and references are checked:
@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.config.schema import MISSING, NAME_RE, F, Issues, Section, or_default
-from agent.control.alarms import SEVERITIES, AlarmOverride
-from agent.control.climate_settings import (
+from agent.control.alarms.manager import SEVERITIES, AlarmOverride
+from agent.control.climate.settings import (
     DEFAULT_TRIP_C,
     ClimateSettings,
     DoorSettings,

@@ -1,6 +1,6 @@
 """The [lighting] config section: segments, calendars, programs, photocell, overrides,
 actuation and failure detection, parsed into agent.control's LightingSettings (the
-calendars and programs by agent.config.lighting_programs).
+calendars and programs by agent.config.programs).
 
 Every problem names the section and key, the value given and what is allowed; all
 are collected in one pass. Cross-checks: referenced points exist (contactor and
@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any, TypeVar
 
-from agent.config.lighting_programs import parse_calendar, parse_program, parse_time, point_ref, time_check
+from agent.config.programs import parse_calendar, parse_program, parse_time, point_ref, time_check
 from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
-from agent.control.calendar import Calendar
-from agent.control.lighting_model import Actuation, FailureDetection, LightingSettings, Segment
-from agent.control.photocell import PhotocellSettings
+from agent.control.lighting.calendar import Calendar
+from agent.control.lighting.model import Actuation, FailureDetection, LightingSettings, Segment
+from agent.control.lighting.photocell import PhotocellSettings
 from agent.model import Point
 
 S = TypeVar("S", Actuation, FailureDetection)

@@ -179,9 +179,9 @@ class Config:
     raw: Mapping[str, Any]
     uplink: Uplink | None = None
     outbox: OutboxSettings = OutboxSettings()
-    climate: Any = None  # agent.control.climate_settings.ClimateSettings when [climate] is configured
-    alarms: Mapping[str, Any] = field(default_factory=dict)  # alarm id -> agent.control.alarms.AlarmOverride
-    lighting: Any = None  # agent.control.lighting_model.LightingSettings when [lighting] is configured
+    climate: Any = None  # agent.control.climate.settings.ClimateSettings when [climate] is configured
+    alarms: Mapping[str, Any] = field(default_factory=dict)  # alarm id -> agent.control.alarms.manager.AlarmOverride
+    lighting: Any = None  # agent.control.lighting.model.LightingSettings when [lighting] is configured
     trust: Any = None  # agent.wire.commands.Trust: operator keys for signed commands ([trust])
     config_version: int = 0  # [cabinet] config_version: remote configuration version (docs/commands.md)
     ota: Any = None  # agent.config.ota.OtaSettings ([ota], docs/ota.md)

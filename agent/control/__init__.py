@@ -1,4 +1,4 @@
-"""The pure control layer: lighting (and, beside it, alarms and climate).
+"""The pure control layer: lighting/, climate/ and the alarm framework (alarms/) they share.
 
 Everything here is a plain object driven by explicit arguments: a monotonic `now`,
 a UTC datetime (or None when the clock is unknown) and a snapshot of the process

@@ -69,7 +69,7 @@ class ControlPort(Protocol):
     def mode(self) -> str | None: ...
 
     @property
-    def alarms(self) -> Any: ...  # agent.control.alarms.AlarmManager
+    def alarms(self) -> Any: ...  # agent.control.alarms.manager.AlarmManager
 
     async def override(self, args: dict[str, Any]) -> dict[str, Any]: ...
 

@@ -25,9 +25,9 @@ from typing import Any
 from agent import statefile
 from agent.clock import Clock, clock_trusted
 from agent.config import Config
-from agent.control.alarms import AlarmManager
-from agent.control.climate import ClimateController
-from agent.control.lighting import LightingController
+from agent.control.alarms.manager import AlarmManager
+from agent.control.climate.controller import ClimateController
+from agent.control.lighting.controller import LightingController
 from agent.field.actuator import Actuator
 from agent.field.image import ProcessImage
 from agent.model import Point, Priority, Quality, Reading

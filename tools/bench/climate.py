@@ -29,9 +29,9 @@ import math
 import time
 from typing import Any
 
-from agent.control.alarms import AlarmManager
-from agent.control.climate import ClimateController
-from agent.control.climate_settings import (
+from agent.control.alarms.manager import AlarmManager
+from agent.control.climate.controller import ClimateController
+from agent.control.climate.settings import (
     ClimateSettings,
     DoorSettings,
     FanSettings,

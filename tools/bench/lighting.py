@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from agent import config as cfg
-from agent.control.lighting import LightingController
+from agent.control.lighting.controller import LightingController
 from agent.runtime.entry import board_infos
 
 UTC = dt.UTC

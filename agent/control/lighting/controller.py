@@ -36,16 +36,16 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.control.alarm_model import Condition
-from agent.control.astro import AstroClock
-from agent.control.lighting_actuation import NO_VALUE, SegmentActuation, good_value
-from agent.control.lighting_alarms import BLIND, CLOCK_UNKNOWN, NORMAL, LightingConditions
-from agent.control.lighting_model import Decision, Event, LightingConfig, LightingSettings, StepResult, Write
-from agent.control.lighting_monitor import Monitor
-from agent.control.lighting_time import LocalDay, utc_seconds
-from agent.control.overrides import Override, Overrides
-from agent.control.photocell import Photocell
-from agent.control.programs import BoostState, Outcome, PhotocellView, Program, Schedule
+from agent.control.alarms.model import Condition
+from agent.control.lighting.actuation import NO_VALUE, SegmentActuation, good_value
+from agent.control.lighting.alarms import BLIND, CLOCK_UNKNOWN, NORMAL, LightingConditions
+from agent.control.lighting.astro import AstroClock
+from agent.control.lighting.model import Decision, Event, LightingConfig, LightingSettings, StepResult, Write
+from agent.control.lighting.monitor import Monitor
+from agent.control.lighting.overrides import Override, Overrides
+from agent.control.lighting.photocell import Photocell
+from agent.control.lighting.programs import BoostState, Outcome, PhotocellView, Program, Schedule
+from agent.control.lighting.timing import LocalDay, utc_seconds
 
 STATE_FORMAT = 1
 

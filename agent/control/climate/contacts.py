@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.control.alarm_model import Condition
-from agent.control.climate_alarms import contact_points
-from agent.control.climate_parts import Debounce, good_value
-from agent.control.climate_settings import ClimateSettings
+from agent.control.alarms.model import Condition
+from agent.control.climate.alarms import contact_points
+from agent.control.climate.parts import Debounce, good_value
+from agent.control.climate.settings import ClimateSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from agent.control.lighting_model import Actuation, Segment, Write
+from agent.control.lighting.model import Actuation, Segment, Write
 
 
 class SegmentActuation:

@@ -5,7 +5,7 @@ wrapper: LightingSettings (segments, calendars, programs, photocell, actuation a
 failure-detection settings), LightingConfig (what the controller needs of the
 agent's Config, which agent/control does not import) and the step's outputs Decision, Write, Event and
 StepResult, each with a JSON-safe `to_dict()`. The alarm conditions a step returns
-are the alarm framework's `Condition` (agent.control.alarm_model), as climate's are.
+are the alarm framework's `Condition` (agent.control.alarms.model), as climate's are.
 No logic beyond small helpers.
 """
 
@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Any, NamedTuple, Protocol
 
-from agent.control.alarm_model import Condition
-from agent.control.calendar import Calendar
-from agent.control.overrides import DEFAULT_EXPIRY_S
-from agent.control.photocell import PhotocellSettings
-from agent.control.programs import Program
+from agent.control.alarms.model import Condition
+from agent.control.lighting.calendar import Calendar
+from agent.control.lighting.overrides import DEFAULT_EXPIRY_S
+from agent.control.lighting.photocell import PhotocellSettings
+from agent.control.lighting.programs import Program
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from agent.control.astro import AstroClock, Night
+from agent.control.lighting.astro import AstroClock, Night
 
 PERIODS = ("absolute", "astro", "sensor", "astro+sensor")
 BOOST_OPERATIONS = ("max", "set")

@@ -46,7 +46,7 @@ Owns:
   Reading for the outbox (point "alarm.<id>", value: the event as compact JSON),
   to be put with `Priority.ALARM`.
 
-The value types live in agent/control/alarm_model.py and are re-exported here.
+The value types live in agent/control/alarms/model.py and are re-exported here.
 
 Time: `update(now, ...)` and `acknowledge(id, now, ...)` take `now` as monotonic
 seconds (delays; `next_due()` says when the next one ends); `wall=` gives the
@@ -65,7 +65,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.control.alarm_model import (
+from agent.control.alarms.model import (
     SEVERITIES,
     SHOWN,
     STATE_VERSION,

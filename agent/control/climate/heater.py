@@ -10,9 +10,9 @@ humidity sensor the last good dew point does, as long. Pure: `now` is monotonic 
 
 from __future__ import annotations
 
-from agent.control.alarm_model import Hysteresis
-from agent.control.climate_parts import SensorWatch, rh_from_dew_point
-from agent.control.climate_settings import HeaterSettings
+from agent.control.alarms.model import Hysteresis
+from agent.control.climate.parts import SensorWatch, rh_from_dew_point
+from agent.control.climate.settings import HeaterSettings
 
 
 class HeaterRules:

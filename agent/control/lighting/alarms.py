@@ -1,7 +1,7 @@
 """The lighting controller's alarm conditions: their ids, severities, sources and
 messages, and which of them changed in a step.
 
-Lighting emits the alarm framework's `Condition` (agent.control.alarm_model), as
+Lighting emits the alarm framework's `Condition` (agent.control.alarms.model), as
 climate does. Ids and sources:
 
 | id | severity | source |
@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.control.alarm_model import Condition
-from agent.control.lighting_monitor import SEVERITY, Monitor
+from agent.control.alarms.model import Condition
+from agent.control.lighting.monitor import SEVERITY, Monitor
 
 SITE = "lighting"  # the source of the conditions that belong to no segment
 NORMAL, CLOCK_UNKNOWN, BLIND = "normal", "failsafe:clock-unknown", "failsafe:no-clock-no-photocell"  # modes

@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.control.alarms import Condition
-from agent.control.climate_parts import Switch, good_value
-from agent.control.climate_settings import ClimateSettings, FanSettings
+from agent.control.alarms.manager import Condition
+from agent.control.climate.parts import Switch, good_value
+from agent.control.climate.settings import ClimateSettings, FanSettings
 
 INF = math.inf
 

@@ -1,4 +1,4 @@
-"""The alarm framework's value types (re-exported by agent.control.alarms, which
+"""The alarm framework's value types (re-exported by agent.control.alarms.manager, which
 documents them): severities, the raw `Condition` every controller emits (climate
 and lighting alike), the `Hysteresis` helper, an alarm's definition `AlarmDef`,
 config overrides `AlarmOverride`, the `AlarmEvent` a transition produces, and
@@ -165,7 +165,7 @@ def json_num(v: Any) -> float | None:
 
 
 def as_condition(c: Any) -> Condition:
-    """Normalise what a controller emitted into a Condition (see agent.control.alarms)."""
+    """Normalise what a controller emitted into a Condition (see agent.control.alarms.manager)."""
     aid, source, severity, active, message, value = _fields(c)
     if not isinstance(aid, str) or not aid:
         raise ValueError(f"alarm condition without an alarm id: {c!r}")

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.config.schema import MISSING, F, Section, or_default
-from agent.control.calendar import LAST, WEEKDAYS, Calendar, DateSpec, Rule
-from agent.control.photocell import PhotocellSettings
-from agent.control.programs import BOOST_OPERATIONS, PERIODS, AstroStep, Boost, Program, Step
+from agent.control.lighting.calendar import LAST, WEEKDAYS, Calendar, DateSpec, Rule
+from agent.control.lighting.photocell import PhotocellSettings
+from agent.control.lighting.programs import BOOST_OPERATIONS, PERIODS, AstroStep, Boost, Program, Step
 from agent.model import Point
 
 TIME_HELP = 'local wall time "HH:MM" or "HH:MM:SS"'

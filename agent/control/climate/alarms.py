@@ -25,8 +25,8 @@ the hysteresis of the definition (so it survives a restart).
 
 from __future__ import annotations
 
-from agent.control.alarms import AlarmDef, Hysteresis
-from agent.control.climate_settings import ClimateSettings
+from agent.control.alarms.manager import AlarmDef, Hysteresis
+from agent.control.climate.settings import ClimateSettings
 
 
 def limit_alarms(s: ClimateSettings) -> list[tuple[str, str, float, float, str, str]]:

@@ -1,7 +1,7 @@
 """The cabinet climate controller: fans, anti-condensation heater, door, flood and
 UPS, as one pure object (docs/climate.md has the rules and their defaults).
 
-    ctl = ClimateController(settings)            # settings: agent.control.climate_settings
+    ctl = ClimateController(settings)            # settings: agent.control.climate.settings
     alarms = AlarmManager(ctl.definitions(), overrides)
     step = ctl.step(now_monotonic, snapshot)     # snapshot: point -> (value, quality, age_s) or None
     step.outputs     # OutputDecision per fan and heater: point, on, reason, trip, changed, held_until
@@ -30,13 +30,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from agent.control.alarms import AlarmDef, Condition, Hysteresis
-from agent.control.climate_alarms import alarm_definitions, limit_alarms
-from agent.control.climate_contacts import Contacts, ContactWatch
-from agent.control.climate_fans import FanWatch
-from agent.control.climate_heater import HeaterRules
-from agent.control.climate_parts import SensorWatch, Switch, dew_point_c
-from agent.control.climate_settings import ClimateSettings
+from agent.control.alarms.manager import AlarmDef, Condition, Hysteresis
+from agent.control.climate.alarms import alarm_definitions, limit_alarms
+from agent.control.climate.contacts import Contacts, ContactWatch
+from agent.control.climate.fans import FanWatch
+from agent.control.climate.heater import HeaterRules
+from agent.control.climate.parts import SensorWatch, Switch, dew_point_c
+from agent.control.climate.settings import ClimateSettings
 from agent.model import Quality, Reading
 
 MAX_PERIOD_S = 5.0

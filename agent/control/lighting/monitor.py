@@ -29,7 +29,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from agent.control.lighting_model import Actuation, FailureDetection, Segment
+from agent.control.lighting.model import Actuation, FailureDetection, Segment
 
 SEVERITY = {
     "day_burner": "critical",
