@@ -1,4 +1,4 @@
-"""The staged-rollout planner (tools/ota/rollout.py), pure: buckets, waves, and a simulated
+"""The staged-rollout planner (tools/ota/rollout/plan.py), pure: buckets, waves, and a simulated
 fleet of a few thousand cabinets with injected failure rates (seeded), as in the OTA
 reference's test plan (§6 item 6)."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tools.ota.rollout import Plan, Rollout, bucket
+from tools.ota.rollout.plan import Plan, Rollout, bucket
 
 DEP = "agent-0.9.0"
 STEPS = ("offered", "downloading", "downloaded", "installing", "restarting", "verifying")

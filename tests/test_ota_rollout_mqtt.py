@@ -1,4 +1,4 @@
-"""`cabinet ota rollout` (tools/ota/rollout_run.py) against a real Mosquitto: fake cabinets
+"""`cabinet ota rollout` (tools/ota/rollout/session.py) against a real Mosquitto: fake cabinets
 publish retained birth messages, verify the signed ota.offer commands they receive with a
 Trust built for the operator key, and answer with signed status messages (seal_status)."""
 
@@ -18,8 +18,8 @@ from agent.wire import commands as C
 from agent.wire import cose
 from agent.wire.ota_status import seal_status, status_topic
 from tests.broker import broker  # noqa: F401
-from tools.ota.rollout import Plan
-from tools.ota.rollout_run import add_rollout_args, rollout_main
+from tools.ota.rollout.plan import Plan
+from tools.ota.rollout.session import add_rollout_args, rollout_main
 from tools.provision import pki
 
 PREFIX = "city/v1"
@@ -245,7 +245,7 @@ async def test_a_refused_offer_fails_at_once(tmp_path, broker):
 async def test_a_saved_rollout_resumes_and_sends_unanswered_offers_again(tmp_path, broker):
     """A state file whose wave 1 was offered but never answered (the tool died after publishing):
     the resumed run offers those cabinets again (fresh command ids) and finishes."""
-    from tools.ota.rollout import Rollout
+    from tools.ota.rollout.plan import Rollout
 
     def saved(fleet):
         plan = Plan({c: {"tags": fleet.tags[c], "version": "0.8.0"} for c in IDS}, waves=[1, 10, 50, 100])
@@ -267,8 +267,8 @@ async def test_a_saved_rollout_resumes_and_sends_unanswered_offers_again(tmp_pat
 
 
 def test_the_progress_line_is_redrawn_on_a_terminal():
-    from tools.ota.rollout import Rollout
-    from tools.ota.rollout_run import Display
+    from tools.ota.rollout.plan import Rollout
+    from tools.ota.rollout.session import Display
 
     class Tty(io.StringIO):
         def isatty(self):

@@ -12,7 +12,7 @@ and correlation data), waits for each cabinet's signed reply, verifies it with t
 cabinet's public key (--cabinet-key, or the key registered in the ingest's registry),
 prints it as JSON, and exits 0 when every cabinet replied ok, 1 otherwise. The broker
 connection, the TLS context and the reply-key lookup are shared with `cabinet ota rollout`
-(tools/ota/rollout_run.py).
+(tools/ota/rollout/session.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ cabinet ota timestamp --repo DIR --keys DIR [--days N]   re-sign the timestamp (
 cabinet ota root rotate --repo DIR --keys DIR --replace OLD=NEW ...
 cabinet ota targets --repo DIR                           what the repository offers
 cabinet ota serve DIR [--host H] [--port P]              a range-capable HTTP server for a repository
-cabinet ota rollout --target NAME --version V ...        waves, gates, halt (tools/ota/rollout_run.py)
+cabinet ota rollout --target NAME --version V ...        waves, gates, halt (tools/ota/rollout/session.py)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 from ota import bundle
 from ota.errors import RepoError
 from tools.ota.build import add_build_args, build_main
-from tools.ota.rollout_run import add_rollout_args, rollout_main
+from tools.ota.rollout.session import add_rollout_args, rollout_main
 from tools.ota.serve import add_serve_args, serve_main
 
 

@@ -1,4 +1,4 @@
-"""`cabinet ota rollout`: walk a staged rollout (tools/ota/rollout.py) over MQTT.
+"""`cabinet ota rollout`: walk a staged rollout (tools/ota/rollout/plan.py) over MQTT.
 
     cabinet ota rollout --target NAME --version V [--deployment ID] [--repository URL]
         --key operator.key --broker HOST[:PORT] [--tls --ca F --cert F --tls-key F]
@@ -17,7 +17,7 @@ signed reply says not ok) counts as a failure. --state FILE is written after eve
 resumes the rollout when it exists (unanswered offers are sent again: offers are idempotent).
 Exit 0 done, 3 halted, 1 error (broker, keys), 2 bad arguments. `RolloutSession` is the
 MQTT side of one run (discovery, offers, statuses and refusals in); the inputs (fleet file,
-births, keys, options, saved state) are tools/ota/rollout_inputs.py.
+births, keys, options, saved state) are tools/ota/rollout/inputs.py.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from tools.operator.commands import (
     signing_and_broker_args,
     tls_context,
 )
-from tools.ota.rollout import Plan, Rollout
-from tools.ota.rollout_inputs import key_lookup, parse_birth, plan_options, resume, save
+from tools.ota.rollout.inputs import key_lookup, parse_birth, plan_options, resume, save
+from tools.ota.rollout.plan import Plan, Rollout
 
 if TYPE_CHECKING:
     import aiomqtt

@@ -1,4 +1,4 @@
-"""The inputs of `cabinet ota rollout` (tools/ota/rollout_run.py): the fleet file, the
+"""The inputs of `cabinet ota rollout` (tools/ota/rollout/session.py): the fleet file, the
 cabinets' retained birth messages, the keys that verify their statuses, the options of a
 new rollout (checked before connecting) and the saved state it resumes from.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from ota.fsutil import write_atomic
 from tools.operator.commands import KeyLookup, cabinet_keys, duration
-from tools.ota.rollout import Plan, Rollout
+from tools.ota.rollout.plan import Plan, Rollout
 
 
 def load_fleet(path: str) -> dict[str, dict[str, Any]]:
