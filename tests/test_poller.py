@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 
 import pytest
 
@@ -71,13 +72,23 @@ async def test_dead_device_backs_off_and_others_keep_their_rate(tmp_path, caplog
     devs = [device("m1", 1), device("m2", 2), device("dead", 3)]
     stores = {u: RegisterStore(TEST_PROFILE, TEST_VALUES) for u in (1, 2, 3)}
     async with Rig(tmp_path, devs, stores) as rig:
-        rig.faults.set(3, Fault(FaultKind.SILENT))
-        await asyncio.sleep(2.0)
         st = rig.poller.devices
-        # 2 s at 0.1 s: 20 cycles; the live devices keep >= 90 %
-        assert st["m1"].polls >= 18 and st["m2"].polls >= 18, (st["m1"].polls, st["m2"].polls)
-        # backoff 0.2, 0.4, 0.8, 1.0 ...: a handful of attempts, not 20
-        assert 2 <= st["dead"].polls <= 6, st["dead"].polls
+        # the live devices' rate with every device answering, measured in this run (a busy
+        # machine slows the emulated line for both phases alike) ...
+        await wait_until(lambda: st["m1"].polls > 0, timeout=5)
+        m0, t0 = st["m1"].polls, time.monotonic()
+        await asyncio.sleep(2.0)
+        base = (st["m1"].polls - m0) / (time.monotonic() - t0)
+        assert base > 5, base  # 0.1 s polls: ~10/s on a quiet machine
+        rig.faults.set(3, Fault(FaultKind.SILENT))
+        d0, m1, m2, t1 = st["dead"].polls, st["m1"].polls, st["m2"].polls, time.monotonic()
+        await asyncio.sleep(2.0)
+        elapsed = time.monotonic() - t1
+        # ... is kept (>= 90 %) while a silent device backs off
+        rates = ((st["m1"].polls - m1) / elapsed, (st["m2"].polls - m2) / elapsed)
+        assert min(rates) >= 0.9 * base, (rates, base)
+        # backoff 0.2, 0.4, 0.8, 1.0 ...: a handful of attempts in 2 s, not 20
+        assert 2 <= st["dead"].polls - d0 <= 6, st["dead"].polls - d0
         r = rig.reading("dead.voltage")
         assert r.quality is Quality.BAD and r.reason == "no response"
         assert rig.reading("m1.voltage").quality is Quality.GOOD

@@ -11,6 +11,7 @@ filter -> outbox (durable) -> uplink (signed batches) -> deleted on the ingest's
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,7 +30,7 @@ from agent.field.image import ProcessImage
 from agent.field.inputs import DioPoller, GpsPoints
 from agent.field.poller import BusPoller
 from agent.field.report import ReportFilter
-from agent.model import Point, Priority, Reading
+from agent.model import Point, Priority, Quality, Reading
 from agent.outbox.writer import Outbox
 from agent.remote import config_apply, ota_service
 from agent.remote.builtins import Builtins
@@ -248,7 +249,10 @@ class App:
                 await sink(reported)
 
     def _spawn(self, name: str, factory: Callable[[], Any]) -> None:
-        """Run a loop as a task; if it ever fails (a bug), log it and restart it with backoff."""
+        """Run a loop as a task; if it ever fails (a bug), restart it with backoff (1 s doubling
+        to 60 s, on the app's clock) and report it: a log line with the traceback, `task_restarts` in status, and an
+        `event.agent.task_failed` reading for the cloud at the 1st, 2nd, 4th, 8th... failure, so
+        a task that keeps crashing is seen, not silently looped."""
 
         async def supervised() -> None:
             delay = 1.0
@@ -258,13 +262,23 @@ class App:
                     return
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    self.restarts[name] = self.restarts.get(name, 0) + 1
-                    log.exception("task %s failed; restarting in %.0f s", name, delay)
-                    await asyncio.sleep(delay)
+                except Exception as e:  # noqa: BLE001 - keep the cabinet running, say what broke
+                    n = self.restarts[name] = self.restarts.get(name, 0) + 1
+                    log.exception("task %s failed (%d times); restarting in %.0f s", name, n, delay)
+                    if n & (n - 1) == 0:  # a power of two: the event rate falls as the failures go on
+                        await self._task_failed(name, n, e)
+                    await self.clock.sleep(delay)
                     delay = min(delay * 2, 60.0)
 
         self._tasks.append(asyncio.create_task(supervised(), name=name))
+
+    async def _task_failed(self, name: str, count: int, error: Exception) -> None:
+        body = {"task": name, "failures": count, "error": f"{type(error).__name__}: {error}"[:500]}
+        r = Reading("event.agent.task_failed", self.clock.now(), json.dumps(body, sort_keys=True), Quality.GOOD)
+        try:
+            self.outbox.put_nowait([r], Priority.EVENT)
+        except Exception as e:  # noqa: BLE001 - the outbox itself may be what failed; the log has it
+            log.warning("task failure event not queued: %s", e)
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
