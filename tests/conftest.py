@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
+import hypothesis  # noqa: F401 - imported at collection: hypothesis's pytest plugin imports it at the end of a
+import pytest  # run otherwise, and CPython 3.11 can fail compiling it then ("AST constructor recursion depth mismatch")
 
 from drivers.profiles.base import DataType, DeviceProfile, Limits, RegisterPoint, Table
 

@@ -352,3 +352,12 @@ def test_vectors_verify_as_documented():
 if __name__ == "__main__":
     VECTORS.write_text(json.dumps(make_vectors(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {VECTORS}")
+
+
+def test_a_released_id_may_run_once_more_and_only_once() -> None:
+    r = C.CommandReplay()
+    r.accept("c-9", NOW + 100, NOW)
+    r.release("c-9")  # verified, then refused busy: it never ran
+    r.accept("c-9", NOW + 100, NOW)
+    with pytest.raises(C.CommandError, match="accepted before"):
+        r.accept("c-9", NOW + 100, NOW)

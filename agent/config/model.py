@@ -142,7 +142,7 @@ class Uplink:
     batch_max_readings: int = 2000
     batch_max_age_s: float = 300.0  # telemetry latency bound; alarms and events go within a second
     backoff_initial_s: float = 1.0
-    backoff_max_s: float = 300.0
+    backoff_max_s: float = 6.0  # back within ~8 s of the broker (jitter 0.3 spreads a fleet)
 
 
 @dataclass(frozen=True)

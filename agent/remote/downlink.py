@@ -181,20 +181,26 @@ class Downlink:
                 else:
                     self.stats["replies_dropped"] += 1
                 return
+            refusal = self._refusal(cmd)
+            if refusal is not None:  # it does not run: its id is not spent, a re-send may run it
+                self.replay.release(cmd.cid)
+                self._rejected(*refusal)
+                self._spawn(self._reply(client, want, corr, cmd.cid, False, *refusal))
+                return
             self.save()  # the id is spent before the handler runs: at most once, even across a crash
-            if cmd.kind not in self.kinds:
-                self._rejected("unknown_kind", cmd.kind)
-                self._spawn(self._reply(client, want, corr, cmd.cid, False, "unknown_kind", cmd.kind))
-                return
-            if len(self._running) >= self.max_running:
-                self._rejected("busy", f"{len(self._running)} commands running")
-                self._spawn(self._reply(client, want, corr, cmd.cid, False, "busy", "try again"))
-                return
             self.stats["accepted"] += 1
             log.info("command %s %s from operator %s", cmd.cid, cmd.kind, cmd.operator)
             self._spawn(self._run(cmd, client, want, corr))
         finally:
             await asyncio.sleep(0)  # a burst of queued messages must not starve polling and control
+
+    def _refusal(self, cmd: Command) -> tuple[str, str] | None:
+        """Why a verified command cannot run now: no handler for its kind, or too many running."""
+        if cmd.kind not in self.kinds:
+            return "unknown_kind", cmd.kind
+        if len(self._running) >= self.max_running:
+            return "busy", f"{len(self._running)} commands running; try again (the cid is not spent)"
+        return None
 
     def _schema(self, kind: str) -> dict[str, Arg] | None:
         k = self.kinds.get(kind)

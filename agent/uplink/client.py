@@ -36,6 +36,7 @@ from agent.wire import cose
 from agent.wire.batch import encode_body
 
 log = logging.getLogger("agent.uplink")
+GOODBYE_S = 2.0  # at most this long to publish the offline state on a graceful stop
 
 
 def tls_context(s: UplinkSettings) -> ssl.SSLContext | None:
@@ -166,12 +167,34 @@ class Uplink:
                     self.backoff.success()
                     # a new connection: whatever is unacknowledged goes again, oldest first
                     self._sent = dict.fromkeys(self.outbox.unacked_seqs())
-                    await self._session(client)
+                    try:
+                        await self._session(client)
+                    except asyncio.CancelledError:  # a graceful stop: say so before disconnecting
+                        await self._goodbye(client)
+                        raise
             except aiomqtt.MqttError as e:
                 reason = str(e) or type(e).__name__
                 delay = self.backoff.failure(reason)
                 self._set_state("disconnected", reason)
                 await self.clock.sleep(delay)
+
+    def offline_state(self, reason: str | None = None) -> bytes:
+        """The retained state when this cabinet is not connected: the broker's will on a lost
+        connection, or published by the cabinet itself (with a reason) on a graceful stop."""
+        doc: dict[str, Any] = {"online": False, "boot": self.outbox.boot_epoch}
+        if reason is not None:
+            doc["reason"] = reason
+        return json.dumps(doc).encode()
+
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
+        """Publish the retained offline state (a graceful DISCONNECT does not fire the will);
+        bounded, so a stop never hangs on a broker that stopped answering."""
+        try:
+            async with asyncio.timeout(GOODBYE_S):
+                await client.publish(self.state_topic, self.offline_state("stopped"), qos=1, retain=True)
+            self._set_state("stopped", None)
+        except (aiomqtt.MqttError, TimeoutError) as e:
+            log.warning("uplink: offline state not published on stop: %s", e)
 
     # ---------------------------------------------------------------- internals
     def _client(self) -> aiomqtt.Client:
@@ -181,7 +204,7 @@ class Uplink:
         will_props.WillDelayInterval = 0
         will = aiomqtt.Will(
             self.state_topic,
-            json.dumps({"online": False, "boot": self.outbox.boot_epoch}),
+            self.offline_state(),
             qos=1,
             retain=True,
             properties=will_props,
@@ -222,6 +245,8 @@ class Uplink:
         if (state, reason) != (self.state, self.reason):
             if state == "connected":
                 log.info("uplink connected to %s:%s", self.s.broker, self.s.port)
+            elif state == "stopped":
+                log.info("uplink stopped: offline state published")
             else:
                 log.warning("uplink %s: %s; retrying with backoff", state, reason)
         self.state, self.reason = state, reason

@@ -425,6 +425,11 @@ class CommandReplay:
                 raise CommandError("replay_full", f"{len(self.ids)} unexpired command ids remembered", cid)
         self.ids[cid] = exp
 
+    def release(self, cid: str) -> None:
+        """Forget an id accepted by verify_command whose command then did not run (`busy`,
+        `unknown_kind`): a re-send with the same id runs it once."""
+        self.ids.pop(cid, None)
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.FORMAT, "ids": dict(self.ids)}
 

@@ -1,6 +1,7 @@
 """`cabinet ingest`: run the ingest, print its counters, manage its keys.
 
     cabinet ingest [run] --db DSN --broker HOST[:PORT] [--tls --ca --cert --key] [--group G] [--key FILE]
+                         [--keepalive S]           SIGTERM/SIGINT: leave the group, drain, exit; twice: exit now
     cabinet ingest stats --db DSN [--json]
     cabinet ingest init --key FILE                      the ingest's signing key; prints its public key (hex)
     cabinet ingest register --db DSN --cabinet ID --public-key HEX
@@ -12,15 +13,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agent import logs
 from agent.clock import WallClock
+
+log = logging.getLogger("tools.ingest")
 
 
 def add_parser(sub: Any) -> None:
@@ -35,6 +41,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--key", help="the ingest's Ed25519 signing key (PEM) for acknowledgements")
     p.add_argument("--group", default="ingest", help="shared-subscription group of the workers")
     p.add_argument("--prefix", default="city/v1")
+    p.add_argument("--parent-pid", type=int, help="stop when this process is gone (cabinet run --with-ingest)")
+    p.add_argument(
+        "--keepalive",
+        type=int,
+        default=10,
+        help="MQTT keepalive (s); a worker gone without closing its connection leaves the group after 1.5 × this",
+    )
     p.add_argument("--cabinet")
     p.add_argument("--public-key")
     p.add_argument("--json", action="store_true")
@@ -81,6 +94,14 @@ def main(args: argparse.Namespace) -> int:
         store.close()
 
 
+async def _watch_parent(pid: int, stop: Callable[[], None]) -> None:
+    """A worker started by `cabinet run --with-ingest` ends with the agent, however it dies."""
+    while os.getppid() == pid:
+        await asyncio.sleep(0.5)
+    log.warning("parent %d is gone; stopping", pid)
+    stop()
+
+
 def run(args: argparse.Namespace, store: Any) -> int:
     # deferred: heavy (aiomqtt, cryptography)
     from tools.ingest.service import IngestService
@@ -89,6 +110,9 @@ def run(args: argparse.Namespace, store: Any) -> int:
     logs.setup("info")
     if not args.key:
         print("cabinet ingest: give --key FILE (create it with `cabinet ingest init --key FILE`)", file=sys.stderr)
+        return 2
+    if not 1 <= args.keepalive <= 65535:
+        print(f"cabinet ingest: --keepalive {args.keepalive}: give 1..65535 seconds", file=sys.stderr)
         return 2
     host, port = _broker(args.broker, args.tls)
     tls = None
@@ -104,17 +128,28 @@ def run(args: argparse.Namespace, store: Any) -> int:
         tls=tls,
         prefix=args.prefix,
         group=args.group,
+        keepalive_s=args.keepalive,
     )
 
     async def serve() -> None:
-        stop = asyncio.Event()
+        signals = 0
+        task = asyncio.create_task(service.run())
+
+        def on_signal() -> None:  # the first: leave the group and drain; another: stop at once
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                service.stop()
+            else:
+                task.cancel()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        task = asyncio.create_task(service.run())
-        await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-        task.cancel()
+            loop.add_signal_handler(sig, on_signal)
+        watch = asyncio.create_task(_watch_parent(args.parent_pid, on_signal)) if args.parent_pid else None
         await asyncio.gather(task, return_exceptions=True)
+        if watch is not None:
+            watch.cancel()
 
     asyncio.run(serve())
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ class LocalIngest:
         cmd = [
             sys.executable, "-m", "tools.cli", "ingest", "run", "--db", str(db),
             "--broker", f"{s.broker}:{s.port}", "--key", str(key_path), "--prefix", s.topic_prefix,
+            "--parent-pid", str(os.getpid()),  # it ends with the agent, however the agent dies
         ]  # fmt: skip
         proc = await asyncio.create_subprocess_exec(*cmd)
         log.info("local ingest started (pid %d): cabinet ingest stats --db %s", proc.pid, db)

@@ -5,6 +5,17 @@ Several workers may run with the same `group`: the broker splits the messages
 between them (`$share/<group>/<prefix>/cab/+/telemetry`). Messages are handled in
 groups (up to `group_max` messages or `group_s` seconds), written in one
 transaction, and only then acknowledged, one ack message per cabinet.
+
+Sessions are not persistent (clean start, session expiry 0): the broker forgets a
+worker, and its place in the group, the moment its connection ends. A persistent
+session would outlive a killed worker and keep receiving its share of the group's
+messages, re-sends included, with nobody to read them. Nothing is kept at the broker
+for a worker because nothing needs to be: a cabinet keeps every batch until it is
+acknowledged and sends it again after `ack_timeout_s`, and then a live worker gets it.
+(docs/uplink.md, "Ingest workers: sessions".)
+
+`stop()` drains: the worker leaves the group first (new messages go to the others),
+then stores and acknowledges what it was already given, for at most `drain_s`.
 """
 
 from __future__ import annotations
@@ -20,12 +31,13 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.aio import cancel_all, wait_within
+from agent.aio import cancel_all, wait_event, wait_within
 from agent.wire import cose
 from tools.ingest.core import IngestCore, Outcome
 from tools.ingest.store import Commit, Store
 
 log = logging.getLogger("tools.ingest")
+RECONNECT_MAX_S = 5.0  # back within seconds of the broker: a few workers make no thundering herd
 
 
 class IngestService:
@@ -45,6 +57,9 @@ class IngestService:
         group_s: float = 0.02,
         window_size: int = 4096,
         ack_timeout_s: float = 5.0,
+        keepalive_s: int = 10,
+        drain_s: float = 5.0,
+        drain_quiet_s: float = 0.3,
     ) -> None:
         self.store = store
         self.core = IngestCore(store, window_size=window_size)
@@ -58,27 +73,40 @@ class IngestService:
         self.group_max = group_max
         self.group_s = group_s
         self.ack_timeout_s = ack_timeout_s
+        self.keepalive_s = keepalive_s  # a worker that vanishes without closing its socket leaves after 1.5 × this
+        self.drain_s = drain_s
+        self.drain_quiet_s = drain_quiet_s
         self.ready = asyncio.Event()
         self._stored = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.outcomes: dict[str, int] = defaultdict(int)
 
-    async def run(self) -> None:
+    def stop(self) -> None:
+        """Leave the group, store and acknowledge what this worker was given, then end `run()`."""
+        self._stopping.set()
+
+    def _client(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
+        props.SessionExpiryInterval = 0  # the session, and the group membership, end with the connection
         client = aiomqtt.Client(
             self.broker,
             self.port,
             identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
+            clean_start=True,  # every connection (a restart, a reconnect) starts with no session left over
             properties=props,
             tls_context=self.tls,
-            keepalive=30,
+            keepalive=self.keepalive_s,
             timeout=30,
         )
         client.pending_calls_threshold = 10_000
+        return client
+
+    async def run(self) -> None:
+        """Serve until `stop()` (then return after the drain) or cancellation; reconnect on errors."""
+        client = self._client()
         backoff = 0.5
-        while True:
+        while not self._stopping.is_set():
             try:
                 async with client:
                     await client.subscribe(self.filter, qos=1)
@@ -88,9 +116,13 @@ class IngestService:
                     await self._loop(client)
             except aiomqtt.MqttError as e:
                 self.ready.clear()
+                if self._stopping.is_set():
+                    log.warning("ingest stopping: %s; unacknowledged batches will be re-sent by their cabinets", e)
+                    return
                 log.warning("ingest disconnected: %s; retrying in %.1f s", e, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                await wait_event(self._stopping, backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
+        self.ready.clear()
 
     async def _loop(self, client: aiomqtt.Client) -> None:
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.group_max * 4)
@@ -101,38 +133,73 @@ class IngestService:
 
         receiver = asyncio.create_task(receive())
         materializer = asyncio.create_task(self._materialize())
+        stopping = asyncio.create_task(self._stopping.wait())
         try:
             while True:
                 first = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait([first, receiver], return_when=asyncio.FIRST_COMPLETED)
-                if receiver in done:
+                done, _ = await asyncio.wait([first, receiver, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if first not in done:
                     first.cancel()
-                    receiver.result()
+                    if receiver in done:
+                        receiver.result()  # raises the MqttError that ended it
+                        return
+                    await self._drain(client, queue)
                     return
-                group = [first.result()]
-                deadline = asyncio.get_running_loop().time() + self.group_s
-                while len(group) < self.group_max:
-                    try:
-                        group.append(queue.get_nowait())
-                    except asyncio.QueueEmpty:
-                        left = deadline - asyncio.get_running_loop().time()
-                        if left <= 0:
-                            break
-                        got, item = await wait_within(queue.get(), left)
-                        if not got:
-                            break
-                        group.append(item)
-                await self._process(client, group)
+                await self._process(client, await self._fill(queue, [first.result()]))
         finally:
-            await cancel_all([receiver, materializer])
+            await cancel_all([receiver, materializer, stopping])
+
+    async def _fill(self, queue: asyncio.Queue, group: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """More messages for a group that has its first: up to `group_max`, waiting at most `group_s`."""
+        deadline = asyncio.get_running_loop().time() + self.group_s
+        while len(group) < self.group_max:
+            try:
+                group.append(queue.get_nowait())
+            except asyncio.QueueEmpty:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                got, item = await wait_within(queue.get(), left)
+                if not got:
+                    break
+                group.append(item)
+        return group
+
+    async def _drain(self, client: aiomqtt.Client, queue: asyncio.Queue) -> None:
+        """Stopping: leave the group (the broker gives new messages to the other workers), then
+        store and acknowledge the messages already given to this worker until none came for
+        `drain_quiet_s`, for at most `drain_s`. What is left is re-sent by its cabinet."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_s
+        waiting, n = queue.qsize(), 0
+        done, _ = await wait_within(client.unsubscribe(self.filter), self.drain_s)
+        if not done:
+            log.warning("ingest stopping: the broker did not confirm leaving the group in %.1f s", self.drain_s)
+        while (left := deadline - loop.time()) > 0:
+            got, first = await wait_within(queue.get(), min(self.drain_quiet_s, left))
+            if not got:
+                break
+            group = await self._fill(queue, [first])
+            n += len(group)
+            await self._process(client, group)
+        log.info("ingest stopping: left the group, drained %d messages (%d were waiting)", n, waiting)
 
     async def _materialize(self) -> None:
-        """Stored batches -> reading rows, after their acks, in bulk."""
+        """Stored batches -> reading rows, after their acks, in bulk. Also wakes up now and
+        then without a commit of its own: a stopped worker may have left batches to do."""
+        failures = 0
         while True:
-            n, _ = self.store.materialize(200)
+            try:
+                n, _ = self.store.materialize(200)
+                failures = 0
+            except Exception:  # e.g. the database busy or unreachable: try again later
+                failures += 1
+                if failures == 1:
+                    log.exception("ingest could not materialize stored batches; retrying")
+                n = 0
             if n == 0:
                 self._stored.clear()
-                await self._stored.wait()
+                await wait_event(self._stored, 5.0 if failures == 0 else 1.0)
             else:
                 await asyncio.sleep(0)
 

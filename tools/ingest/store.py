@@ -5,9 +5,11 @@ Log first: a verified batch is stored as its signed envelope (so it can be verif
 again later, e.g. to prove which cabinet produced a reading) in one transaction with
 the other batches of its group (`commit`), and the caller acknowledges it only after
 that commit. `materialize` then turns stored batches into reading rows in bulk,
-once each (state new -> done, or bad when the body cannot be decoded). The
-(cabinet, seq) primary key of `batches` makes storing a batch twice impossible even
-if two ingest workers race; replay windows are the fast path in front of it.
+once each (state new -> done, or bad when the body cannot be decoded), also when
+several workers materialize at once: only the one that moves a batch out of state
+new writes its rows. The (cabinet, seq) primary key of `batches` makes storing a
+batch twice impossible even if two ingest workers race; replay windows are the fast
+path in front of it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,16 @@ class StoredBatch:
     received_t: float
     count: int  # points in the body (readings are counted when materialized)
     envelope: bytes  # the signed COSE_Sign1 bytes as received
+
+
+@dataclass
+class Decoded:
+    """A stored batch decoded by `Store.decode_new`: its readings-table rows, or the decoder's error."""
+
+    cabinet: str
+    seq: int
+    rows: list[tuple]  # (point, t, kind, num, text, quality, reason)
+    error: str | None = None
 
 
 @dataclass
@@ -143,12 +155,15 @@ class Store:
         self.conn.commit()
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
-        """A read outside any write transaction (PostgreSQL: ended at once, no stale snapshot)."""
+        """A read outside any write transaction (PostgreSQL: ended at once, no stale snapshot,
+        and after a failure too, so the connection stays usable)."""
         cur = self.conn.cursor()
-        cur.execute(self._sql(sql), tuple(args))
-        rows = cur.fetchall()
-        if self.pg:
-            self.conn.rollback()
+        try:
+            cur.execute(self._sql(sql), tuple(args))
+            rows = cur.fetchall()
+        finally:
+            if self.pg:
+                self.conn.rollback()
         return rows
 
     def keys(self) -> dict[bytes, tuple[str, bytes]]:
@@ -212,7 +227,12 @@ class Store:
 
     def materialize(self, limit: int = 200) -> tuple[int, int]:
         """Decode up to `limit` stored batches into reading rows, in one transaction.
-        Returns (batches, readings). A body that cannot be decoded marks its batch bad."""
+        Returns (batches, readings) written. A body that cannot be decoded marks its batch bad."""
+        return self.save_decoded(self.decode_new(limit))
+
+    def decode_new(self, limit: int = 200) -> list[Decoded]:
+        """The oldest `limit` batches in state new, decoded (outside any transaction: other
+        workers may decode the same ones; `save_decoded` writes each batch's rows once)."""
         # deferred: heavy (msgpack, zstandard, cryptography): the key registry's users never materialize
         from agent.wire.batch import BatchError, decode_body
         from agent.wire.cose import payload_of  # the envelope was verified on arrival
@@ -220,20 +240,40 @@ class Store:
         todo = self._read(
             "SELECT cabinet, seq, envelope FROM batches WHERE state = 'new' ORDER BY received_t LIMIT ?", (limit,)
         )
-        if not todo:
-            return 0, 0
-        rows: list[tuple] = []
-        done: list[tuple] = []
-        bad: list[tuple] = []
+        out = []
         for cabinet, seq, env in todo:
             try:
-                decoded = rows_of(decode_body(payload_of(bytes(env))))
-                rows += [(cabinet, seq, *r) for r in decoded]
-                done.append((len(decoded), cabinet, seq))
+                out.append(Decoded(cabinet, seq, rows_of(decode_body(payload_of(bytes(env))))))
             except (BatchError, ValueError) as e:
-                bad.append((str(e)[:500], cabinet, seq))
+                out.append(Decoded(cabinet, seq, [], str(e)[:500]))
+        return out
+
+    def save_decoded(self, decoded: Sequence[Decoded]) -> tuple[int, int]:
+        """Write decoded batches in one transaction: each batch's state goes from new to done
+        (or bad) and only the worker that moves it writes its rows; a batch another worker
+        saved first is skipped. Returns (batches, readings) written."""
+        if not decoded:
+            return 0, 0
+        rows: list[tuple] = []
+        batches = bad = 0
         cur = self._begin()
         try:
+            where = "WHERE cabinet = ? AND seq = ? AND state = 'new'"
+            for d in decoded:
+                if d.error is None:
+                    cur.execute(
+                        self._sql(f"UPDATE batches SET state = 'done', readings = ? {where}"),
+                        (len(d.rows), d.cabinet, d.seq),
+                    )
+                else:
+                    cur.execute(
+                        self._sql(f"UPDATE batches SET state = 'bad', error = ? {where}"), (d.error, d.cabinet, d.seq)
+                    )
+                if cur.rowcount != 1:  # another worker materialized it meanwhile
+                    continue
+                batches += 1
+                bad += d.error is not None
+                rows += [(d.cabinet, d.seq, *r) for r in d.rows]
             cur.executemany(
                 self._sql(
                     "INSERT INTO readings (cabinet, seq, point, t, kind, num, text, quality, reason) "
@@ -241,19 +281,14 @@ class Store:
                 ),
                 rows,
             )
-            cur.executemany(
-                self._sql("UPDATE batches SET state = 'done', readings = ? WHERE cabinet = ? AND seq = ?"), done
-            )
-            cur.executemany(self._sql("UPDATE batches SET state = 'bad', error = ? WHERE cabinet = ? AND seq = ?"), bad)
-            counts = {"readings": len(rows), "rejected.bad_body": len(bad)}
-            for name, n in counts.items():
+            for name, n in {"readings": len(rows), "rejected.bad_body": bad}.items():
                 if n:
                     cur.execute(self._sql(self._upsert_add("counters", "name", "value")), (name, n))
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
             raise
-        return len(todo), len(rows)
+        return batches, len(rows)
 
     # reading back ----------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

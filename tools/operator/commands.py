@@ -244,7 +244,11 @@ async def send(
                 "cid": want["cid"],
                 "ok": False,
                 "reason": "timeout",
-                "detail": f"no reply within {a.timeout} s",
+                "detail": (
+                    f"no reply within {a.timeout} s: the command may not have reached the cabinet (offline, or "
+                    f"the broker's queue for it was full); re-send it with --cid {want['cid']}: a cabinet that "
+                    "already ran it answers `replayed`, so it never runs twice"
+                ),
             }
         )
     return results
