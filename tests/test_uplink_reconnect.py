@@ -63,6 +63,7 @@ async def test_a_graceful_stop_leaves_online_false_retained(broker: Broker, tmp_
     await wait_until(lambda: rig.uplink.state == "connected", timeout=10)
     await cancel_all(rig.tasks)  # what App.stop does on SIGTERM
     assert rig.uplink.state == "stopped"
+    assert broker.plain_port is not None
     async with aiomqtt.Client("127.0.0.1", broker.plain_port, protocol=aiomqtt.ProtocolVersion.V5) as c:
         await c.subscribe(state_topic, qos=1)
         msg = await asyncio.wait_for(anext(aiter(c.messages)), 5)

@@ -215,6 +215,7 @@ class BusPoller:
                     "last_poll_ms": round(st.last_duration * 1000, 1),
                     "split_blocks": st.split,
                     **st.health.snapshot(mono),
+                    **self.engine.frame_snapshot(st.device.unit),  # bad frames: total, by kind, last reason
                 }
             )
         return out

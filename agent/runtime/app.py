@@ -262,7 +262,7 @@ class App:
                     return
                 except asyncio.CancelledError:
                     raise
-                except Exception as e:  # noqa: BLE001 - keep the cabinet running, say what broke
+                except Exception as e:
                     n = self.restarts[name] = self.restarts.get(name, 0) + 1
                     log.exception("task %s failed (%d times); restarting in %.0f s", name, n, delay)
                     if n & (n - 1) == 0:  # a power of two: the event rate falls as the failures go on

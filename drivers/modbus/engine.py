@@ -8,11 +8,14 @@ the device's answer allowance; the wire time of request and reply at the line's
 baud rate is added.
 
 Every failure becomes a ModbusFault with a kind and a readable reason: no
-response, CRC error, reply from the wrong unit id, short or garbled reply, wrong
-function code, an exception code, the port gone, the connection refused. Replies
-pymodbus accepts are checked again (function code, count). Writes are verified by
-reading back. The bus reconnects by itself with backoff when its port vanishes
-or its endpoint refuses; `state`/`reason` say why it is down.
+response, CRC error, reply from the wrong unit id, short or garbled reply, an
+exception code, the port gone, the connection refused, or a bad frame. The engine
+owns the framing of its replies (drivers.modbus.framing): a frame addressed to the
+request that is not its reply (wrong function code, byte count or length) fails
+the request at once as `bad_frame: ...`, is counted per unit and never raises inside
+asyncio. Writes are verified by reading back. The bus reconnects by itself with
+backoff when its port vanishes or its endpoint refuses; `state`/`reason` say why it
+is down.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from drivers.modbus import replies
+from drivers.modbus.framing import BadFrameError, FrameGuard
 from drivers.modbus.health import DeviceHealth
+from drivers.modbus.replies import FrameProblem
 
 log = logging.getLogger("drivers.modbus")
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # we log per state change ourselves
@@ -103,6 +108,7 @@ class BusEngine:
             "bytes_in": 0,
         }
         client.ctx.trace_packet = self._trace
+        self.frames = FrameGuard(client, name, self._now)
 
     # construction ---------------------------------------------------------------
     @classmethod
@@ -271,9 +277,12 @@ class BusEngine:
             return self.timeout_s + replies.wire_time(request_len + reply_len, self.baudrate) + self.inter_frame_s
         return self.timeout_s
 
-    async def _transact(self, unit: int, fc: int, call: Callable[[], Awaitable[Any]], lengths: tuple[int, int]) -> Any:
+    async def _transact(
+        self, unit: int, fc: int, count: int, call: Callable[[], Awaitable[Any]], lengths: tuple[int, int]
+    ) -> Any:
         if not self._client.connected and not await self.connect():
             raise ModbusFault("bus_down", f"bus down: {self.reason}")
+        bad: FrameProblem | None = None
         async with self._lock:
             wait = self._line_free_at - self._now()
             if wait > 0:
@@ -282,8 +291,12 @@ class BusEngine:
             self._client.ctx.comm_params.timeout_connect = self._timeout_for(*lengths)
             started = self._now()
             self.stats["transactions"] += 1
+            self.frames.expect(unit, fc, count)
             try:
                 resp = await call()
+            except BadFrameError as e:  # counted and logged by the guard
+                self.stats["failures"] += 1
+                bad = e.problem
             except ModbusIOException:
                 self.stats["failures"] += 1
                 if not self._client.connected and self.kind == "rtu":
@@ -302,19 +315,28 @@ class BusEngine:
                 self.stats["failures"] += 1
                 raise ModbusFault("garbled", f"transport error: {e}") from None
             finally:
+                self.frames.settle()
                 end = self._now()
                 self.stats["completed"] += 1
                 self.stats["busy_s"] += end - started
                 self.stats["bytes_in"] += len(self._rx)
                 self._line_free_at = end + self.inter_frame_s
-        self._answered()
+        self._answered()  # bytes came back: the transport works
+        if bad is not None:
+            raise ModbusFault("bad_frame", str(bad))
+        if resp.function_code not in (fc, fc | 0x80):  # the guard checked; a second line
+            raise self._reject(unit, FrameProblem("wrong function code", f"{resp.function_code}, asked {fc}"))
+        self.frames.good(unit)
         if resp.isError():
             code = getattr(resp, "exception_code", 0)
             raise ModbusFault("exception", replies.exception_text(code), code)
-        if resp.function_code != fc:
-            self.stats["failures"] += 1
-            raise ModbusFault("garbled", f"reply with wrong function code {resp.function_code}")
         return resp
+
+    def _reject(self, unit: int, problem: FrameProblem) -> ModbusFault:
+        """A decoded reply that is still not the one asked for: a bad frame."""
+        self.stats["failures"] += 1
+        self.frames.reject(unit, problem)
+        return ModbusFault("bad_frame", str(problem))
 
     def _gone_reason(self) -> str:
         if self.kind == "rtu" and not os.path.exists(self.target):
@@ -325,18 +347,13 @@ class BusEngine:
         """Read `count` registers or bits. Raises ModbusFault."""
         fc = replies.READ_FC[table]
         method = getattr(self._client, _TABLE_READ[table])
-        resp = await self._transact(
-            unit, fc, lambda: method(address, count=count, device_id=unit), (8, replies.read_reply_len(fc, count))
-        )
-        if fc in (1, 2):
-            values = resp.bits
-            if len(values) < count:
-                raise ModbusFault("garbled", f"short reply: {len(values)} of {count} bits")
-            return [bool(b) for b in values[:count]]
-        values = resp.registers
-        if len(values) != count:
-            raise ModbusFault("garbled", f"short reply: {len(values)} of {count} registers")
-        return list(values)
+        lengths = (8, replies.read_reply_len(fc, count))
+        resp = await self._transact(unit, fc, count, lambda: method(address, count=count, device_id=unit), lengths)
+        bits = fc in (1, 2)
+        values = resp.bits[:count] if bits else resp.registers
+        if len(values) != count:  # the guard checked the byte count; a second line
+            raise self._reject(unit, FrameProblem("byte count", f"{len(values)} values, asked {count}"))
+        return [bool(b) for b in values] if bits else list(values)
 
     async def write(self, unit: int, table: str, address: int, values: Sequence[Any], *, verify: bool = True) -> None:
         """Write coils or holding registers, then read them back. Raises ModbusFault
@@ -363,11 +380,15 @@ class BusEngine:
             )
         else:
             raise ValueError(f"table {table!r} is read-only")
-        await self._transact(unit, fc, call, replies.write_lengths(fc, n))
+        await self._transact(unit, fc, n, call, replies.write_lengths(fc, n))
         if verify:
             back = await self.read(unit, table, address, n)
             if list(back) != vals:
                 raise ModbusFault("verify", f"write not verified: wrote {vals} at {table} {address}, read back {back}")
+
+    def frame_snapshot(self, unit: int) -> dict[str, Any]:
+        """Bad frames from one unit: total, by kind, the last one's reason and age."""
+        return self.frames.snapshot(unit)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -377,4 +398,6 @@ class BusEngine:
             "state": self.state,
             "reason": self.reason,
             **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.stats.items()},
+            "bad_frames": self.frames.total,
+            "bad_frames_by_unit": {unit: self.frames.snapshot(unit) for unit in sorted(self.frames.units)},
         }

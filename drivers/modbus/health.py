@@ -1,4 +1,4 @@
-"""Per-device health and exponential backoff, pure.
+"""Per-device health and exponential backoff; bad frames per device. Pure.
 
 A device that stops answering is retried after `initial_s`, then twice as long
 each time up to `max_s` (with a little deterministic jitter), so a dead device
@@ -7,6 +7,11 @@ finite delay: once `initial_s * factor ** n` is past `max_s` (or past the float
 range) the delay stays at `max_s` (and its jitter). Transitions (ok <-> failing, or
 a new failure reason) are reported so the caller logs once per state change, never
 per failed request. Time is passed in (`now` is monotonic seconds).
+
+FrameHealth counts the bad frames of one device (replies addressed to it that are
+not the reply asked for) by kind, and says when to log: at the first bad frame
+after a clean spell, and at the first good frame once `quiet_s` have passed
+without a bad one. In between bad frames are only counted, never logged one by one.
 """
 
 from __future__ import annotations
@@ -101,4 +106,47 @@ class DeviceHealth:
             "since_s": round(now - self.since, 3),
             "successes": self.successes,
             "errors": self.errors,
+        }
+
+
+class FrameHealth:
+    """Bad frames from one device: counted by kind, logged once per state change."""
+
+    __slots__ = ("by_kind", "last", "last_at", "quiet_s", "since", "state", "total")
+
+    def __init__(self, quiet_s: float = 60.0) -> None:
+        if not 0 <= quiet_s < math.inf:
+            raise ValueError("quiet_s must be >= 0 and finite")
+        self.quiet_s = quiet_s
+        self.state = "clean"  # clean | bad_frames
+        self.total = 0
+        self.by_kind: dict[str, int] = {}
+        self.last: str | None = None  # the last bad frame's reason
+        self.last_at = 0.0
+        self.since = 0.0  # when the current state began
+
+    def bad(self, now: float, kind: str, reason: str) -> bool:
+        """Record a bad frame. True when the device goes from clean to sending bad frames (log it)."""
+        self.total += 1
+        self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+        self.last, self.last_at = reason, now
+        if self.state == "bad_frames":
+            return False
+        self.state, self.since = "bad_frames", now
+        return True
+
+    def good(self, now: float) -> bool:
+        """Record a good frame. True when the device is clean again (log it): no bad
+        frame for `quiet_s`."""
+        if self.state != "bad_frames" or now - self.last_at < self.quiet_s:
+            return False
+        self.state, self.since = "clean", now
+        return True
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        return {
+            "bad_frames": self.total,
+            "bad_frame_kinds": dict(self.by_kind),
+            "last_bad_frame": self.last,
+            "last_bad_frame_s_ago": round(now - self.last_at, 3) if self.last is not None else None,
         }

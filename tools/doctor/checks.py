@@ -107,7 +107,7 @@ def bus_hint(kind: str, reason: str, bus: str) -> str:
 
 def device_hint(reason: str, bus: str, unit: int) -> str:
     r = (reason or "").lower()
-    if "crc" in r or "garbled" in r or "short" in r or "wrong unit" in r:
+    if "crc" in r or "garbled" in r or "short" in r or "wrong unit" in r or "bad_frame" in r:
         return (
             f"replies are corrupt: check baudrate/parity/stopbits of [buses.{bus}] against the device, "
             f"termination (120 ohm at both ends) and the signal ground"
