@@ -20,7 +20,7 @@ from agent.config.devices import parse_device
 from agent.config.lighting import parse_lighting
 from agent.config.model import Bus, Config, Device, Gps, Input, Output, RtuBus, Sim, Site, TcpBus  # noqa: F401
 from agent.config.ota import OtaSettings, parse_ota
-from agent.config.schema import MISSING, ConfigError, ConfigIssue, F, Issues, Section
+from agent.config.schema import MISSING, ConfigError, ConfigIssue, F, Issues, Section, key_name
 from agent.config.sections import (
     parse_agent,
     parse_bus,
@@ -144,7 +144,7 @@ def _parse(
     top = Section(issues, "", raw)
     for key in raw:
         if key not in SECTIONS:
-            top.error(key, MISSING, ", ".join(SECTIONS), f"unknown section [{key}]")
+            top.error(key_name(key), MISSING, ", ".join(SECTIONS), f"unknown section [{key_name(key)}]")
     return Config(
         source=issues.file,
         sha256=sha,

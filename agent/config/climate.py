@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.config.schema import MISSING, NAME_RE, F, Issues, Section, or_default
+from agent.config.schema import MISSING, NAME_RE, F, Issues, Section, key_name, number_pair, or_default
 from agent.control.alarms.manager import SEVERITIES, AlarmOverride
 from agent.control.climate.settings import (
     DEFAULT_TRIP_C,
@@ -32,6 +32,8 @@ from agent.control.climate.settings import (
 from agent.model import Point
 
 ALARM_ID_RE = r"[a-z][a-z0-9_-]*(\.[A-Za-z0-9_-]+)+"
+TEMPERATURES = (-100.0, 200.0)  # °C: bounds of every temperature pair (limits, plausible range)
+HUMIDITIES = (0.0, 100.0)  # %RH
 _DEF = ClimateSettings("t")  # defaults
 
 
@@ -52,34 +54,11 @@ def _points_field(points: Mapping[str, Point], writable: bool, help_: str, defau
     return F("str", default=default, check=_point_check(points, writable), help=f"{help_}; one of the config's {kind}")
 
 
-def _pair(
-    s: Section,
-    key: str,
-    default: tuple[float, float] | None,
-    help_: str,
-    order: str | None = None,
-    allow_off: bool = False,
-) -> tuple[float, float] | None:
-    """A two-number list; `order` "<" or ">" between them; [] turns it off when `allow_off`."""
-    allowed = f"two numbers [a, b]{' with ' + order if order else ''}{', or [] = off' if allow_off else ''}; {help_}"
-    v = s.get(key, F("list", default=list(default) if default is not None else [], help=allowed))
-    if v is None:
-        return default
-    if allow_off and v == []:
-        return None
-    if len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
-        s.error(key, v, allowed, "must be a list of two numbers")
-        return default
-    a, b = float(v[0]), float(v[1])
-    if (order == "a < b" and not a < b) or (order == "a > b" and not a > b):
-        s.error(key, v, allowed, f"the two numbers must satisfy {order}")
-        return default
-    return a, b
-
-
-def _range(s: Section, key: str, default: tuple[float, float], help_: str) -> tuple[float, float]:
+def _range(
+    s: Section, key: str, default: tuple[float, float], bounds: tuple[float, float], help_: str
+) -> tuple[float, float]:
     """A (low, high) pair that cannot be turned off: the default when given badly."""
-    v = _pair(s, key, default, help_, "a < b")
+    v = number_pair(s, key, default, bounds, help_, "a < b")
     return default if v is None else v
 
 
@@ -178,10 +157,18 @@ def _parse_heater(hs: Section, points: Mapping[str, Point]) -> HeaterSettings | 
 def _parse_limits(ls: Section) -> Limits:
     d = Limits()
     lim = Limits(
-        temperature_high=_pair(ls, "temperature_high", d.temperature_high, "°C (warning, critical)", "a < b", True),
-        temperature_low=_pair(ls, "temperature_low", d.temperature_low, "°C (warning, critical)", "a > b", True),
-        humidity_high=_pair(ls, "humidity_high", d.humidity_high, "%RH (warning, critical)", "a < b", True),
-        humidity_low=_pair(ls, "humidity_low", d.humidity_low, "%RH (warning, critical)", "a > b", True),
+        temperature_high=number_pair(
+            ls, "temperature_high", d.temperature_high, TEMPERATURES, "°C (warning, critical)", "a < b", True
+        ),
+        temperature_low=number_pair(
+            ls, "temperature_low", d.temperature_low, TEMPERATURES, "°C (warning, critical)", "a > b", True
+        ),
+        humidity_high=number_pair(
+            ls, "humidity_high", d.humidity_high, HUMIDITIES, "%RH (warning, critical)", "a < b", True
+        ),
+        humidity_low=number_pair(
+            ls, "humidity_low", d.humidity_low, HUMIDITIES, "%RH (warning, critical)", "a > b", True
+        ),
         temperature_band_k=_num(ls, "temperature_band_k", d.temperature_band_k, 0.1, 20, "K: cleared this far inside"),
         humidity_band=_num(ls, "humidity_band", d.humidity_band, 0.1, 50, "%RH: cleared this far inside"),
         raise_delay_s=_delay(ls, "raise_delay_s", d.raise_delay_s),
@@ -197,8 +184,8 @@ def _parse_sensor(ss: Section) -> SensorSettings:
         max_age_s=_num(ss, "max_age_s", d.max_age_s, 1, 86_400, "seconds; older values are stale"),
         confirm_s=_delay(ss, "confirm_s", d.confirm_s, 3600, "seconds a fault must last"),
         stuck_s=_delay(ss, "stuck_s", d.stuck_s, 7 * 86_400, "seconds of one unchanged value; 0 = off"),
-        temperature_range=_range(ss, "temperature_range", d.temperature_range, "°C"),
-        humidity_range=_range(ss, "humidity_range", d.humidity_range, "%RH"),
+        temperature_range=_range(ss, "temperature_range", d.temperature_range, TEMPERATURES, "°C"),
+        humidity_range=_range(ss, "humidity_range", d.humidity_range, HUMIDITIES, "%RH"),
         hold_s=_delay(ss, "hold_s", d.hold_s, 7 * 86_400, "seconds the last good reading drives the heater"),
     )
     ss.finish()
@@ -356,7 +343,7 @@ def parse_alarms(issues: Issues, data: Any, known: Mapping[str, str]) -> dict[st
         if not re.fullmatch(ALARM_ID_RE, aid):
             issues.add(
                 "alarms",
-                aid,
+                key_name(aid),
                 MISSING,
                 'an alarm id such as "climate.door_open" (quote it in the table name)',
                 "bad alarm id",

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.config.model import Device
-from agent.config.schema import MISSING, F, Section
+from agent.config.schema import MISSING, F, Section, key_name
 from agent.model import Point
 from drivers import profiles
 from drivers.modbus.planner import PlanError, plan
@@ -135,7 +135,7 @@ def _point_tables(
         if key not in keys:
             close = difflib.get_close_matches(key, keys, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            s.error(f"points.{key}", table, f"points of {pname}: {', '.join(keys)}", f"no such point{hint}")
+            s.error(f"points.{key_name(key)}", table, f"points of {pname}: {', '.join(keys)}", f"no such point{hint}")
         elif not isinstance(table, Mapping):
             s.error(f"points.{key}", table, "a table", "must be a table")
         else:

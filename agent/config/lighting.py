@@ -19,13 +19,14 @@ from itertools import pairwise
 from typing import Any, TypeVar
 
 from agent.config.programs import parse_calendar, parse_program, parse_time, point_ref, time_check
-from agent.config.schema import MISSING, NAME_RE, F, Issues, Section
+from agent.config.schema import MISSING, NAME_RE, F, Issues, Section, is_number, key_name, number_pair
 from agent.control.lighting.calendar import Calendar
 from agent.control.lighting.model import Actuation, FailureDetection, LightingSettings, Segment
 from agent.control.lighting.photocell import PhotocellSettings
 from agent.model import Point
 
 S = TypeVar("S", Actuation, FailureDetection)
+DIM_MAX = 1e9  # bound of a dim_range value: the arithmetic between the two stays finite
 
 
 def parse_lighting(s: Section, points: Mapping[str, Point]) -> LightingSettings | None:
@@ -76,7 +77,9 @@ def _named(s: Section, key: str, required: bool = False) -> dict[str, Mapping[st
     out = {}
     for name, t in table.items():
         if not re.fullmatch(NAME_RE, name):
-            s.error(f"{key}.{name}", MISSING, "a letter, then letters, digits, '_' or '-' (max 64)", "bad name")
+            s.error(
+                f"{key}.{key_name(name)}", MISSING, "a letter, then letters, digits, '_' or '-' (max 64)", "bad name"
+            )
         elif not isinstance(t, Mapping):
             s.error(f"{key}.{name}", t, "a table", f"[{s.name}.{key}.{name}] must be a table")
         else:
@@ -182,10 +185,7 @@ def _segment(
         or 0.0,
         luminaires=s.get("luminaires", F("int", default=0, min=0, max=10_000, help="0 = unknown")) or 0,
     )
-    dr = s.get("dim_range", F("list", default=[0, 100], items="number", help="[value at 0 %, value at 100 %]"))
-    if dr is not None and (len(dr) != 2 or dr[0] == dr[1]):
-        s.error("dim_range", dr, "[value at 0 %, value at 100 %], two different numbers", "badly formed")
-        dr = None
+    dr = number_pair(s, "dim_range", seg.dim_range, (-DIM_MAX, DIM_MAX), "value at 0 %, value at 100 %", "a != b")
     curve = s.get(
         "power_curve",
         F(
@@ -206,9 +206,7 @@ def _segment(
     s.finish()
     if contactor is None or calendar is None or calendars.get(calendar) is None:
         return None
-    kw: dict[str, Any] = {}
-    if dr is not None:
-        kw["dim_range"] = (float(dr[0]), float(dr[1]))
+    kw: dict[str, Any] = {"dim_range": dr or seg.dim_range}
     if pc is not None:
         kw["power_curve"] = pc
     return dataclasses.replace(seg, **kw)
@@ -220,7 +218,7 @@ def _curve(s: Section, curve: list) -> tuple[tuple[float, float], ...] | None:
         ok = (
             isinstance(item, list)
             and len(item) == 2
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in item)
+            and all(is_number(x) for x in item)
             and 0 <= item[0] <= 100
             and 0 <= item[1] <= 10
         )

@@ -1,13 +1,18 @@
-"""The config validator's vocabulary: typed fields, collected errors, unknown-key hints
-(and `or_default`, for a value that may be None after a recorded error).
+"""The config validator's vocabulary: typed fields, collected errors, unknown-key hints,
+`number_pair` (a list of two numbers such as a limit pair), `is_number` (finite: never NaN,
+infinity or an integer beyond a float) and `or_default`, for a value that may be None after
+a recorded error.
 
 Every error is a ConfigIssue naming the file, the section and key, the value given
-and what is allowed, so `cabinet config check` can print them all at once. Pure code.
+and what is allowed, so `cabinet config check` can print them all at once; it prints on
+one line whatever the file held (odd keys quoted by `key_name`, control characters
+escaped). Pure code.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -40,7 +45,15 @@ class ConfigIssue:
         text = f"{where}{given}: {self.message or 'invalid'}"
         if self.allowed:
             text += f" (allowed: {self.allowed})"
-        return text
+        return text.translate(_ESCAPES)  # one line, whatever a key or a message quoted from the file holds
+
+
+# control characters and line separators, as TOML escapes them
+_ESCAPES = {c: f"\\u{c:04x}" for c in (*range(0x20), 0x7F, 0x85, 0x2028, 0x2029)} | {
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+}
 
 
 class ConfigError(ValueError):
@@ -53,7 +66,7 @@ class ConfigError(ValueError):
 
 def _show(v: Any) -> str:
     if isinstance(v, str):
-        return f'"{v}"'
+        return json.dumps(v, ensure_ascii=False)  # quoted, with any control character escaped: one line
     if isinstance(v, bool):
         return "true" if v else "false"
     text = repr(v)
@@ -116,11 +129,26 @@ class F:
         return text
 
 
+def key_name(key: str) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted (an empty or odd key still shows)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _show(key)
+
+
+def is_number(v: Any) -> bool:
+    """A finite int or float (not a bool): NaN, infinity and integers beyond a float's range are not."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _type_ok(kind: str, v: Any) -> bool:
     if kind == "int":
         return isinstance(v, int) and not isinstance(v, bool)
     if kind in ("float", "number"):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return is_number(v)
     if kind == "str":
         return isinstance(v, str)
     if kind == "bool":
@@ -200,7 +228,41 @@ class Section:
                 continue
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
-            self.issues.add(self.name, key, self.data[key], ", ".join(sorted(known)) or "no keys", hint)
+            self.issues.add(self.name, key_name(key), self.data[key], ", ".join(sorted(known)) or "no keys", hint)
+
+
+def number_pair(
+    s: Section,
+    key: str,
+    default: tuple[float, float] | None,
+    bounds: tuple[float, float],
+    help_: str,
+    order: str | None = None,
+    allow_off: bool = False,
+) -> tuple[float, float] | None:
+    """A list of two finite numbers within `bounds` (limits, ranges); `order` "a < b", "a > b" or
+    "a != b" between them; [] turns it off (None) when `allow_off`. The default when given badly."""
+    lo, hi = bounds
+    allowed = (
+        f"two numbers [a, b] in {lo:g}..{hi:g}{' with ' + order if order else ''}"
+        f"{', or [] = off' if allow_off else ''}; {help_}"
+    )
+    v = s.get(key, F("list", default=list(default) if default is not None else [], help=allowed))
+    if v is None:
+        return default
+    if allow_off and v == []:
+        return None
+    if len(v) != 2 or not all(is_number(x) for x in v):
+        s.error(key, v, allowed, "must be a list of two finite numbers")
+        return default
+    a, b = float(v[0]), float(v[1])
+    if not (lo <= a <= hi and lo <= b <= hi):
+        s.error(key, v, allowed, "out of range")
+        return default
+    if (order == "a < b" and not a < b) or (order == "a > b" and not a > b) or (order == "a != b" and a == b):
+        s.error(key, v, allowed, f"the two numbers must satisfy {order}")
+        return default
+    return a, b
 
 
 NAME_RE = r"[A-Za-z][A-Za-z0-9_-]{0,63}"

@@ -27,7 +27,7 @@ from agent.config.model import (
     TcpBus,
     Uplink,
 )
-from agent.config.schema import MISSING, NAME_RE, F, Issues, Section, or_default
+from agent.config.schema import MISSING, NAME_RE, F, Issues, Section, key_name, or_default
 from agent.model import Point
 
 BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
@@ -197,7 +197,9 @@ def parse_named_tables(issues: Issues, section: str, data: Any) -> dict[str, Map
         return out
     for name, table in data.items():
         if not re.fullmatch(NAME_RE, name):
-            issues.add(section, name, MISSING, "a letter, then letters, digits, '_' or '-' (max 64)", "bad name")
+            issues.add(
+                section, key_name(name), MISSING, "a letter, then letters, digits, '_' or '-' (max 64)", "bad name"
+            )
             continue
         if not isinstance(table, Mapping):
             issues.add(section, name, table, "a table", f"[{section}.{name}] must be a table")
@@ -275,7 +277,7 @@ def parse_uplink(s: Section, base: Path | None) -> Uplink | None:
         batch_max_readings=s.get("batch_max_readings", F("int", default=2000, min=1, max=100000)) or 2000,
         batch_max_age_s=s.get("batch_max_age_s", F("float", default=300.0, min=0.1, max=86400)) or 300.0,
         backoff_initial_s=s.get("backoff_initial_s", F("float", default=1.0, min=0.1, max=3600)) or 1.0,
-        backoff_max_s=s.get("backoff_max_s", F("float", default=300.0, min=0.1, max=86400)) or 300.0,
+        backoff_max_s=s.get("backoff_max_s", F("float", default=6.0, min=0.1, max=86400)) or 6.0,
     )
     if u.tls and enabled is not False:
         for key in ("ca", "cert", "key"):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.config.model import Sim, SimCircuit
-from agent.config.schema import NAME_RE, F, Section, or_default
+from agent.config.schema import NAME_RE, F, Section, key_name, or_default
 
 FAULT_KINDS = ("silent", "garbage", "crc", "wrong_unit", "short", "slow", "exception")
 PLANT_INPUTS = ("door_open", "flood", "mains_ok", "ups_replace_battery", "fan_on", "heater_on", "fan_failed")
@@ -29,10 +29,27 @@ SCRIPT_CMDS = {  # control command -> required keys (besides at_s and cmd)
     "circuit": ("circuit",),
 }
 SCRIPT_OPTIONAL = {"fault": ("delay_ms", "exception_code", "every"), "refuse": ("on",), "circuit": ("failed", "stuck")}
+SCRIPT_FIELDS = {  # every key a step may have: its type and range (what the simulator's command takes)
+    "at_s": F("number", min=0, help="simulated seconds after the simulator starts"),
+    "cmd": F("str", choices=tuple(SCRIPT_CMDS)),
+    "device": F("str", help="a device name"),
+    "kind": F("str", choices=FAULT_KINDS),
+    "delay_ms": F("number", min=0, max=600_000),
+    "exception_code": F("int", min=1, max=255),
+    "every": F("int", min=1, max=1_000_000, help="every n-th request"),
+    "bus": F("str", help="a bus name"),
+    "on": F("bool"),
+    "input": F("str", choices=PLANT_INPUTS),
+    "value": F("bool"),
+    "mode": F("str", choices=GPS_MODES),
+    "circuit": F("str", help="a [[sim.circuits]] name"),
+    "failed": F("number", min=0, max=1, help="share of the circuit's lamps that fail"),
+    "stuck": F("str", choices=("closed", "open")),
+}
 
 
 def _parse_script(
-    s: Section, devices: frozenset[str] | None, buses: Mapping[str, str] | None
+    s: Section, devices: frozenset[str] | None, buses: Mapping[str, str] | None, circuits: frozenset[str]
 ) -> tuple[tuple[float, dict[str, Any]], ...]:
     steps = []
     for i, step in enumerate(s.get("script", F("list", default=[])) or []):
@@ -40,13 +57,11 @@ def _parse_script(
         if not isinstance(step, Mapping):
             s.error(where, step, "a table {at_s = ..., cmd = ...}", "must be a table")
             continue
-        at = step.get("at_s")
-        cmd = step.get("cmd")
-        if not isinstance(at, (int, float)) or isinstance(at, bool) or at < 0:
-            s.error(f"{where}.at_s", at, "seconds >= 0 after the simulator starts", "bad or missing time")
-            continue
-        if cmd not in SCRIPT_CMDS:
-            s.error(f"{where}.cmd", cmd, ", ".join(SCRIPT_CMDS), "unknown command")
+        # each value checked by its field, reported as [sim] script[i].key
+        ss = Section(s.issues, s.name, {f"{where}.{k}": v for k, v in step.items()})
+        at = ss.get(f"{where}.at_s", SCRIPT_FIELDS["at_s"])
+        cmd = ss.get(f"{where}.cmd", SCRIPT_FIELDS["cmd"])
+        if at is None or cmd is None:
             continue
         allowed = {"at_s", "cmd", *SCRIPT_CMDS[cmd], *SCRIPT_OPTIONAL.get(cmd, ())}
         missing = [k for k in SCRIPT_CMDS[cmd] if k not in step]
@@ -59,32 +74,32 @@ def _parse_script(
                 f"missing {missing}" if missing else f"unknown keys {extra}",
             )
             continue
-        if devices is not None and "device" in step and step["device"] not in devices:
-            s.error(f"{where}.device", step["device"], ", ".join(sorted(devices)) or "no devices", "no such device")
+        values = {k: ss.get(f"{where}.{k}", SCRIPT_FIELDS[k]) for k in step if k != "at_s"}
+        if any(v is None for v in values.values()):
             continue
-        bad = _script_value(step, buses)
+        bad = _script_ref(values, devices, buses, circuits)
         if bad:
-            key, what = bad
-            s.error(f"{where}.{key}", step[key], what, "not allowed here")
+            key, what, message = bad
+            s.error(f"{where}.{key}", values[key], what, message)
             continue
-        steps.append((float(at), {k: v for k, v in step.items() if k != "at_s"}))
+        steps.append((float(at), values))
     return tuple(sorted(steps, key=lambda x: x[0]))
 
 
-def _script_value(step: Mapping[str, Any], buses: Mapping[str, str] | None) -> tuple[str, str] | None:
-    """(key, allowed) of the first value a script step cannot use, else None."""
+def _script_ref(
+    step: Mapping[str, Any], devices: frozenset[str] | None, buses: Mapping[str, str] | None, circuits: frozenset[str]
+) -> tuple[str, str, str] | None:
+    """(key, allowed, message) of the first reference in a script step to nothing configured, else None."""
     cmd = step["cmd"]
-    if cmd == "fault" and step["kind"] not in FAULT_KINDS:
-        return "kind", ", ".join(FAULT_KINDS)
-    if cmd == "set" and step["input"] not in PLANT_INPUTS:
-        return "input", ", ".join(PLANT_INPUTS)
-    if cmd == "gps" and step["mode"] not in GPS_MODES:
-        return "mode", ", ".join(GPS_MODES)
+    if devices is not None and "device" in step and step["device"] not in devices:
+        return "device", ", ".join(sorted(devices)) or "no devices", "no such device"
     if cmd in ("vanish", "restore", "refuse") and buses is not None:
         want = "tcp" if cmd == "refuse" else "rtu"
         names = sorted(n for n, k in buses.items() if k == want)
         if step["bus"] not in names:
-            return "bus", f"a {want} bus: {', '.join(names) or 'none'}"
+            return "bus", f"a {want} bus: {', '.join(names) or 'none'}", "not allowed here"
+    if cmd == "circuit" and step["circuit"] not in circuits:
+        return "circuit", ", ".join(sorted(circuits)) or "no [[sim.circuits]]", "no such circuit"
     return None
 
 
@@ -110,7 +125,7 @@ def parse_sim(s: Section, devices: frozenset[str] | None = None, buses: Mapping[
     known_contacts = ("door", "flood", "ups_on_battery", "ups_battery_low", "ups_replace_battery")
     for k, v in contacts.items():
         if k not in known_contacts:
-            s.error(f"contacts.{k}", v, ", ".join(known_contacts), "unknown plant contact")
+            s.error(f"contacts.{key_name(k)}", v, ", ".join(known_contacts), "unknown plant contact")
         elif not isinstance(v, str):
             s.error(f"contacts.{k}", v, '"pin:<name>" or "<device>.<point>"', "must be a string")
     circuits = []
@@ -136,6 +151,6 @@ def parse_sim(s: Section, devices: frozenset[str] | None = None, buses: Mapping[
             )
         )
         cs.finish()
-    script = _parse_script(s, devices, buses)
+    script = _parse_script(s, devices, buses, frozenset(n for n in names if n))
     s.finish()
     return dataclasses.replace(sim, circuits=tuple(circuits), contacts=dict(contacts), script=script)

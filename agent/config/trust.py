@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
-from agent.config.schema import MISSING, NAME_RE, F, Section
+from agent.config.schema import MISSING, NAME_RE, F, Section, key_name
 from agent.wire.commands import KIND_RE, Operator, Trust
 
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -57,7 +57,7 @@ def parse_trust(s: Section, base: Path | None) -> Trust:
         sec = Section(s.issues, f"trust.operators.{name}", table if isinstance(table, dict) else {})
         if not re.fullmatch(NAME_RE, name) or not isinstance(table, dict):
             s.error(
-                f"operators.{name}",
+                f"operators.{key_name(name)}",
                 table,
                 "[trust.operators.NAME] tables (NAME: letters, digits, _ -)",
                 "bad operator entry",

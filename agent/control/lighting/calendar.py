@@ -44,7 +44,7 @@ class DateSpec:
             raise ValueError(f"not a date: {text!r} (use YYYY-MM-DD or --MM-DD)")
         year = int(m.group(1)) if m.group(1) else None
         month, day = int(m.group(2)), int(m.group(3))
-        dt.date(year or 2000, month, day)  # 2000 is a leap year: --02-29 is allowed
+        dt.date(2000 if year is None else year, month, day)  # 2000 is a leap year: --02-29 is allowed; year 0 is not
         return cls(month, day, year)
 
     def key(self) -> tuple[int, int]:
