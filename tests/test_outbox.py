@@ -371,7 +371,7 @@ async def test_seal_due_uses_the_ages_on_the_clock(tmp_path):
 async def test_eviction_on_a_small_byte_cap(tmp_path):
     path = tmp_path / "o.db"
     cap = 60 * outbox_mod.ROW_BASE
-    ob = await opened(path, max_bytes=cap)
+    ob = await opened(path, max_bytes=cap, event_interval_s=None)  # counts exact: no eviction events of its own
     await ob.put([rd(n) for n in range(100, 130)], T)
     await ob.put([rd(n) for n in range(20)], A)
     await ob.put([rd(n) for n in range(20, 30)], E)

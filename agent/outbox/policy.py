@@ -1,9 +1,11 @@
-"""The outbox's decisions, without I/O: when to seal a batch, and what to evict when
-the store is over its byte cap.
+"""The outbox's decisions, without I/O: when to seal a batch, what to evict when the
+store is over its byte cap, how much of its filesystem the store may use, and what to
+drop from the in-memory queue while the disk refuses writes.
 
-Owns two plain objects. Neither touches SQLite, asyncio or a clock: ages and byte
-totals come in as numbers, decisions go out as values, so both are tested with plain
-numbers (tests/test_outbox.py) and applied by `agent.outbox.writer.Outbox`.
+Nothing here touches SQLite, asyncio, the filesystem or a clock: ages, byte totals and
+filesystem figures come in as numbers, decisions go out as values, so all of it is
+tested with plain numbers (tests/test_outbox.py, tests/test_outbox_disk.py) and applied
+by `agent.outbox.store.Store` and `agent.outbox.writer.Outbox`.
 
 * `SealPolicy.due(...)`: the uplink asks it whether to seal a batch now.
 * `EvictionPolicy`: given the stored byte total and candidates (unsealed rows or
@@ -11,6 +13,12 @@ numbers (tests/test_outbox.py) and applied by `agent.outbox.writer.Outbox`.
   TELEMETRY rows oldest first, then sealed TELEMETRY batches oldest first, then the
   same for EVENT, and ALARM data only when nothing else is left. A sealed batch is
   one candidate: it is evicted whole or not at all.
+* `DiskPolicy`: from the filesystem's free bytes and the bytes the outbox's own files
+  hold at start, a `DiskPlan` (the byte cap that fits the disk, the reserve file that
+  is released when the disk is full, WAL checkpoint and transaction sizes); the cap
+  after the disk was found full; when the disk has room again.
+* `shed(...)`: while commits fail, which queued readings to drop (same order as
+  eviction: oldest telemetry first, alarms last) so that producers never wait.
 """
 
 from __future__ import annotations
@@ -128,3 +136,107 @@ def age(now: float, since: float | None) -> float | None:
     if since is None:
         return None
     return math.inf if since == -math.inf else max(0.0, now - since)
+
+
+# -- the disk ------------------------------------------------------------------------------------------------
+KIB, MIB = 2**10, 2**20
+FILE_FACTOR = 1.25  # file bytes per accounted byte (tools.bench outbox: 59.1 / 50.2 = 1.18 with the WAL)
+SHM_BYTES = 64 * KIB  # the WAL index (-shm) with a bounded WAL, and page slack
+MIN_CAP = 64 * KIB
+
+
+@dataclass(frozen=True, slots=True)
+class DiskPlan:
+    """How the store uses its filesystem. `cap`: accounted bytes it keeps to; `reserve`:
+    bytes held in a file beside it and released when the disk is full (room for SQLite
+    to checkpoint and to commit the eviction that frees space); `wal_pages`: checkpoint
+    the WAL at this many pages; `wal_limit`: bytes the WAL is truncated to after a
+    checkpoint; `tx_bytes`: accounted bytes the writer commits in one transaction at
+    most; `budget`: the share of the filesystem all of it is planned in."""
+
+    cap: int
+    reserve: int
+    wal_pages: int
+    wal_limit: int
+    tx_bytes: int
+    budget: int
+
+
+class DiskPolicy:
+    """Fit the store to the filesystem it is on.
+
+    budget = share x (free bytes + bytes of the outbox's own files), measured at start:
+    the outbox plans to use at most that share of what it could have, so a small
+    filesystem (or one shared with logs and updates) keeps room for the rest. Out of
+    the budget come the WAL (checkpointed at budget/16, at most 1000 pages), the
+    reserve (budget/6, 256 KiB..8 MiB: it covers the WAL's frames plus an eviction) and
+    the index file; what is left, divided by FILE_FACTOR, is the cap unless max_bytes
+    is lower. On a large disk: 1000-page WAL, 8 MiB reserve, cap = max_bytes."""
+
+    def __init__(self, max_bytes: int, share: float = 0.5) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        self.max_bytes, self.share = max_bytes, share
+
+    def plan(self, free_bytes: int, own_bytes: int, page_size: int = 4096, stored: int = 0) -> DiskPlan:
+        """The plan for a filesystem with `free_bytes` available and `own_bytes` in the
+        outbox's files (database, WAL, index, reserve), holding `stored` accounted bytes.
+        The cap is never below `stored` (up to max_bytes): a restart on a full disk does
+        not evict what the store already holds; the full-disk path lowers it if needed."""
+        budget = int(max(0, free_bytes + own_bytes) * self.share)
+        wal_pages = max(16, min(1000, budget // 16 // page_size))
+        wal_limit = 2 * wal_pages * page_size
+        reserve = max(256 * KIB, min(8 * MIB, budget // 6))
+        room = (budget - wal_limit - reserve - SHM_BYTES) / FILE_FACTOR
+        return DiskPlan(
+            cap=min(self.max_bytes, max(MIN_CAP, int(room), stored)),
+            reserve=reserve,
+            wal_pages=wal_pages,
+            wal_limit=wal_limit,
+            tx_bytes=max(16 * KIB, wal_pages * page_size // 2),
+            budget=budget,
+        )
+
+    @staticmethod
+    def lowered(cap: int, stored: int) -> int:
+        """The cap once the disk was found full at `stored` accounted bytes: a tenth below
+        what is stored, so the next commits reuse pages the store already holds instead of
+        asking the disk for more, never below MIN_CAP. A cap already that low stays: failed
+        tries while nothing could be evicted do not compound."""
+        return min(cap, max(MIN_CAP, int(stored * 0.9)))
+
+    def after_full(self, plan: DiskPlan, free: int, cap: int, stored: int, incoming: int) -> tuple[int, int]:
+        """(cap, reserve) once the disk was found full and the store released its reserve and
+        checkpointed its WAL, with `free` bytes free now. The reserve is what the next recovery
+        needs (a checkpoint grows the database file by at most the WAL's new pages, then the
+        eviction's frames), `plan.wal_limit`, or all that is free when less; the store may use
+        the rest. With room for two more commits beyond the reserve it keeps its cap; else it
+        stops growing: the cap goes a tenth below what is stored (`lowered`)."""
+        reserve = min(free, plan.wal_limit)
+        if free - reserve >= 2 * int(max(incoming, plan.tx_bytes) * FILE_FACTOR):
+            return cap, reserve
+        return self.lowered(cap, stored), reserve
+
+    @staticmethod
+    def roomy(free_bytes: int, plan: DiskPlan) -> bool:
+        """True when the disk has room again: the reserve and a full WAL fit in what is free."""
+        return free_bytes >= plan.reserve + plan.wal_limit
+
+
+def shed(excess: int, queued: Iterable[Candidate]) -> list[Candidate]:
+    """Queued items to drop to free `excess` readings of queue room while the store cannot
+    commit: `count` is each item's readings, `key` its arrival order (the incoming item is
+    the newest). Same order as eviction: oldest telemetry first, then events, alarms last."""
+    if excess <= 0:
+        return []
+    rank = {(prio, Kind.ROWS): n for n, (prio, kind) in enumerate(EVICTION_ORDER) if kind is Kind.ROWS}
+    chosen: list[Candidate] = []
+    freed = 0
+    for c in sorted(queued, key=lambda c: (rank[(Priority(c.prio), Kind.ROWS)], c.key)):
+        if freed >= excess:
+            break
+        chosen.append(c)
+        freed += c.count
+    return chosen

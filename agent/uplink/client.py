@@ -30,7 +30,7 @@ from agent.aio import cancel_all, wait_event
 from agent.config.model import Uplink as UplinkSettings
 from agent.model import Reading
 from agent.outbox.policy import SealPolicy
-from agent.outbox.writer import Outbox, Sealed
+from agent.outbox.writer import Outbox, OutboxWriteError, Sealed
 from agent.uplink.backoff import Backoff
 from agent.wire import cose
 from agent.wire.batch import encode_body
@@ -283,7 +283,11 @@ class Uplink:
                     self.stats["batches_resent"] += 1
                 await self._publish(client, sealed, window, tasks)
         while len(self._sent) < self.s.max_unacked and self.outbox.seal_due(self.policy):
-            sealed = await self.outbox.seal(self.encode, max_readings=self.s.batch_max_readings)
+            try:
+                sealed = await self.outbox.seal(self.encode, max_readings=self.s.batch_max_readings)
+            except OutboxWriteError as e:  # disk full / I/O: nothing changed; seal_due() waits before the next try
+                log.warning("uplink: sealing deferred: %s", e)
+                break
             if sealed is None:
                 break
             await self._publish(client, sealed, window, tasks)
@@ -323,9 +327,15 @@ class Uplink:
                     log.error("rejected an acknowledgement on %s: %s", self.ack_topic, e.reason)
                 continue
             self.stats["acks"] += 1
+            try:
+                deleted = await self.outbox.ack(ack.seqs)
+            except OutboxWriteError as e:  # nothing deleted: re-sent after ack_timeout_s, the ingest acks duplicates
+                now = self.clock.monotonic()
+                self._sent.update(dict.fromkeys(ack.seqs, now))
+                log.warning("uplink: acknowledgement not applied: %s", e)
+                continue
             for seq in ack.seqs:
                 self._sent.pop(seq, None)
-            deleted = await self.outbox.ack(ack.seqs)
             self.stats["batches_acked"] += len(ack.seqs)
             if deleted:
                 self._wake.set()
