@@ -1,11 +1,12 @@
 """The soak and chaos suite (tools/chaos, docs/reliability.md).
 
 Fast: its bookkeeping (lost, duplicated, recovery), the config it gives the cabinet,
-its arguments. Integration: it notices crashes (an exit it did not cause, a traceback in
-a log) of real processes; and the short run CI makes: the agent SIGKILLed 8 times, the
-ingest 3 times, the broker stopped once, the cabinet's clock jumped at 3 reboots, with
-nothing lost, nothing duplicated, nothing crashed. The long run (200 kills) is
-`python -m tools.chaos`, recorded in docs/reliability.md.
+its arguments, its look at a real outbox file. Integration: it notices crashes (an exit it
+did not cause, a traceback in a log) of real processes; and the short run CI makes: the
+agent SIGKILLed 8 times, the ingest 3 times, the broker stopped once, the cabinet's clock
+jumped at 3 reboots, its disk filled twice, with nothing lost, nothing duplicated,
+nothing crashed. The long run (200 kills) is `python -m tools.chaos`, recorded in
+docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -70,9 +71,11 @@ def test_recovery_is_the_first_batch_after_the_restart_and_before_the_next_fault
 
 
 def test_a_run_fails_on_loss_duplicates_crashes_errors_or_no_readings():
-    ok = {"lost": 0, "duplicated": 0, "crashes": 0, "error": None, "readings": 10, "drained": True}
+    ok = {"lost": 0, "evicted": 0, "duplicated": 0, "crashes": 0, "error": None, "readings": 10, "drained": True}
     assert failed(ok) == ""
     assert failed({**ok, "lost": 3}) == "3 lost"
+    assert failed({**ok, "lost": 3, "evicted": 3}) == ""  # the outbox's cap evicted them, and counted them
+    assert failed({**ok, "lost": 5, "evicted": 3}) == "5 lost (3 evicted by the outbox's cap, counted)"
     assert failed({**ok, "duplicated": 1, "crashes": 2}) == "1 duplicated; 2 crashes"
     assert "nothing was exercised" in failed({**ok, "readings": 0})
     assert failed({**ok, "drained": False}) == "the drain did not finish"
@@ -169,14 +172,15 @@ def test_a_kill_of_a_process_group_is_no_crash_and_leaves_nothing_running_a_fail
 def test_short_chaos_run_loses_nothing_duplicates_nothing_and_nothing_crashes(tmp_path):
     argv = [sys.executable, "-m", "tools.chaos", "--json", "--seed", "7", "--dir", str(tmp_path / "run")]
     argv += ["--kills", "8", "--ingest-restarts", "3", "--broker-restarts", "1", "--outage", "3"]
-    argv += ["--seconds", "150", "--drain-seconds", "60", "kill", "ingest", "broker", "clock"]
+    argv += ["--disk-fills", "2", "--full", "3", "--seconds", "150", "--drain-seconds", "60"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=420)
     assert done.stdout, done.stderr
     figures = json.loads(done.stdout)
     where = f"figures: {json.dumps(figures, indent=1)}\n{done.stderr}"
-    assert figures["kills"] == {"kill": 8, "ingest": 3, "broker": 1, "clock": 3}, where
+    disk = 0 if "disk" in figures["skipped"] else 2  # the disk scenario needs root to mount its tmpfs
+    assert figures["kills"] == {"kill": 8, "ingest": 3, "broker": 1, "clock": 3, "disk": disk}, where
     assert figures["readings"] > 300, where  # the pipeline really carried readings through the faults
-    assert (figures["lost"], figures["duplicated"], figures["crashes"]) == (0, 0, 0), where
+    assert (figures["lost"], figures["evicted"], figures["duplicated"], figures["crashes"]) == (0, 0, 0, 0), where
     assert figures["drained"] and figures["error"] is None, where
     assert figures["recovery_s"]["n"] >= 1, where
     assert done.returncode == 0, where

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from agent import config as cfg
 from agent.wire import cose
+from tools.chaos.disk import DiskUnavailable, SmallDisk
 from tools.chaos.ledger import Fault, Ledger, Tally, stored_counts
 from tools.chaos.procs import Broker, Crash, Part, tracebacks
 from tools.ingest.store import Store
@@ -71,8 +72,23 @@ def is_wal(path: Path) -> bool:
     return len(head) == 20 and head[18] == 2
 
 
+def outbox_evicted(path: Path) -> int:
+    """Rows the outbox evicted over its life (schema: meta evicted_rows_<prio>)."""
+    if not path.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = con.execute("SELECT value FROM meta WHERE key LIKE 'evicted_rows_%'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:  # no outbox made yet: nothing evicted
+        return 0
+    return sum(int(v) for (v,) in rows)
+
+
 class Rig:
-    def __init__(self, root: Path, knobs: Knobs | None = None) -> None:
+    def __init__(self, root: Path, knobs: Knobs | None = None, disk_mb: int = 0) -> None:
         self.root = root
         self.knobs = knobs or Knobs()
         self.logs = root / "logs"
@@ -87,10 +103,15 @@ class Rig:
         self.cabinet = str(tomllib.loads(self.example)["cabinet"]["id"])
         self.parts: list[Part] = []  # in start order; stopped in reverse
         self.store: Store | None = None
+        self.disk = SmallDisk(self.data, disk_mb) if disk_mb else None
+        self.disk_error: str | None = None
+        self.evicted = 0  # rows the outbox evicted by its policy (counted in its meta table), read at the end
 
     # setting up ----------------------------------------------------------------------
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        if self.disk is not None:
+            self._mount(self.disk)
         ingest_key, signing_key = self.root / "ingest.key", self.root / "signing.key"
         ingest_pub = pki.new_signing_key(ingest_key).hex()
         pki.new_signing_key(signing_key)
@@ -118,6 +139,17 @@ class Rig:
         for part in (self.ingest, self.agent):
             part.start()
             self.parts.append(part)
+
+    def _mount(self, disk: SmallDisk) -> None:
+        """The agent's data dir on the small disk; the simulator's files (its stand-in
+        hardware: pty links, pin files) stay on the real disk through a link."""
+        try:
+            disk.mount()
+        except DiskUnavailable as e:
+            self.disk, self.disk_error = None, str(e)
+            return
+        (self.root / "sim").mkdir()
+        (self.data / "sim").symlink_to(self.root / "sim")
 
     def write_config(self, start: str) -> None:
         """The cabinet's config; `start` is its simulated clock's start ("now" or ISO 8601),
@@ -224,5 +256,8 @@ class Rig:
         tally = self.ledger.compare(self.stored())
         if self.store is not None:
             self.store.close()
+        self.evicted = outbox_evicted(self.data / "outbox.db")
+        if self.disk is not None:
+            self.disk.unmount()
         self.crashes += tracebacks(self.logs)
         return tally

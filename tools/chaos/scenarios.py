@@ -9,7 +9,9 @@
             simulated clock one day behind, then one day ahead, then right again. The simulator
             has no way to step its clock while running (boards/sim/control.py), so a jump
             happens across a restart, as an RTC losing its time over a power cut does
-    disk    not yet: a full disk under the outbox (docs/reliability.md)
+    disk    the agent's data dir is a DISK_MB tmpfs (for the whole run: mounted before the agent
+            starts; needs root, else skipped); a filler file takes every free byte of it at a
+            random moment and is deleted `full_s` later, `disk_fills` times
 
 The random moments come from one seeded generator, so a seed replays the same schedule
 (the processes' own timing still varies). Every scenario stops injecting once the time
@@ -28,8 +30,8 @@ from dataclasses import dataclass
 from tools.chaos.rig import Rig
 
 SCENARIOS = ("kill", "ingest", "broker", "clock", "disk")
-DEFAULT = ("kill", "ingest", "broker", "clock")
-NOT_YET = {"disk": "not implemented yet: a full disk under the outbox (docs/reliability.md, the table of faults)"}
+DEFAULT = SCENARIOS
+DISK_MB = 16  # the outbox caps itself at half of (free + its own files): 8 MiB here
 CLOCK_JUMPS_S = (-86_400.0, +86_400.0, 0.0)  # the simulated clock at each reboot, relative to real time
 
 
@@ -39,6 +41,8 @@ class Plan:
     ingest_restarts: int = 20
     broker_restarts: int = 3
     outage_s: float = 5.0
+    disk_fills: int = 3
+    full_s: float = 5.0  # how long the disk stays full
     seconds: float = 3600.0  # fault-injection budget (the drain comes after it)
     recover_s: float = 30.0  # at the end of a scenario: wait at most this for a new batch
     kill_after_s: tuple[float, float] = (0.2, 5.0)  # the agent's life before its kill, uniform
@@ -52,6 +56,7 @@ class Runner:
         self.rng = random.Random(plan.seed)
         self.deadline = time.monotonic() + plan.seconds
         self.done: Counter[str] = Counter()
+        self.skipped: dict[str, str] = {}
         self.budget_spent = False
 
     def run(self, name: str) -> None:
@@ -120,3 +125,20 @@ class Runner:
             self._restart_agent("clock")
             self.rig.wait_batch_after(self.rig.faults[-1].back_t, self.plan.recover_s)
             self.rig.idle(2.0)  # readings stamped by the jumped clock go through
+
+    def _disk(self) -> None:
+        disk = self.rig.disk
+        if disk is None:
+            self.skipped["disk"] = self.rig.disk_error or "the rig has no small disk"
+            return
+        for _ in range(self.plan.disk_fills):
+            self.rig.idle(self.rng.uniform(1.0, 4.0))
+            if not self._more():
+                return
+            struck = time.time()
+            disk.fill()
+            self.rig.idle(self.plan.full_s)
+            disk.free()
+            self.rig.fault("disk", struck)
+            self.done["disk"] += 1
+            self.rig.wait_batch_after(self.rig.faults[-1].back_t, self.plan.recover_s)

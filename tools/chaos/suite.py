@@ -2,8 +2,9 @@
 scenarios' faults, drain with everything up, stop every part gracefully, and count.
 
 The figures (a dict, printed by `python -m tools.chaos`): faults injected per scenario,
-readings (durable rows seen in the outbox), stored, lost, duplicated, crashes (with the
-log of each), recovery seconds (p50, max, overall and per fault kind), the ingest's
+readings (durable rows seen in the outbox), stored, lost, evicted (rows the outbox
+dropped by its byte cap, and counted), duplicated, crashes (with the log of each),
+scenarios skipped and why, recovery seconds (p50, max, overall and per fault kind), the ingest's
 own counters, wall seconds.
 """
 
@@ -17,14 +18,14 @@ from typing import Any
 
 from tools.chaos.ledger import recoveries, summary
 from tools.chaos.rig import Rig
-from tools.chaos.scenarios import Plan, Runner
+from tools.chaos.scenarios import DISK_MB, Plan, Runner
 
 FIRST_BATCH_S = 60.0  # the pipeline must work before any fault
 
 
 def run(root: Path, scenarios: Sequence[str], plan: Plan, *, drain_s: float) -> dict[str, Any]:
     began = time.monotonic()
-    rig = Rig(root)
+    rig = Rig(root, disk_mb=DISK_MB if "disk" in scenarios else 0)
     runner = Runner(rig, plan)
     drained = False
     error = None
@@ -54,6 +55,7 @@ def run(root: Path, scenarios: Sequence[str], plan: Plan, *, drain_s: float) -> 
         "stored": tally.stored,
         "unseen": tally.unseen,
         "lost": tally.lost,
+        "evicted": rig.evicted,
         "duplicated": tally.duplicated,
         "crashes": len(rig.crashes),
         "recovery_s": summary(rec),
@@ -66,14 +68,19 @@ def run(root: Path, scenarios: Sequence[str], plan: Plan, *, drain_s: float) -> 
         "plan": asdict(plan),
         "error": error,
         "crash_list": [asdict(c) for c in rig.crashes],
+        "skipped": runner.skipped,
         "lost_examples": [list(k) for k in tally.lost_examples],
         "duplicated_examples": [list(k) for k in tally.duplicated_examples],
     }
 
 
 def failed(figures: dict[str, Any]) -> str:
-    """Why the run failed ("" when it did not): loss, duplicates, crashes, an error, or no readings."""
-    why = [f"{figures[k]} {k}" for k in ("lost", "duplicated", "crashes") if figures[k]]
+    """Why the run failed ("" when it did not): loss (beyond what the outbox counted as evicted),
+    duplicates, crashes, an error, or no readings."""
+    why = [f"{figures[k]} {k}" for k in ("duplicated", "crashes") if figures[k]]
+    if figures["lost"] > figures["evicted"]:
+        evicted = f" ({figures['evicted']} evicted by the outbox's cap, counted)" if figures["evicted"] else ""
+        why.insert(0, f"{figures['lost']} lost{evicted}")
     if figures["error"]:
         why.append(figures["error"])
     if not figures["readings"]:
