@@ -37,6 +37,8 @@ from agent.control.climate.controller import ClimateController
 from agent.control.lighting.controller import LightingController
 from agent.runtime.entry import board_infos
 
+pytestmark = pytest.mark.chaos  # the fuzzers belong to the chaos suite (docs/reliability.md)
+
 ROOT = Path(__file__).resolve().parent.parent
 BOARDS = board_infos()
 EXAMPLES = int(os.environ.get("CONFIG_FUZZ_EXAMPLES", "300"))

@@ -41,6 +41,8 @@ from drivers.modbus.health import FrameHealth
 from drivers.modbus.replies import Expected, expected_reply, mbap_problem, pdu_problem
 from tests.conftest import TEST_PROFILE, wait_until
 
+pytestmark = pytest.mark.chaos  # the fuzzers belong to the chaos suite (docs/reliability.md)
+
 TABLES = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 UNIT = 1
 
