@@ -27,6 +27,8 @@ profile = "xy-md02"
 bus = "rs485"
 unit = 20
 profile = "relay-board"
+[devices.relays.options]
+inputs = 8
 [inputs.door]
 pin = "door"
 [inputs.flood]

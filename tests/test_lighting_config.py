@@ -30,6 +30,8 @@ profile = "sdm120"
 bus = "rs485"
 unit = 2
 profile = "relay-board"
+[devices.relays.options]
+inputs = 8
 [devices.lux]
 bus = "rs485"
 unit = 3

@@ -69,7 +69,7 @@ def test_point_counts_and_defaults():
         "sdm120": 12,
         "sdm630": 36,
         "xy-md02": 2,
-        "relay-board": 16,
+        "relay-board": 8,
         "lux": 1,
         "dali-gateway": 6,
         "generic": 1,
@@ -189,7 +189,7 @@ def test_lux_default_map_and_variants():
 
 
 def test_relay_board_bits():
-    prof = build("relay-board")
+    prof = build("relay-board", inputs=8)
     relays = [p for p in prof.points if p.table is Table.COIL]
     inputs = [p for p in prof.points if p.table is Table.DISCRETE]
     assert [p.address for p in relays] == list(range(8)) and all(p.writable for p in relays)
@@ -201,7 +201,7 @@ def test_relay_board_bits():
     assert decode(prof.point("input_5"), [False]) is False
     four = build("relay-board", channels=4, inputs=0)
     assert [p.key for p in four.points] == ["relay_1", "relay_2", "relay_3", "relay_4"]
-    assert len(build("relay-board", channels=32).points) == 64
+    assert len(build("relay-board", channels=32).points) == 32
 
 
 def test_dali_gateway_map():

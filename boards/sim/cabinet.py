@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from boards.sim import commands
 from boards.sim.bindings import Binding, ClimateBinding, DaliBinding, LuxBinding, MeterBinding, RelayBinding
 from boards.sim.faults import Fault, FaultKind, FaultTable
 from boards.sim.line import RtuLine
@@ -28,7 +29,9 @@ from boards.sim.plant import Cabinet as PlantCabinet
 from boards.sim.plant import Circuit, Plant, Site
 from boards.sim.store import RegisterStore
 from boards.sim.tcp import TcpEndpoint
+from drivers import profiles
 from drivers.dio import DioError, read_pin, write_pin
+from drivers.profiles.base import DeviceProfile, LineDefaults, ProfileError
 
 log = logging.getLogger("boards.sim")
 
@@ -39,6 +42,22 @@ MIN_TICK_REAL_S = 0.05
 @dataclass
 class GpsFaults:
     mode: str = "normal"  # normal | no_fix | bad_checksum | garbage | silent
+
+
+def device_profile(dev: Any) -> DeviceProfile:
+    """What the simulated device has: every point of its profile built with the
+    config's options (the config's own version of a point where it has one, e.g. a
+    changed scale; also points a config disables: a real device still answers them),
+    its configuration registers, and the config's limits."""
+    try:
+        full = profiles.get(dev.profile_name).build(dev.options)
+    except (KeyError, ProfileError):
+        return dev.profile
+    mine = {p.key: p for p in dev.profile.points}
+    points = tuple(mine.get(p.key, p) for p in full.points) + tuple(
+        p for p in dev.profile.points if p.key not in {q.key for q in full.points}
+    )
+    return DeviceProfile(full.name, points, dev.profile.limits, full.line, full.description, full.config)
 
 
 def start_time(text: str, now: float) -> float:
@@ -74,13 +93,17 @@ class SimCabinet:
         self._task: asyncio.Task | None = None
         self._script: asyncio.Task | None = None
         self.script_done = 0
+        self._where: dict[str, Any] = {}
         for name, dev in config.devices.items():
-            store = RegisterStore(dev.profile)
+            bus = config.buses[dev.bus]
+            line = LineDefaults(bus.baudrate, bus.parity, bus.stopbits) if bus.kind == "rtu" else None
+            profile = device_profile(dev)
+            store = RegisterStore(profile, {c.key: c.value(dev.unit, line) for c in profile.config})
             binding = self._binding(name, dev, sim, dali_circuits)
             store.on_write = self._writer(binding)
             self.stores[name] = store
             self.bindings[name] = binding
-            self._keys[name] = frozenset(p.key for p in dev.profile.points)
+            self._keys[name] = store.keys()
         self.refresh()
 
     # wiring ---------------------------------------------------------------------
@@ -194,7 +217,8 @@ class SimCabinet:
         log.info(
             "simulated cabinet %s serving %d devices on %d buses", self.config.cabinet_id, len(self.stores), len(buses)
         )
-        return {"buses": buses, "gps": gps_link, "pins": str(self.pins_dir)}
+        self._where = {"buses": buses, "gps": gps_link, "pins": str(self.pins_dir)}
+        return dict(self._where)
 
     async def _plant_loop(self) -> None:
         speed = getattr(self.clock, "speed", 1.0)
@@ -256,40 +280,14 @@ class SimCabinet:
         setattr(self.plant, name, bool(value))
         self.refresh()
 
-    async def command(self, req: dict[str, Any]) -> None:
-        """One control command (the control socket's and [[sim.script]]'s vocabulary)."""
-        cmd = req.get("cmd")
-        if cmd == "fault":
-            kw = {k: req[k] for k in ("delay_ms", "exception_code", "every") if k in req}
-            self.device_fault(_text(req, "device"), _text(req, "kind"), **kw)
-        elif cmd == "clear":
-            self.device_fault(_text(req, "device"), None)
-        elif cmd == "vanish":
-            self.vanish(_text(req, "bus"))
-        elif cmd == "restore":
-            await self.restore(_text(req, "bus"))
-        elif cmd == "refuse":
-            self.refuse(_text(req, "bus"), bool(req.get("on", True)))
-        elif cmd == "set":
-            self.set_input(_text(req, "input"), req.get("value"))
-        elif cmd == "gps":
-            mode = _text(req, "mode")
-            if mode not in ("normal", "no_fix", "bad_checksum", "garbage", "silent"):
-                raise ValueError(f"unknown GPS mode {mode!r}")
-            self.gps_faults.mode = mode
-        elif cmd == "circuit":  # lamp failures, a stuck contactor
-            name = _text(req, "circuit")
-            if "failed" in req:
-                self.plant.fail_lamps(name, float(req["failed"]))
-            if "stuck" in req:
-                stuck = req["stuck"]
-                if stuck not in ("closed", "open", None):
-                    raise ValueError('"stuck" must be "closed", "open" or null')
-                self.plant.stick_contactor(name, None if stuck is None else stuck == "closed")
-        elif cmd != "state":
-            raise ValueError(
-                f"unknown cmd {cmd!r}; known: fault, clear, vanish, restore, refuse, set, gps, circuit, state"
-            )
+    async def command(self, req: Any) -> dict[str, Any]:
+        """One control message (boards/sim/commands.py; the control socket's and
+        [[sim.script]]'s vocabulary); what the reply adds. CommandError if refused."""
+        return await commands.run(self, req)
+
+    def endpoints_info(self) -> dict[str, Any]:
+        """Where everything is: bus -> ["rtu", pty] or ["tcp", host, port], the GPS pty, the pins directory."""
+        return dict(self._where)
 
     def state(self) -> dict[str, Any]:
         p = self.plant
@@ -307,14 +305,27 @@ class SimCabinet:
             "lines": {n: dict(line.stats) for n, line in self.lines.items()},
             "tcp": {n: dict(ep.stats) for n, ep in self.endpoints.items()},
             "gps_mode": self.gps_faults.mode,
+            "faults": self._faults_now(),
+            "circuit_faults": {
+                c: {"failed": p.failed_share(c), "stuck": p.stuck(c)}
+                for c in p.circuits
+                if p.failed_share(c) or p.stuck(c)
+            },
         }
 
-
-def _text(req: dict[str, Any], key: str) -> str:
-    v = req.get(key)
-    if not isinstance(v, str):
-        raise ValueError(f"{key!r} must be a string")
-    return v
+    def _faults_now(self) -> dict[str, dict[str, Any]]:
+        """Device name -> its injected fault (kind, exception_code, delay_ms, every)."""
+        out = {}
+        for name, dev in self.config.devices.items():
+            fault = self.faults[dev.bus].get(dev.unit)
+            if fault is not None:
+                out[name] = {
+                    "kind": fault.kind.value,
+                    "exception_code": fault.exception_code,
+                    "delay_ms": fault.delay_ms,
+                    "every": fault.every,
+                }
+        return out
 
 
 def _contact(contact: str) -> Callable[[Plant], bool]:

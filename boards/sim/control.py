@@ -1,7 +1,10 @@
 """The simulated cabinet's control socket, for rigs and scenarios in other processes.
 
-JSON lines over a Unix socket (`<sim dir>/control.sock`): one request object per
-line, one answer per line, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+JSON lines over a Unix socket (`<sim dir>/control.sock`, i.e.
+`<data dir>/sim/control.sock`): one request object per line, one answer per line,
+`{"ok": true, "done": "...", "state": {...}, ...}` or `{"ok": false, "error": "..."}`.
+The vocabulary is boards/sim/commands.py (reference: docs/simulator.md); the command
+line is `cabinet sim-control` (tools/sim/control.py).
 
     {"cmd": "fault", "device": "meter_main", "kind": "silent"}        (also delay_ms, exception_code, every)
     {"cmd": "clear", "device": "meter_main"}
@@ -9,7 +12,11 @@ line, one answer per line, `{"ok": true, ...}` or `{"ok": false, "error": "..."}
     {"cmd": "refuse", "bus": "dali", "on": true}
     {"cmd": "set", "input": "door_open", "value": true}
     {"cmd": "gps", "mode": "no_fix"}
-    {"cmd": "state"}
+    {"cmd": "circuit", "circuit": "segment1", "failed": 0.5, "stuck": "closed"}
+    {"cmd": "state"}    {"cmd": "read", "device": "climate"}    {"cmd": "endpoints"}
+
+The socket exists only while the simulator serves: once it answers, every bus,
+the GPS and the pins are up (`cabinet sim-control --wait SECONDS state` waits for that).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from boards.sim.cabinet import SimCabinet
+from boards.sim.commands import CommandError
 
 MAX_LINE = 4096
 
@@ -63,11 +71,14 @@ class ControlServer:
     async def handle(self, line: bytes) -> dict[str, Any]:
         try:
             req = json.loads(line)
-            if not isinstance(req, dict):
-                raise ValueError("a request is a JSON object")
-            await self.cabinet.command(req)
-            return {"ok": True, "state": self.cabinet.state()}
-        except (ValueError, KeyError, TypeError) as e:
+        except ValueError as e:
+            return {"ok": False, "error": f"not a JSON object: {e}"}
+        try:
+            extra = await self.cabinet.command(req)
+            return {"ok": True, **extra, "state": self.cabinet.state()}
+        except CommandError as e:
+            return {"ok": False, "error": str(e)}
+        except (ValueError, KeyError, TypeError, OSError) as e:
             return {"ok": False, "error": f"{type(e).__name__}: {e}"}
 
 

@@ -1,6 +1,9 @@
 """`cabinet sim`: run the simulated cabinet alone until SIGTERM/SIGINT (or until the
-parent process given with --parent-pid is gone). Writes the endpoints as JSON to
-the ready file once every server is up, and serves the control socket."""
+parent process given with --parent-pid is gone). Serves the control socket
+(`<sim dir>/control.sock`) and, once every server is up, writes the endpoints as
+JSON to `<sim dir>/endpoints.json` (where `cabinet scan --bus` and `cabinet doctor`
+look for the simulated buses; removed again at exit) and to the ready file if one
+is given, else prints them."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from boards.sim.cabinet import SimCabinet
 from boards.sim.control import ControlServer
 
 log = logging.getLogger("boards.sim")
+ENDPOINTS_FILE = "endpoints.json"  # in the sim dir
 
 
 def main(
@@ -52,11 +56,12 @@ async def serve(config: Any, sim_dir: Path, clock: Any, ready_file: str | None, 
     endpoints["control"] = str(control.path)
     endpoints["clock"] = {"speed": getattr(clock, "speed", 1.0), "wall": clock.now(), "real": time.time()}
     text = json.dumps(endpoints, indent=2)
-    if ready_file:
-        tmp = Path(ready_file).with_suffix(".tmp")
+    standard = Path(sim_dir) / ENDPOINTS_FILE
+    for path in {standard, Path(ready_file) if ready_file else standard}:
+        tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
-        os.replace(tmp, ready_file)
-    else:
+        os.replace(tmp, path)
+    if not ready_file:
         print(text, flush=True)
     watch = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
     try:
@@ -66,6 +71,7 @@ async def serve(config: Any, sim_dir: Path, clock: Any, ready_file: str | None, 
             watch.cancel()
         await control.close()
         await cabinet.stop()
+        standard.unlink(missing_ok=True)
 
 
 async def _watch_parent(pid: int, stop: asyncio.Event) -> None:

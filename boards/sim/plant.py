@@ -271,6 +271,17 @@ class Plant:
         else:
             self._stuck[name] = bool(closed)
 
+    def failed_share(self, name: str) -> float:
+        """The share of the circuit's lamps made to fail (fail_lamps), 0..1."""
+        self._circuit(name)
+        return self._failed.get(name, 0.0)
+
+    def stuck(self, name: str) -> str | None:
+        """ "closed" or "open" while the contactor is stuck (stick_contactor), else None."""
+        self._circuit(name)
+        stuck = self._stuck.get(name)
+        return None if stuck is None else "closed" if stuck else "open"
+
     def circuit_on(self, name: str) -> bool:
         """Is the circuit energized (its contactor closed)?"""
         self._circuit(name)

@@ -1,32 +1,34 @@
 """Register stores: the memory of a simulated field device, served by pymodbus.
 
 A `RegisterStore` holds the raw registers and bits of one device, built from its
-`DeviceProfile`. For each table it serves one contiguous span from the lowest to the
-highest point address (holes read as 0, like real meters); addresses outside the span
-and the profile's `limits.forbidden` ranges answer exception 2 (illegal data
-address); a read longer than the device's `limits.max_registers` / `max_bits`
-answers exception 3 (illegal data value). Writes (coil and holding tables only) must
-fall on registers/bits of points marked `writable` (`strict_writes=False`: anywhere
-in the span), else exception 2.
+`DeviceProfile`: the points and the device's configuration/identification registers
+(`profile.config`: address, baud rate, firmware version ...), which the real devices
+answer although the agent never polls them. For each table it serves the span from
+the lowest to the highest point address (holes read as 0, like real meters) and one
+span per group of configuration registers (registers at most CONFIG_GAP apart form
+one group; a group that close to the points' span joins it). Addresses outside every
+span and the profile's `limits.forbidden` ranges answer exception 2 (illegal data
+address); a read longer than the device's `limits.max_registers` / `max_bits`, or
+across two spans, answers exception 2 or 3 as real devices do (3 for the count).
+Writes (coil and holding tables only) must fall on registers/bits of writable
+points or configuration registers (`strict_writes=False`: anywhere in a span), else
+exception 2; a write that leaves a configuration register outside its `valid` range
+or enum answers exception 3 (illegal data value) and changes nothing.
 
-The plant model and scenarios set and get values by point key (`set`, `set_many`,
-`get`, `values`, encoded with `drivers.modbus.codec`; `RegisterStore(profile, values)`
-sets initial values, everything else starts at 0 / False); `on_write(key, value)`
-reports what a master wrote (also by broadcast), once per point whose registers or
-bits changed, with the decoded value; `set` never fires it.
+The plant model and scenarios set and get values by key (`set`, `set_many`, `get`,
+`values`, encoded with `drivers.modbus.codec`; `RegisterStore(profile, values)` sets
+initial values; configuration registers start at their factory default, everything
+else at 0 / False); `on_write(key, value)` reports what a master wrote (also by
+broadcast), once per point or configuration register whose registers or bits
+changed, with the decoded value; `set` never fires it.
 
 `sim_device(unit, store)` wraps a store into a pymodbus `SimDevice` whose `action=`
-callback serves every access from the store: reads copy from the store into
-pymodbus' live register list, writes go into the store (and fire `on_write`).
-One caveat of pymodbus' bit blocks: the callback sees coil/discrete reads only to
-16-bit granularity, so a read that runs past the end of the bit span within the same
-16 bits is not refused there; the RTU line and TCP endpoint of this package check
-every read exactly (`check_request`) before the request reaches pymodbus.
-
-`sim_device` also installs `quiet_pymodbus_server()`: a filter on pymodbus' logger
-that drops the records of its server modules (the traceback and frame dump it logs
-for every exception response / unknown id), leaving client records and the root
-logger alone.
+callback serves every access from the store (reads copy into pymodbus' register list,
+writes go into the store and fire `on_write`). pymodbus sees coil/discrete reads only
+to 16-bit granularity, so the RTU line and TCP endpoint check every read exactly
+(`check_request`) before it reaches pymodbus. `sim_device` also installs
+`quiet_pymodbus_server()`: a filter on pymodbus' logger that drops its server modules'
+records (a traceback per exception response / unknown id); the rest stays.
 
 All calls are thread-safe; `on_write` runs outside the lock.
 """
@@ -66,6 +68,9 @@ class IllegalValue(SimError):
     code = 3  # ExcCodes.ILLEGAL_VALUE
 
 
+CONFIG_GAP = 16  # configuration registers at most this far apart are served as one span
+
+
 @dataclass
 class _Span:
     table: Table
@@ -73,6 +78,19 @@ class _Span:
     end: int  # exclusive
     data: list  # list[int] for registers, list[bool] for bits
     writable: bytearray  # 1 where a writable point covers the address
+
+
+def _intervals(points: list[RegisterPoint], config: list[RegisterPoint]) -> list[tuple[int, int]]:
+    """The served address ranges of one table: the points' span plus the config groups."""
+    ranges = [(min(p.address for p in points), max(p.end for p in points))] if points else []
+    ranges += [(p.address, p.end) for p in config]
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1] + CONFIG_GAP:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 class RegisterStore:
@@ -85,32 +103,39 @@ class RegisterStore:
         self.strict_writes = strict_writes
         self.on_write: Callable[[str, Any], None] | None = None
         self._lock = threading.RLock()
-        self._points: dict[str, RegisterPoint] = {p.key: p for p in profile.points}
-        self._spans: dict[Table, _Span] = {}
+        config = {c.key: c.point for c in profile.config}
+        # the device's own config register wins over a point at the same key (e.g.
+        # xy-md02's read-only config points): writable as on the device
+        self._points: dict[str, RegisterPoint] = {p.key: p for p in profile.points if p.key not in config}
+        self._points.update(config)
+        self._config = frozenset(config)
+        self._spans: dict[Table, list[_Span]] = {}
         self._by_table: dict[Table, list[RegisterPoint]] = {t: [] for t in Table}
-        for p in profile.points:
+        for p in self._points.values():
             self._by_table[p.table].append(p)
         for table, pts in self._by_table.items():
-            if not pts:
-                continue
-            start = min(p.address for p in pts)
-            end = max(p.end for p in pts)
+            polled = [p for p in pts if p.key not in self._config]
             fill: Any = False if table.is_bits else 0
-            span = _Span(table, start, end, [fill] * (end - start), bytearray(end - start))
-            for p in pts:
-                if p.writable:
-                    span.writable[p.address - start : p.end - start] = b"\x01" * p.width
-            self._spans[table] = span
+            spans = []
+            for start, end in _intervals(polled, [p for p in pts if p.key in self._config]):
+                span = _Span(table, start, end, [fill] * (end - start), bytearray(end - start))
+                for p in pts:
+                    if p.writable and start <= p.address < end:
+                        span.writable[p.address - start : p.end - start] = b"\x01" * p.width
+                spans.append(span)
+            if spans:
+                self._spans[table] = spans
         self._forbidden = [(Table(t), a, b) for t, a, b in profile.limits.forbidden]
+        self.set_many({c.key: c.default for c in profile.config})
         if values:
             self.set_many(values)
 
     # ------------------------------------------------------------------ by key
     def set(self, key: str, value: Any) -> None:
-        """Set a point's value (encoded into its registers); does not fire on_write."""
+        """Set a value (encoded into its registers); does not fire on_write."""
         p = self._point(key)
         with self._lock:
-            span = self._spans[p.table]
+            span = self._span_of(p)
             off = p.address - span.start
             if p.bit is not None:
                 mask = 1 << p.bit
@@ -126,22 +151,30 @@ class RegisterStore:
                 self.set(key, value)
 
     def get(self, key: str) -> Any:
-        """A point's value, decoded from its registers (scaled, enum label, bit)."""
+        """A value, decoded from its registers (scaled, enum label, bit)."""
         p = self._point(key)
         with self._lock:
-            span = self._spans[p.table]
+            span = self._span_of(p)
             off = p.address - span.start
             return codec.decode(p, span.data[off : off + p.width])
 
     def values(self) -> dict[str, Any]:
-        """All point values by key."""
+        """All values by key: the points and the configuration registers."""
         with self._lock:
             return {k: self.get(k) for k in self._points}
 
+    def keys(self) -> frozenset[str]:
+        """Every key the store serves (points and configuration registers)."""
+        return frozenset(self._points)
+
     def span(self, table: Table) -> tuple[int, int] | None:
-        """(first address, end exclusive) served in `table`, or None."""
-        s = self._spans.get(Table(table))
-        return (s.start, s.end) if s else None
+        """(first address, end exclusive) of everything served in `table`, or None."""
+        spans = self._spans.get(Table(table))
+        return (spans[0].start, spans[-1].end) if spans else None
+
+    def spans(self, table: Table) -> list[tuple[int, int]]:
+        """Every served (start, end exclusive) range of `table`, in address order."""
+        return [(s.start, s.end) for s in self._spans.get(Table(table), [])]
 
     # ------------------------------------------------------------------ wire side
     def check(self, table: Table, address: int, count: int, *, write: bool = False) -> None:
@@ -156,13 +189,11 @@ class RegisterStore:
             raise IllegalValue(
                 f"read of {count} {table.value}s exceeds the device limit {self.profile.limits.max_count(table)}"
             )
-        span = self._spans.get(table)
         end = address + count
-        if span is None or address < span.start or end > span.end:
-            raise IllegalAddress(
-                f"{table.value} {address}..{end - 1} outside the served span"
-                + (f" {span.start}..{span.end - 1}" if span else " (none)")
-            )
+        span = self._find(table, address, end)
+        if span is None:
+            served = ", ".join(f"{a}..{b - 1}" for a, b in self.spans(table)) or "none"
+            raise IllegalAddress(f"{table.value} {address}..{end - 1} outside the served spans ({served})")
         for t, a, b in self._forbidden:
             if t is table and address < b and a < end:
                 raise IllegalAddress(f"{table.value} {address}..{end - 1} touches forbidden {a}..{b - 1}")
@@ -176,7 +207,8 @@ class RegisterStore:
         table = Table(table)
         with self._lock:
             self.check(table, address, count)
-            span = self._spans[table]
+            span = self._find(table, address, address + count)
+            assert span is not None  # check() passed
             return list(span.data[address - span.start : address - span.start + count])
 
     def write(self, table: Table, address: int, values: Sequence[int] | Sequence[bool]) -> None:
@@ -186,10 +218,12 @@ class RegisterStore:
             raise IllegalValue("register value out of 0..65535")
         with self._lock:
             self.check(table, address, len(values), write=True)
-            span = self._spans[table]
             lo, hi = address, address + len(values)
+            span = self._find(table, lo, hi)
+            assert span is not None  # check() passed
             touched = [p for p in self._by_table[table] if p.address < hi and lo < p.end]
             before = [self._raw(span, p) for p in touched]
+            saved = span.data[lo - span.start : hi - span.start]
             span.data[lo - span.start : hi - span.start] = values
             changed = []
             for p, old in zip(touched, before, strict=True):
@@ -199,7 +233,11 @@ class RegisterStore:
                         continue
                 elif new == old:
                     continue
-                changed.append((p.key, codec.decode(p, new)))
+                value = codec.decode(p, new)
+                if p.key in self._config and not _acceptable(p, value):
+                    span.data[lo - span.start : hi - span.start] = saved
+                    raise IllegalValue(f"{p.key}: {value!r} is not a value the device takes")
+                changed.append((p.key, value))
         cb = self.on_write
         if cb is not None:
             for key, value in changed:
@@ -207,15 +245,15 @@ class RegisterStore:
 
     def words(self, table: Table, first_word: int, nwords: int) -> list[int]:
         """Bits of a bit table packed 16 per word (bit 0 = lowest address), as pymodbus
-        keeps them; bits outside the span read 0. For the SimDevice callback."""
-        span = self._spans.get(Table(table))
+        keeps them; bits outside the spans read 0. For the SimDevice callback."""
+        spans = self._spans.get(Table(table), [])
         out = []
         with self._lock:
             for w in range(first_word, first_word + nwords):
                 reg = 0
-                if span is not None:
-                    for i in range(16):
-                        a = w * 16 + i
+                for i in range(16):
+                    a = w * 16 + i
+                    for span in spans:
                         if span.start <= a < span.end and span.data[a - span.start]:
                             reg |= 1 << i
                 out.append(reg)
@@ -228,10 +266,28 @@ class RegisterStore:
         except KeyError:
             raise KeyError(f"{self.profile.name}: no point {key!r}") from None
 
+    def _find(self, table: Table, start: int, end: int) -> _Span | None:
+        for span in self._spans.get(table, []):
+            if span.start <= start and end <= span.end:
+                return span
+        return None
+
+    def _span_of(self, p: RegisterPoint) -> _Span:
+        span = self._find(p.table, p.address, p.end)
+        assert span is not None  # every point lies in a span
+        return span
+
     @staticmethod
     def _raw(span: _Span, p: RegisterPoint) -> list:
         off = p.address - span.start
         return span.data[off : off + p.width]
+
+
+def _acceptable(p: RegisterPoint, value: Any) -> bool:
+    """Whether a configuration register may hold `value` (its enum, its valid range)."""
+    if p.enum is not None:
+        return isinstance(value, str)
+    return codec.check(p, value) is None
 
 
 _TABLE_OF = {"coil": Table.COIL, "discrete": Table.DISCRETE, "holding": Table.HOLDING, "input": Table.INPUT}
@@ -290,14 +346,12 @@ _FC_TABLE = {
 def _simdata(store: RegisterStore, table: Table) -> list[SimData]:
     from pymodbus.simulator import DataType, SimData
 
-    span = store.span(table)
-    if table.is_bits:
-        if span is None:
-            return [SimData(0, count=16, values=False, datatype=DataType.BITS)]
-        return [SimData(span[0], count=span[1] - span[0], values=False, datatype=DataType.BITS)]
-    if span is None:
-        return [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
-    return [SimData(span[0], count=span[1] - span[0], values=0, datatype=DataType.REGISTERS)]
+    spans = store.spans(table)
+    kind = DataType.BITS if table.is_bits else DataType.REGISTERS
+    fill: bool | int = False if table.is_bits else 0
+    if not spans:
+        return [SimData(0, count=16 if table.is_bits else 1, values=fill, datatype=kind)]
+    return [SimData(start, count=end - start, values=fill, datatype=kind) for start, end in spans]
 
 
 def sim_device(unit: int, store: RegisterStore) -> SimDevice:

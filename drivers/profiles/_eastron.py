@@ -12,6 +12,21 @@ facts that tell the two apart:
   Each is classified "value" (plausible, non-zero), "zero", "exception", "none"
   (no answer) or "bad" (implausible / wrong shape).
 
+Request size: Eastron's protocol documents allow at most 40 parameters (80
+registers) per read; a longer request is answered with an exception. MAX_REGISTERS
+is that cap (the planner never plans a longer read).
+
+Configuration registers (`config_registers`): holding registers "4xxxx", float32
+high word first like the measurements, read with FC03 and written with FC16, one
+parameter per request (nmakel/sdm_modbus `sdm.py`, Eastron SDM120/SDM630 protocol):
+  0x0000 demand time (min, read only), 0x0002 demand period (min), 0x000A system type (SDM630: 1 = 1P2W, 2 = 3P3W,
+  3 = 3P4W), 0x000C pulse width (ms), 0x0012 parity/stop (0 = N-1, 1 = E-1,
+  2 = O-1, 3 = N-2), 0x0014 meter id (Modbus address 1..247), 0x001C baud rate
+  (SDM120: 0 = 2400, 1 = 4800, 2 = 9600, 5 = 1200; SDM630: 0 = 2400 .. 4 = 38400),
+  0xF930 running time (h, SDM630, read only), 0xFC00 serial number (uint32, read
+  only). Address, parity and baud take effect on the real meters after a power
+  cycle, and the SDM120 accepts writes only in its "-SET-" mode (button held 3 s).
+
 Pure code.
 """
 
@@ -23,7 +38,19 @@ from typing import Any
 
 from drivers.profiles import _probe as pr
 from drivers.profiles._options import as_subset, resolve
-from drivers.profiles.base import DataType, DeviceProfile, Limits, LineDefaults, Option, ProbeRead, RegisterPoint, Table
+from drivers.profiles.base import (
+    ConfigRegister,
+    DataType,
+    DeviceProfile,
+    Limits,
+    LineDefaults,
+    Option,
+    ProbeRead,
+    RegisterPoint,
+    Table,
+)
+
+MAX_REGISTERS = 80  # 40 parameters of two registers per request (Eastron protocol documents)
 
 PROBE_READS = (
     ProbeRead(Table.INPUT, 0x0000, 2),  # voltage (SDM630: L1)
@@ -65,12 +92,79 @@ def point(key: str, address: int, unit: str, valid: tuple[float, float], descrip
     )
 
 
+PARITY = {0: "N-1", 1: "E-1", 2: "O-1", 3: "N-2"}
+
+
+def _setting(key: str, address: int, description: str, **kw: Any) -> RegisterPoint:
+    return RegisterPoint(key, Table.HOLDING, address, DataType.FLOAT32, description=description, **kw)
+
+
+def config_registers(bauds: Mapping[int, str], three_phase: bool) -> tuple[ConfigRegister, ...]:
+    """The meter's configuration and identification holding registers (see above)."""
+
+    factory_baud = "9600" if three_phase else "2400"
+
+    def baud(unit: int, line: LineDefaults | None) -> str:
+        text = str(line.baudrate) if line else ""
+        return text if text in bauds.values() else factory_baud
+
+    def parity(unit: int, line: LineDefaults | None) -> str:
+        text = f"{line.parity}-{line.stopbits}" if line else "N-1"
+        return text if text in PARITY.values() else "N-1"
+
+    regs = [
+        ConfigRegister(_setting("config.demand_time", 0x0000, "demand time", unit="min"), 0.0),
+        ConfigRegister(
+            _setting("config.demand_period", 0x0002, "demand period", unit="min", valid=(0, 60), writable=True), 60
+        ),
+        ConfigRegister(
+            _setting("config.pulse_width", 0x000C, "pulse output width", unit="ms", valid=(60, 200), writable=True), 100
+        ),
+        ConfigRegister(
+            _setting("config.parity", 0x0012, "parity and stop bits", enum=PARITY, writable=True), "N-1", parity
+        ),
+        ConfigRegister(
+            _setting("config.address", 0x0014, "meter id (Modbus address)", valid=(1, 247), writable=True),
+            1,
+            lambda unit, line: unit,
+        ),
+        ConfigRegister(
+            _setting("config.baud", 0x001C, "baud rate", enum=dict(bauds), writable=True), factory_baud, baud
+        ),
+        ConfigRegister(
+            RegisterPoint("config.serial_number", Table.HOLDING, 0xFC00, DataType.UINT32, description="serial number"),
+            0,
+            lambda unit, line: 23_000_000 + unit,
+        ),
+    ]
+    if three_phase:
+        regs += [
+            ConfigRegister(
+                _setting(
+                    "config.system_type",
+                    0x000A,
+                    "wiring",
+                    enum={1: "1P2W", 2: "3P3W", 3: "3P4W"},
+                    writable=True,
+                ),
+                "3P4W",
+            ),
+            ConfigRegister(_setting("config.running_time", 0xF930, "running time", unit="h"), 0.0),
+        ]
+    return tuple(sorted(regs, key=lambda c: c.point.address))
+
+
 def groups_option(groups: Groups) -> dict[str, Option]:
     return {"groups": Option("list", list(groups), "which register groups to poll: " + ", ".join(groups))}
 
 
 def build_meter(
-    name: str, groups: Groups, options: Mapping[str, Any] | None, line: LineDefaults, description: str
+    name: str,
+    groups: Groups,
+    options: Mapping[str, Any] | None,
+    line: LineDefaults,
+    description: str,
+    config: tuple[ConfigRegister, ...] = (),
 ) -> DeviceProfile:
     """A meter profile from the chosen register groups (option `groups`)."""
     opts = resolve(groups_option(groups), options)
@@ -79,11 +173,11 @@ def build_meter(
     return DeviceProfile(
         name=name,
         points=tuple(point(*r) for r in rows),
-        # Gaps inside 0x0000..0x004B are answered (sdm_modbus reads through them);
-        # 100 words is the cautious per-request cap some meters have (domain.md §7).
-        limits=Limits(max_registers=100, max_gap=10),
+        # Gaps inside 0x0000..0x004B are answered (sdm_modbus reads through them).
+        limits=Limits(max_registers=MAX_REGISTERS, max_gap=10),
         line=line,
         description=description,
+        config=config,
     )
 
 

@@ -3,7 +3,11 @@
 A profile module (one per device type, in this package) exposes `SPEC`, a
 ProfileSpec: its name, the options a config may set (`[devices.X.options]`), a
 `build(options)` that returns the concrete DeviceProfile, and optionally a probe
-that `cabinet scan` uses to recognize the device. Pure data; no I/O.
+that `cabinet scan` uses to recognize the device. A DeviceProfile also lists the
+device's configuration and identification registers (`ConfigRegister`: address,
+baud rate, firmware version ...), which the poller never reads; `cabinet scan`
+probes some of them and the simulated cabinet serves them as the real device does.
+Pure data; no I/O.
 """
 
 from __future__ import annotations
@@ -200,14 +204,42 @@ class Probe:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigRegister:
+    """A register the device has besides its points: configuration (address, baud
+    rate, offsets) or identification (firmware version, serial number). Never polled.
+
+    `point` says where and how the value is encoded, and `point.writable` whether
+    the device accepts writes (FC06/FC16); `point.valid` and `point.enum` are what a
+    write must respect. `default` is the factory value (a final value; an enum label
+    is fine). `follows(unit, line)`, if set, gives the value on a device at that unit
+    id on that line (`line` None: reached over Modbus TCP), e.g. the address register
+    holds the unit id.
+    """
+
+    point: RegisterPoint
+    default: Any = 0
+    follows: Callable[[int, LineDefaults | None], Any] | None = None
+
+    @property
+    def key(self) -> str:
+        return self.point.key
+
+    def value(self, unit: int, line: LineDefaults | None) -> Any:
+        """The register's value on a device at `unit` on `line`."""
+        return self.default if self.follows is None else self.follows(unit, line)
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceProfile:
-    """A concrete device: all its points and limits, ready for the planner."""
+    """A concrete device: all its points and limits, ready for the planner, and its
+    configuration/identification registers (`config`, not polled)."""
 
     name: str
     points: tuple[RegisterPoint, ...]
     limits: Limits = Limits()
     line: LineDefaults = LineDefaults()
     description: str = ""
+    config: tuple[ConfigRegister, ...] = ()
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -215,6 +247,11 @@ class DeviceProfile:
             if p.key in seen:
                 raise ProfileError(p.key, f"profile {self.name}: duplicate point key {p.key!r}")
             seen.add(p.key)
+        keys: set[str] = set()
+        for c in self.config:
+            if c.key in keys:
+                raise ProfileError(c.key, f"profile {self.name}: duplicate config register {c.key!r}")
+            keys.add(c.key)
 
     def point(self, key: str) -> RegisterPoint:
         for p in self.points:

@@ -15,6 +15,18 @@ address space; real gateways have one or two), `addresses` (short addresses 0..6
 that exist on the line; default [0]), `broadcast` (default true: include
 broadcast.level; set false if a gateway refuses to read it back).
 
+Configuration registers (`config`, never polled; values in % like the levels):
+line-wide 7000·L + 0..3 ballast/lamp failure bit fields (ECG 0-15, 16-31, 32-47,
+48-63; bit i = ballast 16·k + i), +4 "update all ECG status" (R/W); per ballast
++7 device type (6 = LED), +8 physical minimum, +9 min, +10 max, +11 power-on,
++12 system-failure level, +13 fade time (0..15), +14 fade rate (1..15), and for LED
+gear (DALI part 207) +80 failure status bits, +81 gear type, +82 dimming curve
+(0 = logarithmic, 1 = linear). Keys `failures.ecg_0_15` ... `failures.ecg_48_63`,
+`update_status`, `a<A>.device_type`, `a<A>.physical_min`, `a<A>.min_level`,
+`a<A>.max_level`, `a<A>.power_on_level`, `a<A>.system_failure_level`,
+`a<A>.fade_time`, `a<A>.fade_rate`, `a<A>.led_failure`, `a<A>.gear_type`,
+`a<A>.dimming_curve` (HMS Intesis INMBSDAL0640000 user manual r1.3, §2.4).
+
 Limits: every ballast owns a block of 100 registers, most of them unused by this
 profile; max_gap is 2 so the planner reads +5..+6 and +15 as two small requests
 per ballast rather than reading through the registers in between.
@@ -35,6 +47,7 @@ from typing import Any
 from drivers.profiles import _probe as pr
 from drivers.profiles._options import as_int, fail, resolve
 from drivers.profiles.base import (
+    ConfigRegister,
     DataType,
     DeviceProfile,
     Limits,
@@ -90,6 +103,46 @@ def _ballast(line: int, a: int) -> tuple[RegisterPoint, ...]:
     )
 
 
+# Per ballast: (offset, key, factory value, valid range); read only on the gateway.
+BALLAST_CONFIG = (
+    (7, "device_type", 6, (0, 255)),
+    (8, "physical_min", 1, PERCENT),
+    (9, "min_level", 1, PERCENT),
+    (10, "max_level", 100, PERCENT),
+    (11, "power_on_level", 100, PERCENT),
+    (12, "system_failure_level", 100, PERCENT),
+    (13, "fade_time", 0, (0, 15)),
+    (14, "fade_rate", 7, (1, 15)),
+    (80, "led_failure", 0, (0, 255)),
+    (81, "gear_type", 3, (0, 15)),
+    (82, "dimming_curve", 0, (0, 1)),
+)
+
+
+def config_registers(line: int, addresses: Sequence[int]) -> tuple[ConfigRegister, ...]:
+    H, base = Table.HOLDING, 7000 * line
+    regs = [
+        ConfigRegister(
+            RegisterPoint(f"failures.ecg_{16 * k}_{16 * k + 15}", H, base + k, description="ballast/lamp failure bits")
+        )
+        for k in range(4)
+    ]
+    regs.append(
+        ConfigRegister(
+            RegisterPoint("update_status", H, base + 4, valid=(0, 1), writable=True, description="update ECG status")
+        )
+    )
+    for a in sorted(addresses):
+        regs += [
+            ConfigRegister(
+                RegisterPoint(f"a{a}.{key}", H, base + 100 * a + off, valid=valid, description=f"ballast {a} {key}"),
+                value,
+            )
+            for off, key, value, valid in BALLAST_CONFIG
+        ]
+    return tuple(regs)
+
+
 def build(options: Mapping[str, Any]) -> DeviceProfile:
     opts = resolve(OPTIONS, options)
     line = opts["line"]
@@ -126,6 +179,7 @@ def build(options: Mapping[str, Any]) -> DeviceProfile:
         limits=Limits(max_registers=100, max_gap=2),
         line=LINE,
         description=f"DALI gateway line {line}, {len(addresses)} ballasts",
+        config=config_registers(line, addresses),
     )
 
 

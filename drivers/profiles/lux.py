@@ -10,6 +10,11 @@ one point, `lux` (lx), placed by options:
 The defaults are the documented 0-200 000 lx variant: holding 0x0007 (high) and
 0x0008 (low), `01 03 00 07 00 02` -> 0x0002 0x06F6 = 132 854 lx.
 
+Configuration registers (`config`, never polled) only for the defaults' map (that
+documented variant): holding 0x0100 address (1..247) and 0x0101 baud code
+(0 = 2400, 1 = 4800, 2 = 9600, the coding common to these sensors; check the unit's
+sheet), both writable with FC06. Other maps declare none.
+
 Plausibility: 0..200 000 lx. For uint16 the top is also kept below raw 0xFFFF (the
 usual "sensor error" pattern); for uint32 0xFFFFFFFF/0x7FFFFFFF are far above
 200 000 lx anyway, and a float32 NaN is never plausible. Stuck values are the
@@ -29,6 +34,7 @@ from typing import Any
 from drivers.profiles import _probe as pr
 from drivers.profiles._options import fail, resolve
 from drivers.profiles.base import (
+    ConfigRegister,
     DataType,
     DeviceProfile,
     Limits,
@@ -54,6 +60,29 @@ OPTIONS = {
     "word_order": Option("str", "big", "big = high word first", choices=("big", "little")),
     "scale": Option("float", 1.0, "lx per raw unit, e.g. 1, 0.1, 0.01, 0.001"),
 }
+
+
+BAUDS = {0: "2400", 1: "4800", 2: "9600"}
+
+
+def _baud(unit: int, line: LineDefaults | None) -> str:
+    text = str((line or LINE).baudrate)
+    return text if text in BAUDS.values() else str(LINE.baudrate)
+
+
+CONFIG = (
+    ConfigRegister(
+        RegisterPoint("config.address", Table.HOLDING, 0x0100, valid=(1, 247), writable=True, description="address"),
+        1,
+        lambda unit, line: unit,
+    ),
+    ConfigRegister(
+        RegisterPoint("config.baud", Table.HOLDING, 0x0101, enum=BAUDS, writable=True, description="baud rate code"),
+        str(LINE.baudrate),
+        _baud,
+    ),
+)
+DEFAULT_MAP = {k: OPTIONS[k].default for k in ("table", "address", "type", "word_order", "scale")}
 
 
 def build(options: Mapping[str, Any]) -> DeviceProfile:
@@ -87,6 +116,7 @@ def build(options: Mapping[str, Any]) -> DeviceProfile:
         limits=Limits(max_registers=16, max_gap=0),
         line=LINE,
         description=f"lux sensor ({opts['table']} {address:#06x} {opts['type']} ×{scale:g})",
+        config=CONFIG if opts == DEFAULT_MAP else (),
     )
 
 

@@ -8,6 +8,10 @@ Option `groups` picks what is polled, to keep the request plan small on a slow
 (2400 Bd) line: "basic" (V, I, P, PF, f), "power" (VA, var, phase angle),
 "energy" (kWh / kvarh counters). Default: all.
 
+Requests: at most 40 parameters (80 registers) each, as the Eastron protocol
+documents allow (_eastron.MAX_REGISTERS). Configuration registers (meter id, baud
+rate, parity ..., `DeviceProfile.config`, not polled): see _eastron.
+
 Probe (shared with sdm630, see _eastron): a plausible float32 voltage at 0x0000 and
 mains frequency (45..65 Hz) at 0x0046 say "an Eastron meter"; exception 2 at total
 system power 0x0034 or at L1-L2 voltage 0x00C8 (registers only an SDM630 has) says
@@ -47,10 +51,12 @@ GROUPS: dict[str, tuple[ea.Row, ...]] = {
 }
 
 OPTIONS = ea.groups_option(GROUPS)
+BAUDS = {0: "2400", 1: "4800", 2: "9600", 5: "1200"}  # config.baud codes
+CONFIG = ea.config_registers(BAUDS, three_phase=False)
 
 
 def build(options: Mapping[str, Any]) -> DeviceProfile:
-    return ea.build_meter("sdm120", GROUPS, options, LINE, "Eastron SDM120 single-phase energy meter")
+    return ea.build_meter("sdm120", GROUPS, options, LINE, "Eastron SDM120 single-phase energy meter", CONFIG)
 
 
 def recognize(results: Sequence[Any]) -> float:

@@ -14,6 +14,10 @@ Option `groups` picks what is polled, so a config can keep the request plan smal
   neutral        current_neutral (0x00E0)
 Default: all groups.
 
+Requests: at most 40 parameters (80 registers) each, as the Eastron protocol
+documents allow (_eastron.MAX_REGISTERS). Configuration registers (meter id, baud
+rate, parity ..., `DeviceProfile.config`, not polled): see _eastron.
+
 Probe (shared with sdm120, see _eastron): plausible voltage at 0x0000 and mains
 frequency at 0x0046 are required. Exception at total system power 0x0034 or L1-L2
 voltage 0x00C8 means single phase (0.1). A plausible non-zero L-L voltage gives 0.9
@@ -75,10 +79,12 @@ GROUPS: dict[str, tuple[ea.Row, ...]] = {
 }
 
 OPTIONS = ea.groups_option(GROUPS)
+BAUDS = {0: "2400", 1: "4800", 2: "9600", 3: "19200", 4: "38400"}  # config.baud codes
+CONFIG = ea.config_registers(BAUDS, three_phase=True)
 
 
 def build(options: Mapping[str, Any]) -> DeviceProfile:
-    return ea.build_meter("sdm630", GROUPS, options, LINE, "Eastron SDM630 three-phase energy meter")
+    return ea.build_meter("sdm630", GROUPS, options, LINE, "Eastron SDM630 three-phase energy meter", CONFIG)
 
 
 def recognize(results: Sequence[Any]) -> float:

@@ -9,7 +9,8 @@ the line defaults say 8N1, the config sets what the unit really uses.
 Option `config_registers` (default false) adds the configuration holding registers
 as read-only points (not polled unless set). Reading them is safe (FC03, no side
 effects); writing address/baud is a commissioning step, not something the poller
-does, so none are writable here. Their layout follows the variant:
+does, so none are writable as points. The device itself accepts FC06 writes of
+address, baud and offsets (its `config` registers). Their layout follows the variant:
   x10:  0x0101 address, 0x0102 baud (0 = 9600, 1 = 14400, 2 = 19200),
         0x0103 temperature offset (int16 ÷10 °C), 0x0104 humidity offset (÷10 %RH)
   x100: 0x0100 address, 0x0101 baud (0 = 2400, 1 = 4800, 2 = 9600); offsets unknown
@@ -30,6 +31,7 @@ from typing import Any
 from drivers.profiles import _probe as pr
 from drivers.profiles._options import resolve
 from drivers.profiles.base import (
+    ConfigRegister,
     DataType,
     DeviceProfile,
     Limits,
@@ -47,20 +49,20 @@ VARIANTS = ("x10", "x100")
 T_VALID = (-40.0, 80.0)
 RH_VALID = (0.0, 100.0)
 
+BAUDS = {"x10": {0: "9600", 1: "14400", 2: "19200"}, "x100": {0: "2400", 1: "4800", 2: "9600"}}
+
 OPTIONS = {
     "variant": Option("str", "x10", "measurement scaling: x10 (XY-MD02) or x100 (MD02 clones)", choices=VARIANTS),
     "config_registers": Option("bool", False, "also read the configuration holding registers"),
 }
 
 
-def _config_points(variant: str) -> tuple[RegisterPoint, ...]:
-    H = Table.HOLDING
+def _config_points(variant: str, writable: bool = False) -> tuple[RegisterPoint, ...]:
+    H, w = Table.HOLDING, writable
     if variant == "x10":
         return (
-            RegisterPoint("config.address", H, 0x0101, valid=(1, 247), description="Modbus address"),
-            RegisterPoint(
-                "config.baud", H, 0x0102, enum={0: "9600", 1: "14400", 2: "19200"}, description="baud rate code"
-            ),
+            RegisterPoint("config.address", H, 0x0101, valid=(1, 247), writable=w, description="Modbus address"),
+            RegisterPoint("config.baud", H, 0x0102, enum=BAUDS["x10"], writable=w, description="baud rate code"),
             RegisterPoint(
                 "config.temperature_offset",
                 H,
@@ -69,6 +71,7 @@ def _config_points(variant: str) -> tuple[RegisterPoint, ...]:
                 unit="°C",
                 scale=0.1,
                 valid=(-10.0, 10.0),
+                writable=w,
                 description="temperature correction",
             ),
             RegisterPoint(
@@ -79,12 +82,30 @@ def _config_points(variant: str) -> tuple[RegisterPoint, ...]:
                 unit="%RH",
                 scale=0.1,
                 valid=(-10.0, 10.0),
+                writable=w,
                 description="humidity correction",
             ),
         )
     return (
-        RegisterPoint("config.address", H, 0x0100, valid=(1, 247), description="Modbus address"),
-        RegisterPoint("config.baud", H, 0x0101, enum={0: "2400", 1: "4800", 2: "9600"}, description="baud rate code"),
+        RegisterPoint("config.address", H, 0x0100, valid=(1, 247), writable=w, description="Modbus address"),
+        RegisterPoint("config.baud", H, 0x0101, enum=BAUDS["x100"], writable=w, description="baud rate code"),
+    )
+
+
+def config_registers(variant: str) -> tuple[ConfigRegister, ...]:
+    """The sensor's configuration registers as the device has them: address, baud
+    and offsets writable (FC06), the address following the unit id, the baud code
+    the line's baud rate."""
+    bauds = BAUDS[variant]
+
+    def baud(unit: int, line: LineDefaults | None) -> str:
+        text = str((line or LINE).baudrate)
+        return text if text in bauds.values() else str(LINE.baudrate)
+
+    follows = {"config.address": lambda unit, line: unit, "config.baud": baud}
+    factory = {"config.address": 1, "config.baud": "9600"}  # offsets 0.0
+    return tuple(
+        ConfigRegister(p, factory.get(p.key, 0.0), follows.get(p.key)) for p in _config_points(variant, writable=True)
     )
 
 
@@ -121,6 +142,7 @@ def build(options: Mapping[str, Any]) -> DeviceProfile:
         limits=Limits(max_registers=8, max_gap=2),
         line=LINE,
         description=f"XY-MD02 temperature/humidity sensor ({opts['variant']})",
+        config=config_registers(opts["variant"]),
     )
 
 
