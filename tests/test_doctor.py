@@ -41,9 +41,9 @@ profile = "sim"
 """
 
 
-def write_config(tmp: Path, body: str, name: str = "doctor.toml") -> Path:
+def write_config(tmp: Path, body: str, name: str = "doctor.toml", head: str = HEAD) -> Path:
     p = tmp / name
-    p.write_text(HEAD + body)
+    p.write_text(head + body)
     assert cfg.check(p, board_infos()) == [], cfg.check(p, board_infos())
     return p
 
@@ -153,6 +153,8 @@ bus = "line"
 unit = 5
 profile = "sdm120"
 """,
+        head=HEAD.replace('profile = "sim"', 'profile = "rpi4-rs485"'),  # a real board: on the sim board
+        # the doctor looks for the running simulator's endpoints instead of the config's port
     )
     results = await doctor.run(path, tmp_path / "data", boards=board_infos())
     r = by_check(results)

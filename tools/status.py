@@ -1,18 +1,76 @@
-"""`cabinet status`: ask the running agent for its live points and bus health.
+"""`cabinet status`: the running agent's state, for people.
 
-Talks to the agent's read-only status socket in the data dir; prints a table, or
-with --json one snapshot as JSON ({"points": [...], "buses": [...], ...}).
+Asks the agent's status socket in the data dir (blocking, no event loop: it answers in a
+few milliseconds) and prints the summary first - buses and devices, outbox and uplink,
+lighting, climate, alarms, GPS, a count of good points - then the points. Times are the
+site's local time (the config's `[site] timezone`). `--summary` leaves the points out,
+`--points GLOB` prints only the points whose names match (repeatable), `--json` prints the
+snapshot as JSON (filtered the same way), `--wait SECONDS` waits for an agent that is
+still starting. Exit codes: 0 ok, 1 no agent answered (or no point matched), 2 usage.
 """
 
 from __future__ import annotations
 
-import asyncio
+import argparse
+import datetime as dt
+import fnmatch
 import json
 import sys
+import zoneinfo
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.runtime.status_api import SOCKET_NAME, fetch
+from agent.runtime.status_api import SOCKET_NAME, AgentRefused, request, wait_for_agent
+
+UTC = dt.UTC
+
+
+# ------------------------------------------------------------------------------------- local time
+
+
+def site_zone(doc: dict[str, Any]) -> dt.tzinfo:
+    """The site's time zone from a status snapshot (UTC when the agent does not say)."""
+    name = (doc.get("cabinet") or {}).get("timezone")
+    if not name:
+        lighting = ((doc.get("controls") or {}).get("lighting") or {}).get("site") or {}
+        name = lighting.get("timezone")
+    try:
+        return zoneinfo.ZoneInfo(name) if name else UTC
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def local(t: float | str | None, zone: dt.tzinfo, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+    """A UTC time (epoch seconds or ISO 8601) in the site's local time; "-" when unknown."""
+    if t is None or t == "":
+        return "-"
+    try:
+        when = dt.datetime.fromtimestamp(t, UTC) if isinstance(t, (int, float)) else dt.datetime.fromisoformat(t)
+    except (ValueError, OverflowError, OSError):
+        return str(t)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(zone).strftime(fmt)
+
+
+def describe_override(seg: str, ov: dict[str, Any], zone: dt.tzinfo) -> str:
+    """One line for a lighting override: what, until when (local time), by whom, why."""
+    if not ov.get("on"):
+        what = "off"
+    else:
+        what = f"on {ov['level']:g} %" if ov.get("level") is not None else "on"
+    if ov.get("forever"):
+        until = "until cancelled"
+    elif ov.get("expires"):
+        until = f"until {local(ov['expires'], zone)}"
+    else:
+        until = "until (clock unknown)"
+    note = f": {ov['note']}" if ov.get("note") else ""
+    return f"override {seg}: {what} {until}, by {ov.get('source') or '?'}{note}"
+
+
+# ------------------------------------------------------------------------------------- rendering
 
 
 def _fmt_value(v: Any) -> str:
@@ -35,33 +93,43 @@ def _dur(s: float | None) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def render(doc: dict[str, Any]) -> str:
+def render(doc: dict[str, Any], *, points: bool = True) -> str:
+    """The summary, then (unless `points` is False) a table of `doc`'s points."""
+    zone = site_zone(doc)
     cab, ag = doc.get("cabinet", {}), doc.get("agent", {})
     lines = [
         (
             f"cabinet {cab.get('id')} ({cab.get('name') or 'unnamed'}) - agent {ag.get('version')}, "
-            f"up {_dur(ag.get('uptime_s'))}, board {ag.get('board')}, clock {ag.get('wall_time_iso')}"
+            f"up {_dur(ag.get('uptime_s'))}, board {ag.get('board')}, "
+            f"clock {local(ag.get('wall_time'), zone, '%Y-%m-%d %H:%M:%S %Z')}"
         )
     ]
-    lines += _points(doc.get("points", []))
-    lines.append("")
     lines += _buses(doc.get("buses", []))
     lines += _outbox_uplink(doc)
-    lines += _controls(doc.get("controls"))
+    lines += _controls(doc.get("controls"), zone)
     lines += _gps(doc.get("gps"))
+    lines.append(_points_count(doc.get("points", [])))
+    if points:
+        lines += ["", *point_table(doc.get("points", []))]
     return "\n".join(lines)
 
 
-def _points(pts: list[dict[str, Any]]) -> list[str]:
+def _points_count(pts: list[dict[str, Any]]) -> str:
+    bad = [p["name"] for p in pts if p.get("quality") != "good"]
+    text = f"{len(pts) - len(bad)}/{len(pts)} points good"
+    if bad:
+        text += f"; not good: {', '.join(bad[:5])}" + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return text
+
+
+def point_table(pts: list[dict[str, Any]]) -> list[str]:
     w = max([len(p["name"]) for p in pts] + [5])
     out = [f"{'POINT':<{w}}  {'VALUE':>12}  {'UNIT':<5}  {'QUALITY':<11}  {'AGE':>7}  REASON"]
     for p in pts:
         out.append(
             f"{p['name']:<{w}}  {_fmt_value(p['value']):>12}  {p.get('unit') or '':<5}  "
-            f"{p['quality']:<11}  {_dur(p.get('age_s')):>7}  {p.get('reason') or ''}"
+            f"{p['quality']:<11}  {_dur(p.get('age_s')):>7}  {p.get('reason') or ''}".rstrip()
         )
-    good = sum(1 for p in pts if p["quality"] == "good")
-    out.append(f"{good}/{len(pts)} points good")
     return out
 
 
@@ -120,61 +188,113 @@ def _gps(gps: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def _controls(c: dict | None) -> list[str]:
+def _lighting(li: dict[str, Any], trusted: bool, zone: dt.tzinfo) -> list[str]:
+    night = li.get("night") or {}
+    dark = ""
+    if night.get("dark_from"):
+        dark = (
+            f"; tonight {night.get('kind')}, dark {local(night['dark_from'], zone, '%H:%M')}-"
+            f"{local(night.get('dark_until'), zone, '%H:%M %Z')}"
+        )
+    out = [f"lighting: mode {li.get('mode')}" + ("" if trusted else " (clock not trusted)") + dark]
+    for name, seg in (li.get("segments") or {}).items():
+        state = "ON " if seg.get("on") else "off"
+        level = f" {seg['level']:.0f}%" if seg.get("level") is not None else ""
+        power = f", {seg['power_w']:.0f} W" if seg.get("power_w") is not None else ""
+        out.append(
+            f"  {name:<10} {state}{level:<5} {seg.get('reason', '')} {seg.get('detail', '')}{power}, "
+            f"{seg.get('burning_h', 0):.1f} h, {seg.get('energy_kwh', 0):.2f} kWh"
+        )
+    for seg, ov in (li.get("overrides") or {}).items():
+        out.append("  " + describe_override(seg, ov, zone))
+    return out
+
+
+def _controls(c: dict | None, zone: dt.tzinfo) -> list[str]:
     if not c:
         return []
     out: list[str] = []
-    li = c.get("lighting")
-    if li:
-        night = li.get("night") or {}
-        out.append(
-            f"lighting: mode {li.get('mode')}"
-            + ("" if c.get("clock_trusted") else " (clock not trusted)")
-            + (
-                f"; tonight {night.get('kind')}, dark {str(night.get('dark_from'))[11:16]}Z-"
-                f"{str(night.get('dark_until'))[11:16]}Z"
-                if night.get("dark_from")
-                else ""
-            )
-        )
-        for name, seg in (li.get("segments") or {}).items():
-            state = "ON " if seg.get("on") else "off"
-            level = f" {seg['level']:.0f}%" if seg.get("level") is not None else ""
-            power = f", {seg['power_w']:.0f} W" if seg.get("power_w") is not None else ""
-            out.append(
-                f"  {name:<10} {state}{level:<5} {seg.get('reason', '')} {seg.get('detail', '')}{power}, "
-                f"{seg.get('burning_h', 0):.1f} h, {seg.get('energy_kwh', 0):.2f} kWh"
-            )
-        for seg, ov in (li.get("overrides") or {}).items():
-            out.append(f"  override {seg}: {ov}")
+    if c.get("lighting"):
+        out += _lighting(c["lighting"], bool(c.get("clock_trusted")), zone)
     cl = c.get("climate")
     if cl:
         outs = ", ".join(
             f"{p} {'on' if o['on'] else 'off'} ({o['reason']})" for p, o in (cl.get("outputs") or {}).items()
         )
         out.append(
-            f"climate: {cl.get('mode')}, {cl.get('temperature')} °C, {cl.get('humidity')} %RH, "
-            f"dew point {cl.get('dew_point')} °C; {outs}"
+            f"climate: {cl.get('mode')}, {_fmt_value(cl.get('temperature'))} °C, {_fmt_value(cl.get('humidity'))} %RH, "
+            f"dew point {_fmt_value(cl.get('dew_point'))} °C; {outs}"
         )
     alarms = c.get("alarms") or []
-    out.append(f"alarms: {len(alarms)} active" if alarms else "alarms: none")
+    out.append(f"alarms: {len(alarms)} (`cabinet alarms list`)" if alarms else "alarms: none")
     for a in alarms:
-        out.append(f"  {a['severity']:<8} {a['id']} [{a['state']}] {a.get('message') or ''}")
+        out.append(
+            f"  {a['severity']:<8} {a['id']} {a['state']} since {local(a.get('since'), zone)}"
+            + (f" - {a['message']}" if a.get("message") else "")
+        )
     for point, reason in (c.get("output_failures") or {}).items():
         out.append(f"  output {point}: {reason}")
     return out
 
 
-def main(data_dir: Path, as_json: bool) -> int:
+# ------------------------------------------------------------------------------------- the command
+
+
+def ask(data_dir: Path, wait_s: float = 0.0, target: str = "/status") -> dict[str, Any]:
+    """The agent's answer to `target`, waiting up to `wait_s` for it to answer. Raises
+    SystemExit(1) with a one-line message when no agent answered."""
     sock = Path(data_dir) / SOCKET_NAME
     try:
-        doc = asyncio.run(fetch(sock))
-    except (TimeoutError, OSError) as e:
-        print(f"cabinet status: no agent answering at {sock} ({e}); start one with `cabinet run`", file=sys.stderr)
-        return 1
-    if as_json:
+        return wait_for_agent(sock, wait_s, target) if wait_s > 0 else request(sock, target)
+    except AgentRefused as e:
+        raise SystemExit(f"cabinet: {e}") from None
+    except OSError as e:
+        within = f" within {wait_s:g} s" if wait_s > 0 else ""
+        why = e.strerror or str(e) or type(e).__name__
+        raise SystemExit(
+            f"cabinet: no agent answering at {sock}{within} ({why}); start one with `cabinet run`"
+        ) from None
+
+
+def main(args: argparse.Namespace, data_dir: Path) -> int:
+    doc = ask(data_dir, args.wait)
+    if args.points:
+        pts = [p for p in doc.get("points", []) if any(fnmatch.fnmatchcase(p["name"], g) for g in args.points)]
+        if not pts:
+            print(f"cabinet status: no point matches {' '.join(args.points)}", file=sys.stderr)
+            return 1
+        doc["points"] = pts
+    if args.json:
+        if args.summary:
+            doc.pop("points", None)
         json.dump(doc, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
+    elif args.points:
+        print("\n".join(point_table(doc["points"])))
     else:
-        print(render(doc))
+        print(render(doc, points=not args.summary))
     return 0
+
+
+def add_parser(sub: Any, common: Callable[..., None], data_dir_of: Callable[[argparse.Namespace], Path]) -> None:
+    """`cabinet status [--data-dir DIR] [--json] [--summary | --points GLOB] [--wait SECONDS]`."""
+    s = sub.add_parser("status", help="the running agent's buses, outbox, lighting, climate, alarms and points")
+    common(s, config=False)
+    s.add_argument("--json", action="store_true", help="print the snapshot as JSON (for machines)")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--summary", action="store_true", help="the summary only, no point lines")
+    which.add_argument(
+        "--points",
+        metavar="GLOB",
+        nargs="+",
+        action="extend",
+        help="only the points whose names match, e.g. 'meter_main.*' 'lux.*' (no summary)",
+    )
+    s.add_argument(
+        "--wait",
+        metavar="SECONDS",
+        type=float,
+        default=0.0,
+        help="wait up to SECONDS for a starting agent to answer (default: ask once); exit 1 if it never does",
+    )
+    s.set_defaults(func=lambda a: main(a, data_dir_of(a)))

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.model import Point
-from drivers.profiles.base import DeviceProfile
+
+if TYPE_CHECKING:  # a type only: importing the config's vocabulary stays cheap
+    from drivers.profiles.base import DeviceProfile
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """What the validator needs to know of a board profile: its port and pin names."""
+
+    name: str
+    ports: frozenset[str]
+    pins: frozenset[str]
 
 
 @dataclass(frozen=True)

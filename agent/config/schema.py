@@ -11,6 +11,7 @@ escaped). Pure code.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import json
 import math
@@ -107,17 +108,7 @@ class F:
     def allowed(self) -> str:
         if self.choices is not None:
             return ", ".join(_show(c) for c in self.choices)
-        parts = {
-            "int": "an integer",
-            "float": "a number",
-            "number": "a number",
-            "str": "a string",
-            "bool": "true or false",
-            "list": "a list",
-            "table": "a table",
-            "any": "a value",
-        }
-        text = parts.get(self.kind, self.kind)
+        text = _KINDS.get(self.kind, self.kind)
         if self.min is not None and self.max is not None:
             text += f" {self.min:g}..{self.max:g}"
         elif self.min is not None:
@@ -127,6 +118,38 @@ class F:
         if self.help:
             text += f"; {self.help}"
         return text
+
+
+# what each field kind is called in an error line
+_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "number": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "list": "a list",
+    "table": "a table",
+    "any": "a value",
+}
+
+
+def kind_of(v: Any) -> str:
+    """What a TOML value is, for an error line: `a string`, `an integer`, `a table` ..."""
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
+        return "a decimal number" if math.isfinite(v) else "a non-finite number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, Mapping):
+        return "a table"
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
+        return "a date/time"
+    return type(v).__name__
 
 
 def key_name(key: str) -> str:
@@ -177,7 +200,9 @@ class Section:
             return spec.default
         v = self.data[key]
         if not _type_ok(spec.kind, v):
-            self.issues.add(self.name, key, v, spec.allowed(), f"must be {spec.allowed()}")
+            self.issues.add(
+                self.name, key, v, spec.allowed(), f"expected {_KINDS.get(spec.kind, spec.kind)}, got {kind_of(v)}"
+            )
             return None
         if spec.kind == "float" and isinstance(v, int):
             v = float(v)

@@ -27,7 +27,7 @@ from agent.config.model import RtuBus, TcpBus
 from agent.config.ota import OtaSettings
 from agent.field.actuator import Actuator
 from agent.field.image import ProcessImage
-from agent.field.inputs import DioPoller, GpsPoints
+from agent.field.inputs import DioPoller, GpsPoints, gps_points
 from agent.field.poller import BusPoller
 from agent.field.report import ReportFilter
 from agent.model import Point, Priority, Quality, Reading
@@ -37,9 +37,10 @@ from agent.remote.builtins import Builtins
 from agent.remote.config_apply import ConfigManager
 from agent.remote.downlink import Downlink
 from agent.remote.ota_service import OtaService, ota_root
-from agent.runtime.control_loop import Controls
+from agent.runtime.control_loop import Controls, segment_points
 from agent.runtime.status_api import SOCKET_NAME, StatusServer
 from agent.runtime.watchdog import Watchdog
+from agent.uplink.selftel import POINTS as SELF_POINTS
 from agent.uplink.selftel import SelfTelemetry
 from agent.uplink.setup import UplinkWiring
 from agent.wire.commands import Trust
@@ -61,6 +62,20 @@ class Endpoints:
     dio: Any = None  # a drivers.dio.DigitalIO, or None when the cabinet has no inputs
     pins: dict[str, str] = field(default_factory=dict)  # board pin name -> backend pin name
     dio_error: str | None = None  # why there is no DigitalIO backend
+
+
+def agent_points(config: Config, *, uplink: bool) -> list[Point]:
+    """Every point the agent keeps for `config`, as App builds its process image: the devices',
+    inputs' and outputs' (`config.points()`), the GPS's, the agent's own telemetry (`agent.*`;
+    the uplink's only with an uplink) and the lighting segments'. `cabinet config check`
+    counts these, so its count is the running agent's."""
+    points = list(config.points())
+    if config.gps:
+        points += gps_points()
+    points += [p for p in SELF_POINTS if uplink or not p.name.startswith("agent.uplink")]
+    if config.lighting is not None:
+        points += segment_points(config.lighting.segments)
+    return points
 
 
 class App:
@@ -354,7 +369,11 @@ class App:
                 {**engine.snapshot(), "requests_per_cycle": poller.plan_size, "devices": poller.snapshot(mono)}
             )
         return {
-            "cabinet": {"id": self.config.cabinet_id, "name": self.config.cabinet_name},
+            "cabinet": {
+                "id": self.config.cabinet_id,
+                "name": self.config.cabinet_name,
+                "timezone": self.config.site.timezone,  # the site's local time, for people
+            },
             "agent": {
                 "version": agent.__version__,
                 "uptime_s": round(mono - self.started_mono, 3),
@@ -372,6 +391,7 @@ class App:
             "report": {"offered": self.reporter.offered, "reported": self.reporter.reported},
             "outbox": self.outbox.stats(),
             "uplink": self.uplink.snapshot() if self.uplink else None,
+            "downlink": self.downlink.snapshot() if self.downlink is not None else None,
             "controls": self.controls.status() if self.controls.active else None,
             "task_restarts": dict(self.restarts),
             "config": self.config_manager.snapshot(),  # {sha256, version, trial, last_rollback, last_commit}

@@ -125,8 +125,7 @@ class Controls:
         if self.lighting is not None:
             data = statefile.load(self.dir / "overrides.json")
             if isinstance(data, dict):
-                for note in self.lighting.restore_overrides(data, utc):
-                    log.info("lighting override dropped at start: %s", note)
+                self.lighting.restore_overrides(data, utc)  # what it drops is an event: logged by step()
             data = statefile.load(self.dir / "lighting.json")
             if isinstance(data, dict):
                 self.lighting.restore(data)
@@ -199,6 +198,8 @@ class Controls:
                     self.last_failed.pop(w.point, None)
             for e in ls.events:
                 switched = switched or e.kind == "switched"
+                if e.kind == "override":  # set, cancelled, expired or dropped: every change passes here
+                    log.info("lighting %s", e.message)
                 events.append(
                     Reading(
                         f"event.lighting.{e.kind}",
@@ -218,8 +219,7 @@ class Controls:
         if due is not None:
             wake = min(wake, max(due, mono + 0.05))
         if alarm_events:
-            await self.put([a.to_reading() for a in alarm_events], Priority.ALARM)
-            self.save("alarms")
+            await self._alarm_events(alarm_events)
         if events:
             await self.put(events, Priority.EVENT)
         if self.lighting is not None:
@@ -302,9 +302,25 @@ class Controls:
         )
         if ev is None:
             raise ActionError(f"alarm {alarm_id} is not active or latched")
-        await self.put([ev.to_reading()], Priority.ALARM)
-        self.save("alarms")
+        await self._alarm_events([ev])
         return {"event": ev.to_dict()}
+
+    async def _alarm_events(self, events: list[Any]) -> None:
+        """Every alarm transition (raised, cleared, acknowledged) passes here: a log line each
+        (WARNING when raised, INFO otherwise), then the outbox (Priority.ALARM) and the state file."""
+        for ev in events:
+            if ev.transition == "raised":
+                log.warning("alarm %s raised (%s): %s", ev.alarm_id, ev.severity, ev.message or ev.source)
+            else:
+                log.info(
+                    "alarm %s %s%s, now %s",
+                    ev.alarm_id,
+                    ev.transition,
+                    f" by {ev.by}" if ev.by else "",
+                    ev.state,
+                )
+        await self.put([ev.to_reading() for ev in events], Priority.ALARM)
+        self.save("alarms")
 
     def actions(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
         return {"/lighting/override": self.override, "/lighting/cancel": self.cancel, "/alarms/ack": self.acknowledge}

@@ -3,6 +3,8 @@
 `GET /status` returns the whole snapshot as JSON, `GET /points` only the points,
 `GET /health` a short liveness answer. Technicians use `cabinet status`, or
 `curl --unix-socket <data-dir>/agent.sock http://cabinet/status`.
+Clients: `fetch` (asyncio, for the doctor) and `request` (blocking, for the command-line
+tools: no event loop to start, so `cabinet status` answers in a few milliseconds).
 `POST /<action>` with a JSON object body runs a local action registered by the agent
 (e.g. `/lighting/override`, `/alarms/ack`); who may connect is decided by the
 socket's file permissions (0660: root and the agent's group — the technician on
@@ -15,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -129,22 +133,65 @@ async def fetch(
     OSError if no agent runs or it refused (the message says why)."""
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path), limit=1 << 24), timeout)
     try:
-        if post is None:
-            writer.write(f"GET {target} HTTP/1.1\r\nHost: cabinet\r\n\r\n".encode())
-        else:
-            data = json.dumps(post).encode()
-            writer.write(
-                f"POST {target} HTTP/1.1\r\nHost: cabinet\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(data)}\r\n\r\n".encode()
-                + data
-            )
+        writer.write(_message(target, post))
         await writer.drain()
         raw = await asyncio.wait_for(reader.read(), timeout)
     finally:
         writer.close()
+    return _answer(raw)
+
+
+def _message(target: str, post: dict[str, Any] | None) -> bytes:
+    if post is None:
+        return f"GET {target} HTTP/1.1\r\nHost: cabinet\r\n\r\n".encode()
+    data = json.dumps(post).encode()
+    return (
+        f"POST {target} HTTP/1.1\r\nHost: cabinet\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+
+
+def _answer(raw: bytes) -> dict[str, Any]:
+    if not raw:  # an agent starting or stopping: not an answer yet
+        raise ConnectionResetError("the agent closed the connection without answering")
     head, _, body = raw.partition(b"\r\n\r\n")
-    status = int(head.split()[1]) if head else 0
-    doc = json.loads(body or b"{}")
+    try:
+        status = int(head.split()[1]) if head else 0
+        doc = json.loads(body or b"{}")
+    except (ValueError, IndexError) as e:
+        raise AgentRefused(f"not an answer of the agent ({e})") from None
     if status != 200:
-        raise AgentRefused(f"agent answered {status}: {doc.get('error')}")
+        error = doc.get("error") if isinstance(doc, dict) else doc
+        raise AgentRefused(f"the agent refused: {error}" if status == 409 else f"agent answered {status}: {error}")
     return doc
+
+
+def request(
+    path: Path, target: str = "/status", timeout: float = 5.0, post: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Blocking client: GET `target` (or POST `post` as JSON) on the agent's socket. Raises
+    OSError (TimeoutError, FileNotFoundError, ConnectionRefusedError ...) if no agent answers,
+    AgentRefused if it refused (the message says why)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(_message(target, post))
+        chunks = []
+        while chunk := s.recv(1 << 16):
+            chunks.append(chunk)
+    return _answer(b"".join(chunks))
+
+
+def wait_for_agent(path: Path, seconds: float, target: str = "/status") -> dict[str, Any]:
+    """`request(target)` until the agent answers or `seconds` have passed (then the last OSError)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return request(path, target, timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+        except AgentRefused:
+            raise
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.2)

@@ -105,16 +105,20 @@ def bus_hint(kind: str, reason: str, bus: str) -> str:
     return f"check the gateway's power, cable and IP address (`ping`), and [buses.{bus}] host/port"
 
 
-def device_hint(reason: str, bus: str, unit: int) -> str:
+def device_hint(reason: str, bus: str, unit: int, *, live: bool = False) -> str:
+    """How to fix a device that does not answer well; `live`: the agent is master of the line."""
     r = (reason or "").lower()
     if "crc" in r or "garbled" in r or "short" in r or "wrong unit" in r or "bad_frame" in r:
         return (
             f"replies are corrupt: check baudrate/parity/stopbits of [buses.{bus}] against the device, "
             f"termination (120 ohm at both ends) and the signal ground"
         )
+    scan = f"`cabinet scan --bus {bus}` lists who answers"
+    if live:
+        scan = f"stop the agent, then {scan} (one master per line)"
     return (
         f"no answer at unit {unit}: check the wiring (A/B swapped?), the device's power, its unit id "
-        f"and line settings; `cabinet scan --bus {bus}` lists who answers"
+        f"and line settings; {scan}"
     )
 
 
@@ -173,7 +177,7 @@ def _live_device_result(dev: Any, d: Mapping[str, Any] | None, bus: str) -> Resu
             label,
             FAIL,
             f"{what}: failing - {d.get('reason')} (live)",
-            device_hint(d.get("reason") or "", bus, dev.unit),
+            device_hint(d.get("reason") or "", bus, dev.unit, live=True),
         )
     return Result(label, WARN, f"{what}: not polled yet (live)", "run the doctor again in a minute")
 

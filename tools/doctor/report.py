@@ -24,9 +24,9 @@ from typing import Any
 
 from agent import config as cfg
 from agent.runtime.status_api import SOCKET_NAME, fetch
-from boards.registry import boards as known_boards
 from tools.doctor import checks as dc
 from tools.doctor.checks import FAIL, PASS, WARN, Result
+from tools.scan.where import SIM_HINT, SimNotRunning, bus_endpoints
 
 DISK_WARN_PCT = 10.0
 DISK_FAIL_PCT = 2.0
@@ -130,20 +130,6 @@ def agent_result(status: dict | None, why: str, config: Any) -> Result:
     return Result("agent", PASS, text)
 
 
-def bus_endpoints(config: Any, data_dir: Path) -> dict[str, tuple]:
-    """Where each bus really is: the simulator's ports (board "sim", from its endpoints file)
-    or the board's device paths."""
-    if config.board == "sim":
-        ready = Path(data_dir) / "sim" / "endpoints.json"
-        try:
-            return {k: tuple(v) for k, v in json.loads(ready.read_text())["buses"].items()}
-        except (OSError, ValueError, KeyError):
-            return {}
-    board = known_boards().get(config.board)
-    ports = dict(board.ports) if board else {}
-    return {n: ("rtu", ports.get(b.port) or b.port) for n, b in config.buses.items() if b.kind == "rtu"}
-
-
 def make_engine(bus: Any, where: tuple | None) -> Any:
     from drivers.modbus.engine import BusEngine  # deferred: heavy (pymodbus)
 
@@ -217,8 +203,7 @@ async def run(
             )
         )
     elif config is not None:
-        where = dict(endpoints) if endpoints is not None else bus_endpoints(config, data_dir)
-        groups += _bus_groups(config, status, where, timeout)
+        groups += _bus_groups(config, status, _where(config, status, data_dir, endpoints), timeout)
     if timedatectl is None:
         groups.append(guarded("clock", dc.check_clock(status), timeout))
     else:
@@ -256,8 +241,24 @@ async def _read_config(path: str | Path, boards: Mapping[str, Any] | None, timeo
         ], None
 
 
+def _where(
+    config: Any, status: Mapping[str, Any] | None, data_dir: Path, endpoints: Mapping[str, tuple] | None
+) -> Mapping[str, tuple] | str:
+    """Where the buses the doctor opens itself are (tools.scan.where), or why they cannot be reached
+    (board "sim" without a running simulated cabinet)."""
+    if endpoints is not None:
+        return dict(endpoints)
+    live = {b["name"] for b in (status or {}).get("buses", [])}
+    if all(name in live for name in config.buses):
+        return {}  # the agent owns every bus: nothing to open
+    try:
+        return bus_endpoints(config, data_dir)
+    except SimNotRunning as e:
+        return str(e)
+
+
 def _bus_groups(
-    config: Any, status: Mapping[str, Any] | None, where: Mapping[str, tuple], timeout: float
+    config: Any, status: Mapping[str, Any] | None, where: Mapping[str, tuple] | str, timeout: float
 ) -> list[Awaitable[list[Result]]]:
     """Per bus: judged from the running agent's live status when it owns the bus, else opened and probed."""
     live = {b["name"]: b for b in (status or {}).get("buses", [])}
@@ -266,9 +267,24 @@ def _bus_groups(
         devs = [d for d in config.devices.values() if d.bus == name]
         if name in live:
             groups.append(guarded(f"bus {name}", _sync(dc.live_bus_results, live[name], devs), timeout))
+        elif isinstance(where, str):
+            groups.append(_sync(_unreachable, name, devs, where))
         else:
             groups.append(check_bus(bus, devs, where.get(name)))
     return groups
+
+
+def _unreachable(bus: str, devices: list, why: str) -> list[Result]:
+    """A bus of the simulated board while no simulated cabinet runs, and its devices."""
+    return [Result(f"bus {bus}", FAIL, why, SIM_HINT)] + [
+        Result(
+            f"device {d.name}",
+            FAIL,
+            f"unit {d.unit} {d.profile_name}: not reached, bus {bus} is not there",
+            "fix the bus first",
+        )
+        for d in devices
+    ]
 
 
 def _config(path: str | Path, boards: Any) -> tuple[list[Result], Any]:
