@@ -354,9 +354,9 @@ def test_broker_config_example_is_accepted_by_mosquitto(tmp_path):
         "listener 8884 10.0.0.1\n": f"listener {ports[1]} 127.0.0.1\n",
         "/etc/mosquitto/cabinet-acl": str(helper.acl_path),
         "/var/lib/mosquitto/": f"{tmp_path}/data/",
-        "/etc/mosquitto/ca/device-ca.crt": str(helper.ca_path),
-        "/etc/mosquitto/certs/broker.crt": str(helper.server_cert),
-        "/etc/mosquitto/certs/broker.key": str(helper.server_key),
+        "/etc/mosquitto/certs/ca.crt": str(helper.ca_path),
+        "/etc/mosquitto/certs/server.crt": str(helper.server_cert),
+        "/etc/mosquitto/certs/server.key": str(helper.server_key),
         "log_dest syslog": "log_dest stderr",
     }
     for old, new in replacements.items():

@@ -67,7 +67,7 @@ def add_common(sp: argparse.ArgumentParser, config: bool = True) -> None:
     """--config and --data-dir, as every command that looks at a cabinet takes them."""
     if config:
         sp.add_argument("--config", help="cabinet config (TOML); default: the simulated example cabinet")
-    sp.add_argument("--data-dir", help=f"state directory (default {default_data_dir()}, or $CABINET_DATA_DIR)")
+    sp.add_argument("--data-dir", help="state directory (default $CABINET_DATA_DIR, else ~/.local/state/cabinet-agent)")
 
 
 def add_run_arguments(r: argparse.ArgumentParser) -> None:
@@ -75,7 +75,12 @@ def add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default: [agent] log_level)")
     r.add_argument("--log-format", choices=("text", "json"), help="log format (default: [agent] log_format)")
     r.add_argument("--speed", type=float, help="simulated board only: run time this many times faster")
-    r.add_argument("--broker", help="send batches to this MQTT broker, HOST[:PORT] (overrides [uplink] broker)")
+    r.add_argument(
+        "--broker",
+        metavar="ADDRESS",
+        help="send batches to this MQTT broker: mqtts://HOST[:PORT] (TLS, port 8883), mqtt://HOST[:PORT] "
+        "(plain, port 1883) or HOST[:PORT] (TLS as [uplink] says); overrides [uplink] broker, port and tls",
+    )
 
 
 def add_sim_arguments(sm: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -61,7 +62,12 @@ def run(
                 guard()
             config = load()
             logs.setup(log_level or config.agent.log_level, log_format or config.agent.log_format)
-            return asyncio.run(_main(config, data_dir, speed, broker, ingest, boards))
+            default = "mqtt://127.0.0.1:1883" if ingest and config.uplink is None else None
+            up = uplink_setup.settings(config, broker or default)  # before anything starts: a usage error
+            return asyncio.run(_main(config, data_dir, speed, up, ingest, boards))
+    except uplink_setup.UplinkSettingsError as e:
+        print(f"cabinet run: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except RuntimeError as e:  # refused to start (data dir in use, simulator failed)
@@ -73,7 +79,7 @@ async def _main(
     config: Config,
     data_dir: Path,
     speed: float | None,
-    broker: str | None = None,
+    up: Uplink | None = None,
     start_ingest: IngestStarter | None = None,
     boards: dict[str, BoardInfo] | None = None,
 ) -> int:
@@ -103,7 +109,6 @@ async def _main(
                 dio_error = str(e)
                 log.error("digital inputs unavailable: %s", e)
         endpoints = Endpoints(buses=buses, gps_port=gps, dio=dio, pins=dict(board.pins), dio_error=dio_error)
-    up = uplink_setup.settings(config, broker or ("127.0.0.1:1883" if start_ingest and config.uplink is None else None))
     ingest = None
     wiring = None
     if up is not None:

@@ -155,21 +155,11 @@ class Uplink:
                     self.stats["connects"] += 1
                     if self.stats["connects"] > 1:
                         self.stats["reconnects"] += 1
-                    self._watch_pubacks(client)
-                    await client.subscribe(self.ack_topic, qos=1)
-                    if self.downlink is not None:  # no-local: our replies (cmd/<kind>/resp) do not come back
-                        await client.subscribe(self.downlink.filter, options=SubscribeOptions(qos=1, noLocal=True))
-                    await client.publish(
-                        self.state_topic, json.dumps({"online": True, **self.birth()}), qos=1, retain=True
-                    )
-                    self._set_state("connected", None)
-                    self._retained_due = [(t, p, cb) for t, (p, cb) in self._retained.items()]
-                    self.backoff.success()
-                    # a new connection: whatever is unacknowledged goes again, oldest first
-                    self._sent = dict.fromkeys(self.outbox.unacked_seqs())
                     try:
-                        await self._session(client)
+                        await self._connected(client)
                     except asyncio.CancelledError:  # a graceful stop: say so before disconnecting
+                        # (also when it comes while the birth is on its way: a clean DISCONNECT
+                        # fires no will, and the retained state would say "online" for ever)
                         await self._goodbye(client)
                         raise
             except aiomqtt.MqttError as e:
@@ -177,6 +167,20 @@ class Uplink:
                 delay = self.backoff.failure(reason)
                 self._set_state("disconnected", reason)
                 await self.clock.sleep(delay)
+
+    async def _connected(self, client: aiomqtt.Client) -> None:
+        """One connection: subscriptions, the birth, then the session until it ends."""
+        self._watch_pubacks(client)
+        await client.subscribe(self.ack_topic, qos=1)
+        if self.downlink is not None:  # no-local: our replies (cmd/<kind>/resp) do not come back
+            await client.subscribe(self.downlink.filter, options=SubscribeOptions(qos=1, noLocal=True))
+        await client.publish(self.state_topic, json.dumps({"online": True, **self.birth()}), qos=1, retain=True)
+        self._set_state("connected", None)
+        self._retained_due = [(t, p, cb) for t, (p, cb) in self._retained.items()]
+        self.backoff.success()
+        # a new connection: whatever is unacknowledged goes again, oldest first
+        self._sent = dict.fromkeys(self.outbox.unacked_seqs())
+        await self._session(client)
 
     def offline_state(self, reason: str | None = None) -> bytes:
         """The retained state when this cabinet is not connected: the broker's will on a lost

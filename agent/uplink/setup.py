@@ -1,10 +1,11 @@
 """The uplink of `cabinet run`: its settings with the command line's overrides, and
 its keys.
 
-* `--broker HOST[:PORT]` sends batches to that broker (plain MQTT unless the
-  config's [uplink] says TLS); without an [uplink] section it creates a development
-  one that seals telemetry every DEV_BATCH_AGE_S (10 s) instead of the field default
-  (300 s), so rows show up while someone watches.
+* `--broker mqtts://HOST[:PORT]` (TLS), `mqtt://HOST[:PORT]` (plain) or `HOST[:PORT]`
+  (TLS as the config's [uplink] says) sends batches to that broker; without an [uplink]
+  section it creates a plain-MQTT development one that seals telemetry every
+  DEV_BATCH_AGE_S (10 s) instead of the field default (300 s), so rows show up while
+  someone watches.
 * The cabinet's signing key comes from [uplink] signing_key; without one, a
   development key is generated once in the data dir (production keys are made by
   `cabinet provision`).
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent.config import Config
 from agent.config.model import Uplink
 from agent.uplink import keys
+from agent.uplink.address import parse_broker
 from agent.wire import cose
 
 
@@ -55,15 +57,36 @@ def signing_key(s: Uplink, data_dir: Path) -> Any:
 DEV_BATCH_AGE_S = 10.0
 
 
+class UplinkSettingsError(ValueError):
+    """`--broker` and the config's [uplink] do not make a usable uplink (a usage error, exit 2)."""
+
+
 def settings(config: Config, broker: str | None) -> Uplink | None:
+    """The config's [uplink] with `--broker` applied (agent/uplink/address.py): the host always,
+    the port when given (else the scheme's default when a scheme is given, else the config's),
+    TLS when a scheme says so. Without an [uplink] section a development uplink (plain MQTT,
+    telemetry sealed every DEV_BATCH_AGE_S) is made; TLS needs the files of `cabinet provision`."""
     s = config.uplink
     if broker is None:
         return s
-    host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "")
-    host = host or broker
+    try:
+        a = parse_broker(broker)
+    except ValueError as e:
+        raise UplinkSettingsError(f"--broker: {e}") from None
     if s is None:
-        return Uplink(broker=host, port=int(port) if port else 1883, tls=False, batch_max_age_s=DEV_BATCH_AGE_S)
-    return dataclasses.replace(s, broker=host, port=int(port) if port else s.port)
+        if a.tls:
+            raise UplinkSettingsError(
+                f"--broker {broker}: TLS needs the CA, the cabinet's certificate and key from an [uplink] section "
+                "(`cabinet provision` writes one); without one use mqtt://HOST[:PORT]"
+            )
+        return Uplink(broker=a.host, port=a.port_or_default(False), tls=False, batch_max_age_s=DEV_BATCH_AGE_S)
+    tls = s.tls if a.tls is None else a.tls
+    port = a.port if a.port is not None else (a.port_or_default(tls) if a.tls is not None else s.port)
+    if tls and not (s.ca and s.cert and s.key):
+        raise UplinkSettingsError(
+            f"--broker {broker}: TLS needs [uplink] ca, cert and key in the config (`cabinet provision` writes them)"
+        )
+    return dataclasses.replace(s, broker=a.host, port=port, tls=tls)
 
 
 def wiring(config: Config, data_dir: Path, s: Uplink, ingest_pub: Ed25519PublicKey | None) -> UplinkWiring:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.config.model import Uplink
 from agent.uplink import keys
+from agent.uplink.address import BrokerAddress
 from agent.wire import cose
 from tools.ingest.store import Store
 
@@ -46,11 +47,14 @@ class LocalIngest:
         raw = keys.public_key_raw(cabinet_key.public_key())
         store.add_key(cabinet_id, cose.key_id(cabinet_key.public_key()), raw, time.time())
         store.close()
+        broker = BrokerAddress(s.broker, s.port, False).url()
         cmd = [
             sys.executable, "-m", "tools.cli", "ingest", "run", "--db", str(db),
-            "--broker", f"{s.broker}:{s.port}", "--key", str(key_path), "--prefix", s.topic_prefix,
+            "--broker", broker, "--key", str(key_path), "--prefix", s.topic_prefix,
             "--parent-pid", str(os.getpid()),  # it ends with the agent, however the agent dies
         ]  # fmt: skip
+        if s.tls:
+            log.warning("the local ingest connects without TLS; a broker that requires TLS refuses it")
         proc = await asyncio.create_subprocess_exec(*cmd)
         log.info("local ingest started (pid %d): cabinet ingest stats --db %s", proc.pid, db)
         return cls(proc, pub, db)

@@ -14,6 +14,7 @@ path in front of it.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,27 @@ TABLES = [
     """CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
 ]
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used: a missing driver, a refused connection, a file that is not one.
+
+    `code` is the exit code a command reports it with: 2 for what the user must fix in the
+    installation or the arguments, 1 for a failure at run time."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+PSYCOPG_MISSING = (
+    "PostgreSQL needs the psycopg package, which is not installed: pip install -e '.[ingest]' (in the checkout)"
+)
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", dsn)
 
 
 class Connection(Protocol):
@@ -100,18 +122,33 @@ class Store:
         self.dsn = dsn
         self.pg = dsn.startswith(("postgresql://", "postgres://"))
         self.conn: Connection
+        db_errors: tuple[type[Exception], ...] = (sqlite3.Error, ValueError)
         if self.pg:
-            import psycopg  # deferred: heavy, and only for postgresql:// DSNs
-
-            self.conn = psycopg.connect(dsn, autocommit=False)
+            try:
+                import psycopg  # deferred: heavy, and only for postgresql:// DSNs
+            except ModuleNotFoundError:
+                raise StoreError(f"{redact(dsn)}: {PSYCOPG_MISSING}", code=2) from None
+            try:
+                self.conn = psycopg.connect(dsn, autocommit=False)
+            except psycopg.Error as e:
+                why = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+                raise StoreError(f"{redact(dsn)}: cannot connect: {why}") from None
             self.ph = "%s"
+            db_errors += (psycopg.Error,)
         else:
-            lite = sqlite3.connect(dsn, isolation_level=None, check_same_thread=False)
-            lite.execute("PRAGMA journal_mode=WAL")
-            lite.execute("PRAGMA synchronous=FULL")
+            try:
+                lite = sqlite3.connect(dsn, isolation_level=None, check_same_thread=False)
+                lite.execute("PRAGMA journal_mode=WAL")
+                lite.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as e:
+                raise StoreError(f"{dsn}: cannot open the SQLite database: {e}") from None
             self.conn = lite
             self.ph = "?"
-        self._init()
+        try:
+            self._init()
+        except db_errors as e:
+            self.conn.close()
+            raise StoreError(f"{redact(dsn)}: not an ingest database: {e}") from None
 
     def _sql(self, sql: str) -> str:
         sql = sql.replace("?", self.ph)
@@ -133,7 +170,7 @@ class Store:
             cur.execute(self._sql("INSERT INTO meta (key, value) VALUES ('schema', ?)"), (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
             self.conn.rollback()
-            raise RuntimeError(f"ingest database schema {row[0]} is newer than this program ({SCHEMA_VERSION})")
+            raise StoreError(f"ingest database schema {row[0]} is newer than this program ({SCHEMA_VERSION})", code=2)
         self.conn.commit()
 
     def close(self) -> None:
@@ -306,6 +343,40 @@ class Store:
             "cabinets": cabinets,
             "batches_to_materialize": pending,
         }
+
+    def cabinets(self) -> list[dict[str, Any]]:
+        """Per cabinet, from the batches table: rows (readings materialized), batches, pending
+        (stored, not yet materialized), bad, first_seq, last_seq, last_seen_t (when the ingest
+        stored its newest batch, Unix seconds), gaps (holes in the stored seqs) and missing_seqs
+        (the seqs in those holes). Gaps are normal: a cabinet skips the unused rest of a
+        reserved block of 64 seqs at every restart (docs/cloud.md)."""
+        rows = self._read(
+            "SELECT cabinet, COUNT(*), SUM(CASE WHEN state = 'done' THEN readings ELSE 0 END), "
+            "SUM(CASE WHEN state = 'new' THEN 1 ELSE 0 END), SUM(CASE WHEN state = 'bad' THEN 1 ELSE 0 END), "
+            "MIN(seq), MAX(seq), MAX(received_t) FROM batches GROUP BY cabinet ORDER BY cabinet"
+        )
+        holes = {
+            c: (int(n), int(m))
+            for c, n, m in self._read(
+                "SELECT cabinet, COUNT(*), SUM(d - 1) FROM (SELECT cabinet, seq - LAG(seq) OVER "
+                "(PARTITION BY cabinet ORDER BY seq) AS d FROM batches) AS g WHERE d > 1 GROUP BY cabinet"
+            )
+        }
+        return [
+            {
+                "cabinet": c,
+                "rows": int(done or 0),
+                "batches": int(n),
+                "pending": int(new or 0),
+                "bad": int(bad or 0),
+                "first_seq": int(lo),
+                "last_seq": int(hi),
+                "last_seen_t": float(seen),
+                "gaps": holes.get(c, (0, 0))[0],
+                "missing_seqs": holes.get(c, (0, 0))[1],
+            }
+            for c, n, done, new, bad, lo, hi, seen in rows
+        ]
 
     def readings(self, cabinet: str, point: str | None = None) -> list[tuple]:
         """(seq, point, t, kind, num, text, quality, reason) rows, for tools and tests."""

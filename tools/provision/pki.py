@@ -15,24 +15,17 @@ The device CA must be used for nothing else: with `use_identity_as_username`, mo
 accepts every client certificate any CA in its `cafile` signed, and the CN becomes the
 MQTT username the ACLs are written against (ota-and-security.md §4).
 
-Command line (for operators; provisioning a cabinet is tools/provision/identity.py):
-
-    python -m tools.provision.pki init-ca DIR [--name N] [--days D] [--algorithm ed25519|p256] [--force]
-    python -m tools.provision.pki issue-server DIR --out PREFIX NAME [NAME ...]
-    python -m tools.provision.pki issue-client DIR --out PREFIX CN
-    python -m tools.provision.pki info CERT.pem
+Command line: `cabinet ca init|issue-server|issue-client` (tools/provision/cli.py) and
+`cabinet provision` (tools/provision/identity.py); docs/cloud.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import ipaddress
-import json
 import re
 import secrets
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,7 +233,7 @@ def init_ca(
     if existing and not force:
         raise FileExistsError(
             f"{dir}: a device CA already exists ({', '.join(p.name for p in existing)}); "
-            f"refusing to replace it (forcing it would invalidate every certificate it issued)"
+            f"refusing to replace it (--force does, and every certificate it issued stops verifying)"
         )
     if not name or len(name) > 64:
         raise ValueError(f"CA name {name!r}: 1 to 64 characters")
@@ -287,7 +280,7 @@ def load_ca(dir: Path | str, *, passphrase: bytes | None = None) -> CA:
     key_path, cert_path = dir / CA_KEY, dir / CA_CERT
     for p in (key_path, cert_path):
         if not p.is_file():
-            raise PKIError(f"{p}: missing; create a CA with tools.provision.pki.init_ca({str(dir)!r}) first")
+            raise PKIError(f"{p}: missing; create a CA with `cabinet ca init --dir {dir}` first")
     cert = load_cert(cert_path.read_bytes(), where=str(cert_path))
     try:
         key = serialization.load_pem_private_key(key_path.read_bytes(), passphrase)
@@ -309,7 +302,7 @@ def load_ca(dir: Path | str, *, passphrase: bytes | None = None) -> CA:
     try:
         cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     except x509.ExtensionNotFound:
-        raise PKIError(f"{cert_path}: has no subjectKeyIdentifier; re-create the CA with tools.provision.pki") from None
+        raise PKIError(f"{cert_path}: has no subjectKeyIdentifier; re-create the CA with `cabinet ca init`") from None
     return CA(dir, key, cert)
 
 
@@ -383,54 +376,3 @@ def key_id(public_key_raw: bytes) -> bytes:
     if len(public_key_raw) != 32:
         raise ValueError(f"key_id: expected a raw 32-byte Ed25519 public key, got {len(public_key_raw)} bytes")
     return hashlib.sha256(public_key_raw).digest()[:8]
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.provision.pki", description="device CA and certificates")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("init-ca", help="create a device CA in DIR")
-    a.add_argument("dir")
-    a.add_argument("--name", default=DEFAULT_CA_NAME)
-    a.add_argument("--days", type=int, default=3650)
-    a.add_argument("--algorithm", choices=ALGORITHMS, default="ed25519")
-    a.add_argument("--force", action="store_true")
-    for kind in ("server", "client"):
-        a = sub.add_parser(f"issue-{kind}", help=f"issue a {kind} certificate: PREFIX.key + PREFIX.crt")
-        a.add_argument("dir", help="the CA directory")
-        a.add_argument("--out", required=True, help="output prefix")
-        a.add_argument("--days", type=int, default=825)
-        a.add_argument("--algorithm", choices=ALGORITHMS, default="ed25519")
-        a.add_argument("--force", action="store_true")
-        if kind == "server":
-            a.add_argument("names", nargs="+", help="host names and IP addresses (SAN)")
-        else:
-            a.add_argument("cn")
-    a = sub.add_parser("info", help="print what a certificate says (JSON)")
-    a.add_argument("cert")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "init-ca":
-            ca = init_ca(args.dir, name=args.name, days=args.days, algorithm=args.algorithm, force=args.force)
-            print(json.dumps(cert_info(ca.cert_pem), default=str, indent=2))
-        elif args.cmd in ("issue-server", "issue-client"):
-            ca = load_ca(args.dir)
-            if args.cmd == "issue-server":
-                k, c = ca.issue_server(args.names, days=args.days, algorithm=args.algorithm)
-            else:
-                k, c = ca.issue_client(args.cn, days=args.days, algorithm=args.algorithm)
-            write_private(Path(args.out + ".key"), k, force=args.force)
-            write_public(Path(args.out + ".crt"), c, force=args.force)
-            print(json.dumps(cert_info(c), default=str, indent=2))
-        else:
-            print(json.dumps(cert_info(Path(args.cert).read_bytes()), default=str, indent=2))
-    except (PKIError, ValueError, OSError) as e:
-        print(f"pki: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
