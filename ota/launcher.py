@@ -242,6 +242,28 @@ class Launcher:
 
 
 # ---- command line --------------------------------------------------------------------
+USAGE = """cabinet-boot --root DIR [options] -- run [agent options]   run the agent of the current slot
+       cabinet-boot install BUNDLE --root DIR                    install the first release (the factory slot)
+       cabinet-boot status --root DIR                            the slot state and the last deployment status"""
+EPILOG = """The launcher of a cabinet (docs/ota.md, "On the cabinet"): everything after `--` goes to
+the agent (`python -m agent run --config ... --data-dir ...`). Exit codes: 0 ok (stopped by
+SIGTERM/SIGINT), 1 install failed, 2 usage error or no complete release to run."""
+
+
+def version() -> str:
+    """The installed cabinet-agent's version (the launcher is part of it; it imports nothing else of ours)."""
+    from importlib import metadata  # deferred: only for --version
+
+    try:
+        return metadata.version("cabinet-agent")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed as a package)"
+
+
+def progress(msg: str) -> None:
+    print(f"cabinet-boot install: {msg}", file=sys.stderr, flush=True)
+
+
 def _install(args: argparse.Namespace) -> int:
     """Bootstrap a fresh root from a bundle file (checked against its manifest: sizes, SHA-256,
     nothing but wheels) or from an already extracted bundle directory."""
@@ -250,20 +272,23 @@ def _install(args: argparse.Namespace) -> int:
 
     src = Path(args.bundle_dir)
     tmp = None
+    t0 = time.monotonic()
     try:
         if src.is_file():
             parent = Path(args.root).absolute().parent
             tmp = Path(tempfile.mkdtemp(prefix="cabinet-boot-", dir=parent if parent.is_dir() else None))
+            progress(f"unpacking and checking {src}")
             bundles.extract(src, tmp / "bundle")
             src = tmp / "bundle"
         manifest = json.loads((src / "manifest.json").read_text())
-        slot = SlotStore(args.root).bootstrap(src, manifest, python=args.python)
+        slot = SlotStore(args.root).bootstrap(src, manifest, python=args.python, progress=progress)
     except (OSError, ValueError, SlotError) as e:  # BundleError is a ValueError
         log.error("install failed: %s", e)
         return 1
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    progress(f"{slot} installed and current in {time.monotonic() - t0:.1f} s")
     print(slot)
     return 0
 
@@ -283,6 +308,46 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def sub_parser(command: str) -> argparse.ArgumentParser:
+    if command == "install":
+        ap = argparse.ArgumentParser(
+            prog="cabinet-boot install",
+            description="Install the first release into a fresh root and make it current and committed "
+            "(the factory slot). Prints the slot name; progress goes to stderr.",
+        )
+        ap.add_argument("bundle_dir", help="a bundle file (cabinet ota build), or an extracted bundle directory")
+        ap.add_argument("--python", default=sys.executable, help="interpreter the slot venvs are made from")
+    else:
+        ap = argparse.ArgumentParser(
+            prog="cabinet-boot status",
+            description="Print the slot state (current, last good, pending trial, release counter) "
+            "and the last deployment status as JSON.",
+        )
+    ap.add_argument("--root", required=True, help="the OTA root, e.g. /opt/cabinet")
+    return ap
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="cabinet-boot", usage=USAGE, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--version", action="version", version=f"cabinet-boot (cabinet-agent {version()})")
+    ap.add_argument("--root", required=True, help="the OTA root, e.g. /opt/cabinet (releases/, current, state/)")
+    ap.add_argument(
+        "--max-attempts", type=int, default=3, help="starts of a new release without a commit before a rollback (3)"
+    )
+    ap.add_argument(
+        "--watchdog-s", type=float, default=60.0, help="kill an agent silent this long (no READY/WATCHDOG=1) (60)"
+    )
+    ap.add_argument(
+        "--python",
+        default=sys.executable,
+        help="accepted for symmetry with install; the agent runs on its slot's python",
+    )
+    ap.add_argument("--kill-after-s", type=float, default=10.0, help=argparse.SUPPRESS)
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="cabinet-boot: %(message)s")
@@ -291,27 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         agent_args = argv[argv.index("--") + 1 :]
         argv = argv[: argv.index("--")]
     if argv[:1] in (["install"], ["status"]):
-        ap = argparse.ArgumentParser(prog=f"cabinet-boot {argv[0]}")
-        if argv[0] == "install":
-            ap.add_argument("bundle_dir", help="a bundle file, or an extracted bundle directory")
-        ap.add_argument("--root", required=True)
-        ap.add_argument("--python", default=sys.executable, help="interpreter the slot venvs are made from")
-        args = ap.parse_args(argv[1:])
+        args = sub_parser(argv[0]).parse_args(argv[1:])
         return _install(args) if argv[0] == "install" else _status(args)
-    ap = argparse.ArgumentParser(
-        prog="cabinet-boot",
-        usage="cabinet-boot --root R [options] -- <agent args> | install BUNDLE_DIR --root R | status --root R",
-    )
-    ap.add_argument("--root", required=True)
-    ap.add_argument("--max-attempts", type=int, default=3)
-    ap.add_argument("--watchdog-s", type=float, default=60.0)
-    ap.add_argument(
-        "--python",
-        default=sys.executable,
-        help="accepted for symmetry with install; the agent runs on its slot's python",
-    )
-    ap.add_argument("--kill-after-s", type=float, default=10.0, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = parser().parse_args(argv)
+    if not agent_args:
+        parser().error("give the agent's command after --, e.g. -- run --config /etc/cabinet/cabinet.toml")
     return Launcher(
         Path(args.root),
         agent_args,

@@ -2,7 +2,7 @@
 parsed strictly. A manifest that does not pass `parse` is never installed.
 
     {"format": 1, "name": "cabinet-agent", "version": "0.9.0", "counter": 12,
-     "boards": ["rpi4_rs485", "sim"], "python": "3.11", "created": "2026-11-22T10:00:00Z",
+     "boards": ["rpi4-rs485", "sim"], "python": "3.11", "created": "2026-11-22T10:00:00Z",
      "project_wheel": "...whl", "installer_wheel": "pip-...whl",
      "wheels": {"<file>.whl": {"sha256": hex, "size": int}}}
 """

@@ -52,7 +52,9 @@ def load_keys(keydir: Path) -> dict[str, dict[str, Any]]:
                 raise ValueError(f"bad entry {name}")
             public_key(e)
     except FileNotFoundError:
-        raise RepoError(f"{p} missing (run init_keys, or copy keys.json with the key files)") from None
+        raise RepoError(
+            f"{p} missing (make the keys with `cabinet ota keys init`, or copy keys.json with the key files)"
+        ) from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise RepoError(f"{p} is not a valid keys.json: {e}") from None
     return keys
@@ -70,7 +72,7 @@ def new_key(keydir: Path, name: str, role: str, keys: dict[str, dict[str, Any]],
     try:
         write_atomic(path, signer.private_bytes, mode=0o600, exclusive=not force, hidden_tmp=True)
     except FileExistsError:
-        raise RepoError(f"{path} exists; refusing to overwrite a key (force=True to replace)") from None
+        raise RepoError(f"{path} exists; refusing to overwrite a key (--force replaces it)") from None
     os.chmod(path, 0o600)  # exactly 0600, whatever the umask
     pub = signer.public_key
     keys[name] = {"keyid": pub.keyid, "public": pub.to_dict(), "role": role}
@@ -90,7 +92,7 @@ def init_keys(keydir: Path, *, root_keys: int = 3, force: bool = False) -> dict[
     if not force:
         taken = [n for n, _ in plan if (keydir / n).exists()]
         if taken:
-            raise RepoError(f"{keydir} already holds {', '.join(taken)}; refusing to overwrite (force=True to replace)")
+            raise RepoError(f"{keydir} already holds {', '.join(taken)}; refusing to overwrite (--force replaces them)")
     keys: dict[str, dict[str, Any]] = {}
     for name, role in plan:
         new_key(keydir, name, role, keys, force=force)

@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -294,10 +294,16 @@ class SlotStore:
                     fsutil.rmtree(d)
 
     def bootstrap(
-        self, bundle_dir: PathArg, manifest: dict, *, python: str = sys.executable, timeout_s: float = 600
+        self,
+        bundle_dir: PathArg,
+        manifest: dict,
+        *,
+        python: str = sys.executable,
+        timeout_s: float = 600,
+        progress: Callable[[str], None] | None = None,
     ) -> str:
         """First install on a fresh root: install, then ota.json, then the link."""
-        slot = self.install(bundle_dir, manifest, python=python, timeout_s=timeout_s)
+        slot = self.install(bundle_dir, manifest, python=python, timeout_s=timeout_s, progress=progress)
         with self._locked() as st:
             if st["current"] not in (None, slot) and self.is_complete(st["current"]):
                 raise SlotError("already_bootstrapped", f"current is {st['current']}")
@@ -309,13 +315,21 @@ class SlotStore:
 
     # ---- install -----------------------------------------------------------------
     def install(
-        self, bundle_dir: PathArg, manifest: dict, *, python: str = sys.executable, timeout_s: float = 600
+        self,
+        bundle_dir: PathArg,
+        manifest: dict,
+        *,
+        python: str = sys.executable,
+        timeout_s: float = 600,
+        progress: Callable[[str], None] | None = None,
     ) -> str:
         """Install an extracted bundle into releases/<counter>-<version>; the slot name.
 
         Idempotent: a complete slot of that name is reused. Dependency wheels go once into
         store/<sha256>/ (pip --target), found by the slot through _cabinet_deps.pth.
+        `progress` is told each step as it starts (cabinet-boot install prints them).
         """
+        say = progress or (lambda _msg: None)
         wheels = Path(bundle_dir) / "wheels"
         try:
             version, counter = manifest["version"], manifest["counter"]
@@ -328,11 +342,13 @@ class SlotStore:
             raise SlotError("bad_manifest", f"slot {slot!r}, project/installer wheel listed?")
         final = self.releases / slot
         if self.is_complete(slot):
+            say(f"{slot} is installed already")
             return slot
         if final.exists():
             if slot in (self.current_slot(), self.state()["last_good"]):
                 raise SlotError("slot_damaged", f"{slot} is in use but has no .complete")
             fsutil.rmtree(final)
+        say(f"checking {len(listed)} wheels against the manifest")
         for name, info in listed.items():
             if "/" in name or fsutil.sha256_file(wheels / name) != info["sha256"]:
                 raise SlotError("wheel_hash", name)
@@ -340,16 +356,18 @@ class SlotStore:
         fsutil.makedirs(self.store)
         pip = self._installer(wheels / installer, listed[installer]["sha256"])
         deps = []
-        for name in sorted(listed):
-            if name in (project, installer):
-                continue
+        names = [n for n in sorted(listed) if n not in (project, installer)]
+        for i, name in enumerate(names, 1):
             sha = listed[name]["sha256"]
             deps.append(self.store / sha)
             if not (self.store / sha).is_dir():
+                if i == 1 or i % 5 == 0 or i == len(names):  # concise: the longest step, a line now and then
+                    say(f"dependency {i}/{len(names)}: {' '.join(name.split('-')[:2])}")
                 self._store_wheel(python, pip, wheels / name, sha, timeout_s)
         tmp = self.releases / (slot + ".tmp")
         if os.path.lexists(tmp):
             fsutil.rmtree(tmp)
+        say(f"creating the release slot {slot} and installing {project}")
         self._run("venv", [python, "-m", "venv", "--without-pip", tmp], timeout_s)
         site = next(tmp.glob("lib/python3*/site-packages"))
         fsutil.write_file(
@@ -360,6 +378,7 @@ class SlotStore:
         self._run("pip_project", [tpy, pip, "install", *PIP_OPTS, wheels / project], timeout_s)
         # scripts pip wrote name <slot>.tmp/bin/python: make them name the final path
         fsutil.rewrite_prefix(tmp / "bin", f"#!{tmp}/bin/python".encode(), f"#!{final}/bin/python".encode())
+        say("smoke test: the new release imports and says its version")
         r = self._run("smoke", [tpy, "-I", "-c", "import agent; print(agent.__version__)"], timeout_s, cwd=tmp)
         if r.stdout.strip() != version:
             raise SlotError("smoke_version", f"agent says {r.stdout.strip()!r}, want {version!r}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -40,6 +41,17 @@ TERMINAL = frozenset({"success", "failure", "rolled_back", "rejected", "already_
 NEEDS_REASON = frozenset({"failure", "rolled_back", "deferred", "rejected"})
 HISTORY = 20
 RECORD_KEYS = ("deployment", "state", "seq", "percent", "reason", "version", "counter", "t")
+
+
+DEPLOYMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DEPLOYMENT_RULE = "1..64 letters, digits, '.', '_' or '-', the first a letter or digit"
+
+
+def check_deployment(deployment: object) -> str:
+    """A deployment id as cabinets accept it (DEPLOYMENT_RULE); ValueError naming the rule."""
+    if not isinstance(deployment, str) or not DEPLOYMENT_RE.fullmatch(deployment):
+        raise ValueError(f"deployment id {deployment!r}: {DEPLOYMENT_RULE}")
+    return deployment
 
 
 class StatusError(ValueError):

@@ -31,6 +31,7 @@ from drivers.dio import FilePinsDIO
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
 from tools.cli.table import main as cli_main
+from tools.operator.mqtt import reply_properties
 from tools.provision import pki
 
 CAB = "CAB-SIM-0001"
@@ -251,9 +252,11 @@ async def test_a_flood_of_junk_does_not_slow_polling_or_control(cab, capsys, cap
             junk.append(re.sub(b".{64}$", bytes(64), junk[-1], flags=re.S))
     caplog.set_level(logging.WARNING, logger="agent.downlink")
     p1, s1, t1 = cab.polls(), cab.app.controls.steps, time.monotonic()
+    # with a response topic, as a real (if hostile) sender: a request without one is dropped unanswered
+    props = reply_properties(C.reply_topic(PREFIX, CAB, "light.override"), b"junk")
     async with aiomqtt.Client("127.0.0.1", cab.port, protocol=aiomqtt.ProtocolVersion.V5, timeout=30) as c:
         for i, data in enumerate(junk):
-            await c.publish(topic, data, qos=0 if i % 10 else 1)
+            await c.publish(topic, data, qos=0 if i % 10 else 1, properties=props)
     await wait_until(lambda: cab.app.downlink.stats["received"] >= 9_900, timeout=30)
     # the agent stays responsive during and right after the flood
     rc, [rep] = await cab.send(capsys, "--id", CAB, "ping")

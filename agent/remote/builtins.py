@@ -66,7 +66,9 @@ class Builtins:
             "lighting_mode": controls.mode if controls.active else None,
             "outbox": {k: ob.get(k) for k in OUTBOX_KEYS if k in ob},
             "uplink": {k: v for k, v in up.items() if k in ("state", "batches_sent", "batches_acked")},
-            "downlink": {k: v for k, v in self.dl.snapshot().items() if k in ("received", "accepted", "rejected")},
+            "downlink": {
+                k: v for k, v in self.dl.snapshot().items() if k in ("received", "accepted", "rejected", "by_reason")
+            },
         }
 
     async def light_override(self, cmd: Command) -> dict[str, Any]:

@@ -5,13 +5,14 @@ every message on a command topic to `Downlink.handle`, which verifies it inline 
 a size check, a CBOR decode, one Ed25519 verify) and runs the handler as a task, at most
 `max_running` at once; more is answered `busy`. The receive loop never waits for a handler.
 
-Replies go to `<prefix>/cab/<id>/cmd/<kind>/resp` (the fleet ACL's reply topic): an MQTT
-v5 response topic on the request is accepted only if it is exactly that topic; any other
-response topic makes the request rejected without a reply (never publish to a topic a
-message chose). The request's correlation data (<= 64 bytes) is echoed. Rejections are
-answered too (signed, with the reason), but at most `reject_replies_per_s` per second
-(burst `reject_burst`): a flood of junk costs the broker no more than that. Rejections are
-logged once per reason, then summarised at most once a minute.
+Replies go to `<prefix>/cab/<id>/cmd/<kind>/resp` (the fleet ACL's reply topic), and only to
+requests whose MQTT v5 response topic is exactly that topic: a request without a response
+topic, or with any other, is dropped without a reply and counted as `bad_reply_topic`
+(never publish to a topic a message chose; the operator tools always set it). The
+request's correlation data (<= 64 bytes) is echoed. Rejections are answered too (signed,
+with the reason), but at most `reject_replies_per_s` per second (burst `reject_burst`): a
+flood of junk costs the broker no more than that. Rejections are logged once per reason,
+then summarised at most once a minute.
 
 Other issues add commands with `register(kind, handler, args_schema)`:
 
@@ -156,8 +157,9 @@ class Downlink:
                 return  # our own replies (cmd/<kind>/resp, no-local should hide them) or junk levels
             want = C.reply_topic(self.prefix, self.cabinet, kind)
             given = getattr(properties, "ResponseTopic", None) if properties is not None else None
-            if given is not None and given != want:
-                self._rejected("bad_reply_topic", f"response topic {given!r}; only {want!r} is answered")
+            if given != want:  # none, or another topic: never publish where a message says
+                why = f"response topic {given!r}" if given is not None else "no response topic"
+                self._rejected("bad_reply_topic", f"{why}; only requests naming {want!r} are answered")
                 return
             corr = getattr(properties, "CorrelationData", None) if properties is not None else None
             corr = bytes(corr) if isinstance(corr, (bytes, bytearray)) and len(corr) <= MAX_CORRELATION else None

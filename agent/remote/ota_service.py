@@ -44,11 +44,10 @@ from agent.wire.commands import Arg, Command
 from agent.wire.ota_status import TERMINAL, seal_status, status_topic
 from ota import bundle
 from ota.slots import SlotError, SlotStore
-from ota.status import StatusBook
+from ota.status import DEPLOYMENT_RE, DEPLOYMENT_RULE, StatusBook
 
 log = logging.getLogger("agent.ota")
 
-DEPLOYMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 TARGET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 CLOCK_SKEW_S = 300.0
 PROGRESS_STEP = 10  # percent between downloading reports
@@ -198,7 +197,7 @@ class OtaService:
         if self.root is None:
             raise CommandFailed("no_launcher: this agent does not run under cabinet-boot; it cannot install updates")
         if not DEPLOYMENT_RE.fullmatch(a["deployment"]):
-            raise CommandFailed("bad deployment id: letters, digits, '.', '_', '-'")
+            raise CommandFailed(f"bad deployment id {a['deployment']!r}: {DEPLOYMENT_RULE}")
         if not TARGET_RE.fullmatch(a["target"]):
             raise CommandFailed("bad target name")
         repo = (a.get("repository") or self.s.repository or "").rstrip("/")

@@ -38,6 +38,7 @@ import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent.wire import cose
+from agent.wire.deterministic import canonical_header
 from agent.wire.replies import Reply as Reply
 from agent.wire.replies import open_reply as open_reply
 from agent.wire.replies import seal_reply as seal_reply
@@ -248,13 +249,16 @@ def sign_command(
     if not topic.endswith(f"/cmd/{kind}"):
         raise ValueError(f"topic {topic!r} is not a command topic for {kind}")
     payload = msgpack.packb(dict(args), use_bin_type=True)
-    return cose.sign1(
+    env = cose.sign1(
         payload,
         key=key,
         kid=cose.key_id(key.public_key()),
         headers={"cid": cid, "kind": kind, "iat": int(iat), "exp": int(exp), "to": to},
         aad=topic.encode(),
     )
+    if not canonical_header(env):  # cannot happen with these labels; a cabinet would refuse it
+        raise ValueError("the envelope's protected header is not deterministically encoded")
+    return env
 
 
 # ---------------------------------------------------------------------- cabinet side: verification
@@ -291,6 +295,8 @@ def verify_command(
     argument schema (None: unchecked). On success the command id is recorded in `replay`."""
     if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > max_size:
         raise CommandError("too_large", f"{len(data)} bytes; at most {max_size}")
+    if not canonical_header(data):
+        raise CommandError("bad_header", "the protected header is not deterministically encoded (RFC 8949 §4.2.1)")
     signed, operator = _open(data, topic, trust, max_size)
     h = _Headers.of(signed.headers, topic, cabinet, trust)
     if not operator.allows(h.kind):
@@ -338,22 +344,22 @@ class _Headers(NamedTuple):
 
     @classmethod
     def of(cls, h: Mapping[str, Any], topic: str, cabinet: str, trust: Trust) -> _Headers:
-        """The protected headers checked (types, kind against the topic, no others, the lifetime)."""
+        """The protected headers checked (types, kind against the topic, no others, the lifetime).
+        A bad_header rejection carries no cid: a header that fails these checks is not a command
+        whose id could be trusted (the reply's cid is null; the operator matches by correlation data)."""
         cid, kind, to = h.get("cid"), h.get("kind"), h.get("to")
         if not isinstance(cid, str) or not CID_RE.fullmatch(cid):
             raise CommandError("bad_header", f"cid must be 1..{MAX_CID} printable ASCII characters")
-        iat, exp = _epoch_s(h.get("iat"), "iat", cid), _epoch_s(h.get("exp"), "exp", cid)
+        iat, exp = _epoch_s(h.get("iat"), "iat"), _epoch_s(h.get("exp"), "exp")
         if not isinstance(to, str) or not to:
-            raise CommandError("bad_header", "to must be a cabinet id or group:<tag>", cid)
+            raise CommandError("bad_header", "to must be a cabinet id or group:<tag>")
         if not isinstance(kind, str) or not KIND_RE.fullmatch(kind) or not topic.endswith(f"/cab/{cabinet}/cmd/{kind}"):
-            raise CommandError("bad_header", f"kind {kind!r} does not match the topic {topic!r}", cid)
+            raise CommandError("bad_header", f"kind {kind!r} does not match the topic {topic!r}")
         extra = sorted(set(h) - {"cid", "kind", "iat", "exp", "to"})
         if extra:
-            raise CommandError("bad_header", f"unexpected header(s) {', '.join(extra)}", cid)
+            raise CommandError("bad_header", f"unexpected header(s) {', '.join(extra)}")
         if exp <= iat or exp - iat > trust.max_lifetime_s:
-            raise CommandError(
-                "bad_header", f"lifetime exp - iat = {exp - iat} s; must be 1..{trust.max_lifetime_s}", cid
-            )
+            raise CommandError("bad_header", f"lifetime exp - iat = {exp - iat} s; must be 1..{trust.max_lifetime_s}")
         return cls(cid, kind, iat, exp, to)
 
 
@@ -381,10 +387,10 @@ def _check_time(h: _Headers, now: float | None, trust: Trust, clock_free: Callab
         raise CommandError("expired", f"expired {now - h.exp:.0f} s ago (skew {trust.max_skew_s} s)", h.cid)
 
 
-def _epoch_s(v: Any, name: str, cid: str) -> int:
+def _epoch_s(v: Any, name: str) -> int:
     """A header's epoch seconds (iat, exp): an int in 0..2^63-1, else CommandError bad_header."""
     if type(v) is not int or not 0 <= v < 2**63:
-        raise CommandError("bad_header", f"{name} must be an int (epoch seconds)", cid)
+        raise CommandError("bad_header", f"{name} must be an int (epoch seconds)")
     return v
 
 

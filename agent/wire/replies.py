@@ -1,13 +1,15 @@
 """The cabinet's signed reply to a command (docs/commands.md): COSE_Sign1 by the
 cabinet's key, protected header {"cab"}, AAD = the response topic
 (`agent.wire.commands.reply_topic`), payload msgpack {cab, cid, ok, reason?, detail?,
-result?, t}. `seal_reply` makes one on the cabinet, `open_reply` checks one on the
-operator's side. Pure: no I/O, no clock. agent.wire.commands re-exports both and
+result?, t}; `t` is when the cabinet replied, whole epoch seconds (an int, like a
+command's iat and exp). `seal_reply` makes one on the cabinet, `open_reply` checks one
+on the operator's side. Pure: no I/O, no clock. agent.wire.commands re-exports both and
 `Reply` (the command format's one entry point).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import msgpack
@@ -23,7 +25,7 @@ class Reply(NamedTuple):
     reason: str | None
     detail: str | None
     result: Any
-    t: float | None
+    t: int | None  # epoch seconds
 
 
 def seal_reply(
@@ -39,8 +41,9 @@ def seal_reply(
     t: float | None = None,
 ) -> bytes:
     """The cabinet's signed reply: COSE_Sign1 by the cabinet's key, header {"cab"}, AAD = the
-    response topic, payload msgpack {cab, cid, ok, reason?, detail?, result?, t}."""
-    doc: dict[str, Any] = {"cab": cabinet, "cid": cid, "ok": bool(ok), "t": t}
+    response topic, payload msgpack {cab, cid, ok, reason?, detail?, result?, t}; `t` (epoch
+    seconds) is sent as an int, the whole second it fell in."""
+    doc: dict[str, Any] = {"cab": cabinet, "cid": cid, "ok": bool(ok), "t": _seconds(t)}
     if reason is not None:
         doc["reason"] = reason
     if detail:
@@ -63,5 +66,18 @@ def open_reply(data: bytes, *, topic: str, keys: cose.Keys) -> Reply:
     if f"/cab/{doc['cab']}/" not in topic:
         raise cose.VerifyError("cabinet_mismatch", f"reply from {doc['cab']!r} on {topic!r}")
     return Reply(
-        doc["cab"], doc.get("cid"), doc["ok"], doc.get("reason"), doc.get("detail"), doc.get("result"), doc.get("t")
+        doc["cab"],
+        doc.get("cid"),
+        doc["ok"],
+        doc.get("reason"),
+        doc.get("detail"),
+        doc.get("result"),
+        _seconds(doc.get("t")),
     )
+
+
+def _seconds(t: Any) -> int | None:
+    """Whole epoch seconds (older cabinets sent a float); None when absent or not a finite number."""
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        return None
+    return math.floor(t)

@@ -22,22 +22,19 @@ import asyncio
 import json
 import re
 import secrets
-import ssl
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from typing import Any
 
 from agent import config as cfg
 from agent.runtime.entry import board_infos
+from agent.uplink.keys import KeyFileError
 from tools.ingest.store import Store
+from tools.operator.mqtt import BrokerRefused, Connection, describe_error, mqtt_client, reply_properties, tls_context
 
-if TYPE_CHECKING:
-    import aiomqtt
+__all__ = ["BrokerRefused", "mqtt_client", "reply_properties", "tls_context"]  # also used by the OTA rollout
 
 KeyLookup = dict[bytes, tuple[str | None, Any]]  # kid -> (cabinet, or None for any; public key)
 
@@ -47,44 +44,61 @@ UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def add_parsers(sub: Any) -> None:
     op = sub.add_parser("operator", help="operator keys for signed commands")
-    op.add_argument("action", choices=("init",))
-    op.add_argument("--key", required=True, help="file for the new Ed25519 key (PEM, 0600)")
-    op.add_argument("--force", action="store_true")
-    op.set_defaults(func=operator_main)
+    osub = op.add_subparsers(dest="operator_command", required=True, metavar="SUBCOMMAND")
+    oi = osub.add_parser("init", help="make an operator key; print its public key for the cabinets' [trust]")
+    oi.add_argument("--key", required=True, help="file for the new Ed25519 key (PEM, 0600)")
+    oi.add_argument("--force", action="store_true", help="replace the key file if it exists")
+    oi.set_defaults(func=operator_main)
 
     c = sub.add_parser("cmd", help="send signed commands to cabinets")
     csub = c.add_subparsers(dest="cmd_command", required=True, metavar="SUBCOMMAND")
-    s = csub.add_parser("send", help="sign, publish, wait for the signed reply")
+    s = csub.add_parser(
+        "send",
+        help="sign, publish, wait for the signed reply",
+        epilog="Prints one JSON line per cabinet: its verified reply. Exit codes: 0 every reply ok, 1 a reply not "
+        "ok or missing, the broker refused the publish, or --wait-online ran out; 2 bad arguments or files. "
+        "docs/commands.md.",
+    )
     s.add_argument("kind", help="e.g. ping, status, light.override, light.cancel, alarm.ack, log.level, reboot")
     s.add_argument("--id", action="append", required=True, dest="ids", help="cabinet id (repeat for several)")
     s.add_argument("--group", help='address the command to "group:TAG" (cabinets with that tag)')
-    s.add_argument("--arg", action="append", default=[], help="k=v (v parsed as JSON when it is JSON)")
+    s.add_argument("--arg", action="append", default=[], help="k=v (v parsed as JSON when it is JSON; repeat)")
     onoff = s.add_mutually_exclusive_group()
-    onoff.add_argument("--on", dest="on", action="store_const", const=True)
-    onoff.add_argument("--off", dest="on", action="store_const", const=False)
-    s.add_argument("--level", type=float)
-    s.add_argument("--for", dest="for_", help="override duration, e.g. 90s, 15m, 2h")
-    s.add_argument("--segments", help="comma-separated segment names")
-    s.add_argument("--alarm", help="alarm id (alarm.ack)")
-    s.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    onoff.add_argument("--on", dest="on", action="store_const", const=True, help="light.override: switch on")
+    onoff.add_argument("--off", dest="on", action="store_const", const=False, help="light.override: switch off")
+    s.add_argument("--level", type=float, help="light.override: dimming level, percent 0..100")
+    s.add_argument("--for", dest="for_", help="light.override: duration, e.g. 90s, 15m, 2h")
+    s.add_argument("--segments", help="light.override, light.cancel: comma-separated segment names (default all)")
+    s.add_argument("--alarm", help="alarm.ack: the alarm id")
+    s.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log.level: the new level")
     signing_and_broker_args(s)
+    wait_online_arg(s)
     s.set_defaults(func=send_main)
 
 
 def signing_and_broker_args(p: argparse.ArgumentParser) -> None:
     """What every operator command needs: the key it signs with, the broker, the reply check."""
-    p.add_argument("--key", required=True, help="the operator's Ed25519 key (PEM)")
-    p.add_argument("--broker", required=True, help="HOST[:PORT]")
-    p.add_argument("--tls", action="store_true")
-    p.add_argument("--ca")
-    p.add_argument("--cert")
-    p.add_argument("--tls-key")
-    p.add_argument("--cabinet-key", help="the cabinet's public key (64 hex or file) to verify replies")
-    p.add_argument("--ingest-db", help="look the cabinets' public keys up in the ingest registry")
-    p.add_argument("--prefix", default="city/v1")
-    p.add_argument("--ttl", default="300", help="command lifetime (exp - iat), e.g. 300, 10m")
-    p.add_argument("--cid", help="command id (default: random)")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--key", required=True, help="the operator's Ed25519 key (PEM, from `cabinet operator init`)")
+    p.add_argument("--broker", required=True, help="the MQTT broker, HOST[:PORT] (port 8883 with TLS, else 1883)")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (trusting --ca, or the system's CAs)")
+    p.add_argument("--ca", help="CA certificate (PEM) of the broker; implies --tls")
+    p.add_argument("--cert", help="the operator's client certificate (PEM) for mutual TLS")
+    p.add_argument("--tls-key", help="the private key (PEM) of --cert")
+    p.add_argument("--cabinet-key", help="the cabinet's public key (64 hex or a file) to verify replies")
+    p.add_argument("--ingest-db", help="look the cabinets' public keys up in this ingest registry (SQLite or DSN)")
+    p.add_argument("--prefix", default="city/v1", help="topic prefix (default city/v1)")
+    p.add_argument("--ttl", default="300", help="command lifetime (exp - iat), e.g. 300, 10m (default 300 s)")
+    p.add_argument("--cid", help="command id (default: random); re-send with the same id to make sure it ran once")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the replies (default 10)")
+
+
+def wait_online_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wait-online",
+        type=float,
+        metavar="SECONDS",
+        help="first wait up to SECONDS until each cabinet's retained state says online (a starting cabinet)",
+    )
 
 
 def duration(text: str) -> float:
@@ -124,8 +138,14 @@ def operator_main(a: argparse.Namespace) -> int:
 
     try:
         pub = pki.new_signing_key(Path(a.key), force=a.force)
-    except (FileExistsError, pki.PKIError) as e:
-        print(f"cabinet operator init: {e}", file=sys.stderr)
+    except FileExistsError:
+        print(
+            f"cabinet operator init: {a.key}: exists; refusing to overwrite a key (--force replaces it)",
+            file=sys.stderr,
+        )
+        return 1
+    except (OSError, pki.PKIError) as e:
+        print(f"cabinet operator init: {a.key}: {e}", file=sys.stderr)
         return 1
     print(pub.hex())
     print(
@@ -168,39 +188,6 @@ def key_lookup_for(keys: KeyLookup, cabinet: str) -> Callable[[bytes], Any]:
     return lookup
 
 
-def tls_context(a: argparse.Namespace) -> ssl.SSLContext | None:
-    """The TLS context of --tls/--ca (with --cert/--tls-key: a client certificate); None: plain MQTT."""
-    if not (a.tls or a.ca):
-        return None
-    tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=a.ca)
-    if a.cert and a.tls_key:
-        tls.load_cert_chain(a.cert, a.tls_key)
-    return tls
-
-
-def mqtt_client(a: argparse.Namespace, tls: ssl.SSLContext | None, identifier: str) -> aiomqtt.Client:
-    """An MQTT v5 client for --broker HOST[:PORT] (default port 8883 with TLS, else 1883)."""
-    import aiomqtt  # deferred: heavy (aiomqtt, paho-mqtt client)
-
-    host, _, port = a.broker.rpartition(":") if ":" in a.broker else (a.broker, "", "")
-    return aiomqtt.Client(
-        host or a.broker,
-        int(port) if port else (8883 if tls else 1883),
-        tls_context=tls,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        identifier=identifier,
-        timeout=a.timeout,
-    )
-
-
-def reply_properties(response_topic: str, correlation: bytes) -> Properties:
-    """PUBLISH properties asking for a reply on response_topic, tagged with correlation."""
-    props = Properties(PacketTypes.PUBLISH)
-    props.ResponseTopic = response_topic
-    props.CorrelationData = correlation
-    return props
-
-
 async def send(
     a: argparse.Namespace, kind: str | None = None, args: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -214,13 +201,15 @@ async def send(
     args = command_args(a) if args is None else args
     keys = cabinet_keys(a)
     tls = tls_context(a)
-    now = int(time.time())
     ttl = int(duration(a.ttl))
     to_group = f"{C.GROUP_PREFIX}{a.group}" if getattr(a, "group", None) else None
     base_cid = a.cid or f"op-{secrets.token_hex(8)}"
     pending: dict[bytes, dict[str, Any]] = {}
     results: list[dict[str, Any]] = []
     async with mqtt_client(a, tls, f"op-{secrets.token_hex(6)}") as client:
+        if a.wait_online:
+            await wait_online(client, a.prefix, a.ids, a.wait_online)
+        now = int(time.time())
         for i, cab in enumerate(a.ids):
             resp = C.reply_topic(a.prefix, cab, kind)
             await client.subscribe(resp, qos=1)
@@ -254,8 +243,40 @@ async def send(
     return results
 
 
+class NotOnline(Exception):
+    """--wait-online: a cabinet's retained state did not say online in time."""
+
+
+async def wait_online(client: Connection, prefix: str, ids: list[str], seconds: float) -> None:
+    """Until every cabinet's retained state message (`<prefix>/cab/<id>/state`, its birth)
+    says online: a cabinet publishes it after it subscribed to its commands, so a command
+    sent after it is not lost to a cabinet that is still starting."""
+    from agent.wire import cose  # deferred: heavy (cryptography)
+
+    waiting = set(ids)
+    for cab in ids:
+        await client.subscribe(cose.state_topic(prefix, cab), qos=1)
+    try:
+        async with asyncio.timeout(seconds):
+            async for msg in client.messages:
+                try:
+                    cab = cose.topic_cabinet(str(msg.topic), "state")
+                    online = json.loads(bytes(msg.payload)).get("online") is True
+                except (ValueError, AttributeError):
+                    continue
+                if online:
+                    waiting.discard(cab)
+                if not waiting:
+                    return
+    except TimeoutError:
+        raise NotOnline(
+            f"{', '.join(sorted(waiting))}: not online within {seconds:g} s (no retained state message "
+            f"saying online on {prefix}/cab/<id>/state)"
+        ) from None
+
+
 async def collect_replies(
-    client: aiomqtt.Client, pending: dict[bytes, dict[str, Any]], keys: KeyLookup, results: list[dict[str, Any]]
+    client: Connection, pending: dict[bytes, dict[str, Any]], keys: KeyLookup, results: list[dict[str, Any]]
 ) -> None:
     """Verify the replies to the `pending` commands (by correlation data) into `results`,
     removing each from `pending`; return when none is left."""
@@ -307,11 +328,14 @@ def send_main(
         return 2
     try:
         results = asyncio.run(send(a, kind, args))
-    except (ValueError, OSError) as e:
+    except (BrokerRefused, NotOnline) as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError, KeyFileError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - aiomqtt.MqttError and friends (aiomqtt loads lazily): no broker
-        print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{name}: {describe_error(e, a)}", file=sys.stderr)
         return 1
     for r in results:
         print(json.dumps(r, sort_keys=True, default=str))
@@ -343,13 +367,14 @@ def with_version(text: str, version: int) -> str:
 def add_config_push(csub: Any) -> None:
     """`cabinet config push` (added under the `config` command by tools.cli.table)."""
     p = csub.add_parser("push", help="sign and push a config to one cabinet; print its reply")
-    p.add_argument("file")
+    p.add_argument("file", help="the cabinet's whole new config file (TOML)")
     p.add_argument("--id", action="append", required=True, dest="ids", help="the cabinet id")
     p.add_argument("--version", type=int, required=True, help="the new config_version (> the running one)")
     p.add_argument("--expect-sha256", help="refuse unless the cabinet runs this config (sha256 of its file)")
     p.add_argument("--trial", default="5m", help="health gate window, e.g. 90s, 5m (default 5m)")
     p.add_argument("--no-check", action="store_true", help="do not validate the file locally first")
     signing_and_broker_args(p)
+    wait_online_arg(p)
     p.set_defaults(func=push_main)
 
 

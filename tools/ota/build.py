@@ -1,14 +1,19 @@
 """`cabinet ota build`: a release bundle of this project (docs/ota.md, "Building a release").
 
     cabinet ota build --counter N [--version V] [--board B ...] [--out DIR]
-                      [--platform TAG ... --python-version 3.11] [--wheelhouse DIR] [--source DIR]
+                      [--platform TAG ... --python-version 3.11] [--wheelhouse DIR|BUNDLE] [--source DIR]
+
+Boards are checked against boards/registry.py before anything is built; the steps are told
+to `progress` (stderr on the command line) as they start.
 
 1. the project's wheel, built from `--source` (default: the checkout this runs from); with
    `--version` the version is stamped into a copy of the tree first (agent/__init__.py);
 2. its dependency wheels, pinned to the versions installed where this runs (the versions
    the tests ran with), for the board's platform (`--platform manylinux2014_aarch64
-   --python-version 3.11` for a Raspberry Pi 4 on Bookworm), binary wheels only; from the
-   package index, or offline from `--wheelhouse`;
+   --platform manylinux_2_28_aarch64 --python-version 3.11` for a Raspberry Pi 4 on Bookworm:
+   pip takes each tag literally, and some wheels exist only for one of them), binary wheels
+   only; from the package index, or offline from `--wheelhouse` (a directory of wheels, or
+   an earlier bundle);
 3. pip's own wheel (the installer the cabinet runs from the bundle);
 4. manifest.json (version, release counter, boards, python) and the bundle tar.
 """
@@ -22,6 +27,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -43,23 +50,54 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
         "--counter", type=int, required=True, help="release counter (anti-rollback): must grow with every release"
     )
     p.add_argument("--version", help="stamp this version (default: the source's agent.__version__)")
-    p.add_argument("--board", action="append", dest="boards", help="compatible board (repeat; default: all known)")
+    p.add_argument(
+        "--board",
+        action="append",
+        dest="boards",
+        help=f"compatible board, one of {', '.join(sorted(known_boards()))} (repeat; default: all known)",
+    )
     p.add_argument("--out", default="dist", help="output directory (default dist/)")
     p.add_argument(
         "--platform",
         action="append",
         dest="platforms",
-        help="wheel platform tag of the board, e.g. manylinux2014_aarch64 (repeat); default: this machine",
+        help="wheel platform tag of the board (repeat), e.g. manylinux2014_aarch64 and manylinux_2_28_aarch64 "
+        "for a Pi on Bookworm; default: this machine's",
     )
     p.add_argument("--python-version", help="the board's Python, e.g. 3.11 (default: this interpreter's)")
-    p.add_argument("--wheelhouse", help="take dependency wheels from this directory only (offline)")
+    p.add_argument(
+        "--wheelhouse",
+        help="take dependency wheels only from this directory or from the wheels of an earlier bundle (offline)",
+    )
     p.add_argument("--source", help="project source tree (default: the one this runs from)")
+
+
+Progress = Callable[[str], None]
+
+
+def check_boards(boards: list[str] | None) -> list[str]:
+    """The bundle's boards: the given ones, each a known board (boards/registry.py), else all known."""
+    known = sorted(known_boards())
+    if boards is None:
+        return known
+    unknown = [b for b in boards if b not in known]
+    if unknown:
+        raise ValueError(
+            f"--board {', '.join(map(repr, unknown))}: unknown board; the known boards are {', '.join(known)}"
+        )
+    return sorted(set(boards))
+
+
+def check_version(version: str | None) -> None:
+    if version is not None and not mf.VERSION_RE.fullmatch(version):
+        raise ValueError(f"--version {version!r}: not a release version like 1.2.3")
 
 
 def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if r.returncode != 0:
-        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+        lines = [x for x in (r.stderr or r.stdout).strip().splitlines() if not x.startswith("WARNING: ")]
+        tail = "\n".join(lines[-15:])
         raise BuildError(f"{what} failed (exit {r.returncode}):\n{tail}")
 
 
@@ -75,8 +113,7 @@ def project_wheel(source: Path, out: Path, version: str | None) -> Path:
             elif src.exists():
                 shutil.copy2(src, tree / part)
         if version is not None:
-            if not mf.VERSION_RE.fullmatch(version):
-                raise BuildError(f"--version {version!r} is not a release version like 1.2.3")
+            check_version(version)
             init = tree / "agent" / "__init__.py"
             text = init.read_text()
             if not VERSION_LINE.search(text):
@@ -188,24 +225,40 @@ def build(
     python_version: str | None = None,
     wheelhouse: Path | None = None,
     source: Path | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Path, mf.Manifest]:
+    """Build the bundle; `progress` is told each step as it starts. Bad arguments (an unknown
+    board, a version that is not a release version, a counter out of range) raise ValueError
+    before anything is built; a failing step raises BuildError."""
     source = Path(source) if source else Path(__file__).resolve().parents[2]  # tools/ota/build.py -> the checkout
+    boards = check_boards(boards)
+    check_version(version)
+    if not 1 <= counter < 2**31:
+        raise ValueError(f"--counter {counter}: give 1..2147483647 (and more than every earlier release's)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if boards is None:
-        boards = sorted(known_boards())
+    say = progress or (lambda _msg: None)
+    t0 = time.monotonic()
+
+    def step(n: int, what: str) -> None:
+        say(f"[{n}/4 {time.monotonic() - t0:4.1f} s] {what}")
+
     with tempfile.TemporaryDirectory(prefix="ota-wheels-", dir=out) as tmp:
         work = Path(tmp)
+        house = Path(wheelhouse) if wheelhouse else None
+        where = f"offline from {house}" if house is not None else "from the package index"
+        if house is not None and house.is_file():
+            step(0, f"unpacking the bundle {house} for its wheels")
+            bundle.extract(house, work / "earlier")
+            house = work / "earlier" / "wheels"
+        step(1, f"building the project wheel from {source}" + (f" as version {version}" if version else ""))
         proj = project_wheel(source, work, version)
         version = version or proj.name.split("-")[1]
-        deps = dependency_wheels(
-            proj,
-            work,
-            platforms=platforms,
-            python_version=python_version,
-            wheelhouse=Path(wheelhouse) if wheelhouse else None,
-        )
-        pip_whl = installer_wheel(work, Path(wheelhouse) if wheelhouse else None)
+        plat = ", ".join(platforms) if platforms else "this machine's platform"
+        step(2, f"dependency wheels for {plat}, Python {python_version or 'of this interpreter'}, {where}")
+        deps = dependency_wheels(proj, work, platforms=platforms, python_version=python_version, wheelhouse=house)
+        step(3, "pip's own wheel (the cabinet installs offline with it)")
+        pip_whl = installer_wheel(work, house)
         deps = [d for d in deps if d.name != pip_whl.name]
         files = [proj, pip_whl, *deps]
         created = dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -223,11 +276,13 @@ def build(
                 "wheels": bundle.describe_wheels(files),
             }
         )
+        step(4, f"writing the bundle: manifest and {len(files)} wheels")
         path = bundle.build(out / f"{NAME}-{version}.bundle", man, files)
     return path, man
 
 
 def build_main(a: argparse.Namespace) -> int:
+    name = "cabinet ota build"
     try:
         path, man = build(
             counter=a.counter,
@@ -238,10 +293,14 @@ def build_main(a: argparse.Namespace) -> int:
             python_version=a.python_version,
             wheelhouse=a.wheelhouse,
             source=a.source,
+            progress=lambda msg: print(f"{name}: {msg}", file=sys.stderr, flush=True),
         )
-    except (BuildError, mf.ManifestError, bundle.BundleError) as e:
-        print(f"cabinet ota build: {e}", file=sys.stderr)
+    except (BuildError, bundle.BundleError, OSError) as e:
+        print(f"{name}: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:  # ManifestError too: what was asked for is not a valid release
+        print(f"{name}: {e}", file=sys.stderr)
+        return 2
     size = path.stat().st_size
     print(
         f"{path}: {man.name} {man.version} counter {man.counter}, {len(man.wheels)} wheels, "

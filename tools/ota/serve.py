@@ -192,15 +192,15 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
 def serve_main(args: argparse.Namespace) -> int:
     d = Path(args.dir)
     if not (d / "metadata").is_dir():
-        print(f"{d} is not a repository (no metadata/ directory)", file=sys.stderr)
+        print(f"cabinet ota serve: {d}: not a repository (no metadata/ directory)", file=sys.stderr)
         return 2
     if not 0 <= args.port <= 65535:
-        print(f"bad port {args.port}", file=sys.stderr)
+        print(f"cabinet ota serve: --port {args.port}: give 0..65535", file=sys.stderr)
         return 2
     try:
         server = RepoServer(d, (args.host, args.port), quiet=not args.verbose)
     except OSError as e:
-        print(f"cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        print(f"cabinet ota serve: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1
     print(f"serving {d} at {server.url}/ (metadata/, targets/); Ctrl-C stops", flush=True)
     try:

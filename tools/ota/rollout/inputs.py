@@ -7,12 +7,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from ota.fsutil import write_atomic
+from ota.status import check_deployment
 from tools.operator.commands import KeyLookup, cabinet_keys, duration
 from tools.ota.rollout.plan import Plan, Rollout
+
+
+def default_deployment(target: str, version: str) -> str:
+    """The deployment id when --deployment is not given: the target's name without
+    `.bundle` (with the version appended unless it holds it), made a valid id (ota.status:
+    other characters become '-', at most 64). The same target and version give the same
+    id, so running the same command again resumes (--state) or is a duplicate offer."""
+    base = target[: -len(".bundle")] if target.endswith(".bundle") else target
+    if version not in base:
+        base = f"{base}-{version}"
+    dep = re.sub(r"[^A-Za-z0-9._-]+", "-", base).lstrip("._-")[:64].rstrip("-")
+    return check_deployment(dep or "rollout")
+
+
+def deployment_of(a: argparse.Namespace) -> str:
+    """--deployment checked as cabinets check it, or the default for --target and --version."""
+    if a.deployment is None:
+        return default_deployment(a.target, a.version)
+    try:
+        return check_deployment(a.deployment)
+    except ValueError as e:
+        raise ValueError(f"--deployment: {e}") from None
 
 
 def load_fleet(path: str) -> dict[str, dict[str, Any]]:
@@ -70,9 +94,7 @@ def plan_options(a: argparse.Namespace) -> dict[str, Any]:
     is empty when they are to be discovered."""
     from agent.wire.cose import check_cabinet  # deferred: heavy (cryptography)
 
-    deployment = a.deployment or f"{a.target}@{a.version}"
-    if not 1 <= len(deployment) <= 64:
-        raise ValueError(f"deployment {deployment!r}: 1..64 characters (give --deployment)")
+    deployment = deployment_of(a)
     cabinets = load_fleet(a.fleet) if a.fleet else {}
     for cab in a.ids:
         cabinets.setdefault(check_cabinet(cab), {"tags": [], "version": None})
@@ -103,7 +125,7 @@ def plan_options(a: argparse.Namespace) -> dict[str, Any]:
 def resume(a: argparse.Namespace) -> Rollout:
     """The rollout saved in --state, which must be this deployment's."""
     ro = Rollout.from_dict(json.loads(Path(a.state).read_text(encoding="utf-8")))
-    want = a.deployment or f"{a.target}@{a.version}"
+    want = deployment_of(a)
     if (ro.deployment, ro.target, ro.version) != (want, a.target, a.version):
         raise ValueError(
             f"{a.state} is deployment {ro.deployment} ({ro.target} {ro.version}), not {want} ({a.target} {a.version})"

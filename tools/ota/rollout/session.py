@@ -29,22 +29,13 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from tools.operator.commands import (
-    KeyLookup,
-    duration,
-    key_lookup_for,
-    mqtt_client,
-    reply_properties,
-    signing_and_broker_args,
-    tls_context,
-)
+from agent.uplink.keys import KeyFileError
+from tools.operator.commands import KeyLookup, duration, key_lookup_for, signing_and_broker_args
+from tools.operator.mqtt import BrokerRefused, Connection, describe_error, mqtt_client, reply_properties, tls_context
 from tools.ota.rollout.inputs import key_lookup, parse_birth, plan_options, resume, save
 from tools.ota.rollout.plan import Plan, Rollout
-
-if TYPE_CHECKING:
-    import aiomqtt
 
 KIND = "ota.offer"
 
@@ -52,7 +43,10 @@ KIND = "ota.offer"
 def add_rollout_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help="the TUF target name of the release bundle")
     p.add_argument("--version", required=True, help="the release version (shown; cabinets report it)")
-    p.add_argument("--deployment", help="deployment id, 1..64 characters (default: TARGET@VERSION)")
+    p.add_argument(
+        "--deployment",
+        help="deployment id: 1..64 letters, digits, '.', '_', '-' (default: the target's name with its version)",
+    )
     p.add_argument("--repository", help="repository URL sent with the offer (default: the cabinet's [ota])")
     signing_and_broker_args(p)
     p.add_argument("--cabinet-keys", help='JSON file {"CAB-ID": "public key hex", ...} to verify statuses')
@@ -78,7 +72,8 @@ def add_rollout_args(p: argparse.ArgumentParser) -> None:
 
 
 def _when(t: float | None) -> str:
-    return time.strftime("%m-%d %H:%M:%S", time.gmtime(t)) if t is not None else "-"
+    """This machine's local time (the operator's), as the header says."""
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(t)) if t is not None else "-"
 
 
 def progress_line(s: dict[str, Any]) -> str:
@@ -91,7 +86,8 @@ def progress_line(s: dict[str, Any]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("id", "wave", "bucket", "state", "version", "offered", "finished", "reason")
+    zone = time.strftime("%Z") or "local"
+    head = ("id", "wave", "bucket", "state", "version", f"offered ({zone})", f"finished ({zone})", "reason")
     body = [
         (
             r["id"],
@@ -155,7 +151,7 @@ class RolloutSession:
 
     # ---- messages in
 
-    async def read(self, client: aiomqtt.Client) -> None:
+    async def read(self, client: Connection) -> None:
         async for m in client.messages:
             try:
                 self.on_message(m)
@@ -210,7 +206,7 @@ class RolloutSession:
 
     # ---- the walk
 
-    async def discover(self, client: aiomqtt.Client) -> dict[str, dict[str, Any]]:
+    async def discover(self, client: Connection) -> dict[str, dict[str, Any]]:
         """The cabinets whose retained births arrived within --discover seconds (online ones
         unless --include-offline)."""
         a = self.a
@@ -231,7 +227,7 @@ class RolloutSession:
             )
         return cabinets
 
-    async def start(self, client: aiomqtt.Client, plan_kw: dict[str, Any]) -> Rollout | None:
+    async def start(self, client: Connection, plan_kw: dict[str, Any]) -> Rollout | None:
         """The new Rollout (the fleet discovered when none was given); None: nobody to offer to."""
         if not plan_kw["cabinets"]:
             plan_kw["cabinets"] = await self.discover(client)
@@ -248,7 +244,7 @@ class RolloutSession:
         )
         return ro
 
-    async def offer(self, client: aiomqtt.Client, ro: Rollout, cab: str) -> None:
+    async def offer(self, client: Connection, ro: Rollout, cab: str) -> None:
         from agent.wire import commands as C  # deferred: heavy (cryptography)
 
         a, now = self.a, int(time.time())
@@ -262,7 +258,7 @@ class RolloutSession:
             topic, env, qos=1, properties=reply_properties(C.reply_topic(a.prefix, cab, KIND), cid.encode())
         )
 
-    async def walk(self, client: aiomqtt.Client, ro: Rollout) -> None:
+    async def walk(self, client: Connection, ro: Rollout) -> None:
         """Offer wave after wave and decide every --poll seconds until the rollout is done or halted."""
         a = self.a
         await client.subscribe(f"{a.prefix}/cab/+/ota/status", qos=1)
@@ -347,9 +343,9 @@ def rollout_main(a: argparse.Namespace, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted" + (f"; resume with --state {a.state}" if a.state else ""), file=sys.stderr)
         return 1
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, KeyFileError, BrokerRefused) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001 - aiomqtt.MqttError and friends (aiomqtt loads lazily): no broker
-        print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{name}: {describe_error(e, a)}", file=sys.stderr)
         return 1
