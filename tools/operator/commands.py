@@ -79,7 +79,11 @@ def add_parsers(sub: Any) -> None:
 def signing_and_broker_args(p: argparse.ArgumentParser) -> None:
     """What every operator command needs: the key it signs with, the broker, the reply check."""
     p.add_argument("--key", required=True, help="the operator's Ed25519 key (PEM, from `cabinet operator init`)")
-    p.add_argument("--broker", required=True, help="the MQTT broker, HOST[:PORT] (port 8883 with TLS, else 1883)")
+    p.add_argument(
+        "--broker",
+        required=True,
+        help="the MQTT broker: mqtts://HOST[:PORT] (TLS, port 8883), mqtt://HOST[:PORT] (plain, 1883) or HOST[:PORT]",
+    )
     p.add_argument("--tls", action="store_true", help="connect with TLS (trusting --ca, or the system's CAs)")
     p.add_argument("--ca", help="CA certificate (PEM) of the broker; implies --tls")
     p.add_argument("--cert", help="the operator's client certificate (PEM) for mutual TLS")

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.uplink.address import parse_broker
+
 if TYPE_CHECKING:
     import aiomqtt
 
@@ -42,8 +44,12 @@ class BrokerRefused(Exception):
 
 
 def tls_context(a: argparse.Namespace) -> ssl.SSLContext | None:
-    """The TLS context of --tls/--ca (with --cert/--tls-key: a client certificate); None: plain MQTT."""
-    if not (a.tls or a.ca):
+    """The TLS context of `--broker mqtts://...` or --tls/--ca (with --cert/--tls-key: a client
+    certificate); None: plain MQTT. The address rule is the agent's (agent/uplink/address.py)."""
+    scheme_tls = parse_broker(a.broker).tls
+    if scheme_tls is False and (a.tls or a.ca):
+        raise ValueError(f"--broker {a.broker!r} is plain MQTT: use mqtts:// with --tls/--ca")
+    if not (a.tls or a.ca or scheme_tls):
         return None
     tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=a.ca)
     if a.cert or a.tls_key:
@@ -54,11 +60,10 @@ def tls_context(a: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def broker_address(a: argparse.Namespace, tls: ssl.SSLContext | None) -> tuple[str, int]:
-    """(host, port) of --broker HOST[:PORT]; the port defaults to 8883 with TLS, else 1883."""
-    host, _, port = a.broker.rpartition(":") if ":" in a.broker else (a.broker, "", "")
-    if port and not port.isdigit():
-        raise ValueError(f"--broker {a.broker!r}: give HOST[:PORT]")
-    return host or a.broker, int(port) if port else (8883 if tls else 1883)
+    """(host, port) of --broker mqtts://HOST[:PORT], mqtt://HOST[:PORT] or HOST[:PORT]; the port
+    defaults to 8883 with TLS, else 1883."""
+    addr = parse_broker(a.broker)
+    return addr.host, addr.port_or_default(tls is not None)
 
 
 def mqtt_client(a: argparse.Namespace, tls: ssl.SSLContext | None, identifier: str) -> Connection:
