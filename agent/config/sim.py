@@ -44,7 +44,9 @@ SCRIPT_FIELDS = {  # every key a step may have: its type and range (what the sim
     "mode": F("str", choices=GPS_MODES),
     "circuit": F("str", help="a [[sim.circuits]] name"),
     "failed": F("number", min=0, max=1, help="share of the circuit's lamps that fail"),
-    "stuck": F("str", choices=("closed", "open")),
+    "stuck": F(
+        "str", choices=("closed", "open", "none"), help="a welded (closed) or jammed (open) contactor; none: repaired"
+    ),
 }
 
 

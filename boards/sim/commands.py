@@ -80,7 +80,7 @@ GPS_MODES = {
     "silent": "nothing at all",
 }
 FAULT_KINDS = tuple(k.value for k in FaultKind)
-STUCK = ("closed", "open", None)
+STUCK = ("closed", "open", "none", None)  # "none" or null: repaired (TOML has no null: [[sim.script]])
 KEYS = {  # message -> (required keys, optional keys)
     "fault": (("device", "kind"), ("delay_ms", "exception_code", "every")),
     "clear": (("device",), ()),
@@ -223,13 +223,14 @@ def _circuit(cab: SimCabinet, req: Mapping[str, Any]) -> str:
     failed = _number(req, "failed", 0.0, 1.0) if "failed" in req else None
     stuck = req.get("stuck", "unchanged")
     if "stuck" in req and stuck not in STUCK:
-        raise CommandError(f'\'stuck\' must be "closed", "open" or null, got {stuck!r}')
+        raise CommandError(f'\'stuck\' must be "closed", "open", "none" or null, got {stuck!r}')
     done = []
     if failed is not None:
         cab.plant.fail_lamps(name, float(failed))
         done.append(f"{failed:.0%} of the lamps failed")
     if "stuck" in req:
-        cab.plant.stick_contactor(name, None if stuck is None else stuck == "closed")
-        done.append("contactor repaired" if stuck is None else f"contactor stuck {stuck}")
+        repaired = stuck in (None, "none")
+        cab.plant.stick_contactor(name, None if repaired else stuck == "closed")
+        done.append("contactor repaired" if repaired else f"contactor stuck {stuck}")
     cab.refresh()
     return f"circuit {name}: " + (", ".join(done) or "unchanged")

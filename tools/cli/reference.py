@@ -25,7 +25,7 @@ Generated from the command table by `python -m tools.cli.reference > docs/cli.md
 (`tests/test_cli_style.py` fails when this page and the commands differ). The user guides
 are [commissioning.md](commissioning.md) (technicians), [cloud.md](cloud.md) (the city
 cloud), [ota.md](ota.md) and [commands.md](commands.md) (operators) and
-[simulator.md](simulator.md) (rigs).
+[rig.md](rig.md) and [simulator.md](simulator.md) (rigs).
 
 ## Exit codes
 

@@ -6,6 +6,7 @@
     cabinet scan (--bus NAME | --port DEV | --host H) probe a bus for devices
     cabinet sim [--config FILE]                     run the simulated cabinet alone (rigs, tools)
     cabinet sim-control MESSAGE ...                 faults and plant inputs of the running simulator
+    cabinet rig list|check|run SCENARIO...          hardware-in-the-loop scenarios, verdicts, reports, JUnit
     cabinet config check FILE [--json]              report every config error; exit 2 if any
     cabinet config push                             sign and push a config to one cabinet
     cabinet doctor [--json] [--skip-buses]          on-site checks, PASS/WARN/FAIL each; exit 1 if any failed
@@ -194,6 +195,7 @@ def _everything(sub: Any) -> None:
     from tools.operator.commands import add_parsers as add_cmd
     from tools.ota.cli import add_parsers as add_ota
     from tools.provision.cli import add_parsers as add_provision
+    from tools.rig.cli import add_parsers as add_rig
     from tools.sim.control import add_parsers as add_sim_control
 
     r = sub.add_parser("run", help="run the agent")
@@ -210,6 +212,7 @@ def _everything(sub: Any) -> None:
     entry.add_sim_arguments(sm)
     sm.set_defaults(func=entry.cmd_sim)
     add_sim_control(sub)
+    add_rig(sub)
     add_ingest(sub)
     add_provision(sub)
     add_cmd(sub)
