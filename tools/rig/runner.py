@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections import deque
@@ -48,6 +50,7 @@ MAX_FAITHFUL_SPEED = 10.0  # measured on the example cabinet (issue 15): 60x alr
 RIG_ACTIONS = {"override", "override_cancel", "alarm_ack"}  # carried out on the agent's socket
 STOP_GRACE_S = 20.0
 POLL_S = 0.2
+SOCKET_PATH_MAX = 100
 
 
 class RunError(Exception):
@@ -94,6 +97,8 @@ def run(sc: Scenario, out: Path, speed: float | None = None) -> Result:
     pace = speed or sc.speed or MAX_FAITHFUL_SPEED
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
+    if len(str(data / "sim" / "control.sock")) > SOCKET_PATH_MAX:  # Unix socket paths: 107 bytes at most
+        data = Path(tempfile.mkdtemp(prefix="cabinet-rig-"))  # moved to out/data after the run
     cfg_path = out / "cabinet.toml"
     cfg_path.write_text(run_config(sc, pace))
     log_path = out / "agent.log"
@@ -118,6 +123,9 @@ def run(sc: Scenario, out: Path, speed: float | None = None) -> Result:
         rec = collect.fill(rec, collect.readings(data / "outbox.db"), sc.config)
     except collect.CollectError as e:
         rec = replace(rec, exit=replace(exit_, status="crashed", message=str(e), log_tail=tail))
+    if data != out / "data":
+        shutil.rmtree(out / "data", ignore_errors=True)
+        shutil.move(data, out / "data")
     rec.actions.sort(key=lambda i: i.t)
     verdicts = tuple(expect.judge_all(list(sc.expectations), rec))
     return Result(rec, verdicts, out)
