@@ -1,6 +1,6 @@
 """`cabinet rig run`: the real agent as its own process on the simulated cabinet, judged.
 
-One short run (5 simulated minutes at 12x) with a door opened and closed through the
+One short run (5 simulated minutes, as fast as possible on virtual time) with a door opened and closed through the
 simulator's script, one expectation that holds and one built to fail: the verdicts, the
 exit code, the JUnit file and the report say so. Scenarios with actions this runner cannot
 carry out are refused before anything starts (exit 2).
@@ -22,7 +22,6 @@ name = "door-short"
 description = "Berlin evening: the door opened for 2 minutes"
 start = 2026-09-16T21:00:00+02:00
 duration = "5m"
-speed = 12
 
 [[action]]
 name = "open"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import agent
 from agent import config as cfg
 from agent import logs
-from agent.clock import ScaledClock
+from agent.clock import Clock, ScaledClock
 from agent.logs import LEVELS as LOG_LEVELS
 from agent.runtime.datadir import DataDirBusy, DataDirLock
 from boards.registry import boards
@@ -108,7 +108,19 @@ def cmd_run(args: argparse.Namespace, ingest: IngestStarter | None = None) -> in
         speed=args.speed,
         broker=args.broker,
         ingest=ingest,
+        virtual=virtual_clock(),
     )
+
+
+def virtual_clock() -> Clock | None:
+    """With `$VTIME_SOCKET` set, this process joins that coordinator's virtual time
+    (boards/sim/vtime, docs/virtual-time.md) before its event loop exists, and its clock
+    is the virtual one; else None (real time, or the simulated board's scaled time)."""
+    if not os.environ.get("VTIME_SOCKET"):
+        return None
+    from boards.sim.vtime.loop import VirtualClock, install  # deferred: only under a rig
+
+    return VirtualClock(install())
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -118,7 +130,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     logs.setup(args.log_level, config.agent.log_format)
-    clock = ScaledClock(args.speed or config.sim.speed, start=start_time(config.sim.start, time.time()))
+    clock = virtual_clock() or ScaledClock(
+        args.speed or config.sim.speed, start=start_time(config.sim.start, time.time())
+    )
     sim_dir = data_dir_of(args) / "sim"
     try:
         with DataDirLock(sim_dir, "simulator"):

@@ -52,9 +52,11 @@ def run(
     speed: float | None = None,
     broker: str | None = None,
     ingest: IngestStarter | None = None,
+    virtual: Clock | None = None,
 ) -> int:
     """Under the data-dir lock: `guard()` (a pushed config that cannot start is rolled back),
-    then `load()` the config, then run the agent."""
+    then `load()` the config, then run the agent. `virtual`: the clock of a process on
+    virtual time (boards/sim/vtime, `$VTIME_SOCKET`), instead of the board's."""
     logs.setup(log_level or "info", log_format or "text")
     try:
         with DataDirLock(data_dir):
@@ -64,7 +66,7 @@ def run(
             logs.setup(log_level or config.agent.log_level, log_format or config.agent.log_format)
             default = "mqtt://127.0.0.1:1883" if ingest and config.uplink is None else None
             up = uplink_setup.settings(config, broker or default)  # before anything starts: a usage error
-            return asyncio.run(_main(config, data_dir, speed, up, ingest, boards))
+            return asyncio.run(_main(config, data_dir, speed, up, ingest, boards, virtual))
     except uplink_setup.UplinkSettingsError as e:
         print(f"cabinet run: {e}", file=sys.stderr)
         return 2
@@ -82,6 +84,7 @@ async def _main(
     up: Uplink | None = None,
     start_ingest: IngestStarter | None = None,
     boards: dict[str, BoardInfo] | None = None,
+    virtual: Clock | None = None,
 ) -> int:
     board = get_board(config.board)
     stop = asyncio.Event()
@@ -93,12 +96,14 @@ async def _main(
         child = await SimChild.start(config.source, data_dir, speed=speed)
         ep = child.endpoints
         clk = ep["clock"]
-        clock: Clock = ScaledClock(clk["speed"], start=clk["wall"] + (time.time() - clk["real"]) * clk["speed"])
+        clock: Clock = virtual or ScaledClock(
+            clk["speed"], start=clk["wall"] + (time.time() - clk["real"]) * clk["speed"]
+        )
         endpoints = Endpoints(
             buses={k: tuple(v) for k, v in ep["buses"].items()}, gps_port=ep.get("gps"), dio=FilePinsDIO(ep["pins"])
         )
     else:
-        clock = WallClock()
+        clock = virtual or WallClock()
         buses = {n: ("rtu", board.ports.get(b.port, b.port)) for n, b in config.buses.items() if isinstance(b, RtuBus)}
         gps = board.ports.get(config.gps.port, config.gps.port) if config.gps else None
         dio, dio_error = None, None

@@ -396,6 +396,9 @@ class RtuLine:
         up at once, down slowly."""
         loop = self._loop
         assert loop is not None
+        if getattr(loop, "virtual_time", False):  # boards/sim/vtime: a virtual timer is exact,
+            await asyncio.sleep(max(0.0, deadline - loop.time()))  # and spinning would never end
+            return
         while (left := deadline - loop.time()) > 0:
             if left <= self._oversleep + 2e-4:
                 await asyncio.sleep(0)

@@ -41,6 +41,10 @@ def add_parsers(sub: Any) -> None:
     rn.set_defaults(func=run_main)
 
 
+def pace(speed: float | None) -> str:
+    return f"at {speed:g}x" if speed else "as fast as possible"
+
+
 def resolve(name: str) -> Path:
     """A file path, or the library scenario of that name."""
     p = Path(name)
@@ -104,7 +108,7 @@ def run_main(a: argparse.Namespace) -> int:
         verdict = "PASS" if res.passed else "FAIL"
         print(
             f"{verdict} {sc.name}: {len(res.verdicts) - len(failed)}/{len(res.verdicts)} expectations, "
-            f"{res.record.wall_s:.0f} s wall at {res.record.speed:g}x; report {res.work / 'report.html'}"
+            f"{res.record.wall_s:.0f} s wall {pace(res.record.speed)}; report {res.work / 'report.html'}"
         )
         if res.record.exit.crashed:
             print(f"  agent {res.record.exit.status}: {res.record.exit.message}")

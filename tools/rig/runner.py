@@ -18,8 +18,10 @@ An agent that exits before the end is a crashed run (its log tail in the record)
 hang. Actions the runner cannot carry out yet (the clock, the broker and the ingest,
 signed commands, OTA offers) refuse the scenario before anything starts.
 
-Time: this runner scales time (`[sim] speed`): the RS-485 line and the Modbus timeouts run
-in real time, so speeds above `MAX_FAITHFUL_SPEED` can change decisions (docs/rig.md).
+Time: the agent and the simulator run on one virtual time (boards/sim/vtime,
+docs/virtual-time.md): wire time, Modbus timeouts, poll periods and alarm delays all pass
+in simulated seconds, so a run as fast as the machine allows makes the decisions of a
+real-time run. `speed` paces it (at most that many simulated seconds per second).
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ from typing import Any
 import tomli_w
 
 from agent.runtime.status_api import SOCKET_NAME, AgentRefused, request
+from boards.sim.vtime.protocol import time_file
 from tools.rig import collect, expect, wiring
 from tools.rig.actions import Action
 from tools.rig.record import AgentExit, Injected, RunRecord
 from tools.rig.scenario import Scenario
 
-MAX_FAITHFUL_SPEED = 10.0  # measured on the example cabinet (issue 15): 60x already loses polls
+SLOWEST_MAX_SPEED = 20.0  # the least "as fast as possible" reaches (~100x measured): the hang budget
+VT_SOCKET = "vt.sock"
 RIG_ACTIONS = {"override", "override_cancel", "alarm_ack"}  # carried out on the agent's socket
 STOP_GRACE_S = 20.0
 POLL_S = 0.2
@@ -78,7 +82,8 @@ def supported(sc: Scenario) -> None:
 
 
 def run_config(sc: Scenario, speed: float) -> str:
-    """The TOML the agent under test runs (see the module's docstring, step 1)."""
+    """The TOML the agent under test runs (see the module's docstring, step 1). Under
+    virtual time its [sim] start and speed are the coordinator's epoch and pace."""
     doc: dict[str, Any] = tomllib.loads(wiring.config_text(sc))
     sim = dict(doc.get("sim") or {})
     sim["start"] = dt.datetime.fromtimestamp(sc.start, dt.UTC).isoformat()
@@ -94,28 +99,34 @@ def run_config(sc: Scenario, speed: float) -> str:
 def run(sc: Scenario, out: Path, speed: float | None = None) -> Result:
     """Run `sc` with its output (config, data dir, agent log) in `out`; see the module's docstring."""
     supported(sc)
-    pace = speed or sc.speed or MAX_FAITHFUL_SPEED
+    pace = speed or sc.speed  # None: as fast as the machine allows
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     if len(str(data / "sim" / "control.sock")) > SOCKET_PATH_MAX:  # Unix socket paths: 107 bytes at most
         data = Path(tempfile.mkdtemp(prefix="cabinet-rig-"))  # moved to out/data after the run
     cfg_path = out / "cabinet.toml"
-    cfg_path.write_text(run_config(sc, pace))
+    cfg_path.write_text(run_config(sc, pace or 1.0))
     log_path = out / "agent.log"
     rec = replace(wiring.new_record(sc), speed=pace)
     wall0 = time.monotonic()
+    data.mkdir(parents=True, exist_ok=True)
+    coord = _coordinator(data, sc.start, speed or sc.speed, out / "coordinator.log")
+    env = {**os.environ, "VTIME_SOCKET": str(data / VT_SOCKET)}  # the agent and its simulator join
+    budget = (sc.end - sc.start) / (speed or sc.speed or SLOWEST_MAX_SPEED) * 1.5 + 120
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "run", "--config", str(cfg_path), "--data-dir", str(data)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
         try:
-            status = _follow(sc, proc, data / SOCKET_NAME, rec, deadline=wall0 + (sc.end - sc.start) / pace * 1.5 + 90)
+            status = _follow(sc, proc, data / SOCKET_NAME, rec, deadline=wall0 + budget)
         finally:
             code = _stop(proc)
+            _stop(coord)
     tail = tuple(deque(log_path.read_text(errors="replace").splitlines(), maxlen=40))
     exit_ = AgentExit(status, code, _exit_message(status, code), tail if status != "stopped" else ())
     rec = replace(rec, exit=exit_, wall_s=round(time.monotonic() - wall0, 3))
@@ -172,6 +183,27 @@ def _carry_out(a: Action, sock: Path, now: float) -> Injected:
     except (OSError, AgentRefused) as e:
         return Injected(now, a.kind, args, f"refused: {e}", ok=False)
     return Injected(now, a.kind, args, f"done on the agent's socket ({target})")
+
+
+def _coordinator(data: Path, epoch: float, speed: float | None, log_path: Path) -> subprocess.Popen[bytes]:
+    """The virtual-time coordinator of the run (boards/sim/vtime): the agent and the simulator
+    are its two participants; its epoch is the scenario's start; `speed` paces it (None: no limit)."""
+    sock = data / VT_SOCKET
+    cmd = [sys.executable, "-m", "boards.sim.vtime.coordinator", "--socket", str(sock), "--participants", "2"]
+    cmd += ["--epoch", repr(epoch)] + (["--speed", repr(speed)] if speed else [])
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    ready = Path(time_file(str(sock)))
+    for _ in range(500):
+        if ready.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    if not ready.exists():
+        _stop(proc)
+        raise RunError(f"the virtual-time coordinator did not start (see {log_path})")
+    return proc
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int | None:
