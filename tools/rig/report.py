@@ -186,11 +186,12 @@ class _Draw:
 
     def sun(self) -> str:
         fig, ax = self._figure()
+        # readings are reported by exception: a value holds until the next (steps); the sun is computed
         ax.plot(*self._xy(SUN), color="goldenrod", label="sun elevation (deg)")
         ax.axhline(0, color="goldenrod", linewidth=0.6)
         ax.set_ylabel("deg")
         lux = ax.twinx()
-        lux.plot(*self._xy(LUX), color="steelblue", label="lux")
+        lux.plot(*self._xy(LUX), color="steelblue", label="lux", drawstyle="steps-post")
         lux.set_yscale("symlog", linthresh=1.0)
         lux.set_ylabel("lx")
         if self.r.photocell:
@@ -210,7 +211,13 @@ class _Draw:
         ax.set_ylim(-5, 110)
         ax.set_ylabel("%")
         power = ax.twinx()
-        power.plot(*self._xy(segment_series(seg, "power_w")), color="crimson", alpha=0.7, label="measured power (W)")
+        power.plot(
+            *self._xy(segment_series(seg, "power_w")),
+            color="crimson",
+            alpha=0.7,
+            label="measured power (W)",
+            drawstyle="steps-post",
+        )
         power.set_ylabel("W")
         power.legend(loc="upper right", fontsize=7)
         return self._finish(fig, ax)
@@ -218,20 +225,20 @@ class _Draw:
     def energy(self) -> str:
         fig, ax = self._figure()
         for seg in self.r.segments:
-            ax.plot(*self._xy(segment_series(seg, "energy_kwh")), label=f"{seg} (kWh)")
+            ax.plot(*self._xy(segment_series(seg, "energy_kwh")), label=f"{seg} (kWh)", drawstyle="steps-post")
         ax.set_ylabel("kWh")
         return self._finish(fig, ax)
 
     def climate(self) -> str:
         fig, ax = self._figure(3.0)
-        ax.plot(*self._xy(TEMPERATURE), color="firebrick", label="temperature (°C)")
-        ax.plot(*self._xy(DEW_POINT), color="royalblue", label="dew point (°C)")
+        ax.plot(*self._xy(TEMPERATURE), color="firebrick", label="temperature (°C)", drawstyle="steps-post")
+        ax.plot(*self._xy(DEW_POINT), color="royalblue", label="dew point (°C)", drawstyle="steps-post")
         ax.set_ylabel("°C")
         for name, color in ((FAN, "lightskyblue"), (HEATER, "lightsalmon")):
             for a, b in _on_spans(self.r.series.get(name, []), self.r.end):
                 ax.axvspan(*self._t([a, b]), color=color, alpha=0.35, label=f"{name} on")
         hum = ax.twinx()
-        hum.plot(*self._xy(HUMIDITY), color="seagreen", label="humidity (%RH)")
+        hum.plot(*self._xy(HUMIDITY), color="seagreen", label="humidity (%RH)", drawstyle="steps-post")
         hum.set_ylabel("%RH")
         hum.set_ylim(0, 100)
         hum.legend(loc="upper right", fontsize=7)
