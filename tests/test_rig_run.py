@@ -89,3 +89,24 @@ def test_check_names_file_section_and_key(tmp_path: Path, capsys: pytest.Capture
     assert cli_main(["rig", "check", str(sc)]) == 2
     out = capsys.readouterr().out
     assert str(sc) in out and "kind" in out and "door" in out
+
+
+@pytest.mark.integration
+def test_an_agent_that_dies_is_a_failed_run_with_its_log_never_a_hang(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The agent under test exits at once (its data dir is held by another agent): the run
+    fails as `crashed`, with the agent's log in the record, the JUnit file and the report."""
+    from agent.runtime.datadir import DataDirLock
+
+    sc, out, xml = tmp_path / "door.toml", tmp_path / "out", tmp_path / "junit.xml"
+    sc.write_text(SCENARIO)
+    with DataDirLock(out / "door-short" / "data"):
+        rc = cli_main(["rig", "run", str(sc), "--report", str(out), "--junit", str(xml)])
+    assert rc == 1
+    assert "agent crashed" in capsys.readouterr().out
+    rec = record.load(out / "door-short" / "run.json")
+    assert rec.exit.status == "crashed" and any("another agent" in line for line in rec.exit.log_tail)
+    suite = ET.parse(xml).getroot()
+    assert suite.get("errors") == "1"
+    assert "another agent" in (out / "door-short" / "report.html").read_text()
