@@ -8,6 +8,8 @@ carry out are refused before anything starts (exit 2).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -99,12 +101,21 @@ def test_an_agent_that_dies_is_a_failed_run_with_its_log_never_a_hang(
     fails as `crashed`, with the agent's log in the record, the JUnit file and the report."""
     from agent.runtime.datadir import DataDirLock
 
-    sc, out, xml = tmp_path / "door.toml", tmp_path / "out", tmp_path / "junit.xml"
+    sc, xml = tmp_path / "door.toml", tmp_path / "junit.xml"
     sc.write_text(SCENARIO)
-    with DataDirLock(out / "door-short" / "data"):
-        rc = cli_main(["rig", "run", str(sc), "--report", str(out), "--junit", str(xml)])
+    # a short report path, so the runner keeps the data dir there (a long one moves it to /tmp)
+    out = Path(tempfile.mkdtemp(prefix="rig-", dir="/tmp"))
+    try:
+        with DataDirLock(out / "door-short" / "data"):
+            rc = cli_main(["rig", "run", str(sc), "--report", str(out), "--junit", str(xml)])
+        _check_crashed(out, xml, rc, capsys.readouterr().out)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _check_crashed(out: Path, xml: Path, rc: int, printed: str) -> None:
     assert rc == 1
-    assert "agent crashed" in capsys.readouterr().out
+    assert "agent crashed" in printed, printed
     rec = record.load(out / "door-short" / "run.json")
     assert rec.exit.status == "crashed" and any("another agent" in line for line in rec.exit.log_tail)
     suite = ET.parse(xml).getroot()
