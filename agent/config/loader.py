@@ -19,7 +19,7 @@ from agent.config.devices import parse_device
 from agent.config.lighting import parse_lighting
 from agent.config.model import BoardInfo, Bus, Config, Device, Input, Output, Sim, Site
 from agent.config.ota import OtaSettings, parse_ota
-from agent.config.schema import MISSING, ConfigError, ConfigIssue, F, Issues, Section, key_name
+from agent.config.schema import MISSING, ConfigError, ConfigIssue, F, Issues, Section, key_name, read_source
 from agent.config.sections import (
     parse_agent,
     parse_bus,
@@ -80,14 +80,7 @@ def loads(text: str | bytes, source: str = "<config>", boards: Mapping[str, Boar
 
 
 def load(path: str | Path, boards: Mapping[str, BoardInfo] | None = None) -> Config:
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise ConfigError(
-            [ConfigIssue(str(p), "", "", MISSING, "a readable file", f"cannot read: {e.strerror}")]
-        ) from None
-    return loads(data, str(p), boards)
+    return loads(read_source(path), str(path), boards)
 
 
 def check(path: str | Path, boards: Mapping[str, BoardInfo] | None = None) -> list[ConfigIssue]:

@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 MISSING = object()
@@ -63,6 +64,16 @@ class ConfigError(ValueError):
     def __init__(self, issues: list[ConfigIssue]) -> None:
         self.issues = issues
         super().__init__("\n".join(str(i) for i in issues))
+
+
+def read_source(path: str | Path) -> bytes:
+    """A config or scenario file's bytes; ConfigError naming the file when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            [ConfigIssue(str(path), "", "", MISSING, "a readable file", f"cannot read: {e.strerror}")]
+        ) from None
 
 
 def _show(v: Any) -> str:

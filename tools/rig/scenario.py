@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from agent import config as cfg
 from agent.config.model import Config, Site
-from agent.config.schema import MISSING, ConfigError, ConfigIssue, F, Issues, Section, key_name
+from agent.config.schema import MISSING, ConfigError, ConfigIssue, F, Issues, Section, key_name, read_source
 from agent.config.sections import parse_site
 from tools.rig.actions import Action, parse_action
 from tools.rig.expect import Expectation
@@ -88,14 +88,7 @@ class Scenario:
 
 def load(path: str | Path, boards: Mapping[str, cfg.BoardInfo] | None = None) -> Scenario:
     """The scenario at `path`; ConfigError with every issue (the scenario's and its config's)."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise ConfigError(
-            [ConfigIssue(str(p), "", "", MISSING, "a readable file", f"cannot read: {e.strerror}")]
-        ) from None
-    return loads(data, str(p), boards)
+    return loads(read_source(path), str(path), boards)
 
 
 def check(path: str | Path, boards: Mapping[str, cfg.BoardInfo] | None = None) -> list[ConfigIssue]:
