@@ -1,6 +1,6 @@
 """Run one benchmark and print its figures:
 
-    python -m tools.bench w1|rtu|uplink|outbox|climate|lighting|ota [--json] [--seconds N] [--uplink]
+    python -m tools.bench w1|rtu|uplink|outbox|climate|lighting|ota|rig [--json] [--seconds N] [--uplink]
 
 Each benchmark module is imported only when it runs: each loads its own stack (pymodbus,
 tuf, the MQTT client ...), and w1 measures the RSS of this very process.
@@ -17,12 +17,13 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.bench")
-    ap.add_argument("workload", choices=("w1", "rtu", "uplink", "outbox", "climate", "lighting", "ota"))
+    ap.add_argument("workload", choices=("w1", "rtu", "uplink", "outbox", "climate", "lighting", "ota", "rig"))
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument(
         "--seconds",
         type=float,
-        help="measurement time (w1: 60, rtu: 30 per phase; climate: simulated seconds, default a week)",
+        help="measurement time (w1: 60, rtu: 30 per phase; climate: simulated seconds, default a week; "
+        "rig: simulated seconds of the day run, default 86400)",
     )
     ap.add_argument("--uplink", action="store_true", help="w1: with the uplink sealing, signing and publishing")
     args = ap.parse_args(argv)
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from tools.bench import climate
 
         result = climate.run(days=args.seconds / 86_400.0 if args.seconds else 7.0)
+    elif args.workload == "rig":
+        from tools.bench import rig
+
+        result = rig.run(seconds=args.seconds)
     elif args.workload == "ota":
         from tools.bench import ota
 

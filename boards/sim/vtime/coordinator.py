@@ -12,7 +12,10 @@ the probe is sent after the busy one's IDLE arrived, hence after all its writes,
 answered after a fresh poll. Linux makes a written byte visible to such a poll at once
 (loopback TCP delivers during send; a pty's poll flushes the pending flip buffer), so
 no real grace period is needed. A participant that was the only busy one confirms
-itself (nobody could write to it meanwhile).
+itself (nobody could write to it meanwhile). And a participant that was the only busy
+one and wrote nothing (its IDLE says QUIET: no send, no write since its last IDLE)
+cannot have put a byte in anyone's way: the others that were confirmed before it woke
+stay confirmed, no probe round (a contact poll, a plant step, a timer that only computes).
 
 A participant that disconnects (exits, is killed) is dropped and the others go on.
 `speed` paces virtual time to at most `speed` x wall time; None: as fast as possible.
@@ -48,6 +51,7 @@ class Member:
     confirmed: bool = False
     solo: bool = False  # busy, and nobody else was busy meanwhile
     probe: int | None = None  # number of the probe awaiting its answer
+    held: bool = False  # confirmed idle when another became busy: still so if that one wrote nothing
     buf: bytearray = field(default_factory=bytearray)
 
 
@@ -55,6 +59,7 @@ class Member:
 class Stats:
     advances: int = 0
     probes: int = 0
+    quiet: int = 0  # probes not needed: the busy one wrote nothing
     messages: int = 0
     joined: int = 0
     left: list[int] = field(default_factory=list)  # pids, in order
@@ -178,6 +183,7 @@ class Coordinator:
         for o in self.members.values():
             if o is m:
                 continue
+            o.held = o.idle and o.confirmed and o.probe is None
             o.confirmed = False
             o.probe = None  # an answer to an older probe no longer counts
             if not o.idle:
@@ -186,6 +192,7 @@ class Coordinator:
         m.idle = False
         m.confirmed = False
         m.probe = None
+        m.held = False
         m.solo = not others_busy
 
     def _read(self, sock: socket.socket) -> None:
@@ -209,12 +216,22 @@ class Coordinator:
                 m.deadline = value
                 m.confirmed = m.solo
                 m.probe = None
+                if m.solo and seq == p.QUIET:
+                    self._quiet(m)
             elif kind == p.BUSY:
                 if m.idle:
                     self._busy(m)
             elif kind == p.OK and m.idle and m.probe == seq:
                 m.confirmed = True
                 m.probe = None
+
+    def _quiet(self, m: Member) -> None:
+        """`m`, the only one busy, wrote nothing: who was confirmed before still is."""
+        for o in self.members.values():
+            if o is not m and o.idle and o.held:
+                o.confirmed = True
+                o.probe = None
+                self.stats.quiet += 1
 
     def _drop(self, m: Member) -> None:
         fd = m.sock.fileno()
@@ -252,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: coord.stop())
     stats = coord.serve()
     print(
-        f"virtual {coord.now - p.START:.3f} s, {stats.advances} advances, {stats.probes} probes, "
-        f"{stats.messages} messages",
+        f"virtual {coord.now - p.START:.3f} s, {stats.advances} advances, {stats.probes} probes "
+        f"({stats.quiet} spared), {stats.messages} messages",
         file=sys.stderr,
     )
     return 0

@@ -11,6 +11,10 @@ is busy and time stands still. Otherwise it tells the coordinator IDLE(now + tim
 and blocks on two things: its own fds (a byte arrived: BUSY, run) and the coordinator
 (PROBE: poll again and answer; ADVANCE: the deadline has come, run the due timers).
 
+Writes are counted (`count_writes`: os.write and every socket send of this process): an
+IDLE after a busy spell that wrote nothing says so (QUIET), and the coordinator then
+spares the others a probe round (coordinator.py).
+
 Worker threads (`run_in_executor`, `asyncio.to_thread`: the outbox's SQLite writes,
 getaddrinfo) keep the loop busy until their result is back in the loop, so time does
 not jump while a thread works.
@@ -38,6 +42,30 @@ from boards.sim.vtime import protocol as p
 _real_monotonic = time.monotonic  # real time: after the coordinator is gone
 
 
+class Writes:
+    """How many writes this process made (os.write and socket sends), from any thread."""
+
+    count = 1  # before the first IDLE: what happened before joining is not known
+
+
+def count_writes() -> None:
+    """Count every os.write and socket send from now on (once per process)."""
+    if getattr(os.write, "vtime_counted", False):
+        return
+
+    def counted(f: Callable[..., Any]) -> Callable[..., Any]:
+        def write(*args: Any, **kwargs: Any) -> Any:
+            Writes.count += 1
+            return f(*args, **kwargs)
+
+        write.vtime_counted = True  # type: ignore[attr-defined]
+        return write
+
+    os.write = counted(os.write)
+    for name in ("send", "sendall", "sendto", "sendmsg"):
+        setattr(socket.socket, name, counted(getattr(socket.socket, name)))
+
+
 class Link:
     """This process's connection to the coordinator: the one per process."""
 
@@ -53,6 +81,7 @@ class Link:
             os.close(fd)
         self.floor = p.START  # never less than the deadline we were woken for
         self.detached_at: tuple[float, float] | None = None  # (virtual, real) when the coordinator went
+        self._sendall = self.sock.sendall  # bound before count_writes wraps the class's method
         self.sock.sendall(p.pack(p.HELLO, os.getpid()))
         kind, _, epoch = self._next()
         if kind != p.WELCOME:
@@ -83,7 +112,7 @@ class Link:
         return msg
 
     def _send(self, kind: int, seq: int = 0, value: float = 0.0) -> None:
-        self.sock.sendall(p.pack(kind, seq, value))
+        self._sendall(p.pack(kind, seq, value))  # not counted: not a byte to another participant
 
     def _detach(self, why: object) -> None:
         if self.detached_at is None:
@@ -96,8 +125,10 @@ class Link:
             return poll_fds_blocking(selector_fd, timeout, poll_fds)
         deadline = math.inf if timeout is None else self.time() + timeout
         self.idle_waits += 1
+        quiet = Writes.count == 0
+        Writes.count = 0
         try:
-            self._send(p.IDLE, 0, deadline)
+            self._send(p.IDLE, p.QUIET if quiet else 0, deadline)
             poller = self._pollers.get(selector_fd)
             if poller is None:  # one per event loop (by its epoll fd)
                 poller = self._pollers[selector_fd] = select.poll()
@@ -275,6 +306,7 @@ def install(path: str | None = None) -> Link:
         if not where:
             raise RuntimeError("virtual time: no coordinator socket (set VTIME_SOCKET)")
         _link = Link(where)
+        count_writes()
         asyncio.set_event_loop_policy(VirtualPolicy(_link))
     return _link
 

@@ -6,6 +6,7 @@ Every message is 17 bytes: kind (u8), seq (u64), value (f64), little endian.
 participant -> coordinator
     HELLO   seq = pid                     first message
     IDLE    value = wake deadline         nothing to do until then (inf: until an fd)
+            seq = QUIET                   ... and wrote nothing since its last IDLE
     BUSY                                  woken by an fd before its deadline
     OK      seq = probe number            still idle when probed
 coordinator -> participant
@@ -28,6 +29,7 @@ SIZE = FORMAT.size
 HELLO, IDLE, BUSY, OK, WELCOME, PROBE, ADVANCE = range(1, 8)
 NAMES = {HELLO: "HELLO", IDLE: "IDLE", BUSY: "BUSY", OK: "OK", WELCOME: "WELCOME", PROBE: "PROBE", ADVANCE: "ADVANCE"}
 
+QUIET = 1  # IDLE's seq: no send/write since the last IDLE (0: wrote, or does not say)
 START = 10_000.0  # virtual monotonic time at the start: not 0, as a real monotonic clock is never 0
 TIME_FILE_SUFFIX = ".time"
 TIME = struct.Struct("<d")

@@ -21,6 +21,7 @@ passed.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,20 @@ def sim_control(path: Path, req: dict[str, Any]) -> dict[str, Any]:
     return json.loads(buf)
 
 
+def sim_start(config: str) -> float | None:
+    """The config's [sim] start (ISO 8601, s since 1970), None when "now" or unset."""
+    try:
+        start = tomllib.loads(Path(config).read_text()).get("sim", {}).get("start", "now")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None  # the agent names the problem when it reads the file
+    if not isinstance(start, str) or start == "now":
+        return None
+    try:
+        return dt.datetime.fromisoformat(start).timestamp()
+    except ValueError:
+        return None
+
+
 class VirtualNow:
     def __init__(self, sock: str) -> None:
         self.file = p.time_file(sock)
@@ -121,6 +137,9 @@ def run(args: argparse.Namespace, status: Callable[[Path], dict[str, Any]] = htt
         coord_cmd = [sys.executable, "-m", "boards.sim.vtime.coordinator", "--socket", sock, "--participants", "2"]
         if args.speed:
             coord_cmd += ["--speed", str(args.speed)]
+        epoch = sim_start(args.config)
+        if epoch is not None:  # virtual wall time starts where the simulator's clock would
+            coord_cmd += ["--epoch", repr(epoch)]
         with open(work / "coordinator.log", "w") as log:
             coord = subprocess.Popen(coord_cmd, cwd=ROOT, stderr=log)
         while not Path(p.time_file(sock)).exists():
