@@ -26,6 +26,7 @@ from drivers.dio import FilePinsDIO
 from tests.broker import broker  # noqa: F401
 from tests.conftest import wait_until
 from tools.doctor import checks as dc
+from tools.doctor import host, uplink
 from tools.doctor import report as doctor
 from tools.provision import pki
 
@@ -241,13 +242,13 @@ def test_alarm_severities():
 async def test_clock_falls_back_to_gps_then_unknown():
     missing = ("/nonexistent/timedatectl", "show")
     gps_ok = {"gps": {"port": "/dev/ttyGPS", "time_quality": "gps"}}
-    assert (await dc.check_clock(gps_ok, missing)).status == "PASS"
-    r = await dc.check_clock({"gps": {"port": "x", "time_quality": "none"}}, missing)
+    assert (await host.check_clock(gps_ok, missing)).status == "PASS"
+    r = await host.check_clock({"gps": {"port": "x", "time_quality": "none"}}, missing)
     assert r.status == "WARN" and r.detail.startswith("unknown") and "'none'" in r.detail
-    assert (await dc.check_clock(None, missing)).status == "WARN"
+    assert (await host.check_clock(None, missing)).status == "WARN"
     not_synced = (sys.executable, "-c", "print('no')")  # what `timedatectl show -p NTPSynchronized --value` prints
-    assert (await dc.check_clock(None, not_synced)).status == "FAIL"
-    assert (await dc.check_clock(gps_ok, not_synced)).status == "PASS"
+    assert (await host.check_clock(None, not_synced)).status == "FAIL"
+    assert (await host.check_clock(gps_ok, not_synced)).status == "PASS"
 
 
 # ------------------------------------------------------------------ broker and certificate (real mosquitto)
@@ -284,10 +285,10 @@ def uplink_for(
 @pytest.mark.integration
 async def test_good_certificate_passes_broker_and_certificate(broker, tmp_path):
     s = uplink_for(broker, tmp_path)
-    r = await dc.check_broker(s, CAB)
+    r = await uplink.check_broker(s, CAB)
     assert r.status == "PASS" and "TLS handshake and MQTT CONNECT accepted" in r.detail, r
     assert f"{CAB}-doctor" in broker.log_text()  # its own client id: never takes over the agent's session
-    c = dc.check_certificate(s, CAB)
+    c = uplink.check_certificate(s, CAB)
     assert c.status == "PASS" and "key matches" in c.detail
 
 
@@ -295,25 +296,26 @@ async def test_good_certificate_passes_broker_and_certificate(broker, tmp_path):
 async def test_expired_certificate_fails_both_with_the_hint(broker, tmp_path):
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=100)
     s = uplink_for(broker, tmp_path, days=10, issued=past)
-    c = dc.check_certificate(s, CAB)
+    c = uplink.check_certificate(s, CAB)
     assert c.status == "FAIL" and "expired" in c.detail and "cabinet provision" in c.hint
-    r = await dc.check_broker(s, CAB)
+    r = await uplink.check_broker(s, CAB)
     assert r.status == "FAIL" and "expired" in r.detail.lower() and "cabinet provision" in r.hint, r
 
 
 @pytest.mark.integration
 async def test_wrong_cn_key_mismatch_expiring_and_foreign_ca(broker, tmp_path):
-    other = dc.check_certificate(uplink_for(broker, tmp_path, "CAB-SOMEONE-ELSE"), CAB)
+    other = uplink.check_certificate(uplink_for(broker, tmp_path, "CAB-SOMEONE-ELSE"), CAB)
     assert other.status == "FAIL" and "'CAB-SOMEONE-ELSE' is not the cabinet id" in other.detail
     assert f"cabinet provision --id {CAB}" in other.hint
-    mismatch = dc.check_certificate(uplink_for(broker, tmp_path, key_from="CAB-X"), CAB)
+    mismatch = uplink.check_certificate(uplink_for(broker, tmp_path, key_from="CAB-X"), CAB)
     assert mismatch.status == "FAIL" and "does not belong" in mismatch.detail
-    soon = dc.check_certificate(uplink_for(broker, tmp_path, days=10), CAB)
+    soon = uplink.check_certificate(uplink_for(broker, tmp_path, days=10), CAB)
     assert soon.status == "WARN" and "expires in 9 days" in soon.detail
-    future = dc.check_certificate(uplink_for(broker, tmp_path), CAB, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    future = uplink.check_certificate(uplink_for(broker, tmp_path), CAB, now=before)
     assert future.status == "FAIL" and "not valid before" in future.detail and "clock" in future.hint
     foreign = pki.init_ca(tmp_path / "foreign-ca", name="someone else's CA")
-    r = await dc.check_broker(uplink_for(broker, tmp_path, ca=foreign), CAB)
+    r = await uplink.check_broker(uplink_for(broker, tmp_path, ca=foreign), CAB)
     assert r.status == "FAIL" and "device CA" in r.hint, r
 
 
@@ -321,10 +323,10 @@ async def test_wrong_cn_key_mismatch_expiring_and_foreign_ca(broker, tmp_path):
 async def test_broker_unreachable_no_uplink_and_a_hanging_broker(tmp_path, broker):
     s = uplink_for(broker, tmp_path)
     broker.stop()
-    down = await dc.check_broker(s, CAB)
+    down = await uplink.check_broker(s, CAB)
     assert down.status == "FAIL" and "cannot connect" in down.detail and "[uplink]" in down.hint
-    assert (await dc.check_broker(None, CAB)).status == "WARN"
-    assert dc.check_certificate(None, CAB).status == "WARN"
+    assert (await uplink.check_broker(None, CAB)).status == "WARN"
+    assert uplink.check_certificate(None, CAB).status == "WARN"
 
     async def silent(reader, writer):  # accepts TCP, never speaks MQTT
         await asyncio.sleep(30)
@@ -333,7 +335,7 @@ async def test_broker_unreachable_no_uplink_and_a_hanging_broker(tmp_path, broke
     port = server.sockets[0].getsockname()[1]
     try:
         plain = Uplink(broker="127.0.0.1", port=port, tls=False)
-        r = await doctor.guarded("broker", dc.check_broker(plain, CAB, timeout=30), timeout=1.0)
+        r = await doctor.guarded("broker", uplink.check_broker(plain, CAB, timeout=30), timeout=1.0)
         assert r[0].status == "FAIL" and "no result within 1 s" in r[0].detail
     finally:
         server.close()
@@ -349,26 +351,26 @@ async def test_outbox_health_from_a_real_outbox(tmp_path):
         await ob.put([Reading("x.t", clock.now() - 60, 1.5, Quality.GOOD, None)] * 3)
         await ob.flush()
     now = clock.now()
-    ok = dc.check_outbox(path, now)
+    ok = host.check_outbox(path, now)
     assert ok.status == "PASS" and "3 readings pending" in ok.detail and "schema 1" in ok.detail
-    behind = dc.check_outbox(path, now + 7 * 3600)
+    behind = host.check_outbox(path, now + 7 * 3600)
     assert behind.status == "WARN" and "uplink" in behind.hint
-    assert dc.check_outbox(path, now + 4 * 86400).status == "FAIL"
-    assert dc.check_outbox(path, now, max_bytes=path.stat().st_size).status == "WARN"
-    assert dc.check_outbox(tmp_path / "none.db", now).status == "WARN"
+    assert host.check_outbox(path, now + 4 * 86400).status == "FAIL"
+    assert host.check_outbox(path, now, max_bytes=path.stat().st_size).status == "WARN"
+    assert host.check_outbox(tmp_path / "none.db", now).status == "WARN"
 
 
 def test_a_file_that_is_not_an_outbox(tmp_path):
     text = tmp_path / "outbox.db"
     text.write_text("this is not a database\n" * 20)
-    r = dc.check_outbox(text, 0.0)
+    r = host.check_outbox(text, 0.0)
     assert r.status == "FAIL" and "not an SQLite database" in r.detail and "move the file aside" in r.hint
     other = tmp_path / "other.db"
     con = sqlite3.connect(other)
     con.execute("CREATE TABLE t(x)")
     con.commit()
     con.close()
-    r = dc.check_outbox(other, 0.0)
+    r = host.check_outbox(other, 0.0)
     assert r.status == "FAIL" and "something else" in r.detail
 
 

@@ -6,7 +6,8 @@ validity, outbox health, disk space, active alarms. When the agent runs (its sta
 socket answers) buses, devices and the uplink are judged from its live health: a
 second master on an RS-485 line, or a second session with the cabinet's identity,
 would be a fault of its own. Every check has a timeout; exit 0 when nothing failed.
-The individual checks live in tools.doctor.checks (tests call them directly).
+The individual checks live in tools/doctor/checks.py, host.py and uplink.py (tests call
+them directly).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from agent import config as cfg
 from agent.runtime.status_api import SOCKET_NAME, fetch
 from tools.doctor import checks as dc
+from tools.doctor import host, uplink
 from tools.doctor.checks import FAIL, PASS, WARN, Result
 from tools.scan.where import SIM_HINT, SimNotRunning, bus_endpoints
 
@@ -205,25 +207,26 @@ async def run(
     elif config is not None:
         groups += _bus_groups(config, status, _where(config, status, data_dir, endpoints), timeout)
     if timedatectl is None:
-        groups.append(guarded("clock", dc.check_clock(status), timeout))
+        groups.append(guarded("clock", host.check_clock(status), timeout))
     else:
-        groups.append(guarded("clock", dc.check_clock(status, timedatectl=timedatectl), timeout))
+        groups.append(guarded("clock", host.check_clock(status, timedatectl=timedatectl), timeout))
     if config is not None:
         up = config.uplink
         groups.append(
             guarded(
                 "broker",
-                dc.check_broker(
+                uplink.check_broker(
                     up, config.cabinet_id, live=(status or {}).get("uplink"), timeout=min(10.0, timeout / 2)
                 ),
                 timeout,
             )
         )
-        groups.append(guarded("certificate", dc.in_thread(dc.check_certificate, up, config.cabinet_id), timeout))
+        groups.append(guarded("certificate", dc.in_thread(uplink.check_certificate, up, config.cabinet_id), timeout))
         ob_path, max_bytes = data_dir / config.outbox.path, config.outbox.max_mb * 2**20
     else:
         ob_path, max_bytes = data_dir / "outbox.db", None
-    groups.append(guarded("outbox", dc.in_thread(lambda: dc.check_outbox(ob_path, now, max_bytes=max_bytes)), timeout))
+    outbox = dc.in_thread(lambda: host.check_outbox(ob_path, now, max_bytes=max_bytes))
+    groups.append(guarded("outbox", outbox, timeout))
     groups.append(guarded("disk", dc.in_thread(lambda: check_disk(data_dir, **(disk or {}))), timeout))
     groups.append(guarded("alarms", _sync(check_alarms, status), timeout))
     for group in await asyncio.gather(*groups):
