@@ -32,6 +32,7 @@ class DioError(RuntimeError):
 
 class DioPoller:
     OUTPUT_READBACK_S = 1.0
+    COALESCE_S = 0.005  # items due this close together are read in one wake-up
 
     def __init__(
         self,
@@ -75,7 +76,10 @@ class DioPoller:
             return
         while True:
             now = self.clock.monotonic()
-            batch = [n for n, t in due.items() if t <= now]
+            # Read what is due and what would be within COALESCE_S: timers of different
+            # periods drift apart by float rounding (0.2 s five times is not always 1 s)
+            # and would each wake the loop a few nanoseconds apart.
+            batch = [n for n, t in due.items() if t <= now + self.COALESCE_S]
             if batch:
                 await self.sink([self._read(items[n]) for n in batch], now)
                 for n in batch:
