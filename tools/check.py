@@ -5,6 +5,7 @@
     mypy                types (setup.cfg [mypy]: zero errors; strict for drivers/, the
                         controllers and the wire formats)
     lint-imports        the import rules (setup.cfg [importlinter])
+    pole firmware       boards/pole_node/ type-checked against the MicroPython stubs, compiled by mpy-cross
     cycles              no import cycle between any two modules of ours, function-level
                         imports included
     private names       no module imports another module's _private name
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         ("ruff format --check", [*ruff, "format", "--check", *TREE]),
         ("mypy", [*_tool("mypy")]),
         ("lint-imports", [*_tool("lint-imports"), "--no-cache"]),
+        ("pole firmware", [sys.executable, "-m", "tools.pole.firmware", "check"]),  # MicroPython stubs, mpy-cross
     ]
     failed = []
     for name, cmd in steps:
