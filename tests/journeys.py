@@ -15,7 +15,7 @@ reader's machine, and only these:
   is dropped: the test already runs in such a venv;
 - fixed ports and the database name are replaced, so journeys never collide on a shared
   machine: `1883` (MQTT), `8883` (MQTT over TLS for cabinets), `8884` (MQTT over TLS for
-  cloud services), `8080` (the OTA repository over HTTP) become
+  cloud services), `8080` (the OTA repository over HTTP), `8443` (the web console) become
   free ports, `citycloud` (the PostgreSQL database of docs/cloud.md) a fresh database.
 
 This module is pure: parsing and script building, tested in tests/test_journeys.py.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,})(?P<info>[^`]*)$")
-PORTS = ("1883", "8883", "8884", "8080")
+PORTS = ("1883", "8883", "8884", "8080", "8443")
 DATABASE = "citycloud"
 SETUP = (
     re.compile(r"^python3? -m venv \S+$"),

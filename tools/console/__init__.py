@@ -1,0 +1,1 @@
+"""`cabinet console`: the web console's users (docs/console.md)."""
