@@ -1,0 +1,1 @@
+"""The fleet simulator: many simulated cabinets against the city cloud (cabinet fleet sim)."""
