@@ -40,6 +40,7 @@ from agent.remote.ota_service import OtaService, ota_root
 from agent.runtime.control_loop import Controls, segment_points
 from agent.runtime.status_api import SOCKET_NAME, StatusServer
 from agent.runtime.watchdog import Watchdog
+from agent.uplink.catalogue_source import from_config
 from agent.uplink.selftel import POINTS as SELF_POINTS
 from agent.uplink.selftel import SelfTelemetry
 from agent.uplink.setup import UplinkWiring
@@ -118,6 +119,8 @@ class App:
             ingest=self.ingest,
         )
         self._add_points(self.controls.points)
+        if self.uplink is not None:  # the point catalogue: every point the image knows (docs/batch-format.md §8)
+            self.uplink.set_catalogue(from_config(config, self.image.points()), self.data_dir / "catalogues")
         self.config_manager = ConfigManager(self, boards)  # remote configuration: trial marker and health gate
         # over-the-air updates under the launcher; TUF checks expiry against the system clock,
         # so the OTA clock policy looks at that clock even on a simulated (scaled) cabinet

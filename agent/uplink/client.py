@@ -19,6 +19,7 @@ import json
 import logging
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -32,8 +33,10 @@ from agent.model import Reading
 from agent.outbox.policy import SealPolicy
 from agent.outbox.writer import Outbox, OutboxWriteError, Sealed
 from agent.uplink.backoff import Backoff
+from agent.uplink.catalogue_sender import CatalogueSender
 from agent.wire import cose
-from agent.wire.batch import encode_body
+from agent.wire.catalogue import Catalogue
+from agent.wire.catalogue_seal import open_reply
 
 log = logging.getLogger("agent.uplink")
 GOODBYE_S = 2.0  # at most this long to publish the offline state on a graceful stop
@@ -75,6 +78,7 @@ class Uplink:
         self.topic = cose.telemetry_topic(prefix, cabinet_id)
         self.ack_topic = cose.ack_topic(prefix, cabinet_id)
         self.state_topic = f"{prefix}/cab/{cabinet_id}/state"
+        self.catalogues = CatalogueSender(cabinet=cabinet_id, key=signing_key, kid=self.kid, topic=self.topic)
         self.policy = SealPolicy(settings.batch_max_readings, settings.batch_max_age_s)
         self.backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, jitter=0.3, seed=cabinet_id)
         self.state = "starting"
@@ -102,10 +106,17 @@ class Uplink:
             "acks_rejected": 0,
             "puback_errors": 0,
         }
+        self.stats.update(self.catalogues.stats)
 
     # ---------------------------------------------------------------- public
     def wake(self) -> None:
         """New readings are waiting: check the sealing policy now."""
+        self._wake.set()
+
+    def set_catalogue(self, catalogue: Catalogue, directory: Path) -> None:
+        """Describe this cabinet with `catalogue` (kept in `directory`): sent until acknowledged,
+        then batches are sealed in format v2 naming it (docs/batch-format.md §8)."""
+        self.catalogues.set(catalogue, directory)
         self._wake.set()
 
     def put_retained(self, topic: str, payload: bytes, on_sent: Callable[[], None] | None = None) -> None:
@@ -136,7 +147,7 @@ class Uplink:
         }
 
     def encode(self, readings: list[Reading], seq: int) -> bytes:
-        body = encode_body(readings)
+        body = self.catalogues.body(readings)
         return cose.seal_batch(
             body,
             key=self.key,
@@ -180,6 +191,7 @@ class Uplink:
         self.backoff.success()
         # a new connection: whatever is unacknowledged goes again, oldest first
         self._sent = dict.fromkeys(self.outbox.unacked_seqs())
+        self.catalogues.on_connect()
         await self._session(client)
 
     def offline_state(self, reason: str | None = None) -> bytes:
@@ -275,6 +287,10 @@ class Uplink:
 
     async def _send_due(self, client: aiomqtt.Client, window: asyncio.Semaphore, tasks: set[asyncio.Task]) -> None:
         now, timeout = self.clock.monotonic(), self.s.ack_timeout_s
+        for _, envelope in self.catalogues.to_send(now, timeout):  # before the batches that name it
+            await client.publish(self.topic, envelope, qos=1)
+            self.catalogues.stats["catalogue_bytes_sent"] += len(envelope)
+        self.stats.update(self.catalogues.stats)
         due = sorted(seq for seq, last in self._sent.items() if last is None or now - last >= timeout)
         if due:  # oldest first: re-sends before new batches
             found = {b.seq: b for b in self.outbox.sealed(due)}
@@ -320,7 +336,13 @@ class Uplink:
                     await self.downlink.handle(str(msg.topic), msg.payload, msg.properties, client)
                 continue
             try:
-                ack = cose.open_ack(bytes(msg.payload), topic=self.ack_topic, keys=self.ingest_keys)
+                try:
+                    ack = cose.open_ack(bytes(msg.payload), topic=self.ack_topic, keys=self.ingest_keys)
+                except cose.VerifyError as e:  # a catalogue ack or request holds bytes, a batch ack none
+                    if e.reason != "bad_payload":
+                        raise
+                    self._catalogue_reply(bytes(msg.payload))
+                    continue
                 if ack.cabinet != self.cabinet:
                     raise cose.VerifyError("cabinet_mismatch")
             except cose.VerifyError as e:
@@ -343,3 +365,12 @@ class Uplink:
             self.stats["batches_acked"] += len(ack.seqs)
             if deleted:
                 self._wake.set()
+
+    def _catalogue_reply(self, payload: bytes) -> None:
+        """The ingest acknowledged a catalogue (batches it refused for want of one go again now) or
+        asks for one (sent at the next wake-up). Raises cose.VerifyError for a bad reply."""
+        reply = open_reply(payload, topic=self.ack_topic, keys=self.ingest_keys)
+        if self.catalogues.reply(reply):
+            self._sent = dict.fromkeys(self._sent)  # every unacknowledged batch is due again
+        self.stats.update(self.catalogues.stats)
+        self._wake.set()

@@ -78,18 +78,24 @@ def encode_body(readings: Sequence[Reading], *, compression: str = DEFAULT_COMPR
     except UnicodeEncodeError:
         i = next(i for i, r in enumerate(readings) if not all(_utf8(x) for x in (r[0], r[2], r[4])))
         raise BatchError(f"reading {i} ({readings[i][0]!r}): text is not valid Unicode (lone surrogates)") from None
+    return compress(raw, compression)
+
+
+def compress(raw: bytes, compression: str = DEFAULT_COMPRESSION, high: int = 0) -> bytes:
+    """msgpack document -> compression byte (`high` | method) + compressed bytes; stored as
+    is (method 0) when compressing does not make it smaller."""
     if len(raw) > MAX_BODY:
         raise BatchError(f"encoded batch is {len(raw)} bytes; at most {MAX_BODY} (split the batch)")
     if compression == "zstd":
-        packed = bytes([ZSTD]) + zstandard.ZstdCompressor(
+        packed = bytes([high | ZSTD]) + zstandard.ZstdCompressor(
             level=ZSTD_LEVEL, write_checksum=False, write_content_size=True
         ).compress(raw)
     elif compression == "zlib":
-        packed = bytes([ZLIB]) + zlib.compress(raw, ZLIB_LEVEL)
+        packed = bytes([high | ZLIB]) + zlib.compress(raw, ZLIB_LEVEL)
     else:
         packed = b""
     if not packed or len(packed) > len(raw) + 1:  # compression did not pay: store as is
-        packed = bytes([NONE]) + raw
+        packed = bytes([high | NONE]) + raw
     return packed
 
 
@@ -359,6 +365,8 @@ def _decompress(method: int, payload: bytes) -> bytes:
             raise BatchError(f"zstd body is corrupt: {e}") from None
         if len(raw) != size:
             raise BatchError(f"zstd body is {len(raw)} bytes, its header says {size}")
+    elif method >> 4 == 1:
+        raise BatchError(f"byte 0 0x{method:02x}: a version 2 body, decoded with its catalogue (agent.wire.batch_v2)")
     else:
         raise BatchError(f"unknown compression byte 0x{method:02x} (0 none, 1 zlib, 2 zstd)")
     if len(raw) > MAX_BODY:
@@ -448,3 +456,11 @@ def _decode_values(where: str, kind: int, n: int, order: int, values: Any) -> li
         present = [x / scale for x in present]
     it = iter(present)
     return [None if v is None else next(it) for v in values]
+
+
+# the parts batch format v2 (agent/wire/batch_v2.py) shares with version 1
+check_reading = _row
+series_of = _series
+split_body = _split
+decompress = _decompress
+decode_series = _decode_series

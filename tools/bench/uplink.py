@@ -2,10 +2,12 @@
 
 * bytes_per_value: MQTT payload bytes per reading, envelope and signature included,
   (a) W1 readings (10 devices x 15 values per second) sealed as the uplink seals them
-  (2000 readings per batch), (b) the simulated cabinet run by the real agent for
-  30 simulated minutes (at 20x) with its default sealing policy (2000 readings or
-  300 s), with a local ingest acknowledging, measured from what the uplink actually
-  published. Target <= 3.
+  (2000 readings per batch, batch format v2 naming the W1 catalogue; v1 beside it), target
+  <= 0.5, (b) the simulated cabinet run by the real agent for 30 simulated minutes (at 20x)
+  with its default sealing policy (2000 readings or 300 s), with a local ingest
+  acknowledging, measured from the batches the uplink actually published (v2 once its
+  catalogue is acknowledged; the catalogue's own bytes, sent once, are reported beside),
+  target <= 3.
 * outbox_append_per_s: durable appends, synchronous=FULL (tools.bench.outbox). Target >= 50,000.
 * drain_per_s: N queued readings (default 1,000,000) drained end to end: seal and sign
   (this process) -> Mosquitto -> `cabinet ingest` process (verify, dedupe, store in
@@ -39,6 +41,8 @@ from agent.uplink.client import Uplink
 from agent.uplink.setup import signing_key, wiring
 from agent.wire import cose
 from agent.wire.batch import encode_body
+from agent.wire.batch_v2 import encode_v2
+from agent.wire.catalogue import Catalogue, PointInfo, Site, build, catalogue_id, encode, ref_of
 from boards.sim.cabinet import SimCabinet
 from drivers.dio import FilePinsDIO
 from tools.bench import outbox as outbox_bench
@@ -68,14 +72,25 @@ def _keys(d: Path) -> tuple[Any, Any]:
     return pki.load_signing_key(d / "cab.key"), pki.load_signing_key(d / "ingest.key")
 
 
-def bytes_per_value_w1(key: Any, batch: int = 2000) -> float:
+def w1_catalogue(rs: list[Reading]) -> Catalogue:
+    """A catalogue of the W1 points (as a W1 cabinet would send once)."""
+    names = sorted({r.point for r in rs})
+    return build(CAB, "bench", 1, Site(52.5, 13.4, "Europe/Berlin"), [PointInfo(n, kind="float") for n in names])
+
+
+def bytes_per_value_w1(key: Any, batch: int = 2000, version: int = 2) -> float:
+    """Sealed bytes per W1 reading in batches of `batch`, body format `version` (2: naming the
+    W1 catalogue, whose one-off ~10 kB are not counted)."""
     rs = w1_readings(60)
     topic = cose.telemetry_topic("city/v1", CAB)
+    cat = w1_catalogue(rs)
+    ref, index = ref_of(catalogue_id(encode(cat))), cat.index()
     total = 0
     n = 0
     for i in range(0, len(rs) - batch + 1, batch):
+        part = rs[i : i + batch]
         env = cose.seal_batch(
-            encode_body(rs[i : i + batch]),
+            encode_v2(part, ref=ref, index=index) if version == 2 else encode_body(part),
             key=key,
             kid=cose.key_id(key.public_key()),
             cabinet=CAB,
@@ -249,6 +264,7 @@ async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, 
     s = UplinkSettings(broker="127.0.0.1", port=broker.port, tls=False)
     (d / "agent").mkdir(parents=True, exist_ok=True)
     ingest = await LocalIngest.start(d / "agent", s, config.cabinet_id, signing_key(s, d / "agent"))
+    await asyncio.sleep(1.5)  # the ingest subscribes (a city's ingest is up before its cabinets)
     w = wiring(config, d / "agent", s, ingest.public_key)
     app = App(
         config,
@@ -281,6 +297,9 @@ async def sim_cabinet_bytes(seconds: float, speed: float, d: Path) -> dict[str, 
         "stored": stored["readings"],
         "bytes": u["bytes_sent"],
         "bytes_per_value": round(u["bytes_sent"] / u["readings_sent"], 3) if u["readings_sent"] else None,
+        # the catalogue: once per connect until acknowledged and after a change, not per batch
+        "catalogues_sent": u["catalogues_sent"],
+        "catalogue_bytes": u["catalogue_bytes_sent"],
     }
 
 
@@ -289,6 +308,7 @@ async def run(readings: int = 1_000_000, sim_seconds: float = 90.0, speed: float
         d = Path(tmp)
         key, ingest_key = _keys(d)
         out: dict[str, Any] = {"bytes_per_value_w1": bytes_per_value_w1(key)}
+        out["bytes_per_value_w1_v1"] = bytes_per_value_w1(key, version=1)
         sim = await sim_cabinet_bytes(sim_seconds, speed, d / "simcab")
         out["bytes_per_value_sim_cabinet"] = sim["bytes_per_value"]
         out["sim_cabinet"] = sim
@@ -319,13 +339,13 @@ async def run(readings: int = 1_000_000, sim_seconds: float = 90.0, speed: float
         out["w1_with_uplink"] = {k: w[k] for k in ("values_per_cpu_s", "cpu_s", "rss_mb", "tx_per_cycle")}
         out["w1_with_uplink"]["bytes_per_value"] = w.get("uplink_bytes_per_value")
     out["targets"] = {
-        "bytes_per_value": "<= 3",
+        "bytes_per_value": "<= 3 (example cabinet), W1 <= 0.5",
         "outbox_append_per_s": ">= 50000",
         "drain_per_s": ">= 100000",
         "ingest_verify_ratio": ">= 0.7",
     }
     out["met"] = {
-        "bytes_per_value": max(out["bytes_per_value_w1"], out["bytes_per_value_sim_cabinet"] or 99) <= 3,
+        "bytes_per_value": (out["bytes_per_value_sim_cabinet"] or 99) <= 3 and out["bytes_per_value_w1"] <= 0.5,
         "outbox_append_per_s": out["outbox_append_per_s"] >= 50_000,
         "drain_per_s": out["drain_per_s"] >= 100_000,
         "ingest_verify_ratio": out["ingest_verify_ratio"] >= 0.7,

@@ -33,6 +33,7 @@ from paho.mqtt.properties import Properties
 
 from agent.aio import cancel_all, wait_event, wait_within
 from agent.wire import cose
+from agent.wire.catalogue_seal import seal_reply
 from tools.ingest.core import IngestCore, Outcome
 from tools.ingest.store import Commit, Store
 
@@ -209,6 +210,20 @@ class IngestService:
         outcomes = [self.core.handle(topic, payload, now, commit) for topic, payload in group]
         return commit, outcomes
 
+    @staticmethod
+    def catalogue_replies(outcomes: list[Outcome]) -> list[tuple[str, bytes | None, bytes | None]]:
+        """(cabinet, acked id, needed ref), each once: catalogues stored (acknowledged after the
+        commit, like batches) and catalogues asked for (v2 batches refused for want of them)."""
+        out: dict[tuple[str, bytes | None, bytes | None], None] = {}
+        for o in outcomes:
+            if o.cabinet is None or o.catalogue is None:
+                continue
+            if o.kind == "catalogue":
+                out[o.cabinet, o.catalogue, None] = None
+            elif o.kind == "need_catalogue":
+                out[o.cabinet, None, o.catalogue] = None
+        return list(out)
+
     async def _process(self, client: aiomqtt.Client, group: list[tuple[str, bytes]]) -> None:
         commit, outcomes = self.handle_group(group)
         acks: dict[str, set[int]] = defaultdict(set)
@@ -234,6 +249,12 @@ class IngestService:
         for cabinet, seqs in acks.items():
             topic = cose.ack_topic(self.prefix, cabinet)
             payload = cose.seal_ack(sorted(seqs), key=self.ack_key, kid=self.ack_kid, cabinet=cabinet, topic=topic)
+            sends.append(client.publish(topic, payload, qos=1))
+        for cabinet, acked, need in self.catalogue_replies(outcomes):
+            topic = cose.ack_topic(self.prefix, cabinet)
+            payload = seal_reply(
+                cabinet=cabinet, key=self.ack_key, kid=self.ack_kid, topic=topic, acked=acked, need=need
+            )
             sends.append(client.publish(topic, payload, qos=1))
         if sends:  # a lost ack costs nothing: the cabinet sends again and gets a duplicate's ack
             done, _ = await wait_within(asyncio.gather(*sends), self.ack_timeout_s)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the point catalogues (docs/batch-format.md §8)
 
 TABLES = [
     """CREATE TABLE IF NOT EXISTS cabinet_keys (kid BYTEA PRIMARY KEY, cabinet TEXT NOT NULL,
@@ -36,6 +36,12 @@ TABLES = [
     """CREATE TABLE IF NOT EXISTS replay (cabinet TEXT PRIMARY KEY, hwm BIGINT NOT NULL, bitmap TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS catalogues (id BYTEA PRIMARY KEY, cabinet TEXT NOT NULL, ref BYTEA NOT NULL,
+         points INTEGER NOT NULL, config_version BIGINT NOT NULL, received_t DOUBLE PRECISION NOT NULL,
+         body BYTEA NOT NULL, envelope BYTEA NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS catalogues_by_ref ON catalogues (cabinet, ref)",
+    """CREATE TABLE IF NOT EXISTS catalogue_history (cabinet TEXT NOT NULL, from_t DOUBLE PRECISION NOT NULL,
+         id BYTEA NOT NULL, PRIMARY KEY (cabinet, id))""",
 ]
 
 
@@ -81,6 +87,17 @@ class StoredBatch:
 
 
 @dataclass
+class StoredCatalogue:
+    id: bytes  # SHA-256 of body
+    cabinet: str
+    points: int
+    config_version: int
+    received_t: float
+    body: bytes  # the catalogue's deterministic CBOR
+    envelope: bytes  # the signed COSE_Sign1 bytes as received
+
+
+@dataclass
 class Decoded:
     """A stored batch decoded by `Store.decode_new`: its readings-table rows, or the decoder's error."""
 
@@ -95,24 +112,12 @@ class Commit:
     """What one transaction writes: new batches, window states, counter increments."""
 
     batches: list[StoredBatch] = field(default_factory=list)
+    catalogues: list[StoredCatalogue] = field(default_factory=list)
     windows: dict[str, tuple[int, int]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
-
-
-def split_value(value: Any) -> tuple[str, float | None, str | None]:
-    """A reading's value as (kind, num, text) columns."""
-    if value is None:
-        return "n", None, None
-    if isinstance(value, bool):
-        return "b", float(value), None
-    if isinstance(value, int):
-        return "i", float(value), None
-    if isinstance(value, float):
-        return "f", value, None
-    return "s", None, str(value)
 
 
 class Store:
@@ -122,6 +127,7 @@ class Store:
         self.dsn = dsn
         self.pg = dsn.startswith(("postgresql://", "postgres://"))
         self.conn: Connection
+        self._names: dict[tuple[str, bytes], list[str]] = {}  # (cabinet, catalogue ref) -> point names
         db_errors: tuple[type[Exception], ...] = (sqlite3.Error, ValueError)
         if self.pg:
             try:
@@ -171,6 +177,8 @@ class Store:
         elif int(row[0]) > SCHEMA_VERSION:
             self.conn.rollback()
             raise StoreError(f"ingest database schema {row[0]} is newer than this program ({SCHEMA_VERSION})", code=2)
+        elif int(row[0]) < SCHEMA_VERSION:  # 1 -> 2: the catalogue tables, created above
+            cur.execute(self._sql("UPDATE meta SET value = ? WHERE key = 'schema'"), (str(SCHEMA_VERSION),))
         self.conn.commit()
 
     def close(self) -> None:
@@ -238,6 +246,7 @@ class Store:
                 new.append(b)
             if new:
                 c.count("batches_ok", len(new))
+            self._write_catalogues(cur, c)
             for cab, (hwm, bitmap) in c.windows.items():
                 cur.execute(
                     self._sql(self._upsert("replay", "cabinet", ("hwm", "bitmap"))), (cab, hwm, format(bitmap, "x"))
@@ -249,6 +258,38 @@ class Store:
             self.conn.rollback()
             raise
         return new
+
+    def _write_catalogues(self, cur: Any, c: Commit) -> None:
+        """New catalogues, and a history row when a cabinet's catalogue is new to the store."""
+        insert = (
+            "INSERT INTO catalogues (id, cabinet, ref, points, config_version, received_t, body, envelope) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        )
+        for k in c.catalogues:
+            cur.execute(
+                self._sql(insert),
+                (k.id, k.cabinet, k.id[:8], k.points, k.config_version, k.received_t, k.body, k.envelope),
+            )
+            if cur.rowcount == 1:
+                c.count("catalogues")
+                cur.execute(
+                    self._sql("INSERT INTO catalogue_history (cabinet, from_t, id) VALUES (?, ?, ?)"),
+                    (k.cabinet, k.received_t, k.id),
+                )
+
+    def catalogue(self, cabinet: str, ref: bytes) -> tuple[bytes, bytes] | None:
+        """(id, body) of the cabinet's catalogue whose id starts with `ref`, or None."""
+        rows = self._read("SELECT id, body FROM catalogues WHERE cabinet = ? AND ref = ?", (cabinet, ref))
+        return (bytes(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def catalogue_history(self, cabinet: str) -> list[tuple[float, bytes, int]]:
+        """(from_t, id, config_version) of the cabinet's catalogues in the order they were first received."""
+        rows = self._read(
+            "SELECT h.from_t, h.id, c.config_version FROM catalogue_history h JOIN catalogues c ON c.id = h.id "
+            "WHERE h.cabinet = ? ORDER BY h.from_t, h.id",
+            (cabinet,),
+        )
+        return [(float(t), bytes(i), int(v)) for t, i, v in rows]
 
     def _upsert(self, table: str, key: str, cols: Sequence[str]) -> str:
         names = ", ".join((key, *cols))
@@ -271,8 +312,7 @@ class Store:
         """The oldest `limit` batches in state new, decoded (outside any transaction: other
         workers may decode the same ones; `save_decoded` writes each batch's rows once)."""
         # deferred: heavy (msgpack, zstandard, cryptography): the key registry's users never materialize
-        from agent.wire.batch import BatchError, decode_body
-        from agent.wire.cose import payload_of  # the envelope was verified on arrival
+        from tools.ingest.bodies import readings_of, rows_of  # deferred: msgpack, zstandard, cbor2
 
         todo = self._read(
             "SELECT cabinet, seq, envelope FROM batches WHERE state = 'new' ORDER BY received_t LIMIT ?", (limit,)
@@ -280,8 +320,9 @@ class Store:
         out = []
         for cabinet, seq, env in todo:
             try:
-                out.append(Decoded(cabinet, seq, rows_of(decode_body(payload_of(bytes(env))))))
-            except (BatchError, ValueError) as e:
+                readings = readings_of(cabinet, bytes(env), self.catalogue, self._names)
+                out.append(Decoded(cabinet, seq, rows_of(readings)))
+            except ValueError as e:  # BatchError, CatalogueError, VerifyError
                 out.append(Decoded(cabinet, seq, [], str(e)[:500]))
         return out
 
@@ -342,6 +383,8 @@ class Store:
             "acks_sent": counters.get("acks_sent", 0),
             "cabinets": cabinets,
             "batches_to_materialize": pending,
+            "catalogues": counters.get("catalogues", 0),
+            "catalogue_missing": counters.get("catalogue_missing", 0),
         }
 
     def cabinets(self) -> list[dict[str, Any]]:
@@ -386,22 +429,3 @@ class Store:
             sql += " AND point = ?"
             args.append(point)
         return self._read(sql + " ORDER BY point, t, seq", args)
-
-
-def rows_of(readings: Iterable[Any]) -> list[tuple]:
-    """Readings (agent.model.Reading) as readings-table rows."""
-    out = []
-    for r in readings:
-        kind, num, text = split_value(r.value)
-        out.append(
-            (
-                r.point,
-                r.t,
-                kind,
-                num,
-                text,
-                str(r.quality.value if hasattr(r.quality, "value") else r.quality),
-                r.reason,
-            )
-        )
-    return out
