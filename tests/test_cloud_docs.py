@@ -12,7 +12,6 @@ import configparser
 import hashlib
 import inspect
 import json
-import os
 import re
 import shlex
 import signal
@@ -34,6 +33,7 @@ from agent.wire import cose
 from agent.wire.batch import encode_body
 from tests.broker import Broker
 from tools.ingest import store as ingest_store
+from tools.ingest.pg import migrations
 from tools.provision import pki
 from tools.provision.identity import provision
 
@@ -197,18 +197,23 @@ def test_the_seq_block_is_documented() -> None:
 
 
 def test_every_table_and_column_of_the_ingest_is_documented() -> None:
+    """Of both engines: SQLite's tables and every table the PostgreSQL migrations create."""
     text = section(CLOUD, "6. The ingest database")
-    for create in ingest_store.TABLES:
-        m = re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+) \((.*)\)\s*$", create, re.S)
+    pg = [sql for step in migrations.MIGRATIONS.values() for sql in step]
+    for create in [*ingest_store.TABLES, *pg]:
+        create = re.sub(r"\s*PARTITION BY RANGE \(t\)\s*$", "", create)
+        m = re.match(r"\s*CREATE TABLE (?:IF NOT EXISTS )?(\w+) \((.*)\)\s*$", create, re.S)
         if not m:
-            continue  # an index
+            continue  # an index, a view, a partition
         table, body = m.groups()
         assert f"`{table}`" in text, table
         columns = [c.split()[0] for c in re.split(r",\s*(?![^()]*\))", body) if not c.strip().startswith("PRIMARY")]
         missing = [c for c in columns if f"`{c}`" not in text]
         assert not missing, f"{table}: undocumented columns {missing}"
-    for q in ("energy_kwh", "DISTINCT ON", "alarm.%", "json_extract", "to_timestamp"):
+    for q in ("energy_kwh", "point_last", "segment_days", "alarm_episodes", "heartbeat_gaps", "json_extract"):
         assert q in text
+    for view in re.findall(r"CREATE (?:VIEW|FUNCTION) (\w+)", " ".join(pg)):
+        assert f"{view}" in text, f"view or function {view} is not documented"
 
 
 def test_the_ingest_extra_is_documented() -> None:
@@ -263,13 +268,11 @@ def test_the_broker_example_names_real_commands() -> None:
         assert Path(path).name in ("ca.crt", "server.crt", "server.key"), path  # what issue-server writes
 
 
-def documented_queries() -> list[tuple[str, str | None]]:
-    """(PostgreSQL, SQLite or None) of every ```sql block of cloud.md §6."""
-    out = []
-    for block in re.findall(r"```sql\n(.*?)```", section(CLOUD, "6. The ingest database"), re.S):
-        parts = re.split(r"^-- SQLite[^\n]*$", block, maxsplit=1, flags=re.M)
-        out.append((parts[0].strip(), parts[1].strip() if len(parts) > 1 else None))
-    return out
+def documented_queries(engine: str) -> list[str]:
+    """Every ```sql block of cloud.md §6 for `engine`: "sqlite" (blocks that begin `-- SQLite`)
+    or "postgresql" (the others)."""
+    blocks = [b.strip() for b in re.findall(r"```sql\n(.*?)```", section(CLOUD, "6. The ingest database"), re.S)]
+    return [b for b in blocks if b.startswith("-- SQLite") == (engine == "sqlite")]
 
 
 DOOR = "climate.door_open_too_long"
@@ -305,7 +308,7 @@ def test_the_documented_sqlite_queries_run(tmp_path: Path, monkeypatch: pytest.M
     time.tzset()
     try:
         conn = sqlite3.connect(db)
-        results = [conn.execute(lite).fetchall() for _, lite in documented_queries() if lite]
+        results = [conn.execute(lite).fetchall() for lite in documented_queries("sqlite")]
         conn.close()
     finally:
         monkeypatch.delenv("TZ")
@@ -323,25 +326,32 @@ def test_the_documented_sqlite_queries_run(tmp_path: Path, monkeypatch: pytest.M
 
 
 @pytest.mark.integration  # the machine's PostgreSQL (skipped when none is reachable)
-def test_the_documented_postgresql_queries_run(tmp_path: Path) -> None:
-    psycopg = pytest.importorskip("psycopg")
-    base = os.environ.get("CABINET_TEST_PG", "postgresql://127.0.0.1:5432/postgres")
-    try:
-        admin = psycopg.connect(base, autocommit=True, connect_timeout=3)
-    except psycopg.Error as e:
-        pytest.skip(f"no PostgreSQL at {base}: {e}")
-    name = f"cabinet_docs_{os.getpid()}"
-    admin.execute(f"DROP DATABASE IF EXISTS {name}")
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        dsn = base.rsplit("/", 1)[0] + f"/{name}"
-        _sample_store(dsn, tmp_path)
+def test_the_documented_postgresql_queries_run() -> None:
+    """Each documented query on known data (tests/test_pg_views.py: a catalogue in Berlin,
+    counters across a local midnight, an alarm raised, acknowledged, cleared and raised again)."""
+    import datetime as dt
+
+    import psycopg
+
+    from tests.pgdb import fresh_database
+    from tests.test_pg_views import POINTS, sample
+
+    with fresh_database("cabinet_docs") as dsn:
+        sample(dsn)
         with psycopg.connect(dsn) as conn:
-            results = [conn.execute(pg).fetchall() for pg, _ in documented_queries()]
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-    alarms, energy, last, quiet = results
-    assert alarms[0][3:5] == ("warning", "raised")
-    assert [(r[2].isoformat(), r[3]) for r in energy] == [("2027-01-15", 2.5), ("2027-01-16", 0.0)]
-    assert len(last) == 3 and quiet and quiet[0][0] == "CAB-0042"
+            results = [conn.execute(pg).fetchall() for pg in documented_queries("postgresql")]
+    points, last, days, alarms, gaps, quiet, config = results
+    assert [r[1] for r in points] == sorted(p.name for p in POINTS) and points[0][2] == ""  # alarm: no unit
+    assert {r[0]: r[8] for r in last}["meter_main.voltage_l1"] == "V" and len(last) == len(POINTS)
+    assert [(r[1], r[2].isoformat(), r[4], r[5]) for r in days] == [
+        ("seg1", "2026-01-15", 2.0, 2.0),
+        ("seg1", "2026-01-16", 2.5, 1.5),
+    ]
+    assert [(r[1], r[5], r[7]) for r in alarms] == [
+        ("door_open", None, None),
+        ("door_open", "tech", dt.timedelta(minutes=10)),
+    ]
+    half_day, fifty = dt.timedelta(hours=12, minutes=30), dt.timedelta(minutes=50)
+    assert [r[3] for r in gaps] == [half_day, fifty, half_day]  # alarm cleared 22:40, next reading 23:30
+    assert quiet and quiet[0][0] == "CAB-0042"
+    assert [(r[0], r[1], r[2], r[3], r[5]) for r in config] == [("CAB-0042", 7, "sim", "Europe/Berlin", "committed")]

@@ -4,7 +4,9 @@
     cabinet ingest register --db DSN --cabinet ID --public-key HEX
     cabinet ingest run --db DSN --key FILE [--broker ADDRESS] [--ca --cert --tls-key] [--group G]
                        [--keepalive S]           SIGTERM/SIGINT: leave the group, drain, exit; twice: exit now
-    cabinet ingest stats --db DSN [--cabinet ID] [--wait-rows N [--timeout S]] [--json]
+    cabinet ingest stats --db DSN [--cabinet ID] [--since WHEN] [--until WHEN] [--wait-rows N [--timeout S]] [--json]
+    cabinet ingest migrate --db DSN                      apply the schema migrations (PostgreSQL)
+    cabinet ingest partitions --db DSN [--ahead N] [--drop-before DATE]   daily partitions, retention
 
 DSN: a SQLite file path, or postgresql://[user@]host[:port]/database (needs the [ingest]
 extra: pip install -e '.[ingest]'). ADDRESS: mqtts://HOST[:PORT], mqtt://HOST[:PORT] or
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import os
 import signal
@@ -73,6 +76,12 @@ def add_parser(sub: Any) -> None:
     s = isub.add_parser("stats", help="what the database holds: per cabinet and in total")
     s.add_argument("--db", required=True, help=DSN_HELP)
     s.add_argument("--cabinet", help="only this cabinet")
+    s.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="only batches the ingest stored at or after WHEN (ISO 8601 date or time; UTC unless it has an offset)",
+    )
+    s.add_argument("--until", metavar="WHEN", help="only batches the ingest stored before WHEN (as --since)")
     s.add_argument("--json", action="store_true", help="print JSON (totals and by_cabinet) instead of a table")
     s.add_argument(
         "--wait-rows",
@@ -84,6 +93,20 @@ def add_parser(sub: Any) -> None:
         "--timeout", type=float, default=60.0, metavar="S", help="seconds --wait-rows waits at most (default 60)"
     )
     s.set_defaults(func=main)
+
+    m = isub.add_parser("migrate", help="bring a PostgreSQL ingest database to this program's schema")
+    m.add_argument("--db", required=True, help=DSN_HELP)
+    m.set_defaults(func=main)
+
+    pt = isub.add_parser("partitions", help="PostgreSQL: create upcoming daily partitions, drop old ones")
+    pt.add_argument("--db", required=True, help="the ingest database: postgresql://[USER@]HOST[:PORT]/DATABASE")
+    pt.add_argument("--ahead", type=int, metavar="N", help="create the partitions of today and the next N days")
+    pt.add_argument(
+        "--drop-before",
+        metavar="DATE",
+        help="retention: drop every day's partition before DATE (YYYY-MM-DD, UTC days) with its readings",
+    )
+    pt.set_defaults(func=main)
 
     i = isub.add_parser("init", help="create the ingest's Ed25519 signing key; prints its public key (hex)")
     i.add_argument("--key", required=True, help="the key file to write (PKCS8 PEM, mode 0600)")
@@ -102,7 +125,14 @@ def main(args: argparse.Namespace) -> int:
 
     command = args.ingest_command
     try:
-        handler = {"run": _run, "stats": _stats, "init": _init, "register": _register}[command]
+        handler = {
+            "run": _run,
+            "stats": _stats,
+            "init": _init,
+            "register": _register,
+            "migrate": _migrate,
+            "partitions": _partitions,
+        }[command]
         return handler(args)
     except (Refused, StoreError) as e:
         print(f"cabinet ingest {command}: {e}", file=sys.stderr)
@@ -143,6 +173,13 @@ def _stats(args: argparse.Namespace) -> int:
     lite = not args.db.startswith(("postgresql://", "postgres://"))
     if args.wait_rows is not None and args.wait_rows < 0:
         raise Refused(f"--wait-rows {args.wait_rows}: give a number of readings, 0 or more")
+    try:
+        since = None if args.since is None else stats.parse_when(args.since, "--since")
+        until = None if args.until is None else stats.parse_when(args.until, "--until")
+    except ValueError as e:
+        raise Refused(str(e)) from None
+    if since is not None and until is not None and since >= until:
+        raise Refused(f"--since {args.since} is not before --until {args.until}")
     deadline = time.monotonic() + (args.timeout if args.wait_rows is not None else 0)
     if lite and not Path(args.db).exists():  # never create an empty database by looking at it
         while args.wait_rows is not None and time.monotonic() < deadline and not Path(args.db).exists():
@@ -152,11 +189,11 @@ def _stats(args: argparse.Namespace) -> int:
     store = _store(args.db)
     try:
         if args.wait_rows is None:
-            doc = stats.report(store, args.cabinet)
+            doc = stats.report(store, args.cabinet, since, until)
         else:
             left = max(0.0, deadline - time.monotonic())
             reached, doc = stats.wait_rows(
-                lambda: stats.report(store, args.cabinet), args.wait_rows, left, args.cabinet
+                lambda: stats.report(store, args.cabinet, since, until), args.wait_rows, left, args.cabinet
             )
             if not reached:
                 stats.print_report(doc, sys.stdout, args.json)
@@ -167,6 +204,57 @@ def _stats(args: argparse.Namespace) -> int:
                     1,
                 )
         stats.print_report(doc, sys.stdout, args.json)
+    finally:
+        store.close()
+    return 0
+
+
+def _is_pg(dsn: str) -> bool:
+    return dsn.startswith(("postgresql://", "postgres://"))
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from tools.ingest.store import PSYCOPG_MISSING, redact
+
+    if not _is_pg(args.db):  # SQLite: upgraded when an ingest opens it
+        if not Path(args.db).exists():
+            raise Refused(f"{args.db}: no such database")
+        _store(args.db).close()
+        print(f"{args.db}: SQLite ingest schema is current (SQLite databases are upgraded when opened)")
+        return 0
+    try:
+        from tools.ingest.pg.admin import AdminError, migrate
+    except ModuleNotFoundError:
+        raise Refused(f"{redact(args.db)}: {PSYCOPG_MISSING}") from None
+    try:
+        for line in migrate(args.db, redact(args.db), _today()):
+            print(line)
+    except AdminError as e:
+        raise Refused(str(e), e.code) from None
+    return 0
+
+
+def _partitions(args: argparse.Namespace) -> int:
+    from tools.ingest.pg.admin import maintain
+
+    if not _is_pg(args.db):
+        raise Refused(f"{args.db}: partitions are PostgreSQL's; a SQLite ingest database has one readings table")
+    if args.ahead is not None and not 0 <= args.ahead <= 3660:
+        raise Refused(f"--ahead {args.ahead}: give 0..3660 days")
+    drop = None
+    if args.drop_before is not None:
+        try:
+            drop = dt.date.fromisoformat(args.drop_before)
+        except ValueError:
+            raise Refused(f"--drop-before {args.drop_before}: give a date as YYYY-MM-DD") from None
+    store = _store(args.db)
+    try:
+        for line in maintain(store.conn, _today(), args.ahead, drop):
+            print(line)
     finally:
         store.close()
     return 0

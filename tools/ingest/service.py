@@ -191,6 +191,7 @@ class IngestService:
         failures = 0
         while True:
             try:
+                self.store.maintain(self.clock.now())  # PostgreSQL: today's and tomorrow's partitions
                 n, _ = self.store.materialize(200)
                 failures = 0
             except Exception:  # e.g. the database busy or unreachable: try again later

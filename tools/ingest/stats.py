@@ -22,11 +22,39 @@ def local_time(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-def report(store: Any, cabinet: str | None = None) -> dict[str, Any]:
-    cabinets = [c for c in store.cabinets() if cabinet is None or c["cabinet"] == cabinet]
+def iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def parse_when(text: str, option: str) -> float:
+    """An ISO 8601 date or date and time (UTC unless it names an offset) as Unix seconds."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{option} {text}: give an ISO 8601 date or time, e.g. 2026-01-15 or 2026-01-15T18:00+01:00"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def report(
+    store: Any, cabinet: str | None = None, since: float | None = None, until: float | None = None
+) -> dict[str, Any]:
+    """The totals and per-cabinet rows; with a window (since/until, Unix seconds, the batches the
+    ingest stored then) the per-cabinet rows are the window's and "window" sums them up."""
+    cabinets = store.cabinets(cabinet, since, until)
     for c in cabinets:
-        c["last_seen"] = dt.datetime.fromtimestamp(c["last_seen_t"], dt.UTC).isoformat(timespec="milliseconds")
-    return {**store.stats(), "by_cabinet": cabinets}
+        c["last_seen"] = iso(c["last_seen_t"])
+    doc = {**store.stats(), "by_cabinet": cabinets}
+    if since is not None or until is not None:
+        doc["window"] = {
+            "since": None if since is None else iso(since),
+            "until": None if until is None else iso(until),
+            "cabinets": len(cabinets),
+            "batches": sum(c["batches"] for c in cabinets),
+            "readings": sum(c["rows"] for c in cabinets),
+        }
+    return doc
 
 
 def rows_of(doc: dict[str, Any], cabinet: str | None) -> int:
@@ -71,6 +99,13 @@ def print_report(doc: dict[str, Any], out: TextIO, as_json: bool) -> None:
             print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip(), file=out)
     else:
         print("no batches stored yet", file=out)
+    if "window" in doc:
+        w = doc["window"]
+        print(
+            f"stored from {w['since'] or 'the start'} until {w['until'] or 'now'}: {w['readings']} readings in "
+            f"{w['batches']} batches from {w['cabinets']} cabinet(s)",
+            file=out,
+        )
     rejected = ", ".join(f"{k} {v}" for k, v in sorted(doc["rejected"].items())) or "none"
     print(
         f"total: {doc['readings']} readings in {doc['batches_ok']} batches from {doc['cabinets']} cabinet(s); "

@@ -1,5 +1,6 @@
 """Ingest storage: the key registry, stored batches and readings, replay windows,
-counters. SQLite (a file path) by default, PostgreSQL when given a postgresql:// DSN.
+counters. SQLite (a file path) by default, PostgreSQL when given a postgresql:// DSN
+(its own schema, versioned migrations, daily partitions and bulk COPY: tools/ingest/pg/).
 
 Log first: a verified batch is stored as its signed envelope (so it can be verified
 again later, e.g. to prove which cabinet produced a reading) in one transaction with
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-SCHEMA_VERSION = 2  # 2: the point catalogues (docs/batch-format.md §8)
+SCHEMA_VERSION = 2  # SQLite's: 2, the point catalogues (docs/batch-format.md §8); PostgreSQL: pg/migrations.py
 
 TABLES = [
     """CREATE TABLE IF NOT EXISTS cabinet_keys (kid BYTEA PRIMARY KEY, cabinet TEXT NOT NULL,
@@ -128,19 +129,26 @@ class Store:
         self.pg = dsn.startswith(("postgresql://", "postgres://"))
         self.conn: Connection
         self._names: dict[tuple[str, bytes], list[str]] = {}  # (cabinet, catalogue ref) -> point names
+        self._days: set[Any] = set()  # PostgreSQL: the days whose partitions exist (maintain)
         db_errors: tuple[type[Exception], ...] = (sqlite3.Error, ValueError)
         if self.pg:
             try:
                 import psycopg  # deferred: heavy, and only for postgresql:// DSNs
             except ModuleNotFoundError:
                 raise StoreError(f"{redact(dsn)}: {PSYCOPG_MISSING}", code=2) from None
+            from tools.ingest.pg.connect import SchemaRefused, connect
+
             try:
-                self.conn = psycopg.connect(dsn, autocommit=False)
-            except psycopg.Error as e:
+                self.conn = connect(dsn, redact(dsn))
+            except SchemaRefused as e:
+                raise StoreError(f"{redact(dsn)}: {e}", code=2) from None
+            except psycopg.OperationalError as e:
                 why = (str(e).strip().splitlines() or [type(e).__name__])[-1]
                 raise StoreError(f"{redact(dsn)}: cannot connect: {why}") from None
+            except (psycopg.Error, ValueError) as e:
+                raise StoreError(f"{redact(dsn)}: not an ingest database: {e}") from None
             self.ph = "%s"
-            db_errors += (psycopg.Error,)
+            return
         else:
             try:
                 lite = sqlite3.connect(dsn, isolation_level=None, check_same_thread=False)
@@ -156,29 +164,31 @@ class Store:
             self.conn.close()
             raise StoreError(f"{redact(dsn)}: not an ingest database: {e}") from None
 
-    def _sql(self, sql: str) -> str:
+    def sql(self, sql: str) -> str:
+        """`sql` (written with ? and PostgreSQL's types) in this engine's dialect."""
         sql = sql.replace("?", self.ph)
         return sql if self.pg else sql.replace("BYTEA", "BLOB").replace("DOUBLE PRECISION", "REAL")
 
-    def _begin(self) -> Any:
+    def begin(self) -> Any:
+        """A cursor in a write transaction (SQLite: BEGIN IMMEDIATE)."""
         cur = self.conn.cursor()
         if not self.pg:
             cur.execute("BEGIN IMMEDIATE")
         return cur
 
-    def _init(self) -> None:
-        cur = self._begin()
+    def _init(self) -> None:  # SQLite (PostgreSQL: pg/migrations.py)
+        cur = self.begin()
         for t in TABLES:
-            cur.execute(self._sql(t))
-        cur.execute(self._sql("SELECT value FROM meta WHERE key = 'schema'"))
+            cur.execute(self.sql(t))
+        cur.execute(self.sql("SELECT value FROM meta WHERE key = 'schema'"))
         row = cur.fetchone()
         if row is None:
-            cur.execute(self._sql("INSERT INTO meta (key, value) VALUES ('schema', ?)"), (str(SCHEMA_VERSION),))
+            cur.execute(self.sql("INSERT INTO meta (key, value) VALUES ('schema', ?)"), (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
             self.conn.rollback()
             raise StoreError(f"ingest database schema {row[0]} is newer than this program ({SCHEMA_VERSION})", code=2)
         elif int(row[0]) < SCHEMA_VERSION:  # 1 -> 2: the catalogue tables, created above
-            cur.execute(self._sql("UPDATE meta SET value = ? WHERE key = 'schema'"), (str(SCHEMA_VERSION),))
+            cur.execute(self.sql("UPDATE meta SET value = ? WHERE key = 'schema'"), (str(SCHEMA_VERSION),))
         self.conn.commit()
 
     def close(self) -> None:
@@ -186,15 +196,15 @@ class Store:
 
     # key registry --------------------------------------------------------------
     def add_key(self, cabinet: str, kid: bytes, public_key: bytes, now: float) -> None:
-        cur = self._begin()
-        cur.execute(self._sql("SELECT cabinet FROM cabinet_keys WHERE kid = ?"), (kid,))
+        cur = self.begin()
+        cur.execute(self.sql("SELECT cabinet FROM cabinet_keys WHERE kid = ?"), (kid,))
         row = cur.fetchone()
         if row is not None and row[0] != cabinet:
             self.conn.rollback()
             raise ValueError(f"key {kid.hex()} is registered for cabinet {row[0]}, not {cabinet}")
         if row is None:
             cur.execute(
-                self._sql("INSERT INTO cabinet_keys (kid, cabinet, public_key, added_t) VALUES (?, ?, ?, ?)"),
+                self.sql("INSERT INTO cabinet_keys (kid, cabinet, public_key, added_t) VALUES (?, ?, ?, ?)"),
                 (kid, cabinet, public_key, now),
             )
         self.conn.commit()
@@ -204,7 +214,7 @@ class Store:
         and after a failure too, so the connection stays usable)."""
         cur = self.conn.cursor()
         try:
-            cur.execute(self._sql(sql), tuple(args))
+            cur.execute(self.sql(sql), tuple(args))
             rows = cur.fetchall()
         finally:
             if self.pg:
@@ -226,7 +236,7 @@ class Store:
     def commit(self, c: Commit) -> list[StoredBatch]:
         """Write everything of `c` in one transaction; returns the batches actually new
         (a batch another worker stored first is dropped and counted as a duplicate)."""
-        cur = self._begin()
+        cur = self.begin()
         new: list[StoredBatch] = []
         try:
             insert = (
@@ -236,7 +246,7 @@ class Store:
                 else "INSERT OR IGNORE INTO batches (cabinet, seq, boot, kid, received_t, readings, bytes, envelope) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             )
-            for b in c.batches:
+            for b in sorted(c.batches, key=lambda b: (b.cabinet, b.seq)):  # one lock order for every worker
                 cur.execute(
                     insert, (b.cabinet, b.seq, b.boot, b.kid, b.received_t, b.count, len(b.envelope), b.envelope)
                 )
@@ -247,12 +257,12 @@ class Store:
             if new:
                 c.count("batches_ok", len(new))
             self._write_catalogues(cur, c)
-            for cab, (hwm, bitmap) in c.windows.items():
+            for cab, (hwm, bitmap) in sorted(c.windows.items()):
                 cur.execute(
-                    self._sql(self._upsert("replay", "cabinet", ("hwm", "bitmap"))), (cab, hwm, format(bitmap, "x"))
+                    self.sql(self._upsert("replay", "cabinet", ("hwm", "bitmap"))), (cab, hwm, format(bitmap, "x"))
                 )
-            for name, n in c.counters.items():
-                cur.execute(self._sql(self._upsert_add("counters", "name", "value")), (name, n))
+            for name, n in sorted(c.counters.items()):
+                cur.execute(self.sql(self.upsert_add("counters", "name", "value")), (name, n))
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
@@ -265,15 +275,19 @@ class Store:
             "INSERT INTO catalogues (id, cabinet, ref, points, config_version, received_t, body, envelope) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
         )
-        for k in c.catalogues:
+        for k in sorted(c.catalogues, key=lambda k: k.id):
             cur.execute(
-                self._sql(insert),
+                self.sql(insert),
                 (k.id, k.cabinet, k.id[:8], k.points, k.config_version, k.received_t, k.body, k.envelope),
             )
             if cur.rowcount == 1:
                 c.count("catalogues")
+                if self.pg:
+                    from tools.ingest.pg import catalogue_rows
+
+                    catalogue_rows.write(cur, k.id, k.body)
                 cur.execute(
-                    self._sql("INSERT INTO catalogue_history (cabinet, from_t, id) VALUES (?, ?, ?)"),
+                    self.sql("INSERT INTO catalogue_history (cabinet, from_t, id) VALUES (?, ?, ?)"),
                     (k.cabinet, k.received_t, k.id),
                 )
 
@@ -297,7 +311,7 @@ class Store:
         sets = ", ".join(f"{c} = excluded.{c}" for c in cols)
         return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {sets}"
 
-    def _upsert_add(self, table: str, key: str, col: str) -> str:
+    def upsert_add(self, table: str, key: str, col: str) -> str:
         return (
             f"INSERT INTO {table} ({key}, {col}) VALUES (?, ?) "
             f"ON CONFLICT ({key}) DO UPDATE SET {col} = {table}.{col} + excluded.{col}"
@@ -305,125 +319,82 @@ class Store:
 
     def materialize(self, limit: int = 200) -> tuple[int, int]:
         """Decode up to `limit` stored batches into reading rows, in one transaction.
-        Returns (batches, readings) written. A body that cannot be decoded marks its batch bad."""
+        Returns (batches, readings) written. A body that cannot be decoded marks its batch bad.
+        PostgreSQL: claimed with SKIP LOCKED and written with COPY (pg/materialize.py)."""
+        if self.pg:
+            from tools.ingest.pg.materialize import materialize
+
+            return materialize(self.conn, lambda c, e: self._decode(c, e, self._catalogue_in_tx), limit)
         return self.save_decoded(self.decode_new(limit))
+
+    def _decode(self, cabinet: str, envelope: bytes, lookup: Any = None) -> list[tuple]:
+        """A stored envelope's readings-table rows; ValueError when it cannot be decoded."""
+        from tools.ingest.bodies import readings_of, rows_of  # deferred: msgpack, zstandard, cbor2
+
+        return rows_of(readings_of(cabinet, envelope, lookup or self.catalogue, self._names))
+
+    def _catalogue_in_tx(self, cabinet: str, ref: bytes) -> tuple[bytes, bytes] | None:
+        """`catalogue` inside a transaction that must go on (materialize's claim)."""
+        cur = self.conn.cursor()
+        cur.execute(self.sql("SELECT id, body FROM catalogues WHERE cabinet = ? AND ref = ?"), (cabinet, ref))
+        row = cur.fetchone()
+        return (bytes(row[0]), bytes(row[1])) if row else None
+
+    def maintain(self, now: float) -> list[Any]:
+        """PostgreSQL: the partitions of readings for the UTC day of `now` and the next one,
+        once a day (cheap to call often); the days created. SQLite: nothing to do."""
+        if not self.pg:
+            return []
+        from tools.ingest.pg.partitions import maintain
+
+        return maintain(self.conn, now, self._days)
 
     def decode_new(self, limit: int = 200) -> list[Decoded]:
         """The oldest `limit` batches in state new, decoded (outside any transaction: other
         workers may decode the same ones; `save_decoded` writes each batch's rows once)."""
-        # deferred: heavy (msgpack, zstandard, cryptography): the key registry's users never materialize
-        from tools.ingest.bodies import readings_of, rows_of  # deferred: msgpack, zstandard, cbor2
-
         todo = self._read(
             "SELECT cabinet, seq, envelope FROM batches WHERE state = 'new' ORDER BY received_t LIMIT ?", (limit,)
         )
         out = []
         for cabinet, seq, env in todo:
             try:
-                readings = readings_of(cabinet, bytes(env), self.catalogue, self._names)
-                out.append(Decoded(cabinet, seq, rows_of(readings)))
+                out.append(Decoded(cabinet, seq, self._decode(cabinet, bytes(env))))
             except ValueError as e:  # BatchError, CatalogueError, VerifyError
                 out.append(Decoded(cabinet, seq, [], str(e)[:500]))
         return out
 
     def save_decoded(self, decoded: Sequence[Decoded]) -> tuple[int, int]:
         """Write decoded batches in one transaction: each batch's state goes from new to done
-        (or bad) and only the worker that moves it writes its rows; a batch another worker
-        saved first is skipped. Returns (batches, readings) written."""
-        if not decoded:
-            return 0, 0
-        rows: list[tuple] = []
-        batches = bad = 0
-        cur = self._begin()
-        try:
-            where = "WHERE cabinet = ? AND seq = ? AND state = 'new'"
-            for d in decoded:
-                if d.error is None:
-                    cur.execute(
-                        self._sql(f"UPDATE batches SET state = 'done', readings = ? {where}"),
-                        (len(d.rows), d.cabinet, d.seq),
-                    )
-                else:
-                    cur.execute(
-                        self._sql(f"UPDATE batches SET state = 'bad', error = ? {where}"), (d.error, d.cabinet, d.seq)
-                    )
-                if cur.rowcount != 1:  # another worker materialized it meanwhile
-                    continue
-                batches += 1
-                bad += d.error is not None
-                rows += [(d.cabinet, d.seq, *r) for r in d.rows]
-            cur.executemany(
-                self._sql(
-                    "INSERT INTO readings (cabinet, seq, point, t, kind, num, text, quality, reason) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                rows,
-            )
-            for name, n in {"readings": len(rows), "rejected.bad_body": bad}.items():
-                if n:
-                    cur.execute(self._sql(self._upsert_add("counters", "name", "value")), (name, n))
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
-        return batches, len(rows)
+        (or bad) and only the worker that moves it writes its rows (saved.py). Returns
+        (batches, readings) written."""
+        from tools.ingest.saved import save_decoded
+
+        return save_decoded(self, decoded)
 
     # reading back ----------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        counters = {n: int(v) for n, v in self._read("SELECT name, value FROM counters")}
-        cabinets = int(self._read("SELECT COUNT(DISTINCT cabinet) FROM batches")[0][0])
-        pending = int(self._read("SELECT COUNT(*) FROM batches WHERE state = 'new'")[0][0])
-        rejected = {k[len("rejected.") :]: v for k, v in counters.items() if k.startswith("rejected.")}
-        return {
-            "batches_ok": counters.get("batches_ok", 0),
-            "readings": counters.get("readings", 0),
-            "duplicates": counters.get("duplicates", 0),
-            "rejected": rejected,
-            "rejected_total": sum(rejected.values()),
-            "acks_sent": counters.get("acks_sent", 0),
-            "cabinets": cabinets,
-            "batches_to_materialize": pending,
-            "catalogues": counters.get("catalogues", 0),
-            "catalogue_missing": counters.get("catalogue_missing", 0),
-        }
+        """The totals `cabinet ingest stats` prints (summary.py)."""
+        from tools.ingest.summary import totals
 
-    def cabinets(self) -> list[dict[str, Any]]:
-        """Per cabinet, from the batches table: rows (readings materialized), batches, pending
-        (stored, not yet materialized), bad, first_seq, last_seq, last_seen_t (when the ingest
-        stored its newest batch, Unix seconds), gaps (holes in the stored seqs) and missing_seqs
-        (the seqs in those holes). Gaps are normal: a cabinet skips the unused rest of a
-        reserved block of 64 seqs at every restart (docs/cloud.md)."""
-        rows = self._read(
-            "SELECT cabinet, COUNT(*), SUM(CASE WHEN state = 'done' THEN readings ELSE 0 END), "
-            "SUM(CASE WHEN state = 'new' THEN 1 ELSE 0 END), SUM(CASE WHEN state = 'bad' THEN 1 ELSE 0 END), "
-            "MIN(seq), MAX(seq), MAX(received_t) FROM batches GROUP BY cabinet ORDER BY cabinet"
-        )
-        holes = {
-            c: (int(n), int(m))
-            for c, n, m in self._read(
-                "SELECT cabinet, COUNT(*), SUM(d - 1) FROM (SELECT cabinet, seq - LAG(seq) OVER "
-                "(PARTITION BY cabinet ORDER BY seq) AS d FROM batches) AS g WHERE d > 1 GROUP BY cabinet"
-            )
-        }
-        return [
-            {
-                "cabinet": c,
-                "rows": int(done or 0),
-                "batches": int(n),
-                "pending": int(new or 0),
-                "bad": int(bad or 0),
-                "first_seq": int(lo),
-                "last_seq": int(hi),
-                "last_seen_t": float(seen),
-                "gaps": holes.get(c, (0, 0))[0],
-                "missing_seqs": holes.get(c, (0, 0))[1],
-            }
-            for c, n, done, new, bad, lo, hi, seen in rows
-        ]
+        return totals(self._read)
+
+    def cabinets(
+        self, cabinet: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Per cabinet, from the batches table; of one cabinet, of a window (summary.py `per_cabinet`)."""
+        from tools.ingest.summary import per_cabinet
+
+        return per_cabinet(self._read, cabinet, since, until)
 
     def readings(self, cabinet: str, point: str | None = None) -> list[tuple]:
-        """(seq, point, t, kind, num, text, quality, reason) rows, for tools and tests."""
-        sql = "SELECT seq, point, t, kind, num, text, quality, reason FROM readings WHERE cabinet = ?"
+        """(seq, point, t, kind, num, text, quality, reason) rows, for tools and tests
+        (t Unix seconds; PostgreSQL's typed columns given back in these)."""
+        sql = (
+            "SELECT seq, point, extract(epoch FROM t)::float8, kind, COALESCE(num, flag::int::float8), "
+            "COALESCE(text, doc::text), quality, reason FROM readings WHERE cabinet = ?"
+            if self.pg
+            else "SELECT seq, point, t, kind, num, text, quality, reason FROM readings WHERE cabinet = ?"
+        )
         args: list[Any] = [cabinet]
         if point is not None:
             sql += " AND point = ?"

@@ -1,0 +1,1 @@
+"""The ingest's PostgreSQL schema: versioned migrations, daily partitions of readings, bulk materialization."""
