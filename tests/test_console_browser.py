@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ if MISSING and os.environ.get("CI"):  # in CI a missing browser is a failure, no
 if MISSING:
     pytest.skip(f"needs {MISSING}", allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402 - only when installed
+from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright  # noqa: E402 - only when installed
 
 
 def cabinet(*args: str, data_dir: Path, stdin: str = "") -> str:
@@ -241,4 +242,123 @@ def test_the_page_is_small_and_served_from_the_cabinet_only(site: Site, browser:
     page.goto(site.url)
     page.wait_for_load_state("networkidle")
     assert {u.removeprefix(site.url) for u in sizes} == {"", "console.js", "console.css", "api/session"}
-    assert sum(sizes.values()) < 20_000
+    assert sum(sizes.values()) < 26_000
+
+
+def test_run_the_doctor_and_read_its_lines(site: Site, browser: Browser, tmp_path: Path) -> None:
+    page = open_page(browser)
+    log_in(page, site)
+    expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+    page.click("#doctor")
+    expect(page.locator("#doctor")).to_be_disabled()
+    expect(page.locator("#doctor-state")).to_contain_text("checks:", timeout=90_000)
+    config = page.locator("#doctor-results li", has_text="config:")
+    expect(config.locator(".PASS")).to_have_text("PASS")
+    expect(page.locator("#doctor-results li", has_text="agent: running")).to_be_visible()  # it asked this agent
+    expect(page.locator("#doctor-results li", has_text="bus rs485")).to_be_visible()
+    expect(page.locator("#doctor")).to_be_enabled()
+    page.screenshot(path=str(tmp_path / "doctor.png"), full_page=True)
+    assert '"action":"doctor"' in site.log.read_text()
+
+
+def test_check_an_uploaded_config_with_errors_against_their_lines(site: Site, browser: Browser, tmp_path: Path) -> None:
+    page = open_page(browser)
+    log_in(page, site)
+    expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+    bad = cfg.EXAMPLE.read_text().replace("baudrate = 9600", "baudrate = 9601", 1)
+    line = bad.splitlines().index("baudrate = 9601") + 1
+    upload: FilePayload = {"name": "site.toml", "mimeType": "text/plain", "buffer": bad.encode()}
+    page.set_input_files("#config-file", files=[upload])
+    issue = page.locator("#config-result li").first
+    expect(issue).to_contain_text(f"line {line} site.toml: [buses.rs485] baudrate = 9601", timeout=15_000)
+    expect(issue.locator(".line")).to_have_text(f"{line} | baudrate = 9601")
+    page.screenshot(path=str(tmp_path / "config-check.png"), full_page=True)
+    good: FilePayload = {"name": "ok.toml", "mimeType": "text/plain", "buffer": cfg.EXAMPLE.read_bytes()}
+    page.set_input_files("#config-file", files=[good])
+    expect(page.locator("#config-result")).to_contain_text("ok.toml: valid: cabinet CAB-SIM-0001", timeout=15_000)
+
+
+def test_tail_the_log_and_download_the_bundle(site: Site, browser: Browser, tmp_path: Path) -> None:
+    page = open_page(browser)
+    log_in(page, site)
+    expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+    page.click("#log-open summary")
+    expect(page.locator("#log-lines")).to_contain_text('console login: {"from":"127.0.0.1","ok":true', timeout=10_000)
+    cabinet("sim-control", "set", "door_open", "true", data_dir=site.data_dir)
+    try:
+        expect(page.locator("#log-lines")).to_contain_text("alarm climate.door_open raised", timeout=20_000)
+    finally:
+        cabinet("sim-control", "set", "door_open", "false", data_dir=site.data_dir)
+    page.screenshot(path=str(tmp_path / "log.png"), full_page=True)
+    with page.expect_download() as download:
+        page.click("#bundle")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name.startswith("CAB-SIM-0001-diag-") and saved.name.endswith(".tar.gz")
+    with tarfile.open(saved) as tar:
+        names = {m.name.split("/", 1)[1] for m in tar.getmembers()}
+        log_member = next(m for m in tar.getmembers() if m.name.endswith("/agent.log"))
+        log_text = tar.extractfile(log_member).read().decode()  # type: ignore[union-attr]
+    assert {"README.txt", "config.toml", "status.json", "agent.log", "console.json"} <= names
+    assert "alarm climate.door_open raised" in log_text
+
+
+def test_a_viewer_has_no_checks_and_no_bundle(site: Site, browser: Browser) -> None:
+    page = open_page(browser)
+    log_in(page, site, user="viewer")
+    expect(page.locator("#who")).to_have_text("viewer (viewer)")
+    expect(page.locator("#doctor")).to_be_disabled()
+    expect(page.locator("#config-file")).to_be_disabled()
+    expect(page.locator("#bundle")).to_be_hidden()
+    assert page.evaluate("fetch('/api/bundle').then(r => r.status)") == 403
+
+
+def test_the_first_login_with_a_one_time_code_sets_a_password(site: Site, browser: Browser, tmp_path: Path) -> None:
+    from tools.console.cli import first_technician  # what `cabinet provision --console-user` runs
+
+    code = first_technician(site.data_dir, "firstnight")["one_time_code"]
+    page = open_page(browser)
+    log_in(page, site, user="firstnight", password=code)
+    expect(page.locator("#setpw")).to_be_visible()
+    expect(page.locator("#console")).to_be_hidden()
+    page.fill("#newpw", "my own night password")
+    page.fill("#newpw2", "my own night password")
+    page.click("#setpw button[type=submit]")
+    expect(page.locator("#message")).to_have_text("password set")
+    expect(page.locator("#console")).to_be_visible()
+    expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+    page.screenshot(path=str(tmp_path / "first-login.png"), full_page=True)
+    page.click("#logout")
+    log_in(page, site, user="firstnight", password=code)
+    expect(page.locator("#message")).to_contain_text("wrong user name or password")
+
+
+def test_the_console_figures_are_in_the_agents_status(site: Site, browser: Browser) -> None:
+    page = open_page(browser)
+    log_in(page, site)
+    expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+    doc = json.loads(cabinet("status", "--json", data_dir=site.data_dir))
+    console = doc["console"]
+    assert console["url"] == site.url and console["error"] is None
+    assert console["streams"] >= 1 and console["sessions"] >= 1 and console["frames"] >= 1
+    assert console["users"]["tech"] == "technician" and console["doctor_running"] is False
+
+
+def test_scan_a_tcp_bus_with_live_progress_and_refuse_the_agents_rtu_line(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    page = open_page(browser)
+    log_in(page, site)
+    expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+    page.select_option("#scan-bus", "rs485")
+    page.click("#scan")
+    expect(page.locator("#message")).to_contain_text("the agent polls rs485 (an RTU line): one master per line")
+    page.select_option("#scan-bus", "dali")
+    page.fill("#scan-units", "1-6")
+    page.click("#scan")
+    expect(page.locator("#scan-state")).to_contain_text("scanning dali:", timeout=5_000)
+    expect(page.locator("#scan-state")).to_contain_text("scan of dali (units 1-6): 1 found", timeout=60_000)
+    expect(page.locator("#scan-results li")).to_contain_text("unit 1 dali-gateway (confidence")
+    page.screenshot(path=str(tmp_path / "scan.png"), full_page=True)
+    text = site.log.read_text()
+    assert '"action":"scan","args":{"bus":"rs485","units":"1-32"}' in text and '"ok":false' in text

@@ -54,7 +54,7 @@ class Agent:
 
 
 class Console:
-    def __init__(self, tmp: Path, agent: Agent, **settings: Any) -> None:
+    def __init__(self, tmp: Path, agent: Agent, config_path: str | None = None, **settings: Any) -> None:
         self.now = 1000.0
         self.agent = agent
         self.port = free_port()
@@ -68,6 +68,7 @@ class Console:
             wall=lambda: 1_800_000_000.0,
             name="CAB-T",
             monotonic=lambda: self.now,
+            config_path=config_path,
         )
         self.tmp = tmp
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 MAX_HEAD = 8192
 MAX_BODY = 16384
@@ -54,6 +54,7 @@ class Request:
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
     body: bytes
     peer: str
+    query: dict[str, str] = field(default_factory=dict)  # ?a=1&b=2 (a repeated name keeps its last value)
 
     def cookie(self, name: str) -> str | None:
         for part in self.headers.get("cookie", "").split(";"):
@@ -95,19 +96,23 @@ async def read_head(reader: asyncio.StreamReader, peer: str) -> Request:
         if not sep or not name or name != name.strip():
             raise HttpError(400, "bad header line")
         headers[name.lower()] = value.strip()
-    path = unquote(parts[1].split("?", 1)[0])
-    return Request(parts[0], path, headers, b"", peer)
+    target, _, qs = parts[1].partition("?")
+    try:
+        query = dict(parse_qsl(qs, max_num_fields=20))
+    except ValueError:
+        raise HttpError(400, "bad query string") from None
+    return Request(parts[0], unquote(target), headers, b"", peer, query)
 
 
-async def read_body(reader: asyncio.StreamReader, req: Request) -> None:
+async def read_body(reader: asyncio.StreamReader, req: Request, limit: int = MAX_BODY) -> None:
     if "transfer-encoding" in req.headers:
         raise HttpError(411, "send the body with a Content-Length (no chunked uploads)")
     raw = req.headers.get("content-length", "0")
     if not raw.isdigit():
         raise HttpError(400, "bad Content-Length")
     length = int(raw)
-    if length > MAX_BODY:
-        raise HttpError(413, f"body of {length} bytes; at most {MAX_BODY}")
+    if length > limit:
+        raise HttpError(413, f"body of {length} bytes; at most {limit}")
     try:
         req.body = await asyncio.wait_for(reader.readexactly(length), BODY_TIMEOUT_S)
     except (TimeoutError, asyncio.IncompleteReadError):

@@ -5,11 +5,17 @@
     GET  /api/session              who is logged in, the role and the CSRF token (401 if nobody)
     POST /api/login                {"user", "password"} -> a session cookie (HttpOnly, Secure, SameSite=Strict)
     POST /api/logout
+    POST /api/password             {"password", "current"}: set one's own password (agent.console.account);
+                                   after a login with a one-time code, the only thing allowed
     GET  /api/status               the agent's status snapshot (what `cabinet status --json` prints)
     GET  /api/events               the same snapshot as server-sent events, at most once per second
     POST /api/lighting/override    technician only: the agent's own local actions, with their
     POST /api/lighting/cancel        validation (agent.runtime.control_loop.Controls), the
     POST /api/alarms/ack             console user as their source
+    GET  /api/log, /api/bundle     the log tail, the diagnostics bundle   (agent.console.diag)
+    POST /api/doctor               run `cabinet doctor`
+    POST /api/config/check         check an uploaded config file, issues against its lines
+    POST /api/scan, GET /api/scan  scan a Modbus TCP bus, its live progress
 
 Every POST but the login carries the session's CSRF token in `X-CSRF-Token`; a POST whose Origin
 is not this console is refused; the login takes JSON only (a cross-site form cannot send it).
@@ -19,18 +25,20 @@ CSRF, origin), 409 the agent refused the action, 413 body too large, 429 locked 
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from agent.config.console import ConsoleSettings
 from agent.console import tls
+from agent.console.account import change_password
 from agent.console.audit import Audit, Put
+from agent.console.diag import GETS, POSTS, UPLOAD_LIMIT, Diagnostics
 from agent.console.http import (
+    MAX_BODY,
     MAX_HEAD,
     HttpError,
     Request,
@@ -40,9 +48,10 @@ from agent.console.http import (
     response,
     stream_head,
 )
+from agent.console.pages import setup_page
 from agent.console.sessions import Lockout, Session, Sessions, csrf_ok
 from agent.console.stream import Hub, event
-from agent.console.users import DUMMY_HASH, Users, UsersFileError, verify_password
+from agent.console.users import DUMMY_HASH, Users, UsersFileError, keep_kdf_memory_returned, verify_password
 from agent.remote.host import ActionError
 
 log = logging.getLogger("agent.console")
@@ -76,6 +85,8 @@ class ConsoleServer:
         wall: Callable[[], float],
         name: str = "cabinet",
         monotonic: Callable[[], float] | None = None,
+        config_path: str | None = None,
+        boards: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = Path(data_dir)
@@ -88,6 +99,16 @@ class ConsoleServer:
         self.lockout = Lockout(settings.lockout_failures, settings.lockout_minutes * 60)
         self.hub = Hub(snapshot, settings.max_streams)
         self.audit = Audit(put, wall)
+        self.diag = Diagnostics(
+            name=name,
+            config_path=config_path,
+            data_dir=self.data_dir,
+            boards=boards,
+            snapshot=snapshot,
+            stats=self.stats,
+            audit=self.audit,
+            wall=wall,
+        )
         self._kdf = asyncio.Semaphore(1)  # one password check at a time: a login flood costs one core at most
         self._waiting = 0
         self._server: asyncio.AbstractServer | None = None
@@ -102,6 +123,8 @@ class ConsoleServer:
     async def start(self) -> bool:
         """Listen; False (and a warning saying why) when the console cannot start: the agent runs on."""
         s = self.settings
+        keep_kdf_memory_returned()
+        self.diag.logs.attach()
         try:
             if s.cert:
                 cert, key = Path(s.cert), Path(s.key)
@@ -114,6 +137,7 @@ class ConsoleServer:
         except (OSError, ssl.SSLError, ValueError) as e:
             self.error = f"{type(e).__name__}: {e}"
             log.warning("console not started on %s port %d: %s", s.address, s.port, self.error)
+            self.diag.logs.detach()
             return False
         host = f"[{s.address}]" if ":" in s.address else s.address
         self.url = f"https://{host}:{s.port}/"
@@ -129,6 +153,8 @@ class ConsoleServer:
         return True
 
     async def close(self) -> None:
+        self.diag.logs.detach()
+        await self.diag.close()
         if self._server is not None:
             self._server.close()
         await self.hub.close()
@@ -163,7 +189,7 @@ class ConsoleServer:
                 await self._events(req, reader, writer)
                 return
             if req.method == "POST":
-                await read_body(reader, req)
+                await read_body(reader, req, UPLOAD_LIMIT if req.path == "/api/config/check" else MAX_BODY)
             data = await self._route(req)
         except HttpError as e:
             data = json_response(e.status, {"error": str(e)})
@@ -178,18 +204,20 @@ class ConsoleServer:
             if req.path in STATIC:
                 return self._static(req.path)
             if req.path == "/api/session":
-                s = self._session(req)
+                s = self._session(req, first_login_ok=True)
                 return json_response(200, self._whoami(s))
             if req.path == "/api/status":
                 self._session(req)
                 return json_response(200, self.hub.snapshot())
+            if req.path in GETS:
+                return await self.diag.get(req, self._session(req))
             raise HttpError(404, f"no such page {req.path}")
         if req.method != "POST":
             raise HttpError(405, "GET or POST only")
         self._origin(req)
         if req.path == "/api/login":
             return await self._login(req)
-        s = self._session(req)
+        s = self._session(req, first_login_ok=req.path in ("/api/logout", "/api/password"))
         if not csrf_ok(s, req.headers.get("x-csrf-token")):
             await self.audit.record(
                 "action",
@@ -205,8 +233,12 @@ class ConsoleServer:
             self.sessions.drop(s.token)
             await self.audit.record("logout", s.user, s.role, req.peer)
             return json_response(200, {"ok": True}, (("Set-Cookie", f"{COOKIE}=; Path=/; Max-Age=0; {_FLAGS}"),))
+        if req.path == "/api/password":
+            return await self._password(req, s)
         if req.path in ACTIONS:
             return await self._action(req, s)
+        if req.path in POSTS:
+            return await self.diag.post(req, s)
         raise HttpError(404, f"no such action {req.path}")
 
     # ------------------------------------------------------------------ pages
@@ -217,29 +249,13 @@ class ConsoleServer:
         except UsersFileError as e:
             has_users, problem = False, str(e)
         if path == "/" and not has_users:
-            return response(200, self._setup_page(problem).encode(), "text/html; charset=utf-8")
+            return response(200, setup_page(self.name, self.data_dir, problem).encode(), "text/html; charset=utf-8")
         name = "index.html" if path == "/" else path.lstrip("/")
         body = resources.files("agent.console").joinpath("static", name).read_bytes()
         return response(200, body, STATIC[path] + "; charset=utf-8")
 
-    def _setup_page(self, problem: str | None) -> str:
-        data_dir = html.escape(str(self.data_dir))
-        why = (
-            f"<p>The users file is unusable: <code>{html.escape(problem)}</code></p>"
-            if problem
-            else "<p>This console has no user yet, and there is no default password.</p>"
-        )
-        return (
-            "<!doctype html><html lang=en><meta charset=utf-8>"
-            '<meta name=viewport content="width=device-width,initial-scale=1">'
-            f'<link rel=stylesheet href="/console.css"><title>{html.escape(self.name)}: console</title>'
-            f"<main class=setup><h1>Cabinet console</h1>{why}<p>On the cabinet, create a technician:</p>"
-            f"<pre>cabinet console passwd --data-dir {data_dir} --role technician NAME</pre>"
-            "<p>then reload this page. See docs/console.md.</p></main></html>"
-        )
-
     # ------------------------------------------------------------------ sessions
-    def _session(self, req: Request, touch: bool = True) -> Session:
+    def _session(self, req: Request, touch: bool = True, first_login_ok: bool = False) -> Session:
         s = self.sessions.get(req.cookie(COOKIE), self.now(), touch)
         if s is None:
             raise HttpError(401, "not logged in, or the session expired")
@@ -250,10 +266,26 @@ class ConsoleServer:
         if user is None or user.role != s.role or user.hash != s.hash:
             self.sessions.drop(s.token)
             raise HttpError(401, "the user was removed or changed; log in again")
+        if user.one_time and not first_login_ok:
+            raise HttpError(403, "logged in with a one-time code: choose your own password first")
         return s
 
     def _whoami(self, s: Session) -> dict[str, Any]:
-        return {"user": s.user, "role": s.role, "csrf": s.csrf, "cabinet": self.name}
+        user = self.users.get(s.user)
+        first = bool(user and user.one_time and user.hash == s.hash)
+        return {"user": s.user, "role": s.role, "csrf": s.csrf, "cabinet": self.name, "must_set_password": first}
+
+    async def _password(self, req: Request, s: Session) -> bytes:
+        user = self.users.get(s.user)
+        assert user is not None  # _session checked it
+        try:
+            changed = await change_password(self.users, self._kdf, user, req.json())
+        except HttpError as e:
+            await self.audit.record("password", s.user, s.role, req.peer, ok=False, error=str(e))
+            raise
+        s.hash = changed.hash  # this session goes on; the user's others end at their next request
+        await self.audit.record("password", s.user, s.role, req.peer, ok=True, one_time=user.one_time)
+        return json_response(200, self._whoami(s))
 
     def _origin(self, req: Request) -> None:
         origin = req.headers.get("origin")
@@ -351,7 +383,16 @@ class ConsoleServer:
             "sessions": len(self.sessions),
             "streams": self.hub.clients,
             "frames": self.hub.frames,
+            "audited": self.audit.recorded,
+            "doctor_running": self.diag.doctor.running if self.diag.doctor else False,
+            "users": self._user_roles(),
         }
+
+    def _user_roles(self) -> dict[str, str] | None:
+        try:
+            return {u.name: u.role for u in self.users.load().values()}
+        except UsersFileError:
+            return None
 
 
 _FLAGS = "HttpOnly; Secure; SameSite=Strict"

@@ -8,6 +8,7 @@ browser shows before trusting it."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import ssl
 from pathlib import Path
@@ -70,8 +71,14 @@ def _names(cert_path: Path, address: str) -> bool:
 
 
 def fingerprint(cert_path: Path) -> str:
-    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    """The SHA-256 of the certificate's DER bytes, as browsers show it (ssl's parser: no x509 objects)."""
+    try:
+        pem = Path(cert_path).read_text(errors="replace")
+        first = pem[: pem.index(ssl.PEM_FOOTER) + len(ssl.PEM_FOOTER)]  # a chain file: its first certificate
+        der = ssl.PEM_cert_to_DER_cert(first[first.index(ssl.PEM_HEADER) :])
+    except (OSError, ValueError):
+        return "unknown (the certificate file is not one PEM certificate)"
+    return hashlib.sha256(der).digest().hex(":").upper()
 
 
 def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:

@@ -1,6 +1,8 @@
 """Console users: name, role (technician or viewer) and an scrypt hash of the password, in
 `<data dir>/console/users.json` (mode 0600, written atomically). There is no default user:
-`cabinet console passwd --role technician NAME` writes one.
+`cabinet console passwd --role technician NAME` writes one, or `cabinet provision --console-user
+NAME` a first technician with a one-time code: whoever logs in with a one-time code must choose
+a password before anything else (the code then stops working).
 
 The agent reads the file again whenever it changed (by mtime), so a user added, removed or
 given a new password takes effect at once; a session whose user is gone, has another role or
@@ -10,6 +12,7 @@ nobody can log in until it is fixed (`UsersFileError`)."""
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import hmac
 import json
@@ -29,6 +32,7 @@ MAX_PASSWORD = 256
 # scrypt: N=2^14, r=8, p=1 (16 MiB, ~50 ms on a laptop core, a few hundred ms on a Pi)
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 _MAX_FILE = 1 << 20
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
 class UsersFileError(ValueError):
@@ -40,6 +44,15 @@ class User:
     name: str
     role: str
     hash: str
+    one_time: bool = False  # the hash is of a one-time code: the first login must set a password
+
+
+CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud or off a screen
+
+
+def one_time_code(groups: int = 4) -> str:
+    """A random code such as `k7pm-xq2d-9fha-3wtz` (about 79 bits)."""
+    return "-".join("".join(secrets.choice(CODE_ALPHABET) for _ in range(4)) for _ in range(groups))
 
 
 def users_path(data_dir: Path) -> Path:
@@ -87,6 +100,18 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, want)
 
 
+def keep_kdf_memory_returned() -> bool:
+    """Have glibc hand large blocks (>= 1 MiB) back to the system when freed. scrypt takes 16 MiB
+    for each check; glibc's default raises its mmap threshold after the first such block is freed,
+    so from the second login on those 16 MiB stay in the worker thread's heap for good (measured:
+    +16 MiB RSS). A fixed threshold keeps them mmapped and returned. False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
 # a hash to verify against when the user does not exist: the answer takes as long either way
 DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
@@ -132,16 +157,20 @@ def read_users(path: Path) -> dict[str, User]:
     for name, entry in users.items():
         role = entry.get("role") if isinstance(entry, dict) else None
         hashed = entry.get("hash") if isinstance(entry, dict) else None
-        if check_name(str(name)) or role not in ROLES or not isinstance(hashed, str):
+        one_time = entry.get("one_time", False) if isinstance(entry, dict) else False
+        if check_name(str(name)) or role not in ROLES or not isinstance(hashed, str) or not isinstance(one_time, bool):
             raise UsersFileError(f"{path}: user {name!r}: needs a valid name, a role ({', '.join(ROLES)}) and a hash")
-        out[name] = User(name, role, hashed)
+        out[name] = User(name, role, hashed, one_time)
     return out
 
 
 def write_users(path: Path, users: dict[str, User]) -> None:
     doc: dict[str, Any] = {
         "version": 1,
-        "users": {u.name: {"role": u.role, "hash": u.hash} for u in sorted(users.values(), key=lambda u: u.name)},
+        "users": {
+            u.name: {"role": u.role, "hash": u.hash, **({"one_time": True} if u.one_time else {})}
+            for u in sorted(users.values(), key=lambda u: u.name)
+        },
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ class Controls:
         self.put = put
         self.ingest = ingest
         self.period_s = period_s
+        self.late: deque[float] = deque(maxlen=60)  # how late the last 60 steps started, s (step_late_ms)
         self.dir = Path(data_dir) / "state"
         self.lighting: LightingController | None = None
         self.climate: ClimateController | None = None
@@ -165,6 +167,7 @@ class Controls:
         while True:
             wake = await self.step()
             await self.clock.sleep_until(wake)
+            self.late.append(max(0.0, self.clock.monotonic() - wake))
 
     async def step(self) -> float:
         """One control step; returns the monotonic time of the next one."""
@@ -335,6 +338,7 @@ class Controls:
             "outputs": self.actuator.snapshot(),
             "output_failures": dict(self.last_failed),
             "steps": self.steps,
+            "step_late_ms": _late_ms(self.late),  # the loop's jitter (docs/benchmarks.md, console)
         }
 
 
@@ -346,6 +350,14 @@ class _Fix:
 
     def __repr__(self) -> str:
         return f"({self.latitude:.5f}, {self.longitude:.5f})"
+
+
+def _late_ms(late: deque[float]) -> dict[str, float | int] | None:
+    if not late:
+        return None
+    ms = sorted(x * 1000.0 for x in late)
+    p50, p99 = (round(ms[min(len(ms) - 1, int(q * len(ms)))], 2) for q in (0.5, 0.99))
+    return {"n": len(ms), "p50": p50, "p99": p99, "max": round(ms[-1], 2)}
 
 
 def _json_value(v: Any) -> Any:

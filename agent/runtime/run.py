@@ -125,9 +125,30 @@ async def _main(
     app = App(config, data_dir=data_dir, clock=clock, endpoints=endpoints, uplink=wiring, boards=boards)
     if child is not None:
         child.on_exit(stop.set)
+    console = None
+    if config.console is not None and config.console.enabled:  # the technician's web console (docs/console.md)
+        from agent.console.server import ConsoleServer  # deferred: a console turned off costs no memory
+
+        actions = app.controls.actions() if app.controls.active else {}
+        console = ConsoleServer(
+            config.console,
+            data_dir=data_dir,
+            snapshot=app.status,
+            actions=actions,
+            put=app.put,
+            wall=clock.now,
+            name=config.cabinet_id,
+            config_path=config.source if Path(config.source).is_file() else None,
+            boards=boards,
+        )
+        await console.start()
+    stats = console.stats if console is not None else None
+    app.status_server.snapshot = lambda: {**app.status(), "console": stats() if stats else None}
     try:
         await app.run(stop)
     finally:
+        if console is not None:
+            await console.close()
         if child is not None:
             await child.stop()
         if ingest is not None:

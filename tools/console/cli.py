@@ -8,6 +8,8 @@ The password is asked twice on the terminal (never on the command line: shell hi
 `ps` would show it); `--password-stdin` reads one line from standard input for scripts. The
 agent does not need to be stopped: it reads the file again at the next login, and a removed
 user's or a changed password's sessions end at their next request.
+`cabinet provision --console-user NAME` (tools/provision) adds a first technician with a one-time
+code through `first_technician` below.
 Exit codes: 0 ok, 1 the users file cannot be read or written, 2 a usage error (bad name,
 short password, passwords that differ, unknown user)."""
 
@@ -29,6 +31,7 @@ from agent.console.users import (
     check_name,
     check_password,
     hash_password,
+    one_time_code,
     read_users,
     users_path,
     write_users,
@@ -77,6 +80,21 @@ def passwd(args: argparse.Namespace, data_dir: Path) -> int:
     )
     print(f"console user {args.name} ({args.role}) {change} in {path}")
     return 0
+
+
+def first_technician(out_dir: Path, name: str) -> dict[str, str]:
+    """`cabinet provision --console-user NAME`: NAME as a technician with a one-time code, in
+    `<out_dir>/console/users.json` (the users file of an agent whose data dir that is). The code
+    is returned to be shown once; only its hash is stored. ValueError: a bad name, or a users
+    file there that cannot be read."""
+    if problem := check_name(name):
+        raise ValueError(f"--console-user {name!r}: {problem}")
+    path = users_path(out_dir)
+    users = read_users(path)  # UsersFileError is a ValueError
+    code = one_time_code()
+    users[name] = User(name, "technician", hash_password(code), one_time=True)
+    write_users(path, users)
+    return {"user": name, "role": "technician", "one_time_code": code, "users_file": str(path)}
 
 
 def list_users(args: argparse.Namespace, data_dir: Path) -> int:

@@ -92,6 +92,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--algorithm", choices=ALGORITHMS, default="ed25519", help="TLS key algorithm (default ed25519)")
     p.add_argument("--force", action="store_true", help="replace an identity already in --out (the old keys are lost)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--console-user",
+        metavar="NAME",
+        help="also write OUT/console/users.json with this first technician of the web console and a one-time code",
+    )
     p.set_defaults(func=provision_main)
 
 
@@ -156,13 +161,17 @@ def _print_cert(args: argparse.Namespace, info: dict[str, Any], headline: str) -
 
 
 def provision_main(args: argparse.Namespace) -> int:
+    from agent.console.users import check_name
     from agent.uplink.address import BrokerAddress, parse_broker
+    from tools.console.cli import first_technician
     from tools.ingest.store import Store, StoreError
     from tools.provision import pki  # deferred: heavy (cryptography)
     from tools.provision.identity import provision
 
     stores: list[Any] = []
     try:
+        if args.console_user and (problem := check_name(args.console_user)):  # before anything is written
+            raise Refused(f"--console-user {args.console_user!r}: {problem}")
         a = parse_broker(args.broker)
         tls = True if a.tls is None else a.tls
         if a.port is not None and args.port is not None and a.port != args.port:
@@ -191,6 +200,8 @@ def provision_main(args: argparse.Namespace) -> int:
             template=args.template,
             ingest_key=args.ingest_key,
         )
+        if args.console_user:  # the web console's first technician (docs/console.md)
+            info["console"] = first_technician(Path(args.out), args.console_user)
     except (Refused, StoreError) as e:
         print(f"cabinet provision: {e}", file=sys.stderr)
         return e.code
@@ -229,4 +240,7 @@ def _print_provisioned(info: dict[str, Any], url: str) -> None:
         print(f"kept from the template's [uplink]: {', '.join(info['kept'])}")
     if info["ingest_db"]:
         print(f"signing key registered in: {', '.join(redact(d) for d in info['ingest_db'])}")
+    if c := info.get("console"):
+        print(f"web console: {c['user']} ({c['role']}), one-time code {c['one_time_code']} (shown only now),")
+        print(f"  in {c['users_file']}: the agent's <data dir>/console/users.json; the first login sets a password")
     print(f"check it: cabinet config check {f['config']}")

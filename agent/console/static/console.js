@@ -38,15 +38,19 @@ async function act(path, body, done) {
 
 function loggedOut(why) {
   me = null; if (stream) stream.close(); stream = null;
-  $("console").hidden = true; $("logout").hidden = true; $("login").hidden = false; $("who").textContent = "";
+  $("console").hidden = true; $("setpw").hidden = true; $("logout").hidden = true; $("login").hidden = false; $("who").textContent = "";
   $("live").textContent = "offline"; $("live").className = "badge";
   if (why) say(why);
 }
 function loggedIn(doc) {
   me = doc; say("");
-  $("login").hidden = true; $("console").hidden = false; $("logout").hidden = false;
+  $("login").hidden = true; $("logout").hidden = false;
   $("who").textContent = doc.user + " (" + doc.role + ")";
+  $("setpw").hidden = !doc.must_set_password; $("console").hidden = doc.must_set_password;
+  if (doc.must_set_password) return;
+  pollScan();
   document.body.classList.toggle("viewer", doc.role !== "technician");
+  for (const b of document.querySelectorAll("button.tech, input.tech")) b.disabled = doc.role !== "technician";
   connect();
 }
 function connect() {
@@ -68,6 +72,7 @@ function render(s) {
   renderLighting(c.lighting);
   renderClimate(c.climate);
   renderBuses(s.buses || []);
+  scanBuses(s.buses || []);
   renderUplink(s);
   renderClock(s, c);
   renderPoints(s.points || []);
@@ -191,11 +196,101 @@ function renderPoints(points) {
     el("td", { class: p.quality, text: p.quality + (p.reason ? " (" + p.reason + ")" : "") }), el("td", { class: "num", text: age(p.age_s) }))));
 }
 
+// ---- checks and diagnostics: doctor, config check, log tail (the bundle is a plain link)
+function li(cls, ...kids) { return el("li", { class: cls }, ...kids); }
+async function runDoctor() {
+  const b = $("doctor"); b.disabled = true; $("doctor-state").textContent = "running (up to 2 minutes)…";
+  $("doctor-results").replaceChildren();
+  try {
+    const r = await api("POST", "/api/doctor");
+    const n = (k) => r.results.filter((x) => x.status === k).length;
+    $("doctor-state").textContent = r.results.length + " checks: " + n("PASS") + " passed, " + n("WARN") + " warnings, " + n("FAIL") + " failed";
+    $("doctor-results").replaceChildren(...r.results.map((x) => li("check", el("span", { class: x.status, text: x.status }), " " + x.check + ": " + x.detail,
+      x.hint && x.status !== "PASS" ? el("span", { class: "hint", text: "fix: " + x.hint }) : null)));
+  } catch (e) { $("doctor-state").textContent = ""; say(e.message); }
+  b.disabled = !tech();
+}
+async function checkConfig(file) {
+  const out = $("config-result"); out.replaceChildren(el("p", { class: "muted", text: "checking " + file.name + "…" }));
+  try {
+    const text = await file.text();
+    const r = await fetch("/api/config/check", { method: "POST", credentials: "same-origin", body: text,
+      headers: { "Content-Type": "application/toml", "X-CSRF-Token": me.csrf, "X-File-Name": file.name } });
+    const doc = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(doc.error || r.status + " " + r.statusText);
+    const lines = text.split(/\r?\n/);
+    if (doc.ok) { out.replaceChildren(el("p", { class: "good", text: doc.file + ": " + doc.summary })); return; }
+    out.replaceChildren(el("p", { class: "bad", text: doc.file + ": " + doc.issues.length + " error(s)" }),
+      el("ul", { class: "results" }, ...doc.issues.map((i) => li("issue", el("b", { text: i.line ? "line " + i.line : "(missing)" }), " " + i.text,
+        i.line ? el("span", { class: "line", text: i.line + " | " + (lines[i.line - 1] || "") }) : null))));
+  } catch (e) { out.replaceChildren(); say(e.message); }
+}
+function scanBuses(buses) {  // the bus choices, from the status (an RTU line the agent polls is refused by the agent)
+  const sel = $("scan-bus"), names = buses.map((b) => b.name + " (" + b.kind + ")");
+  if (sel.dataset.names === names.join()) return;
+  sel.dataset.names = names.join();
+  sel.replaceChildren(...buses.map((b) => el("option", { value: b.name, text: b.name + " (" + b.kind + ")" })));
+}
+function showScan(st) {
+  const state = $("scan-state");
+  if (st.running) state.textContent = "scanning " + st.bus + ": " + st.done + "/" + (st.total ?? "?") + " units, " + st.found + " found";
+  else if (st.error) state.textContent = "scan of " + st.bus + ": " + st.error;
+  else if (st.bus) state.textContent = "scan of " + st.bus + " (units " + st.units + "): " + (st.devices || []).length + " found" + (st.note ? " · " + st.note : "");
+  $("scan-results").replaceChildren(...(st.devices || []).map((d) => li("device", el("b", { text: "unit " + d.unit }), " " + (d.profile || "unknown profile") + " (confidence " + d.confidence.toFixed(2) + ")")));
+  $("scan").disabled = !tech() || !!st.running;
+}
+async function pollScan() {
+  try { const st = await api("GET", "/api/scan"); showScan(st); if (st.running) setTimeout(pollScan, 1000); }
+  catch (e) { say(e.message); }
+}
+async function startScan() {
+  try { showScan(await api("POST", "/api/scan", { bus: $("scan-bus").value, units: $("scan-units").value })); setTimeout(pollScan, 500); }
+  catch (e) { say(e.message); }
+}
+async function downloadBundle(e) {
+  e.preventDefault();  // fetched, then saved from a blob: a refusal is shown here, not as a page of JSON
+  try {
+    const r = await fetch("/api/bundle", { credentials: "same-origin" });
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.status + " " + r.statusText);
+    const name = (/filename="([^"]+)"/.exec(r.headers.get("Content-Disposition") || "") || [])[1] || "diagnostics.tar.gz";
+    const a = el("a", { href: URL.createObjectURL(await r.blob()), download: name });
+    document.body.append(a); a.click(); a.remove(); setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+    say("diagnostics bundle " + name + " downloaded", true);
+  } catch (err) { say(err.message); }
+}
+let logSeq = 0, logTimer = null;
+async function pollLog() {
+  clearTimeout(logTimer);
+  if (!me || !$("log-open").open) return;
+  try {
+    const r = await api("GET", "/api/log?after=" + logSeq + "&level=" + $("log-level").value + "&limit=500");
+    const pre = $("log-lines"), atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    for (const l of r.lines) pre.append(el("div", { class: l.level.toLowerCase(), text: l.line }));
+    while (pre.childElementCount > 500) pre.firstChild.remove();
+    logSeq = r.seq; if (atEnd) pre.scrollTop = pre.scrollHeight;
+  } catch (e) { say(e.message); }
+  logTimer = setTimeout(pollLog, 3000);
+}
+function resetLog() { logSeq = 0; $("log-lines").replaceChildren(); pollLog(); }
+
 document.addEventListener("DOMContentLoaded", () => {
+  $("doctor").addEventListener("click", runDoctor);
+  $("bundle").addEventListener("click", downloadBundle);
+  $("scan").addEventListener("click", startScan);
+  $("config-file").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) checkConfig(f); e.target.value = ""; });
+  $("log-open").addEventListener("toggle", resetLog);
+  $("log-level").addEventListener("change", resetLog);
   $("login").addEventListener("submit", async (e) => {
     e.preventDefault();
     try { loggedIn(await api("POST", "/api/login", { user: $("user").value, password: $("password").value })); $("password").value = ""; }
     catch (err) { say(err.message); }
+  });
+  $("setpw").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if ($("newpw").value !== $("newpw2").value) { say("the two passwords differ"); return; }
+    try { loggedIn(await api("POST", "/api/password", { password: $("newpw").value })); say("password set", true); }
+    catch (err) { say(err.message); }
+    $("newpw").value = $("newpw2").value = "";
   });
   $("logout").addEventListener("click", async () => { try { await api("POST", "/api/logout"); } catch (e) { /* gone already */ } loggedOut("logged out"); });
   $("filter").addEventListener("input", () => last && renderPoints(last.points || []));
