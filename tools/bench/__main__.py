@@ -1,6 +1,7 @@
 """Run one benchmark and print its figures:
 
-    python -m tools.bench w1|rtu|uplink|outbox|climate|lighting|ota|rig [--json] [--seconds N] [--uplink]
+    python -m tools.bench w1|rtu|uplink|outbox|climate|lighting|ota|rig|fleet|console [--json] [--seconds N]
+                          [--uplink] [--cabinets N]
 
 Each benchmark module is imported only when it runs: each loads its own stack (pymodbus,
 tuf, the MQTT client ...), and w1 measures the RSS of this very process.
@@ -17,14 +18,18 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.bench")
-    ap.add_argument("workload", choices=("w1", "rtu", "uplink", "outbox", "climate", "lighting", "ota", "rig"))
+    ap.add_argument(
+        "workload",
+        choices=("w1", "rtu", "uplink", "outbox", "climate", "lighting", "ota", "rig", "fleet", "console"),
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument(
         "--seconds",
         type=float,
         help="measurement time (w1: 60, rtu: 30 per phase; climate: simulated seconds, default a week; "
-        "rig: simulated seconds of the day run, default 86400)",
+        "rig: simulated seconds of the day run, default 86400; console: per phase, default 60)",
     )
+    ap.add_argument("--cabinets", type=int, default=10_000, help="fleet: simulated cabinets (default 10000)")
     ap.add_argument("--uplink", action="store_true", help="w1: with the uplink sealing, signing and publishing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -45,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         from tools.bench import rig
 
         result = rig.run(seconds=args.seconds)
+    elif args.workload == "fleet":
+        from tools.bench import fleet
+
+        result = fleet.run(cabinets=args.cabinets, seconds=args.seconds or 600.0)
+    elif args.workload == "console":
+        from tools.bench import console
+
+        result = console.run(seconds=args.seconds)
     elif args.workload == "ota":
         from tools.bench import ota
 

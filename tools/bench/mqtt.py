@@ -30,6 +30,9 @@ class BenchBroker:
         if os.geteuid() == 0:
             conf.insert(0, "user root")
         (self.dir / "m.conf").write_text("\n".join(conf) + "\n")
+        self._start()
+
+    def _start(self) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = subprocess.Popen(
             [binary, "-c", str(self.dir / "m.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -43,6 +46,12 @@ class BenchBroker:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError("mosquitto did not start (is it installed? apt-get install mosquitto)") from None
                 time.sleep(0.05)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (every client is disconnected)."""
+        self.proc.terminate()
+        self.proc.wait(10)
+        self._start()
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -16,6 +16,7 @@ answers, exactly as the agent does it, without I/O (the node process does the MQ
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,10 @@ class VirtualCabinet:
         self.counters.resends += len(out)
         self.counters.sends += len(out)
         return out
+
+    def next_resend(self, ack_timeout_s: float) -> float:
+        """Monotonic time of the next re-send (inf: nothing pending)."""
+        return min((s.sent_at + ack_timeout_s for s in self.pending.values()), default=math.inf)
 
     def on_connect(self) -> list[bytes]:
         """What to send on (re)connect: the catalogue until acknowledged."""

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,14 +131,32 @@ async def _session(
                         return False
             for payload in cab.due_again(now, spec.ack_timeout_s):
                 await client.publish(cab.topic, payload, qos=1)
-            await asyncio.sleep(min(1.0, max(0.05, next_batch - now)))
+            # asleep until the next thing to do: a batch, a re-send, the end (at most 5 s: the
+            # drain's check); thousands of cabinets in one loop must not wake every second
+            wake = min(next_batch, cab.next_resend(spec.ack_timeout_s), end if now < end else now + 5.0)
+            await asyncio.sleep(min(5.0, max(0.05, wake - clock.monotonic())))
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await reader
 
 
+def _quiet_transport_errors(errors: Counter[str]) -> None:
+    """Count the errors paho/aiomqtt leave to the loop when a broker goes away under
+    thousands of clients (a closed socket's writer, "Broken pipe") instead of printing a
+    traceback each: the run's result says how many there were."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        e = context.get("exception")
+        errors[type(e).__name__ if e is not None else str(context.get("message", "?"))[:60]] += 1
+
+    asyncio.get_running_loop().set_exception_handler(handler)
+
+
 async def _run(spec: Spec) -> dict[str, Any]:
+    errors: Counter[str] = Counter()
+    _quiet_transport_errors(errors)
+    logging.getLogger("mqtt").setLevel(logging.CRITICAL)  # paho's "failed to receive on socket" lines
     clock = WallClock()
     prof = profile(spec.profile)
     ingest = Ed25519PublicKey.from_public_bytes(spec.ingest_key)
@@ -152,6 +172,7 @@ async def _run(spec: Spec) -> dict[str, Any]:
         "pending": sum(len(c.pending) for c in cabs),
         "counters": counters_of(cabs),
         "latency_s": lat,
+        "loop_errors": dict(errors),
     }
 
 

@@ -112,8 +112,10 @@ def run(spec: node.Spec, n: int, processes: int, dsn: str, prefix: str = "FLEET"
     done = settled(dsn, 60.0)
     check = verify(made, stored(dsn, {c for c, _ in cabinets}))
     counters: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
     for r in results:
         counters.update(r["counters"])
+        errors.update(r["loop_errors"])
     lat = sorted(x for r in results for x in r["latency_s"])
     return {
         "cabinets": n,
@@ -125,6 +127,7 @@ def run(spec: node.Spec, n: int, processes: int, dsn: str, prefix: str = "FLEET"
         **check,
         "pending_at_end": sum(r["pending"] for r in results),
         "counters": dict(counters),
+        "loop_errors": dict(errors),
         "ack_p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None,
         "ack_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 1) if lat else None,
     }
