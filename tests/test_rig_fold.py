@@ -37,6 +37,14 @@ def test_a_second_raise_while_open_is_not_a_new_interval():
     assert got == [AlarmInterval("climate.flood", "critical", 10, 20, None, "water")]
 
 
+def test_a_latched_alarm_ends_at_its_acknowledgement_not_when_its_condition_goes():
+    raised = AlarmEvent("climate.flood", "dio.flood", "critical", "raised", "active", "water", 10).to_dict()
+    gone = AlarmEvent("climate.flood", "dio.flood", "critical", "cleared", "latched", "water", 20).to_dict()
+    ack = AlarmEvent("climate.flood", "dio.flood", "critical", "acknowledged", "cleared", "water", 30).to_dict()
+    assert alarm_intervals([raised, gone, ack]) == [AlarmInterval("climate.flood", "critical", 10, 30, 30, "water")]
+    assert alarm_intervals([raised, gone]) == [AlarmInterval("climate.flood", "critical", 10, None, None, "water")]
+
+
 def test_quality_changes_only():
     got = quality_changes([("a", 3, "bad"), ("a", 1, "good"), ("a", 2, "good"), ("b", 1, "stale"), ("a", 4, "good")])
     assert got == {"a": [(1, "good"), (3, "bad"), (4, "good")], "b": [(1, "stale")]}

@@ -76,12 +76,16 @@ def test_a_run_is_judged_reported_and_written_as_junit(tmp_path: Path, capsys: p
     assert "built-to-fail" in html and html.count("<img") >= 5
 
 
-def test_actions_the_runner_cannot_do_are_refused_before_anything_starts(tmp_path: Path) -> None:
-    sc = tmp_path / "clock.toml"
+def test_actions_the_runner_cannot_do_are_refused_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = tmp_path / "ota.toml"
     sc.write_text(
-        SCENARIO.replace('duration = "5m"', 'duration = "5m"\n') + '\n[[action]]\nat = "0s"\nkind = "clock_unset"\n'
+        SCENARIO.replace('duration = "5m"', 'duration = "5m"\nuplink = true\n')
+        + '\n[[action]]\nat = "1m"\nkind = "ota_offer"\ndeployment = "rel-1"\ntarget = "a.bundle"\n'
     )
     assert cli_main(["rig", "run", str(sc), "--report", str(tmp_path / "out")]) == 2
+    assert "cabinet-boot" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -100,8 +100,19 @@ def test_clock_times_named_actions_and_order(tmp_path):
         ("cable_cut", t03),
         ("cable_cut", t03 + 7200),
     ]
-    assert s.actions[1].message() == {"cmd": "circuit", "circuit": "segment1", "failed": 1.0}
-    assert s.actions[2].message() == {"cmd": "circuit", "circuit": "segment1", "failed": 0.0}
+    assert s.actions[1].message() == {"cmd": "circuit", "circuit": "segment1", "cut": True}
+    assert s.actions[2].message() == {"cmd": "circuit", "circuit": "segment1", "cut": False}
+
+
+def test_a_named_action_with_a_hyphen_is_found_with_its_offset(tmp_path):
+    s = load(
+        HEAD
+        + '[[action]]\nname = "door-open"\nat = "1h"\nkind = "door"\n'
+        + '[[action]]\nat = "@door-open+10m"\nkind = "door"\nopen = false\n'
+        + '[[action]]\nat = "@door-open - 5m"\nkind = "flood"\n',
+        tmp_path,
+    )
+    assert [a.t - s.start for a in s.actions] == [3300, 3600, 4200]
 
 
 def test_clock_times_across_dst():

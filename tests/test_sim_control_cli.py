@@ -66,7 +66,12 @@ def test_wait_then_faults_inputs_and_reads_take_effect(sim):
     assert r.stdout.strip() == "circuit segment1: 50% of the lamps failed, contactor stuck closed"
     st = json.loads(ctl(sim, "state", "--json").stdout)["state"]
     assert st["door_open"] is True and st["circuits"]["segment1"]["on"] is True
-    assert st["circuit_faults"]["segment1"] == {"failed": 0.5, "stuck": "closed"}
+    assert st["circuit_faults"]["segment1"] == {"failed": 0.5, "stuck": "closed", "cut": False}
+    r = ctl(sim, "circuit", "segment2", "--cut", "yes")
+    assert r.stdout.strip() == "circuit segment2: cable cut (supply present, no current)"
+    st = json.loads(ctl(sim, "state", "--json").stdout)["state"]
+    assert st["circuit_faults"]["segment2"]["cut"] is True and st["circuits"]["segment2"]["power_w"] == 0
+    assert "cable cut" in ctl(sim, "state").stdout
     assert (
         ctl(sim, "gps", "no_fix").returncode == 0
         and json.loads(ctl(sim, "--json", "state").stdout)["state"]["gps_mode"] == "no_fix"

@@ -184,6 +184,7 @@ def _segment(
         )
         or 0.0,
         luminaires=s.get("luminaires", F("int", default=0, min=0, max=10_000, help="0 = unknown")) or 0,
+        poles=_poles(s, points),
     )
     dr = number_pair(s, "dim_range", seg.dim_range, (-DIM_MAX, DIM_MAX), "value at 0 %, value at 100 %", "a != b")
     curve = s.get(
@@ -210,6 +211,19 @@ def _segment(
     if pc is not None:
         kw["power_curve"] = pc
     return dataclasses.replace(seg, **kw)
+
+
+def _poles(s: Section, points: Mapping[str, Point]) -> tuple[str, ...]:
+    """`poles`: pole_node devices in cable order from the cabinet (each with a status point)."""
+    raw = s.get("poles", F("list", default=[], help="pole_node devices in cable order")) or []
+    out = []
+    for i, pole in enumerate(raw):
+        if not isinstance(pole, str) or f"{pole}.status" not in points or pole in out:
+            why = "listed twice" if pole in out else "not an enabled pole_node device"
+            s.error(f"poles[{i}]", pole, "a pole_node device name", why)
+        else:
+            out.append(pole)
+    return tuple(out)
 
 
 def _curve(s: Section, curve: list) -> tuple[tuple[float, float], ...] | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config.climate import parse_alarms, parse_climate
+from agent.config.console import ConsoleSettings, parse_console
 from agent.config.devices import parse_device
 from agent.config.lighting import parse_lighting
 from agent.config.model import BoardInfo, Bus, Config, Device, Input, Output, Sim, Site
@@ -58,6 +59,7 @@ SECTIONS = (
     "lighting",
     "trust",
     "ota",
+    "console",
 )
 
 
@@ -121,6 +123,8 @@ def _parse(
     trust = parse_trust(issues.section("trust", raw["trust"]), base) if "trust" in raw else Trust()
     # [ota]: over-the-air updates (no section: the defaults; the repository comes with each offer)
     ota = parse_ota(issues.section("ota", raw["ota"]), base) if "ota" in raw else OtaSettings()
+    # [console]: the technician's web console (no section: on, loopback only)
+    console = parse_console(issues.section("console", raw["console"]), base) if "console" in raw else ConsoleSettings()
     top = Section(issues, "", raw)
     for key in raw:
         if key not in SECTIONS:
@@ -149,6 +153,7 @@ def _parse(
         trust=trust,
         config_version=version,
         ota=ota,
+        console=console,
     )
 
 
@@ -295,3 +300,8 @@ def _check_sim_refs(
             ref = getattr(c, attr)
             if ref is not None and ref not in devices:
                 issues.add("sim", f"circuits[{i}].{attr}", ref, ", ".join(devices) or "no devices", "no such device")
+        nodes = sorted(n for n, d in devices.items() if d.profile_name == "pole_node")
+        for j, pole in enumerate(c.poles):
+            if pole not in nodes or c.poles.index(pole) != j:
+                why = "not a pole_node device" if pole not in nodes else "listed twice"
+                issues.add("sim", f"circuits[{i}].poles[{j}]", pole, ", ".join(nodes) or "no pole_node devices", why)

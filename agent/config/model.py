@@ -116,6 +116,16 @@ class SimCircuit:
     meter: str | None = None  # meter device name
     dali: str | None = None  # DALI gateway device name
     phases: int = 1
+    poles: tuple[str, ...] = ()  # pole_node devices on the circuit, in cable order from the cabinet
+
+
+@dataclass(frozen=True)
+class SimWeather:
+    """[sim.weather]: outdoor curves, points (seconds after the start, value); () = the plant's day curve."""
+
+    temperature: tuple[tuple[float, float], ...] = ()  # °C
+    humidity: tuple[tuple[float, float], ...] = ()  # %RH
+    cloud: tuple[tuple[float, float], ...] = ()  # cover 0..1
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,7 @@ class Sim:
     electronics_w: float = 20.0
     contacts: Mapping[str, str] = field(default_factory=dict)  # plant contact -> "pin:<name>" or "<device>.<point>"
     script: tuple[tuple[float, Mapping[str, Any]], ...] = ()  # (sim seconds after start, control command)
+    weather: SimWeather | None = None  # [sim.weather]; None: the plant's own day curve
 
 
 @dataclass(frozen=True)
@@ -196,6 +207,7 @@ class Config:
     trust: Any = None  # agent.wire.commands.Trust: operator keys for signed commands ([trust])
     config_version: int = 0  # [cabinet] config_version: remote configuration version (docs/commands.md)
     ota: Any = None  # agent.config.ota.OtaSettings ([ota], docs/ota.md)
+    console: Any = None  # agent.config.console.ConsoleSettings ([console], docs/console.md)
 
     def points(self) -> list[Point]:
         out = [p for d in self.devices.values() for p in d.points.values()]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from agent.config.model import Sim, SimCircuit
+from agent.config.model import Sim, SimCircuit, SimWeather
 from agent.config.schema import NAME_RE, F, Section, key_name, or_default
 
 FAULT_KINDS = ("silent", "garbage", "crc", "wrong_unit", "short", "slow", "exception")
@@ -27,8 +28,14 @@ SCRIPT_CMDS = {  # control command -> required keys (besides at_s and cmd)
     "set": ("input", "value"),
     "gps": ("mode",),
     "circuit": ("circuit",),
+    "pole": ("pole",),
 }
-SCRIPT_OPTIONAL = {"fault": ("delay_ms", "exception_code", "every"), "refuse": ("on",), "circuit": ("failed", "stuck")}
+SCRIPT_OPTIONAL = {
+    "fault": ("delay_ms", "exception_code", "every"),
+    "refuse": ("on",),
+    "circuit": ("failed", "stuck", "cut"),
+    "pole": ("lamp", "driver_fault", "cut_after", "tilt", "door", "lux"),
+}
 SCRIPT_FIELDS = {  # every key a step may have: its type and range (what the simulator's command takes)
     "at_s": F("number", min=0, help="simulated seconds after the simulator starts"),
     "cmd": F("str", choices=tuple(SCRIPT_CMDS)),
@@ -47,7 +54,54 @@ SCRIPT_FIELDS = {  # every key a step may have: its type and range (what the sim
     "stuck": F(
         "str", choices=("closed", "open", "none"), help="a welded (closed) or jammed (open) contactor; none: repaired"
     ),
+    "cut": F("bool", help="the circuit's cable cut (no current, supply present); false: mended"),
+    "pole": F("str", help="a pole_node device of a [[sim.circuits]] poles list"),
+    "lamp": F("str", choices=("ok", "failed"), help="the pole's lamp"),
+    "driver_fault": F("bool", help="the pole's driver draws current but gives little light"),
+    "cut_after": F("bool", help="the cable cut right after this pole; false: mended"),
+    "tilt": F("number", min=0, max=90, help="the pole's tilt from vertical (°)"),
+    "door": F("bool", help="the pole-base door open"),
+    "lux": F("number", min=0, max=200_000, help="the pole's own lux (lx)"),
 }
+WEATHER_CURVES = {"temperature": (-50.0, 70.0, "°C"), "humidity": (0.0, 100.0, "%RH"), "cloud": (0.0, 1.0, "cover")}
+
+
+def _parse_weather(s: Section) -> SimWeather | None:
+    """[sim.weather]: each of temperature, humidity, cloud a list of [seconds after the start, value]
+    in increasing time (cloud also one number)."""
+    raw = s.get("weather", F("table", default=None))
+    if raw is None:
+        return None
+    curves: dict[str, tuple[tuple[float, float], ...]] = {}
+    for key, v in raw.items():
+        where = f"weather.{key_name(key)}"
+        if key not in WEATHER_CURVES:
+            s.error(where, v, ", ".join(WEATHER_CURVES), "unknown key")
+            continue
+        lo, hi, unit = WEATHER_CURVES[key]
+        allowed = f"[[seconds after the start, value {lo:g}..{hi:g} {unit}], ...] in increasing time"
+        if key == "cloud" and _number(v):
+            v = [[0, v]]
+        if not isinstance(v, list) or not v or not all(isinstance(p, list) and len(p) == 2 for p in v):
+            s.error(where, v, allowed, "expected a list of [seconds, value] pairs")
+            continue
+        bad = next(
+            (
+                i
+                for i, (t, x) in enumerate(v)
+                if not (_number(t) and _number(x) and t >= 0 and lo <= x <= hi) or (i and t <= v[i - 1][0])
+            ),
+            None,
+        )
+        if bad is not None:
+            s.error(f"{where}[{bad}]", v[bad], allowed, "out of range or not after the previous point")
+            continue
+        curves[key] = tuple((float(t), float(x)) for t, x in v)
+    return SimWeather(**curves)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _parse_script(
@@ -93,6 +147,8 @@ def _script_ref(
 ) -> tuple[str, str, str] | None:
     """(key, allowed, message) of the first reference in a script step to nothing configured, else None."""
     cmd = step["cmd"]
+    if devices is not None and cmd == "pole" and step["pole"] not in devices:
+        return "pole", ", ".join(sorted(devices)) or "no devices", "no such device"
     if devices is not None and "device" in step and step["device"] not in devices:
         return "device", ", ".join(sorted(devices)) or "no devices", "no such device"
     if cmd in ("vanish", "restore", "refuse") and buses is not None:
@@ -150,9 +206,11 @@ def parse_sim(s: Section, devices: frozenset[str] | None = None, buses: Mapping[
                 meter=cs.get("meter", F("str", default=None)),
                 dali=cs.get("dali", F("str", default=None)),
                 phases=cs.get("phases", F("int", default=1, choices=(1, 3))) or 1,
+                poles=tuple(cs.get("poles", F("list", default=[], help="pole_node devices in cable order")) or ()),
             )
         )
         cs.finish()
     script = _parse_script(s, devices, buses, frozenset(n for n in names if n))
+    weather = _parse_weather(s)
     s.finish()
-    return dataclasses.replace(sim, circuits=tuple(circuits), contacts=dict(contacts), script=script)
+    return dataclasses.replace(sim, circuits=tuple(circuits), contacts=dict(contacts), script=script, weather=weather)

@@ -120,7 +120,13 @@ def virtual_clock() -> Clock | None:
         return None
     from boards.sim.vtime.loop import VirtualClock, install  # deferred: only under a rig
 
-    return VirtualClock(install())
+    clock = VirtualClock(install())
+    unset = os.environ.get("VTIME_CLOCK_UNSET_UNTIL")  # a rig's clock_unset (boards/sim/unset_clock.py)
+    if unset:
+        from boards.sim.unset_clock import UnsetUntil, parse_until
+
+        return UnsetUntil(clock, parse_until(unset))
+    return clock
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

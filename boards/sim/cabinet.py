@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from boards.sim import commands
+from boards.sim import commands, poles
 from boards.sim.bindings import Binding, ClimateBinding, DaliBinding, LuxBinding, MeterBinding, RelayBinding
 from boards.sim.faults import Fault, FaultKind, FaultTable
 from boards.sim.line import RtuLine
 from boards.sim.nmea_out import NmeaWriter
 from boards.sim.plant import Cabinet as PlantCabinet
-from boards.sim.plant import Circuit, Plant, Site
+from boards.sim.plant import Circuit, Plant, Site, Weather
 from boards.sim.store import RegisterStore
 from boards.sim.tcp import TcpEndpoint
 from drivers import profiles
@@ -60,6 +60,18 @@ def device_profile(dev: Any) -> DeviceProfile:
     return DeviceProfile(full.name, points, dev.profile.limits, full.line, full.description, full.config)
 
 
+def plant_weather(w: Any, start: float) -> Weather | None:
+    """The plant's weather from the config's [sim.weather] (curves in seconds after the
+    start, made wall times here); None: the plant's own day curve."""
+    if w is None:
+        return None
+
+    def curve(points: Any) -> tuple[tuple[float, float], ...]:
+        return tuple((start + float(t), float(v)) for t, v in points or ())
+
+    return Weather(temperature=curve(w.temperature), humidity=curve(w.humidity), cloud_cover=curve(w.cloud))
+
+
 def start_time(text: str, now: float) -> float:
     return now if text == "now" else dt.datetime.fromisoformat(text).timestamp()
 
@@ -73,11 +85,13 @@ class SimCabinet:
         self.site = Site(s.latitude, s.longitude, s.elevation, s.timezone)
         sim = config.sim
         dali_circuits = {c.dali for c in sim.circuits if c.dali}
+        start = clock.now()
         self.plant = Plant(
             self.site,
             [Circuit(c.name, c.load_w, c.phases, dimmable=c.dali is not None) for c in sim.circuits],
             seed=sim.seed,
-            start=clock.now(),
+            start=start,
+            weather=plant_weather(getattr(sim, "weather", None), start),
             cabinet=PlantCabinet(electronics_w=sim.electronics_w),
         )
         self.stores: dict[str, RegisterStore] = {}
@@ -94,7 +108,11 @@ class SimCabinet:
         self._script: asyncio.Task | None = None
         self.script_done = 0
         self._where: dict[str, Any] = {}
+        self.poles = poles.segments(config, self._ms())  # circuit -> its simulated pole nodes
+        pole_names = {p.name for seg in self.poles.values() for p in seg.poles}
         for name, dev in config.devices.items():
+            if name in pole_names:
+                continue  # served by the firmware's own logic (boards/sim/poles.py), not a store
             bus = config.buses[dev.bus]
             line = LineDefaults(bus.baudrate, bus.parity, bus.stopbits) if bus.kind == "rtu" else None
             profile = device_profile(dev)
@@ -107,6 +125,10 @@ class SimCabinet:
         self.refresh()
 
     # wiring ---------------------------------------------------------------------
+    def _ms(self) -> int:
+        """The pole nodes' millisecond clock: the simulated monotonic time."""
+        return int(self.clock.monotonic() * 1000)
+
     def _writer(self, binding: Binding) -> Callable[[str, Any], None]:
         def on_write(key: str, value: Any) -> None:
             binding.on_write(self.plant, key, value)
@@ -163,6 +185,8 @@ class SimCabinet:
         """Step the plant to the clock and show it in every register and pin."""
         self._pin_outputs()
         self.plant.step(self.clock.now())
+        for seg in self.poles.values():
+            seg.step(self.plant, self._ms())
         for name, binding in self.bindings.items():
             values = binding.values(self.plant)
             if values:
@@ -183,7 +207,9 @@ class SimCabinet:
         self.dir.mkdir(parents=True, exist_ok=True)
         buses: dict[str, list[Any]] = {}
         for name, bus in self.config.buses.items():
-            units = {d.unit: self.stores[n] for n, d in self.config.devices.items() if d.bus == name}
+            units = {
+                d.unit: self.stores[n] for n, d in self.config.devices.items() if d.bus == name and n in self.stores
+            }
             if bus.kind == "rtu":
                 line = RtuLine(
                     self.dir / f"{name}.tty",
@@ -193,6 +219,7 @@ class SimCabinet:
                     stopbits=bus.stopbits,
                     faults=self.faults[name],
                     seed=self.config.sim.seed,
+                    nodes=poles.nodes_on(self.poles, self.config, name, self._ms),
                 )
                 await line.start()
                 self.lines[name] = line
@@ -305,11 +332,12 @@ class SimCabinet:
             "lines": {n: dict(line.stats) for n, line in self.lines.items()},
             "tcp": {n: dict(ep.stats) for n, ep in self.endpoints.items()},
             "gps_mode": self.gps_faults.mode,
+            "poles": {c: seg.state() for c, seg in self.poles.items()},
             "faults": self._faults_now(),
             "circuit_faults": {
-                c: {"failed": p.failed_share(c), "stuck": p.stuck(c)}
+                c: {"failed": p.failed_share(c), "stuck": p.stuck(c), "cut": p.cable_cut(c)}
                 for c in p.circuits
-                if p.failed_share(c) or p.stuck(c)
+                if p.failed_share(c) or p.stuck(c) or p.cable_cut(c)
             },
         }
 

@@ -12,7 +12,8 @@ reference with units and effects):
     refuse   bus (TCP) [, on]                                   the endpoint refuses connections
     set      input, value (bool)                                 a plant input (door, flood, mains ...)
     gps      mode                                               the GPS receiver's behaviour
-    circuit  circuit [, failed, stuck]                          dead lamps, a stuck contactor
+    circuit  circuit [, failed, stuck, cut]                     dead lamps, a stuck contactor, a cut cable
+    pole     pole [, lamp, driver_fault, cut_after, tilt, door, lux]  a pole node's plant (boards/sim/poles.py)
     state    -                                                  nothing; the reply has the plant state
     read     device                                             nothing; the reply has its registers' values
     endpoints -                                                 nothing; the reply has where every bus is
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 from boards.sim.faults import FaultKind
 from boards.sim.line import RtuLine
 from boards.sim.plant import Plant
+from boards.sim.poles import LAMPS, POLE_KEYS, PoleSegment, apply, find, values
 from boards.sim.store import RegisterStore
 from boards.sim.tcp import TcpEndpoint
 
@@ -54,6 +56,8 @@ class SimCabinet(Protocol):
     def lines(self) -> dict[str, RtuLine]: ...
     @property
     def endpoints(self) -> dict[str, TcpEndpoint]: ...
+    @property
+    def poles(self) -> dict[str, PoleSegment]: ...
     def refresh(self) -> None: ...
     def device_fault(self, device: str, kind: str | FaultKind | None, **kw: Any) -> None: ...
     def vanish(self, bus: str) -> None: ...
@@ -89,7 +93,8 @@ KEYS = {  # message -> (required keys, optional keys)
     "refuse": (("bus",), ("on",)),
     "set": (("input", "value"), ()),
     "gps": (("mode",), ()),
-    "circuit": (("circuit",), ("failed", "stuck")),
+    "circuit": (("circuit",), ("failed", "stuck", "cut")),
+    "pole": (("pole",), POLE_KEYS),
     "state": ((), ()),
     "read": (("device",), ()),
     "endpoints": ((), ()),
@@ -205,13 +210,15 @@ async def run(cab: SimCabinet, req: Any) -> dict[str, Any]:
         return {"done": f"GPS: {mode}"}
     if cmd == "circuit":
         return {"done": _circuit(cab, req)}
+    if cmd == "pole":
+        return {"done": _pole(cab, req)}
     if cmd == "read":
         name, where = _device(cab, req)
         dev = cab.config.devices[name]
         return {
             "done": f"{where}: {dev.profile_name}",
             "device": {"name": name, "bus": dev.bus, "unit": dev.unit, "profile": dev.profile_name},
-            "values": cab.stores[name].values(),
+            "values": cab.stores[name].values() if name in cab.stores else values(cab.poles, name),
         }
     if cmd == "endpoints":
         return {"done": "endpoints", "endpoints": cab.endpoints_info()}
@@ -224,6 +231,7 @@ def _circuit(cab: SimCabinet, req: Mapping[str, Any]) -> str:
     stuck = req.get("stuck", "unchanged")
     if "stuck" in req and stuck not in STUCK:
         raise CommandError(f'\'stuck\' must be "closed", "open", "none" or null, got {stuck!r}')
+    cut = _bool(req, "cut") if "cut" in req else None
     done = []
     if failed is not None:
         cab.plant.fail_lamps(name, float(failed))
@@ -232,5 +240,28 @@ def _circuit(cab: SimCabinet, req: Mapping[str, Any]) -> str:
         repaired = stuck in (None, "none")
         cab.plant.stick_contactor(name, None if repaired else stuck == "closed")
         done.append("contactor repaired" if repaired else f"contactor stuck {stuck}")
+    if cut is not None:
+        cab.plant.cut_cable(name, cut)
+        done.append("cable cut (supply present, no current)" if cut else "cable mended")
     cab.refresh()
     return f"circuit {name}: " + (", ".join(done) or "unchanged")
+
+
+def _pole(cab: SimCabinet, req: Mapping[str, Any]) -> str:
+    try:
+        seg, index = find(cab.poles, req["pole"])
+    except KeyError as e:
+        raise CommandError(str(e.args[0])) from None
+    values: dict[str, object] = {}
+    if "lamp" in req:
+        values["lamp"] = _str(req, "lamp", LAMPS, "lamp state")
+    for key in ("driver_fault", "cut_after", "door"):
+        if key in req:
+            values[key] = _bool(req, key)
+    if "tilt" in req:
+        values["tilt"] = _number(req, "tilt", 0.0, 90.0)
+    if "lux" in req:
+        values["lux"] = "site" if req["lux"] == "site" else _number(req, "lux", 0.0, 200_000.0)
+    done = apply(seg, index, values)
+    cab.refresh()
+    return done

@@ -125,8 +125,10 @@ class RtuLine:
         turnaround_ms: float = 2.0,
         check_baud: bool = True,
         seed: int | None = None,
+        nodes: Mapping[int, Callable[[bytes], bytes | None]] | None = None,
     ) -> None:
         _check_settings(devices, parity, stopbits)
+        self.nodes = dict(nodes or {})  # unit -> a device that is its own frame handler (boards/sim/poles.py)
         self.link = Path(link)
         self.devices = dict(devices)
         self.baudrate = int(baudrate)
@@ -306,7 +308,7 @@ class RtuLine:
             if data[1] in WRITE_FCS:
                 self._spawn(self._broadcast(data))
             return
-        if unit not in self.devices:
+        if unit not in self.devices and unit not in self.nodes:
             self.stats["silent_unknown_unit"] += 1
             return
         self._active = True
@@ -328,6 +330,8 @@ class RtuLine:
             code = check_request(self.devices[unit], data[1:-2])
             if code is None:
                 await self._device.ask(with_crc(bytes((unit,)) + data[1:-2]))
+        for node in self.nodes.values():
+            node(data)
 
     async def _transact(self, frame: Frame) -> None:
         assert self._loop is not None
@@ -345,6 +349,8 @@ class RtuLine:
                 reply = None
             elif fault is not None and fault.kind is FaultKind.EXCEPTION:
                 reply = exception_frame(unit, fc, fault.exception_code)
+            elif unit in self.nodes:
+                reply = self.nodes[unit](data)
             else:
                 code = check_request(self.devices[unit], pdu)
                 if code is not None:

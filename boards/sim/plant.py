@@ -20,6 +20,9 @@ The model, and what it simplifies:
   noon (astral `noon`/`sunrise` per local date in the site's time zone). RH runs
   opposite: mean_rh + swing_rh when coldest, mean_rh - swing_rh when warmest.
   Optional day-to-day offset of the mean (gaussian, seeded per local date).
+  Weather curves (`Weather.temperature`, `.humidity`, `.cloud_cover`: points (wall time,
+  value) joined by straight lines, flat before the first and after the last) replace
+  the day curve of what they give: a rig scenario's [weather] (docs/rig.md).
 * Cabinet temperature, first order, solved exactly per sub-step (stable for any step):
   C dT/dt = P_elec + P_heater + P_solar - G (T - T_amb), G = G_wall (+ G_fan if the fan
   runs) (+ G_door if the door is open); P_solar = solar_gain_w * max(0, sin h) *
@@ -40,7 +43,8 @@ The model, and what it simplifies:
   level/100 (driver losses give the floor), 0 at level 0; PF drops with dimming
   (pf - 0.15 * (1 - level/100)). Current = P_phase / (V * PF). Reactive power is
   reported positive. Energy integrates P exactly (inputs are constant within a step).
-  Mains off -> 0 V, 0 Hz, no current. Counters start at 0 (`set_energy` for others).
+  Mains off -> 0 V, 0 Hz, no current. A cut cable (`cut_cable`) -> the supply voltage
+  as before, no current. Counters start at 0 (`set_energy` for others).
 * Sub-steps of at most `SUBSTEP_S` = 10 s; a jump longer than `MAX_CATCHUP_S` (2 days,
   e.g. a clock set by GPS) simulates only its last 2 days of weather and cabinet
   climate but counts energy and battery time over all of it.
@@ -49,6 +53,7 @@ The model, and what it simplifies:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import random
 from collections.abc import Sequence
@@ -93,6 +98,9 @@ class Circuit:
     dimmable: bool = False
 
 
+Curve = tuple[tuple[float, float], ...]  # (wall time, value), times increasing
+
+
 @dataclass(frozen=True)
 class Weather:
     mean_c: float = 12.0
@@ -101,6 +109,28 @@ class Weather:
     swing_rh: float = 15.0  # RH = mean_rh -+ swing_rh (high when cold)
     cloud: float = 0.0  # cloud cover 0 (clear) .. 1 (overcast)
     day_to_day_c: float = 0.0  # std dev of a per-day offset of the mean (seeded)
+    temperature: Curve = ()  # outdoor °C over time; () = the day curve above
+    humidity: Curve = ()  # outdoor %RH over time; () = the day curve above
+    cloud_cover: Curve = ()  # cloud cover over time; () = `cloud`
+
+    def __post_init__(self) -> None:
+        for name, lo, hi in (("temperature", -90.0, 90.0), ("humidity", 0.0, 100.0), ("cloud_cover", 0.0, 1.0)):
+            pts = getattr(self, name)
+            for i, (t, v) in enumerate(pts):
+                if not (math.isfinite(t) and math.isfinite(v) and lo <= v <= hi):
+                    raise ValueError(f"weather {name}[{i}] = ({t}, {v}): a finite time and a value {lo:g}..{hi:g}")
+                if i and t <= pts[i - 1][0]:
+                    raise ValueError(f"weather {name}[{i}]: time {t} not after the previous point's")
+
+
+def curve_at(points: Curve, t: float) -> float:
+    """The value of a curve at t: straight lines between its points, flat outside them."""
+    if t <= points[0][0]:
+        return points[0][1]
+    for (t0, v0), (t1, v1) in itertools.pairwise(points):
+        if t <= t1:
+            return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+    return points[-1][1]
 
 
 @dataclass(frozen=True)
@@ -205,6 +235,7 @@ class Plant:
         self._kwh: dict[str, float] = {}
         self._failed: dict[str, float] = {}  # fraction of a circuit's lamps that are dead
         self._stuck: dict[str, bool] = {}  # contactor welded closed (True) or jammed open (False)
+        self._cut: set[str] = set()  # the cable behind the meter cut: supply there, no current
         for c in circuits:
             if c.name in self._circuits:
                 raise ValueError(f"circuit {c.name!r} is defined twice")
@@ -271,6 +302,22 @@ class Plant:
         else:
             self._stuck[name] = bool(closed)
 
+    def cut_cable(self, name: str, cut: bool) -> None:
+        """Fault injection: the circuit's cable is cut downstream of its meter (copper theft):
+        the contactor and the supply voltage are as before, but no current flows, at any
+        level. Unlike `fail_lamps(name, 1.0)` it keeps the lamp failures it had for after
+        the repair (`cut=False`); unlike a contactor stuck open the relay still switches."""
+        self._circuit(name)
+        if cut:
+            self._cut.add(name)
+        else:
+            self._cut.discard(name)
+
+    def cable_cut(self, name: str) -> bool:
+        """Is the circuit's cable cut (cut_cable)?"""
+        self._circuit(name)
+        return name in self._cut
+
     def failed_share(self, name: str) -> float:
         """The share of the circuit's lamps made to fail (fail_lamps), 0..1."""
         self._circuit(name)
@@ -316,7 +363,7 @@ class Plant:
     def circuit_power_w(self, name: str) -> float:
         """Active power drawn by a segment now (0 when off or without mains)."""
         c = self._circuit(name)
-        if not (self.circuit_on(name) and self.mains_ok):
+        if not (self.circuit_on(name) and self.mains_ok) or name in self._cut:
             return 0.0
         load = c.load_w * (1.0 - self._failed.get(name, 0.0))
         if not c.dimmable:
@@ -391,7 +438,7 @@ class Plant:
 
     def _heat_and_conductance(self) -> tuple[float, float]:
         cab = self.cabinet
-        sun = max(0.0, math.sin(math.radians(self.solar_elevation))) * cloud_factor(self.weather.cloud)
+        sun = max(0.0, math.sin(math.radians(self.solar_elevation))) * cloud_factor(self.cloud)
         p = cab.electronics_w + cab.solar_gain_w * sun + (cab.heater_w if self.heater_on and self.mains_ok else 0.0)
         fan = self.fan_on and not self.fan_failed
         g = cab.wall_w_per_k + (cab.fan_w_per_k if fan else 0.0) + (cab.door_w_per_k if self.door_open else 0.0)
@@ -402,10 +449,13 @@ class Plant:
         when = dt.datetime.fromtimestamp(t, dt.UTC)
         self.solar_elevation = elevation(self._obs, when)
         w = self.weather
-        self.lux = max(NIGHT_LUX, clear_sky_lux(self.solar_elevation) * cloud_factor(w.cloud))
+        self.cloud = curve_at(w.cloud_cover, t) if w.cloud_cover else w.cloud
+        self.lux = max(NIGHT_LUX, clear_sky_lux(self.solar_elevation) * cloud_factor(self.cloud))
         warmth, offset = self._warmth(t, when.astimezone(self._tz).date())
-        self.ambient_c = w.mean_c + offset + w.swing_c * (2.0 * warmth - 1.0)
-        self.ambient_rh = min(100.0, max(3.0, w.mean_rh + w.swing_rh * (1.0 - 2.0 * warmth)))
+        day_c = w.mean_c + offset + w.swing_c * (2.0 * warmth - 1.0)
+        self.ambient_c = curve_at(w.temperature, t) if w.temperature else day_c
+        day_rh = w.mean_rh + w.swing_rh * (1.0 - 2.0 * warmth)
+        self.ambient_rh = min(100.0, max(3.0, curve_at(w.humidity, t) if w.humidity else day_rh))
         self._amb_vp = self.ambient_rh / 100.0 * saturation_vp_hpa(self.ambient_c)
 
     def _warmth(self, t: float, day: dt.date) -> tuple[float, float]:

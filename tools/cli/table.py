@@ -190,13 +190,17 @@ def _everything(sub: Any) -> None:
     # deferred: each command's module only when the whole table is built
     from agent.runtime import entry
     from agent.runtime.entry import board_infos
+    from tools.console.cli import add_parsers as add_console
     from tools.doctor.report import add_parsers as add_doctor
+    from tools.fleet.cli import add_parsers as add_fleet
     from tools.ingest.cli import add_parser as add_ingest
     from tools.operator.commands import add_parsers as add_cmd
     from tools.ota.cli import add_parsers as add_ota
+    from tools.pole.cli import add_parsers as add_pole
     from tools.provision.cli import add_parsers as add_provision
     from tools.rig.cli import add_parsers as add_rig
     from tools.sim.control import add_parsers as add_sim_control
+    from tools.talq.cli import add_parsers as add_talq
 
     r = sub.add_parser("run", help="run the agent")
     entry.add_run_arguments(r)
@@ -218,7 +222,11 @@ def _everything(sub: Any) -> None:
     add_cmd(sub)
     add_control(sub)
     add_doctor(sub, common, data_dir_of, board_infos)
+    add_console(sub, common, data_dir_of)
     add_ota(sub)
+    add_pole(sub)
+    add_fleet(sub)
+    add_talq(sub)
     _config(sub)
 
 

@@ -353,7 +353,7 @@ _MESSAGES: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
         "circuit": a["circuit"],
         "stuck": a["stuck"],  # "none": repaired
     },
-    # a cut cable downstream of the meter: the supply stays, no lamp draws (the plant's failed share)
-    "cable_cut": lambda a: {"cmd": "circuit", "circuit": a["circuit"], "failed": 1.0 if a["cut"] else 0.0},
+    # a cut cable downstream of the meter: the supply stays, no current (the plant's own cut, not its lamps)
+    "cable_cut": lambda a: {"cmd": "circuit", "circuit": a["circuit"], "cut": a["cut"]},
     "gps": lambda a: {"cmd": "gps", "mode": a["mode"]},
 }

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from tools.rig.record import AlarmInterval, Decision, RunRecord
+from tools.rig.record import AlarmInterval, Decision, RunRecord, segment_series
 
 QUALITY_MODES = ("throughout", "sometime", "never")
 
@@ -99,12 +99,12 @@ class SegmentExpect:
     reason: str | None = None  # a prefix of the decision's reason ("failsafe:", "override", "program:evening")
     kind: str = "segment"
 
-    def _ok(self, d: Decision) -> bool:
+    def _ok(self, d: Decision, level: bool = True) -> bool:
         if d.on != self.on:
             return False
-        if self.on and self.level is not None:
-            level = 100.0 if d.level is None else d.level
-            if abs(level - self.level) > self.level_tolerance:
+        if level and self.on and self.level is not None:
+            value = 100.0 if d.level is None else d.level
+            if abs(value - self.level) > self.level_tolerance:
                 return False
         return self.reason is None or d.reason.startswith(self.reason)
 
@@ -115,12 +115,35 @@ class SegmentExpect:
             first = mine[0] if mine else None
             return self._verdict(False, f"no decision for {self.segment} by {local(r, self.window.start)}", first)
         inside = [before[-1]] + [d for d in mine if self.window.start < d.t <= self.window.end]
+        # a decision's level is the level when it was taken; a dimming step ramps after it
+        # (ramp_down_s), so the level is judged on the agent's commanded level where it reports one
+        levels = r.series.get(segment_series(self.segment, "level"))
+        by_series = bool(levels) and self.on and self.level is not None
         for d in inside:
-            if not self._ok(d):
+            if not self._ok(d, level=not by_series):
                 when = max(d.t, self.window.start)
                 return self._verdict(False, f"{self.segment} {_state(d)} ({d.reason}) at {local(r, when)}", d, when)
+        if by_series and levels:
+            bad = self._level_off(levels)
+            if bad is not None:
+                t, v = bad
+                ev = Evidence(t, {"level": v})
+                want = f"{self.level:g} ± {self.level_tolerance:g}"
+                msg = f"{self.segment} on {v:g}% (its commanded level; wanted {want}) at {local(r, t)}"
+                return Verdict(self.name, self.kind, False, msg, ev)
         d = inside[-1]
-        return self._verdict(True, f"{self.segment} {_state(d)} ({d.reason}), {len(inside)} decision(s)", d)
+        state = f"on {self.level:g}%" if by_series else _state(d)
+        return self._verdict(True, f"{self.segment} {state} ({d.reason}), {len(inside)} decision(s)", d)
+
+    def _level_off(self, levels: list[tuple[float, float | None]]) -> tuple[float, float] | None:
+        """The first (time, level) in the window off the wanted level (the one in force at its start included)."""
+        assert self.level is not None
+        at_start = [s for s in levels if s[0] <= self.window.start]
+        inside = at_start[-1:] + [s for s in levels if self.window.start < s[0] <= self.window.end]
+        for t, v in inside:
+            if v is not None and abs(v - self.level) > self.level_tolerance:
+                return max(t, self.window.start), v
+        return None
 
     def _verdict(self, ok: bool, msg: str, d: Decision | None, t: float | None = None) -> Verdict:
         ev = (

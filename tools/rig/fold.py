@@ -3,7 +3,8 @@ agent's outbox is tools.rig.collect).
 
 * `alarm_intervals`: the agent's alarm transitions (`AlarmEvent.to_dict()`, the JSON
   value of its `alarm.<id>` readings: `alarm`, `severity`, `transition` raised /
-  acknowledged / cleared, `t`, `message`) -> one interval per raise;
+  acknowledged / cleared, `state` after it, `t`, `message`) -> one interval per raise,
+  ending when the state is "cleared" (a latching alarm: at its acknowledgement);
 * `quality_changes`: readings (point, t, quality) -> the changes only, per point;
 * `deliveries`: readings produced by the agent (point, t) and rows at the ingest
   (point, t) -> per point produced, delivered and duplicates (a row seen twice);
@@ -35,7 +36,10 @@ def alarm_intervals(transitions: Iterable[Mapping[str, Any]]) -> list[AlarmInter
             open_[aid] = cur
         if kind == "acknowledged" and cur["acked"] is None:
             cur["acked"] = t
-        elif kind == "cleared":
+        # the alarm ends when its state is "cleared": a latching alarm whose condition went
+        # away is "cleared" with state "latched" and ends at its acknowledgement
+        ends = tr["state"] == "cleared" if "state" in tr else kind == "cleared"
+        if ends:
             cur["cleared"] = t
             done.append(open_.pop(aid))
     done.extend(open_.values())

@@ -119,14 +119,32 @@ class TimeContext:
             except ValueError:
                 raise TimeError(f"not an ISO date-time with offset: {v!r}") from None
         m = _SPEC.fullmatch(v)
-        if m is None:
+        named = self._named(v.strip())
+        if named is not None:  # "@ingest-down+1m": a name may have a "-" of its own
+            base, sign, offset = named
+        elif m is None:
             raise TimeError(f"not a time: expected {TIME_HELP}")
-        base, sign, offset = m.groups()
+        else:
+            base, sign, offset = m.groups()
         t = self._base(base)
         if sign:
             d = parse_duration(offset)
             t = t + d if sign == "+" else t - d
         return t
+
+    def _named(self, v: str) -> tuple[str, str | None, str | None] | None:
+        """(base, sign, offset) of "@name[+-duration]" for the longest action name it starts with."""
+        if not v.startswith("@"):
+            return None
+        for name in sorted({*self.actions, *self.broken}, key=len, reverse=True):
+            rest = v[1:]
+            if rest.startswith(name):
+                tail = rest[len(name) :].strip()
+                if not tail:
+                    return "@" + name, None, None
+                if tail[0] in "+-":
+                    return "@" + name, tail[0], tail[1:].strip()
+        return None
 
     def _base(self, base: str) -> float:
         if base == "start":

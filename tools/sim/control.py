@@ -5,7 +5,7 @@
     cabinet sim-control vanish BUS | restore BUS | refuse BUS [--off]
     cabinet sim-control set INPUT true|false
     cabinet sim-control gps MODE
-    cabinet sim-control circuit NAME [--failed SHARE] [--stuck closed|open|none]
+    cabinet sim-control circuit NAME [--failed SHARE] [--stuck closed|open|none] [--cut true|false]
     cabinet sim-control state | read DEVICE | endpoints
 
 The simulator (`cabinet sim`, or the one `cabinet run` starts without a config)
@@ -150,13 +150,16 @@ def add_parsers(sub: Any) -> None:
         type=_choice(GPS_MODES, "GPS mode"),
         help="one of: " + "; ".join(f"{k} ({v})" for k, v in GPS_MODES.items()),
     )
-    p = msg("circuit", "lamp failures and stuck contactors of a lighting circuit")
+    p = msg("circuit", "lamp failures, stuck contactors and a cut cable of a lighting circuit")
     p.add_argument("circuit", help="a [[sim.circuits]] name, e.g. segment1")
     p.add_argument("--failed", type=_share, help="share 0..1 of the circuit's lamps that draw nothing (0 = repaired)")
     p.add_argument(
         "--stuck",
         choices=("closed", "open", "none"),
         help="the contactor stays closed (welded) or open (jammed) whatever its relay does; none = repaired",
+    )
+    p.add_argument(
+        "--cut", type=_bool, help="true: the cable is cut (no current, the supply still there); false: mended"
     )
     msg("state", "show the plant: light, temperatures, inputs, circuits, injected faults, line counters")
     msg("read", "show every register value of a device: its points and configuration registers").add_argument(
@@ -190,6 +193,8 @@ def request(args: argparse.Namespace) -> dict[str, Any]:
             req["failed"] = args.failed
         if args.stuck is not None:
             req["stuck"] = None if args.stuck == "none" else args.stuck
+        if args.cut is not None:
+            req["cut"] = args.cut
         return req
     return {"cmd": m}
 
@@ -293,6 +298,7 @@ def _state(st: dict[str, Any]) -> str:
         if extra:
             parts = [f"{extra['failed']:.0%} lamps failed"] if extra.get("failed") else []
             parts += [f"contactor stuck {extra['stuck']}"] if extra.get("stuck") else []
+            parts += ["cable cut"] if extra.get("cut") else []
             note = " (" + ", ".join(parts) + ")"
         lines.append(f"circuit     {name}: {_onoff(c.get('on'))}, {c.get('power_w', 0):.0f} W{note}")
     faults = st.get("faults", {})

@@ -44,6 +44,7 @@ from agent.control.lighting.model import Decision, Event, LightingConfig, Lighti
 from agent.control.lighting.monitor import Monitor
 from agent.control.lighting.overrides import Override, Overrides
 from agent.control.lighting.photocell import Photocell
+from agent.control.lighting.poles import PoleWatch
 from agent.control.lighting.programs import BoostState, Outcome, PhotocellView, Program, Schedule
 from agent.control.lighting.timing import LocalDay, utc_seconds
 
@@ -68,6 +69,7 @@ class LightingController:
         self.overrides = Overrides(names, settings.override_expiry_s)
         self._act = {s.name: SegmentActuation(s, settings.actuation) for s in settings.segments}
         self._mon = {s.name: Monitor(s, settings.actuation, settings.failure) for s in settings.segments}
+        self._poles = {s.name: PoleWatch(s, settings.failure) for s in settings.segments if s.poles}
         self._boosts = {p.name: BoostState(p.boost) for p in settings.programs.values() if p.boost}
         self._decisions: dict[str, Decision] = {}
         self._conditions = LightingConditions()
@@ -304,8 +306,15 @@ class LightingController:
     ) -> None:
         """Failure detection (at steady state only) and accounting, from the segment's meter."""
         flipped = mon.judge(mono, d.on, act.level, act.steady(mono), image)
+        watch = self._poles.get(name)
+        if flipped and watch is not None and watch.tail is not None:  # silent poles: the cable alarm tells it
+            flipped = [k for k in flipped if k != "lamp_failure" or not mon.checks[k].active]
         if flipped:
             self._conditions.judged(changed, name, mon, flipped)
+        if watch is not None:
+            exp = mon.seg.expected_at(act.level) if d.on else 0.0
+            for cid, severity, active, msg in watch.judge(mono, d.on, act.steady(mono), image, mon.power, exp):
+                self._conditions.set(changed, cid, severity, active, msg, name)
         mon.account(mono, t, d.on, act.switched and d.on, image)
         if mon.notes:
             for note in mon.notes:

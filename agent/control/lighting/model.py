@@ -41,6 +41,7 @@ class Segment:
     expected_w: float = 0.0  # power at 100 % (0: no power-based failure detection)
     luminaires: int = 0  # number of luminaires (0: unknown; lamp failure then uses the tolerance)
     power_curve: tuple[tuple[float, float], ...] = ((0.0, 0.0), (100.0, 1.0))  # level % -> share of expected_w
+    poles: tuple[str, ...] = ()  # pole_node devices on the segment, in cable order (lighting/poles.py)
 
     def expected_at(self, level: float) -> float:
         """Expected power (W) at a level, from the curve by linear interpolation."""
@@ -97,6 +98,8 @@ class LightingSettings:
                 p = getattr(s, role)
                 if p:
                     out[p] = f"{s.name}.{role}"
+            for pole in s.poles:
+                out[f"{pole}.status"] = f"{s.name}.pole"
         if self.photocell:
             out[self.photocell.point] = "photocell"
         for prog in self.programs.values():
