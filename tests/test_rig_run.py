@@ -46,6 +46,10 @@ cleared_after = "@close"
 cleared_within = "1m"
 
 [[expect]]
+kind = "energy"             # the agent's accounting against what the plant drew
+tolerance = 0.1
+
+[[expect]]
 name = "built-to-fail"
 kind = "segment"
 segment = "seg1"
@@ -63,7 +67,7 @@ def test_a_run_is_judged_reported_and_written_as_junit(tmp_path: Path, capsys: p
     rc = cli_main(["rig", "run", str(sc), "--report", str(out), "--junit", str(xml)])
     text = capsys.readouterr().out
     assert rc == 1, text
-    assert "FAIL door-short: 1/2 expectations" in text and "failed built-to-fail" in text
+    assert "FAIL door-short: 2/3 expectations" in text and "failed built-to-fail" in text
     rec = record.load(out / "door-short" / "run.json")
     assert rec.exit.status == "stopped"
     [door] = [a for a in rec.alarms if a.id == "climate.door_open"]
@@ -71,7 +75,8 @@ def test_a_run_is_judged_reported_and_written_as_junit(tmp_path: Path, capsys: p
     assert [a.action for a in rec.actions] == ["door", "door"]
     assert rec.series[record.segment_series("seg1", "on")][-1][1] == 1.0  # the evening: on, so "off" failed
     suite = ET.parse(xml).getroot()
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "1", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "0")
+    assert set(rec.plant_energy_kwh) == {"seg1", "seg2", "seg3"} and rec.plant_energy_kwh["seg1"] > 0.1  # 1.8 kW, 5 min
     html = (out / "door-short" / "report.html").read_text()
     assert "built-to-fail" in html and html.count("<img") >= 5
 

@@ -328,7 +328,14 @@ class SimCabinet:
             "door_open": p.door_open,
             "flood": p.flood,
             "mains_ok": p.mains_ok,
-            "circuits": {c: {"on": p.circuit_on(c), "power_w": round(p.circuit_power_w(c), 1)} for c in p.circuits},
+            "circuits": {
+                c: {
+                    "on": p.circuit_on(c),
+                    "power_w": round(p.circuit_power_w(c), 1),
+                    "energy_kwh": round(p.circuit_energy_kwh(c), 6),
+                }
+                for c in p.circuits
+            },
             "lines": {n: dict(line.stats) for n, line in self.lines.items()},
             "tcp": {n: dict(ep.stats) for n, ep in self.endpoints.items()},
             "gps_mode": self.gps_faults.mode,

@@ -360,6 +360,11 @@ class Plant:
     def ups_battery_low(self) -> bool:
         return not self.mains_ok and self._battery_used_s >= self.cabinet.ups_low_after_s
 
+    def circuit_energy_kwh(self, name: str) -> float:
+        """Energy a segment has drawn since the start (its meter's import counter)."""
+        self._circuit(name)
+        return self._kwh[name]
+
     def circuit_power_w(self, name: str) -> float:
         """Active power drawn by a segment now (0 when off or without mains)."""
         c = self._circuit(name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -57,8 +58,7 @@ class Spec:
 async def _cabinet(cab: VirtualCabinet, spec: Spec, clock: WallClock, end: float, lat: list[float]) -> None:
     rng = random.Random(f"node:{spec.seed}:{cab.cabinet}")
     await asyncio.sleep(rng.uniform(0.0, spec.connect_spread_s))
-    first = clock.monotonic() + rng.uniform(0.0, spec.batch_s)
-    next_batch = first
+    due = [clock.monotonic() + rng.uniform(0.0, spec.batch_s)]  # the next batch (inf: the last one was made)
     sent_at: dict[int, float] = {}
     while True:
         try:
@@ -75,9 +75,8 @@ async def _cabinet(cab: VirtualCabinet, spec: Spec, clock: WallClock, end: float
                 await client.subscribe(cab.ack_topic, qos=1)
                 for msg in cab.on_connect():
                     await client.publish(cab.topic, msg, qos=1)
-                if await _session(cab, client, spec, clock, end, rng, sent_at, lat, next_batch):
+                if await _session(cab, client, spec, clock, end, rng, sent_at, lat, due):
                     return
-                next_batch = clock.monotonic() + spec.batch_s
         except aiomqtt.MqttError:
             await asyncio.sleep(rng.uniform(0.5, 2.0))  # reconnect, as the agent does (with backoff)
         if clock.monotonic() >= end + spec.drain_s:
@@ -93,9 +92,11 @@ async def _session(
     rng: random.Random,
     sent_at: dict[int, float],
     lat: list[float],
-    next_batch: float,
+    due: list[float],
 ) -> bool:
-    """One connection's life; True when the cabinet is done (ended and drained)."""
+    """One connection's life; True when the cabinet is done (ended and drained). `due[0]`: when
+    the next batch is made; at the end one last batch takes what is left (as an agent that
+    stops seals its outbox), then inf."""
 
     async def receive() -> None:
         async for message in client.messages:
@@ -112,28 +113,29 @@ async def _session(
     try:
         while True:
             now = clock.monotonic()
-            if now >= end:
-                if not cab.pending or now >= end + spec.drain_s:
-                    return True
-            elif now >= next_batch:
+            if now >= end and due[0] != math.inf:
+                due[0] = now  # the last batch: the readings up to the end
+            if now >= due[0]:
                 made = cab.batch(clock.now(), now)
-                next_batch += spec.batch_s
+                due[0] = due[0] + spec.batch_s if now < end else math.inf
                 if made is not None:
                     payload, seq = made
                     sent_at[seq] = now
                     await client.publish(cab.topic, payload, qos=1)
                     if rng.random() < spec.faults.duplicate_p and (again := cab.injected()) is not None:
                         await client.publish(cab.topic, again, qos=1)
-                    if rng.random() < spec.faults.reboot_p:
+                    if now < end and rng.random() < spec.faults.reboot_p:
                         cab.reboot()
                         return False
-                    if rng.random() < spec.faults.disconnect_p:
+                    if now < end and rng.random() < spec.faults.disconnect_p:
                         return False
+            if now >= end and (not cab.pending or now >= end + spec.drain_s):
+                return True
             for payload in cab.due_again(now, spec.ack_timeout_s):
                 await client.publish(cab.topic, payload, qos=1)
             # asleep until the next thing to do: a batch, a re-send, the end (at most 5 s: the
             # drain's check); thousands of cabinets in one loop must not wake every second
-            wake = min(next_batch, cab.next_resend(spec.ack_timeout_s), end if now < end else now + 5.0)
+            wake = min(due[0], cab.next_resend(spec.ack_timeout_s), end if now < end else now + 5.0)
             await asyncio.sleep(min(5.0, max(0.05, wake - clock.monotonic())))
     finally:
         reader.cancel()

@@ -60,6 +60,8 @@ from tools.rig.actions import Action
 from tools.rig.record import AgentExit, Injected, RunRecord
 from tools.rig.scenario import Scenario
 from tools.rig.uplink import RigUplink, UplinkError
+from tools.sim.control import NoSimulator
+from tools.sim.control import send as sim_send
 
 SLOWEST_MAX_SPEED = 20.0  # the least "as fast as possible" reaches (~100x measured): the hang budget
 VT_SOCKET = "vt.sock"
@@ -263,6 +265,7 @@ def _follow(
     clock = [a for a in sc.actions if a.kind in CLOCK_ACTIONS]
     rec.actions.extend(Injected(a.t, a.kind, dict(a.args), "the agent's virtual clock at its time") for a in clock)
     pending = [a for a in sc.actions if a.kind in RIG_ACTIONS | UPLINK_ACTIONS]
+    energy0: dict[str, float] | None = None  # the plant's energy per circuit when the agent first answered
     while True:
         if proc.poll() is not None:
             return "crashed"
@@ -273,12 +276,28 @@ def _follow(
         except (OSError, KeyError, ValueError, TypeError, AgentRefused):
             time.sleep(POLL_S)
             continue
+        if energy0 is None:
+            energy0 = plant_energy(data)
         while pending and pending[0].t <= now:
             a = pending.pop(0)
             rec.actions.append(_uplink_action(a, up, now) if a.kind in UPLINK_ACTIONS else _carry_out(a, sock, now))
         if now >= sc.end + drain or (now >= sc.end and tap.pending_before(data / "outbox.db", sc.end) == 0):
+            energy1 = plant_energy(data)
+            for seg, circuit in wiring.segment_circuits(sc).items():
+                if energy0 and energy1 and circuit in energy0 and circuit in energy1:
+                    rec.plant_energy_kwh[seg] = round(energy1[circuit] - energy0[circuit], 6)
             return "stopped"
         time.sleep(_nap(pending[0].t - now if pending else None, pace))
+
+
+def plant_energy(data: Path) -> dict[str, float] | None:
+    """Energy per circuit the simulated plant has drawn (its `state`), None if it did not answer."""
+    try:
+        reply = sim_send(data / "sim" / "control.sock", {"cmd": "state"}, wait=0.0, timeout=10.0)
+        circuits = reply["state"]["circuits"]
+        return {name: float(c["energy_kwh"]) for name, c in circuits.items()}
+    except (NoSimulator, KeyError, TypeError, ValueError):
+        return None
 
 
 def _uplink_action(a: Action, up: RigUplink | None, now: float) -> Injected:
