@@ -37,7 +37,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,7 @@ from tools.ingest.store import Store as IngestStore
 from tools.ingest.store import StoreError as IngestStoreError
 from tools.rig import collect, expect, tap, wiring
 from tools.rig.actions import Action
+from tools.rig.procs import stop_group
 from tools.rig.record import AgentExit, Injected, RunRecord
 from tools.rig.scenario import Scenario
 from tools.rig.uplink import RigUplink, UplinkError
@@ -365,16 +365,7 @@ def _coordinator(data: Path, epoch: float, speed: float | None, log_path: Path) 
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int | None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
-    return proc.returncode
+    return stop_group(proc, STOP_GRACE_S)
 
 
 def _exit_message(status: str, code: int | None) -> str:

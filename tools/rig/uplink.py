@@ -26,7 +26,6 @@ and a broker that is back is seen within the agent's few seconds of reconnect ba
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 
 from agent.uplink import keys
 from tools.rig import signed
+from tools.rig.procs import stop_group
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 20.0
@@ -207,12 +207,5 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> bool:
     if not _alive(proc):
         return False
     assert proc is not None
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
+    stop_group(proc, STOP_GRACE_S)
     return True
