@@ -19,6 +19,7 @@ from agent.wire.batch import BatchError, decode_body, encode_body
 from agent.wire.batch_v2 import INSTANTS, PER_SERIES, IndexOutside, check_indices, decode_v2, encode_v2, is_v2, peek
 from agent.wire.catalogue import PointInfo, Site, build, catalogue_id, encode, ref_of
 from agent.wire.catalogue_seal import seal_catalogue
+from tests.pgdb import fresh_database
 from tests.test_batch import READING, cabinet_readings, exact, w1_readings
 from tests.test_ingest import key
 from tools.ingest.core import IngestCore
@@ -273,34 +274,9 @@ def test_refusals_are_counted_and_nothing_is_stored(ingest, tmp_path):
     assert ingest.run(ingest.seal(v2(cat, readings("m.v", 0, 1)), 9))[0].kind == "stored"
 
 
-def postgres_dsn():
-    """A fresh database on the machine's PostgreSQL (as tests/test_ingest.py makes one)."""
-    import os
-    import uuid
-
-    try:
-        import psycopg
-    except ImportError:
-        return None, "psycopg is not installed"
-    base = os.environ.get("CABINET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        conn = psycopg.connect(base, autocommit=True, connect_timeout=3)
-    except Exception as e:  # noqa: BLE001
-        return None, f"no PostgreSQL server reachable at {base}: {e}"
-    name = f"cabinet_ingest_test_{uuid.uuid4().hex[:8]}"
-    conn.execute(f"CREATE DATABASE {name}")
-    conn.close()
-    return base.rsplit("/", 1)[0] + f"/{name}", name
-
-
-@pytest.mark.integration  # a PostgreSQL server (skipped when none is reachable)
+@pytest.mark.integration  # a PostgreSQL server (tests/pgdb.py: required under CI)
 def test_postgres_v1_v2_and_a_catalogue_change(tmp_path):
-    dsn, name = postgres_dsn()
-    if dsn is None:
-        pytest.skip(name)
-    import psycopg
-
-    try:
+    with fresh_database("cabinet_ingest_test") as dsn:
         store = Store(dsn)
         ing = Ingest(store, tmp_path)
         old, new = catalogue(["m.i", "m.v"], 1), catalogue(["a.door", "m.i", "m.v"], 2)
@@ -315,9 +291,6 @@ def test_postgres_v1_v2_and_a_catalogue_change(tmp_path):
         assert [h[2] for h in store.catalogue_history(CAB)] == [1, 2]
         assert store.stats()["catalogues"] == 2
         store.close()
-    finally:
-        with psycopg.connect(dsn.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_sqlite_schema_1_database_is_upgraded(tmp_path):

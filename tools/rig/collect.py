@@ -34,15 +34,16 @@ class CollectError(Exception):
     """The outbox could not be read (names the file and why)."""
 
 
-def readings(db: Path) -> list[Reading]:
-    """Every reading in the outbox (sealed or not), in time order (file order for equal times)."""
+def readings(db: Path, table: str = "rows") -> list[Reading]:
+    """Every reading in the outbox (sealed or not), in time order (file order for equal times);
+    `table`: the outbox's rows, or another table of the same columns (tools/rig/tap.py's copy)."""
     if not db.is_file():
         raise CollectError(f"{db}: no outbox (did the agent start?)")
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
         try:
             names = dict(conn.execute("SELECT id, name FROM points"))
-            rows = conn.execute(f"SELECT {ROW_COLUMNS} FROM rows ORDER BY t, id").fetchall()
+            rows = conn.execute(f"SELECT {ROW_COLUMNS} FROM {table} ORDER BY t, id").fetchall()
         finally:
             conn.close()
     except sqlite3.Error as e:

@@ -24,7 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from agent.model import Reading
-from agent.outbox.schema import APP_ID, MIGRATIONS, ROW_COLUMNS, to_readings
+from agent.outbox.schema import APP_ID, MIGRATIONS
+from tools.rig import collect
 from tools.rig.record import Delivery
 
 TABLE = "rig_produced"
@@ -80,15 +81,9 @@ def tapped(path: Path) -> bool:
 def produced(path: Path) -> list[Reading]:
     """Every reading the agent inserted into its tapped outbox, in time order."""
     try:
-        c = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            names = dict(c.execute("SELECT id, name FROM points"))
-            rows = c.execute(f"SELECT {ROW_COLUMNS} FROM {TABLE} ORDER BY t, id").fetchall()
-        finally:
-            c.close()
-    except sqlite3.Error as e:
-        raise TapError(f"{path}: cannot read the outbox tap: {e}") from None
-    return to_readings(names, rows)
+        return collect.readings(path, TABLE)
+    except collect.CollectError as e:
+        raise TapError(f"cannot read the outbox tap: {e}") from None
 
 
 def pending_before(path: Path, t: float) -> int:
